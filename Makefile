@@ -1,0 +1,58 @@
+SHELL := /bin/bash
+# hasidecar — see README.md. Every target works from a clean clone on a
+# machine with Go and the PostgreSQL 15 server binaries (.ci/run installs
+# them when missing).
+GO       ?= go
+BIN      := bin/hasidecar
+VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -X github.com/hasidecar/hasidecar/node.Version=$(VERSION)
+# Packages whose tests start no external process run under the race detector.
+RACE_PKGS := ./fsm/... ./config/... ./node/... ./cmd/... ./internal/...
+LAB_DIR  ?= lab
+
+.PHONY: all build test test-unit test-integration lint proto demo demo-down bench-failover bench-switchover clean
+
+all: build
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/hasidecar
+
+## test: everything CI runs: unit tests (with -race), pgctl against real
+## Postgres, and the integration suite with real processes.
+test: test-unit test-integration
+
+test-unit:
+	$(GO) test -race -count=1 -timeout 10m $(RACE_PKGS)
+	$(GO) test -count=1 -timeout 10m ./pgctl/...
+
+test-integration:
+	$(GO) test -count=1 -timeout 40m -v ./integration/... 2>&1 | tee integration.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go' ; test $${PIPESTATUS[0]} -eq 0
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+
+## proto: regenerate the committed Go code from proto/ (needs buf,
+## protoc-gen-go and protoc-gen-go-grpc on PATH; see docs/DEVELOPING.md).
+proto:
+	buf lint
+	buf generate
+
+## demo: a primary, three standbys and a witness on this machine; writes a
+## table on the primary, reads it from every standby, prints cluster show.
+demo: build
+	./scripts/demo.sh $(LAB_DIR)
+
+demo-down:
+	$(BIN) lab down --dir $(LAB_DIR) --purge
+
+## Benchmarks print measured numbers; they assert nothing about speed.
+bench-failover: build
+	$(GO) run ./bench/failover -bin $(BIN) $(BENCH_ARGS)
+
+bench-switchover: build
+	$(GO) run ./bench/switchover -bin $(BIN) $(BENCH_ARGS)
+
+clean:
+	rm -rf bin integration.log

@@ -1,0 +1,276 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/hasidecar/hasidecar/fsm"
+	pb "github.com/hasidecar/hasidecar/proto/hasidecar/v1"
+)
+
+// table prints rows like repmgr: columns separated by " | ", a dashed rule
+// under the header.
+func table(w io.Writer, header []string, rows [][]string) {
+	width := make([]int, len(header))
+	for i, h := range header {
+		width[i] = len(h)
+	}
+	for _, r := range rows {
+		for i, c := range r {
+			width[i] = max(width[i], len(c))
+		}
+	}
+	line := func(cells []string) {
+		parts := make([]string, len(cells))
+		for i, c := range cells {
+			if i == len(cells)-1 {
+				parts[i] = c
+			} else {
+				parts[i] = c + strings.Repeat(" ", width[i]-len(c))
+			}
+		}
+		fmt.Fprintln(w, " "+strings.TrimRight(strings.Join(parts, " | "), " "))
+	}
+	line(header)
+	rule := make([]string, len(header))
+	for i := range header {
+		rule[i] = strings.Repeat("-", width[i]+2)
+	}
+	fmt.Fprintln(w, strings.Join(rule, "+"))
+	for _, r := range rows {
+		line(r)
+	}
+}
+
+// showJSON is the stable JSON shape of `cluster show --json`.
+type showJSON struct {
+	Cluster    string         `json:"cluster"`
+	Term       uint64         `json:"term"`
+	RaftLeader string         `json:"raft_leader"`
+	Paused     bool           `json:"paused"`
+	Failover   string         `json:"failover_mode"`
+	Nodes      []nodeShowJSON `json:"nodes"`
+}
+
+type nodeShowJSON struct {
+	ID        uint32  `json:"id"`
+	Name      string  `json:"name"`
+	Kind      string  `json:"kind"`
+	Role      string  `json:"role"`
+	Status    string  `json:"status"`
+	Upstream  string  `json:"upstream"`
+	Location  string  `json:"location"`
+	Priority  int32   `json:"priority"`
+	Timeline  *uint32 `json:"timeline"`
+	LagBytes  *int64  `json:"lag_bytes"`
+	Conninfo  string  `json:"conninfo"`
+	RaftState string  `json:"raft_state"`
+	Voter     bool    `json:"voter"`
+}
+
+func failoverModeName(m pb.FailoverMode) string {
+	if m == pb.FailoverMode_FAILOVER_MODE_MANUAL {
+		return "manual"
+	}
+	return "automatic"
+}
+
+func toShowJSON(r *pb.ShowResponse) showJSON {
+	out := showJSON{Cluster: r.Cluster, Term: r.Term, RaftLeader: r.RaftLeader, Paused: r.Paused, Failover: failoverModeName(r.FailoverMode), Nodes: []nodeShowJSON{}}
+	for _, n := range r.Nodes {
+		j := nodeShowJSON{
+			ID: n.Id, Name: n.Name, Kind: fsm.KindName(n.Kind), Role: fsm.RoleName(n.Role), Status: n.Status,
+			Upstream: n.Upstream, Location: n.Location, Priority: n.Priority, Conninfo: n.Conninfo,
+			RaftState: strings.ToLower(n.RaftState), Voter: n.Voter,
+		}
+		if n.Timeline != 0 {
+			tl := n.Timeline
+			j.Timeline = &tl
+		}
+		if n.LagBytes >= 0 {
+			lag := n.LagBytes
+			j.LagBytes = &lag
+		}
+		out.Nodes = append(out.Nodes, j)
+	}
+	return out
+}
+
+func renderShow(w io.Writer, r *pb.ShowResponse) {
+	header := []string{"ID", "Name", "Role", "Status", "Upstream", "Location", "Priority", "Timeline", "Lag", "Raft", "Connection string"}
+	var rows [][]string
+	for _, n := range r.Nodes {
+		status := n.Status
+		if n.Role == pb.NodeRole_NODE_ROLE_PRIMARY && status == "running" {
+			status = "* running"
+		}
+		tl, lag := "", ""
+		if n.Timeline != 0 {
+			tl = fmt.Sprint(n.Timeline)
+		}
+		if n.LagBytes >= 0 && n.Kind == pb.NodeKind_NODE_KIND_DATA {
+			lag = humanBytes(n.LagBytes)
+		}
+		raftState := strings.ToLower(n.RaftState)
+		if !n.Voter && raftState != "" {
+			raftState += " (non-voter)"
+		}
+		rows = append(rows, []string{fmt.Sprint(n.Id), n.Name, fsm.RoleName(n.Role), status, n.Upstream, n.Location,
+			fmt.Sprint(n.Priority), tl, lag, raftState, n.Conninfo})
+	}
+	table(w, header, rows)
+	fmt.Fprintln(w)
+	paused := "no"
+	if r.Paused {
+		paused = "yes"
+	}
+	leader := r.RaftLeader
+	if leader == "" {
+		leader = "(none: no quorum)"
+	}
+	fmt.Fprintf(w, "Cluster: %s   Term: %d   Raft leader: %s   Failover: %s   Paused: %s\n", r.Cluster, r.Term, leader, failoverModeName(r.FailoverMode), paused)
+	if sw := r.Switchover; sw != nil {
+		fmt.Fprintf(w, "Switchover in flight: node %d -> node %d (began in term %d)\n", sw.FromId, sw.ToId, sw.Term)
+	}
+}
+
+func humanBytes(b int64) string {
+	switch {
+	case b < 1024:
+		return fmt.Sprintf("%d B", b)
+	case b < 1024*1024:
+		return fmt.Sprintf("%.1f kB", float64(b)/1024)
+	case b < 1024*1024*1024:
+		return fmt.Sprintf("%.1f MB", float64(b)/1024/1024)
+	}
+	return fmt.Sprintf("%.1f GB", float64(b)/1024/1024/1024)
+}
+
+type eventJSON struct {
+	ID        uint64 `json:"id"`
+	NodeID    uint32 `json:"node_id"`
+	NodeName  string `json:"node_name"`
+	Event     string `json:"event"`
+	OK        bool   `json:"ok"`
+	Timestamp string `json:"timestamp"`
+	Term      uint64 `json:"term"`
+	Details   string `json:"details"`
+}
+
+func toEventsJSON(evs []*pb.Event) []eventJSON {
+	out := []eventJSON{}
+	for _, e := range evs {
+		out = append(out, eventJSON{ID: e.Id, NodeID: e.NodeId, NodeName: e.NodeName, Event: e.Type, OK: e.Ok,
+			Timestamp: time.UnixMilli(e.TimestampUnixMs).UTC().Format(time.RFC3339Nano), Term: e.Term, Details: e.Details})
+	}
+	return out
+}
+
+func renderEvents(w io.Writer, evs []*pb.Event) {
+	var rows [][]string
+	for _, e := range evs {
+		ok := "t"
+		if !e.Ok {
+			ok = "f"
+		}
+		id := ""
+		if e.NodeId != 0 {
+			id = fmt.Sprint(e.NodeId)
+		}
+		rows = append(rows, []string{id, e.NodeName, e.Type, ok, time.UnixMilli(e.TimestampUnixMs).Local().Format("2006-01-02 15:04:05.000"), fmt.Sprint(e.Term), e.Details})
+	}
+	table(w, []string{"Node ID", "Name", "Event", "OK", "Timestamp", "Term", "Details"}, rows)
+}
+
+type statusJSON struct {
+	NodeID     uint32  `json:"node_id"`
+	Name       string  `json:"name"`
+	Kind       string  `json:"kind"`
+	Cluster    string  `json:"cluster"`
+	Role       string  `json:"role"`
+	RaftState  string  `json:"raft_state"`
+	RaftLeader string  `json:"raft_leader"`
+	Term       uint64  `json:"term"`
+	Applied    uint64  `json:"applied_index"`
+	Commit     uint64  `json:"commit_index"`
+	DataDir    string  `json:"data_dir,omitempty"`
+	Reconciler string  `json:"reconciler,omitempty"`
+	Version    string  `json:"version"`
+	Postgres   *pgJSON `json:"postgres,omitempty"`
+}
+
+type pgJSON struct {
+	Running          bool   `json:"running"`
+	InRecovery       bool   `json:"in_recovery"`
+	Timeline         uint32 `json:"timeline"`
+	SystemIdentifier string `json:"system_identifier"`
+	CurrentLSN       string `json:"current_lsn,omitempty"`
+	ReceiveLSN       string `json:"receive_lsn,omitempty"`
+	ReplayLSN        string `json:"replay_lsn,omitempty"`
+	WalReceiver      string `json:"wal_receiver,omitempty"`
+	ReplayLagMs      int64  `json:"replay_lag_ms"`
+	Port             uint32 `json:"port"`
+	Error            string `json:"error,omitempty"`
+}
+
+func lsnText(v uint64) string {
+	if v == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%X/%X", v>>32, uint32(v))
+}
+
+func toPGJSON(p *pb.PostgresStatus) *pgJSON {
+	if p == nil {
+		return nil
+	}
+	return &pgJSON{Running: p.Running, InRecovery: p.InRecovery, Timeline: p.Timeline, SystemIdentifier: fmt.Sprint(p.SystemIdentifier),
+		CurrentLSN: lsnText(p.CurrentLsn), ReceiveLSN: lsnText(p.ReceiveLsn), ReplayLSN: lsnText(p.ReplayLsn),
+		WalReceiver: p.WalReceiverStatus, ReplayLagMs: p.ReplayLagMs, Port: p.Port, Error: p.Error}
+}
+
+func toStatusJSON(s *pb.StatusResponse) statusJSON {
+	return statusJSON{NodeID: s.NodeId, Name: s.Name, Kind: fsm.KindName(s.Kind), Cluster: s.Cluster, Role: fsm.RoleName(s.Role),
+		RaftState: strings.ToLower(s.RaftState), RaftLeader: s.RaftLeader, Term: s.Term, Applied: s.AppliedIndex, Commit: s.CommitIndex,
+		DataDir: s.DataDir, Reconciler: s.ReconcilerState, Version: s.Version, Postgres: toPGJSON(s.Postgres)}
+}
+
+func renderStatus(w io.Writer, s *pb.StatusResponse) {
+	j := toStatusJSON(s)
+	kv := [][2]string{
+		{"Node", fmt.Sprintf("%s (id %d, %s)", j.Name, j.NodeID, j.Kind)},
+		{"Cluster", j.Cluster},
+		{"Role", j.Role},
+		{"Raft", fmt.Sprintf("%s, leader %s, applied %d, commit %d", j.RaftState, j.RaftLeader, j.Applied, j.Commit)},
+		{"Term", fmt.Sprint(j.Term)},
+	}
+	if p := j.Postgres; p != nil {
+		state := "stopped"
+		switch {
+		case p.Running && p.InRecovery:
+			state = "running in recovery"
+		case p.Running:
+			state = "running, writable"
+		}
+		kv = append(kv, [2]string{"Postgres", fmt.Sprintf("%s (port %d, data dir %s)", state, p.Port, j.DataDir)})
+		if p.Running {
+			kv = append(kv, [2]string{"Timeline", fmt.Sprint(p.Timeline)}, [2]string{"System identifier", p.SystemIdentifier})
+			if p.InRecovery {
+				kv = append(kv, [2]string{"WAL receiver", p.WalReceiver}, [2]string{"Received / replayed", p.ReceiveLSN + " / " + p.ReplayLSN},
+					[2]string{"Replay lag", fmt.Sprintf("%d ms", p.ReplayLagMs)})
+			} else {
+				kv = append(kv, [2]string{"Current LSN", p.CurrentLSN})
+			}
+		}
+		if p.Error != "" {
+			kv = append(kv, [2]string{"Last error", p.Error})
+		}
+		kv = append(kv, [2]string{"Reconciler", j.Reconciler})
+	}
+	kv = append(kv, [2]string{"Version", j.Version})
+	for _, p := range kv {
+		fmt.Fprintf(w, "%-20s %s\n", p[0]+":", p[1])
+	}
+}

@@ -1,0 +1,156 @@
+// Package config holds the sidecar's configuration: one YAML file per
+// sidecar, decoded strictly (an unknown key is an error naming the key and its
+// line), with defaults filled in and every value validated at start with a
+// message that says what to fix.
+//
+// Cluster-wide settings (failover mode, lease, event retention, maximum lag on
+// failover, synchronous mode) are read from the bootstrapping node's file
+// into the replicated FSM; on every other node they only matter until it
+// joins. They can be changed later through the CLI.
+package config
+
+import "time"
+
+// Kinds of node.
+const (
+	KindData    = "data"
+	KindWitness = "witness"
+)
+
+// Failover modes.
+const (
+	FailoverAutomatic = "automatic"
+	FailoverManual    = "manual"
+)
+
+// Config is one sidecar's configuration after defaults and validation.
+type Config struct {
+	// Cluster is the cluster's name; a node presenting another name is refused.
+	Cluster string `yaml:"cluster"`
+	// Name is this node's name, unique in the cluster (Raft server ID).
+	Name string `yaml:"name"`
+	// Kind is "data" (a Postgres host) or "witness" (Raft voter, no Postgres).
+	Kind string `yaml:"kind"`
+	// StateDir holds the Raft log, snapshots and the sidecar's own files.
+	StateDir string `yaml:"state_dir"`
+	// Location is a free-form label (zone, data centre).
+	Location string `yaml:"location"`
+	// Priority for promotion: 0 never promotes; higher wins ties.
+	Priority int `yaml:"priority"`
+	// Tags: "nofailover" keeps the node from ever being promoted.
+	Tags []string `yaml:"tags"`
+	// Bootstrap lets this node start a new cluster when it has no Raft state
+	// and no address in Join answers with an existing cluster.
+	Bootstrap bool `yaml:"bootstrap"`
+	// Join lists gRPC addresses (host:port) of existing members.
+	Join []string `yaml:"join"`
+
+	Raft     RaftConfig      `yaml:"raft"`
+	GRPC     ListenConfig    `yaml:"grpc"`
+	HTTP     HTTPConfig      `yaml:"http"`
+	TLS      TLSConfig       `yaml:"tls"`
+	Postgres *PostgresConfig `yaml:"postgres"`
+	Timing   TimingConfig    `yaml:"timing"`
+	Events   EventsConfig    `yaml:"events"`
+
+	// Failover is "automatic" or "manual" (cluster-wide).
+	Failover string `yaml:"failover"`
+	// Synchronous replication mode (cluster-wide).
+	Synchronous bool `yaml:"synchronous"`
+	// MaximumLagOnFailover in bytes (cluster-wide); a standby further behind
+	// the primary's last known LSN is not promoted in asynchronous mode.
+	MaximumLagOnFailover ByteSize `yaml:"maximum_lag_on_failover"`
+
+	// EventCommand runs on every event (like repmgr's event_notification_command).
+	EventCommand        string   `yaml:"event_command"`
+	EventCommandTimeout Duration `yaml:"event_command_timeout"`
+
+	LogLevel string `yaml:"log_level"`
+	LogJSON  bool   `yaml:"log_json"`
+}
+
+// RaftConfig is the Raft transport and timing.
+type RaftConfig struct {
+	Listen            string   `yaml:"listen"`
+	Advertise         string   `yaml:"advertise"`
+	HeartbeatTimeout  Duration `yaml:"heartbeat_timeout"`
+	ElectionTimeout   Duration `yaml:"election_timeout"`
+	SnapshotThreshold uint64   `yaml:"snapshot_threshold"`
+	SnapshotInterval  Duration `yaml:"snapshot_interval"`
+}
+
+// ListenConfig is a listen address and the address peers should use.
+type ListenConfig struct {
+	Listen    string `yaml:"listen"`
+	Advertise string `yaml:"advertise"`
+}
+
+// HTTPConfig is the health and metrics endpoint ("" disables it).
+type HTTPConfig struct {
+	Listen string `yaml:"listen"`
+}
+
+// TLSConfig enables mutual TLS for gRPC and the Raft transport when set.
+type TLSConfig struct {
+	CAFile   string `yaml:"ca_file"`
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// Enabled reports whether TLS is configured.
+func (t TLSConfig) Enabled() bool { return t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" }
+
+// PostgresConfig is the local Postgres instance (data nodes only).
+type PostgresConfig struct {
+	BinDir          string `yaml:"bin_dir"`
+	DataDir         string `yaml:"data_dir"`
+	Host            string `yaml:"host"` // the address peers and clients use
+	ListenAddresses string `yaml:"listen_addresses"`
+	Port            int    `yaml:"port"`
+	SocketDir       string `yaml:"socket_dir"`
+	// OSUser runs every Postgres binary when the sidecar runs as root.
+	OSUser          string `yaml:"os_user"`
+	Superuser       string `yaml:"superuser"`
+	ReplicationUser string `yaml:"replication_user"`
+	// Files holding passwords (one line); never put a password in this file.
+	SuperuserPasswordFile   string `yaml:"superuser_password_file"`
+	ReplicationPasswordFile string `yaml:"replication_password_file"`
+	// AuthMethod for TCP connections: scram-sha-256 (default) or trust
+	// (trust is for a local lab only).
+	AuthMethod string `yaml:"auth_method"`
+	// AllowedNetworks get host/replication pg_hba entries (CIDR).
+	AllowedNetworks []string          `yaml:"allowed_networks"`
+	Parameters      map[string]string `yaml:"parameters"`
+	HBA             []string          `yaml:"hba"`
+	LogFile         string            `yaml:"log_file"`
+	StartTimeout    Duration          `yaml:"start_timeout"`
+	StopTimeout     Duration          `yaml:"stop_timeout"`
+	// RestartTimeout is how long a crashed Postgres may take to restart in
+	// place before the primary releases its lease (0: release at once).
+	RestartTimeout Duration `yaml:"restart_timeout"`
+	WALKeepSize    ByteSize `yaml:"wal_keep_size"`
+}
+
+// TimingConfig holds the intervals of the protocol.
+type TimingConfig struct {
+	MonitorInterval Duration `yaml:"monitor_interval"`
+	Lease           Duration `yaml:"lease"`
+	// DriftMarginPercent is added to the lease when the leader decides it
+	// expired, to cover clock-rate drift between hosts.
+	DriftMarginPercent int `yaml:"drift_margin_percent"`
+}
+
+// EventsConfig caps the events table (cluster-wide).
+type EventsConfig struct {
+	MaxCount int      `yaml:"max_count"`
+	MaxAge   Duration `yaml:"max_age"`
+}
+
+// Duration is a time.Duration written as "1s", "500ms", "2m".
+type Duration time.Duration
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// ByteSize is a size in bytes written as 1048576, "16MB", "1GB" or "512kB".
+type ByteSize uint64

@@ -1,0 +1,241 @@
+package fsm
+
+import (
+	"fmt"
+
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/hasidecar/hasidecar/proto/hasidecar/v1"
+)
+
+// Defaults applied when the settings leave a value at zero.
+const (
+	DefaultEventMaxCount = 1000
+)
+
+// Event types, named after repmgr's where one exists.
+const (
+	EventPrimaryRegister   = "primary_register"
+	EventStandbyRegister   = "standby_register"
+	EventStandbyPromote    = "standby_promote"
+	EventStandbyFollow     = "standby_follow"
+	EventStandbyUnregister = "standby_unregister"
+	EventWitnessRegister   = "witness_register"
+	EventWitnessUnregister = "witness_unregister"
+	EventNodeRegister      = "node_register"
+	EventNodeRejoin        = "node_rejoin"
+	EventFailover          = "failover"
+	EventSwitchover        = "switchover"
+	EventSwitchoverStart   = "switchover_start"
+	EventFence             = "fence"
+	EventLeaseRelease      = "lease_release"
+	EventClusterPause      = "cluster_pause"
+	EventClusterUnpause    = "cluster_unpause"
+	EventSettings          = "cluster_settings"
+	EventNodeActive        = "node_active"
+	EventNodeInactive      = "node_inactive"
+)
+
+// Result is what Apply returns for one command.
+type Result struct {
+	Index  uint64
+	NodeID uint32 // RegisterNode: the id of the (new or existing) node
+	Err    error  // nil, or an *Error; the state is unchanged when set
+}
+
+// Machine holds the state. It is not safe for concurrent use: the caller
+// (node's raft.FSM adapter) serialises Apply, Snapshot and Restore.
+type Machine struct {
+	st *pb.ClusterState
+}
+
+// New returns an empty machine.
+func New() *Machine {
+	return &Machine{st: emptyState()}
+}
+
+func emptyState() *pb.ClusterState {
+	return &pb.ClusterState{
+		Lease:       &pb.Lease{},
+		Settings:    &pb.Settings{},
+		NextNodeId:  1,
+		NextEventId: 1,
+	}
+}
+
+// State returns a deep copy of the current state.
+func (m *Machine) State() *pb.ClusterState {
+	return proto.Clone(m.st).(*pb.ClusterState)
+}
+
+// AppliedIndex is the log index of the last applied command.
+func (m *Machine) AppliedIndex() uint64 { return m.st.AppliedIndex }
+
+// Snapshot returns the state encoded deterministically.
+func (m *Machine) Snapshot() ([]byte, error) {
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m.st)
+	if err != nil {
+		return nil, fmt.Errorf("encode fsm snapshot: %w", err)
+	}
+	return b, nil
+}
+
+// Restore replaces all state with the snapshot's.
+func (m *Machine) Restore(data []byte) error {
+	st := &pb.ClusterState{}
+	if err := proto.Unmarshal(data, st); err != nil {
+		return fmt.Errorf("decode fsm snapshot: %w", err)
+	}
+	if st.Lease == nil {
+		st.Lease = &pb.Lease{}
+	}
+	if st.Settings == nil {
+		st.Settings = &pb.Settings{}
+	}
+	m.st = st
+	return nil
+}
+
+// Encode marshals a command for the log.
+func Encode(cmd *pb.Command) ([]byte, error) {
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(cmd)
+	if err != nil {
+		return nil, fmt.Errorf("encode command: %w", err)
+	}
+	return b, nil
+}
+
+// Decode unmarshals a log entry. An entry without a command is an error.
+func Decode(data []byte) (*pb.Command, error) {
+	cmd := &pb.Command{}
+	if err := proto.Unmarshal(data, cmd); err != nil {
+		return nil, fmt.Errorf("decode command: %w", err)
+	}
+	if cmd.Cmd == nil {
+		return nil, fmt.Errorf("decode command: empty envelope (%d bytes)", len(data))
+	}
+	return cmd, nil
+}
+
+// Apply applies one command at a log index. Rejected commands leave the
+// state as it was, apart from the applied index.
+func (m *Machine) Apply(index uint64, cmd *pb.Command) Result {
+	m.st.AppliedIndex = index
+	// Work on a copy so that a handler that fails half-way changes nothing.
+	next := proto.Clone(m.st).(*pb.ClusterState)
+	a := &applier{st: next, index: index, at: cmd.GetAtUnixMs()}
+	res := Result{Index: index}
+	res.NodeID, res.Err = a.dispatch(cmd)
+	if res.Err != nil {
+		return res
+	}
+	a.pruneEvents()
+	m.st = next
+	return res
+}
+
+type applier struct {
+	st    *pb.ClusterState
+	index uint64
+	at    int64
+}
+
+func (a *applier) dispatch(cmd *pb.Command) (uint32, error) {
+	switch c := cmd.Cmd.(type) {
+	case *pb.Command_InitCluster:
+		return 0, a.initCluster(c.InitCluster)
+	case *pb.Command_RegisterNode:
+		return a.registerNode(c.RegisterNode)
+	case *pb.Command_RemoveNode:
+		return 0, a.removeNode(c.RemoveNode)
+	case *pb.Command_SetSystemIdentifier:
+		return 0, a.setSystemIdentifier(c.SetSystemIdentifier)
+	case *pb.Command_RegisterPrimary:
+		return 0, a.registerPrimary(c.RegisterPrimary)
+	case *pb.Command_Promote:
+		return 0, a.promote(c.Promote)
+	case *pb.Command_RenewLease:
+		return 0, a.renewLease(c.RenewLease)
+	case *pb.Command_ReleaseLease:
+		return 0, a.releaseLease(c.ReleaseLease)
+	case *pb.Command_RecordEvent:
+		return 0, a.recordEvent(c.RecordEvent)
+	case *pb.Command_SetStandby:
+		return 0, a.setStandby(c.SetStandby)
+	case *pb.Command_SetNodeActive:
+		return 0, a.setNodeActive(c.SetNodeActive)
+	case *pb.Command_SetSettings:
+		return 0, a.setSettings(c.SetSettings)
+	case *pb.Command_BeginSwitchover:
+		return 0, a.beginSwitchover(c.BeginSwitchover)
+	case *pb.Command_UpdateSwitchover:
+		return 0, a.updateSwitchover(c.UpdateSwitchover)
+	case *pb.Command_EndSwitchover:
+		return 0, a.endSwitchover(c.EndSwitchover)
+	default:
+		return 0, errorf(CodeInvalidCommand, "unknown command %T", cmd.Cmd)
+	}
+}
+
+// node returns the row with this id, or an unknown_node error.
+func (a *applier) node(id uint32) (*pb.Node, error) {
+	if n := NodeByID(a.st, id); n != nil {
+		return n, nil
+	}
+	return nil, errorf(CodeUnknownNode, "no node with id %d", id)
+}
+
+func (a *applier) touch(n *pb.Node) { n.ModifiedIndex = a.index }
+
+// checkTerm rejects a decision made in another term than the current one.
+func (a *applier) checkTerm(term uint64, what string) error {
+	if term != a.st.Term {
+		return errorf(CodeStaleTerm, "%s names term %d, the cluster is in term %d", what, term, a.st.Term)
+	}
+	return nil
+}
+
+func (a *applier) event(nodeID uint32, typ string, ok bool, details string) {
+	name := ""
+	if n := NodeByID(a.st, nodeID); n != nil {
+		name = n.Name
+	}
+	a.st.Events = append(a.st.Events, &pb.Event{
+		Id:              a.st.NextEventId,
+		NodeId:          nodeID,
+		NodeName:        name,
+		Type:            typ,
+		Ok:              ok,
+		TimestampUnixMs: a.at,
+		Details:         details,
+		Term:            a.st.Term,
+		Index:           a.index,
+	})
+	a.st.NextEventId++
+}
+
+// pruneEvents caps the events table by age (relative to the command's
+// timestamp) and by count, oldest first.
+func (a *applier) pruneEvents() {
+	ev := a.st.Events
+	if maxAge := a.st.Settings.GetEventMaxAgeMs(); maxAge > 0 && a.at > 0 {
+		// Timestamps come from different proposers' clocks and need not be
+		// sorted, so filter rather than cut a prefix.
+		cut := a.at - maxAge
+		kept := make([]*pb.Event, 0, len(ev))
+		for _, e := range ev {
+			if e.TimestampUnixMs >= cut {
+				kept = append(kept, e)
+			}
+		}
+		ev = kept
+	}
+	maxCount := a.st.Settings.GetEventMaxCount()
+	if maxCount <= 0 {
+		maxCount = DefaultEventMaxCount
+	}
+	if int64(len(ev)) > maxCount {
+		ev = ev[int64(len(ev))-maxCount:]
+	}
+	a.st.Events = ev
+}

@@ -1,0 +1,76 @@
+package fsm
+
+import (
+	"strings"
+
+	pb "github.com/hasidecar/hasidecar/proto/hasidecar/v1"
+)
+
+// NodeByID returns the row with this id, or nil.
+func NodeByID(st *pb.ClusterState, id uint32) *pb.Node {
+	for _, n := range st.GetNodes() {
+		if n.Id == id {
+			return n
+		}
+	}
+	return nil
+}
+
+// NodeByName returns the row with this name, or nil.
+func NodeByName(st *pb.ClusterState, name string) *pb.Node {
+	for _, n := range st.GetNodes() {
+		if n.Name == name {
+			return n
+		}
+	}
+	return nil
+}
+
+// Primary returns the node whose role is primary, or nil.
+func Primary(st *pb.ClusterState) *pb.Node {
+	for _, n := range st.GetNodes() {
+		if n.Role == pb.NodeRole_NODE_ROLE_PRIMARY {
+			return n
+		}
+	}
+	return nil
+}
+
+// HasTag reports whether the node carries the tag.
+func HasTag(n *pb.Node, tag string) bool {
+	for _, t := range n.GetTags() {
+		if t == tag {
+			return true
+		}
+	}
+	return false
+}
+
+// SlotName is the physical replication slot a data node gets on the primary.
+func SlotName(nodeName string) string {
+	return "hasidecar_" + strings.ReplaceAll(strings.ToLower(nodeName), "-", "_")
+}
+
+// RoleName is the lower-case role ("primary", "standby", "witness", "unknown").
+func RoleName(r pb.NodeRole) string {
+	switch r {
+	case pb.NodeRole_NODE_ROLE_PRIMARY:
+		return "primary"
+	case pb.NodeRole_NODE_ROLE_STANDBY:
+		return "standby"
+	case pb.NodeRole_NODE_ROLE_WITNESS:
+		return "witness"
+	}
+	return "unknown"
+}
+
+// KindName is the lower-case kind ("data", "witness").
+func KindName(k pb.NodeKind) string {
+	switch k {
+	case pb.NodeKind_NODE_KIND_DATA:
+		return "data"
+	case pb.NodeKind_NODE_KIND_WITNESS:
+		return "witness"
+	}
+	return "unknown"
+}

@@ -1,0 +1,339 @@
+// Package integration starts real sidecars (the hasidecar binary, one OS
+// process each) beside real PostgreSQL 15 instances on loopback, and checks
+// what a user would: roles, replication, failover, fencing.
+//
+// Outside CI a missing Postgres makes the Postgres tests skip; under CI=true
+// it fails them.
+package integration
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/hasidecar/hasidecar/config"
+	"github.com/hasidecar/hasidecar/internal/lab"
+	pb "github.com/hasidecar/hasidecar/proto/hasidecar/v1"
+)
+
+const pgBinDir = "/usr/lib/postgresql/15/bin"
+
+var binPath string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "hasidecar-it-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binPath = filepath.Join(dir, "hasidecar")
+	build := exec.Command("go", "build", "-o", binPath, "../cmd/hasidecar")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build hasidecar:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// needPostgres skips (or, under CI, fails) a test without Postgres 15.
+func needPostgres(t *testing.T) {
+	t.Helper()
+	if _, err := os.Stat(filepath.Join(pgBinDir, "pg_ctl")); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("PostgreSQL 15 binaries missing at %s (CI=true): install postgresql-15", pgBinDir)
+		}
+		t.Skipf("PostgreSQL 15 binaries missing at %s", pgBinDir)
+	}
+}
+
+// cluster is a lab under test: its processes are killed and its logs shown
+// (on failure) when the test ends.
+type cluster struct {
+	t   *testing.T
+	lab *lab.Lab
+}
+
+type clusterOpts struct {
+	standbys int
+	witness  bool
+	tune     func(*config.Config)
+	// data: false for a cluster of witnesses only (no Postgres).
+}
+
+// newCluster lays out a lab in a fresh directory on free ports; nothing is
+// started yet.
+func newCluster(t *testing.T, o clusterOpts) *cluster {
+	t.Helper()
+	dir := t.TempDir()
+	// The postgres OS user must traverse every parent of its data dir.
+	for d := dir; d != "/" && d != os.TempDir(); d = filepath.Dir(d) {
+		_ = os.Chmod(d, 0o755)
+	}
+	l, err := lab.New(lab.Spec{Dir: filepath.Join(dir, "lab"), Standbys: o.standbys, Witness: o.witness,
+		BasePort: freeBase(t), Binary: binPath, Tune: o.tune})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Write(); err != nil {
+		t.Fatal(err)
+	}
+	c := &cluster{t: t, lab: l}
+	t.Cleanup(func() {
+		if err := l.Down(15 * time.Second); err != nil {
+			t.Logf("teardown: %v", err)
+		}
+		if t.Failed() {
+			c.dumpLogs()
+		}
+	})
+	return c
+}
+
+// freeBase finds a base port whose whole block (Postgres, gRPC, Raft, HTTP
+// for up to 20 nodes) is free on loopback.
+func freeBase(t *testing.T) int {
+	t.Helper()
+	for range 200 {
+		base := 20000 + rand.IntN(400)*100
+		ok := true
+		for off := 0; off < 80 && ok; off++ {
+			ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+off))
+			if err != nil {
+				ok = false
+				break
+			}
+			_ = ln.Close()
+		}
+		if ok {
+			return base
+		}
+	}
+	t.Fatal("no free port block on loopback")
+	return 0
+}
+
+func (c *cluster) node(name string) *lab.Node {
+	c.t.Helper()
+	n := c.lab.Node(name)
+	if n == nil {
+		c.t.Fatalf("no lab node %q", name)
+	}
+	return n
+}
+
+func (c *cluster) start(names ...string) {
+	c.t.Helper()
+	if len(names) == 0 {
+		for _, n := range c.lab.Nodes {
+			names = append(names, n.Name)
+		}
+	}
+	for _, name := range names {
+		if err := c.lab.Start(c.node(name)); err != nil {
+			c.t.Fatal(err)
+		}
+	}
+}
+
+// waitHealthy waits until every member runs, one primary, all standbys
+// streaming.
+func (c *cluster) waitHealthy(timeout time.Duration) *pb.ShowResponse {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	v, err := c.lab.WaitHealthy(ctx)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return v
+}
+
+// eventually polls cond until it returns "" or the timeout passes; the last
+// non-empty answer says what was missing.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() string) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	last := ""
+	for {
+		if last = cond(); last == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s: %s", what, timeout, last)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// show asks the named member (or any) for cluster show.
+func (c *cluster) show(name string) (*pb.ShowResponse, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if name == "" {
+		return c.lab.Show(ctx)
+	}
+	return lab.ShowAt(ctx, c.node(name).GRPCAddr())
+}
+
+// cli runs the hasidecar CLI and returns stdout, stderr and the exit code.
+func (c *cluster) cli(args ...string) (string, string, int) {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binPath, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		c.t.Fatalf("run hasidecar %v: %v", args, err)
+	}
+	return out.String(), errb.String(), code
+}
+
+// showJSON is the JSON shape of `cluster show --json`, as a user reads it.
+type showJSON struct {
+	Cluster    string `json:"cluster"`
+	Term       uint64 `json:"term"`
+	RaftLeader string `json:"raft_leader"`
+	Paused     bool   `json:"paused"`
+	Nodes      []struct {
+		ID       uint32  `json:"id"`
+		Name     string  `json:"name"`
+		Kind     string  `json:"kind"`
+		Role     string  `json:"role"`
+		Status   string  `json:"status"`
+		Upstream string  `json:"upstream"`
+		Location string  `json:"location"`
+		Priority int32   `json:"priority"`
+		Timeline *uint32 `json:"timeline"`
+		LagBytes *int64  `json:"lag_bytes"`
+		Conninfo string  `json:"conninfo"`
+	} `json:"nodes"`
+}
+
+func (c *cluster) showJSON(name string) (*showJSON, error) {
+	out, errOut, code := c.cli("cluster", "show", "--json", "--addr", c.node(name).GRPCAddr())
+	if code != 0 {
+		return nil, fmt.Errorf("cluster show exited %d: %s", code, strings.TrimSpace(errOut))
+	}
+	var v showJSON
+	if err := json.Unmarshal([]byte(out), &v); err != nil {
+		return nil, fmt.Errorf("cluster show --json: %w: %s", err, out)
+	}
+	return &v, nil
+}
+
+// primaryName is the node the FSM names primary ("" when none).
+func primaryName(v *pb.ShowResponse) string {
+	for _, n := range v.Nodes {
+		if n.Role == pb.NodeRole_NODE_ROLE_PRIMARY {
+			return n.Name
+		}
+	}
+	return ""
+}
+
+// dsn connects to one node's Postgres directly.
+func (c *cluster) dsn(name string) string {
+	return fmt.Sprintf("host=127.0.0.1 port=%d user=postgres dbname=postgres connect_timeout=2", c.node(name).PGPort)
+}
+
+func (c *cluster) connect(ctx context.Context, name string) (*pgx.Conn, error) {
+	return pgx.Connect(ctx, c.dsn(name))
+}
+
+// exec runs SQL on a node and fails the test on error.
+func (c *cluster) exec(name, sql string, args ...any) {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := c.connect(ctx, name)
+	if err != nil {
+		c.t.Fatalf("connect to %s: %v", name, err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, sql, args...); err != nil {
+		c.t.Fatalf("%s: %s: %v", name, sql, err)
+	}
+}
+
+// queryInt runs a one-value query on a node.
+func (c *cluster) queryInt(name, sql string, args ...any) (int64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	conn, err := c.connect(ctx, name)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close(ctx)
+	var v int64
+	err = conn.QueryRow(ctx, sql, args...).Scan(&v)
+	return v, err
+}
+
+// dumpLogs prints the tail of every sidecar and Postgres log into the test
+// output, for a failed test.
+func (c *cluster) dumpLogs() {
+	for _, n := range c.lab.Nodes {
+		for _, p := range []string{n.LogPath, filepath.Join(n.Dir, "postgres.log")} {
+			c.t.Logf("==== %s: last lines of %s", n.Name, p)
+			for _, line := range tail(p, 60) {
+				c.t.Logf("%s| %s", n.Name, line)
+			}
+		}
+	}
+}
+
+func tail(path string, n int) []string {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	var lines []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+		if len(lines) > n {
+			lines = lines[1:]
+		}
+	}
+	return lines
+}
+
+// logContains reports whether a node's sidecar log has the text.
+func (c *cluster) logContains(name, text string) bool {
+	b, err := os.ReadFile(c.node(name).LogPath)
+	return err == nil && bytes.Contains(b, []byte(text))
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return itoa(ln.Addr().(*net.TCPAddr).Port)
+}
+
+func itoa(i int) string { return fmt.Sprint(i) }

@@ -1,0 +1,440 @@
+// Package lab starts a whole hasidecar cluster on one machine: a primary,
+// standbys and an optional witness, each a real `hasidecar agent` process
+// with its own config, data directory and log under one directory, all on
+// loopback. `hasidecar lab`, `make demo`, the integration tests and the
+// benchmarks use it.
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hasidecar/hasidecar/config"
+)
+
+// Port offsets from the base port: node i (0 = pg1) listens on base+i for
+// Postgres, base+20+i for gRPC, base+40+i for Raft, base+60+i for HTTP.
+const (
+	offGRPC     = 20
+	offRaft     = 40
+	offHTTP     = 60
+	maxNodes    = 20
+	DefaultPort = 55160
+)
+
+// Spec describes a lab.
+type Spec struct {
+	Dir      string
+	Standbys int
+	Witness  bool
+	BasePort int
+	// Binary is the hasidecar executable to run (default: this one).
+	Binary string
+	// Tune, when set, adjusts every node's config before it is written.
+	Tune func(*config.Config)
+}
+
+// Node is one member of a lab.
+type Node struct {
+	Name       string
+	Witness    bool
+	Dir        string
+	ConfigPath string
+	LogPath    string
+	PGPort     int
+	GRPCPort   int
+	RaftPort   int
+	HTTPPort   int
+	Config     *config.Config
+}
+
+// GRPCAddr is the node's sidecar address.
+func (n *Node) GRPCAddr() string { return "127.0.0.1:" + strconv.Itoa(n.GRPCPort) }
+
+// Lab is a described (and perhaps running) lab.
+type Lab struct {
+	Spec  Spec
+	Nodes []*Node
+}
+
+// New lays out the lab's nodes and configs; it writes nothing.
+func New(spec Spec) (*Lab, error) {
+	if spec.Dir == "" {
+		spec.Dir = "lab"
+	}
+	dir, err := filepath.Abs(spec.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("lab dir %s: %w", spec.Dir, err)
+	}
+	spec.Dir = dir
+	if spec.BasePort == 0 {
+		spec.BasePort = DefaultPort
+	}
+	if spec.Standbys < 0 || spec.Standbys+2 > maxNodes {
+		return nil, fmt.Errorf("--standbys must be between 0 and %d, not %d", maxNodes-2, spec.Standbys)
+	}
+	if spec.BasePort < 1024 || spec.BasePort+offHTTP+maxNodes > 65535 {
+		return nil, fmt.Errorf("--base-port must be between 1024 and %d, not %d", 65535-offHTTP-maxNodes, spec.BasePort)
+	}
+	if spec.Binary == "" {
+		if spec.Binary, err = os.Executable(); err != nil {
+			return nil, fmt.Errorf("find the hasidecar binary: %w", err)
+		}
+	}
+	l := &Lab{Spec: spec}
+	for i := 0; i <= spec.Standbys; i++ {
+		l.Nodes = append(l.Nodes, l.node(fmt.Sprintf("pg%d", i+1), i, false))
+	}
+	if spec.Witness {
+		l.Nodes = append(l.Nodes, l.node("witness", spec.Standbys+1, true))
+	}
+	first := l.Nodes[0].GRPCAddr()
+	for i, n := range l.Nodes {
+		n.Config = l.config(n, i == 0, first)
+	}
+	return l, nil
+}
+
+func (l *Lab) node(name string, i int, witness bool) *Node {
+	dir := filepath.Join(l.Spec.Dir, name)
+	return &Node{
+		Name: name, Witness: witness, Dir: dir,
+		ConfigPath: filepath.Join(dir, "hasidecar.yaml"), LogPath: filepath.Join(dir, "hasidecar.log"),
+		PGPort: l.Spec.BasePort + i, GRPCPort: l.Spec.BasePort + offGRPC + i,
+		RaftPort: l.Spec.BasePort + offRaft + i, HTTPPort: l.Spec.BasePort + offHTTP + i,
+	}
+}
+
+// config is a lab node's config: loopback everywhere, trust authentication
+// on loopback (a lab only), defaults for every timing.
+func (l *Lab) config(n *Node, bootstrap bool, first string) *config.Config {
+	c := &config.Config{
+		Cluster:   "lab",
+		Name:      n.Name,
+		Kind:      config.KindData,
+		StateDir:  filepath.Join(n.Dir, "state"),
+		Location:  "lab",
+		Priority:  config.DefaultPriority,
+		Bootstrap: bootstrap,
+		Raft:      config.RaftConfig{Listen: "127.0.0.1:" + strconv.Itoa(n.RaftPort)},
+		GRPC:      config.ListenConfig{Listen: n.GRPCAddr()},
+		HTTP:      config.HTTPConfig{Listen: "127.0.0.1:" + strconv.Itoa(n.HTTPPort)},
+		Timing:    config.TimingConfig{DriftMarginPercent: config.DefaultDriftMarginPercent},
+		Events:    config.EventsConfig{MaxAge: config.DefaultEventsMaxAge},
+	}
+	if !bootstrap {
+		c.Join = []string{first}
+	}
+	if n.Witness {
+		c.Kind = config.KindWitness
+		c.Location = "lab-witness"
+	} else {
+		c.Postgres = &config.PostgresConfig{
+			DataDir:         filepath.Join(n.Dir, "data"),
+			Host:            "127.0.0.1",
+			Port:            n.PGPort,
+			AuthMethod:      "trust",
+			AllowedNetworks: []string{"127.0.0.1/32"},
+			LogFile:         filepath.Join(n.Dir, "postgres.log"),
+			RestartTimeout:  config.DefaultRestartTimeout,
+		}
+		if os.Geteuid() != 0 {
+			if u := os.Getenv("USER"); u != "" {
+				c.Postgres.OSUser = u
+			}
+		}
+	}
+	c.ApplyDefaults()
+	if l.Spec.Tune != nil {
+		l.Spec.Tune(c)
+		c.ApplyDefaults()
+	}
+	return c
+}
+
+// Write creates the lab's directories and config files (0755 dirs so that
+// the postgres OS user can reach its data directory).
+func (l *Lab) Write() error {
+	if err := os.MkdirAll(l.Spec.Dir, 0o755); err != nil {
+		return fmt.Errorf("create lab dir: %w", err)
+	}
+	_ = os.Chmod(l.Spec.Dir, 0o755)
+	for _, n := range l.Nodes {
+		if err := n.Config.Validate(); err != nil {
+			return fmt.Errorf("lab config of %s: %w", n.Name, err)
+		}
+		if err := os.MkdirAll(n.Dir, 0o755); err != nil {
+			return fmt.Errorf("create %s: %w", n.Dir, err)
+		}
+		b, err := n.Config.Marshal()
+		if err != nil {
+			return err
+		}
+		header := fmt.Sprintf("# hasidecar lab node %s: run it with `hasidecar agent -c %s`\n", n.Name, n.ConfigPath)
+		if err := os.WriteFile(n.ConfigPath, append([]byte(header), b...), 0o644); err != nil {
+			return fmt.Errorf("write %s: %w", n.ConfigPath, err)
+		}
+	}
+	return nil
+}
+
+func (n *Node) pidPath() string { return filepath.Join(n.Dir, "hasidecar.pid") }
+
+// PID is the running sidecar's pid, 0 when it is not running.
+func (n *Node) PID() int {
+	b, err := os.ReadFile(n.pidPath())
+	if err != nil {
+		return 0
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 || !alive(pid) {
+		return 0
+	}
+	return pid
+}
+
+// PostmasterPID is the pid in the data directory's postmaster.pid when that
+// process is alive, else 0.
+func (n *Node) PostmasterPID() int {
+	if n.Config.Postgres == nil {
+		return 0
+	}
+	b, err := os.ReadFile(filepath.Join(n.Config.Postgres.DataDir, "postmaster.pid"))
+	if err != nil {
+		return 0
+	}
+	first, _, _ := strings.Cut(string(b), "\n")
+	pid, err := strconv.Atoi(strings.TrimSpace(first))
+	if err != nil || pid <= 0 || !alive(pid) {
+		return 0
+	}
+	return pid
+}
+
+func alive(pid int) bool {
+	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
+		return false
+	}
+	// A zombie is not alive.
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	if i := strings.LastIndexByte(string(b), ')'); i > 0 && i+2 < len(b) {
+		return b[i+2] != 'Z'
+	}
+	return true
+}
+
+// Start runs the node's sidecar in its own session, its output appended to
+// its log; it returns once the process is started.
+func (l *Lab) Start(n *Node) error {
+	if pid := n.PID(); pid != 0 {
+		return fmt.Errorf("%s is already running (pid %d)", n.Name, pid)
+	}
+	logf, err := os.OpenFile(n.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", n.LogPath, err)
+	}
+	defer logf.Close()
+	cmd := exec.Command(l.Spec.Binary, "agent", "-c", n.ConfigPath)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", n.Name, err)
+	}
+	pid := cmd.Process.Pid
+	if err := os.WriteFile(n.pidPath(), []byte(strconv.Itoa(pid)+"\n"), 0o644); err != nil {
+		return err
+	}
+	// Reap it in the background when this process outlives it (tests).
+	go func() { _ = cmd.Wait() }()
+	return nil
+}
+
+// Stop sends SIGTERM (a clean leave) and waits; after timeout, SIGKILL.
+func (l *Lab) Stop(n *Node, timeout time.Duration) error {
+	pid := n.PID()
+	if pid == 0 {
+		return nil
+	}
+	_ = syscall.Kill(pid, syscall.SIGTERM)
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if !alive(pid) {
+			_ = os.Remove(n.pidPath())
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	_ = syscall.Kill(pid, syscall.SIGKILL)
+	l.killPostgres(n)
+	_ = os.Remove(n.pidPath())
+	return fmt.Errorf("%s did not stop within %s: killed", n.Name, timeout)
+}
+
+// KillHost is the death of the node's whole host: SIGKILL of the sidecar
+// and of Postgres's process group at the same moment.
+func (l *Lab) KillHost(n *Node) {
+	pm := n.PostmasterPID()
+	if pid := n.PID(); pid != 0 {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	if pm != 0 {
+		_ = syscall.Kill(-pm, syscall.SIGKILL)
+		_ = syscall.Kill(pm, syscall.SIGKILL)
+	}
+	_ = os.Remove(n.pidPath())
+}
+
+// KillSidecar kills only the sidecar process (SIGKILL).
+func (l *Lab) KillSidecar(n *Node) {
+	if pid := n.PID(); pid != 0 {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+}
+
+// KillPostgres kills only the postmaster (SIGKILL); its backends notice and
+// exit.
+func (l *Lab) KillPostgres(n *Node) {
+	if pm := n.PostmasterPID(); pm != 0 {
+		_ = syscall.Kill(pm, syscall.SIGKILL)
+	}
+}
+
+func (l *Lab) killPostgres(n *Node) {
+	if pm := n.PostmasterPID(); pm != 0 {
+		_ = syscall.Kill(-pm, syscall.SIGKILL)
+		_ = syscall.Kill(pm, syscall.SIGKILL)
+	}
+}
+
+// Down stops every node it finds running (SIGTERM, then SIGKILL), witnesses
+// and standbys before the primary is not needed: each sidecar leaves
+// cleanly on its own.
+func (l *Lab) Down(timeout time.Duration) error {
+	var errs []error
+	for _, n := range l.Nodes {
+		if pid := n.PID(); pid != 0 {
+			_ = syscall.Kill(pid, syscall.SIGTERM)
+		}
+	}
+	for _, n := range l.Nodes {
+		if err := l.Stop(n, timeout); err != nil {
+			errs = append(errs, err)
+		}
+		l.killPostgres(n)
+	}
+	return errors.Join(errs...)
+}
+
+// Running lists the nodes whose sidecar runs.
+func (l *Lab) Running() []*Node {
+	var out []*Node
+	for _, n := range l.Nodes {
+		if n.PID() != 0 {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// Node returns the member with this name, or nil.
+func (l *Lab) Node(name string) *Node {
+	for _, n := range l.Nodes {
+		if n.Name == name {
+			return n
+		}
+	}
+	return nil
+}
+
+// DataNodes are the members with Postgres.
+func (l *Lab) DataNodes() []*Node {
+	var out []*Node
+	for _, n := range l.Nodes {
+		if !n.Witness {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// MultiHostDSN is the libpq string a client uses to reach whichever node is
+// writable.
+func (l *Lab) MultiHostDSN(extra string) string {
+	var hosts, ports []string
+	for _, n := range l.DataNodes() {
+		hosts = append(hosts, "127.0.0.1")
+		ports = append(ports, strconv.Itoa(n.PGPort))
+	}
+	dsn := fmt.Sprintf("host=%s port=%s user=postgres dbname=postgres target_session_attrs=read-write connect_timeout=2", strings.Join(hosts, ","), strings.Join(ports, ","))
+	if extra != "" {
+		dsn += " " + extra
+	}
+	return dsn
+}
+
+// Load reads a lab written earlier from its directory.
+func Load(dir string) (*Lab, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	entries, err := os.ReadDir(abs)
+	if err != nil {
+		return nil, fmt.Errorf("no lab in %s: %w (start one with `hasidecar lab up`)", abs, err)
+	}
+	l := &Lab{Spec: Spec{Dir: abs}}
+	l.Spec.Binary, _ = os.Executable()
+	for _, e := range entries {
+		path := filepath.Join(abs, e.Name(), "hasidecar.yaml")
+		if !e.IsDir() {
+			continue
+		}
+		if _, err := os.Stat(path); err != nil {
+			continue
+		}
+		c, err := config.Load(path)
+		if err != nil {
+			return nil, err
+		}
+		n := &Node{Name: c.Name, Witness: c.IsWitness(), Dir: filepath.Join(abs, e.Name()), ConfigPath: path,
+			LogPath: filepath.Join(abs, e.Name(), "hasidecar.log"), Config: c}
+		if c.Postgres != nil {
+			n.PGPort = c.Postgres.Port
+		}
+		n.GRPCPort = portOf(c.GRPC.Listen)
+		n.RaftPort = portOf(c.Raft.Listen)
+		n.HTTPPort = portOf(c.HTTP.Listen)
+		l.Nodes = append(l.Nodes, n)
+	}
+	if len(l.Nodes) == 0 {
+		return nil, fmt.Errorf("no lab in %s (start one with `hasidecar lab up`)", abs)
+	}
+	return l, nil
+}
+
+func portOf(addr string) int {
+	i := strings.LastIndexByte(addr, ':')
+	p, _ := strconv.Atoi(addr[i+1:])
+	return p
+}
+
+// sleep waits d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d):
+		return nil
+	}
+}

@@ -1,0 +1,151 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/hasidecar/hasidecar/fsm"
+	pb "github.com/hasidecar/hasidecar/proto/hasidecar/v1"
+)
+
+// decider is the Raft leader's decision loop: it watches the primary's
+// lease and, once it expired, commits a promotion of the best standby. It
+// runs only while this node leads (started after a Barrier, stopped on loss
+// of leadership), so at most one decider acts at a time, and every decision
+// is a compare-and-set on (term, lease serial) in the FSM.
+type decider struct {
+	n *Node
+	// noted: the lease serial for which "primary failed, no candidate" or
+	// "waiting for a manual failover" was already recorded.
+	noted uint64
+}
+
+func newDecider(n *Node) *decider { return &decider{n: n} }
+
+func (d *decider) run(ctx context.Context) {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		d.step(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		case <-d.n.fsm.Changed():
+		}
+	}
+}
+
+func (d *decider) step(ctx context.Context) {
+	n := d.n
+	st := n.fsm.State()
+	if st.Switchover != nil {
+		d.driveSwitchover(ctx, st)
+		return
+	}
+	primary := fsm.Primary(st)
+	if primary == nil {
+		return
+	}
+	lease, appliedAt := n.fsm.Lease()
+	if !leaseExpired(lease, appliedAt, time.Now(), n.cfg.Timing.DriftMarginPercent) {
+		return
+	}
+	why := fmt.Sprintf("the lease of %q (term %d, serial %d) expired", primary.Name, st.Term, lease.Serial)
+	if lease.Released {
+		why = fmt.Sprintf("%q released its lease (%s)", primary.Name, lease.ReleaseReason)
+	}
+	if st.Settings.GetPaused() {
+		d.noteOnce(ctx, lease.Serial, "failover_paused", why+": the cluster is paused, no automatic failover")
+		return
+	}
+	if st.Settings.GetFailoverMode() == pb.FailoverMode_FAILOVER_MODE_MANUAL {
+		d.noteOnce(ctx, lease.Serial, "failover_pending", why+": failover is manual, run `hasidecar failover --to NAME`")
+		return
+	}
+	cands, skipped := promotable(st)
+	answers := n.askLSNsFor(ctx, cands, st.Term)
+	best, reasons := choose(answers, lease, st.Settings.GetMaximumLagOnFailover(), st.Settings.GetSynchronous())
+	if best == nil {
+		d.noteOnce(ctx, lease.Serial, "failover_blocked", fmt.Sprintf("%s: no standby can be promoted: %v %v", why, skipped, reasons))
+		return
+	}
+	details := fmt.Sprintf("%s; promoting %q at %s (candidates: %s)", why, best.Node.Name, formatLSN(best.Received), describeCandidates(answers))
+	d.promote(ctx, st, best, lease.Serial, fsm.EventFailover, details)
+}
+
+// promote commits the decision. A stale term or lease serial (a renewal or
+// another decision got in first) is refused by the FSM and nothing happens.
+func (d *decider) promote(ctx context.Context, st *pb.ClusterState, c *candidate, serial uint64, reason, details string) {
+	n := d.n
+	leaseMs := st.Settings.GetLeaseMs()
+	if leaseMs <= 0 {
+		leaseMs = n.cfg.Timing.Lease.D().Milliseconds()
+	}
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	res, err := n.Propose(pctx, &pb.Command{Cmd: &pb.Command_Promote{Promote: &pb.Promote{
+		NodeId: c.Node.Id, Term: st.Term + 1, Reason: reason, LeaseSerial: serial,
+		LeaseMs: leaseMs, Timeline: c.Answer.GetTimeline(), Details: details,
+	}}})
+	if err != nil {
+		n.logger.Warn("promotion decision not committed", "candidate", c.Node.Name, "term", st.Term+1, "error", err)
+		return
+	}
+	n.logger.Info("promotion decided", "node", c.Node.Name, "term", st.Term+1, "index", res.Index, "reason", reason, "details", details)
+}
+
+// askLSNsFor asks every candidate for its freshest LSNs, in parallel,
+// bounded by the monitor interval.
+func (n *Node) askLSNsFor(ctx context.Context, nodes []*pb.Node, term uint64) []candidate {
+	out := make([]candidate, len(nodes))
+	var wg sync.WaitGroup
+	timeout := max(n.cfg.Timing.MonitorInterval.D(), 500*time.Millisecond)
+	for i, node := range nodes {
+		out[i].Node = node
+		wg.Add(1)
+		go func(i int, node *pb.Node) {
+			defer wg.Done()
+			resp, err := n.askLSN(ctx, node, term, timeout)
+			if err != nil {
+				n.logger.Debug("candidate did not answer", "node", node.Name, "error", err)
+				return
+			}
+			out[i].Answer = resp
+		}(i, node)
+	}
+	wg.Wait()
+	return out
+}
+
+func (n *Node) askLSN(ctx context.Context, node *pb.Node, term uint64, timeout time.Duration) (*pb.LSNResponse, error) {
+	if node.Name == n.cfg.Name {
+		return n.lsnAnswer(ctx)
+	}
+	conn, err := n.peers.get(node.GrpcAddress)
+	if err != nil {
+		return nil, err
+	}
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	return pb.NewPeerServiceClient(conn).LSN(cctx, &pb.LSNRequest{Term: term})
+}
+
+// noteOnce records, once per lease serial, why no promotion happens.
+func (d *decider) noteOnce(ctx context.Context, serial uint64, typ, details string) {
+	if d.noted == serial {
+		return
+	}
+	d.noted = serial
+	d.n.logger.Warn("primary failed, no promotion", "why", details)
+	ectx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := d.n.Propose(ectx, &pb.Command{Cmd: &pb.Command_RecordEvent{RecordEvent: &pb.RecordEvent{Type: typ, Ok: false, Details: details}}}); err != nil {
+		d.n.logger.Warn("record event", "type", typ, "error", err)
+	}
+}
+
+// driveSwitchover is filled in with the planned switchover.
+func (d *decider) driveSwitchover(ctx context.Context, st *pb.ClusterState) {}

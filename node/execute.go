@@ -1,0 +1,348 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/hasidecar/hasidecar/fsm"
+	"github.com/hasidecar/hasidecar/pgctl"
+	pb "github.com/hasidecar/hasidecar/proto/hasidecar/v1"
+)
+
+// execute runs one planned action through pgctl or the log.
+func (a *pgAgent) execute(ctx context.Context, act action) error {
+	switch act.Kind {
+	case actClaimPrimary:
+		return a.claimPrimary(ctx)
+	case actInitDB:
+		a.logger.Info("initialising a new Postgres cluster", "data_dir", a.n.cfg.Postgres.DataDir)
+		if err := a.ctl.InitDB(ctx, pgctl.InitOptions{}); err != nil {
+			return fmt.Errorf("initdb: %w", err)
+		}
+		a.recordEvent(ctx, "cluster_created", true, act.Term, "initdb in "+a.n.cfg.Postgres.DataDir)
+		return nil
+	case actClone:
+		return a.clone(ctx, act)
+	case actRewind:
+		return a.rewind(ctx, act)
+	case actConfigure:
+		return a.configure(ctx, act)
+	case actStart:
+		return a.start(ctx, act)
+	case actStop:
+		a.fence(ctx, a.stateText())
+		return nil
+	case actPromote:
+		return a.promote(ctx, act)
+	case actRecordSysID:
+		return a.recordSysID(ctx)
+	case actRegisterStandby:
+		me := a.n.self()
+		if me == nil {
+			return errors.New("not registered")
+		}
+		_, err := a.n.Propose(ctx, &pb.Command{Cmd: &pb.Command_SetStandby{SetStandby: &pb.SetStandby{
+			NodeId: me.Id, UpstreamId: act.Upstream.Id, Term: act.Term, EventType: act.EventType, SlotName: me.SlotName,
+		}}})
+		if err != nil {
+			return fmt.Errorf("register as standby of %s: %w", act.Upstream.Name, err)
+		}
+		a.logger.Info("registered as standby", "upstream", act.Upstream.Name, "event", act.EventType, "term", act.Term)
+		return nil
+	case actPrimaryDuties:
+		return a.primaryDuties(ctx)
+	}
+	return fmt.Errorf("unknown action %v", act.Kind)
+}
+
+func (a *pgAgent) claimPrimary(ctx context.Context) error {
+	me := a.n.self()
+	if me == nil {
+		return errors.New("not registered")
+	}
+	_, err := a.n.Propose(ctx, &pb.Command{Cmd: &pb.Command_RegisterPrimary{RegisterPrimary: &pb.RegisterPrimary{
+		NodeId: me.Id, LeaseMs: a.n.cfg.Timing.Lease.D().Milliseconds(),
+	}}})
+	if err != nil {
+		var fe *fsm.Error
+		if errors.As(err, &fe) {
+			a.logger.Info("another node is the bootstrap primary", "reason", err)
+			return nil
+		}
+		return fmt.Errorf("claim the primary role: %w", err)
+	}
+	a.logger.Info("registered as the bootstrap primary", "term", 1)
+	a.renewNow(ctx)
+	return nil
+}
+
+// managedSettings: what every instance of this cluster runs with.
+func (a *pgAgent) managedSettings() map[string]string {
+	pc := a.n.cfg.Postgres
+	s := pgctl.ManagedSettings(a.ctl.Options())
+	for k, v := range pc.Parameters {
+		s[k] = v
+	}
+	s["wal_keep_size"] = fmt.Sprintf("%dkB", uint64(pc.WALKeepSize)/1024)
+	s["cluster_name"] = a.n.cfg.Name
+	return s
+}
+
+func (a *pgAgent) hbaConfig() pgctl.HBAConfig {
+	pc := a.n.cfg.Postgres
+	return pgctl.HBAConfig{
+		AuthMethod:      pc.AuthMethod,
+		AllowedNetworks: pc.AllowedNetworks,
+		ReplicationUser: pc.ReplicationUser,
+		Superuser:       pc.Superuser,
+		IdentUsers:      identUsers(pc.OSUser),
+		Extra:           pc.HBA,
+	}
+}
+
+// configure writes the managed settings, pg_hba and the recovery settings
+// for the role, and reloads a running Postgres when anything changed.
+func (a *pgAgent) configure(ctx context.Context, act action) error {
+	c1, err := a.ctl.WriteManagedConfig(ctx, a.managedSettings())
+	if err != nil {
+		return err
+	}
+	c2, err := a.ctl.WriteHBA(ctx, a.hbaConfig())
+	if err != nil {
+		return err
+	}
+	conninfo, slot := "", ""
+	if act.AsStandby && act.Upstream != nil {
+		conninfo = a.upstreamConninfo(act.Upstream, false)
+		if me := a.n.self(); me != nil {
+			slot = me.SlotName
+		}
+	}
+	c3, err := a.ctl.SetRecovery(ctx, conninfo, slot)
+	if err != nil {
+		return err
+	}
+	running := a.ctl.Running()
+	if !running || !act.AsStandby || a.standbyMode.Load() {
+		// The signal file only matters at start; never remove it under a
+		// running standby (a promotion does that itself).
+		if !running {
+			if _, err := a.ctl.SetStandbySignal(act.AsStandby); err != nil {
+				return err
+			}
+		}
+	}
+	if running && (c1 || c2 || c3) {
+		if err := a.ctl.Reload(ctx); err != nil {
+			return fmt.Errorf("reload after a settings change: %w", err)
+		}
+		a.logger.Info("settings changed: reloaded", "config", c1, "hba", c2, "recovery", c3)
+		if c3 && act.Upstream != nil {
+			if me := a.n.self(); me != nil && me.Role == pb.NodeRole_NODE_ROLE_STANDBY && me.Active {
+				a.recordEvent(ctx, fsm.EventStandbyFollow, true, act.Term, fmt.Sprintf("%q now follows %q", a.n.cfg.Name, act.Upstream.Name))
+			}
+		}
+	}
+	return nil
+}
+
+func (a *pgAgent) start(ctx context.Context, act action) error {
+	if !act.AsStandby && !a.leaseValid() {
+		return errors.New("refusing to start as primary without a valid lease")
+	}
+	if act.AsStandby && !a.ctl.IsStandbySignal() {
+		return errors.New("refusing to start a standby without standby.signal")
+	}
+	a.standbyMode.Store(act.AsStandby)
+	a.crashMu.Lock()
+	a.crashedAt = time.Time{}
+	a.crashMu.Unlock()
+	what := "primary"
+	if act.AsStandby {
+		what = "standby"
+	}
+	a.logger.Info("starting postgres", "as", what, "term", act.Term)
+	if err := a.ctl.Start(ctx); err != nil {
+		a.lastStartErr = time.Now()
+		a.crashMu.Lock()
+		if a.crashedAt.IsZero() {
+			a.crashedAt = time.Now()
+		}
+		a.crashMu.Unlock()
+		return fmt.Errorf("start postgres as %s: %w", what, err)
+	}
+	a.lastStartErr = time.Time{}
+	return nil
+}
+
+// promote turns this standby into the primary of term act.Term, after
+// checking once more that the FSM still says so and the lease is held.
+func (a *pgAgent) promote(ctx context.Context, act action) error {
+	st := a.n.fsm.State()
+	me, holds := a.holdsLease(st)
+	if !holds || st.Term != act.Term {
+		return fmt.Errorf("promotion in term %d is stale (cluster term %d)", act.Term, st.Term)
+	}
+	if !a.leaseValid() {
+		a.renewNow(ctx)
+		if !a.leaseValid() {
+			return errors.New("no valid lease yet: promotion postponed")
+		}
+	}
+	a.logger.Info("promoting", "node", me.Name, "term", st.Term, "decision_index", st.TermIndex)
+	a.standbyMode.Store(false) // from here on the watchdog guards it
+	start := time.Now()
+	if err := a.ctl.Promote(ctx); err != nil {
+		a.recordEvent(ctx, fsm.EventStandbyPromote, false, act.Term, fmt.Sprintf("promotion of %q failed: %v", me.Name, err))
+		return fmt.Errorf("promote %s: %w", me.Name, err)
+	}
+	a.promotedTerm = act.Term
+	a.n.metrics.promotions.Inc()
+	tli := uint32(0)
+	if s, err := a.ctl.Status(ctx); err == nil {
+		tli = s.Timeline
+	}
+	a.logger.Info("promoted", "node", me.Name, "term", act.Term, "timeline", tli, "took", time.Since(start))
+	a.renewNow(ctx)
+	go func() {
+		// A checkpoint right after promotion lets a later pg_rewind from
+		// this node see the new timeline in pg_control.
+		cctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := a.ctl.Checkpoint(cctx); err != nil {
+			a.logger.Debug("checkpoint after promotion", "error", err)
+		}
+	}()
+	a.recordEvent(ctx, fsm.EventStandbyPromote, true, act.Term, fmt.Sprintf("%q promoted in term %d (decision at log index %d), now on timeline %d", me.Name, act.Term, st.TermIndex, tli))
+	return nil
+}
+
+func (a *pgAgent) recordSysID(ctx context.Context) error {
+	o := a.observed()
+	if o.SystemIdentifier == 0 {
+		return nil
+	}
+	me := a.n.self()
+	_, err := a.n.Propose(ctx, &pb.Command{Cmd: &pb.Command_SetSystemIdentifier{SetSystemIdentifier: &pb.SetSystemIdentifier{SystemIdentifier: o.SystemIdentifier, NodeId: me.GetId()}}})
+	if err != nil {
+		return fmt.Errorf("record the system identifier: %w", err)
+	}
+	return nil
+}
+
+// primaryDuties: the replication role, and exactly one physical slot per
+// registered data node (slots of removed nodes are dropped).
+func (a *pgAgent) primaryDuties(ctx context.Context) error {
+	pc := a.n.cfg.Postgres
+	if !a.roleReady {
+		pw := ""
+		if pc.ReplicationPasswordFile != "" {
+			var err error
+			if pw, err = readSecret(pc.ReplicationPasswordFile); err != nil {
+				return err
+			}
+		}
+		if err := a.ctl.EnsureRole(ctx, pc.ReplicationUser, true, pw); err != nil {
+			return fmt.Errorf("replication role %s: %w", pc.ReplicationUser, err)
+		}
+		a.roleReady = true
+	}
+	st := a.n.fsm.State()
+	want := map[string]bool{}
+	for _, n := range st.Nodes {
+		if n.Kind == pb.NodeKind_NODE_KIND_DATA && n.Name != a.n.cfg.Name && n.SlotName != "" {
+			want[n.SlotName] = true
+		}
+	}
+	slots, err := a.ctl.ListSlots(ctx)
+	if err != nil {
+		return fmt.Errorf("list replication slots: %w", err)
+	}
+	have := map[string]bool{}
+	for _, s := range slots {
+		have[s.Name] = true
+		if strings.HasPrefix(s.Name, "hasidecar_") && !want[s.Name] {
+			if _, err := a.ctl.DropSlot(ctx, s.Name); err != nil {
+				return fmt.Errorf("drop slot %s of a removed node: %w", s.Name, err)
+			}
+			a.logger.Info("dropped the slot of a removed node", "slot", s.Name)
+		}
+	}
+	for name := range want {
+		if !have[name] {
+			if _, err := a.ctl.EnsureSlot(ctx, name); err != nil {
+				return fmt.Errorf("create slot %s: %w", name, err)
+			}
+			a.logger.Info("created replication slot", "slot", name)
+		}
+	}
+	return nil
+}
+
+// clone copies the primary with pg_basebackup through this node's slot,
+// which the primary's sidecar creates first.
+func (a *pgAgent) clone(ctx context.Context, act action) error {
+	p := act.Upstream
+	me := a.n.self()
+	if err := a.askForSlot(ctx, p, me.SlotName, act.Term); err != nil {
+		return err
+	}
+	a.logger.Info("cloning from the primary", "primary", p.Name, "slot", me.SlotName)
+	start := time.Now()
+	if err := a.ctl.BaseBackup(ctx, a.upstreamConninfo(p, false), me.SlotName, a.passfile); err != nil {
+		return fmt.Errorf("clone from %s: %w", p.Name, err)
+	}
+	a.logger.Info("clone finished", "primary", p.Name, "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+func (a *pgAgent) askForSlot(ctx context.Context, p *pb.Node, slot string, term uint64) error {
+	conn, err := a.n.peers.get(p.GrpcAddress)
+	if err != nil {
+		return err
+	}
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := pb.NewPeerServiceClient(conn).EnsureSlot(cctx, &pb.EnsureSlotRequest{SlotName: slot, Term: term}); err != nil {
+		return fmt.Errorf("ask primary %s for slot %s: %w", p.Name, slot, err)
+	}
+	return nil
+}
+
+// rewind makes a former primary (or a diverged standby) a copy of the
+// primary's history with pg_rewind; when that cannot work, the data
+// directory is set aside (renamed, never deleted) and the next round clones.
+func (a *pgAgent) rewind(ctx context.Context, act action) error {
+	p := act.Upstream
+	if a.ctl.Running() {
+		return errors.New("postgres is still running")
+	}
+	a.logger.Info("rewinding from the primary", "primary", p.Name, "term", act.Term)
+	err := a.ctl.Rewind(ctx, a.upstreamConninfo(p, true), a.passfile)
+	if err == nil {
+		a.recordEvent(ctx, "node_rewind", true, act.Term, fmt.Sprintf("%q rewound from %q", a.n.cfg.Name, p.Name))
+		return nil
+	}
+	if errors.Is(err, pgctl.ErrRewindImpossible) {
+		a.logger.Warn("pg_rewind cannot work: setting the data directory aside and cloning afresh", "error", err)
+		if rerr := a.ctl.RemoveDataDir(ctx); rerr != nil {
+			return fmt.Errorf("set the data directory aside after a failed rewind: %w", rerr)
+		}
+		a.recordEvent(ctx, "node_rewind", false, act.Term, fmt.Sprintf("pg_rewind from %q impossible (%v): data directory set aside, re-cloning", p.Name, err))
+		return nil
+	}
+	return fmt.Errorf("rewind from %s: %w", p.Name, err)
+}
+
+// identUsers are the OS users that may connect over the local socket as the
+// database superuser (the sidecar's own user, and the Postgres OS user).
+func identUsers(osUser string) []string {
+	users := []string{osUser}
+	if u := currentUser(); u != "" && u != osUser {
+		users = append(users, u)
+	}
+	return users
+}

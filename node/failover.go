@@ -1,0 +1,95 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/hasidecar/hasidecar/fsm"
+	pb "github.com/hasidecar/hasidecar/proto/hasidecar/v1"
+)
+
+// Failover is `hasidecar failover --to NAME`: a manual promotion once the
+// primary is really gone (its lease expired or released), like repmgr
+// standby promote. It runs on the leader; a follower forwards it.
+func (s *clusterService) Failover(ctx context.Context, req *pb.FailoverRequest) (*pb.FailoverResponse, error) {
+	if c, err := s.n.leaderClient(); err != nil {
+		return nil, err
+	} else if c != nil {
+		return c.Failover(ctx, req)
+	}
+	return s.n.manualFailover(ctx, req)
+}
+
+func (n *Node) manualFailover(ctx context.Context, req *pb.FailoverRequest) (*pb.FailoverResponse, error) {
+	st := n.fsm.State()
+	resp := &pb.FailoverResponse{}
+	check := func(format string, args ...any) { resp.Checks = append(resp.Checks, "ok: "+fmt.Sprintf(format, args...)) }
+	target := fsm.NodeByName(st, req.To)
+	if target == nil {
+		return nil, notFound("no node named %q", req.To)
+	}
+	if target.Kind != pb.NodeKind_NODE_KIND_DATA {
+		return nil, refuse("%q is a witness: it has no Postgres to promote", target.Name)
+	}
+	if st.Switchover != nil {
+		return nil, refuse("a switchover is in flight: wait for it to finish")
+	}
+	primary := fsm.Primary(st)
+	if primary != nil && primary.Id == target.Id {
+		return nil, refuse("%q is already the primary", target.Name)
+	}
+	lease, appliedAt := n.fsm.Lease()
+	if primary != nil && !leaseExpired(lease, appliedAt, time.Now(), n.cfg.Timing.DriftMarginPercent) {
+		left := time.Until(appliedAt.Add(time.Duration(lease.DurationMs) * time.Millisecond))
+		return nil, refuse("%q still holds its lease (renewed %s ago, expires in %s unless renewed): a failover would make two primaries; use `hasidecar switchover --to %s` for a planned change", primary.Name, time.Since(appliedAt).Round(time.Millisecond), left.Round(time.Millisecond), target.Name)
+	}
+	if primary != nil {
+		check("the lease of %q has expired or was released", primary.Name)
+	}
+	cands, skipped := promotable(st)
+	var mine *pb.Node
+	for _, c := range cands {
+		if c.Id == target.Id {
+			mine = c
+		}
+	}
+	if mine == nil {
+		return nil, refuse("%q cannot be promoted: %s", target.Name, skipped[target.Name])
+	}
+	check("%q is an active standby with priority %d", target.Name, target.Priority)
+	answers := n.askLSNsFor(ctx, cands, st.Term)
+	var mineAnswer *candidate
+	for i := range answers {
+		if answers[i].Node.Id == target.Id {
+			mineAnswer = &answers[i]
+		}
+	}
+	best, _ := choose(answers, lease, st.Settings.GetMaximumLagOnFailover(), st.Settings.GetSynchronous())
+	only, onlyReasons := choose([]candidate{*mineAnswer}, lease, st.Settings.GetMaximumLagOnFailover(), st.Settings.GetSynchronous())
+	if only == nil {
+		return nil, refuse("%q cannot be promoted: %v", target.Name, onlyReasons)
+	}
+	check("%q answers, runs in recovery on timeline %d, received %s", target.Name, only.Answer.Timeline, formatLSN(only.Received))
+	if best != nil && best.Node.Id != target.Id && best.Received > only.Received {
+		return nil, refuse("%q has received more WAL (%s) than %q (%s): promoting %q would lose it; choose %q", best.Node.Name, formatLSN(best.Received), target.Name, formatLSN(only.Received), target.Name, best.Node.Name)
+	}
+	check("no other standby has received more WAL")
+	if req.DryRun {
+		resp.Checks = append(resp.Checks, fmt.Sprintf("dry run: would promote %q in term %d", target.Name, st.Term+1))
+		return resp, nil
+	}
+	leaseMs := st.Settings.GetLeaseMs()
+	if leaseMs <= 0 {
+		leaseMs = n.cfg.Timing.Lease.D().Milliseconds()
+	}
+	_, err := n.Propose(ctx, &pb.Command{Cmd: &pb.Command_Promote{Promote: &pb.Promote{
+		NodeId: target.Id, Term: st.Term + 1, Reason: "manual", LeaseSerial: lease.Serial, LeaseMs: leaseMs,
+		Timeline: only.Answer.Timeline, Details: "manual failover (hasidecar failover --to " + target.Name + ")",
+	}}})
+	if err != nil {
+		return nil, fmt.Errorf("commit the promotion of %s: %w", target.Name, err)
+	}
+	resp.Term = st.Term + 1
+	return resp, nil
+}

@@ -1,0 +1,168 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/hasidecar/hasidecar/fsm"
+	pb "github.com/hasidecar/hasidecar/proto/hasidecar/v1"
+)
+
+type metrics struct {
+	reg           *prometheus.Registry
+	leaderChanges prometheus.Counter
+	promotions    prometheus.Counter
+	fences        prometheus.Counter
+	raftLeader    prometheus.Gauge
+	term          prometheus.Gauge
+	pgRunning     prometheus.Gauge
+	pgPrimary     prometheus.Gauge
+	lagBytes      prometheus.Gauge
+	timeline      prometheus.Gauge
+}
+
+func newMetrics(n *Node) *metrics {
+	labels := prometheus.Labels{"cluster": n.cfg.Cluster, "node": n.cfg.Name}
+	m := &metrics{
+		reg:           prometheus.NewRegistry(),
+		leaderChanges: prometheus.NewCounter(prometheus.CounterOpts{Name: "hasidecar_raft_leadership_acquired_total", Help: "Times this node became the Raft leader.", ConstLabels: labels}),
+		promotions:    prometheus.NewCounter(prometheus.CounterOpts{Name: "hasidecar_promotions_total", Help: "Promotions of the local Postgres performed by this sidecar.", ConstLabels: labels}),
+		fences:        prometheus.NewCounter(prometheus.CounterOpts{Name: "hasidecar_fences_total", Help: "Times this sidecar fenced its Postgres.", ConstLabels: labels}),
+		raftLeader:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "hasidecar_raft_leader", Help: "1 when this node is the Raft leader.", ConstLabels: labels}),
+		term:          prometheus.NewGauge(prometheus.GaugeOpts{Name: "hasidecar_voting_term", Help: "The cluster's promotion term as applied here.", ConstLabels: labels}),
+		pgRunning:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "hasidecar_postgres_running", Help: "1 when the local Postgres answers.", ConstLabels: labels}),
+		pgPrimary:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "hasidecar_postgres_primary", Help: "1 when the local Postgres is out of recovery.", ConstLabels: labels}),
+		lagBytes:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "hasidecar_replay_lsn", Help: "Replay (standby) or current (primary) WAL position of the local Postgres, in bytes.", ConstLabels: labels}),
+		timeline:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "hasidecar_postgres_timeline", Help: "Timeline of the local Postgres.", ConstLabels: labels}),
+	}
+	m.reg.MustRegister(m.leaderChanges, m.promotions, m.fences, m.raftLeader, m.term, m.pgRunning, m.pgPrimary, m.lagBytes, m.timeline)
+	return m
+}
+
+func (m *metrics) observe(r *pb.NodeReport) {
+	m.raftLeader.Set(b2f(r.RaftState == raft.Leader.String()))
+	pg := r.GetPostgres()
+	m.pgRunning.Set(b2f(pg.GetRunning()))
+	m.pgPrimary.Set(b2f(pg.GetRunning() && !pg.GetInRecovery()))
+	m.timeline.Set(float64(pg.GetTimeline()))
+	if pg.GetInRecovery() {
+		m.lagBytes.Set(float64(pg.GetReplayLsn()))
+	} else {
+		m.lagBytes.Set(float64(pg.GetCurrentLsn()))
+	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func (n *Node) startHTTP() error {
+	ln, err := net.Listen("tcp", n.cfg.HTTP.Listen)
+	if err != nil {
+		return fmt.Errorf("http.listen %s: %w (is another process using the port?)", n.cfg.HTTP.Listen, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/primary", n.handlePrimary)
+	mux.HandleFunc("/replica", n.handleReplica)
+	mux.HandleFunc("/health", n.handleHealth)
+	mux.Handle("/metrics", promhttp.HandlerFor(n.metrics.reg, promhttp.HandlerOpts{}))
+	n.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := n.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.logger.Error("http server stopped", "error", err)
+		}
+	}()
+	return nil
+}
+
+func (n *Node) stopHTTP() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = n.http.Shutdown(ctx)
+}
+
+type healthBody struct {
+	Name     string `json:"name"`
+	Role     string `json:"role"`
+	Term     uint64 `json:"term"`
+	Postgres string `json:"postgres"`
+	Reason   string `json:"reason,omitempty"`
+}
+
+func (n *Node) healthBody() healthBody {
+	st := n.fsm.State()
+	b := healthBody{Name: n.cfg.Name, Term: st.Term, Role: "unknown", Postgres: "none"}
+	if me := fsm.NodeByName(st, n.cfg.Name); me != nil {
+		b.Role = fsm.RoleName(me.Role)
+	}
+	if n.pg != nil {
+		pg := n.pg.observed()
+		switch {
+		case !pg.GetRunning():
+			b.Postgres = "stopped"
+		case pg.InRecovery:
+			b.Postgres = "in recovery"
+		default:
+			b.Postgres = "writable"
+		}
+	}
+	return b
+}
+
+func writeHealth(w http.ResponseWriter, ok bool, b healthBody) {
+	w.Header().Set("Content-Type", "application/json")
+	if ok {
+		w.WriteHeader(http.StatusOK)
+	} else {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	_ = json.NewEncoder(w).Encode(b)
+}
+
+// handlePrimary answers 200 only where Postgres is the current, lease-holding
+// primary: HAProxy routes writes with it.
+func (n *Node) handlePrimary(w http.ResponseWriter, _ *http.Request) {
+	b := n.healthBody()
+	ok := n.pg != nil && n.pg.writable()
+	if !ok {
+		b.Reason = "not the lease-holding primary"
+	}
+	writeHealth(w, ok, b)
+}
+
+// handleReplica answers 200 on a standby that streams from its upstream.
+func (n *Node) handleReplica(w http.ResponseWriter, _ *http.Request) {
+	b := n.healthBody()
+	pg := (*pb.PostgresStatus)(nil)
+	if n.pg != nil {
+		pg = n.pg.observed()
+	}
+	ok := pg.GetRunning() && pg.GetInRecovery() && pg.GetWalReceiverStatus() == "streaming"
+	if !ok {
+		b.Reason = "not a streaming standby"
+	}
+	writeHealth(w, ok, b)
+}
+
+// handleHealth answers 200 when the sidecar runs and, on a data node,
+// Postgres answers.
+func (n *Node) handleHealth(w http.ResponseWriter, _ *http.Request) {
+	b := n.healthBody()
+	ok := n.pg == nil || n.pg.observed().GetRunning()
+	if !ok {
+		b.Reason = "postgres is not running"
+	}
+	writeHealth(w, ok, b)
+}

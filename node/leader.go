@@ -1,0 +1,112 @@
+package node
+
+import (
+	"context"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	pb "github.com/hasidecar/hasidecar/proto/hasidecar/v1"
+)
+
+// monitorLeadership starts the leader's duties when this node becomes the
+// Raft leader and stops them when it stops being one. LeaderCh may drop
+// edges, so the raft state is also polled.
+func (n *Node) monitorLeadership(ctx context.Context) {
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			n.stopLeaderLoop()
+			return
+		case <-n.raft.LeaderCh():
+		case <-tick.C:
+		}
+		if n.raft.State() == raft.Leader {
+			n.startLeaderLoop()
+		} else {
+			n.stopLeaderLoop()
+		}
+	}
+}
+
+func (n *Node) startLeaderLoop() {
+	n.leaderMu.Lock()
+	defer n.leaderMu.Unlock()
+	if n.leaderCancel != nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	n.leaderCancel, n.leaderDone = cancel, done
+	n.metrics.leaderChanges.Inc()
+	n.logger.Info("became raft leader: starting the decision loop")
+	go func() {
+		defer close(done)
+		n.leaderLoop(ctx)
+	}()
+}
+
+func (n *Node) stopLeaderLoop() {
+	n.leaderMu.Lock()
+	cancel, done := n.leaderCancel, n.leaderDone
+	n.leaderCancel, n.leaderDone = nil, nil
+	n.leaderMu.Unlock()
+	if cancel == nil {
+		return
+	}
+	n.logger.Info("no longer raft leader: decision loop stopped")
+	cancel()
+	<-done
+}
+
+// leaderLoop: Barrier (apply everything earlier leaders committed), establish
+// leadership (name the cluster on first start), then run the decisions.
+func (n *Node) leaderLoop(ctx context.Context) {
+	for {
+		if err := n.raft.Barrier(5 * time.Second).Error(); err == nil {
+			break
+		} else {
+			n.logger.Warn("leader barrier", "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	if n.fsm.State().ClusterName == "" {
+		n.initCluster(ctx)
+	}
+	d := newDecider(n)
+	d.run(ctx)
+}
+
+// initCluster names a freshly bootstrapped cluster and records the
+// cluster-wide settings of this (the bootstrapping) node's config.
+func (n *Node) initCluster(ctx context.Context) {
+	s := &pb.Settings{
+		FailoverMode:         pb.FailoverMode_FAILOVER_MODE_AUTOMATIC,
+		Synchronous:          n.cfg.Synchronous,
+		EventMaxCount:        int64(n.cfg.Events.MaxCount),
+		EventMaxAgeMs:        n.cfg.Events.MaxAge.D().Milliseconds(),
+		MaximumLagOnFailover: uint64(n.cfg.MaximumLagOnFailover),
+		LeaseMs:              n.cfg.Timing.Lease.D().Milliseconds(),
+	}
+	if n.cfg.Failover == "manual" {
+		s.FailoverMode = pb.FailoverMode_FAILOVER_MODE_MANUAL
+	}
+	for ctx.Err() == nil {
+		_, err := n.Propose(ctx, &pb.Command{Cmd: &pb.Command_InitCluster{InitCluster: &pb.InitCluster{ClusterName: n.cfg.Cluster, Settings: s}}})
+		if err == nil {
+			n.logger.Info("cluster initialised", "cluster", n.cfg.Cluster)
+			return
+		}
+		if n.fsm.State().ClusterName != "" {
+			return
+		}
+		n.logger.Warn("initialise cluster", "error", err)
+		time.Sleep(200 * time.Millisecond)
+	}
+}

@@ -1,0 +1,225 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/hasidecar/hasidecar/fsm"
+	"github.com/hasidecar/hasidecar/pgctl"
+	pb "github.com/hasidecar/hasidecar/proto/hasidecar/v1"
+)
+
+// The primary's side of "Lease and fencing" (DESIGN.md):
+//
+//  1. While the FSM names this node primary and holder of the lease, and its
+//     Postgres answers (or is restarting within postgres.restart_timeout),
+//     it renews every lease/3. It notes its monotonic time t_send before
+//     proposing; once the renewal commits it may accept writes until
+//     t_send + lease.
+//  2. The watchdog fences Postgres (stops it) fenceMargin before that
+//     deadline when no renewal has extended it, and at once when the FSM
+//     names another primary or a newer term.
+//  3. A Postgres that crashed and did not come back within restart_timeout
+//     makes the sidecar release the lease, so the leader fails over without
+//     waiting for expiry.
+
+type leaseState struct {
+	mu       sync.Mutex
+	term     uint64
+	deadline time.Time // monotonic; zero: no valid lease
+}
+
+// fenceMargin is how long before its deadline the primary stops Postgres.
+// A fast shutdown terminates every backend at once; the margin covers the
+// watchdog's tick and the signal delivery.
+func (a *pgAgent) fenceMargin() time.Duration {
+	return min(500*time.Millisecond, a.n.cfg.Timing.Lease.D()/4)
+}
+
+func (a *pgAgent) leaseValid() bool {
+	a.lease.mu.Lock()
+	defer a.lease.mu.Unlock()
+	return !a.lease.deadline.IsZero() && time.Now().Before(a.lease.deadline.Add(-a.fenceMargin())) && a.lease.term == a.n.fsm.State().Term
+}
+
+func (a *pgAgent) clearLease() {
+	a.lease.mu.Lock()
+	a.lease.deadline = time.Time{}
+	a.lease.mu.Unlock()
+}
+
+// holdsLease: the FSM names this node primary and lease holder in the
+// current term.
+func (a *pgAgent) holdsLease(st *pb.ClusterState) (*pb.Node, bool) {
+	me := fsm.NodeByName(st, a.n.cfg.Name)
+	if me == nil || me.Role != pb.NodeRole_NODE_ROLE_PRIMARY {
+		return me, false
+	}
+	l := st.GetLease()
+	return me, l.GetHolderId() == me.Id && l.GetTerm() == st.Term
+}
+
+// leaseLoop renews the lease every lease/3 while this node should hold it,
+// and drops the local deadline at once when the FSM says otherwise.
+func (a *pgAgent) leaseLoop(ctx context.Context) {
+	every := a.n.cfg.Timing.Lease.D() / 3
+	next := time.Now()
+	for {
+		st := a.n.fsm.State()
+		if _, ok := a.holdsLease(st); !ok {
+			a.clearLease()
+		} else if !time.Now().Before(next) {
+			a.renewOrRelease(ctx, st)
+			next = time.Now().Add(every)
+		}
+		wait := time.Until(next)
+		if wait <= 0 || wait > every {
+			wait = every
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.n.fsm.Changed():
+		case <-time.After(wait):
+		}
+	}
+}
+
+// renewNow renews at once (after a claim or a promotion decision).
+func (a *pgAgent) renewNow(ctx context.Context) {
+	st := a.n.fsm.State()
+	if _, ok := a.holdsLease(st); ok {
+		a.renewOrRelease(ctx, st)
+	}
+}
+
+func (a *pgAgent) renewOrRelease(ctx context.Context, st *pb.ClusterState) {
+	me, _ := a.holdsLease(st)
+	o := a.observed()
+	healthy := o.GetRunning()
+	if !healthy && a.stopping.Load() {
+		return
+	}
+	if !healthy {
+		// Not running: keep the lease while a start or restart in place may
+		// still succeed, then let it go.
+		a.crashMu.Lock()
+		crashed := a.crashedAt
+		a.crashMu.Unlock()
+		budget := a.n.cfg.Postgres.RestartTimeout.D()
+		if !crashed.IsZero() && time.Since(crashed) >= budget {
+			a.release(ctx, st, me, "postgres crashed and did not restart within postgres.restart_timeout")
+			return
+		}
+	}
+	lease := a.n.cfg.Timing.Lease.D()
+	tSend := time.Now()
+	rctx, cancel := context.WithTimeout(ctx, lease/3)
+	defer cancel()
+	cmd := &pb.RenewLease{NodeId: me.Id, Term: st.Term, FlushLsn: max(o.GetFlushLsn(), o.GetReceiveLsn()), Timeline: o.GetTimeline(), DurationMs: lease.Milliseconds()}
+	if o.GetInRecovery() && st.Lease.GetTimeline() != 0 {
+		// A candidate about to promote keeps the timeline it was chosen on.
+		cmd.Timeline = st.Lease.GetTimeline()
+	}
+	_, err := a.n.Propose(rctx, &pb.Command{Cmd: &pb.Command_RenewLease{RenewLease: cmd}})
+	if err != nil {
+		var fe *fsm.Error
+		if errors.As(err, &fe) {
+			a.logger.Warn("lease renewal refused", "term", st.Term, "error", err)
+			a.clearLease()
+			return
+		}
+		a.logger.Warn("lease renewal failed", "term", st.Term, "error", err)
+		return
+	}
+	a.lease.mu.Lock()
+	if a.lease.term != st.Term || a.lease.deadline.Before(tSend.Add(lease)) {
+		a.lease.term = st.Term
+		a.lease.deadline = tSend.Add(lease)
+	}
+	a.lease.mu.Unlock()
+}
+
+func (a *pgAgent) release(ctx context.Context, st *pb.ClusterState, me *pb.Node, reason string) {
+	if st.Lease.GetReleased() {
+		return
+	}
+	a.clearLease()
+	if a.ctl.Running() {
+		return // never release while Postgres may still accept writes
+	}
+	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if _, err := a.n.Propose(rctx, &pb.Command{Cmd: &pb.Command_ReleaseLease{ReleaseLease: &pb.ReleaseLease{NodeId: me.Id, Term: st.Term, Reason: reason}}}); err != nil {
+		a.logger.Warn("release lease", "error", err)
+		return
+	}
+	a.logger.Warn("lease released", "term", st.Term, "reason", reason)
+}
+
+// watchdog fences a Postgres that may accept writes without a valid lease.
+// It runs apart from the reconciler so that a long action (a clone, a
+// rewind) never delays a fence.
+func (a *pgAgent) watchdog(ctx context.Context) {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	wasRunning := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.exited():
+		case <-t.C:
+		}
+		running := a.ctl.Running()
+		if wasRunning && !running {
+			a.noteExit()
+		}
+		wasRunning = running
+		if !running || a.standbyMode.Load() || a.stopping.Load() {
+			continue
+		}
+		if !a.leaseValid() {
+			a.fence(ctx, "the lease is not held or about to expire")
+		}
+	}
+}
+
+// noteExit records an exit of Postgres that nobody asked for.
+func (a *pgAgent) noteExit() {
+	if a.stopping.Load() {
+		return
+	}
+	a.crashMu.Lock()
+	defer a.crashMu.Unlock()
+	if a.crashedAt.IsZero() && !a.expectStop() {
+		a.crashedAt = time.Now()
+		a.logger.Warn("postgres exited unexpectedly")
+	}
+}
+
+// fence stops Postgres now: a fast shutdown (every backend terminated at
+// once, no new connection) and, if that does not finish within a second, an
+// immediate one. Never a cancel (see CHAOS.md).
+func (a *pgAgent) fence(ctx context.Context, reason string) {
+	if !a.ctl.Running() {
+		return
+	}
+	a.logger.Warn("fencing postgres", "reason", reason)
+	a.n.metrics.fences.Inc()
+	a.markExpectedStop()
+	sctx, cancel := context.WithTimeout(ctx, time.Second)
+	err := a.ctl.Stop(sctx, pgctl.StopFast)
+	cancel()
+	if err != nil || a.ctl.Running() {
+		ictx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := a.ctl.Stop(ictx, pgctl.StopImmediate); err != nil {
+			a.ctl.Kill()
+		}
+		cancel()
+	}
+	st := a.n.fsm.State()
+	go a.recordEvent(context.Background(), fsm.EventFence, true, st.Term, "postgres stopped: "+reason)
+}

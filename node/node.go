@@ -1,0 +1,417 @@
+// Package node is the sidecar process: Raft wiring, the gRPC services, the
+// local reconciler that makes Postgres match the FSM, the leader's decision
+// loop, lease keeping and fencing, and the HTTP health and metrics endpoints.
+//
+// Side effects happen here and only after a decision has been committed and
+// observed through the FSM (package fsm decides, package node acts, package
+// pgctl touches Postgres).
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	"google.golang.org/grpc"
+
+	"github.com/hasidecar/hasidecar/config"
+	"github.com/hasidecar/hasidecar/fsm"
+	pb "github.com/hasidecar/hasidecar/proto/hasidecar/v1"
+)
+
+// Version is set at build time (-ldflags "-X .../node.Version=...").
+var Version = "dev"
+
+// Node is one sidecar.
+type Node struct {
+	cfg    *config.Config
+	logger hclog.Logger
+	tls    *tlsConfigs
+
+	fsm     *raftFSM
+	raft    *raft.Raft
+	rparts  *raftParts
+	peers   *peerPool
+	grpc    *grpc.Server
+	http    *http.Server
+	reports *reportStore
+	metrics *metrics
+	pg      *pgAgent // nil on a witness
+	reach   reachability
+
+	id      atomic.Uint32 // own node id once registered
+	started time.Time
+
+	leaderMu     sync.Mutex
+	leaderCancel context.CancelFunc
+	leaderDone   chan struct{}
+
+	wg sync.WaitGroup
+}
+
+// New builds a sidecar from a validated config. It opens nothing yet.
+func New(cfg *config.Config, logger hclog.Logger) (*Node, error) {
+	t, err := LoadTLS(cfg.TLS)
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{
+		cfg:     cfg,
+		logger:  logger,
+		tls:     t,
+		fsm:     newRaftFSM(logger.Named("fsm")),
+		peers:   newPeerPool(t),
+		reports: newReportStore(4096),
+		started: time.Now(),
+	}
+	n.metrics = newMetrics(n)
+	if !cfg.IsWitness() {
+		pg, err := newPGAgent(n)
+		if err != nil {
+			return nil, err
+		}
+		n.pg = pg
+	}
+	return n, nil
+}
+
+// Run starts the sidecar and blocks until ctx is cancelled, then leaves
+// cleanly: a primary stops its Postgres and then releases its lease, a Raft
+// leader hands leadership over.
+func (n *Node) Run(ctx context.Context) error {
+	// 0711: the Postgres OS user must traverse it to reach its socket
+	// directory and log; it cannot list it. Raft's files are 0700 below.
+	if _, err := os.Stat(n.cfg.StateDir); os.IsNotExist(err) {
+		if err := os.MkdirAll(n.cfg.StateDir, 0o711); err != nil {
+			return fmt.Errorf("create state_dir %s: %w", n.cfg.StateDir, err)
+		}
+		_ = os.Chmod(n.cfg.StateDir, 0o711)
+	}
+	if n.pg != nil {
+		if err := n.pg.preflight(ctx); err != nil {
+			return err
+		}
+	}
+	lis, err := net.Listen("tcp", n.cfg.GRPC.Listen)
+	if err != nil {
+		return fmt.Errorf("grpc.listen %s: %w (is another process using the port?)", n.cfg.GRPC.Listen, err)
+	}
+	n.grpc = n.newGRPCServer()
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := n.grpc.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			n.logger.Error("grpc server stopped", "error", err)
+		}
+	}()
+	defer n.peers.close()
+	defer n.grpc.Stop()
+
+	parts, err := n.setupRaft()
+	if err != nil {
+		return err
+	}
+	n.rparts, n.raft = parts, parts.raft
+	defer parts.close()
+
+	if n.cfg.HTTP.Listen != "" {
+		if err := n.startHTTP(); err != nil {
+			return err
+		}
+		defer n.stopHTTP()
+	}
+
+	if err := n.bootstrapOrJoin(ctx, parts.hasState); err != nil {
+		return err
+	}
+	n.logger.Info("sidecar started", "name", n.cfg.Name, "kind", n.cfg.Kind, "raft", n.cfg.RaftAdvertise(), "grpc", n.cfg.GRPCAdvertise(), "version", Version)
+
+	loops, stopLoops := context.WithCancel(context.Background())
+	n.goLoop(func() { n.monitorLeadership(loops) })
+	n.goLoop(func() { n.registerSelfLoop(loops) })
+	n.goLoop(func() { n.reportLoop(loops) })
+	n.goLoop(func() { n.reachLoop(loops) })
+	if n.pg != nil {
+		n.goLoop(func() { n.pg.run(loops) })
+	}
+
+	<-ctx.Done()
+	n.logger.Info("shutting down")
+	n.shutdown(stopLoops)
+	return nil
+}
+
+func (n *Node) goLoop(f func()) {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		f()
+	}()
+}
+
+// shutdown leaves in the safe order: Postgres first (a primary stops
+// accepting writes, then releases its lease so a failover need not wait),
+// then Raft leadership, then the loops.
+func (n *Node) shutdown(stopLoops context.CancelFunc) {
+	timeout := 10 * time.Second
+	if n.cfg.Postgres != nil {
+		timeout += n.cfg.Postgres.StopTimeout.D()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if n.pg != nil {
+		n.pg.shutdown(ctx)
+	}
+	if n.raft.State() == raft.Leader {
+		if err := n.raft.LeadershipTransfer().Error(); err != nil {
+			n.logger.Debug("leadership transfer", "error", err)
+		}
+	}
+	stopLoops()
+	n.stopLeaderLoop()
+	n.grpc.Stop()
+	n.wg.Wait()
+}
+
+// State is the latest applied FSM state; callers must not modify it.
+func (n *Node) State() *pb.ClusterState { return n.fsm.State() }
+
+// ID is this node's id in the nodes table (0 until registered).
+func (n *Node) ID() uint32 {
+	if id := n.id.Load(); id != 0 {
+		return id
+	}
+	if me := fsm.NodeByName(n.fsm.State(), n.cfg.Name); me != nil {
+		n.id.Store(me.Id)
+		return me.Id
+	}
+	return 0
+}
+
+// self returns this node's row, or nil.
+func (n *Node) self() *pb.Node { return fsm.NodeByName(n.fsm.State(), n.cfg.Name) }
+
+// isLeader reports whether this node is the Raft leader.
+func (n *Node) isLeader() bool { return n.raft != nil && n.raft.State() == raft.Leader }
+
+// leaderGRPC returns the gRPC address and name of the current Raft leader.
+func (n *Node) leaderGRPC() (addr, name string, err error) {
+	raftAddr, id := n.raft.LeaderWithID()
+	if raftAddr == "" {
+		return "", "", errNoLeader
+	}
+	if string(id) == n.cfg.Name {
+		return n.cfg.GRPCAdvertise(), n.cfg.Name, nil
+	}
+	if row := fsm.NodeByName(n.fsm.State(), string(id)); row != nil && row.GrpcAddress != "" {
+		return row.GrpcAddress, row.Name, nil
+	}
+	return "", string(id), fmt.Errorf("raft leader %s (%s) is not registered yet: %w", id, raftAddr, errNoLeader)
+}
+
+// Propose commits a command through the Raft leader (forwarding it when this
+// node is a follower) and returns the FSM's answer. It retries while there
+// is no leader, until ctx ends.
+func (n *Node) Propose(ctx context.Context, cmd *pb.Command) (fsm.Result, error) {
+	if cmd.AtUnixMs == 0 {
+		cmd.AtUnixMs = time.Now().UnixMilli()
+	}
+	data, err := fsm.Encode(cmd)
+	if err != nil {
+		return fsm.Result{}, err
+	}
+	for {
+		res, err := n.proposeOnce(ctx, data)
+		if err == nil || !isTransient(err) {
+			if err != nil {
+				return res, err
+			}
+			return res, res.Err
+		}
+		select {
+		case <-ctx.Done():
+			return fsm.Result{}, fmt.Errorf("propose %T: %w (last error: %v)", cmd.Cmd, ctx.Err(), err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func isTransient(err error) bool {
+	return errors.Is(err, errNoLeader) || errors.Is(err, raft.ErrNotLeader) ||
+		errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrLeadershipTransferInProgress) ||
+		retryable(err)
+}
+
+func (n *Node) proposeOnce(ctx context.Context, data []byte) (fsm.Result, error) {
+	if n.isLeader() {
+		return n.applyLocal(ctx, data)
+	}
+	addr, _, err := n.leaderGRPC()
+	if err != nil {
+		return fsm.Result{}, err
+	}
+	conn, err := n.peers.get(addr)
+	if err != nil {
+		return fsm.Result{}, err
+	}
+	cctx, cancel := context.WithTimeout(ctx, peerTimeout)
+	defer cancel()
+	resp, err := pb.NewPeerServiceClient(conn).Apply(cctx, &pb.ApplyRequest{Command: data})
+	if err != nil {
+		err = fromStatus(err)
+		var fe *fsm.Error
+		if errors.As(err, &fe) {
+			return fsm.Result{Err: fe}, nil
+		}
+		return fsm.Result{}, err
+	}
+	return fsm.Result{Index: resp.Index, NodeID: resp.NodeId}, nil
+}
+
+// applyLocal applies on this node, which must be the leader.
+func (n *Node) applyLocal(ctx context.Context, data []byte) (fsm.Result, error) {
+	timeout := 5 * time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = max(time.Until(dl), time.Millisecond)
+	}
+	f := n.raft.Apply(data, timeout)
+	if err := f.Error(); err != nil {
+		return fsm.Result{}, err
+	}
+	res, ok := f.Response().(fsm.Result)
+	if !ok {
+		return fsm.Result{}, fmt.Errorf("apply: unexpected fsm response %T", f.Response())
+	}
+	return res, nil
+}
+
+// waitCaughtUp blocks until this node has applied everything the leader had
+// committed when asked (a read barrier for "what does the cluster say now").
+func (n *Node) waitCaughtUp(ctx context.Context) error {
+	for {
+		target, err := n.leaderCommitIndex(ctx)
+		if err == nil {
+			for n.raft.AppliedIndex() < target {
+				select {
+				case <-ctx.Done():
+					return fmt.Errorf("catch up with the leader (applied %d of %d): %w", n.raft.AppliedIndex(), target, ctx.Err())
+				case <-time.After(20 * time.Millisecond):
+				}
+			}
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("catch up with the leader: %w (last error: %v)", ctx.Err(), err)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func (n *Node) leaderCommitIndex(ctx context.Context) (uint64, error) {
+	if n.isLeader() {
+		if err := n.raft.Barrier(5 * time.Second).Error(); err != nil {
+			return 0, err
+		}
+		return n.raft.AppliedIndex(), nil
+	}
+	addr, _, err := n.leaderGRPC()
+	if err != nil {
+		return 0, err
+	}
+	conn, err := n.peers.get(addr)
+	if err != nil {
+		return 0, err
+	}
+	cctx, cancel := context.WithTimeout(ctx, peerTimeout)
+	defer cancel()
+	st, err := pb.NewNodeServiceClient(conn).Status(cctx, &pb.StatusRequest{})
+	if err != nil {
+		return 0, err
+	}
+	if st.RaftState != raft.Leader.String() {
+		return 0, errNoLeader
+	}
+	return st.CommitIndex, nil
+}
+
+// registerSelfLoop keeps this node's row in the nodes table in line with its
+// config (addresses, priority, tags...), once there is a leader.
+func (n *Node) registerSelfLoop(ctx context.Context) {
+	for {
+		st := n.fsm.State()
+		if st.ClusterName != "" {
+			want := n.registerCommand()
+			if row := fsm.NodeByName(st, n.cfg.Name); row == nil || !sameRegistration(row, want) {
+				pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				res, err := n.Propose(pctx, &pb.Command{Cmd: &pb.Command_RegisterNode{RegisterNode: want}})
+				cancel()
+				if err != nil {
+					n.logger.Warn("register this node", "error", err)
+				} else {
+					n.id.Store(res.NodeID)
+					n.logger.Info("registered", "node_id", res.NodeID)
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-n.fsm.Changed():
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+func (n *Node) registerCommand() *pb.RegisterNode {
+	kind := pb.NodeKind_NODE_KIND_DATA
+	if n.cfg.IsWitness() {
+		kind = pb.NodeKind_NODE_KIND_WITNESS
+	}
+	voter := true
+	if f := n.raft.GetConfiguration(); f.Error() == nil {
+		for _, s := range f.Configuration().Servers {
+			if string(s.ID) == n.cfg.Name {
+				voter = s.Suffrage == raft.Voter
+			}
+		}
+	}
+	r := &pb.RegisterNode{
+		ClusterName: n.cfg.Cluster,
+		Name:        n.cfg.Name,
+		Kind:        kind,
+		Location:    n.cfg.Location,
+		Priority:    int32(n.cfg.Priority),
+		Tags:        n.cfg.Tags,
+		RaftAddress: n.cfg.RaftAdvertise(),
+		GrpcAddress: n.cfg.GRPCAdvertise(),
+		HttpAddress: n.cfg.HTTP.Listen,
+		Voter:       voter,
+	}
+	if n.cfg.Postgres != nil {
+		r.Conninfo = n.cfg.PostgresConninfo()
+	}
+	return r
+}
+
+func sameRegistration(row *pb.Node, r *pb.RegisterNode) bool {
+	if len(row.Tags) != len(r.Tags) {
+		return false
+	}
+	for i := range row.Tags {
+		if row.Tags[i] != r.Tags[i] {
+			return false
+		}
+	}
+	return row.Kind == r.Kind && row.Location == r.Location && row.Priority == r.Priority &&
+		row.Conninfo == r.Conninfo && row.RaftAddress == r.RaftAddress && row.GrpcAddress == r.GrpcAddress &&
+		row.HttpAddress == r.HttpAddress && row.Voter == r.Voter
+}

@@ -1,0 +1,198 @@
+package node
+
+import (
+	"fmt"
+
+	pb "github.com/hasidecar/hasidecar/proto/hasidecar/v1"
+)
+
+// The reconciler compares what the FSM says this node should be (desired)
+// with what its Postgres is (observed) and plans the actions that close the
+// gap: a table of (observed state, assigned role) → actions, in the manner of
+// pg_auto_failover's KeeperFSM. plan is pure; pgagent.go executes.
+
+// dataDirKind is what is on disk at the data directory.
+type dataDirKind int
+
+const (
+	dirMissing dataDirKind = iota // missing or empty
+	dirValid
+	dirNotPostgres
+)
+
+// observed is the local Postgres as the executor last saw it.
+type observed struct {
+	Dir           dataDirKind
+	SysID         uint64 // from pg_controldata, when Dir is dirValid
+	Running       bool
+	InRecovery    bool
+	StandbySignal bool
+	Timeline      uint32
+	Streaming     bool
+	// Stuck: a running standby that has not streamed for a while although
+	// its upstream is up (e.g. it diverged and needs a rewind).
+	Stuck bool
+	// StartFailed: the last start attempt failed; wait for the operator or
+	// the retry interval.
+	StartFailed bool
+}
+
+// desired is what the FSM (and this node's lease) say.
+type desired struct {
+	ClusterSysID uint64
+	Term         uint64
+	Me           *pb.Node
+	Primary      *pb.Node // nil before bootstrap; may be Me
+	// MayClaimPrimary: no primary exists yet and this node may become the
+	// bootstrap primary (see claimAllowed).
+	MayClaimPrimary bool
+	// LeaseValid: this node holds a lease whose local deadline has not passed.
+	LeaseValid bool
+	// PromoteTimeline: the timeline the leader saw when it chose this node.
+	PromoteTimeline uint32
+}
+
+type actionKind int
+
+const (
+	actClaimPrimary    actionKind = iota // propose RegisterPrimary
+	actInitDB                            // initdb a new cluster
+	actClone                             // pg_basebackup from the primary
+	actRewind                            // pg_rewind from the primary
+	actConfigure                         // write the managed config, pg_hba, recovery settings for the role
+	actStart                             // start Postgres
+	actStop                              // fence: stop Postgres now
+	actPromote                           // pg_promote
+	actRecordSysID                       // propose SetSystemIdentifier
+	actRegisterStandby                   // propose SetStandby
+	actPrimaryDuties                     // slots, replication role
+)
+
+func (k actionKind) String() string {
+	return [...]string{"claim-primary", "initdb", "clone", "rewind", "configure", "start", "stop", "promote", "record-sysid", "register-standby", "primary-duties"}[k]
+}
+
+// action is one step. Term is the fencing token: the executor drops an
+// action whose term is older than the FSM's when it runs.
+type action struct {
+	Kind actionKind
+	Term uint64
+	// AsStandby: for actConfigure/actStart, the instance is to run in
+	// recovery (following Upstream, or with no upstream while it waits to
+	// be promoted).
+	AsStandby bool
+	Upstream  *pb.Node
+	// EventType for actRegisterStandby.
+	EventType string
+}
+
+// plan returns the actions to run now, in order, and a sentence saying what
+// the node is doing or waiting for.
+func plan(d desired, o observed) ([]action, string) {
+	if o.Dir == dirNotPostgres {
+		return nil, "the data directory holds files but is not a Postgres data directory: nothing was changed; empty it or point postgres.data_dir elsewhere"
+	}
+	if o.Dir == dirValid && d.ClusterSysID != 0 && o.SysID != 0 && o.SysID != d.ClusterSysID {
+		var acts []action
+		if o.Running {
+			acts = append(acts, action{Kind: actStop, Term: d.Term})
+		}
+		return acts, fmt.Sprintf("the data directory belongs to another cluster (system identifier %d, this cluster's is %d): refusing to use it; nothing was changed", o.SysID, d.ClusterSysID)
+	}
+	if d.Me == nil {
+		return nil, "waiting to be registered in the cluster"
+	}
+	if d.Primary != nil && d.Primary.Id == d.Me.Id {
+		return planPrimary(d, o)
+	}
+	return planStandby(d, o)
+}
+
+func planPrimary(d desired, o observed) ([]action, string) {
+	t := d.Term
+	if o.Dir == dirMissing {
+		if d.ClusterSysID != 0 {
+			return nil, "this node is the primary but its data directory is empty: waiting for a failover (the lease is released)"
+		}
+		return []action{{Kind: actInitDB, Term: t}}, "initialising a new Postgres cluster"
+	}
+	if !d.LeaseValid {
+		if o.Running && !o.InRecovery {
+			return []action{{Kind: actStop, Term: t}}, "fencing: the lease is not held"
+		}
+		return nil, "waiting for a valid lease before accepting writes"
+	}
+	if !o.Running {
+		if o.StartFailed {
+			return nil, "Postgres failed to start: see its log"
+		}
+		if o.StandbySignal {
+			// Promotion decided while Postgres was down: start in recovery
+			// without an upstream, then promote.
+			return []action{{Kind: actConfigure, Term: t, AsStandby: true}, {Kind: actStart, Term: t, AsStandby: true}}, "starting in recovery before promotion"
+		}
+		return []action{{Kind: actConfigure, Term: t}, {Kind: actStart, Term: t}}, "starting as primary"
+	}
+	if o.InRecovery {
+		if d.PromoteTimeline != 0 && o.Timeline != 0 && o.Timeline != d.PromoteTimeline {
+			return nil, fmt.Sprintf("refusing to promote: this node is on timeline %d, the leader chose it on timeline %d", o.Timeline, d.PromoteTimeline)
+		}
+		return []action{{Kind: actConfigure, Term: t, AsStandby: true}, {Kind: actPromote, Term: t}}, "promoting"
+	}
+	acts := []action{{Kind: actConfigure, Term: t}}
+	if d.ClusterSysID == 0 {
+		acts = append(acts, action{Kind: actRecordSysID, Term: t})
+	}
+	acts = append(acts, action{Kind: actPrimaryDuties, Term: t})
+	return acts, "running as primary"
+}
+
+func planStandby(d desired, o observed) ([]action, string) {
+	t := d.Term
+	p := d.Primary
+	if p == nil {
+		if o.Running && !o.InRecovery {
+			return []action{{Kind: actStop, Term: t}}, "fencing: Postgres is writable but the cluster has no primary"
+		}
+		if d.MayClaimPrimary {
+			return []action{{Kind: actClaimPrimary, Term: t}}, "claiming the bootstrap primary role"
+		}
+		return nil, "waiting for a primary"
+	}
+	if o.Running && !o.InRecovery {
+		return []action{{Kind: actStop, Term: t}}, fmt.Sprintf("fencing: Postgres is writable but %q is the primary in term %d", p.Name, t)
+	}
+	start := []action{
+		{Kind: actConfigure, Term: t, AsStandby: true, Upstream: p},
+		{Kind: actStart, Term: t, AsStandby: true, Upstream: p},
+	}
+	switch {
+	case o.Dir == dirMissing:
+		return append([]action{{Kind: actClone, Term: t, Upstream: p}}, start...), fmt.Sprintf("cloning from %q", p.Name)
+	case !o.Running && o.StartFailed:
+		return nil, "Postgres failed to start: see its log"
+	case !o.Running && !o.StandbySignal:
+		// A former primary (or a standby whose signal file is gone): its
+		// history may have diverged, rewind before it follows.
+		return append([]action{{Kind: actRewind, Term: t, Upstream: p}}, start...), fmt.Sprintf("rewinding from %q to rejoin as a standby", p.Name)
+	case !o.Running:
+		return start, fmt.Sprintf("starting as a standby of %q", p.Name)
+	case o.Stuck:
+		return append([]action{{Kind: actStop, Term: t}, {Kind: actRewind, Term: t, Upstream: p}}, start...), fmt.Sprintf("not streaming from %q: rewinding", p.Name)
+	}
+	acts := []action{{Kind: actConfigure, Term: t, AsStandby: true, Upstream: p}}
+	me := d.Me
+	if me.Role != pb.NodeRole_NODE_ROLE_STANDBY || me.UpstreamId != p.Id || !me.Active {
+		ev := "standby_follow"
+		switch {
+		case me.Role == pb.NodeRole_NODE_ROLE_UNSPECIFIED:
+			ev = "standby_register"
+		case !me.Active:
+			ev = "node_rejoin"
+		}
+		if o.Streaming || ev == "standby_register" {
+			acts = append(acts, action{Kind: actRegisterStandby, Term: t, Upstream: p, EventType: ev})
+		}
+	}
+	return acts, fmt.Sprintf("running as a standby of %q", p.Name)
+}

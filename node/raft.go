@@ -1,0 +1,192 @@
+package node
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+)
+
+// raftParts is what setupRaft builds; close releases them in order.
+type raftParts struct {
+	raft      *raft.Raft
+	transport *raft.NetworkTransport
+	store     *raftboltdb.BoltStore
+	hasState  bool
+}
+
+func (p *raftParts) close() {
+	if p.raft != nil {
+		_ = p.raft.Shutdown().Error()
+	}
+	if p.transport != nil {
+		_ = p.transport.Close()
+	}
+	if p.store != nil {
+		_ = p.store.Close()
+	}
+}
+
+// setupRaft opens the log and stable store (raft-boltdb/v2), the file
+// snapshot store and the TCP transport under the state dir, and starts Raft.
+// It does not bootstrap or join: see bootstrapOrJoin.
+func (n *Node) setupRaft() (*raftParts, error) {
+	dir := filepath.Join(n.cfg.StateDir, "raft")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create raft dir %s: %w", dir, err)
+	}
+	p := &raftParts{}
+	ok := false
+	defer func() {
+		if !ok {
+			p.close()
+		}
+	}()
+	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db")})
+	if err != nil {
+		return nil, fmt.Errorf("open raft log %s: %w (is another sidecar using this state_dir?)", filepath.Join(dir, "raft.db"), err)
+	}
+	p.store = store
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, n.logger.Named("raft"))
+	if err != nil {
+		return nil, fmt.Errorf("open raft snapshots in %s: %w", dir, err)
+	}
+	trans, err := n.newTransport()
+	if err != nil {
+		return nil, err
+	}
+	p.transport = trans
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(n.cfg.Name)
+	rc.Logger = n.logger.Named("raft")
+	rc.HeartbeatTimeout = n.cfg.Raft.HeartbeatTimeout.D()
+	rc.ElectionTimeout = n.cfg.Raft.ElectionTimeout.D()
+	rc.LeaderLeaseTimeout = min(rc.HeartbeatTimeout, 500*time.Millisecond)
+	rc.CommitTimeout = 20 * time.Millisecond
+	rc.SnapshotThreshold = n.cfg.Raft.SnapshotThreshold
+	rc.SnapshotInterval = n.cfg.Raft.SnapshotInterval.D()
+	rc.TrailingLogs = 1024
+	if err := raft.ValidateConfig(rc); err != nil {
+		return nil, fmt.Errorf("raft settings: %w", err)
+	}
+	p.hasState, err = raft.HasExistingState(store, store, snaps)
+	if err != nil {
+		return nil, fmt.Errorf("read raft state: %w", err)
+	}
+	r, err := raft.NewRaft(rc, n.fsm, store, store, snaps, trans)
+	if err != nil {
+		return nil, fmt.Errorf("start raft: %w", err)
+	}
+	p.raft = r
+	ok = true
+	return p, nil
+}
+
+func (n *Node) newTransport() (*raft.NetworkTransport, error) {
+	adv, err := net.ResolveTCPAddr("tcp", n.cfg.RaftAdvertise())
+	if err != nil {
+		return nil, fmt.Errorf("raft.advertise %s: %w", n.cfg.RaftAdvertise(), err)
+	}
+	var layer raft.StreamLayer
+	ln, err := net.Listen("tcp", n.cfg.Raft.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("raft.listen %s: %w (is another process using the port?)", n.cfg.Raft.Listen, err)
+	}
+	if n.tls != nil {
+		layer = &tlsStreamLayer{Listener: tls.NewListener(ln, n.tls.server), adv: adv, client: n.tls.client}
+	} else {
+		layer = &tcpStreamLayer{Listener: ln, adv: adv}
+	}
+	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  layer,
+		MaxPool: 3,
+		Timeout: 5 * time.Second,
+		Logger:  n.logger.Named("raft-net"),
+	}), nil
+}
+
+type tcpStreamLayer struct {
+	net.Listener
+	adv net.Addr
+}
+
+func (t *tcpStreamLayer) Addr() net.Addr { return t.adv }
+
+func (t *tcpStreamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	return net.DialTimeout("tcp", string(addr), timeout)
+}
+
+type tlsStreamLayer struct {
+	net.Listener
+	adv    net.Addr
+	client *tls.Config
+}
+
+func (t *tlsStreamLayer) Addr() net.Addr { return t.adv }
+
+func (t *tlsStreamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	d := &net.Dialer{Timeout: timeout}
+	cfg := t.client.Clone()
+	if host, _, err := net.SplitHostPort(string(addr)); err == nil {
+		cfg.ServerName = host
+	}
+	return tls.DialWithDialer(d, "tcp", string(addr), cfg)
+}
+
+// bootstrapOrJoin makes a fresh node part of a cluster: it joins through the
+// configured members, or, with bootstrap set and no member answering, starts
+// a new single-voter cluster. A node with Raft state does neither.
+func (n *Node) bootstrapOrJoin(ctx context.Context, hasState bool) error {
+	if hasState {
+		n.logger.Info("resuming from raft state on disk")
+		return nil
+	}
+	if len(n.cfg.Join) > 0 {
+		attempts := 0
+		for {
+			err := n.joinOnce(ctx)
+			if err == nil {
+				return nil
+			}
+			var refused *joinRefusedError
+			if errors.As(err, &refused) {
+				return err
+			}
+			attempts++
+			if n.cfg.Bootstrap && attempts >= 2 {
+				n.logger.Warn("no member answered a join; bootstrapping a new cluster", "join", n.cfg.Join, "error", err)
+				break
+			}
+			n.logger.Info("waiting for a cluster member to accept the join", "join", n.cfg.Join, "error", err)
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("join %v: %w", n.cfg.Join, ctx.Err())
+			case <-time.After(time.Second):
+			}
+		}
+	}
+	n.logger.Info("bootstrapping a new cluster", "cluster", n.cfg.Cluster)
+	f := n.raft.BootstrapCluster(raft.Configuration{Servers: []raft.Server{{
+		Suffrage: raft.Voter,
+		ID:       raft.ServerID(n.cfg.Name),
+		Address:  raft.ServerAddress(n.cfg.RaftAdvertise()),
+	}}})
+	if err := f.Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+		return fmt.Errorf("bootstrap raft: %w", err)
+	}
+	return nil
+}
+
+// joinRefusedError is a join that a member answered with a refusal (another
+// cluster's name, another system identifier): retrying cannot help.
+type joinRefusedError struct{ msg string }
+
+func (e *joinRefusedError) Error() string { return e.msg }

@@ -1,0 +1,131 @@
+package node
+
+import (
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+
+	"github.com/hasidecar/hasidecar/fsm"
+	pb "github.com/hasidecar/hasidecar/proto/hasidecar/v1"
+)
+
+// raftFSM adapts the pure fsm.Machine to raft.FSM and adds what only a node
+// can know: the monotonic time at which it applied the latest lease renewal
+// (DESIGN.md "Lease and fencing", point 4), and a broadcast to everyone
+// waiting for the state to change.
+type raftFSM struct {
+	logger hclog.Logger
+
+	mu      sync.Mutex
+	m       *fsm.Machine
+	st      *pb.ClusterState // copy of the state after the last apply; never mutated
+	changed chan struct{}    // closed and replaced after every apply/restore
+	// leaseSerial/leaseAppliedAt: the serial of the lease as last applied
+	// here and this node's monotonic time when it applied it.
+	leaseSerial    uint64
+	leaseAppliedAt time.Time
+}
+
+func newRaftFSM(logger hclog.Logger) *raftFSM {
+	m := fsm.New()
+	return &raftFSM{logger: logger, m: m, st: m.State(), changed: make(chan struct{}), leaseAppliedAt: time.Now()}
+}
+
+// Apply implements raft.FSM. A log entry that cannot be decoded means a
+// corrupt or incompatible log: stop rather than apply part of it.
+func (f *raftFSM) Apply(l *raft.Log) interface{} {
+	if l.Type != raft.LogCommand {
+		return nil
+	}
+	cmd, err := fsm.Decode(l.Data)
+	if err != nil {
+		panic(fmt.Sprintf("raft log entry %d: %v (a corrupt log or a newer version's command: upgrade this sidecar)", l.Index, err))
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	res := f.m.Apply(l.Index, cmd)
+	f.publishLocked()
+	if res.Err != nil {
+		f.logger.Debug("command rejected", "index", l.Index, "command", fmt.Sprintf("%T", cmd.Cmd), "error", res.Err)
+	}
+	return res
+}
+
+// publishLocked refreshes the state copy, notes a new lease serial and wakes
+// the waiters.
+func (f *raftFSM) publishLocked() {
+	f.st = f.m.State()
+	if s := f.st.GetLease().GetSerial(); s != f.leaseSerial {
+		f.leaseSerial = s
+		f.leaseAppliedAt = time.Now()
+	}
+	close(f.changed)
+	f.changed = make(chan struct{})
+}
+
+// Snapshot implements raft.FSM: the encoding is done here, under the lock,
+// so Persist only writes bytes.
+func (f *raftFSM) Snapshot() (raft.FSMSnapshot, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	b, err := f.m.Snapshot()
+	if err != nil {
+		return nil, err
+	}
+	return &fsmSnapshot{data: b}, nil
+}
+
+// Restore implements raft.FSM: all previous state is discarded. The lease is
+// treated as renewed now, which can only delay a failover, never hasten it.
+func (f *raftFSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		return fmt.Errorf("read fsm snapshot: %w", err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.m.Restore(b); err != nil {
+		return err
+	}
+	f.leaseSerial = 0 // force publishLocked to stamp the apply time
+	f.publishLocked()
+	return nil
+}
+
+// State returns the latest applied state. The caller must not modify it.
+func (f *raftFSM) State() *pb.ClusterState {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.st
+}
+
+// Lease returns the lease as last applied and when this node applied it.
+func (f *raftFSM) Lease() (*pb.Lease, time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.st.GetLease(), f.leaseAppliedAt
+}
+
+// Changed returns a channel closed at the next apply or restore.
+func (f *raftFSM) Changed() <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.changed
+}
+
+type fsmSnapshot struct{ data []byte }
+
+func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	if _, err := sink.Write(s.data); err != nil {
+		_ = sink.Cancel()
+		return fmt.Errorf("write fsm snapshot: %w", err)
+	}
+	return sink.Close()
+}
+
+func (s *fsmSnapshot) Release() {}

@@ -1,0 +1,116 @@
+package node
+
+import (
+	"context"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/hasidecar/hasidecar/proto/hasidecar/v1"
+)
+
+// reachability is what this sidecar last saw of every other node's sidecar
+// (gRPC Ping) and Postgres (a TCP connect to its conninfo address): the row
+// of this node in `cluster matrix`. Probed in its own loop so that a hung
+// peer never delays a report.
+type reachability struct {
+	mu   sync.Mutex
+	last map[uint32]*pb.PeerReachability
+}
+
+func (n *Node) peerReachability() []*pb.PeerReachability {
+	n.reach.mu.Lock()
+	defer n.reach.mu.Unlock()
+	out := make([]*pb.PeerReachability, 0, len(n.reach.last))
+	for _, r := range n.reach.last {
+		out = append(out, proto.Clone(r).(*pb.PeerReachability))
+	}
+	return out
+}
+
+func (n *Node) reachLoop(ctx context.Context) {
+	interval := 2 * n.cfg.Timing.MonitorInterval.D()
+	for {
+		st := n.fsm.State()
+		results := map[uint32]*pb.PeerReachability{}
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for _, row := range st.Nodes {
+			if row.Name == n.cfg.Name {
+				continue
+			}
+			wg.Add(1)
+			go func(row *pb.Node) {
+				defer wg.Done()
+				r := n.probePeer(ctx, row, interval)
+				mu.Lock()
+				results[row.Id] = r
+				mu.Unlock()
+			}(row)
+		}
+		wg.Wait()
+		n.reach.mu.Lock()
+		n.reach.last = results
+		n.reach.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(interval):
+		}
+	}
+}
+
+func (n *Node) probePeer(ctx context.Context, row *pb.Node, timeout time.Duration) *pb.PeerReachability {
+	r := &pb.PeerReachability{NodeId: row.Id}
+	var errs []string
+	if conn, err := n.peers.get(row.GrpcAddress); err == nil {
+		cctx, cancel := context.WithTimeout(ctx, timeout)
+		_, err := pb.NewPeerServiceClient(conn).Ping(cctx, &pb.PingRequest{From: n.cfg.Name})
+		cancel()
+		r.SidecarOk = err == nil
+		if err != nil {
+			errs = append(errs, "sidecar: "+err.Error())
+		}
+	}
+	if row.Kind == pb.NodeKind_NODE_KIND_DATA {
+		if addr := conninfoAddr(row.Conninfo); addr != "" {
+			c, err := net.DialTimeout("tcp", addr, timeout)
+			if err == nil {
+				r.PostgresOk = true
+				_ = c.Close()
+			} else {
+				errs = append(errs, "postgres: "+err.Error())
+			}
+		}
+	}
+	r.Error = strings.Join(errs, "; ")
+	return r
+}
+
+// conninfoAddr extracts host:port from a key=value conninfo.
+func conninfoAddr(conninfo string) string {
+	host, port := "", "5432"
+	for _, f := range strings.Fields(conninfo) {
+		k, v, ok := strings.Cut(f, "=")
+		if !ok {
+			continue
+		}
+		v = strings.Trim(v, "'")
+		switch k {
+		case "host":
+			host = v
+		case "port":
+			if _, err := strconv.Atoi(v); err == nil {
+				port = v
+			}
+		}
+	}
+	if host == "" || strings.HasPrefix(host, "/") {
+		return ""
+	}
+	return net.JoinHostPort(host, port)
+}

@@ -1,0 +1,175 @@
+package node
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/hasidecar/hasidecar/config"
+	"github.com/hasidecar/hasidecar/fsm"
+)
+
+// tlsConfigs are the server and client sides of mutual TLS.
+type tlsConfigs struct {
+	server *tls.Config
+	client *tls.Config
+}
+
+// LoadTLS builds mutual-TLS configs from the files in c; nil when TLS is off.
+func LoadTLS(c config.TLSConfig) (*tlsConfigs, error) {
+	if !c.Enabled() {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("load tls.cert_file %s / tls.key_file %s: %w", c.CertFile, c.KeyFile, err)
+	}
+	caPEM, err := os.ReadFile(c.CAFile)
+	if err != nil {
+		return nil, fmt.Errorf("read tls.ca_file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return nil, fmt.Errorf("tls.ca_file %s holds no PEM certificate", c.CAFile)
+	}
+	return &tlsConfigs{
+		server: &tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12},
+		client: &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, MinVersion: tls.VersionTLS12},
+	}, nil
+}
+
+// DialOptions returns the transport credentials for a client of a sidecar.
+func DialOptions(c config.TLSConfig) ([]grpc.DialOption, error) {
+	t, err := LoadTLS(c)
+	if err != nil {
+		return nil, err
+	}
+	return dialOptions(t), nil
+}
+
+func dialOptions(t *tlsConfigs) []grpc.DialOption {
+	if t == nil {
+		return []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	}
+	return []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(t.client))}
+}
+
+// peerPool caches one client connection per sidecar address.
+type peerPool struct {
+	opts  []grpc.DialOption
+	mu    sync.Mutex
+	conns map[string]*grpc.ClientConn
+}
+
+func newPeerPool(t *tlsConfigs) *peerPool {
+	return &peerPool{opts: dialOptions(t), conns: map[string]*grpc.ClientConn{}}
+}
+
+func (p *peerPool) get(addr string) (*grpc.ClientConn, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c, ok := p.conns[addr]; ok {
+		return c, nil
+	}
+	c, err := grpc.NewClient(addr, p.opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to sidecar %s: %w", addr, err)
+	}
+	p.conns[addr] = c
+	return c, nil
+}
+
+func (p *peerPool) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for a, c := range p.conns {
+		_ = c.Close()
+		delete(p.conns, a)
+	}
+}
+
+// toStatus maps an error to a gRPC status: FSM rejections keep their code in
+// the message so that the caller can rebuild them (fromStatus).
+func toStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	var fe *fsm.Error
+	switch {
+	case errors.As(err, &fe):
+		return status.Error(codes.FailedPrecondition, fe.Error())
+	case errors.Is(err, errNoLeader):
+		return status.Error(codes.Unavailable, err.Error())
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, err.Error())
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, err.Error())
+	}
+	var ue *userError
+	if errors.As(err, &ue) {
+		return status.Error(ue.code, ue.msg)
+	}
+	return status.Error(codes.Internal, err.Error())
+}
+
+// fromStatus turns a gRPC error from a peer back into an *fsm.Error when it
+// carries one.
+func fromStatus(err error) error {
+	st, ok := status.FromError(err)
+	if !ok {
+		return err
+	}
+	if st.Code() == codes.FailedPrecondition {
+		if fe, ok := fsm.ParseError(st.Message()); ok {
+			return fe
+		}
+	}
+	return err
+}
+
+// userError is a refusal with a message meant for the operator.
+type userError struct {
+	code codes.Code
+	msg  string
+}
+
+func (e *userError) Error() string { return e.msg }
+
+func refuse(format string, args ...any) error {
+	return &userError{code: codes.FailedPrecondition, msg: fmt.Sprintf(format, args...)}
+}
+
+func invalid(format string, args ...any) error {
+	return &userError{code: codes.InvalidArgument, msg: fmt.Sprintf(format, args...)}
+}
+
+func notFound(format string, args ...any) error {
+	return &userError{code: codes.NotFound, msg: fmt.Sprintf(format, args...)}
+}
+
+var errNoLeader = errors.New("no raft leader: the cluster has no quorum right now")
+
+// retryable reports whether a failed peer call may succeed on another try.
+func retryable(err error) bool {
+	switch status.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Aborted:
+		return true
+	}
+	return false
+}
+
+const peerTimeout = 3 * time.Second

@@ -1,0 +1,240 @@
+package node
+
+import (
+	"context"
+	"slices"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/hasidecar/hasidecar/fsm"
+	pb "github.com/hasidecar/hasidecar/proto/hasidecar/v1"
+)
+
+func (n *Node) newGRPCServer() *grpc.Server {
+	var opts []grpc.ServerOption
+	if n.tls != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(n.tls.server)))
+	}
+	opts = append(opts, grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		resp, err := h(ctx, req)
+		return resp, toStatus(err)
+	}))
+	s := grpc.NewServer(opts...)
+	pb.RegisterClusterServiceServer(s, &clusterService{n: n})
+	pb.RegisterNodeServiceServer(s, &nodeService{n: n})
+	pb.RegisterPeerServiceServer(s, &peerService{n: n})
+	return s
+}
+
+type clusterService struct {
+	pb.UnimplementedClusterServiceServer
+	n *Node
+}
+
+// leaderClient returns a client of the leader's ClusterService, or nil when
+// this node is the leader.
+func (n *Node) leaderClient() (pb.ClusterServiceClient, error) {
+	if n.isLeader() {
+		return nil, nil
+	}
+	addr, _, err := n.leaderGRPC()
+	if err != nil {
+		return nil, err
+	}
+	conn, err := n.peers.get(addr)
+	if err != nil {
+		return nil, err
+	}
+	return pb.NewClusterServiceClient(conn), nil
+}
+
+// Show answers from the leader, which holds every sidecar's latest report;
+// when the leader cannot be reached it answers from the local FSM with the
+// status of other nodes unknown.
+func (s *clusterService) Show(ctx context.Context, req *pb.ShowRequest) (*pb.ShowResponse, error) {
+	if c, err := s.n.leaderClient(); err == nil && c != nil {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		resp, err := c.Show(cctx, req)
+		cancel()
+		if err == nil {
+			return resp, nil
+		}
+		s.n.logger.Debug("show: leader did not answer, answering locally", "error", err)
+	}
+	return s.n.clusterView(), nil
+}
+
+// clusterView builds cluster show from the FSM and the reports this node holds.
+func (n *Node) clusterView() *pb.ShowResponse {
+	st := n.fsm.State()
+	_, leaderID := n.raft.LeaderWithID()
+	resp := &pb.ShowResponse{
+		Cluster:          st.ClusterName,
+		Term:             st.Term,
+		RaftLeader:       string(leaderID),
+		Paused:           st.Settings.GetPaused(),
+		FailoverMode:     st.Settings.GetFailoverMode(),
+		AppliedIndex:     st.AppliedIndex,
+		Lease:            proto.Clone(st.Lease).(*pb.Lease),
+		AnsweredBy:       n.cfg.Name,
+		SystemIdentifier: st.SystemIdentifier,
+	}
+	if st.Switchover != nil {
+		resp.Switchover = proto.Clone(st.Switchover).(*pb.Switchover)
+	}
+	voters := map[string]bool{}
+	if f := n.raft.GetConfiguration(); f.Error() == nil {
+		for _, s := range f.Configuration().Servers {
+			voters[string(s.ID)] = s.Suffrage == raft.Voter
+		}
+	}
+	fresh := 3 * n.cfg.Timing.MonitorInterval.D()
+	var primaryLSN uint64
+	if p := fsm.Primary(st); p != nil {
+		if r, _, ok := n.reports.get(p.Id); ok && r.Postgres.GetRunning() && !r.Postgres.GetInRecovery() {
+			primaryLSN = r.Postgres.GetCurrentLsn()
+		}
+	}
+	for _, row := range st.Nodes {
+		v := &pb.NodeView{
+			Id: row.Id, Name: row.Name, Kind: row.Kind, Role: row.Role, UpstreamId: row.UpstreamId,
+			Location: row.Location, Priority: row.Priority, Conninfo: row.Conninfo, Voter: voters[row.Name],
+			Active: row.Active, Tags: slices.Clone(row.Tags), GrpcAddress: row.GrpcAddress, LagBytes: -1,
+		}
+		if up := fsm.NodeByID(st, row.UpstreamId); up != nil {
+			v.Upstream = up.Name
+		}
+		if string(leaderID) == row.Name {
+			v.RaftState = raft.Leader.String()
+		}
+		r, at, ok := n.reports.get(row.Id)
+		isFresh := ok && time.Since(at) <= fresh
+		if ok {
+			v.LastReportUnixMs = r.AtUnixMs
+			if v.RaftState == "" {
+				v.RaftState = r.RaftState
+			}
+		}
+		if !isFresh && row.Name == n.cfg.Name {
+			// This node's own view is always current.
+			r, isFresh = n.buildReport(), true
+		}
+		v.Status = nodeStatus(row, r, isFresh)
+		if isFresh && r.Postgres != nil {
+			pg := r.Postgres
+			v.Postgres = proto.Clone(pg).(*pb.PostgresStatus)
+			v.Timeline = pg.Timeline
+			switch {
+			case pg.Running && !pg.InRecovery:
+				v.LagBytes = 0
+			case pg.Running && primaryLSN > 0:
+				lsn := max(pg.ReplayLsn, pg.ReceiveLsn)
+				v.LagBytes = 0
+				if primaryLSN > lsn {
+					v.LagBytes = int64(primaryLSN - lsn)
+				}
+			}
+		}
+		resp.Nodes = append(resp.Nodes, v)
+	}
+	return resp
+}
+
+// nodeStatus is the Status column of cluster show, in repmgr's words.
+func nodeStatus(row *pb.Node, r *pb.NodeReport, fresh bool) string {
+	if !fresh {
+		if !row.Active && row.Kind == pb.NodeKind_NODE_KIND_DATA {
+			return "failed"
+		}
+		return "unreachable"
+	}
+	if row.Kind == pb.NodeKind_NODE_KIND_WITNESS {
+		return "running"
+	}
+	pg := r.GetPostgres()
+	switch {
+	case !pg.GetRunning():
+		if !row.Active {
+			return "failed"
+		}
+		return "stopped"
+	case row.Role == pb.NodeRole_NODE_ROLE_PRIMARY && pg.InRecovery:
+		return "running (in recovery)"
+	case row.Role != pb.NodeRole_NODE_ROLE_PRIMARY && !pg.InRecovery:
+		return "! running as primary"
+	}
+	return "running"
+}
+
+func (s *clusterService) Events(_ context.Context, req *pb.EventsRequest) (*pb.EventsResponse, error) {
+	st := s.n.fsm.State()
+	nodeID := req.NodeId
+	if req.NodeName != "" {
+		row := fsm.NodeByName(st, req.NodeName)
+		if row == nil {
+			return nil, notFound("no node named %q", req.NodeName)
+		}
+		nodeID = row.Id
+	}
+	resp := &pb.EventsResponse{}
+	for i := len(st.Events) - 1; i >= 0; i-- {
+		e := st.Events[i]
+		if (req.EventType != "" && e.Type != req.EventType) || (nodeID != 0 && e.NodeId != nodeID) {
+			continue
+		}
+		resp.Events = append(resp.Events, proto.Clone(e).(*pb.Event))
+		if req.Limit > 0 && len(resp.Events) >= int(req.Limit) {
+			break
+		}
+	}
+	return resp, nil
+}
+
+func (s *clusterService) SetPaused(ctx context.Context, req *pb.SetPausedRequest) (*pb.SetPausedResponse, error) {
+	paused := req.Paused
+	_, err := s.n.Propose(ctx, &pb.Command{Cmd: &pb.Command_SetSettings{SetSettings: &pb.SetSettings{Paused: &paused}}})
+	if err != nil {
+		return nil, err
+	}
+	return &pb.SetPausedResponse{}, nil
+}
+
+func (s *clusterService) RemoveNode(ctx context.Context, req *pb.RemoveNodeRequest) (*pb.RemoveNodeResponse, error) {
+	return s.n.removeNode(ctx, req)
+}
+
+func (s *clusterService) Matrix(ctx context.Context, req *pb.MatrixRequest) (*pb.MatrixResponse, error) {
+	if c, err := s.n.leaderClient(); err != nil {
+		return nil, err
+	} else if c != nil {
+		return c.Matrix(ctx, req)
+	}
+	st := s.n.fsm.State()
+	return &pb.MatrixResponse{Reports: s.n.reports.all(), Nodes: st.Nodes}, nil
+}
+
+func (s *clusterService) History(ctx context.Context, req *pb.HistoryRequest) (*pb.HistoryResponse, error) {
+	if c, err := s.n.leaderClient(); err != nil {
+		return nil, err
+	} else if c != nil {
+		return c.History(ctx, req)
+	}
+	return &pb.HistoryResponse{Samples: s.n.reports.samples(req.NodeId, req.SinceUnixMs, int(req.Limit))}, nil
+}
+
+func (s *clusterService) Cleanup(ctx context.Context, req *pb.CleanupRequest) (*pb.CleanupResponse, error) {
+	if c, err := s.n.leaderClient(); err != nil {
+		return nil, err
+	} else if c != nil {
+		return c.Cleanup(ctx, req)
+	}
+	if req.KeepMs < 0 {
+		return nil, invalid("keep-history must not be negative")
+	}
+	removed := s.n.reports.trim(time.Now().UnixMilli() - req.KeepMs)
+	return &pb.CleanupResponse{Removed: int64(removed)}, nil
+}

@@ -1,0 +1,105 @@
+package node
+
+import (
+	"context"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	pb "github.com/hasidecar/hasidecar/proto/hasidecar/v1"
+)
+
+type nodeService struct {
+	pb.UnimplementedNodeServiceServer
+	n *Node
+}
+
+func (s *nodeService) Status(_ context.Context, _ *pb.StatusRequest) (*pb.StatusResponse, error) {
+	return s.n.status(), nil
+}
+
+func (n *Node) status() *pb.StatusResponse {
+	st := n.fsm.State()
+	_, leader := n.raft.LeaderWithID()
+	stats := n.raft.Stats()
+	resp := &pb.StatusResponse{
+		NodeId:       n.ID(),
+		Name:         n.cfg.Name,
+		Kind:         n.registerCommand().Kind,
+		Cluster:      n.cfg.Cluster,
+		RaftState:    n.raft.State().String(),
+		RaftLeader:   string(leader),
+		AppliedIndex: n.raft.AppliedIndex(),
+		Term:         st.Term,
+		Version:      Version,
+		CommitIndex:  parseUint(stats["commit_index"]),
+		LastLogIndex: n.raft.LastIndex(),
+	}
+	if me := n.self(); me != nil {
+		resp.Role = me.Role
+	}
+	if n.pg != nil {
+		resp.Postgres = n.pg.observed()
+		resp.DataDir = n.cfg.Postgres.DataDir
+		resp.ReconcilerState = n.pg.stateText()
+	}
+	return resp
+}
+
+func parseUint(s string) uint64 {
+	v, _ := strconv.ParseUint(s, 10, 64)
+	return v
+}
+
+// buildReport is this sidecar's monitoring sample.
+func (n *Node) buildReport() *pb.NodeReport {
+	r := &pb.NodeReport{
+		NodeId:       n.ID(),
+		Name:         n.cfg.Name,
+		AtUnixMs:     time.Now().UnixMilli(),
+		RaftState:    n.raft.State().String(),
+		AppliedIndex: n.raft.AppliedIndex(),
+	}
+	if n.pg != nil {
+		r.Postgres = n.pg.observed()
+	}
+	r.Peers = n.peerReachability()
+	return r
+}
+
+// reportLoop sends a sample to the leader every monitor interval.
+func (n *Node) reportLoop(ctx context.Context) {
+	t := time.NewTicker(n.cfg.Timing.MonitorInterval.D())
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if n.ID() == 0 {
+			continue
+		}
+		r := n.buildReport()
+		n.metrics.observe(r)
+		if n.raft.State() == raft.Leader {
+			n.reports.put(r, time.Now())
+			continue
+		}
+		addr, _, err := n.leaderGRPC()
+		if err != nil {
+			continue
+		}
+		conn, err := n.peers.get(addr)
+		if err != nil {
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, n.cfg.Timing.MonitorInterval.D())
+		_, err = pb.NewPeerServiceClient(conn).Report(cctx, &pb.ReportRequest{Report: r})
+		cancel()
+		if err != nil {
+			n.logger.Debug("report to leader", "error", err)
+		}
+	}
+}

@@ -1,0 +1,194 @@
+package pgctl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Status is one snapshot of the local instance.
+type Status struct {
+	Running          bool // a postmaster (ours or foreign) runs on DataDir
+	InRecovery       bool
+	Timeline         uint32
+	SystemIdentifier uint64
+	// On a primary: CurrentLSN = pg_current_wal_lsn() (written),
+	// FlushLSN = pg_current_wal_flush_lsn(). On a standby: ReceiveLSN =
+	// pg_last_wal_receive_lsn() (flushed to the standby's disk), ReplayLSN
+	// = pg_last_wal_replay_lsn(), FlushLSN = ReceiveLSN, CurrentLSN = the
+	// larger of the two.
+	CurrentLSN, FlushLSN, ReceiveLSN, ReplayLSN uint64
+	WalReceiverStatus                           string // pg_stat_wal_receiver.status ("streaming", ...); "" when none
+	UpstreamConninfo                            string // pg_stat_wal_receiver.conninfo (password obfuscated by Postgres)
+	// ReplayLagMillis: 0 when everything received is replayed, else the age
+	// of the last replayed transaction.
+	ReplayLagMillis int64
+	Connections     int32 // client backends
+	ArchiveReady    int32 // pg_wal/archive_status/*.ready
+	Replication     []ReplicationRow
+	PostmasterStart time.Time
+}
+
+// ReplicationRow is one row of pg_stat_replication (with the slot in use).
+type ReplicationRow struct {
+	ApplicationName, ClientAddr, State     string
+	SentLSN, WriteLSN, FlushLSN, ReplayLSN uint64
+	SyncState, SlotName                    string
+}
+
+// Status queries the local instance. When no postmaster runs it returns a
+// Status with Running false and no error. On a query error it returns what
+// it has so far together with the error.
+func (c *Controller) Status(ctx context.Context) (*Status, error) {
+	st := &Status{}
+	if !c.Running() && c.ForeignPostmaster() == 0 {
+		return st, nil
+	}
+	st.Running = true
+	err := c.withConn(ctx, true, func(conn *pgx.Conn) error {
+		*st = Status{Running: true}
+		return queryStatus(ctx, conn, st)
+	})
+	if err != nil {
+		return st, fmt.Errorf("querying postgres status: %w", err)
+	}
+	if n, err := countReady(c.opts.DataDir); err == nil {
+		st.ArchiveReady = n
+	}
+	return st, nil
+}
+
+func queryStatus(ctx context.Context, conn *pgx.Conn, st *Status) error {
+	var sysid int64
+	err := conn.QueryRow(ctx, `SELECT pg_is_in_recovery(),
+		(SELECT system_identifier FROM pg_control_system()),
+		pg_postmaster_start_time(),
+		(SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')::int4`).
+		Scan(&st.InRecovery, &sysid, &st.PostmasterStart, &st.Connections)
+	if err != nil {
+		return err
+	}
+	st.SystemIdentifier = uint64(sysid)
+
+	if !st.InRecovery {
+		var cur, flush, walfile string
+		err := conn.QueryRow(ctx, `SELECT pg_current_wal_lsn()::text, pg_current_wal_flush_lsn()::text,
+			pg_walfile_name(pg_current_wal_lsn())`).Scan(&cur, &flush, &walfile)
+		if err != nil {
+			return err
+		}
+		if st.CurrentLSN, err = ParseLSN(cur); err != nil {
+			return err
+		}
+		if st.FlushLSN, err = ParseLSN(flush); err != nil {
+			return err
+		}
+		if st.Timeline, err = parseTimelineFromWALFile(walfile); err != nil {
+			return err
+		}
+	} else {
+		var recv, replay string
+		var ckptTLI, minRecTLI int32
+		err := conn.QueryRow(ctx, `SELECT coalesce(pg_last_wal_receive_lsn()::text, ''),
+			coalesce(pg_last_wal_replay_lsn()::text, ''),
+			CASE WHEN pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn() THEN 0
+			     ELSE coalesce((extract(epoch FROM now() - pg_last_xact_replay_timestamp()) * 1000)::int8, 0) END,
+			(SELECT timeline_id FROM pg_control_checkpoint()),
+			(SELECT min_recovery_end_timeline FROM pg_control_recovery())`).
+			Scan(&recv, &replay, &st.ReplayLagMillis, &ckptTLI, &minRecTLI)
+		if err != nil {
+			return err
+		}
+		st.ReceiveLSN, _ = parseLSNOrZero(recv)
+		st.ReplayLSN, _ = parseLSNOrZero(replay)
+		st.FlushLSN = st.ReceiveLSN
+		st.CurrentLSN = max(st.ReceiveLSN, st.ReplayLSN)
+		st.Timeline = uint32(max(ckptTLI, minRecTLI))
+
+		var status, conninfo string
+		var tli int32
+		err = conn.QueryRow(ctx, `SELECT coalesce(status, ''), coalesce(received_tli, 0), coalesce(conninfo, '')
+			FROM pg_stat_wal_receiver`).Scan(&status, &tli, &conninfo)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+		case err != nil:
+			return err
+		default:
+			st.WalReceiverStatus, st.UpstreamConninfo = status, conninfo
+			if tli > 0 {
+				st.Timeline = uint32(tli)
+			}
+		}
+	}
+
+	rows, err := conn.Query(ctx, `SELECT coalesce(r.application_name, ''), coalesce(host(r.client_addr), ''),
+		coalesce(r.state, ''), coalesce(r.sent_lsn::text, ''), coalesce(r.write_lsn::text, ''),
+		coalesce(r.flush_lsn::text, ''), coalesce(r.replay_lsn::text, ''), coalesce(r.sync_state, ''),
+		coalesce(s.slot_name::text, '')
+		FROM pg_stat_replication r LEFT JOIN pg_replication_slots s ON s.active_pid = r.pid
+		ORDER BY r.application_name, r.pid`)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var r ReplicationRow
+		var sent, write, flush, replay string
+		if err := rows.Scan(&r.ApplicationName, &r.ClientAddr, &r.State, &sent, &write, &flush, &replay, &r.SyncState, &r.SlotName); err != nil {
+			return err
+		}
+		r.SentLSN, _ = parseLSNOrZero(sent)
+		r.WriteLSN, _ = parseLSNOrZero(write)
+		r.FlushLSN, _ = parseLSNOrZero(flush)
+		r.ReplayLSN, _ = parseLSNOrZero(replay)
+		st.Replication = append(st.Replication, r)
+	}
+	return rows.Err()
+}
+
+func parseLSNOrZero(s string) (uint64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	return ParseLSN(s)
+}
+
+// countReady counts WAL segments waiting for archive_command.
+func countReady(dataDir string) (int32, error) {
+	ents, err := os.ReadDir(filepath.Join(dataDir, "pg_wal", "archive_status"))
+	if err != nil {
+		return 0, err
+	}
+	var n int32
+	for _, e := range ents {
+		if strings.HasSuffix(e.Name(), ".ready") {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// PendingRestart lists settings changed in the config files that take
+// effect only after a restart (pg_settings.pending_restart, after Reload).
+func (c *Controller) PendingRestart(ctx context.Context) ([]string, error) {
+	var names []string
+	err := c.withConn(ctx, true, func(conn *pgx.Conn) error {
+		names = nil
+		rows, err := conn.Query(ctx, `SELECT name FROM pg_settings WHERE pending_restart ORDER BY name`)
+		if err != nil {
+			return err
+		}
+		names, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing settings pending restart: %w", err)
+	}
+	return names, nil
+}
