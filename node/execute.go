@@ -236,19 +236,8 @@ func (a *pgAgent) recordSysID(ctx context.Context) error {
 // primaryDuties: the replication role, and exactly one physical slot per
 // registered data node (slots of removed nodes are dropped).
 func (a *pgAgent) primaryDuties(ctx context.Context) error {
-	pc := a.n.cfg.Postgres
-	if !a.roleReady {
-		pw := ""
-		if pc.ReplicationPasswordFile != "" {
-			var err error
-			if pw, err = readSecret(pc.ReplicationPasswordFile); err != nil {
-				return err
-			}
-		}
-		if err := a.ctl.EnsureRole(ctx, pc.ReplicationUser, true, pw); err != nil {
-			return fmt.Errorf("replication role %s: %w", pc.ReplicationUser, err)
-		}
-		a.roleReady = true
+	if err := a.ensureReplicationRole(ctx); err != nil {
+		return err
 	}
 	st := a.n.fsm.State()
 	want := map[string]bool{}
@@ -282,13 +271,37 @@ func (a *pgAgent) primaryDuties(ctx context.Context) error {
 	return nil
 }
 
+// ensureReplicationRole creates (or updates) the replication role once per
+// process; the EnsureSlot RPC calls it too, so a standby cloning right after
+// bootstrap never finds the role missing.
+func (a *pgAgent) ensureReplicationRole(ctx context.Context) error {
+	a.roleMu.Lock()
+	defer a.roleMu.Unlock()
+	if a.roleReady {
+		return nil
+	}
+	pc := a.n.cfg.Postgres
+	pw := ""
+	if pc.ReplicationPasswordFile != "" {
+		var err error
+		if pw, err = readSecret(pc.ReplicationPasswordFile); err != nil {
+			return err
+		}
+	}
+	if err := a.ctl.EnsureRole(ctx, pc.ReplicationUser, true, pw); err != nil {
+		return fmt.Errorf("replication role %s: %w", pc.ReplicationUser, err)
+	}
+	a.roleReady = true
+	return nil
+}
+
 // clone copies the primary with pg_basebackup through this node's slot,
 // which the primary's sidecar creates first.
 func (a *pgAgent) clone(ctx context.Context, act action) error {
 	p := act.Upstream
 	me := a.n.self()
 	if err := a.askForSlot(ctx, p, me.SlotName, act.Term); err != nil {
-		return err
+		return fmt.Errorf("clone from %s: %w", p.Name, err)
 	}
 	a.logger.Info("cloning from the primary", "primary", p.Name, "slot", me.SlotName)
 	start := time.Now()

@@ -24,7 +24,9 @@ func (s *clusterService) Failover(ctx context.Context, req *pb.FailoverRequest) 
 func (n *Node) manualFailover(ctx context.Context, req *pb.FailoverRequest) (*pb.FailoverResponse, error) {
 	st := n.fsm.State()
 	resp := &pb.FailoverResponse{}
-	check := func(format string, args ...any) { resp.Checks = append(resp.Checks, "ok: "+fmt.Sprintf(format, args...)) }
+	check := func(format string, args ...any) {
+		resp.Checks = append(resp.Checks, "ok: "+fmt.Sprintf(format, args...))
+	}
 	target := fsm.NodeByName(st, req.To)
 	if target == nil {
 		return nil, notFound("no node named %q", req.To)

@@ -48,10 +48,12 @@ type pgAgent struct {
 	passfile      string
 	caughtUp      atomic.Bool
 	// roleReady: the replication role was ensured by this process.
+	roleMu    sync.Mutex
 	roleReady bool
 	// expectedStop: the next exit of Postgres was asked for (a fence or a
 	// stop), not a crash.
 	expectedStop atomic.Bool
+	lastErr      string // the reconciler's last error text (its goroutine only)
 }
 
 func newPGAgent(n *Node) (*pgAgent, error) {
@@ -100,7 +102,20 @@ func (a *pgAgent) preflight(ctx context.Context) error {
 			return err
 		}
 	}
-	return nil
+	// Our own Postgres of a previous run dies with that run (parent-death
+	// signal) but may take a moment to release its port: retry briefly.
+	var portErr error
+	for i := 0; i < 25; i++ {
+		if portErr = a.ctl.CheckPortFree(ctx); portErr == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("postgres: %w", portErr)
 }
 
 func (a *pgAgent) writePassfile() error {
@@ -208,11 +223,18 @@ func (a *pgAgent) reconcileOnce(ctx context.Context) {
 			return
 		}
 		if err := a.execute(ctx, act); err != nil {
-			a.logger.Error("reconcile", "action", act.Kind.String(), "term", act.Term, "error", err)
+			// The same failure every interval is logged once, then at debug.
+			if msg := err.Error(); msg != a.lastErr {
+				a.logger.Error("reconcile", "action", act.Kind.String(), "term", act.Term, "error", err)
+				a.lastErr = msg
+			} else {
+				a.logger.Debug("reconcile (again)", "action", act.Kind.String(), "error", err)
+			}
 			a.setState(fmt.Sprintf("%s failed: %v", act.Kind, err))
 			return
 		}
 	}
+	a.lastErr = ""
 }
 
 // desired reads the FSM and the lease keeper.

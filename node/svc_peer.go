@@ -271,6 +271,9 @@ func (s *peerService) EnsureSlot(ctx context.Context, req *pb.EnsureSlotRequest)
 	if !known {
 		return nil, notFound("no registered node uses slot %q", req.SlotName)
 	}
+	if err := n.pg.ensureReplicationRole(ctx); err != nil {
+		return nil, status.Error(codes.Unavailable, err.Error())
+	}
 	created, err := n.pg.ctl.EnsureSlot(ctx, req.SlotName)
 	if err != nil {
 		return nil, status.Error(codes.Unavailable, fmt.Sprintf("create slot %s: %v", req.SlotName, err))

@@ -175,8 +175,10 @@ func statUID(st os.FileInfo) int {
 	return -1
 }
 
-// ensureDataDir creates DataDir 0700 owned by the OS user; an existing
-// directory gets its owner and mode fixed when it is empty.
+// ensureDataDir creates DataDir 0700 owned by the OS user. An existing empty
+// directory gets its owner and mode fixed; a cluster gets its mode fixed
+// (Postgres wants 0700 or 0750); a non-empty directory that is not a cluster
+// is left untouched (InspectDataDir reports it).
 func (c *Controller) ensureDataDir() error {
 	dir := c.opts.DataDir
 	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
@@ -191,12 +193,19 @@ func (c *Controller) ensureDataDir() error {
 		return fmt.Errorf("data directory: %w", err)
 	}
 	if !st.IsDir() {
-		return fmt.Errorf("data directory %s is not a directory", dir)
+		return nil // InspectDataDir reports it
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("reading data directory %s: %w", dir, err)
+	}
+	cluster := isFile(filepath.Join(dir, "PG_VERSION"))
+	if len(entries) > 0 && !cluster {
+		return nil
 	}
 	if !ownedBy(st, c.id.uid) {
-		entries, _ := os.ReadDir(dir)
 		if len(entries) > 0 {
-			return fmt.Errorf("data directory %s is owned by uid %d, not by %q, and is not empty; nothing was changed: run `chown -R %s: %s` if it is yours", dir, statUID(st), c.id.name, c.id.name, dir)
+			return fmt.Errorf("data directory %s is owned by uid %d, not by %q; nothing was changed: run `chown -R %s: %s` if it is yours", dir, statUID(st), c.id.name, c.id.name, dir)
 		}
 		if err := c.chown(dir); err != nil {
 			return err

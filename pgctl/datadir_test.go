@@ -27,6 +27,13 @@ func TestInspectNotPostgres(t *testing.T) {
 		!strings.Contains(err.Error(), "not a Postgres data directory") || !strings.Contains(err.Error(), "nothing was changed") {
 		t.Fatalf("InspectDataDir = %v, %v", st, err)
 	}
+	before, _ := os.Stat(c.opts.DataDir)
+	if err := c.PrepareDirs(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if after, _ := os.Stat(c.opts.DataDir); after.Mode() != before.Mode() || !ownedBy(after, statUID(before)) {
+		t.Fatalf("PrepareDirs changed a non-Postgres data directory: %v -> %v", before.Mode(), after.Mode())
+	}
 	if err := c.InitDB(ctx, InitOptions{}); err == nil {
 		t.Fatal("InitDB accepted a non-Postgres directory")
 	}

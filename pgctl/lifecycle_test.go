@@ -256,7 +256,7 @@ func TestPdeathsig(t *testing.T) {
 		t.Fatal("helper did not start Postgres")
 	}
 	kids := descendants(pid)
-	t.Cleanup(func() { killTree(pid) })
+	t.Cleanup(func() { KillTree(pid) })
 	if !processAlive(pid) || len(kids) == 0 {
 		t.Fatalf("postmaster %d not running (children %v)", pid, kids)
 	}

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"runtime"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -35,6 +36,7 @@ type child struct {
 	done    chan struct{} // closed after Wait returned
 	waitErr error         // set before done is closed
 	logFrom int64         // LogFile size when it started
+	stopped atomic.Bool   // Stop or Kill asked it to exit
 }
 
 func (ch *child) exited() bool {
@@ -129,7 +131,11 @@ func (c *Controller) spawn(ctx context.Context) (*child, error) {
 		ch.pid = cmd.Process.Pid
 		started <- nil
 		err := cmd.Wait()
-		c.log.Info("postmaster exited", "pid", ch.pid, "status", exitString(err))
+		if ch.stopped.Load() {
+			c.log.Info("postmaster exited", "pid", ch.pid, "status", exitString(err))
+		} else {
+			c.log.Warn("postmaster exited unexpectedly", "pid", ch.pid, "status", exitString(err), "log", c.opts.LogFile)
+		}
 		ch.waitErr = err
 		close(ch.done)
 	}()

@@ -65,9 +65,12 @@ func descendants(pid int) []int {
 	return out
 }
 
-// killTree freezes pid (so it forks nothing more), then SIGKILLs its
-// descendants, pid itself and its process group.
-func killTree(pid int) {
+// KillTree freezes pid (so it forks nothing more), then SIGKILLs its
+// descendants, pid itself and its process group. Postgres backends each
+// run in a session of their own, so killing the postmaster's process group
+// alone would leave them running. The lab uses it to simulate a host's
+// death.
+func KillTree(pid int) {
 	if pid <= 0 {
 		return
 	}

@@ -166,31 +166,35 @@ func (c *Controller) Promote(ctx context.Context) error {
 		c.log.Info("promote: already a primary")
 		return nil
 	}
-	wait := 60
-	if dl, ok := ctx.Deadline(); ok {
-		wait = max(1, min(wait, int(time.Until(dl)/time.Second)))
-	}
+	// pg_promote(wait => true) checks every 100 ms; asking without waiting
+	// and polling every 10 ms answers up to ~90 ms sooner, which is part
+	// of every failover's write gap.
 	start := time.Now()
-	var promoted bool
-	err := c.WithConn(ctx, func(conn *pgx.Conn) error {
-		return conn.QueryRow(ctx, `SELECT pg_promote(wait => true, wait_seconds => $1)`, int32(wait)).Scan(&promoted)
-	})
-	if err != nil {
+	var asked bool
+	if err := c.QueryRow(ctx, `SELECT pg_promote(wait => false)`, nil, &asked); err != nil {
 		return fmt.Errorf("promoting (pg_promote): %w", err)
 	}
-	if !promoted {
-		return fmt.Errorf("promoting: pg_promote did not finish within %ds", wait)
+	if !asked {
+		return errors.New("promoting: pg_promote refused to signal the startup process")
 	}
-	if err := c.QueryRow(ctx, `SELECT pg_is_in_recovery()`, nil, &inRecovery); err != nil {
-		return fmt.Errorf("promoting: checking recovery state: %w", err)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		err := c.QueryRow(ctx, `SELECT pg_is_in_recovery()`, nil, &inRecovery)
+		if err == nil && !inRecovery {
+			break
+		}
+		if ctx.Err() != nil || time.Now().After(deadline) {
+			if err == nil {
+				err = errors.New("still in recovery")
+			}
+			return fmt.Errorf("promoting: not promoted after %s: %w", time.Since(start).Round(time.Millisecond), err)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
-	if inRecovery {
-		return errors.New("promoting: pg_promote returned but the server is still in recovery")
-	}
+	// No CHECKPOINT here: the caller runs one in the background (a later
+	// pg_rewind from this node needs pg_control to show the new timeline,
+	// and Rewind checkpoints the source itself too).
 	c.log.Info("promoted", "took", time.Since(start).Round(time.Millisecond))
-	if err := c.Checkpoint(ctx); err != nil {
-		c.log.Warn("checkpoint after promotion failed", "error", err)
-	}
 	return nil
 }
 

@@ -166,8 +166,16 @@ func TestReplicationFailoverRewind(t *testing.T) {
 	if err != nil || st.InRecovery || st.Timeline != 2 {
 		t.Fatalf("after promote: %+v %v", st, err)
 	}
-	if cd, err := n2.ControlData(ctx); err != nil || cd.TimelineID != 2 || cd.State != "in production" {
+	// pg_control shows the new timeline only after a checkpoint, which the
+	// sidecar runs in the background after promoting.
+	if cd, err := n2.ControlData(ctx); err != nil || cd.State != "in production" {
 		t.Fatalf("control data after promote: %+v %v", cd, err)
+	}
+	if err := n2.Checkpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if cd, err := n2.ControlData(ctx); err != nil || cd.TimelineID != 2 {
+		t.Fatalf("control data after the checkpoint: %+v %v", cd, err)
 	}
 	if err := n2.Promote(ctx); err != nil {
 		t.Fatalf("second Promote: %v", err)

@@ -35,6 +35,7 @@ func (c *Controller) Stop(ctx context.Context, mode StopMode) error {
 
 func (c *Controller) stopChild(ctx context.Context, ch *child, mode StopMode) error {
 	start := time.Now()
+	ch.stopped.Store(true)
 	if mode == StopFast {
 		c.log.Info("stopping postgres (fast)", "pid", ch.pid)
 		_ = syscall.Kill(ch.pid, syscall.SIGINT)
@@ -61,7 +62,7 @@ func (c *Controller) stopChild(ctx context.Context, ch *child, mode StopMode) er
 	case <-t.C:
 	}
 	c.log.Error("postgres ignored an immediate shutdown: killing every process", "pid", ch.pid)
-	killTree(ch.pid)
+	KillTree(ch.pid)
 	select {
 	case <-ch.done:
 		return nil
@@ -89,7 +90,7 @@ func (c *Controller) stopForeign(ctx context.Context, pid int, mode StopMode) er
 		return nil
 	}
 	c.log.Error("foreign postmaster survives an immediate stop: killing every process", "pid", pid, "error", err)
-	killTree(pid)
+	KillTree(pid)
 	if waitGone(pid, 5*time.Second) {
 		return nil
 	}
@@ -103,13 +104,14 @@ func (c *Controller) stopForeign(ctx context.Context, pid int, mode StopMode) er
 func (c *Controller) Kill() {
 	c.closeConn()
 	if ch := c.settledChild(); ch != nil && !ch.exited() {
+		ch.stopped.Store(true)
 		c.log.Warn("killing postgres (SIGKILL)", "pid", ch.pid)
-		killTree(ch.pid)
+		KillTree(ch.pid)
 		return
 	}
 	if pid, alive := c.postmasterPID(); alive {
 		c.log.Warn("killing foreign postgres (SIGKILL)", "pid", pid)
-		killTree(pid)
+		KillTree(pid)
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/hasidecar/hasidecar/config"
+	"github.com/hasidecar/hasidecar/pgctl"
 )
 
 // Port offsets from the base port: node i (0 = pg1) listens on base+i for
@@ -96,9 +97,16 @@ func New(spec Spec) (*Lab, error) {
 	if spec.Witness {
 		l.Nodes = append(l.Nodes, l.node("witness", spec.Standbys+1, true))
 	}
-	first := l.Nodes[0].GRPCAddr()
 	for i, n := range l.Nodes {
-		n.Config = l.config(n, i == 0, first)
+		// Every other member is a way in: a node can join while any
+		// member is up (pg1 bootstraps the cluster on first start).
+		var join []string
+		for _, o := range l.Nodes {
+			if o != n {
+				join = append(join, o.GRPCAddr())
+			}
+		}
+		n.Config = l.config(n, i == 0, join)
 	}
 	return l, nil
 }
@@ -115,7 +123,7 @@ func (l *Lab) node(name string, i int, witness bool) *Node {
 
 // config is a lab node's config: loopback everywhere, trust authentication
 // on loopback (a lab only), defaults for every timing.
-func (l *Lab) config(n *Node, bootstrap bool, first string) *config.Config {
+func (l *Lab) config(n *Node, bootstrap bool, join []string) *config.Config {
 	c := &config.Config{
 		Cluster:   "lab",
 		Name:      n.Name,
@@ -131,7 +139,7 @@ func (l *Lab) config(n *Node, bootstrap bool, first string) *config.Config {
 		Events:    config.EventsConfig{MaxAge: config.DefaultEventsMaxAge},
 	}
 	if !bootstrap {
-		c.Join = []string{first}
+		c.Join = join
 	}
 	if n.Witness {
 		c.Kind = config.KindWitness
@@ -285,12 +293,13 @@ func (l *Lab) Stop(n *Node, timeout time.Duration) error {
 // and of Postgres's process group at the same moment.
 func (l *Lab) KillHost(n *Node) {
 	pm := n.PostmasterPID()
-	if pid := n.PID(); pid != 0 {
-		_ = syscall.Kill(pid, syscall.SIGKILL)
+	pid := n.PID()
+	if pid != 0 {
+		_ = syscall.Kill(pid, syscall.SIGSTOP) // no reaction from it from here on
 	}
-	if pm != 0 {
-		_ = syscall.Kill(-pm, syscall.SIGKILL)
-		_ = syscall.Kill(pm, syscall.SIGKILL)
+	pgctl.KillTree(pm)
+	if pid != 0 {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
 	_ = os.Remove(n.pidPath())
 }
@@ -311,10 +320,7 @@ func (l *Lab) KillPostgres(n *Node) {
 }
 
 func (l *Lab) killPostgres(n *Node) {
-	if pm := n.PostmasterPID(); pm != 0 {
-		_ = syscall.Kill(-pm, syscall.SIGKILL)
-		_ = syscall.Kill(pm, syscall.SIGKILL)
-	}
+	pgctl.KillTree(n.PostmasterPID())
 }
 
 // Down stops every node it finds running (SIGTERM, then SIGKILL), witnesses
