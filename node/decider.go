@@ -6,6 +6,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/hasidecar/hasidecar/fsm"
 	pb "github.com/hasidecar/hasidecar/proto/hasidecar/v1"
 )
@@ -17,12 +19,15 @@ import (
 // is a compare-and-set on (term, lease serial) in the FSM.
 type decider struct {
 	n *Node
+	// since: when this node became leader; lastTransfer: its last
+	// leadership hand-over attempt (see balanceLeadership).
+	since, lastTransfer time.Time
 	// noted: the lease serial for which "primary failed, no candidate" or
 	// "waiting for a manual failover" was already recorded.
 	noted uint64
 }
 
-func newDecider(n *Node) *decider { return &decider{n: n} }
+func newDecider(n *Node) *decider { return &decider{n: n, since: time.Now()} }
 
 func (d *decider) run(ctx context.Context) {
 	tick := time.NewTicker(100 * time.Millisecond)
@@ -49,6 +54,7 @@ func (d *decider) step(ctx context.Context) {
 	if primary == nil {
 		return
 	}
+	d.balanceLeadership(st, primary)
 	lease, appliedAt := n.fsm.Lease()
 	if !leaseExpired(lease, appliedAt, time.Now(), n.cfg.Timing.DriftMarginPercent) {
 		return
@@ -131,6 +137,50 @@ func (n *Node) askLSN(ctx context.Context, node *pb.Node, term uint64, timeout t
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	return pb.NewPeerServiceClient(conn).LSN(cctx, &pb.LSNRequest{Term: term})
+}
+
+// balanceLeadership hands Raft leadership away from the node whose Postgres
+// is the primary, to a witness when one is healthy, else to a standby. When
+// the primary's host then dies, the cluster keeps its leader and its lease
+// clock: no election is added to the failover.
+func (d *decider) balanceLeadership(st *pb.ClusterState, primary *pb.Node) {
+	n := d.n
+	if primary.Name != n.cfg.Name || time.Since(d.since) < 5*time.Second || time.Since(d.lastTransfer) < 15*time.Second {
+		return
+	}
+	f := n.raft.GetConfiguration()
+	if f.Error() != nil {
+		return
+	}
+	fresh := 2 * n.cfg.Timing.MonitorInterval.D()
+	var best *raft.Server
+	bestWitness := false
+	for _, s := range f.Configuration().Servers {
+		if s.Suffrage != raft.Voter || string(s.ID) == n.cfg.Name {
+			continue
+		}
+		row := fsm.NodeByName(st, string(s.ID))
+		if row == nil {
+			continue
+		}
+		r, at, ok := n.reports.get(row.Id)
+		if !ok || time.Since(at) > fresh || r.AppliedIndex+10 < n.raft.AppliedIndex() {
+			continue
+		}
+		witness := row.Kind == pb.NodeKind_NODE_KIND_WITNESS
+		if best == nil || (witness && !bestWitness) {
+			s := s
+			best, bestWitness = &s, witness
+		}
+	}
+	if best == nil {
+		return
+	}
+	d.lastTransfer = time.Now()
+	n.logger.Info("handing raft leadership to a node that is not the primary", "to", best.ID)
+	if err := n.raft.LeadershipTransferToServer(best.ID, best.Address).Error(); err != nil {
+		n.logger.Warn("leadership transfer", "to", best.ID, "error", err)
+	}
 }
 
 // noteOnce records, once per lease serial, why no promotion happens.

@@ -175,6 +175,7 @@ func (a *pgAgent) start(ctx context.Context, act action) error {
 		return fmt.Errorf("start postgres as %s: %w", what, err)
 	}
 	a.lastStartErr = time.Time{}
+	a.healthyAt.Store(time.Now().UnixNano()) // Start returns once it accepts connections
 	return nil
 }
 

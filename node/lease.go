@@ -98,18 +98,24 @@ func (a *pgAgent) renewNow(ctx context.Context) {
 func (a *pgAgent) renewOrRelease(ctx context.Context, st *pb.ClusterState) {
 	me, _ := a.holdsLease(st)
 	o := a.observed()
-	healthy := o.GetRunning()
-	if !healthy && a.stopping.Load() {
+	if a.stopping.Load() {
 		return
 	}
-	if !healthy {
-		// Not running: keep the lease while a start or restart in place may
-		// still succeed, then let it go.
+	if a.ctl.Running() {
+		// Renew only while Postgres answers its health query (observe
+		// runs every monitor interval); a hung Postgres lets the lease
+		// lapse, the watchdog fences it and the leader fails over.
+		if since := time.Since(a.lastHealthyAt()); since > 3*a.n.cfg.Timing.MonitorInterval.D() {
+			a.logger.Warn("not renewing the lease: postgres has not answered its health query", "for", since.Round(time.Millisecond))
+			return
+		}
+	} else {
+		// Not running: keep the lease while a start or a restart in place
+		// may still succeed, then let it go.
 		a.crashMu.Lock()
 		crashed := a.crashedAt
 		a.crashMu.Unlock()
-		budget := a.n.cfg.Postgres.RestartTimeout.D()
-		if !crashed.IsZero() && time.Since(crashed) >= budget {
+		if !crashed.IsZero() && time.Since(crashed) >= a.n.cfg.Postgres.RestartTimeout.D() {
 			a.release(ctx, st, me, "postgres crashed and did not restart within postgres.restart_timeout")
 			return
 		}
@@ -175,7 +181,7 @@ func (a *pgAgent) watchdog(ctx context.Context) {
 		}
 		running := a.ctl.Running()
 		if wasRunning && !running {
-			a.noteExit()
+			a.noteExit(ctx)
 		}
 		wasRunning = running
 		if !running || a.standbyMode.Load() || a.stopping.Load() {
@@ -187,16 +193,27 @@ func (a *pgAgent) watchdog(ctx context.Context) {
 	}
 }
 
-// noteExit records an exit of Postgres that nobody asked for.
-func (a *pgAgent) noteExit() {
-	if a.stopping.Load() {
+// noteExit records an exit of Postgres that nobody asked for. With
+// postgres.restart_timeout 0 a primary gives its lease up at once: no
+// restart in place, the leader fails over without waiting for expiry.
+func (a *pgAgent) noteExit(ctx context.Context) {
+	if a.stopping.Load() || a.expectStop() {
 		return
 	}
 	a.crashMu.Lock()
-	defer a.crashMu.Unlock()
-	if a.crashedAt.IsZero() && !a.expectStop() {
+	first := a.crashedAt.IsZero()
+	if first {
 		a.crashedAt = time.Now()
-		a.logger.Warn("postgres exited unexpectedly")
+	}
+	a.crashMu.Unlock()
+	if !first {
+		return
+	}
+	a.logger.Warn("postgres exited unexpectedly")
+	st := a.n.fsm.State()
+	if me, ok := a.holdsLease(st); ok && a.n.cfg.Postgres.RestartTimeout.D() == 0 {
+		a.clearLease()
+		go a.release(ctx, st, me, "postgres crashed (postgres.restart_timeout is 0: no restart in place)")
 	}
 }
 

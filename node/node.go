@@ -104,6 +104,17 @@ func (n *Node) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("grpc.listen %s: %w (is another process using the port?)", n.cfg.GRPC.Listen, err)
 	}
+	defer lis.Close()
+	defer n.peers.close()
+
+	parts, err := n.setupRaft()
+	if err != nil {
+		return err
+	}
+	n.rparts, n.raft = parts, parts.raft
+	defer parts.close()
+
+	// Serve only once Raft exists: every RPC reads it.
 	n.grpc = n.newGRPCServer()
 	n.wg.Add(1)
 	go func() {
@@ -112,15 +123,7 @@ func (n *Node) Run(ctx context.Context) error {
 			n.logger.Error("grpc server stopped", "error", err)
 		}
 	}()
-	defer n.peers.close()
 	defer n.grpc.Stop()
-
-	parts, err := n.setupRaft()
-	if err != nil {
-		return err
-	}
-	n.rparts, n.raft = parts, parts.raft
-	defer parts.close()
 
 	if n.cfg.HTTP.Listen != "" {
 		if err := n.startHTTP(); err != nil {

@@ -54,7 +54,11 @@ type pgAgent struct {
 	// stop), not a crash.
 	expectedStop atomic.Bool
 	lastErr      string // the reconciler's last error text (its goroutine only)
+	// healthyAt: when Postgres last answered the status query (unix nanos).
+	healthyAt atomic.Int64
 }
+
+func (a *pgAgent) lastHealthyAt() time.Time { return time.Unix(0, a.healthyAt.Load()) }
 
 func newPGAgent(n *Node) (*pgAgent, error) {
 	pc := n.cfg.Postgres
@@ -301,6 +305,7 @@ func (a *pgAgent) observe(ctx context.Context) observed {
 			// Running but not answering: keep the last known role.
 			o.InRecovery = a.standbyMode.Load()
 		} else {
+			a.healthyAt.Store(time.Now().UnixNano())
 			status = statusToProto(s, a.n.cfg.Postgres.Port)
 			if status.SystemIdentifier == 0 {
 				status.SystemIdentifier = o.SysID

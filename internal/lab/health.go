@@ -25,9 +25,14 @@ func (l *Lab) Show(ctx context.Context) (*pb.ShowResponse, error) {
 	return nil, fmt.Errorf("no lab member answered: %w", last)
 }
 
+// Dial connects to a lab sidecar's gRPC address (no TLS in the lab).
+func Dial(addr string) (*grpc.ClientConn, error) {
+	return grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+}
+
 // ShowAt asks one sidecar for cluster show.
 func ShowAt(ctx context.Context, addr string) (*pb.ShowResponse, error) {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := Dial(addr)
 	if err != nil {
 		return nil, err
 	}

@@ -227,6 +227,9 @@ func (n *Node) PostmasterPID() int {
 	return pid
 }
 
+// Alive reports whether pid is a live (not zombie) process.
+func Alive(pid int) bool { return alive(pid) }
+
 func alive(pid int) bool {
 	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
 		return false
