@@ -129,6 +129,9 @@ type PostgresConfig struct {
 	// place before the primary releases its lease (0: release at once).
 	RestartTimeout Duration `yaml:"restart_timeout"`
 	WALKeepSize    ByteSize `yaml:"wal_keep_size"`
+	// ManualRejoin: a former primary (or a diverged standby) waits for
+	// `hasidecar node rejoin` instead of rewinding itself (repmgr's way).
+	ManualRejoin bool `yaml:"manual_rejoin"`
 }
 
 // TimingConfig holds the intervals of the protocol.

@@ -177,13 +177,16 @@ func (a *applier) promote(c *pb.Promote) error {
 	if n.Kind != pb.NodeKind_NODE_KIND_DATA {
 		return errorf(CodeInvalidTransition, "node %q is a witness and cannot be promoted", n.Name)
 	}
-	if n.Role == pb.NodeRole_NODE_ROLE_PRIMARY {
-		return errorf(CodeInvalidTransition, "node %q is already the primary", n.Name)
-	}
 	if c.LeaseMs <= 0 {
 		return errorf(CodeInvalidCommand, "promotion of %q: lease duration must be positive", n.Name)
 	}
 	reason := c.Reason
+	if reason == ReasonSwitchoverRollback {
+		return a.rollbackSwitchover(n, c)
+	}
+	if n.Role == pb.NodeRole_NODE_ROLE_PRIMARY {
+		return errorf(CodeInvalidTransition, "node %q is already the primary", n.Name)
+	}
 	switch reason {
 	case EventFailover, EventSwitchover, "manual":
 	default:
@@ -226,6 +229,30 @@ func (a *applier) promote(c *pb.Promote) error {
 	if reason == EventSwitchover {
 		a.st.Switchover = nil
 	}
+	return nil
+}
+
+// ReasonSwitchoverRollback: a switchover whose target did not promote in
+// time gives the old primary back its role in a new term, so that any
+// action planned for the aborted switchover is stale.
+const ReasonSwitchoverRollback = "switchover_rollback"
+
+func (a *applier) rollbackSwitchover(n *pb.Node, c *pb.Promote) error {
+	sw := a.st.Switchover
+	if sw == nil || sw.FromId != n.Id || n.Role != pb.NodeRole_NODE_ROLE_PRIMARY {
+		return errorf(CodeInvalidTransition, "no switchover from %q to roll back", n.Name)
+	}
+	a.st.Term = c.Term
+	a.st.TermIndex = a.index
+	n.RoleTerm, n.Active = c.Term, true
+	a.touch(n)
+	a.st.Lease = &pb.Lease{HolderId: n.Id, Term: c.Term, Serial: a.st.Lease.GetSerial() + 1, DurationMs: c.LeaseMs, RenewedAtUnixMs: a.at, Timeline: c.Timeline}
+	a.st.Switchover = nil
+	details := fmt.Sprintf("switchover from %q rolled back: %q is the primary again in term %d", n.Name, n.Name, c.Term)
+	if c.Details != "" {
+		details += ": " + c.Details
+	}
+	a.event(sw.ToId, EventSwitchover, false, details)
 	return nil
 }
 

@@ -105,11 +105,13 @@ func newCluster(t *testing.T, o clusterOpts) *cluster {
 }
 
 // freeBase finds a base port whose whole block (Postgres, gRPC, Raft, HTTP
-// for up to 20 nodes) is free on loopback.
+// for up to 20 nodes) is free on loopback. Blocks lie below the kernel's
+// ephemeral range (32768 and up), so that no outgoing connection's local
+// port can take a port a node binds later.
 func freeBase(t *testing.T) int {
 	t.Helper()
 	for range 200 {
-		base := 20000 + rand.IntN(400)*100
+		base := 20000 + rand.IntN(120)*100
 		ok := true
 		for off := 0; off < 80 && ok; off++ {
 			ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+off))

@@ -95,9 +95,10 @@ func (p *prober) stop() {
 
 // check stops the prober and asserts: no two nodes' successful writes
 // overlap in time, and the sequence of writable nodes, in time order, never
-// returns to an earlier node (A…A B…B is fine; A B A is two primaries).
-// It returns the order of writable nodes seen.
-func (p *prober) check(t *testing.T) []string {
+// returns to an earlier node (A…A B…B is fine; A B A is two primaries) —
+// or, when expected is given (switchovers back and forth), is exactly
+// expected. It returns the order of writable nodes seen.
+func (p *prober) check(t *testing.T, expected ...string) []string {
 	t.Helper()
 	p.stop()
 	p.mu.Lock()
@@ -108,6 +109,9 @@ func (p *prober) check(t *testing.T) []string {
 	for i, r := range recs {
 		if len(order) == 0 || order[len(order)-1] != r.node {
 			for _, seen := range order {
+				if len(expected) > 0 {
+					break
+				}
 				if seen == r.node {
 					t.Errorf("two writable primaries: %s accepted a write at %s after %s had taken over (order %v)",
 						r.node, r.done.Format("15:04:05.000"), order[len(order)-1], append(order, r.node))
@@ -126,6 +130,9 @@ func (p *prober) check(t *testing.T) []string {
 		}
 	}
 	t.Logf("prober: %d writes accepted; writable nodes in order: %v; attempts %v", len(recs), order, p.tries)
+	if len(expected) > 0 && fmt.Sprint(order) != fmt.Sprint(expected) {
+		t.Errorf("writable nodes in order %v, want %v", order, expected)
+	}
 	return order
 }
 

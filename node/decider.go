@@ -196,6 +196,3 @@ func (d *decider) noteOnce(ctx context.Context, serial uint64, typ, details stri
 		d.n.logger.Warn("record event", "type", typ, "error", err)
 	}
 }
-
-// driveSwitchover is filled in with the planned switchover.
-func (d *decider) driveSwitchover(ctx context.Context, st *pb.ClusterState) {}

@@ -54,6 +54,10 @@ func (a *pgAgent) execute(ctx context.Context, act action) error {
 		return nil
 	case actPrimaryDuties:
 		return a.primaryDuties(ctx)
+	case actSwitchoverStop:
+		return a.switchoverStop(ctx, act.Term)
+	case actReportShutdown:
+		return a.reportShutdown(ctx, act.Term)
 	}
 	return fmt.Errorf("unknown action %v", act.Kind)
 }

@@ -109,6 +109,8 @@ func (a *pgAgent) renewOrRelease(ctx context.Context, st *pb.ClusterState) {
 			a.logger.Warn("not renewing the lease: postgres has not answered its health query", "for", since.Round(time.Millisecond))
 			return
 		}
+	} else if sw := st.Switchover; sw != nil && sw.FromId == me.Id {
+		return // stopped for a switchover: the lease goes with the promotion
 	} else {
 		// Not running: keep the lease while a start or a restart in place
 		// may still succeed, then let it go.

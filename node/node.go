@@ -142,6 +142,7 @@ func (n *Node) Run(ctx context.Context) error {
 	n.goLoop(func() { n.registerSelfLoop(loops) })
 	n.goLoop(func() { n.reportLoop(loops) })
 	n.goLoop(func() { n.reachLoop(loops) })
+	n.goLoop(func() { n.notifyLoop(loops) })
 	if n.pg != nil {
 		n.goLoop(func() { n.pg.run(loops) })
 	}

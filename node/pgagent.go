@@ -54,6 +54,7 @@ type pgAgent struct {
 	// stop), not a crash.
 	expectedStop atomic.Bool
 	lastErr      string // the reconciler's last error text (its goroutine only)
+	rejoinCh chan rejoinRequest // node rejoin requests, run by the reconciler
 	// healthyAt: when Postgres last answered the status query (unix nanos).
 	healthyAt atomic.Int64
 }
@@ -78,7 +79,7 @@ func newPGAgent(n *Node) (*pgAgent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
-	a := &pgAgent{n: n, ctl: ctl, logger: n.logger.Named("postgres")}
+	a := &pgAgent{n: n, ctl: ctl, logger: n.logger.Named("postgres"), rejoinCh: make(chan rejoinRequest)}
 	a.obs.Store(&pb.PostgresStatus{Port: uint32(pc.Port)})
 	a.state.Store("starting")
 	if pc.AuthMethod != "trust" {
@@ -192,13 +193,18 @@ func (a *pgAgent) run(ctx context.Context) {
 	go a.watchdog(ctx)
 	interval := a.n.cfg.Timing.MonitorInterval.D()
 	for {
-		a.reconcileOnce(ctx)
+		if a.reconcileOnce(ctx) {
+			continue // the local state changed: plan again at once
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-a.n.fsm.Changed():
 		case <-time.After(interval):
 		case <-a.exited():
+		case r := <-a.rejoinCh:
+			steps, err := a.rejoin(ctx, r.req)
+			r.reply <- rejoinReply{steps: steps, err: err}
 		}
 	}
 }
@@ -212,19 +218,22 @@ func (a *pgAgent) exited() <-chan struct{} {
 	return a.ctl.Exited()
 }
 
-func (a *pgAgent) reconcileOnce(ctx context.Context) {
+// reconcileOnce observes, plans and executes; it reports whether an action
+// changed the local state (a start, stop, promotion...), after which the
+// caller plans again at once instead of waiting for the next tick.
+func (a *pgAgent) reconcileOnce(ctx context.Context) (changed bool) {
 	o := a.observe(ctx)
-	d := a.desired()
+	d := a.desired(ctx)
 	acts, why := plan(d, o)
 	a.setState(why)
 	for _, act := range acts {
 		if ctx.Err() != nil {
-			return
+			return false
 		}
 		// Fencing token: an action planned in an older term is dropped.
 		if cur := a.n.fsm.State().Term; act.Term < cur {
 			a.logger.Info("dropping an action from an older term", "action", act.Kind, "term", act.Term, "current", cur)
-			return
+			return true
 		}
 		if err := a.execute(ctx, act); err != nil {
 			// The same failure every interval is logged once, then at debug.
@@ -235,21 +244,30 @@ func (a *pgAgent) reconcileOnce(ctx context.Context) {
 				a.logger.Debug("reconcile (again)", "action", act.Kind.String(), "error", err)
 			}
 			a.setState(fmt.Sprintf("%s failed: %v", act.Kind, err))
-			return
+			return false
 		}
+		changed = changed || act.Kind.changesState()
 	}
 	a.lastErr = ""
+	return changed
 }
 
 // desired reads the FSM and the lease keeper.
-func (a *pgAgent) desired() desired {
+func (a *pgAgent) desired(ctx context.Context) desired {
 	st := a.n.fsm.State()
-	d := desired{ClusterSysID: st.SystemIdentifier, Term: st.Term, Me: fsm.NodeByName(st, a.n.cfg.Name), Primary: fsm.Primary(st)}
+	d := desired{ClusterSysID: st.SystemIdentifier, Term: st.Term, Me: fsm.NodeByName(st, a.n.cfg.Name), Primary: fsm.Primary(st),
+		ManualRejoin: a.n.cfg.Postgres.ManualRejoin}
 	if d.Me != nil && d.Primary != nil && d.Primary.Id == d.Me.Id {
 		d.LeaseValid = a.leaseValid()
 		if st.Lease.GetHolderId() == d.Me.Id {
 			d.PromoteTimeline = st.Lease.GetTimeline()
 		}
+		if sw := st.Switchover; sw != nil && sw.FromId == d.Me.Id && sw.Term == st.Term {
+			d.SwitchoverFrom, d.ShutdownReported = true, sw.ShutdownLsn != 0
+		}
+	}
+	if d.Me != nil && d.Primary != nil && d.Primary.Id != d.Me.Id && !a.ctl.Running() {
+		d.SkipRewind = a.skipRewind(ctx, st)
 	}
 	if d.Primary == nil && st.Term == 0 && d.Me != nil {
 		d.MayClaimPrimary = a.claimAllowed()

@@ -50,6 +50,15 @@ type desired struct {
 	LeaseValid bool
 	// PromoteTimeline: the timeline the leader saw when it chose this node.
 	PromoteTimeline uint32
+	// SwitchoverFrom: a switchover away from this node (the primary) is in
+	// flight; ShutdownReported: its shutdown checkpoint LSN is in the FSM.
+	SwitchoverFrom, ShutdownReported bool
+	// SkipRewind: this former primary stopped cleanly for the switchover
+	// that made its upstream primary, and its data directory is as it left
+	// it: it follows without pg_rewind.
+	SkipRewind bool
+	// ManualRejoin: wait for `hasidecar node rejoin` instead of rewinding.
+	ManualRejoin bool
 }
 
 type actionKind int
@@ -66,10 +75,22 @@ const (
 	actRecordSysID                       // propose SetSystemIdentifier
 	actRegisterStandby                   // propose SetStandby
 	actPrimaryDuties                     // slots, replication role
+	actSwitchoverStop                    // checkpoint, clean stop for a switchover
+	actReportShutdown                    // propose UpdateSwitchover with the shutdown checkpoint LSN
 )
 
 func (k actionKind) String() string {
-	return [...]string{"claim-primary", "initdb", "clone", "rewind", "configure", "start", "stop", "promote", "record-sysid", "register-standby", "primary-duties"}[k]
+	return [...]string{"claim-primary", "initdb", "clone", "rewind", "configure", "start", "stop", "promote", "record-sysid", "register-standby", "primary-duties", "switchover-stop", "report-shutdown"}[k]
+}
+
+// changesState: after this action the local Postgres is in another state,
+// so the reconciler plans again at once.
+func (k actionKind) changesState() bool {
+	switch k {
+	case actClaimPrimary, actInitDB, actClone, actRewind, actStart, actStop, actPromote, actSwitchoverStop, actReportShutdown:
+		return true
+	}
+	return false
 }
 
 // action is one step. Term is the fencing token: the executor drops an
@@ -115,6 +136,17 @@ func planPrimary(d desired, o observed) ([]action, string) {
 			return nil, "this node is the primary but its data directory is empty: waiting for a failover (the lease is released)"
 		}
 		return []action{{Kind: actInitDB, Term: t}}, "initialising a new Postgres cluster"
+	}
+	if d.SwitchoverFrom {
+		switch {
+		case o.Running && !o.InRecovery:
+			return []action{{Kind: actSwitchoverStop, Term: t}}, "switching over: stopping cleanly"
+		case o.Running:
+			return []action{{Kind: actStop, Term: t}}, "switching over: stopping"
+		case !d.ShutdownReported:
+			return []action{{Kind: actReportShutdown, Term: t}}, "switching over: reporting the shutdown checkpoint"
+		}
+		return nil, "switching over: waiting for the target to promote"
 	}
 	if !d.LeaseValid {
 		if o.Running && !o.InRecovery {
@@ -171,12 +203,18 @@ func planStandby(d desired, o observed) ([]action, string) {
 		return append([]action{{Kind: actClone, Term: t, Upstream: p}}, start...), fmt.Sprintf("cloning from %q", p.Name)
 	case !o.Running && o.StartFailed:
 		return nil, "Postgres failed to start: see its log"
+	case !o.Running && !o.StandbySignal && d.SkipRewind:
+		return start, fmt.Sprintf("following %q after a clean switchover (no rewind needed)", p.Name)
+	case !o.Running && !o.StandbySignal && d.ManualRejoin:
+		return nil, fmt.Sprintf("a former primary: waiting for `hasidecar node rejoin` to rejoin %q (postgres.manual_rejoin is set)", p.Name)
 	case !o.Running && !o.StandbySignal:
 		// A former primary (or a standby whose signal file is gone): its
 		// history may have diverged, rewind before it follows.
 		return append([]action{{Kind: actRewind, Term: t, Upstream: p}}, start...), fmt.Sprintf("rewinding from %q to rejoin as a standby", p.Name)
 	case !o.Running:
 		return start, fmt.Sprintf("starting as a standby of %q", p.Name)
+	case o.Stuck && d.ManualRejoin:
+		return nil, fmt.Sprintf("not streaming from %q: waiting for `hasidecar node rejoin` (postgres.manual_rejoin is set)", p.Name)
 	case o.Stuck:
 		return append([]action{{Kind: actStop, Term: t}, {Kind: actRewind, Term: t, Upstream: p}}, start...), fmt.Sprintf("not streaming from %q: rewinding", p.Name)
 	}

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -156,6 +157,9 @@ func (c *Controller) Rewind(ctx context.Context, source, passfile string) error 
 		c.clearIncomplete() // succeeded, or failed before touching the directory
 	}
 	switch {
+	case len(impossible) > 0 && err == nil && strings.Contains(strings.ToLower(impossible[0]), "same timeline"):
+		return fmt.Errorf("%s: %w: %w: %s — nothing was rewound: if the source was just promoted it must checkpoint first; if this node never diverged it can start as a standby without a rewind; otherwise re-clone",
+			what, ErrSameTimeline, ErrRewindImpossible, redact(impossible[0]))
 	case len(impossible) > 0 && err == nil:
 		return fmt.Errorf("%s: %w: %s — nothing was rewound: if the source was just promoted it must checkpoint first; if this node never diverged it can start as a standby without a rewind; otherwise re-clone",
 			what, ErrRewindImpossible, redact(impossible[0]))

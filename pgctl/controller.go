@@ -31,6 +31,9 @@ var (
 	// ErrRewindImpossible: pg_rewind cannot bring this data directory in
 	// line with the source; the caller should re-clone.
 	ErrRewindImpossible = errors.New("pg_rewind cannot rewind this data directory")
+	// ErrSameTimeline (with ErrRewindImpossible): pg_rewind found the
+	// target on the source's timeline and changed nothing.
+	ErrSameTimeline = errors.New("already on the source's timeline")
 	// ErrNotPostgresDataDir: the data directory is non-empty but holds no
 	// Postgres cluster.
 	ErrNotPostgresDataDir = errors.New("not a Postgres data directory")

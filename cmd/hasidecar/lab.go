@@ -34,6 +34,9 @@ func newLabUpCmd() *cobra.Command {
 				return err
 			}
 			fmt.Printf("starting %d data nodes%s in %s ...\n", spec.Standbys+1, map[bool]string{true: " and a witness", false: ""}[spec.Witness], l.Spec.Dir)
+			if note := l.ReservePorts(); note != "" {
+				fmt.Println(note)
+			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
 			start := time.Now()

@@ -46,6 +46,7 @@ func newNodeCheckCmd() *cobra.Command {
 	var t target
 	th := thresholds{}
 	var lagWarn, lagCrit int64
+	var nodeName string
 	cmd := &cobra.Command{
 		Use:   "check",
 		Short: "Health checks of the answering node with monitoring exit codes (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)",
@@ -60,12 +61,18 @@ func newNodeCheckCmd() *cobra.Command {
 				defer cancel()
 				var st *pb.StatusResponse
 				var show *pb.ShowResponse
-				if st, err = c.node.Status(ctx, &pb.StatusRequest{}); err == nil {
+				if nodeName == "" {
+					st, err = c.node.Status(ctx, &pb.StatusRequest{})
+				}
+				if err == nil {
 					show, err = c.cluster.Show(ctx, &pb.ShowRequest{})
 				}
-				if err != nil {
+				switch {
+				case err != nil:
 					err = c.explain(err)
-				} else {
+				case nodeName != "":
+					rep = nodeChecksFromView(nodeName, show, th)
+				default:
 					rep = nodeChecks(st, show, th)
 				}
 			}
@@ -86,6 +93,7 @@ func newNodeCheckCmd() *cobra.Command {
 		},
 	}
 	t.flags(cmd, true)
+	cmd.Flags().StringVar(&nodeName, "node", "", "check this node as the cluster sees it (default: the answering sidecar's own node)")
 	cmd.Flags().Int64Var(&th.LagWarnBytes, "lag-warning-bytes", 16<<20, "replication lag in bytes that makes a WARNING")
 	cmd.Flags().Int64Var(&th.LagCritBytes, "lag-critical-bytes", 256<<20, "replication lag in bytes that makes a CRITICAL")
 	cmd.Flags().Int64Var(&lagWarn, "lag-warning-seconds", 60, "replay lag in seconds that makes a WARNING")
@@ -212,6 +220,26 @@ func nodeChecks(st *pb.StatusResponse, show *pb.ShowResponse, th thresholds) che
 	default:
 		add("archive_ready", checkOK, "%d WAL files waiting to be archived", pg.ArchiveReady)
 	}
+	return finish(rep)
+}
+
+// nodeChecksFromView checks a node from the leader's view: a node whose
+// sidecar does not report, or whose Postgres is not running, is CRITICAL.
+func nodeChecksFromView(name string, show *pb.ShowResponse, th thresholds) checkReport {
+	for _, n := range show.Nodes {
+		if n.Name != name {
+			continue
+		}
+		if n.Status != "running" && n.Status != "* running" {
+			rep := checkReport{Node: name}
+			code := checkCritical
+			rep.Checks = []checkResult{{Name: "status", Code: code, Status: checkNames[code], Detail: fmt.Sprintf("the cluster sees %s as %s", name, n.Status)}}
+			return finish(rep)
+		}
+		st := &pb.StatusResponse{Name: n.Name, Kind: n.Kind, Role: n.Role, Postgres: n.Postgres, RaftState: n.RaftState}
+		return nodeChecks(st, show, th)
+	}
+	rep := checkReport{Node: name, Checks: []checkResult{{Name: "node", Code: checkUnknown, Status: "UNKNOWN", Detail: "no node named " + name}}}
 	return finish(rep)
 }
 

@@ -168,6 +168,45 @@ func (l *Lab) config(n *Node, bootstrap bool, join []string) *config.Config {
 	return c
 }
 
+// ReservePorts keeps the kernel from handing the lab's ports to outgoing
+// connections as their local (ephemeral) port: a Postgres that starts after
+// a sidecar's connection took its port would fail to bind. It needs root and
+// changes only net.ipv4.ip_local_reserved_ports (adds the lab's range); it
+// reports what it did, or why not.
+func (l *Lab) ReservePorts() string {
+	const path = "/proc/sys/net/ipv4/ip_local_reserved_ports"
+	lo, hi := l.Spec.BasePort, l.Spec.BasePort+offHTTP+maxNodes-1
+	lowEph, highEph := 32768, 60999
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			lowEph, _ = strconv.Atoi(f[0])
+			highEph, _ = strconv.Atoi(f[1])
+		}
+	}
+	if hi < lowEph || lo > highEph {
+		return ""
+	}
+	cur, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	want := fmt.Sprintf("%d-%d", lo, hi)
+	if strings.Contains(string(cur), want) {
+		return ""
+	}
+	if os.Geteuid() != 0 {
+		return fmt.Sprintf("note: ports %s lie in the kernel's ephemeral range; as root the lab would reserve them (%s)", want, path)
+	}
+	list := strings.TrimSpace(string(cur))
+	if list != "" {
+		list += ","
+	}
+	if err := os.WriteFile(path, []byte(list+want), 0o644); err != nil {
+		return fmt.Sprintf("note: could not reserve ports %s in %s: %v", want, path, err)
+	}
+	return fmt.Sprintf("reserved ports %s for the lab (%s), so that no outgoing connection takes them", want, path)
+}
+
 // Write creates the lab's directories and config files (0755 dirs so that
 // the postgres OS user can reach its data directory).
 func (l *Lab) Write() error {

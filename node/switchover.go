@@ -1,0 +1,284 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/hasidecar/hasidecar/fsm"
+	"github.com/hasidecar/hasidecar/pgctl"
+	pb "github.com/hasidecar/hasidecar/proto/hasidecar/v1"
+)
+
+// Planned switchover (DESIGN.md "Planned switchover"):
+//
+//  1. The leader checks the target and commits BeginSwitchover{from, to,
+//     term, deadline}.
+//  2. The old primary's sidecar checkpoints, stops Postgres cleanly (a fast
+//     shutdown: every acknowledged write is in the WAL the walsenders send
+//     before they exit) and commits its shutdown checkpoint LSN.
+//  3. The leader waits until the target has received WAL past that LSN and
+//     commits Promote{to, term+1, switchover}; the target promotes.
+//  4. The old primary starts as a standby of the target without pg_rewind
+//     (it stopped cleanly at a point the target has), the others follow.
+//  5. If the target has not been promoted by the deadline, the leader gives
+//     the old primary its role back in a new term (switchover_rollback):
+//     the cluster is never left without a primary.
+
+// switchoverMarker is what the old primary notes on disk when it stopped for
+// a switchover: with it, it knows later that it may follow without rewind.
+type switchoverMarker struct {
+	Term          uint64 `json:"term"`
+	CheckpointLSN uint64 `json:"checkpoint_lsn"`
+}
+
+func (a *pgAgent) markerPath() string {
+	return filepath.Join(a.n.cfg.StateDir, "switchover.json")
+}
+
+func (a *pgAgent) readMarker() (switchoverMarker, bool) {
+	var m switchoverMarker
+	b, err := os.ReadFile(a.markerPath())
+	if err != nil || json.Unmarshal(b, &m) != nil {
+		return m, false
+	}
+	return m, true
+}
+
+// skipRewind: the FSM made this node a standby in the term right after the
+// switchover it stopped for, and its data directory still ends at the
+// shutdown checkpoint it reported.
+func (a *pgAgent) skipRewind(ctx context.Context, st *pb.ClusterState) bool {
+	m, ok := a.readMarker()
+	if !ok || m.Term+1 != st.Term {
+		return false
+	}
+	cd, err := a.ctl.ControlData(ctx)
+	if err != nil || !cd.CleanlyShutDown() {
+		return false
+	}
+	return cd.CheckpointLSN == m.CheckpointLSN
+}
+
+// switchoverStop: checkpoint while still accepting writes (so the shutdown
+// checkpoint is short), then a clean fast stop.
+func (a *pgAgent) switchoverStop(ctx context.Context, term uint64) error {
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	if err := a.ctl.Checkpoint(cctx); err != nil {
+		a.logger.Warn("checkpoint before the switchover stop", "error", err)
+	}
+	cancel()
+	a.logger.Info("switchover: stopping postgres cleanly", "term", term)
+	a.markExpectedStop()
+	if err := a.ctl.Stop(ctx, pgctl.StopFast); err != nil {
+		return fmt.Errorf("stop for the switchover: %w", err)
+	}
+	return nil
+}
+
+// reportShutdown commits the shutdown checkpoint LSN for the leader.
+func (a *pgAgent) reportShutdown(ctx context.Context, term uint64) error {
+	cd, err := a.ctl.ControlData(ctx)
+	if err != nil {
+		return err
+	}
+	if !cd.CleanlyShutDown() {
+		return fmt.Errorf("postgres did not shut down cleanly (state %q): the switchover cannot go on", cd.State)
+	}
+	b, _ := json.Marshal(switchoverMarker{Term: term, CheckpointLSN: cd.CheckpointLSN})
+	if err := os.WriteFile(a.markerPath(), b, 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", a.markerPath(), err)
+	}
+	_, err = a.n.Propose(ctx, &pb.Command{Cmd: &pb.Command_UpdateSwitchover{UpdateSwitchover: &pb.UpdateSwitchover{Term: term, ShutdownLsn: cd.CheckpointLSN}}})
+	if err != nil {
+		return fmt.Errorf("report the shutdown checkpoint: %w", err)
+	}
+	a.logger.Info("switchover: stopped cleanly", "shutdown_checkpoint", pgctl.FormatLSN(cd.CheckpointLSN), "term", term)
+	return nil
+}
+
+// Switchover is `hasidecar switchover --to NAME`; it runs on the leader.
+func (s *clusterService) Switchover(ctx context.Context, req *pb.SwitchoverRequest) (*pb.SwitchoverResponse, error) {
+	if c, err := s.n.leaderClient(); err != nil {
+		return nil, err
+	} else if c != nil {
+		return c.Switchover(ctx, req)
+	}
+	return s.n.switchover(ctx, req)
+}
+
+func (n *Node) switchover(ctx context.Context, req *pb.SwitchoverRequest) (*pb.SwitchoverResponse, error) {
+	st := n.fsm.State()
+	resp := &pb.SwitchoverResponse{}
+	ok := func(format string, args ...any) { resp.Checks = append(resp.Checks, "ok: "+fmt.Sprintf(format, args...)) }
+	primary := fsm.Primary(st)
+	target := fsm.NodeByName(st, req.To)
+	switch {
+	case target == nil:
+		return nil, notFound("no node named %q", req.To)
+	case target.Kind != pb.NodeKind_NODE_KIND_DATA:
+		return nil, refuse("%q is a witness: it has no Postgres to promote", target.Name)
+	case st.Settings.GetPaused():
+		return nil, refuse("the cluster is paused: run `hasidecar unpause` first")
+	case st.Switchover != nil:
+		return nil, refuse("another switchover is in flight (node %d to node %d)", st.Switchover.FromId, st.Switchover.ToId)
+	case primary == nil:
+		return nil, refuse("the cluster has no primary to switch over from")
+	case primary.Id == target.Id:
+		return nil, refuse("%q is already the primary", target.Name)
+	}
+	lease, appliedAt := n.fsm.Lease()
+	if leaseExpired(lease, appliedAt, time.Now(), n.cfg.Timing.DriftMarginPercent) {
+		return nil, refuse("the lease of %q has expired or was released: a failover is in flight", primary.Name)
+	}
+	ok("%q is the primary and holds its lease (term %d)", primary.Name, st.Term)
+	cands, skipped := promotable(st)
+	found := false
+	for _, c := range cands {
+		found = found || c.Id == target.Id
+	}
+	if !found {
+		return nil, refuse("%q cannot be promoted: %s", target.Name, skipped[target.Name])
+	}
+	ok("%q is an active standby with priority %d", target.Name, target.Priority)
+	timeout := 2 * time.Second
+	pa, err := n.askLSN(ctx, primary, st.Term, timeout)
+	if err != nil || !pa.Healthy {
+		return nil, refuse("cannot ask the primary %q for its WAL position: %v", primary.Name, errOr(err, pa.GetReason()))
+	}
+	ta, err := n.askLSN(ctx, target, st.Term, timeout)
+	switch {
+	case err != nil:
+		return nil, refuse("%q is unhealthy: its sidecar does not answer: %v", target.Name, err)
+	case !ta.Healthy:
+		return nil, refuse("%q is unhealthy: %s", target.Name, ta.Reason)
+	case !ta.Postgres.GetInRecovery() || ta.Postgres.GetWalReceiverStatus() != "streaming":
+		return nil, refuse("%q is unhealthy: it is not streaming from the primary (wal receiver %q)", target.Name, ta.Postgres.GetWalReceiverStatus())
+	case pa.Timeline != ta.Timeline:
+		return nil, refuse("%q is on timeline %d, the primary on %d", target.Name, ta.Timeline, pa.Timeline)
+	}
+	ok("%q streams from the primary on timeline %d", target.Name, ta.Timeline)
+	received := max(ta.Postgres.GetReceiveLsn(), ta.Postgres.GetReplayLsn())
+	cur := pa.Postgres.GetCurrentLsn()
+	maxLag := st.Settings.GetMaximumLagOnFailover()
+	if cur > received && cur-received > maxLag {
+		return nil, refuse("%q is lagging: %d bytes behind the primary, more than maximum_lag_on_failover (%d)", target.Name, cur-received, maxLag)
+	}
+	ok("%q is %d bytes behind the primary (limit %d)", target.Name, max(cur, received)-received, maxLag)
+	wait := time.Duration(req.TimeoutMs) * time.Millisecond
+	if wait <= 0 {
+		wait = 60 * time.Second
+	}
+	plan := []string{
+		fmt.Sprintf("plan: commit the switchover from %q to %q in term %d", primary.Name, target.Name, st.Term),
+		fmt.Sprintf("plan: %q checkpoints and stops cleanly, and reports its shutdown checkpoint", primary.Name),
+		fmt.Sprintf("plan: once %q has received that checkpoint it is promoted in term %d", target.Name, st.Term+1),
+		fmt.Sprintf("plan: %q restarts as a standby of %q without pg_rewind; the other standbys follow %q", primary.Name, target.Name, target.Name),
+		fmt.Sprintf("plan: if %q is not promoted within %s, %q is the primary again in term %d", target.Name, wait, primary.Name, st.Term+1),
+	}
+	resp.Checks = append(resp.Checks, plan...)
+	if req.DryRun {
+		resp.Checks = append(resp.Checks, "dry run: nothing was changed")
+		return resp, nil
+	}
+	deadline := time.Now().Add(wait)
+	_, err = n.Propose(ctx, &pb.Command{Cmd: &pb.Command_BeginSwitchover{BeginSwitchover: &pb.BeginSwitchover{
+		FromId: primary.Id, ToId: target.Id, Term: st.Term, DeadlineUnixMs: deadline.UnixMilli(),
+	}}})
+	if err != nil {
+		return nil, fmt.Errorf("commit the switchover: %w", err)
+	}
+	n.logger.Info("switchover begun", "from", primary.Name, "to", target.Name, "term", st.Term)
+	// Wait for the outcome: the switchover record is cleared by the
+	// promotion of the target or by the rollback.
+	for {
+		cur := n.fsm.State()
+		if cur.Switchover == nil || cur.Term > st.Term {
+			p := fsm.Primary(cur)
+			resp.Term = cur.Term
+			if p != nil && p.Id == target.Id {
+				resp.Ok = true
+				resp.Details = fmt.Sprintf("%q is the primary", target.Name)
+			} else {
+				resp.Details = "rolled back: " + lastEventDetails(cur, fsm.EventSwitchover)
+			}
+			return resp, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("switchover to %s: no outcome yet: %w (see `hasidecar cluster show`)", target.Name, ctx.Err())
+		case <-n.fsm.Changed():
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func errOr(err error, reason string) any {
+	if err != nil {
+		return err
+	}
+	return reason
+}
+
+func lastEventDetails(st *pb.ClusterState, typ string) string {
+	for i := len(st.Events) - 1; i >= 0; i-- {
+		if st.Events[i].Type == typ {
+			return st.Events[i].Details
+		}
+	}
+	return ""
+}
+
+// driveSwitchover is the leader's part: promote the target once it has the
+// old primary's shutdown checkpoint, or roll back at the deadline.
+func (d *decider) driveSwitchover(ctx context.Context, st *pb.ClusterState) {
+	n := d.n
+	sw := st.Switchover
+	from, to := fsm.NodeByID(st, sw.FromId), fsm.NodeByID(st, sw.ToId)
+	lease, _ := n.fsm.Lease()
+	leaseMs := st.Settings.GetLeaseMs()
+	if leaseMs <= 0 {
+		leaseMs = n.cfg.Timing.Lease.D().Milliseconds()
+	}
+	if sw.Term != st.Term || from == nil || to == nil {
+		d.endSwitchover(ctx, sw, "the switchover no longer matches the cluster")
+		return
+	}
+	if time.Now().UnixMilli() > sw.DeadlineUnixMs {
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		_, err := n.Propose(pctx, &pb.Command{Cmd: &pb.Command_Promote{Promote: &pb.Promote{
+			NodeId: from.Id, Term: st.Term + 1, Reason: fsm.ReasonSwitchoverRollback, LeaseSerial: lease.Serial,
+			LeaseMs: leaseMs, Timeline: lease.Timeline, Details: fmt.Sprintf("%q was not promoted before the deadline", to.Name),
+		}}})
+		if err != nil {
+			n.logger.Warn("switchover rollback not committed", "error", err)
+		} else {
+			n.logger.Warn("switchover rolled back", "from", from.Name, "to", to.Name, "term", st.Term+1)
+		}
+		return
+	}
+	if sw.ShutdownLsn == 0 {
+		return // the old primary is still stopping
+	}
+	a, err := n.askLSN(ctx, to, st.Term, 500*time.Millisecond)
+	if err != nil || !a.Healthy || !a.Postgres.GetInRecovery() {
+		return
+	}
+	if received := max(a.Postgres.GetReceiveLsn(), a.Postgres.GetReplayLsn()); received <= sw.ShutdownLsn {
+		return // not yet past the shutdown checkpoint record
+	}
+	d.promote(ctx, st, &candidate{Node: to, Answer: a}, lease.Serial, fsm.EventSwitchover,
+		fmt.Sprintf("%q received %q's shutdown checkpoint %s", to.Name, from.Name, formatLSN(sw.ShutdownLsn)))
+}
+
+func (d *decider) endSwitchover(ctx context.Context, sw *pb.Switchover, why string) {
+	ectx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := d.n.Propose(ectx, &pb.Command{Cmd: &pb.Command_EndSwitchover{EndSwitchover: &pb.EndSwitchover{Term: sw.Term, Ok: false, Details: why}}}); err != nil {
+		d.n.logger.Warn("end switchover", "error", err)
+	}
+}
