@@ -53,8 +53,8 @@ type pgAgent struct {
 	// expectedStop: the next exit of Postgres was asked for (a fence or a
 	// stop), not a crash.
 	expectedStop atomic.Bool
-	lastErr      string // the reconciler's last error text (its goroutine only)
-	rejoinCh chan rejoinRequest // node rejoin requests, run by the reconciler
+	lastErr      string             // the reconciler's last error text (its goroutine only)
+	rejoinCh     chan rejoinRequest // node rejoin requests, run by the reconciler
 	// healthyAt: when Postgres last answered the status query (unix nanos).
 	healthyAt atomic.Int64
 }

@@ -113,7 +113,9 @@ func (s *clusterService) Switchover(ctx context.Context, req *pb.SwitchoverReque
 func (n *Node) switchover(ctx context.Context, req *pb.SwitchoverRequest) (*pb.SwitchoverResponse, error) {
 	st := n.fsm.State()
 	resp := &pb.SwitchoverResponse{}
-	ok := func(format string, args ...any) { resp.Checks = append(resp.Checks, "ok: "+fmt.Sprintf(format, args...)) }
+	ok := func(format string, args ...any) {
+		resp.Checks = append(resp.Checks, "ok: "+fmt.Sprintf(format, args...))
+	}
 	primary := fsm.Primary(st)
 	target := fsm.NodeByName(st, req.To)
 	switch {
