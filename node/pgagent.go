@@ -108,11 +108,14 @@ func (a *pgAgent) preflight(ctx context.Context) error {
 		}
 	}
 	// Our own Postgres of a previous run dies with that run (parent-death
-	// signal) but may take a moment to release its port: retry briefly.
+	// signal) but may take a moment to release its port: retry for a while.
 	var portErr error
-	for i := 0; i < 25; i++ {
+	for i := 0; i < 75; i++ {
 		if portErr = a.ctl.CheckPortFree(ctx); portErr == nil {
 			return nil
+		}
+		if i%25 == 0 {
+			a.logger.Warn("the postgres port is busy: waiting for it", "error", portErr)
 		}
 		select {
 		case <-ctx.Done():

@@ -213,8 +213,15 @@ func (s *clusterService) Matrix(ctx context.Context, req *pb.MatrixRequest) (*pb
 	} else if c != nil {
 		return c.Matrix(ctx, req)
 	}
+	// Only current reports: a sidecar that stopped reporting has no row.
+	var fresh []*pb.NodeReport
+	for _, r := range s.n.reports.all() {
+		if _, at, ok := s.n.reports.get(r.NodeId); ok && time.Since(at) <= 3*s.n.cfg.Timing.MonitorInterval.D() {
+			fresh = append(fresh, r)
+		}
+	}
 	st := s.n.fsm.State()
-	return &pb.MatrixResponse{Reports: s.n.reports.all(), Nodes: st.Nodes}, nil
+	return &pb.MatrixResponse{Reports: fresh, Nodes: st.Nodes}, nil
 }
 
 func (s *clusterService) History(ctx context.Context, req *pb.HistoryRequest) (*pb.HistoryResponse, error) {

@@ -70,7 +70,8 @@ func newNodeRejoinCmd() *cobra.Command {
 		},
 	}
 	t.flags(cmd, false)
-	t.timeout = 0
+	cmd.Flags().Lookup("rpc-timeout").DefValue = "10m"
+	_ = cmd.Flags().Set("rpc-timeout", "10m") // a rewind or a clone takes a while
 	cmd.Flags().BoolVar(&req.ForceRewind, "force-rewind", false, "run pg_rewind even when the node looks like it could follow as it is")
 	cmd.Flags().BoolVar(&req.AllowReclone, "allow-reclone", false, "when pg_rewind cannot work, set the data directory aside and clone afresh")
 	cmd.Flags().BoolVar(&req.DryRun, "dry-run", false, "print what would be done, change nothing")

@@ -1,0 +1,312 @@
+package benchkit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/hasidecar/hasidecar/config"
+	"github.com/hasidecar/hasidecar/internal/lab"
+	pb "github.com/hasidecar/hasidecar/proto/hasidecar/v1"
+)
+
+// LabOptions describe a benchmark lab.
+type LabOptions struct {
+	// Binary is the hasidecar executable (made absolute here).
+	Binary   string
+	Standbys int
+	Witness  bool
+	Tune     func(*config.Config)
+	// Keep leaves the directory of a lab marked failed in place.
+	Keep bool
+	// UpTimeout bounds the wait until the new lab is healthy (default 3 min).
+	UpTimeout time.Duration
+	// Attempts is how many fresh labs to try before giving up when one does
+	// not become healthy (default 1). Every failed start is reported with
+	// the tail of its logs.
+	Attempts int
+}
+
+// Env is a running lab in its own temporary directory.
+type Env struct {
+	Lab *lab.Lab
+	// Dir is the temporary directory that holds the lab (Lab.Spec.Dir is
+	// inside it).
+	Dir string
+
+	// StartFailures are the errors of the labs that did not come up before
+	// this one (see LabOptions.Attempts).
+	StartFailures []string
+
+	keep   bool
+	mu     sync.Mutex
+	failed bool
+	once   sync.Once
+}
+
+// AbsBinary checks that the hasidecar binary exists and returns its
+// absolute path.
+func AbsBinary(path string) (string, error) {
+	if path == "" {
+		return "", errors.New("say which hasidecar binary to run: -bin PATH (build it with `make build`)")
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", fmt.Errorf("resolve -bin %s: %w", path, err)
+	}
+	st, err := os.Stat(abs)
+	if err != nil {
+		return "", fmt.Errorf("-bin %s: %w (build it with `make build`)", path, err)
+	}
+	if st.IsDir() || st.Mode()&0o111 == 0 {
+		return "", fmt.Errorf("-bin %s is not an executable file", abs)
+	}
+	return abs, nil
+}
+
+// StartLab lays out a lab on a free port block in a fresh temporary
+// directory, starts every node and waits until the cluster is healthy,
+// trying up to o.Attempts fresh labs. A lab is torn down by Close, by Main
+// when the program ends, or here when it does not come up.
+func StartLab(ctx context.Context, o LabOptions) (*Env, error) {
+	var failures []string
+	for attempt := 1; ; attempt++ {
+		e, err := startLab(ctx, o)
+		if err == nil {
+			e.StartFailures = failures
+			return e, nil
+		}
+		failures = append(failures, err.Error())
+		if ctx.Err() != nil || attempt >= max(o.Attempts, 1) {
+			if len(failures) > 1 {
+				return nil, fmt.Errorf("%d lab starts failed, the last: %w", len(failures), err)
+			}
+			return nil, err
+		}
+		Logf("WARNING: the lab did not come up (attempt %d of %d): %v; trying a fresh lab", attempt, max(o.Attempts, 1), err)
+	}
+}
+
+func startLab(ctx context.Context, o LabOptions) (*Env, error) {
+	bin, err := AbsBinary(o.Binary)
+	if err != nil {
+		return nil, err
+	}
+	if o.UpTimeout == 0 {
+		o.UpTimeout = 3 * time.Minute
+	}
+	dir, err := os.MkdirTemp("", "hasidecar-bench-")
+	if err != nil {
+		return nil, fmt.Errorf("create a temporary directory for the lab: %w", err)
+	}
+	// The postgres OS user must traverse every parent of its data directory;
+	// the temporary directory root itself (/tmp) is left as it is.
+	for d := dir; d != "/" && d != filepath.Clean(os.TempDir()); d = filepath.Dir(d) {
+		_ = os.Chmod(d, 0o755)
+	}
+	base, err := FreeBase()
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, err
+	}
+	l, err := lab.New(lab.Spec{Dir: filepath.Join(dir, "lab"), Standbys: o.Standbys, Witness: o.Witness,
+		BasePort: base, Binary: bin, Tune: o.Tune})
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, fmt.Errorf("lay out the lab: %w", err)
+	}
+	e := &Env{Lab: l, Dir: dir, keep: o.Keep}
+	register(e)
+	upCtx, cancel := context.WithTimeout(ctx, o.UpTimeout)
+	defer cancel()
+	start := time.Now()
+	if _, err := l.Up(upCtx); err != nil {
+		e.MarkFailed()
+		if ctx.Err() == nil {
+			e.DumpLogs(25)
+		}
+		e.Close()
+		return nil, fmt.Errorf("start the lab (base port %d): %w", base, err)
+	}
+	Logf("lab healthy after %s in %s (base port %d)", time.Since(start).Round(100*time.Millisecond), l.Spec.Dir, base)
+	return e, nil
+}
+
+// MarkFailed makes Close keep the lab directory when Keep was asked for.
+func (e *Env) MarkFailed() {
+	e.mu.Lock()
+	e.failed = true
+	e.mu.Unlock()
+}
+
+// Close stops every process of the lab (SIGTERM, then SIGKILL), kills any
+// straggler still living in its directory, and removes the directory unless
+// the lab failed and Keep was asked for. It is safe to call more than once
+// and from several goroutines.
+func (e *Env) Close() {
+	e.once.Do(func() {
+		defer unregister(e)
+		if err := e.Lab.Down(15 * time.Second); err != nil {
+			Logf("teardown: %v", err)
+		}
+		if left := killLeftovers(e.Dir); len(left) > 0 {
+			Logf("teardown: killed %d process(es) of the lab still running after the lab was stopped: %s", len(left), strings.Join(left, "; "))
+		}
+		e.mu.Lock()
+		keep := e.failed && e.keep
+		e.mu.Unlock()
+		if keep {
+			Logf("kept the failed lab for inspection: %s (logs: */hasidecar.log, */postgres.log)", e.Lab.Spec.Dir)
+			return
+		}
+		if err := os.RemoveAll(e.Dir); err != nil {
+			Logf("teardown: remove %s: %v", e.Dir, err)
+		}
+	})
+}
+
+// killLeftovers SIGKILLs every process whose command line names dir or whose
+// working directory lies in it (Postgres backends run in their data
+// directory), and describes them.
+func killLeftovers(dir string) []string {
+	find := func() []int {
+		var pids []int
+		ents, _ := os.ReadDir("/proc")
+		for _, ent := range ents {
+			pid, err := strconv.Atoi(ent.Name())
+			if err != nil || pid == os.Getpid() {
+				continue
+			}
+			cmd, _ := os.ReadFile(filepath.Join("/proc", ent.Name(), "cmdline"))
+			cwd, _ := os.Readlink(filepath.Join("/proc", ent.Name(), "cwd"))
+			if strings.Contains(string(cmd), dir) || cwd == dir || strings.HasPrefix(cwd, dir+"/") {
+				pids = append(pids, pid)
+			}
+		}
+		return pids
+	}
+	var out []string
+	for _, pid := range find() {
+		cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		out = append(out, fmt.Sprintf("pid %d (%s)", pid, strings.TrimSpace(strings.ReplaceAll(string(cmd), "\x00", " "))))
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	for deadline := time.Now().Add(5 * time.Second); len(find()) > 0 && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+	}
+	return out
+}
+
+// FreeBase finds a base port whose whole block (Postgres, gRPC, Raft, HTTP
+// for up to 20 nodes) is free on loopback.
+func FreeBase() (int, error) {
+	for range 200 {
+		base := 20000 + rand.IntN(120)*100 // below the ephemeral range (32768+)
+		ok := true
+		for off := 0; off < 80 && ok; off++ {
+			ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+off))
+			if err != nil {
+				ok = false
+				break
+			}
+			_ = ln.Close()
+		}
+		if ok {
+			return base, nil
+		}
+	}
+	return 0, errors.New("no free block of 80 ports on loopback")
+}
+
+// Show asks the running members for cluster show (bounded by ctx and a
+// per-member timeout).
+func (e *Env) Show(ctx context.Context) (*pb.ShowResponse, error) {
+	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	v, err := e.Lab.Show(cctx)
+	if err != nil {
+		return nil, fmt.Errorf("cluster show: %w", err)
+	}
+	return v, nil
+}
+
+// WaitHealthy waits (at most timeout) until every member runs, one primary,
+// every standby streaming.
+func (e *Env) WaitHealthy(ctx context.Context, timeout time.Duration) (*pb.ShowResponse, error) {
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	return e.Lab.WaitHealthy(cctx)
+}
+
+// Primary is the data node the view names primary, or nil.
+func (e *Env) Primary(v *pb.ShowResponse) *lab.Node {
+	for _, n := range v.Nodes {
+		if n.Role == pb.NodeRole_NODE_ROLE_PRIMARY {
+			return e.Lab.Node(n.Name)
+		}
+	}
+	return nil
+}
+
+// Standbys are the data nodes other than the view's primary, by name.
+func (e *Env) Standbys(v *pb.ShowResponse) []*lab.Node {
+	p := e.Primary(v)
+	var out []*lab.Node
+	for _, n := range e.Lab.DataNodes() {
+		if n != p {
+			out = append(out, n)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// NodeByPort is the data node whose Postgres listens on port, or nil.
+func (e *Env) NodeByPort(port int) *lab.Node {
+	for _, n := range e.Lab.DataNodes() {
+		if n.PGPort == port {
+			return n
+		}
+	}
+	return nil
+}
+
+// NameByPort is the name of the node on port, or the port itself.
+func (e *Env) NameByPort(port int) string {
+	if n := e.NodeByPort(port); n != nil {
+		return n.Name
+	}
+	return "port " + strconv.Itoa(port)
+}
+
+// DSN connects to one node's Postgres directly.
+func DSN(n *lab.Node) string {
+	return fmt.Sprintf("host=127.0.0.1 port=%d user=postgres dbname=postgres connect_timeout=2", n.PGPort)
+}
+
+// ExecOn runs one statement on a node's Postgres.
+func ExecOn(ctx context.Context, n *lab.Node, sql string) error {
+	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(cctx, DSN(n))
+	if err != nil {
+		return fmt.Errorf("connect to %s: %w", n.Name, err)
+	}
+	defer closeConn(conn)
+	if _, err := conn.Exec(cctx, sql); err != nil {
+		return fmt.Errorf("%s on %s: %w", sql, n.Name, err)
+	}
+	return nil
+}

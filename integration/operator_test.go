@@ -1,0 +1,202 @@
+package integration
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hasidecar/hasidecar/config"
+)
+
+// TestOperatorVerbs: node check's exit codes, cluster matrix/crosscheck,
+// node remove, node rejoin after a failover (manual_rejoin), the event
+// command, and the monitoring history — repmgr's operator verbs, over gRPC.
+func TestOperatorVerbs(t *testing.T) {
+	eventsDir := t.TempDir()
+	s := startWorkload(t, clusterOpts{standbys: 2, witness: true, tune: func(c *config.Config) {
+		c.EventCommand = "echo %e %a %s >> " + filepath.Join(eventsDir, c.Name+".log")
+		if c.Postgres != nil {
+			c.Postgres.ManualRejoin = true
+		}
+	}})
+	w := s.node("witness").GRPCAddr()
+	check := func(args ...string) (string, int) {
+		out, _, code := s.cli(append([]string{"node", "check"}, args...)...)
+		return out, code
+	}
+
+	t.Run("node check exit codes", func(t *testing.T) {
+		// Right after a leadership change the new leader may not have
+		// the primary's report yet (lag unknown): allow it a moment.
+		eventually(t, 10*time.Second, "node check OK for a healthy standby", func() string {
+			if out, code := check("--addr", s.node("pg2").GRPCAddr()); code != 0 {
+				return out
+			}
+			return ""
+		})
+		var rep struct {
+			Status   string `json:"status"`
+			ExitCode int    `json:"exit_code"`
+			Checks   []struct{ Name, Status string }
+		}
+		out, code := check("--addr", s.node("pg1").GRPCAddr(), "--json")
+		if err := json.Unmarshal([]byte(out), &rep); err != nil || code != 0 || rep.Status != "OK" || len(rep.Checks) < 3 {
+			t.Fatalf("healthy primary: exit %d, %v\n%s", code, err, out)
+		}
+		// Lagging: pg3's WAL receiver frozen while the primary writes.
+		wr := walReceiverPID(t, s.cluster, "pg3")
+		if err := syscall.Kill(wr, syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		s.exec("pg1", "CREATE TABLE filler AS SELECT g, repeat('x', 200) AS pad FROM generate_series(1, 5000) g")
+		eventually(t, 15*time.Second, "node check WARNING for the lagging standby", func() string {
+			out, code := check("--addr", w, "--node", "pg3", "--lag-warning-bytes", "65536")
+			if code != 1 || !strings.Contains(out, "lag_bytes: WARNING") {
+				return out
+			}
+			return ""
+		})
+		_ = syscall.Kill(wr, syscall.SIGCONT)
+		// Stopped: its sidecar (and with it its Postgres) is down.
+		if err := s.lab.Stop(s.node("pg3"), 30*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 15*time.Second, "node check CRITICAL for the stopped standby", func() string {
+			if out, code := check("--addr", w, "--node", "pg3"); code != 2 {
+				return out
+			}
+			return ""
+		})
+		if out, code := check("--addr", s.node("pg3").GRPCAddr()); code != 3 || !strings.Contains(out, "UNKNOWN") {
+			t.Fatalf("unreachable sidecar: exit %d\n%s", code, out)
+		}
+	})
+
+	t.Run("matrix shows the unreachable node", func(t *testing.T) {
+		eventually(t, 15*time.Second, "pg3 unreachable in the matrix", func() string {
+			out, errOut, code := s.cli("cluster", "crosscheck", "--json", "--addr", w)
+			if code != 0 {
+				return errOut
+			}
+			var rows []struct{ Name, Status string }
+			if err := json.Unmarshal([]byte(out), &rows); err != nil {
+				return err.Error()
+			}
+			for _, r := range rows {
+				want := "reachable"
+				if r.Name == "pg3" {
+					want = "unreachable"
+				}
+				if r.Status != want {
+					return r.Name + " is " + r.Status
+				}
+			}
+			return ""
+		})
+		out, _, code := s.cli("cluster", "matrix", "--addr", w)
+		if code != 0 || !strings.Contains(out, "pg3") || !strings.Contains(out, "x") {
+			t.Fatalf("cluster matrix: exit %d\n%s", code, out)
+		}
+		t.Logf("cluster matrix:\n%s", out)
+	})
+
+	t.Run("node remove", func(t *testing.T) {
+		if _, errOut, code := s.cli("node", "remove", "--name", "pg1", "--addr", w); code != 1 || !strings.Contains(errOut, "is the primary") {
+			t.Fatalf("removing the primary: exit %d %q", code, errOut)
+		}
+		if _, errOut, code := s.cli("node", "remove", "--name", "pg3", "--addr", w); code != 0 {
+			t.Fatalf("remove pg3: %s", errOut)
+		}
+		eventually(t, 15*time.Second, "pg3's slot dropped", func() string {
+			n, err := s.queryInt("pg1", "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'hasidecar_pg3'")
+			if err != nil {
+				return err.Error()
+			}
+			if n != 0 {
+				return "slot still there"
+			}
+			return ""
+		})
+		v, err := s.showJSON("witness")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range v.Nodes {
+			if n.Name == "pg3" {
+				t.Fatal("pg3 still listed")
+			}
+		}
+		if ev := s.events("witness", "standby_unregister"); len(ev) != 1 {
+			t.Fatalf("standby_unregister events: %v", ev)
+		}
+	})
+
+	t.Run("node rejoin after a failover", func(t *testing.T) {
+		acked := s.caughtUpAcksOf("pg1", "pg2")
+		s.lab.KillHost(s.node("pg1"))
+		np := s.waitNewPrimary("pg1", 30*time.Second)
+		if np != "pg2" {
+			t.Fatalf("new primary %s", np)
+		}
+		s.start("pg1")
+		pg1 := s.node("pg1").GRPCAddr()
+		eventually(t, 30*time.Second, "pg1 waiting for node rejoin", func() string {
+			out, errOut, _ := s.cli("node", "status", "--json", "--addr", pg1)
+			if strings.Contains(out, "waiting for `hasidecar node rejoin`") {
+				return ""
+			}
+			return "status: " + out + errOut
+		})
+		out, errOut, code := s.cli("node", "rejoin", "--dry-run", "--addr", pg1)
+		if code != 0 || !strings.Contains(out, "would run pg_rewind from pg2") {
+			t.Fatalf("rejoin --dry-run: exit %d\n%s%s", code, out, errOut)
+		}
+		out, errOut, code = s.cli("node", "rejoin", "--addr", pg1)
+		if code != 0 || !strings.Contains(out, "pg_rewind from pg2: done") {
+			t.Fatalf("rejoin: exit %d\n%s%s", code, out, errOut)
+		}
+		t.Logf("node rejoin:\n%s", out)
+		s.followsOn("pg1", "pg2", 2, 30*time.Second)
+		s.assertHas("pg1", acked)
+		if ev := s.events("pg2", "node_rejoin"); len(ev) == 0 {
+			t.Fatal("no node_rejoin event")
+		}
+	})
+
+	t.Run("event command", func(t *testing.T) {
+		eventually(t, 10*time.Second, "pg2's event command saw its promotion", func() string {
+			b, _ := os.ReadFile(filepath.Join(eventsDir, "pg2.log"))
+			if strings.Contains(string(b), "standby_promote pg2 1") {
+				return ""
+			}
+			return string(b)
+		})
+	})
+
+	t.Run("monitoring history", func(t *testing.T) {
+		out, errOut, code := s.cli("cluster", "history", "--json", "--since", "1m", "--addr", w)
+		var samples []struct {
+			Name string `json:"name"`
+		}
+		if code != 0 || json.Unmarshal([]byte(out), &samples) != nil || len(samples) == 0 {
+			t.Fatalf("cluster history: exit %d %s\n%s", code, errOut, out)
+		}
+		out, errOut, code = s.cli("cluster", "cleanup", "--keep-history", "0s", "--addr", w)
+		if code != 0 || !strings.Contains(out, "removed") {
+			t.Fatalf("cluster cleanup: exit %d %s %s", code, out, errOut)
+		}
+	})
+	s.probe.check(t)
+}
+
+// caughtUpAcksOf: the writes acknowledged so far, once the standbys replayed
+// them.
+func (s *started) caughtUpAcksOf(primary string, standbys ...string) []int {
+	ids := s.writer.ackedIDs()
+	s.waitCaughtUp(primary, standbys...)
+	return ids
+}
