@@ -136,19 +136,6 @@ func (p *prober) check(t *testing.T, expected ...string) []string {
 	return order
 }
 
-// lastOK is the time of the last write a node accepted (zero if none).
-func (p *prober) lastOK(node string) time.Time {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	var last time.Time
-	for _, r := range p.ok {
-		if r.node == node && r.done.After(last) {
-			last = r.done
-		}
-	}
-	return last
-}
-
 // writer inserts ids through the multi-host read-write connection string,
 // as an application would; acked are the ids whose INSERT returned success.
 type writer struct {

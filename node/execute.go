@@ -204,7 +204,6 @@ func (a *pgAgent) promote(ctx context.Context, act action) error {
 		a.recordEvent(ctx, fsm.EventStandbyPromote, false, act.Term, fmt.Sprintf("promotion of %q failed: %v", me.Name, err))
 		return fmt.Errorf("promote %s: %w", me.Name, err)
 	}
-	a.promotedTerm = act.Term
 	a.n.metrics.promotions.Inc()
 	tli := uint32(0)
 	if s, err := a.ctl.Status(ctx); err == nil {

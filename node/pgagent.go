@@ -36,17 +36,14 @@ type pgAgent struct {
 	standbyMode atomic.Bool
 	// crashedAt: when Postgres last exited without being asked to (zero:
 	// running or stopped on purpose).
-	crashMu    sync.Mutex
-	crashedAt  time.Time
-	stopping   atomic.Bool
-	startFails int
+	crashMu   sync.Mutex
+	crashedAt time.Time
+	stopping  atomic.Bool
 	// lastStartErr: when the last start failed, retry only after a pause.
 	lastStartErr time.Time
 	// streamingSeen: last time the walreceiver was seen streaming.
 	streamingSeen time.Time
-	promotedTerm  uint64
 	passfile      string
-	caughtUp      atomic.Bool
 	// roleReady: the replication role was ensured by this process.
 	roleMu    sync.Mutex
 	roleReady bool
@@ -191,7 +188,6 @@ func (a *pgAgent) run(ctx context.Context) {
 			return
 		}
 	}
-	a.caughtUp.Store(true)
 	go a.leaseLoop(ctx)
 	go a.watchdog(ctx)
 	interval := a.n.cfg.Timing.MonitorInterval.D()
