@@ -136,17 +136,15 @@ func TestRaftGroup(t *testing.T) {
 	}
 }
 
-// TestWitnessOnlyGroup: three witnesses form a Raft group without any
-// Postgres; a SIGKILLed leader is replaced and comes back with its state.
-// It runs without Postgres, so it runs everywhere.
-func TestWitnessOnlyGroup(t *testing.T) {
+// witnessCluster is a lab of three witnesses (no Postgres), tuned.
+func witnessCluster(t *testing.T, tune func(*config.Config)) *cluster {
+	t.Helper()
 	dir := t.TempDir()
 	base := freeBase(t)
 	l, err := lab.New(lab.Spec{Dir: filepath.Join(dir, "lab"), Standbys: 0, BasePort: base, Binary: binPath})
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Three witnesses: turn the lab's single data node into one and add two.
 	l.Nodes = l.Nodes[:0]
 	for i, name := range []string{"w1", "w2", "w3"} {
 		n := &lab.Node{Name: name, Witness: true, Dir: filepath.Join(dir, "lab", name)}
@@ -157,6 +155,9 @@ func TestWitnessOnlyGroup(t *testing.T) {
 			Raft: config.RaftConfig{Listen: "127.0.0.1:" + itoa(n.RaftPort)}, GRPC: config.ListenConfig{Listen: n.GRPCAddr()}}
 		if i > 0 {
 			cfg.Join = []string{"127.0.0.1:" + itoa(base+20)}
+		}
+		if tune != nil {
+			tune(cfg)
 		}
 		cfg.ApplyDefaults()
 		n.Config = cfg
@@ -172,6 +173,15 @@ func TestWitnessOnlyGroup(t *testing.T) {
 			c.dumpLogs()
 		}
 	})
+	return c
+}
+
+// TestWitnessOnlyGroup: three witnesses form a Raft group without any
+// Postgres; a SIGKILLed leader is replaced and comes back with its state.
+// It runs without Postgres, so it runs everywhere.
+func TestWitnessOnlyGroup(t *testing.T) {
+	c := witnessCluster(t, nil)
+	l := c.lab
 	c.start()
 	var leader string
 	eventually(t, 30*time.Second, "three witnesses with one leader", func() string {

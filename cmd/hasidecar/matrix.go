@@ -80,7 +80,7 @@ type matrix struct {
 // buildMatrix: a row per observer; a sidecar without a fresh report (older
 // than 30 s) has a row of unknowns, and is itself seen by the others.
 func buildMatrix(resp *pb.MatrixResponse, now time.Time) matrix {
-	var m matrix
+	m := matrix{Nodes: []matrixNode{}, Cells: []matrixCell{}}
 	isData := map[uint32]bool{}
 	for _, n := range resp.Nodes {
 		kind := "data"
@@ -172,7 +172,7 @@ type crossJSON struct {
 
 // crosscheck: a node is reachable when at least one observer reaches it.
 func (m matrix) crosscheck() []crossJSON {
-	var out []crossJSON
+	out := []crossJSON{}
 	for j, tgt := range m.Nodes {
 		c := crossJSON{ID: tgt.ID, Name: tgt.Name, Status: "unreachable"}
 		for i := range m.Nodes {

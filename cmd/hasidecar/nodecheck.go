@@ -133,8 +133,10 @@ func nodeChecks(st *pb.StatusResponse, show *pb.ShowResponse, th thresholds) che
 	switch {
 	case st.Role == pb.NodeRole_NODE_ROLE_PRIMARY && pg.InRecovery:
 		add("role", checkCritical, "the cluster says primary, Postgres is in recovery")
+		return finish(rep) // the checks below would compare it with itself
 	case st.Role == pb.NodeRole_NODE_ROLE_STANDBY && !pg.InRecovery:
 		add("role", checkCritical, "the cluster says standby, Postgres is writable")
+		return finish(rep)
 	case st.Role == pb.NodeRole_NODE_ROLE_UNSPECIFIED:
 		add("role", checkWarning, "not yet registered as primary or standby")
 	default:

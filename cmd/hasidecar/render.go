@@ -243,7 +243,7 @@ func renderStatus(w io.Writer, s *pb.StatusResponse) {
 		{"Node", fmt.Sprintf("%s (id %d, %s)", j.Name, j.NodeID, j.Kind)},
 		{"Cluster", j.Cluster},
 		{"Role", j.Role},
-		{"Raft", fmt.Sprintf("%s, leader %s, applied %d, commit %d", j.RaftState, j.RaftLeader, j.Applied, j.Commit)},
+		{"Raft", fmt.Sprintf("%s, leader %s, applied %d, commit %d", j.RaftState, orNone(j.RaftLeader), j.Applied, j.Commit)},
 		{"Term", fmt.Sprint(j.Term)},
 	}
 	if p := j.Postgres; p != nil {
@@ -273,4 +273,11 @@ func renderStatus(w io.Writer, s *pb.StatusResponse) {
 	for _, p := range kv {
 		fmt.Fprintf(w, "%-20s %s\n", p[0]+":", p[1])
 	}
+}
+
+func orNone(leader string) string {
+	if leader == "" {
+		return "(none: no quorum)"
+	}
+	return leader
 }

@@ -424,7 +424,7 @@ func (l *Lab) MultiHostDSN(extra string) string {
 		hosts = append(hosts, "127.0.0.1")
 		ports = append(ports, strconv.Itoa(n.PGPort))
 	}
-	dsn := fmt.Sprintf("host=%s port=%s user=postgres dbname=postgres target_session_attrs=read-write connect_timeout=2", strings.Join(hosts, ","), strings.Join(ports, ","))
+	dsn := fmt.Sprintf("host=%s port=%s user=postgres dbname=postgres target_session_attrs=read-write connect_timeout=2 sslmode=disable", strings.Join(hosts, ","), strings.Join(ports, ","))
 	if extra != "" {
 		dsn += " " + extra
 	}
