@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -412,4 +413,42 @@ func clusterClient(t *testing.T, addr string) pb.ClusterServiceClient {
 
 func processAlive(pid int) bool {
 	return lab.Alive(pid)
+}
+
+// TestFrozenSidecar: the primary's sidecar is frozen (SIGSTOP) and cannot
+// fence; its guard process kills Postgres before the lease runs out, a
+// standby is promoted, and the thawed sidecar obeys the FSM and rejoins.
+func TestFrozenSidecar(t *testing.T) {
+	s := startWorkload(t, clusterOpts{standbys: 1, witness: true})
+	acked := s.caughtUpAcks()
+	old := s.node(s.primary)
+	pm, sidecar := old.PostmasterPID(), old.PID()
+	if err := syscall.Kill(sidecar, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	frozenAt := time.Now()
+	thawed := false
+	defer func() {
+		if !thawed {
+			_ = syscall.Kill(sidecar, syscall.SIGCONT)
+		}
+	}()
+	eventually(t, 6*time.Second, "the frozen primary's Postgres killed by its guard", func() string {
+		if processAlive(pm) {
+			return "postmaster alive"
+		}
+		return ""
+	})
+	t.Logf("postmaster gone %s after its sidecar froze (lease 4 s)", time.Since(frozenAt).Round(10*time.Millisecond))
+	np := s.waitNewPrimary(s.primary, 30*time.Second)
+	s.assertHas(np, acked)
+	if err := syscall.Kill(sidecar, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	thawed = true
+	s.followsOn(s.primary, np, 2, 60*time.Second)
+	if !s.logContains(s.primary, "pgguard: the write deadline passed") {
+		t.Error("the guard did not say why it killed Postgres")
+	}
+	s.probe.check(t)
 }

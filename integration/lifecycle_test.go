@@ -127,10 +127,27 @@ func TestLifecycle(t *testing.T) {
 		}
 	})
 
+	t.Run("dry run says what the agent would do", func(t *testing.T) {
+		out, errOut, code := c.cli("agent", "--dry-run", "-c", c.node("pg4").ConfigPath)
+		if code != 0 || !strings.Contains(out, "would: clone from pg1") {
+			t.Fatalf("dry run of a fresh node: exit %d\n%s%s", code, out, errOut)
+		}
+		if _, err := os.Stat(c.node("pg4").Config.Postgres.DataDir); !os.IsNotExist(err) {
+			t.Fatal("the dry run created the data directory")
+		}
+		out, _, code = c.cli("agent", "--dry-run", "-c", c.node("pg2").ConfigPath)
+		if code != 0 || !strings.Contains(out, "would: follow pg1") {
+			t.Fatalf("dry run of a standby: exit %d\n%s", code, out)
+		}
+	})
+
 	t.Run("data directory of another cluster is refused and untouched", func(t *testing.T) {
 		pg4 := c.node("pg4")
 		data := pg4.Config.Postgres.DataDir
 		initdbAsPostgres(t, data)
+		if out, errOut, code := c.cli("agent", "--dry-run", "-c", pg4.ConfigPath); code != 1 || !strings.Contains(errOut, "belongs to another cluster") {
+			t.Fatalf("dry run with a foreign data directory: exit %d\n%s%s", code, out, errOut)
+		}
 		before := dirDigest(t, data)
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()

@@ -30,14 +30,22 @@ type decider struct {
 func newDecider(n *Node) *decider { return &decider{n: n, since: time.Now()} }
 
 func (d *decider) run(ctx context.Context) {
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
 	for {
 		d.step(ctx)
+		// Wake at the lease's expiry to the millisecond, else every 100 ms
+		// or when the state changes.
+		wait := 100 * time.Millisecond
+		if l, appliedAt := d.n.fsm.Lease(); l.GetHolderId() != 0 && !l.Released {
+			dur := time.Duration(l.DurationMs) * time.Millisecond
+			until := time.Until(appliedAt.Add(dur + dur*time.Duration(d.n.cfg.Timing.DriftMarginPercent)/100))
+			if until > 0 && until < wait {
+				wait = until + time.Millisecond
+			}
+		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
+		case <-time.After(wait):
 		case <-d.n.fsm.Changed():
 		}
 	}

@@ -295,6 +295,17 @@ func (a *pgAgent) ensureReplicationRole(ctx context.Context) error {
 	if err := a.ctl.EnsureRole(ctx, pc.ReplicationUser, true, pw); err != nil {
 		return fmt.Errorf("replication role %s: %w", pc.ReplicationUser, err)
 	}
+	// pg_rewind logs in as the superuser over TCP: give it the password
+	// from its file (the role exists since initdb).
+	if pc.SuperuserPasswordFile != "" {
+		spw, err := readSecret(pc.SuperuserPasswordFile)
+		if err != nil {
+			return err
+		}
+		if err := a.ctl.EnsureRole(ctx, pc.Superuser, false, spw); err != nil {
+			return fmt.Errorf("superuser password for %s: %w", pc.Superuser, err)
+		}
+	}
 	a.roleReady = true
 	return nil
 }

@@ -153,6 +153,9 @@ func (n *Node) handleReplica(w http.ResponseWriter, _ *http.Request) {
 	if !ok {
 		b.Reason = "not a streaming standby"
 	}
+	if ok && hasTag(n.cfg.Tags, "noloadbalance") {
+		ok, b.Reason = false, "tagged noloadbalance"
+	}
 	writeHealth(w, ok, b)
 }
 
@@ -165,4 +168,13 @@ func (n *Node) handleHealth(w http.ResponseWriter, _ *http.Request) {
 		b.Reason = "postgres is not running"
 	}
 	writeHealth(w, ok, b)
+}
+
+func hasTag(tags []string, tag string) bool {
+	for _, t := range tags {
+		if t == tag {
+			return true
+		}
+	}
+	return false
 }

@@ -29,6 +29,9 @@ type leaseState struct {
 	mu       sync.Mutex
 	term     uint64
 	deadline time.Time // monotonic; zero: no valid lease
+	// last: the latest deadline ever granted, never cleared: the guard
+	// process kills Postgres shortly before it when the sidecar is frozen.
+	last time.Time
 }
 
 // fenceMargin is how long before its deadline the primary stops Postgres.
@@ -146,6 +149,7 @@ func (a *pgAgent) renewOrRelease(ctx context.Context, st *pb.ClusterState) {
 	if a.lease.term != st.Term || a.lease.deadline.Before(tSend.Add(lease)) {
 		a.lease.term = st.Term
 		a.lease.deadline = tSend.Add(lease)
+		a.lease.last = a.lease.deadline
 	}
 	a.lease.mu.Unlock()
 }
@@ -185,6 +189,7 @@ func (a *pgAgent) watchdog(ctx context.Context) {
 		if wasRunning && !running {
 			a.noteExit(ctx)
 		}
+		a.guardTick()
 		wasRunning = running
 		if !running || a.standbyMode.Load() || a.stopping.Load() {
 			continue

@@ -51,7 +51,9 @@ type pgAgent struct {
 	// stop), not a crash.
 	expectedStop atomic.Bool
 	lastErr      string             // the reconciler's last error text (its goroutine only)
+	sysID        uint64             // the data directory\'s system identifier, last seen (reconciler only)
 	rejoinCh     chan rejoinRequest // node rejoin requests, run by the reconciler
+	guard        *pgGuard           // the watchdog process (watchdog goroutine only)
 	// healthyAt: when Postgres last answered the status query (unix nanos).
 	healthyAt atomic.Int64
 }
@@ -222,6 +224,11 @@ func (a *pgAgent) exited() <-chan struct{} {
 // caller plans again at once instead of waiting for the next tick.
 func (a *pgAgent) reconcileOnce(ctx context.Context) (changed bool) {
 	o := a.observe(ctx)
+	if o.Running && o.InRecovery {
+		// A standby the FSM just named primary renews the lease in the new
+		// term at once, so the plan can promote in this same round.
+		a.renewNow(ctx)
+	}
 	d := a.desired(ctx)
 	acts, why := plan(d, o)
 	a.setState(why)
@@ -303,16 +310,21 @@ func (a *pgAgent) observe(ctx context.Context) observed {
 		o.Dir = dirMissing
 	}
 	status := &pb.PostgresStatus{Port: uint32(a.n.cfg.Postgres.Port)}
+	o.Running = a.ctl.Running()
 	if o.Dir == dirValid {
 		o.StandbySignal = a.ctl.IsStandbySignal()
+	}
+	if o.Dir == dirValid && !o.Running {
+		// pg_controldata is a subprocess: only while Postgres is down (when
+		// it runs, the status query gives its timeline and identifier).
 		if cd, err := a.ctl.ControlData(ctx); err == nil {
 			o.SysID = cd.SystemIdentifier
+			a.sysID = cd.SystemIdentifier
 			o.Timeline = cd.TimelineID
 			status.SystemIdentifier = cd.SystemIdentifier
 			status.Timeline = cd.TimelineID
 		}
 	}
-	o.Running = a.ctl.Running()
 	if o.Running {
 		qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		s, err := a.ctl.Status(qctx)
@@ -321,12 +333,15 @@ func (a *pgAgent) observe(ctx context.Context) observed {
 			status.Error = err.Error()
 			// Running but not answering: keep the last known role.
 			o.InRecovery = a.standbyMode.Load()
+			o.SysID = a.sysID
 		} else {
 			a.healthyAt.Store(time.Now().UnixNano())
 			status = statusToProto(s, a.n.cfg.Postgres.Port)
-			if status.SystemIdentifier == 0 {
-				status.SystemIdentifier = o.SysID
+			if s.SystemIdentifier != 0 {
+				a.sysID = s.SystemIdentifier
 			}
+			o.SysID = a.sysID
+			status.SystemIdentifier = a.sysID
 			o.InRecovery = s.InRecovery
 			o.Timeline = s.Timeline
 			o.Streaming = s.WalReceiverStatus == "streaming"

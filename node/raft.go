@@ -150,7 +150,11 @@ func (n *Node) bootstrapOrJoin(ctx context.Context, hasState bool) error {
 		return nil
 	}
 	if len(n.cfg.Join) > 0 {
-		attempts := 0
+		// With a join list, a bootstrap node starts a new cluster only on
+		// positive evidence that there is none: members that answer and
+		// belong to no cluster. Unreachable members prove nothing (this
+		// node may have lost its state while the cluster lives on), so it
+		// waits for them.
 		for {
 			err := n.joinOnce(ctx)
 			if err == nil {
@@ -160,9 +164,7 @@ func (n *Node) bootstrapOrJoin(ctx context.Context, hasState bool) error {
 			if errors.As(err, &refused) {
 				return err
 			}
-			attempts++
-			if n.cfg.Bootstrap && attempts >= 2 {
-				n.logger.Warn("no member answered a join; bootstrapping a new cluster", "join", n.cfg.Join, "error", err)
+			if n.cfg.Bootstrap && errors.Is(err, errAllFresh) {
 				break
 			}
 			n.logger.Info("waiting for a cluster member to accept the join", "join", n.cfg.Join, "error", err)

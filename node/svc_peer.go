@@ -38,6 +38,10 @@ func (s *peerService) Join(ctx context.Context, req *pb.JoinRequest) (*pb.JoinRe
 	if !n.isLeader() {
 		addr, _, err := n.leaderGRPC()
 		if err != nil {
+			if n.fresh() {
+				// Tell a node with bootstrap: true that no cluster is here.
+				return nil, status.Error(codes.FailedPrecondition, notInitialised+n.cfg.Name+" has not joined or started a cluster yet")
+			}
 			return nil, err
 		}
 		conn, err := n.peers.get(addr)
@@ -181,6 +185,19 @@ func (s *peerService) Ping(ctx context.Context, _ *pb.PingRequest) (*pb.PingResp
 	return resp, nil
 }
 
+// notInitialised prefixes the answer of a node that belongs to no cluster.
+const notInitialised = "not_initialised: "
+
+// fresh: this node has no Raft state, knows no cluster and no leader.
+func (n *Node) fresh() bool {
+	addr, _ := n.raft.LeaderWithID()
+	return n.rparts != nil && !n.rparts.hasState && n.fsm.State().ClusterName == "" && addr == ""
+}
+
+// errAllFresh: every member that answered a join belongs to no cluster yet
+// (and none answered that it has one): a bootstrap node may start one.
+var errAllFresh = errors.New("the members that answered have not started a cluster yet")
+
 // joinOnce asks each address in join to add this node; the first member
 // that answers decides.
 func (n *Node) joinOnce(ctx context.Context) error {
@@ -196,6 +213,7 @@ func (n *Node) joinOnce(ctx context.Context) error {
 		req.SystemIdentifier = n.pg.localSystemIdentifier(ctx)
 	}
 	var errs []string
+	fresh, other := 0, 0
 	for _, addr := range n.cfg.Join {
 		if addr == n.cfg.GRPCAdvertise() {
 			continue
@@ -217,7 +235,18 @@ func (n *Node) joinOnce(ctx context.Context) error {
 		if errors.As(fromStatus(err), &fe) && fe.Code == fsm.CodeClusterMismatch {
 			return &joinRefusedError{msg: fmt.Sprintf("join refused by %s: %s", addr, fe.Msg)}
 		}
-		errs = append(errs, fmt.Sprintf("%s: %v", addr, status.Convert(err).Message()))
+		msg := status.Convert(err).Message()
+		if strings.HasPrefix(msg, notInitialised) {
+			fresh++
+			continue
+		}
+		if status.Code(err) != codes.Unavailable || !strings.Contains(msg, "connection") {
+			other++ // a member answered: there may well be a cluster
+		}
+		errs = append(errs, fmt.Sprintf("%s: %v", addr, msg))
+	}
+	if fresh > 0 && other == 0 {
+		return errAllFresh
 	}
 	return errors.New(strings.Join(errs, "; "))
 }

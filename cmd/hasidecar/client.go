@@ -27,12 +27,16 @@ type target struct {
 	addr       string
 	timeout    time.Duration
 	jsonOut    bool
+	tls        config.TLSConfig
 }
 
 func (t *target) flags(cmd *cobra.Command, withJSON bool) {
 	cmd.Flags().StringVarP(&t.configPath, "config", "c", "", "a sidecar's config file (its gRPC address and TLS files are used)")
 	cmd.Flags().StringVar(&t.addr, "addr", "", "a sidecar's gRPC address HOST:PORT (default: $HASIDECAR_ADDR, or the address in -c)")
 	cmd.Flags().DurationVar(&t.timeout, "rpc-timeout", 10*time.Second, "how long to wait for the sidecar's answer")
+	cmd.Flags().StringVar(&t.tls.CAFile, "tls-ca", "", "CA certificate for mutual TLS (default: from -c)")
+	cmd.Flags().StringVar(&t.tls.CertFile, "tls-cert", "", "client certificate for mutual TLS (default: from -c)")
+	cmd.Flags().StringVar(&t.tls.KeyFile, "tls-key", "", "client key for mutual TLS (default: from -c)")
 	if withJSON {
 		cmd.Flags().BoolVar(&t.jsonOut, "json", false, "print JSON")
 	}
@@ -71,6 +75,12 @@ func (t *target) dial() (*client, error) {
 	}
 	if addr == "" {
 		return nil, errors.New("no sidecar to ask: pass -c FILE or --addr HOST:PORT (or set HASIDECAR_ADDR)")
+	}
+	if t.tls.Enabled() {
+		tlsCfg = t.tls
+	}
+	if t.timeout <= 0 {
+		return nil, fmt.Errorf("--rpc-timeout must be positive, not %s", t.timeout)
 	}
 	opts, err := node.DialOptions(tlsCfg)
 	if err != nil {

@@ -1,0 +1,129 @@
+package node
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/hasidecar/hasidecar/pgctl"
+)
+
+// pgGuard is the independent watchdog process (`hasidecar pgguard`, see
+// pgctl/guard.go) beside a running postmaster: it kills Postgres when the
+// write deadline this sidecar gave it passes, i.e. when the sidecar is frozen
+// and cannot fence. The parent-death signal covers a dead sidecar; the guard
+// covers a stopped one.
+type pgGuard struct {
+	cmd  *exec.Cmd
+	w    io.WriteCloser
+	pid  int // the postmaster it guards
+	last string
+	sent time.Time
+	done chan struct{}
+}
+
+// guardTick keeps a guard beside the running postmaster and tells it the
+// current deadline. Called from the watchdog loop.
+func (a *pgAgent) guardTick() {
+	pm := a.ctl.PID()
+	if pm == 0 {
+		a.stopGuard()
+		return
+	}
+	g := a.guard
+	if g != nil && (g.pid != pm || g.exited()) {
+		a.stopGuard()
+		g = nil
+	}
+	if g == nil {
+		var err error
+		if g, err = a.startGuard(pm); err != nil {
+			a.logger.Error("start the postgres guard", "error", err)
+			return
+		}
+		a.guard = g
+	}
+	line := "disarm\n"
+	if !a.standbyMode.Load() {
+		a.lease.mu.Lock()
+		last := a.lease.last
+		a.lease.mu.Unlock()
+		line = pgctl.GuardLine(true, time.Until(last)-100*time.Millisecond)
+	}
+	// Arm lines carry an absolute deadline: send when it moved, and
+	// repeat once a second anyway.
+	if sameDeadline(line, g.last) && time.Since(g.sent) < time.Second {
+		return
+	}
+	if _, err := io.WriteString(g.w, line); err != nil {
+		a.logger.Warn("tell the postgres guard", "error", err)
+		return
+	}
+	g.last, g.sent = line, time.Now()
+}
+
+// sameDeadline: two arm lines within 10 ms of each other, or two disarms.
+func sameDeadline(a, b string) bool {
+	var x, y int64
+	if _, err := fmt.Sscanf(a, "arm %d", &x); err != nil {
+		return a == b
+	}
+	if _, err := fmt.Sscanf(b, "arm %d", &y); err != nil {
+		return false
+	}
+	d := x - y
+	return d > -10e6 && d < 10e6
+}
+
+func (a *pgAgent) startGuard(pm int) (*pgGuard, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(self, "pgguard", "--postmaster", strconv.Itoa(pm))
+	w, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	// Its own process group; no parent-death signal: when this sidecar
+	// dies the guard sees its pipe close, kills Postgres, and exits.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s pgguard: %w", self, err)
+	}
+	g := &pgGuard{cmd: cmd, w: w, pid: pm, done: make(chan struct{})}
+	go func() {
+		_ = cmd.Wait()
+		close(g.done)
+	}()
+	a.logger.Debug("postgres guard started", "guard_pid", cmd.Process.Pid, "postmaster", pm)
+	return g, nil
+}
+
+func (g *pgGuard) exited() bool {
+	select {
+	case <-g.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// stopGuard disarms and closes the guard of a postmaster that is gone (it
+// then exits by itself).
+func (a *pgAgent) stopGuard() {
+	g := a.guard
+	if g == nil {
+		return
+	}
+	a.guard = nil
+	if !g.exited() && a.ctl.PID() == g.pid {
+		_, _ = io.WriteString(g.w, "disarm\n")
+	}
+	_ = g.w.Close()
+}

@@ -1,0 +1,101 @@
+package pgctl
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// The guard is a small process of its own (`hasidecar pgguard`) that the
+// sidecar starts beside a Postgres it may let accept writes. The sidecar
+// tells it, over a pipe, until when that Postgres may accept writes:
+//
+//	arm <deadline>   deadline in CLOCK_MONOTONIC nanoseconds (shared by all processes)
+//	disarm           Postgres runs in recovery: nothing to guard
+//
+// When an armed deadline passes without a newer one — the sidecar is frozen
+// (SIGSTOP, a stalled VM) and cannot fence — the guard kills the whole
+// Postgres process tree. When the pipe closes (the sidecar died) it does the
+// same, and when the postmaster is gone it exits. DESIGN.md, "Lease and
+// fencing", point 3.
+
+// MonotonicNow is CLOCK_MONOTONIC in nanoseconds: the same clock in every
+// process on the machine, unlike Go's per-process monotonic readings.
+func MonotonicNow() int64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return 0
+	}
+	return ts.Nano()
+}
+
+// GuardLine renders one command for the guard: arm until d from now, or
+// disarm when armed is false.
+func GuardLine(armed bool, until time.Duration) string {
+	if !armed {
+		return "disarm\n"
+	}
+	return "arm " + strconv.FormatInt(MonotonicNow()+until.Nanoseconds(), 10) + "\n"
+}
+
+// RunGuard runs the guard for the postmaster pid, reading commands from in,
+// and reports what it did on logf. It returns when the postmaster is gone
+// (killed by the guard or not) or ctx ends.
+func RunGuard(ctx context.Context, pid int, in io.Reader, logf func(format string, args ...any)) error {
+	if pid <= 0 {
+		return fmt.Errorf("pgguard: no postmaster pid")
+	}
+	var mu sync.Mutex
+	armed, deadline, eof := false, int64(0), false
+	go func() {
+		sc := bufio.NewScanner(in)
+		for sc.Scan() {
+			f := strings.Fields(sc.Text())
+			mu.Lock()
+			switch {
+			case len(f) == 1 && f[0] == "disarm":
+				armed = false
+			case len(f) == 2 && f[0] == "arm":
+				if d, err := strconv.ParseInt(f[1], 10, 64); err == nil {
+					armed, deadline = true, d
+				}
+			}
+			mu.Unlock()
+		}
+		mu.Lock()
+		eof = true
+		mu.Unlock()
+	}()
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+		if !processAlive(pid) {
+			return nil
+		}
+		mu.Lock()
+		a, d, gone := armed, deadline, eof
+		mu.Unlock()
+		switch {
+		case gone:
+			logf("pgguard: the sidecar is gone: killing postgres (pid %d)", pid)
+			KillTree(pid)
+			return nil
+		case a && MonotonicNow() > d:
+			logf("pgguard: the write deadline passed without a renewal from the sidecar (frozen?): killing postgres (pid %d)", pid)
+			KillTree(pid)
+			return nil
+		}
+	}
+}
