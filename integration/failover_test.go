@@ -85,7 +85,7 @@ func (c *cluster) events(via, typ string) []*pb.Event {
 	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	resp, err := clusterClient(c.t, c.node(via).GRPCAddr()).Events(ctx, &pb.EventsRequest{EventType: typ})
+	resp, err := c.clusterClient(c.node(via).GRPCAddr()).Events(ctx, &pb.EventsRequest{EventType: typ})
 	if err != nil {
 		c.t.Fatalf("events: %v", err)
 	}
@@ -401,9 +401,10 @@ func TestManualFailover(t *testing.T) {
 	s.probe.check(t)
 }
 
-func clusterClient(t *testing.T, addr string) pb.ClusterServiceClient {
+func (c *cluster) clusterClient(addr string) pb.ClusterServiceClient {
+	t := c.t
 	t.Helper()
-	conn, err := lab.Dial(addr)
+	conn, err := c.lab.Dial(addr)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -72,7 +72,8 @@ type clusterOpts struct {
 	standbys int
 	witness  bool
 	tune     func(*config.Config)
-	// data: false for a cluster of witnesses only (no Postgres).
+	// netns: every node on a network namespace of its own (partitions).
+	netns bool
 }
 
 // newCluster lays out a lab in a fresh directory on free ports; nothing is
@@ -84,8 +85,19 @@ func newCluster(t *testing.T, o clusterOpts) *cluster {
 	for d := dir; d != "/" && d != os.TempDir(); d = filepath.Dir(d) {
 		_ = os.Chmod(d, 0o755)
 	}
-	l, err := lab.New(lab.Spec{Dir: filepath.Join(dir, "lab"), Standbys: o.standbys, Witness: o.witness,
-		BasePort: freeBase(t), Binary: binPath, Tune: o.tune})
+	spec := lab.Spec{Dir: filepath.Join(dir, "lab"), Standbys: o.standbys, Witness: o.witness,
+		BasePort: freeBase(t), Binary: binPath, Tune: o.tune}
+	if o.netns {
+		nw, err := lab.NewNet()
+		if err != nil {
+			if os.Getenv("CI") == "true" {
+				t.Fatalf("network namespaces: %v", err)
+			}
+			t.Skipf("network namespaces: %v", err)
+		}
+		spec.Net = nw
+	}
+	l, err := lab.New(spec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,6 +111,11 @@ func newCluster(t *testing.T, o clusterOpts) *cluster {
 		}
 		if t.Failed() {
 			c.dumpLogs()
+		}
+		if spec.Net != nil {
+			if err := spec.Net.Teardown(); err != nil {
+				t.Errorf("delete the lab's namespaces: %v", err)
+			}
 		}
 	})
 	return c
@@ -189,7 +206,7 @@ func (c *cluster) show(name string) (*pb.ShowResponse, error) {
 	if name == "" {
 		return c.lab.Show(ctx)
 	}
-	return lab.ShowAt(ctx, c.node(name).GRPCAddr())
+	return c.lab.ShowAt(ctx, c.node(name).GRPCAddr())
 }
 
 // cli runs the hasidecar CLI and returns stdout, stderr and the exit code.
@@ -198,6 +215,9 @@ func (c *cluster) cli(args ...string) (string, string, int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, binPath, args...)
+	if c.lab.Spec.Net != nil {
+		cmd = exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", c.lab.Spec.Net.Namespace("client"), binPath}, args...)...)
+	}
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -255,11 +275,25 @@ func primaryName(v *pb.ShowResponse) string {
 
 // dsn connects to one node's Postgres directly.
 func (c *cluster) dsn(name string) string {
-	return fmt.Sprintf("host=127.0.0.1 port=%d user=postgres dbname=postgres connect_timeout=2", c.node(name).PGPort)
+	n := c.node(name)
+	return fmt.Sprintf("host=%s port=%d user=postgres dbname=postgres connect_timeout=2 sslmode=disable", n.Host, n.PGPort)
 }
 
 func (c *cluster) connect(ctx context.Context, name string) (*pgx.Conn, error) {
-	return pgx.Connect(ctx, c.dsn(name))
+	return c.connectDSN(ctx, c.dsn(name))
+}
+
+// connectDSN opens a connection, from the client namespace when the lab
+// has its own network.
+func (c *cluster) connectDSN(ctx context.Context, dsn string) (*pgx.Conn, error) {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return nil, err
+	}
+	if c.lab.Spec.Net != nil {
+		cfg.DialFunc = c.lab.Spec.Net.DialContext // for every host of a multi-host string
+	}
+	return pgx.ConnectConfig(ctx, cfg)
 }
 
 // exec runs SQL on a node and fails the test on error.

@@ -58,7 +58,7 @@ func (p *prober) loop(ctx context.Context, name string) {
 	for ctx.Err() == nil {
 		if conn == nil {
 			cctx, cancel := context.WithTimeout(ctx, time.Second)
-			c, err := pgx.Connect(cctx, p.c.dsn(name)+" options='-c synchronous_commit=local'")
+			c, err := p.c.connectDSN(cctx, p.c.dsn(name)+" options='-c synchronous_commit=local'")
 			cancel()
 			if err == nil {
 				conn = c
@@ -164,7 +164,7 @@ func (w *writer) loop(ctx context.Context) {
 	for ctx.Err() == nil {
 		if conn == nil {
 			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			c, err := pgx.Connect(cctx, w.c.lab.MultiHostDSN(""))
+			c, err := w.c.connectDSN(cctx, w.c.lab.MultiHostDSN(""))
 			cancel()
 			if err != nil {
 				time.Sleep(20 * time.Millisecond)
@@ -274,4 +274,17 @@ func firstN(v []int, n int) string {
 		return fmt.Sprint(v[:n]) + "…"
 	}
 	return fmt.Sprint(v)
+}
+
+// lastAccepted is when a node last accepted a probe write (zero if never).
+func (p *prober) lastAccepted(node string) time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var last time.Time
+	for _, r := range p.ok {
+		if r.node == node && r.done.After(last) {
+			last = r.done
+		}
+	}
+	return last
 }

@@ -143,13 +143,16 @@ func (n *Node) Run(ctx context.Context) error {
 	n.goLoop(func() { n.reportLoop(loops) })
 	n.goLoop(func() { n.reachLoop(loops) })
 	n.goLoop(func() { n.notifyLoop(loops) })
+	pgDone := make(chan struct{})
 	if n.pg != nil {
-		n.goLoop(func() { n.pg.run(loops) })
+		n.goLoop(func() { defer close(pgDone); n.pg.run(loops) })
+	} else {
+		close(pgDone)
 	}
 
 	<-ctx.Done()
 	n.logger.Info("shutting down")
-	n.shutdown(stopLoops)
+	n.shutdown(stopLoops, pgDone)
 	return nil
 }
 
@@ -161,16 +164,23 @@ func (n *Node) goLoop(f func()) {
 	}()
 }
 
-// shutdown leaves in the safe order: Postgres first (a primary stops
-// accepting writes, then releases its lease so a failover need not wait),
-// then Raft leadership, then the loops.
-func (n *Node) shutdown(stopLoops context.CancelFunc) {
+// shutdown leaves in the safe order: the loops stop (no reconciler may
+// start Postgres again, no lease renewal), then Postgres stops (a primary
+// stops accepting writes) and the lease is released so that a failover need
+// not wait for its expiry, then Raft leadership is handed over.
+func (n *Node) shutdown(stopLoops context.CancelFunc, pgDone <-chan struct{}) {
 	timeout := 10 * time.Second
 	if n.cfg.Postgres != nil {
 		timeout += n.cfg.Postgres.StopTimeout.D()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
+	if n.pg != nil {
+		n.pg.stopping.Store(true)
+	}
+	stopLoops()
+	<-pgDone
+	n.stopLeaderLoop()
 	if n.pg != nil {
 		n.pg.shutdown(ctx)
 	}
@@ -179,8 +189,6 @@ func (n *Node) shutdown(stopLoops context.CancelFunc) {
 			n.logger.Debug("leadership transfer", "error", err)
 		}
 	}
-	stopLoops()
-	n.stopLeaderLoop()
 	n.grpc.Stop()
 	n.wg.Wait()
 }

@@ -190,8 +190,11 @@ func (a *pgAgent) run(ctx context.Context) {
 			return
 		}
 	}
-	go a.leaseLoop(ctx)
-	go a.watchdog(ctx)
+	var loops sync.WaitGroup
+	defer loops.Wait()
+	loops.Add(2)
+	go func() { defer loops.Done(); a.leaseLoop(ctx) }()
+	go func() { defer loops.Done(); a.watchdog(ctx) }()
 	interval := a.n.cfg.Timing.MonitorInterval.D()
 	for {
 		if a.reconcileOnce(ctx) {

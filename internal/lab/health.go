@@ -3,6 +3,7 @@ package lab
 import (
 	"context"
 	"fmt"
+	"net"
 	"strings"
 	"time"
 
@@ -16,7 +17,7 @@ import (
 func (l *Lab) Show(ctx context.Context) (*pb.ShowResponse, error) {
 	var last error
 	for _, n := range l.Nodes {
-		resp, err := ShowAt(ctx, n.GRPCAddr())
+		resp, err := l.ShowAt(ctx, n.GRPCAddr())
 		if err == nil {
 			return resp, nil
 		}
@@ -30,9 +31,24 @@ func Dial(addr string) (*grpc.ClientConn, error) {
 	return grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 }
 
+// Dial connects to one of this lab's sidecars (from the client namespace
+// when the lab has its own network).
+func (l *Lab) Dial(addr string) (*grpc.ClientConn, error) {
+	if l.Spec.Net == nil {
+		return Dial(addr)
+	}
+	return grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, a string) (net.Conn, error) { return l.Spec.Net.DialContext(ctx, "tcp", a) }))
+}
+
 // ShowAt asks one sidecar for cluster show.
 func ShowAt(ctx context.Context, addr string) (*pb.ShowResponse, error) {
-	conn, err := Dial(addr)
+	return (&Lab{}).ShowAt(ctx, addr)
+}
+
+// ShowAt asks one of this lab's sidecars for cluster show.
+func (l *Lab) ShowAt(ctx context.Context, addr string) (*pb.ShowResponse, error) {
+	conn, err := l.Dial(addr)
 	if err != nil {
 		return nil, err
 	}

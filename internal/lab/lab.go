@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -41,11 +42,15 @@ type Spec struct {
 	Binary string
 	// Tune, when set, adjusts every node's config before it is written.
 	Tune func(*config.Config)
+	// Net, when set, gives every node a network namespace of its own (see
+	// netns.go); New creates them, TeardownNet deletes them.
+	Net *Net
 }
 
 // Node is one member of a lab.
 type Node struct {
 	Name       string
+	Host       string // its address: 127.0.0.1, or its namespace's address
 	Witness    bool
 	Dir        string
 	ConfigPath string
@@ -58,7 +63,10 @@ type Node struct {
 }
 
 // GRPCAddr is the node's sidecar address.
-func (n *Node) GRPCAddr() string { return "127.0.0.1:" + strconv.Itoa(n.GRPCPort) }
+func (n *Node) GRPCAddr() string { return net.JoinHostPort(n.Host, strconv.Itoa(n.GRPCPort)) }
+
+// addr is host:port on the node's address.
+func (n *Node) addr(port int) string { return net.JoinHostPort(n.Host, strconv.Itoa(port)) }
 
 // Lab is a described (and perhaps running) lab.
 type Lab struct {
@@ -97,6 +105,19 @@ func New(spec Spec) (*Lab, error) {
 	if spec.Witness {
 		l.Nodes = append(l.Nodes, l.node("witness", spec.Standbys+1, true))
 	}
+	if spec.Net != nil {
+		var names []string
+		for _, n := range l.Nodes {
+			names = append(names, n.Name)
+		}
+		if err := spec.Net.Setup(names); err != nil {
+			_ = spec.Net.Teardown()
+			return nil, fmt.Errorf("network namespaces: %w", err)
+		}
+		for _, n := range l.Nodes {
+			n.Host = spec.Net.IP(n.Name)
+		}
+	}
 	for i, n := range l.Nodes {
 		// Every other member is a way in: a node can join while any
 		// member is up (pg1 bootstraps the cluster on first start).
@@ -114,7 +135,7 @@ func New(spec Spec) (*Lab, error) {
 func (l *Lab) node(name string, i int, witness bool) *Node {
 	dir := filepath.Join(l.Spec.Dir, name)
 	return &Node{
-		Name: name, Witness: witness, Dir: dir,
+		Name: name, Witness: witness, Dir: dir, Host: "127.0.0.1",
 		ConfigPath: filepath.Join(dir, "hasidecar.yaml"), LogPath: filepath.Join(dir, "hasidecar.log"),
 		PGPort: l.Spec.BasePort + i, GRPCPort: l.Spec.BasePort + offGRPC + i,
 		RaftPort: l.Spec.BasePort + offRaft + i, HTTPPort: l.Spec.BasePort + offHTTP + i,
@@ -132,9 +153,9 @@ func (l *Lab) config(n *Node, bootstrap bool, join []string) *config.Config {
 		Location:  "lab",
 		Priority:  config.DefaultPriority,
 		Bootstrap: bootstrap,
-		Raft:      config.RaftConfig{Listen: "127.0.0.1:" + strconv.Itoa(n.RaftPort)},
+		Raft:      config.RaftConfig{Listen: n.addr(n.RaftPort)},
 		GRPC:      config.ListenConfig{Listen: n.GRPCAddr()},
-		HTTP:      config.HTTPConfig{Listen: "127.0.0.1:" + strconv.Itoa(n.HTTPPort)},
+		HTTP:      config.HTTPConfig{Listen: n.addr(n.HTTPPort)},
 		Timing:    config.TimingConfig{DriftMarginPercent: config.DefaultDriftMarginPercent},
 		Events:    config.EventsConfig{MaxAge: config.DefaultEventsMaxAge},
 	}
@@ -147,7 +168,7 @@ func (l *Lab) config(n *Node, bootstrap bool, join []string) *config.Config {
 	} else {
 		c.Postgres = &config.PostgresConfig{
 			DataDir:         filepath.Join(n.Dir, "data"),
-			Host:            "127.0.0.1",
+			Host:            n.Host,
 			Port:            n.PGPort,
 			AuthMethod:      "trust",
 			AllowedNetworks: []string{"127.0.0.1/32"},
@@ -161,6 +182,9 @@ func (l *Lab) config(n *Node, bootstrap bool, join []string) *config.Config {
 		}
 	}
 	c.ApplyDefaults()
+	if l.Spec.Net != nil && c.Postgres != nil {
+		c.Postgres.AllowedNetworks = []string{l.Spec.Net.Subnet()}
+	}
 	if l.Spec.Tune != nil {
 		l.Spec.Tune(c)
 		c.ApplyDefaults()
@@ -296,6 +320,9 @@ func (l *Lab) Start(n *Node) error {
 	}
 	defer logf.Close()
 	cmd := exec.Command(l.Spec.Binary, "agent", "-c", n.ConfigPath)
+	if l.Spec.Net != nil {
+		cmd = l.Spec.Net.Command(n.Name, l.Spec.Binary, "agent", "-c", n.ConfigPath)
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
@@ -421,7 +448,7 @@ func (l *Lab) DataNodes() []*Node {
 func (l *Lab) MultiHostDSN(extra string) string {
 	var hosts, ports []string
 	for _, n := range l.DataNodes() {
-		hosts = append(hosts, "127.0.0.1")
+		hosts = append(hosts, n.Host)
 		ports = append(ports, strconv.Itoa(n.PGPort))
 	}
 	dsn := fmt.Sprintf("host=%s port=%s user=postgres dbname=postgres target_session_attrs=read-write connect_timeout=2 sslmode=disable", strings.Join(hosts, ","), strings.Join(ports, ","))
@@ -455,7 +482,7 @@ func Load(dir string) (*Lab, error) {
 		if err != nil {
 			return nil, err
 		}
-		n := &Node{Name: c.Name, Witness: c.IsWitness(), Dir: filepath.Join(abs, e.Name()), ConfigPath: path,
+		n := &Node{Name: c.Name, Host: "127.0.0.1", Witness: c.IsWitness(), Dir: filepath.Join(abs, e.Name()), ConfigPath: path,
 			LogPath: filepath.Join(abs, e.Name(), "hasidecar.log"), Config: c}
 		if c.Postgres != nil {
 			n.PGPort = c.Postgres.Port
