@@ -147,7 +147,7 @@ func witnessCluster(t *testing.T, tune func(*config.Config)) *cluster {
 	}
 	l.Nodes = l.Nodes[:0]
 	for i, name := range []string{"w1", "w2", "w3"} {
-		n := &lab.Node{Name: name, Witness: true, Dir: filepath.Join(dir, "lab", name)}
+		n := &lab.Node{Name: name, Host: "127.0.0.1", Witness: true, Dir: filepath.Join(dir, "lab", name)}
 		n.ConfigPath, n.LogPath = filepath.Join(n.Dir, "hasidecar.yaml"), filepath.Join(n.Dir, "hasidecar.log")
 		n.GRPCPort, n.RaftPort = base+20+i, base+40+i
 		cfg := &config.Config{Cluster: "wit", Name: name, Kind: config.KindWitness, StateDir: filepath.Join(n.Dir, "state"),
