@@ -229,6 +229,15 @@ func (n *Node) leaderGRPC() (addr, name string, err error) {
 	return "", string(id), fmt.Errorf("raft leader %s (%s) is not registered yet: %w", id, raftAddr, errNoLeader)
 }
 
+// leaderConn is a client connection to the current Raft leader's sidecar.
+func (n *Node) leaderConn() (*grpc.ClientConn, error) {
+	addr, _, err := n.leaderGRPC()
+	if err != nil {
+		return nil, err
+	}
+	return n.peers.get(addr)
+}
+
 // Propose commits a command through the Raft leader (forwarding it when this
 // node is a follower) and returns the FSM's answer. It retries while there
 // is no leader, until ctx ends.
@@ -266,11 +275,7 @@ func (n *Node) proposeOnce(ctx context.Context, data []byte) (fsm.Result, error)
 	if n.isLeader() {
 		return n.applyLocal(ctx, data)
 	}
-	addr, _, err := n.leaderGRPC()
-	if err != nil {
-		return fsm.Result{}, err
-	}
-	conn, err := n.peers.get(addr)
+	conn, err := n.leaderConn()
 	if err != nil {
 		return fsm.Result{}, err
 	}
@@ -335,11 +340,7 @@ func (n *Node) leaderCommitIndex(ctx context.Context) (uint64, error) {
 		}
 		return n.raft.AppliedIndex(), nil
 	}
-	addr, _, err := n.leaderGRPC()
-	if err != nil {
-		return 0, err
-	}
-	conn, err := n.peers.get(addr)
+	conn, err := n.leaderConn()
 	if err != nil {
 		return 0, err
 	}

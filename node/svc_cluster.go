@@ -41,11 +41,7 @@ func (n *Node) leaderClient() (pb.ClusterServiceClient, error) {
 	if n.isLeader() {
 		return nil, nil
 	}
-	addr, _, err := n.leaderGRPC()
-	if err != nil {
-		return nil, err
-	}
-	conn, err := n.peers.get(addr)
+	conn, err := n.leaderConn()
 	if err != nil {
 		return nil, err
 	}

@@ -87,11 +87,7 @@ func (n *Node) reportLoop(ctx context.Context) {
 			n.reports.put(r, time.Now())
 			continue
 		}
-		addr, _, err := n.leaderGRPC()
-		if err != nil {
-			continue
-		}
-		conn, err := n.peers.get(addr)
+		conn, err := n.leaderConn()
 		if err != nil {
 			continue
 		}

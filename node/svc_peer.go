@@ -107,11 +107,7 @@ func (n *Node) addRaftServer(name, addr string) (voter bool, err error) {
 // removeNode unregisters a node: Raft membership first, then the row.
 func (n *Node) removeNode(ctx context.Context, req *pb.RemoveNodeRequest) (*pb.RemoveNodeResponse, error) {
 	if !n.isLeader() {
-		addr, _, err := n.leaderGRPC()
-		if err != nil {
-			return nil, err
-		}
-		conn, err := n.peers.get(addr)
+		conn, err := n.leaderConn()
 		if err != nil {
 			return nil, err
 		}

@@ -95,6 +95,22 @@ func (t *target) dial() (*client, error) {
 
 func (c *client) close() { _ = c.conn.Close() }
 
+// do dials the sidecar, runs fn with a context bounded by --rpc-timeout and
+// turns a gRPC error into one line that says what to do.
+func (t *target) do(cmd *cobra.Command, fn func(ctx context.Context, c *client) error) error {
+	c, err := t.dial()
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	ctx, cancel := c.ctx(cmd.Context())
+	defer cancel()
+	if err := fn(ctx, c); err != nil {
+		return c.explain(err)
+	}
+	return nil
+}
+
 func (c *client) ctx(parent context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(parent, c.timeout)
 }

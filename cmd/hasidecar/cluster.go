@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"time"
@@ -24,22 +25,17 @@ func newClusterShowCmd() *cobra.Command {
 		Short: "Every node's role, status, upstream and lag (like repmgr cluster show)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := t.dial()
-			if err != nil {
-				return err
-			}
-			defer c.close()
-			ctx, cancel := c.ctx(cmd.Context())
-			defer cancel()
-			resp, err := c.cluster.Show(ctx, &pb.ShowRequest{})
-			if err != nil {
-				return c.explain(err)
-			}
-			if t.jsonOut {
-				return printJSON(toShowJSON(resp))
-			}
-			renderShow(os.Stdout, resp)
-			return nil
+			return t.do(cmd, func(ctx context.Context, c *client) error {
+				resp, err := c.cluster.Show(ctx, &pb.ShowRequest{})
+				if err != nil {
+					return err
+				}
+				if t.jsonOut {
+					return printJSON(toShowJSON(resp))
+				}
+				renderShow(os.Stdout, resp)
+				return nil
+			})
 		},
 	}
 	t.flags(cmd, true)
@@ -60,22 +56,17 @@ func newClusterEventsCmd() *cobra.Command {
 			if limit < 0 {
 				return fmt.Errorf("--limit must be 0 (all) or more, not %d", limit)
 			}
-			c, err := t.dial()
-			if err != nil {
-				return err
-			}
-			defer c.close()
-			ctx, cancel := c.ctx(cmd.Context())
-			defer cancel()
-			resp, err := c.cluster.Events(ctx, &pb.EventsRequest{EventType: typ, NodeId: nodeID, NodeName: nodeName, Limit: limit})
-			if err != nil {
-				return c.explain(err)
-			}
-			if t.jsonOut {
-				return printJSON(toEventsJSON(resp.Events))
-			}
-			renderEvents(os.Stdout, resp.Events)
-			return nil
+			return t.do(cmd, func(ctx context.Context, c *client) error {
+				resp, err := c.cluster.Events(ctx, &pb.EventsRequest{EventType: typ, NodeId: nodeID, NodeName: nodeName, Limit: limit})
+				if err != nil {
+					return err
+				}
+				if t.jsonOut {
+					return printJSON(toEventsJSON(resp.Events))
+				}
+				renderEvents(os.Stdout, resp.Events)
+				return nil
+			})
 		},
 	}
 	t.flags(cmd, true)
@@ -96,22 +87,17 @@ func newClusterHistoryCmd() *cobra.Command {
 		Short: "Monitoring samples kept by the leader (like repmgr's monitoring_history)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := t.dial()
-			if err != nil {
-				return err
-			}
-			defer c.close()
-			ctx, cancel := c.ctx(cmd.Context())
-			defer cancel()
-			var sinceMs int64
-			if since > 0 {
-				sinceMs = time.Now().Add(-since).UnixMilli()
-			}
-			resp, err := c.cluster.History(ctx, &pb.HistoryRequest{NodeId: nodeID, SinceUnixMs: sinceMs, Limit: limit})
-			if err != nil {
-				return c.explain(err)
-			}
-			return renderHistory(resp.Samples, t.jsonOut)
+			return t.do(cmd, func(ctx context.Context, c *client) error {
+				var sinceMs int64
+				if since > 0 {
+					sinceMs = time.Now().Add(-since).UnixMilli()
+				}
+				resp, err := c.cluster.History(ctx, &pb.HistoryRequest{NodeId: nodeID, SinceUnixMs: sinceMs, Limit: limit})
+				if err != nil {
+					return err
+				}
+				return renderHistory(resp.Samples, t.jsonOut)
+			})
 		},
 	}
 	t.flags(cmd, true)
@@ -129,19 +115,14 @@ func newClusterCleanupCmd() *cobra.Command {
 		Short: "Trim the monitoring history (like repmgr cluster cleanup)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := t.dial()
-			if err != nil {
-				return err
-			}
-			defer c.close()
-			ctx, cancel := c.ctx(cmd.Context())
-			defer cancel()
-			resp, err := c.cluster.Cleanup(ctx, &pb.CleanupRequest{KeepMs: keep.Milliseconds()})
-			if err != nil {
-				return c.explain(err)
-			}
-			fmt.Printf("removed %d monitoring samples older than %s\n", resp.Removed, keep)
-			return nil
+			return t.do(cmd, func(ctx context.Context, c *client) error {
+				resp, err := c.cluster.Cleanup(ctx, &pb.CleanupRequest{KeepMs: keep.Milliseconds()})
+				if err != nil {
+					return err
+				}
+				fmt.Printf("removed %d monitoring samples older than %s\n", resp.Removed, keep)
+				return nil
+			})
 		},
 	}
 	t.flags(cmd, false)

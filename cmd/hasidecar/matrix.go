@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -27,30 +28,25 @@ func newClusterMatrixCmd(crosscheck bool) *cobra.Command {
 		Short: short,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := t.dial()
-			if err != nil {
-				return err
-			}
-			defer c.close()
-			ctx, cancel := c.ctx(cmd.Context())
-			defer cancel()
-			resp, err := c.cluster.Matrix(ctx, &pb.MatrixRequest{})
-			if err != nil {
-				return c.explain(err)
-			}
-			m := buildMatrix(resp, time.Now())
-			if crosscheck {
-				if t.jsonOut {
-					return printJSON(m.crosscheck())
+			return t.do(cmd, func(ctx context.Context, c *client) error {
+				resp, err := c.cluster.Matrix(ctx, &pb.MatrixRequest{})
+				if err != nil {
+					return err
 				}
-				renderCrosscheck(os.Stdout, m)
+				m := buildMatrix(resp, time.Now())
+				if crosscheck {
+					if t.jsonOut {
+						return printJSON(m.crosscheck())
+					}
+					renderCrosscheck(os.Stdout, m)
+					return nil
+				}
+				if t.jsonOut {
+					return printJSON(m)
+				}
+				renderMatrix(os.Stdout, m)
 				return nil
-			}
-			if t.jsonOut {
-				return printJSON(m)
-			}
-			renderMatrix(os.Stdout, m)
-			return nil
+			})
 		},
 	}
 	t.flags(cmd, true)

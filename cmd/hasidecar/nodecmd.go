@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 
@@ -22,22 +23,17 @@ func newNodeStatusCmd() *cobra.Command {
 		Short: "The answering sidecar's view of itself and its Postgres (like repmgr node status)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := t.dial()
-			if err != nil {
-				return err
-			}
-			defer c.close()
-			ctx, cancel := c.ctx(cmd.Context())
-			defer cancel()
-			resp, err := c.node.Status(ctx, &pb.StatusRequest{})
-			if err != nil {
-				return c.explain(err)
-			}
-			if t.jsonOut {
-				return printJSON(toStatusJSON(resp))
-			}
-			renderStatus(os.Stdout, resp)
-			return nil
+			return t.do(cmd, func(ctx context.Context, c *client) error {
+				resp, err := c.node.Status(ctx, &pb.StatusRequest{})
+				if err != nil {
+					return err
+				}
+				if t.jsonOut {
+					return printJSON(toStatusJSON(resp))
+				}
+				renderStatus(os.Stdout, resp)
+				return nil
+			})
 		},
 	}
 	t.flags(cmd, true)
@@ -52,21 +48,16 @@ func newNodeRejoinCmd() *cobra.Command {
 		Short: "Rejoin this stopped former primary or diverged standby to the current primary (pg_rewind, or a clone with --allow-reclone)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := t.dial()
-			if err != nil {
-				return err
-			}
-			defer c.close()
-			ctx, cancel := c.ctx(cmd.Context())
-			defer cancel()
-			resp, err := c.node.Rejoin(ctx, &req)
-			if err != nil {
-				return c.explain(err)
-			}
-			for _, s := range resp.Steps {
-				fmt.Println(s)
-			}
-			return nil
+			return t.do(cmd, func(ctx context.Context, c *client) error {
+				resp, err := c.node.Rejoin(ctx, &req)
+				if err != nil {
+					return err
+				}
+				for _, s := range resp.Steps {
+					fmt.Println(s)
+				}
+				return nil
+			})
 		},
 	}
 	t.flags(cmd, false)
@@ -89,19 +80,14 @@ func newNodeRemoveCmd() *cobra.Command {
 			if req.NodeId == 0 && req.Name == "" {
 				return fmt.Errorf("say which node: --id N or --name NAME")
 			}
-			c, err := t.dial()
-			if err != nil {
-				return err
-			}
-			defer c.close()
-			ctx, cancel := c.ctx(cmd.Context())
-			defer cancel()
-			resp, err := c.cluster.RemoveNode(ctx, &req)
-			if err != nil {
-				return c.explain(err)
-			}
-			fmt.Printf("node %d removed from the cluster\n", resp.NodeId)
-			return nil
+			return t.do(cmd, func(ctx context.Context, c *client) error {
+				resp, err := c.cluster.RemoveNode(ctx, &req)
+				if err != nil {
+					return err
+				}
+				fmt.Printf("node %d removed from the cluster\n", resp.NodeId)
+				return nil
+			})
 		},
 	}
 	t.flags(cmd, false)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"time"
 
@@ -21,22 +22,17 @@ func newPauseCmd(pause bool) *cobra.Command {
 		Short: short,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := t.dial()
-			if err != nil {
-				return err
-			}
-			defer c.close()
-			ctx, cancel := c.ctx(cmd.Context())
-			defer cancel()
-			if _, err := c.cluster.SetPaused(ctx, &pb.SetPausedRequest{Paused: pause}); err != nil {
-				return c.explain(err)
-			}
-			if pause {
-				fmt.Println("automatic failover paused: the primary keeps its role; run `hasidecar unpause` to resume")
-			} else {
-				fmt.Println("automatic failover resumed")
-			}
-			return nil
+			return t.do(cmd, func(ctx context.Context, c *client) error {
+				if _, err := c.cluster.SetPaused(ctx, &pb.SetPausedRequest{Paused: pause}); err != nil {
+					return err
+				}
+				if pause {
+					fmt.Println("automatic failover paused: the primary keeps its role; run `hasidecar unpause` to resume")
+				} else {
+					fmt.Println("automatic failover resumed")
+				}
+				return nil
+			})
 		},
 	}
 	t.flags(cmd, false)
@@ -54,24 +50,19 @@ func newFailoverCmd() *cobra.Command {
 			if req.To == "" {
 				return fmt.Errorf("say which standby to promote: --to NAME")
 			}
-			c, err := t.dial()
-			if err != nil {
-				return err
-			}
-			defer c.close()
-			ctx, cancel := c.ctx(cmd.Context())
-			defer cancel()
-			resp, err := c.cluster.Failover(ctx, &req)
-			if err != nil {
-				return c.explain(err)
-			}
-			for _, s := range resp.Checks {
-				fmt.Println(s)
-			}
-			if !req.DryRun {
-				fmt.Printf("promotion of %s committed in term %d\n", req.To, resp.Term)
-			}
-			return nil
+			return t.do(cmd, func(ctx context.Context, c *client) error {
+				resp, err := c.cluster.Failover(ctx, &req)
+				if err != nil {
+					return err
+				}
+				for _, s := range resp.Checks {
+					fmt.Println(s)
+				}
+				if !req.DryRun {
+					fmt.Printf("promotion of %s committed in term %d\n", req.To, resp.Term)
+				}
+				return nil
+			})
 		},
 	}
 	t.flags(cmd, false)
@@ -93,29 +84,24 @@ func newSwitchoverCmd() *cobra.Command {
 				return fmt.Errorf("say which standby to promote: --to NAME")
 			}
 			req.TimeoutMs = timeout.Milliseconds()
-			c, err := t.dial()
-			if err != nil {
-				return err
-			}
-			defer c.close()
-			c.timeout = timeout + 10*time.Second
-			ctx, cancel := c.ctx(cmd.Context())
-			defer cancel()
-			resp, err := c.cluster.Switchover(ctx, &req)
-			if err != nil {
-				return c.explain(err)
-			}
-			for _, s := range resp.Checks {
-				fmt.Println(s)
-			}
-			if req.DryRun {
+			t.timeout = timeout + 10*time.Second // the call lasts as long as the switchover
+			return t.do(cmd, func(ctx context.Context, c *client) error {
+				resp, err := c.cluster.Switchover(ctx, &req)
+				if err != nil {
+					return err
+				}
+				for _, s := range resp.Checks {
+					fmt.Println(s)
+				}
+				if req.DryRun {
+					return nil
+				}
+				if !resp.Ok {
+					return fmt.Errorf("switchover to %s failed: %s", req.To, resp.Details)
+				}
+				fmt.Printf("switchover to %s done: %s (term %d)\n", req.To, resp.Details, resp.Term)
 				return nil
-			}
-			if !resp.Ok {
-				return fmt.Errorf("switchover to %s failed: %s", req.To, resp.Details)
-			}
-			fmt.Printf("switchover to %s done: %s (term %d)\n", req.To, resp.Details, resp.Term)
-			return nil
+			})
 		},
 	}
 	t.flags(cmd, false)
