@@ -20,18 +20,18 @@ else
   $BIN lab up --dir "$DIR" --standbys 3 --witness
 fi
 
-PORTS=($(grep -h '^    port:' "$DIR"/pg*/hasidecar.yaml | awk '{print $2}'))
-PRIMARY_PORT=$($BIN cluster show -c "$DIR/pg1/hasidecar.yaml" --json | python3 -c '
-import json,sys
-v=json.load(sys.stdin)
-p=[n for n in v["nodes"] if n["role"]=="primary"][0]
-print(p["conninfo"].split("port=")[1].split()[0])')
+# Every data node's Postgres port (the only "port:" key in a lab config).
+PORTS=($(grep -hE '^[[:space:]]+port:' "$DIR"/pg*/hasidecar.yaml | awk '{print $2}'))
+DSN="host=$(printf '127.0.0.1,%.0s' "${PORTS[@]}" | sed 's/,$//') port=$(IFS=,; echo "${PORTS[*]}") user=postgres dbname=postgres target_session_attrs=read-write sslmode=disable"
 echo
-echo "== writing on the primary (port $PRIMARY_PORT)"
-"${PSQL[@]}" -h 127.0.0.1 -p "$PRIMARY_PORT" -U postgres -d postgres -v ON_ERROR_STOP=1 -q <<'SQL'
+echo "== writing through the multi-host string (target_session_attrs=read-write finds the primary)"
+PRIMARY_PORT=$("${PSQL[@]}" "$DSN" -v ON_ERROR_STOP=1 -Atq <<'SQL'
 CREATE TABLE IF NOT EXISTS demo (id serial PRIMARY KEY, note text, at timestamptz DEFAULT now());
 INSERT INTO demo (note) VALUES ('hello from the primary'), ('replicated by streaming'), ('through physical slots');
+SELECT inet_server_port();
 SQL
+)
+echo "the primary answered on port $PRIMARY_PORT"
 WANT=$("${PSQL[@]}" -h 127.0.0.1 -p "$PRIMARY_PORT" -U postgres -d postgres -Atc 'SELECT count(*) FROM demo')
 echo "primary has $WANT rows"
 for port in "${PORTS[@]}"; do
