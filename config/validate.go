@@ -96,9 +96,6 @@ func (c *Config) validate(lines map[string]int) []Issue {
 	if c.Location == "" {
 		v.add("location", "is empty; give a label for this node's zone or data centre, or remove the key for %q", DefaultLocation)
 	}
-	if c.Synchronous {
-		v.add("synchronous", "synchronous replication is not supported yet (hasidecar replicates asynchronously); remove the key or set it to false")
-	}
 	if c.Priority < 0 || c.Priority > 1000 {
 		v.add("priority", "%d is out of range; use 0 (never promote) to 1000", c.Priority)
 	}

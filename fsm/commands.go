@@ -104,6 +104,9 @@ func (a *applier) removeNode(c *pb.RemoveNode) error {
 	if sw := a.st.Switchover; sw != nil && (sw.FromId == n.Id || sw.ToId == n.Id) {
 		return errorf(CodeConflict, "node %q takes part in a switchover in flight", n.Name)
 	}
+	if slices.Contains(a.st.SyncStandbys, n.Id) {
+		return errorf(CodeConflict, "node %q is a synchronous standby: stop it first, and the primary takes it out of the synchronous set", n.Name)
+	}
 	typ := EventStandbyUnregister
 	if n.Kind == pb.NodeKind_NODE_KIND_WITNESS {
 		typ = EventWitnessUnregister
@@ -211,6 +214,9 @@ func (a *applier) promote(c *pb.Promote) error {
 	n.Role, n.UpstreamId, n.Active, n.RoleTerm = pb.NodeRole_NODE_ROLE_PRIMARY, 0, true, c.Term
 	a.touch(n)
 	a.st.Lease = &pb.Lease{HolderId: n.Id, Term: c.Term, Serial: a.st.Lease.GetSerial() + 1, DurationMs: c.LeaseMs, RenewedAtUnixMs: a.at, Timeline: c.Timeline}
+	// The new primary starts with an empty synchronous set and widens it
+	// as its standbys stream from it.
+	a.st.SyncStandbys = nil
 	from := "none"
 	if old != nil {
 		from = fmt.Sprintf("%q", old.Name)
@@ -494,6 +500,40 @@ func (a *applier) endSwitchover(c *pb.EndSwitchover) error {
 	}
 	a.st.Switchover = nil
 	a.event(sw.ToId, EventSwitchover, c.Ok, c.Details)
+	return nil
+}
+
+func (a *applier) setSyncStandbys(c *pb.SetSyncStandbys) error {
+	if err := a.checkTerm(c.Term, "synchronous set"); err != nil {
+		return err
+	}
+	p := Primary(a.st)
+	if p == nil || p.Id != c.PrimaryId {
+		return errorf(CodeInvalidTransition, "synchronous set: node %d is not the primary", c.PrimaryId)
+	}
+	ids := slices.Clone(c.NodeIds)
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	var names []string
+	for _, id := range ids {
+		n, err := a.node(id)
+		if err != nil {
+			return err
+		}
+		if n.Kind != pb.NodeKind_NODE_KIND_DATA || n.Id == p.Id {
+			return errorf(CodeInvalidTransition, "synchronous set: node %q is not a standby", n.Name)
+		}
+		names = append(names, n.Name)
+	}
+	if slices.Equal(ids, a.st.SyncStandbys) {
+		return nil
+	}
+	a.st.SyncStandbys = ids
+	list := strings.Join(names, ", ")
+	if list == "" {
+		list = "none (no automatic failover until a standby is back in the set)"
+	}
+	a.event(p.Id, EventSyncStandbys, true, "synchronous standbys: "+list)
 	return nil
 }
 

@@ -34,6 +34,7 @@ const (
 	EventSettings          = "cluster_settings"
 	EventNodeActive        = "node_active"
 	EventNodeInactive      = "node_inactive"
+	EventSyncStandbys      = "sync_standbys"
 )
 
 // Result is what Apply returns for one command.
@@ -172,6 +173,8 @@ func (a *applier) dispatch(cmd *pb.Command) (uint32, error) {
 		return 0, a.updateSwitchover(c.UpdateSwitchover)
 	case *pb.Command_EndSwitchover:
 		return 0, a.endSwitchover(c.EndSwitchover)
+	case *pb.Command_SetSyncStandbys:
+		return 0, a.setSyncStandbys(c.SetSyncStandbys)
 	default:
 		return 0, errorf(CodeInvalidCommand, "unknown command %T", cmd.Cmd)
 	}

@@ -274,6 +274,39 @@ func TestRenewalMakesPromotionStale(t *testing.T) {
 	}
 }
 
+func TestSyncStandbys(t *testing.T) {
+	h := threeNodes(t)
+	h.ok(&pb.Command{Cmd: &pb.Command_SetSyncStandbys{SetSyncStandbys: &pb.SetSyncStandbys{Term: 1, PrimaryId: 1, NodeIds: []uint32{3, 2, 3}}}})
+	if got := h.m.State().SyncStandbys; len(got) != 2 || got[0] != 2 || got[1] != 3 {
+		t.Fatalf("sync set %v, want [2 3]", got)
+	}
+	for _, tc := range []struct {
+		name string
+		cmd  *pb.SetSyncStandbys
+		code Code
+	}{
+		{"not from the primary", &pb.SetSyncStandbys{Term: 1, PrimaryId: 2, NodeIds: []uint32{3}}, CodeInvalidTransition},
+		{"stale term", &pb.SetSyncStandbys{Term: 0, PrimaryId: 1, NodeIds: []uint32{3}}, CodeStaleTerm},
+		{"the witness", &pb.SetSyncStandbys{Term: 1, PrimaryId: 1, NodeIds: []uint32{4}}, CodeInvalidTransition},
+		{"the primary itself", &pb.SetSyncStandbys{Term: 1, PrimaryId: 1, NodeIds: []uint32{1}}, CodeInvalidTransition},
+		{"unknown node", &pb.SetSyncStandbys{Term: 1, PrimaryId: 1, NodeIds: []uint32{9}}, CodeUnknownNode},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if r := h.apply(&pb.Command{Cmd: &pb.Command_SetSyncStandbys{SetSyncStandbys: tc.cmd}}); !errors.Is(r.Err, &Error{Code: tc.code}) {
+				t.Fatalf("error %v, want %s", r.Err, tc.code)
+			}
+		})
+	}
+	// A member of the set cannot be removed; a promotion empties the set.
+	if r := h.apply(&pb.Command{Cmd: &pb.Command_RemoveNode{RemoveNode: &pb.RemoveNode{NodeId: 2}}}); !errors.Is(r.Err, ErrConflict) {
+		t.Fatalf("removing a synchronous standby: %v", r.Err)
+	}
+	h.ok(&pb.Command{Cmd: &pb.Command_Promote{Promote: &pb.Promote{NodeId: 2, Term: 2, Reason: "failover", LeaseSerial: h.m.State().Lease.Serial, LeaseMs: 4000}}})
+	if got := h.m.State().SyncStandbys; len(got) != 0 {
+		t.Fatalf("sync set after a promotion: %v", got)
+	}
+}
+
 func TestReleaseAndReacquire(t *testing.T) {
 	h := threeNodes(t)
 	h.ok(&pb.Command{Cmd: &pb.Command_ReleaseLease{ReleaseLease: &pb.ReleaseLease{NodeId: 1, Term: 1, Reason: "postgres crashed"}}})

@@ -33,7 +33,7 @@ func genCommand(t *rapid.T, st *pb.ClusterState, at int64) *pb.Command {
 		serial--
 	}
 	cmd := &pb.Command{AtUnixMs: at}
-	switch rapid.IntRange(0, 13).Draw(t, "kind") {
+	switch rapid.IntRange(0, 14).Draw(t, "kind") {
 	case 0:
 		name := rapid.SampledFrom(names).Draw(t, "name")
 		kind := pb.NodeKind_NODE_KIND_DATA
@@ -88,6 +88,18 @@ func genCommand(t *rapid.T, st *pb.ClusterState, at int64) *pb.Command {
 		cmd.Cmd = &pb.Command_BeginSwitchover{BeginSwitchover: &pb.BeginSwitchover{FromId: from, ToId: to, Term: term}}
 	case 12:
 		cmd.Cmd = &pb.Command_EndSwitchover{EndSwitchover: &pb.EndSwitchover{Term: term, Ok: rapid.Bool().Draw(t, "ok")}}
+	case 14:
+		primary := uint32(0)
+		if p := Primary(st); p != nil {
+			primary = p.Id
+		}
+		var ids []uint32
+		for _, n := range st.Nodes {
+			if rapid.Bool().Draw(t, "inSync") {
+				ids = append(ids, n.Id)
+			}
+		}
+		cmd.Cmd = &pb.Command_SetSyncStandbys{SetSyncStandbys: &pb.SetSyncStandbys{Term: term, PrimaryId: primary, NodeIds: ids}}
 	case 13:
 		cmd.Cmd = &pb.Command_SetNodeActive{SetNodeActive: &pb.SetNodeActive{NodeId: id, Term: term, Active: rapid.Bool().Draw(t, "active")}}
 	}
@@ -114,6 +126,15 @@ func checkInvariants(t *rapid.T, prev, st *pb.ClusterState) {
 	}
 	if primaries > 1 {
 		t.Fatalf("%d primaries", primaries)
+	}
+	for _, id := range st.SyncStandbys {
+		n := NodeByID(st, id)
+		if n == nil || n.Kind != pb.NodeKind_NODE_KIND_DATA || n.Role == pb.NodeRole_NODE_ROLE_PRIMARY {
+			t.Fatalf("synchronous set member %d is not a data standby: %v", id, n)
+		}
+	}
+	if st.Term != prev.Term && len(st.SyncStandbys) != 0 {
+		t.Fatalf("a promotion kept the synchronous set %v", st.SyncStandbys)
 	}
 	if st.Term < prev.Term || st.Term > prev.Term+1 {
 		t.Fatalf("term moved from %d to %d", prev.Term, st.Term)

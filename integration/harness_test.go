@@ -232,11 +232,12 @@ func (c *cluster) cli(args ...string) (string, string, int) {
 
 // showJSON is the JSON shape of `cluster show --json`, as a user reads it.
 type showJSON struct {
-	Cluster    string `json:"cluster"`
-	Term       uint64 `json:"term"`
-	RaftLeader string `json:"raft_leader"`
-	Paused     bool   `json:"paused"`
-	Nodes      []struct {
+	Cluster     string `json:"cluster"`
+	Term        uint64 `json:"term"`
+	RaftLeader  string `json:"raft_leader"`
+	Paused      bool   `json:"paused"`
+	Synchronous bool   `json:"synchronous"`
+	Nodes       []struct {
 		ID       uint32  `json:"id"`
 		Name     string  `json:"name"`
 		Kind     string  `json:"kind"`
@@ -248,6 +249,7 @@ type showJSON struct {
 		Timeline *uint32 `json:"timeline"`
 		LagBytes *int64  `json:"lag_bytes"`
 		Conninfo string  `json:"conninfo"`
+		Sync     bool    `json:"sync"`
 	} `json:"nodes"`
 }
 

@@ -122,3 +122,51 @@ func describeCandidates(cands []candidate) string {
 }
 
 func formatLSN(v uint64) string { return fmt.Sprintf("%X/%X", v>>32, uint32(v)) }
+
+// chooseSync picks the new primary in synchronous mode. members are the
+// whole committed synchronous set (promotable or not): any of them may hold
+// the latest acknowledged write, so every one must have answered, and the
+// winner — a promotable member — must have received at least as much as
+// each of them.
+func chooseSync(members []candidate, promotableIDs map[uint32]bool, lease *pb.Lease) (*candidate, []string) {
+	if len(members) == 0 {
+		return nil, []string{"synchronous mode and the synchronous set is empty: no standby is known to hold every acknowledged write"}
+	}
+	var most uint64
+	var eligible []candidate
+	for _, m := range members {
+		a := m.Answer
+		if a == nil || !a.Healthy {
+			return nil, []string{fmt.Sprintf("%s: a synchronous standby did not answer; it may hold the latest acknowledged writes", m.Node.Name)}
+		}
+		most = max(most, a.Postgres.GetReceiveLsn(), a.Postgres.GetReplayLsn())
+		if promotableIDs[m.Node.Id] {
+			eligible = append(eligible, m)
+		}
+	}
+	best, reasons := choose(eligible, lease, 0, true)
+	if best == nil {
+		return nil, reasons
+	}
+	if best.Received < most {
+		return nil, append(reasons, fmt.Sprintf("a synchronous standby that cannot be promoted has received more WAL (%s) than %s (%s)", formatLSN(most), best.Node.Name, formatLSN(best.Received)))
+	}
+	for i := range members {
+		if members[i].Node.Id == best.Node.Id {
+			members[i].Received = best.Received
+			return &members[i], reasons
+		}
+	}
+	return best, reasons
+}
+
+// syncMembers are the nodes of the committed synchronous set.
+func syncMembers(st *pb.ClusterState) []*pb.Node {
+	var out []*pb.Node
+	for _, id := range st.SyncStandbys {
+		if n := fsm.NodeByID(st, id); n != nil {
+			out = append(out, n)
+		}
+	}
+	return out
+}

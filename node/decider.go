@@ -3,6 +3,8 @@ package node
 import (
 	"context"
 	"fmt"
+	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -79,11 +81,9 @@ func (d *decider) step(ctx context.Context) {
 		d.noteOnce(ctx, lease.Serial, "failover_pending", why+": failover is manual, run `hasidecar failover --to NAME`")
 		return
 	}
-	cands, skipped := promotable(st)
-	answers := n.askLSNsFor(ctx, cands, st.Term)
-	best, reasons := choose(answers, lease, st.Settings.GetMaximumLagOnFailover(), st.Settings.GetSynchronous())
+	best, answers, reasons := d.n.pickCandidate(ctx, st, lease)
 	if best == nil {
-		d.noteOnce(ctx, lease.Serial, "failover_blocked", fmt.Sprintf("%s: no standby can be promoted: %v %v", why, skipped, reasons))
+		d.noteOnce(ctx, lease.Serial, "failover_blocked", fmt.Sprintf("%s: no standby can be promoted: %s", why, strings.Join(reasons, "; ")))
 		return
 	}
 	details := fmt.Sprintf("%s; promoting %q at %s (candidates: %s)", why, best.Node.Name, formatLSN(best.Received), describeCandidates(answers))
@@ -109,6 +109,31 @@ func (d *decider) promote(ctx context.Context, st *pb.ClusterState, c *candidate
 		return
 	}
 	n.logger.Info("promotion decided", "node", c.Node.Name, "term", st.Term+1, "index", res.Index, "reason", reason, "details", details)
+}
+
+// pickCandidate asks the candidates for fresh LSNs and chooses the new
+// primary: among promotable standbys (asynchronous mode), or the most
+// advanced member of the committed synchronous set once every member
+// answered (synchronous mode). reasons say why others were left out.
+func (n *Node) pickCandidate(ctx context.Context, st *pb.ClusterState, lease *pb.Lease) (*candidate, []candidate, []string) {
+	cands, skipped := promotable(st)
+	var reasons []string
+	for name, why := range skipped {
+		reasons = append(reasons, name+": "+why)
+	}
+	sort.Strings(reasons)
+	if !st.Settings.GetSynchronous() {
+		answers := n.askLSNsFor(ctx, cands, st.Term)
+		best, more := choose(answers, lease, st.Settings.GetMaximumLagOnFailover(), false)
+		return best, answers, append(reasons, more...)
+	}
+	ok := map[uint32]bool{}
+	for _, c := range cands {
+		ok[c.Id] = true
+	}
+	answers := n.askLSNsFor(ctx, syncMembers(st), st.Term)
+	best, more := chooseSync(answers, ok, lease)
+	return best, answers, append(reasons, more...)
 }
 
 // askLSNsFor asks every candidate for its freshest LSNs, in parallel,

@@ -53,7 +53,7 @@ func (a *pgAgent) execute(ctx context.Context, act action) error {
 		a.logger.Info("registered as standby", "upstream", act.Upstream.Name, "event", act.EventType, "term", act.Term)
 		return nil
 	case actPrimaryDuties:
-		return a.primaryDuties(ctx)
+		return a.primaryDuties(ctx, act.Term)
 	case actSwitchoverStop:
 		return a.switchoverStop(ctx, act.Term)
 	case actReportShutdown:
@@ -92,6 +92,7 @@ func (a *pgAgent) managedSettings() map[string]string {
 	}
 	s["wal_keep_size"] = fmt.Sprintf("%dkB", uint64(pc.WALKeepSize)/1024)
 	s["cluster_name"] = a.n.cfg.Name
+	s["synchronous_standby_names"] = a.syncSetting(a.n.fsm.State())
 	return s
 }
 
@@ -239,7 +240,7 @@ func (a *pgAgent) recordSysID(ctx context.Context) error {
 
 // primaryDuties: the replication role, and exactly one physical slot per
 // registered data node (slots of removed nodes are dropped).
-func (a *pgAgent) primaryDuties(ctx context.Context) error {
+func (a *pgAgent) primaryDuties(ctx context.Context, term uint64) error {
 	if err := a.ensureReplicationRole(ctx); err != nil {
 		return err
 	}
@@ -272,7 +273,7 @@ func (a *pgAgent) primaryDuties(ctx context.Context) error {
 			a.logger.Info("created replication slot", "slot", name)
 		}
 	}
-	return nil
+	return a.manageSync(ctx, term)
 }
 
 // ensureReplicationRole creates (or updates) the replication role once per

@@ -3,6 +3,8 @@ package node
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/hasidecar/hasidecar/fsm"
@@ -60,6 +62,20 @@ func (n *Node) manualFailover(ctx context.Context, req *pb.FailoverRequest) (*pb
 		return nil, refuse("%q cannot be promoted: %s", target.Name, skipped[target.Name])
 	}
 	check("%q is an active standby with priority %d", target.Name, target.Priority)
+	if st.Settings.GetSynchronous() {
+		if !slices.Contains(st.SyncStandbys, target.Id) {
+			return nil, refuse("%q is not in the synchronous set: it may miss acknowledged writes (synchronous mode)", target.Name)
+		}
+		best, _, reasons := n.pickCandidate(ctx, st, lease)
+		if best == nil {
+			return nil, refuse("no safe promotion in synchronous mode: %s", strings.Join(reasons, "; "))
+		}
+		check("every member of the synchronous set answered")
+		cands = []*pb.Node{best.Node}
+		if best.Node.Id != target.Id {
+			cands = append(cands, target)
+		}
+	}
 	answers := n.askLSNsFor(ctx, cands, st.Term)
 	var mineAnswer *candidate
 	for i := range answers {
@@ -68,6 +84,9 @@ func (n *Node) manualFailover(ctx context.Context, req *pb.FailoverRequest) (*pb
 		}
 	}
 	best, _ := choose(answers, lease, st.Settings.GetMaximumLagOnFailover(), st.Settings.GetSynchronous())
+	if mineAnswer == nil {
+		return nil, refuse("%q did not answer", target.Name)
+	}
 	only, onlyReasons := choose([]candidate{*mineAnswer}, lease, st.Settings.GetMaximumLagOnFailover(), st.Settings.GetSynchronous())
 	if only == nil {
 		return nil, refuse("%q cannot be promoted: %v", target.Name, onlyReasons)

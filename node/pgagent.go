@@ -50,10 +50,13 @@ type pgAgent struct {
 	// expectedStop: the next exit of Postgres was asked for (a fence or a
 	// stop), not a crash.
 	expectedStop atomic.Bool
-	lastErr      string             // the reconciler's last error text (its goroutine only)
-	sysID        uint64             // the data directory\'s system identifier, last seen (reconciler only)
-	rejoinCh     chan rejoinRequest // node rejoin requests, run by the reconciler
-	guard        *pgGuard           // the watchdog process (watchdog goroutine only)
+	lastErr      string // the reconciler's last error text (its goroutine only)
+	sysID        uint64 // the data directory's system identifier, last seen (reconciler only)
+	// syncExclude: synchronous-set members being taken out of
+	// synchronous_standby_names before the FSM shrinks (reconciler only).
+	syncExclude map[uint32]bool
+	rejoinCh    chan rejoinRequest // node rejoin requests, run by the reconciler
+	guard       *pgGuard           // the watchdog process (watchdog goroutine only)
 	// healthyAt: when Postgres last answered the status query (unix nanos).
 	healthyAt atomic.Int64
 }

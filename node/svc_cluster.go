@@ -78,6 +78,7 @@ func (n *Node) clusterView() *pb.ShowResponse {
 		Lease:            proto.Clone(st.Lease).(*pb.Lease),
 		AnsweredBy:       n.cfg.Name,
 		SystemIdentifier: st.SystemIdentifier,
+		Synchronous:      st.Settings.GetSynchronous(),
 	}
 	if st.Switchover != nil {
 		resp.Switchover = proto.Clone(st.Switchover).(*pb.Switchover)
@@ -100,6 +101,7 @@ func (n *Node) clusterView() *pb.ShowResponse {
 			Id: row.Id, Name: row.Name, Kind: row.Kind, Role: row.Role, UpstreamId: row.UpstreamId,
 			Location: row.Location, Priority: row.Priority, Conninfo: row.Conninfo, Voter: voters[row.Name],
 			Active: row.Active, Tags: slices.Clone(row.Tags), GrpcAddress: row.GrpcAddress, LagBytes: -1,
+			SyncStandby: slices.Contains(st.SyncStandbys, row.Id),
 		}
 		if up := fsm.NodeByID(st, row.UpstreamId); up != nil {
 			v.Upstream = up.Name

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/hasidecar/hasidecar/fsm"
@@ -146,6 +147,12 @@ func (n *Node) switchover(ctx context.Context, req *pb.SwitchoverRequest) (*pb.S
 		return nil, refuse("%q cannot be promoted: %s", target.Name, skipped[target.Name])
 	}
 	ok("%q is an active standby with priority %d", target.Name, target.Priority)
+	if st.Settings.GetSynchronous() {
+		if !slices.Contains(st.SyncStandbys, target.Id) {
+			return nil, refuse("%q is not in the synchronous set yet (synchronous mode): wait until it streams, see `hasidecar cluster show`", target.Name)
+		}
+		ok("%q is a synchronous standby", target.Name)
+	}
 	timeout := 2 * time.Second
 	pa, err := n.askLSN(ctx, primary, st.Term, timeout)
 	if err != nil || !pa.Healthy {

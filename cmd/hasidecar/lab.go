@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/hasidecar/hasidecar/config"
 	"github.com/hasidecar/hasidecar/internal/lab"
 )
 
@@ -24,11 +25,15 @@ func newLabCmd() *cobra.Command {
 func newLabUpCmd() *cobra.Command {
 	spec := lab.Spec{}
 	var timeout time.Duration
+	var synchronous bool
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Start the lab and wait until it is healthy",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if synchronous {
+				spec.Tune = func(c *config.Config) { c.Synchronous = true }
+			}
 			l, err := lab.New(spec)
 			if err != nil {
 				return err
@@ -65,6 +70,7 @@ Stop it:
 	cmd.Flags().BoolVar(&spec.Witness, "witness", false, "add a witness (a Raft voter without Postgres)")
 	cmd.Flags().IntVar(&spec.BasePort, "base-port", lab.DefaultPort, "Postgres port of the primary; standbys use the next ports; sidecars use base+20.. (gRPC), base+40.. (Raft), base+60.. (HTTP)")
 	cmd.Flags().DurationVar(&timeout, "timeout", 3*time.Minute, "give up when the lab is not healthy by then")
+	cmd.Flags().BoolVar(&synchronous, "synchronous", false, "synchronous replication (synchronous: true)")
 	return cmd
 }
 

@@ -46,12 +46,13 @@ func table(w io.Writer, header []string, rows [][]string) {
 
 // showJSON is the stable JSON shape of `cluster show --json`.
 type showJSON struct {
-	Cluster    string         `json:"cluster"`
-	Term       uint64         `json:"term"`
-	RaftLeader string         `json:"raft_leader"`
-	Paused     bool           `json:"paused"`
-	Failover   string         `json:"failover_mode"`
-	Nodes      []nodeShowJSON `json:"nodes"`
+	Cluster     string         `json:"cluster"`
+	Term        uint64         `json:"term"`
+	RaftLeader  string         `json:"raft_leader"`
+	Paused      bool           `json:"paused"`
+	Failover    string         `json:"failover_mode"`
+	Synchronous bool           `json:"synchronous"`
+	Nodes       []nodeShowJSON `json:"nodes"`
 }
 
 type nodeShowJSON struct {
@@ -68,6 +69,7 @@ type nodeShowJSON struct {
 	Conninfo  string  `json:"conninfo"`
 	RaftState string  `json:"raft_state"`
 	Voter     bool    `json:"voter"`
+	Sync      bool    `json:"sync"`
 }
 
 func failoverModeName(m pb.FailoverMode) string {
@@ -78,12 +80,12 @@ func failoverModeName(m pb.FailoverMode) string {
 }
 
 func toShowJSON(r *pb.ShowResponse) showJSON {
-	out := showJSON{Cluster: r.Cluster, Term: r.Term, RaftLeader: r.RaftLeader, Paused: r.Paused, Failover: failoverModeName(r.FailoverMode), Nodes: []nodeShowJSON{}}
+	out := showJSON{Cluster: r.Cluster, Term: r.Term, RaftLeader: r.RaftLeader, Paused: r.Paused, Failover: failoverModeName(r.FailoverMode), Synchronous: r.Synchronous, Nodes: []nodeShowJSON{}}
 	for _, n := range r.Nodes {
 		j := nodeShowJSON{
 			ID: n.Id, Name: n.Name, Kind: fsm.KindName(n.Kind), Role: fsm.RoleName(n.Role), Status: n.Status,
 			Upstream: n.Upstream, Location: n.Location, Priority: n.Priority, Conninfo: n.Conninfo,
-			RaftState: strings.ToLower(n.RaftState), Voter: n.Voter,
+			RaftState: strings.ToLower(n.RaftState), Voter: n.Voter, Sync: n.SyncStandby,
 		}
 		if n.Timeline != 0 {
 			tl := n.Timeline
@@ -117,7 +119,11 @@ func renderShow(w io.Writer, r *pb.ShowResponse) {
 		if !n.Voter && raftState != "" {
 			raftState += " (non-voter)"
 		}
-		rows = append(rows, []string{fmt.Sprint(n.Id), n.Name, fsm.RoleName(n.Role), status, n.Upstream, n.Location,
+		role := fsm.RoleName(n.Role)
+		if n.SyncStandby {
+			role += " (sync)"
+		}
+		rows = append(rows, []string{fmt.Sprint(n.Id), n.Name, role, status, n.Upstream, n.Location,
 			fmt.Sprint(n.Priority), tl, lag, raftState, n.Conninfo})
 	}
 	table(w, header, rows)
@@ -130,7 +136,11 @@ func renderShow(w io.Writer, r *pb.ShowResponse) {
 	if leader == "" {
 		leader = "(none: no quorum)"
 	}
-	fmt.Fprintf(w, "Cluster: %s   Term: %d   Raft leader: %s   Failover: %s   Paused: %s\n", r.Cluster, r.Term, leader, failoverModeName(r.FailoverMode), paused)
+	replication := "asynchronous"
+	if r.Synchronous {
+		replication = "synchronous"
+	}
+	fmt.Fprintf(w, "Cluster: %s   Term: %d   Raft leader: %s   Failover: %s   Replication: %s   Paused: %s\n", r.Cluster, r.Term, leader, failoverModeName(r.FailoverMode), replication, paused)
 	if sw := r.Switchover; sw != nil {
 		fmt.Fprintf(w, "Switchover in flight: node %d -> node %d (began in term %d)\n", sw.FromId, sw.ToId, sw.Term)
 	}

@@ -134,8 +134,8 @@ func sortedKeys(m map[string]any) []string {
 }
 
 func TestToShowJSON(t *testing.T) {
-	wantTop := []string{"cluster", "failover_mode", "nodes", "paused", "raft_leader", "term"}
-	wantNode := []string{"conninfo", "id", "kind", "lag_bytes", "location", "name", "priority", "raft_state", "role", "status", "timeline", "upstream", "voter"}
+	wantTop := []string{"cluster", "failover_mode", "nodes", "paused", "raft_leader", "synchronous", "term"}
+	wantNode := []string{"conninfo", "id", "kind", "lag_bytes", "location", "name", "priority", "raft_state", "role", "status", "sync", "timeline", "upstream", "voter"}
 	for _, tc := range showCases() {
 		t.Run(tc.name, func(t *testing.T) {
 			b, err := json.MarshalIndent(toShowJSON(tc.resp), "", "  ")
@@ -187,7 +187,7 @@ func TestToShowJSONEmpty(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `{"cluster":"main","term":0,"raft_leader":"","paused":false,"failover_mode":"automatic","nodes":[]}`
+	want := `{"cluster":"main","term":0,"raft_leader":"","paused":false,"failover_mode":"automatic","synchronous":false,"nodes":[]}`
 	if string(b) != want {
 		t.Errorf("got %s\nwant %s", b, want)
 	}

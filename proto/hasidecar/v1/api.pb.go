@@ -524,6 +524,7 @@ type NodeView struct {
 	LastReportUnixMs int64                  `protobuf:"varint,17,opt,name=last_report_unix_ms,json=lastReportUnixMs,proto3" json:"last_report_unix_ms,omitempty"`
 	GrpcAddress      string                 `protobuf:"bytes,18,opt,name=grpc_address,json=grpcAddress,proto3" json:"grpc_address,omitempty"`
 	Postgres         *PostgresStatus        `protobuf:"bytes,19,opt,name=postgres,proto3" json:"postgres,omitempty"`
+	SyncStandby      bool                   `protobuf:"varint,20,opt,name=sync_standby,json=syncStandby,proto3" json:"sync_standby,omitempty"` // a member of the committed synchronous set
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
 }
@@ -691,6 +692,13 @@ func (x *NodeView) GetPostgres() *PostgresStatus {
 	return nil
 }
 
+func (x *NodeView) GetSyncStandby() bool {
+	if x != nil {
+		return x.SyncStandby
+	}
+	return false
+}
+
 type ShowResponse struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
 	Cluster          string                 `protobuf:"bytes,1,opt,name=cluster,proto3" json:"cluster,omitempty"`
@@ -704,6 +712,7 @@ type ShowResponse struct {
 	Switchover       *Switchover            `protobuf:"bytes,9,opt,name=switchover,proto3" json:"switchover,omitempty"`
 	AnsweredBy       string                 `protobuf:"bytes,10,opt,name=answered_by,json=answeredBy,proto3" json:"answered_by,omitempty"` // the sidecar that built this view
 	SystemIdentifier uint64                 `protobuf:"varint,11,opt,name=system_identifier,json=systemIdentifier,proto3" json:"system_identifier,omitempty"`
+	Synchronous      bool                   `protobuf:"varint,12,opt,name=synchronous,proto3" json:"synchronous,omitempty"`
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
 }
@@ -813,6 +822,13 @@ func (x *ShowResponse) GetSystemIdentifier() uint64 {
 		return x.SystemIdentifier
 	}
 	return 0
+}
+
+func (x *ShowResponse) GetSynchronous() bool {
+	if x != nil {
+		return x.Synchronous
+	}
+	return false
 }
 
 type EventsRequest struct {
@@ -2662,7 +2678,7 @@ const file_hasidecar_v1_api_proto_rawDesc = "" +
 	"\vpostgres_ok\x18\x03 \x01(\bR\n" +
 	"postgresOk\x12\x14\n" +
 	"\x05error\x18\x04 \x01(\tR\x05error\"\r\n" +
-	"\vShowRequest\"\xd5\x04\n" +
+	"\vShowRequest\"\xf8\x04\n" +
 	"\bNodeView\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\rR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12*\n" +
@@ -2685,7 +2701,8 @@ const file_hasidecar_v1_api_proto_rawDesc = "" +
 	"\x04tags\x18\x10 \x03(\tR\x04tags\x12-\n" +
 	"\x13last_report_unix_ms\x18\x11 \x01(\x03R\x10lastReportUnixMs\x12!\n" +
 	"\fgrpc_address\x18\x12 \x01(\tR\vgrpcAddress\x128\n" +
-	"\bpostgres\x18\x13 \x01(\v2\x1c.hasidecar.v1.PostgresStatusR\bpostgres\"\xbc\x03\n" +
+	"\bpostgres\x18\x13 \x01(\v2\x1c.hasidecar.v1.PostgresStatusR\bpostgres\x12!\n" +
+	"\fsync_standby\x18\x14 \x01(\bR\vsyncStandby\"\xde\x03\n" +
 	"\fShowResponse\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\x12\x12\n" +
 	"\x04term\x18\x02 \x01(\x04R\x04term\x12\x1f\n" +
@@ -2702,7 +2719,8 @@ const file_hasidecar_v1_api_proto_rawDesc = "" +
 	"\vanswered_by\x18\n" +
 	" \x01(\tR\n" +
 	"answeredBy\x12+\n" +
-	"\x11system_identifier\x18\v \x01(\x04R\x10systemIdentifier\"z\n" +
+	"\x11system_identifier\x18\v \x01(\x04R\x10systemIdentifier\x12 \n" +
+	"\vsynchronous\x18\f \x01(\bR\vsynchronous\"z\n" +
 	"\rEventsRequest\x12\x1d\n" +
 	"\n" +
 	"event_type\x18\x01 \x01(\tR\teventType\x12\x17\n" +

@@ -777,8 +777,12 @@ type ClusterState struct {
 	NextEventId      uint64                 `protobuf:"varint,10,opt,name=next_event_id,json=nextEventId,proto3" json:"next_event_id,omitempty"`
 	AppliedIndex     uint64                 `protobuf:"varint,11,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
 	Switchover       *Switchover            `protobuf:"bytes,12,opt,name=switchover,proto3" json:"switchover,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Synchronous mode: the committed synchronous set. The primary's
+	// synchronous_standby_names never names a node outside it, so every
+	// acknowledged commit is on at least one member.
+	SyncStandbys  []uint32 `protobuf:"varint,13,rep,packed,name=sync_standbys,json=syncStandbys,proto3" json:"sync_standbys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ClusterState) Reset() {
@@ -895,6 +899,13 @@ func (x *ClusterState) GetSwitchover() *Switchover {
 	return nil
 }
 
+func (x *ClusterState) GetSyncStandbys() []uint32 {
+	if x != nil {
+		return x.SyncStandbys
+	}
+	return nil
+}
+
 // The log entry envelope: exactly one command.
 type Command struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
@@ -916,6 +927,7 @@ type Command struct {
 	//	*Command_EndSwitchover
 	//	*Command_SetNodeActive
 	//	*Command_UpdateSwitchover
+	//	*Command_SetSyncStandbys
 	Cmd           isCommand_Cmd `protobuf_oneof:"cmd"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1100,6 +1112,15 @@ func (x *Command) GetUpdateSwitchover() *UpdateSwitchover {
 	return nil
 }
 
+func (x *Command) GetSetSyncStandbys() *SetSyncStandbys {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_SetSyncStandbys); ok {
+			return x.SetSyncStandbys
+		}
+	}
+	return nil
+}
+
 type isCommand_Cmd interface {
 	isCommand_Cmd()
 }
@@ -1164,6 +1185,10 @@ type Command_UpdateSwitchover struct {
 	UpdateSwitchover *UpdateSwitchover `protobuf:"bytes,24,opt,name=update_switchover,json=updateSwitchover,proto3,oneof"`
 }
 
+type Command_SetSyncStandbys struct {
+	SetSyncStandbys *SetSyncStandbys `protobuf:"bytes,25,opt,name=set_sync_standbys,json=setSyncStandbys,proto3,oneof"`
+}
+
 func (*Command_InitCluster) isCommand_Cmd() {}
 
 func (*Command_RegisterNode) isCommand_Cmd() {}
@@ -1193,6 +1218,8 @@ func (*Command_EndSwitchover) isCommand_Cmd() {}
 func (*Command_SetNodeActive) isCommand_Cmd() {}
 
 func (*Command_UpdateSwitchover) isCommand_Cmd() {}
+
+func (*Command_SetSyncStandbys) isCommand_Cmd() {}
 
 // Names the cluster and sets its settings; once only.
 type InitCluster struct {
@@ -2198,6 +2225,68 @@ func (x *UpdateSwitchover) GetShutdownLsn() uint64 {
 	return 0
 }
 
+// The primary's sidecar changes the synchronous set (widening it before
+// Postgres does, narrowing it after).
+type SetSyncStandbys struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Term          uint64                 `protobuf:"varint,1,opt,name=term,proto3" json:"term,omitempty"`
+	PrimaryId     uint32                 `protobuf:"varint,2,opt,name=primary_id,json=primaryId,proto3" json:"primary_id,omitempty"`
+	NodeIds       []uint32               `protobuf:"varint,3,rep,packed,name=node_ids,json=nodeIds,proto3" json:"node_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetSyncStandbys) Reset() {
+	*x = SetSyncStandbys{}
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetSyncStandbys) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetSyncStandbys) ProtoMessage() {}
+
+func (x *SetSyncStandbys) ProtoReflect() protoreflect.Message {
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetSyncStandbys.ProtoReflect.Descriptor instead.
+func (*SetSyncStandbys) Descriptor() ([]byte, []int) {
+	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *SetSyncStandbys) GetTerm() uint64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
+}
+
+func (x *SetSyncStandbys) GetPrimaryId() uint32 {
+	if x != nil {
+		return x.PrimaryId
+	}
+	return 0
+}
+
+func (x *SetSyncStandbys) GetNodeIds() []uint32 {
+	if x != nil {
+		return x.NodeIds
+	}
+	return nil
+}
+
 type EndSwitchover struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Term          uint64                 `protobuf:"varint,1,opt,name=term,proto3" json:"term,omitempty"` // the term the switchover began in
@@ -2209,7 +2298,7 @@ type EndSwitchover struct {
 
 func (x *EndSwitchover) Reset() {
 	*x = EndSwitchover{}
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[21]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2221,7 +2310,7 @@ func (x *EndSwitchover) String() string {
 func (*EndSwitchover) ProtoMessage() {}
 
 func (x *EndSwitchover) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[21]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2234,7 +2323,7 @@ func (x *EndSwitchover) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndSwitchover.ProtoReflect.Descriptor instead.
 func (*EndSwitchover) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{21}
+	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *EndSwitchover) GetTerm() uint64 {
@@ -2321,7 +2410,7 @@ const file_hasidecar_v1_fsm_proto_rawDesc = "" +
 	"\x12started_at_unix_ms\x18\x04 \x01(\x03R\x0fstartedAtUnixMs\x12!\n" +
 	"\fshutdown_lsn\x18\x05 \x01(\x04R\vshutdownLsn\x12(\n" +
 	"\x10deadline_unix_ms\x18\x06 \x01(\x03R\x0edeadlineUnixMs\x12\x14\n" +
-	"\x05index\x18\a \x01(\x04R\x05index\"\xec\x03\n" +
+	"\x05index\x18\a \x01(\x04R\x05index\"\x91\x04\n" +
 	"\fClusterState\x12!\n" +
 	"\fcluster_name\x18\x01 \x01(\tR\vclusterName\x12+\n" +
 	"\x11system_identifier\x18\x02 \x01(\x04R\x10systemIdentifier\x12\x12\n" +
@@ -2339,7 +2428,8 @@ const file_hasidecar_v1_fsm_proto_rawDesc = "" +
 	"\rapplied_index\x18\v \x01(\x04R\fappliedIndex\x128\n" +
 	"\n" +
 	"switchover\x18\f \x01(\v2\x18.hasidecar.v1.SwitchoverR\n" +
-	"switchover\"\xab\b\n" +
+	"switchover\x12#\n" +
+	"\rsync_standbys\x18\r \x03(\rR\fsyncStandbys\"\xf8\b\n" +
 	"\aCommand\x12\x1c\n" +
 	"\n" +
 	"at_unix_ms\x18\x01 \x01(\x03R\batUnixMs\x12>\n" +
@@ -2361,7 +2451,8 @@ const file_hasidecar_v1_fsm_proto_rawDesc = "" +
 	"\x10begin_switchover\x18\x15 \x01(\v2\x1d.hasidecar.v1.BeginSwitchoverH\x00R\x0fbeginSwitchover\x12D\n" +
 	"\x0eend_switchover\x18\x16 \x01(\v2\x1b.hasidecar.v1.EndSwitchoverH\x00R\rendSwitchover\x12E\n" +
 	"\x0fset_node_active\x18\x17 \x01(\v2\x1b.hasidecar.v1.SetNodeActiveH\x00R\rsetNodeActive\x12M\n" +
-	"\x11update_switchover\x18\x18 \x01(\v2\x1e.hasidecar.v1.UpdateSwitchoverH\x00R\x10updateSwitchoverB\x05\n" +
+	"\x11update_switchover\x18\x18 \x01(\v2\x1e.hasidecar.v1.UpdateSwitchoverH\x00R\x10updateSwitchover\x12K\n" +
+	"\x11set_sync_standbys\x18\x19 \x01(\v2\x1d.hasidecar.v1.SetSyncStandbysH\x00R\x0fsetSyncStandbysB\x05\n" +
 	"\x03cmd\"d\n" +
 	"\vInitCluster\x12!\n" +
 	"\fcluster_name\x18\x01 \x01(\tR\vclusterName\x122\n" +
@@ -2451,7 +2542,12 @@ const file_hasidecar_v1_fsm_proto_rawDesc = "" +
 	"\x10deadline_unix_ms\x18\x04 \x01(\x03R\x0edeadlineUnixMs\"I\n" +
 	"\x10UpdateSwitchover\x12\x12\n" +
 	"\x04term\x18\x01 \x01(\x04R\x04term\x12!\n" +
-	"\fshutdown_lsn\x18\x02 \x01(\x04R\vshutdownLsn\"M\n" +
+	"\fshutdown_lsn\x18\x02 \x01(\x04R\vshutdownLsn\"_\n" +
+	"\x0fSetSyncStandbys\x12\x12\n" +
+	"\x04term\x18\x01 \x01(\x04R\x04term\x12\x1d\n" +
+	"\n" +
+	"primary_id\x18\x02 \x01(\rR\tprimaryId\x12\x19\n" +
+	"\bnode_ids\x18\x03 \x03(\rR\anodeIds\"M\n" +
 	"\rEndSwitchover\x12\x12\n" +
 	"\x04term\x18\x01 \x01(\x04R\x04term\x12\x0e\n" +
 	"\x02ok\x18\x02 \x01(\bR\x02ok\x12\x18\n" +
@@ -2483,7 +2579,7 @@ func file_hasidecar_v1_fsm_proto_rawDescGZIP() []byte {
 }
 
 var file_hasidecar_v1_fsm_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_hasidecar_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_hasidecar_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_hasidecar_v1_fsm_proto_goTypes = []any{
 	(NodeKind)(0),               // 0: hasidecar.v1.NodeKind
 	(NodeRole)(0),               // 1: hasidecar.v1.NodeRole
@@ -2509,7 +2605,8 @@ var file_hasidecar_v1_fsm_proto_goTypes = []any{
 	(*SetSettings)(nil),         // 21: hasidecar.v1.SetSettings
 	(*BeginSwitchover)(nil),     // 22: hasidecar.v1.BeginSwitchover
 	(*UpdateSwitchover)(nil),    // 23: hasidecar.v1.UpdateSwitchover
-	(*EndSwitchover)(nil),       // 24: hasidecar.v1.EndSwitchover
+	(*SetSyncStandbys)(nil),     // 24: hasidecar.v1.SetSyncStandbys
+	(*EndSwitchover)(nil),       // 25: hasidecar.v1.EndSwitchover
 }
 var file_hasidecar_v1_fsm_proto_depIdxs = []int32{
 	0,  // 0: hasidecar.v1.Node.kind:type_name -> hasidecar.v1.NodeKind
@@ -2532,17 +2629,18 @@ var file_hasidecar_v1_fsm_proto_depIdxs = []int32{
 	19, // 17: hasidecar.v1.Command.set_standby:type_name -> hasidecar.v1.SetStandby
 	21, // 18: hasidecar.v1.Command.set_settings:type_name -> hasidecar.v1.SetSettings
 	22, // 19: hasidecar.v1.Command.begin_switchover:type_name -> hasidecar.v1.BeginSwitchover
-	24, // 20: hasidecar.v1.Command.end_switchover:type_name -> hasidecar.v1.EndSwitchover
+	25, // 20: hasidecar.v1.Command.end_switchover:type_name -> hasidecar.v1.EndSwitchover
 	20, // 21: hasidecar.v1.Command.set_node_active:type_name -> hasidecar.v1.SetNodeActive
 	23, // 22: hasidecar.v1.Command.update_switchover:type_name -> hasidecar.v1.UpdateSwitchover
-	6,  // 23: hasidecar.v1.InitCluster.settings:type_name -> hasidecar.v1.Settings
-	0,  // 24: hasidecar.v1.RegisterNode.kind:type_name -> hasidecar.v1.NodeKind
-	2,  // 25: hasidecar.v1.SetSettings.failover_mode:type_name -> hasidecar.v1.FailoverMode
-	26, // [26:26] is the sub-list for method output_type
-	26, // [26:26] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	24, // 23: hasidecar.v1.Command.set_sync_standbys:type_name -> hasidecar.v1.SetSyncStandbys
+	6,  // 24: hasidecar.v1.InitCluster.settings:type_name -> hasidecar.v1.Settings
+	0,  // 25: hasidecar.v1.RegisterNode.kind:type_name -> hasidecar.v1.NodeKind
+	2,  // 26: hasidecar.v1.SetSettings.failover_mode:type_name -> hasidecar.v1.FailoverMode
+	27, // [27:27] is the sub-list for method output_type
+	27, // [27:27] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_hasidecar_v1_fsm_proto_init() }
@@ -2566,6 +2664,7 @@ func file_hasidecar_v1_fsm_proto_init() {
 		(*Command_EndSwitchover)(nil),
 		(*Command_SetNodeActive)(nil),
 		(*Command_UpdateSwitchover)(nil),
+		(*Command_SetSyncStandbys)(nil),
 	}
 	file_hasidecar_v1_fsm_proto_msgTypes[18].OneofWrappers = []any{}
 	type x struct{}
@@ -2574,7 +2673,7 @@ func file_hasidecar_v1_fsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hasidecar_v1_fsm_proto_rawDesc), len(file_hasidecar_v1_fsm_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   22,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
