@@ -51,21 +51,12 @@ func runIdle(ctx context.Context, o options) error {
 	}
 	defer env.Close()
 	res.LabStartFailures = env.StartFailures
-	v, err := env.Show(ctx)
+	v, p, w, err := env.StartWriting(ctx, o.dsnExtra, o.idleRate)
 	if err != nil {
 		return err
 	}
-	p := env.Primary(v)
-	if p == nil {
-		return errors.New("cluster show names no primary")
-	}
 	res.TermBefore, res.PrimaryBefore, res.RaftLeaderBefore = v.Term, p.Name, v.RaftLeader
 	applied := v.AppliedIndex
-	if err := benchkit.ExecOn(ctx, p, benchkit.CreateTableSQL); err != nil {
-		return fmt.Errorf("create the table: %w", err)
-	}
-
-	w := benchkit.StartWriter(ctx, benchkit.WriterOptions{DSN: env.Lab.MultiHostDSN(o.dsnExtra), Rate: o.idleRate})
 	start := time.Now()
 	end := start.Add(o.idle)
 	leader := v.RaftLeader

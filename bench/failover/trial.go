@@ -112,18 +112,10 @@ func runTrial(ctx context.Context, o options, c labConfig, trial int) (r trialRe
 }
 
 func measure(ctx context.Context, o options, env *benchkit.Env, r *trialResult) error {
-	v, err := env.Show(ctx)
+	v, p, w, err := env.StartWriting(ctx, o.dsnExtra, o.rate)
 	if err != nil {
 		return err
 	}
-	p := env.Primary(v)
-	if p == nil {
-		return errors.New("cluster show names no primary")
-	}
-	if err := benchkit.ExecOn(ctx, p, benchkit.CreateTableSQL); err != nil {
-		return fmt.Errorf("create the table: %w", err)
-	}
-	w := benchkit.StartWriter(ctx, benchkit.WriterOptions{DSN: env.Lab.MultiHostDSN(o.dsnExtra), Rate: o.rate})
 	defer w.Stop()
 	if err := benchkit.Sleep(ctx, o.warmup); err != nil {
 		return err

@@ -12,7 +12,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -131,18 +130,10 @@ func run(ctx context.Context, o options) error {
 	}
 	defer env.Close()
 	rep.LabStartFailures = env.StartFailures
-	v, err := env.Show(ctx)
+	_, _, w, err := env.StartWriting(ctx, o.dsnExtra, o.rate)
 	if err != nil {
 		return err
 	}
-	p := env.Primary(v)
-	if p == nil {
-		return errors.New("cluster show names no primary")
-	}
-	if err := benchkit.ExecOn(ctx, p, benchkit.CreateTableSQL); err != nil {
-		return fmt.Errorf("create the table: %w", err)
-	}
-	w := benchkit.StartWriter(ctx, benchkit.WriterOptions{DSN: env.Lab.MultiHostDSN(o.dsnExtra), Rate: o.rate})
 	defer w.Stop()
 	if err := benchkit.Sleep(ctx, o.warmup); err != nil {
 		return err

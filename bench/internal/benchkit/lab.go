@@ -310,3 +310,22 @@ func ExecOn(ctx context.Context, n *lab.Node, sql string) error {
 	}
 	return nil
 }
+
+// StartWriting reads cluster show, creates the bench table on the primary
+// and starts a writer through the lab's multi-host string. It returns the
+// view it read and the primary.
+func (e *Env) StartWriting(ctx context.Context, dsnExtra string, rate float64) (*pb.ShowResponse, *lab.Node, *Writer, error) {
+	v, err := e.Show(ctx)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	p := e.Primary(v)
+	if p == nil {
+		return nil, nil, nil, errors.New("cluster show names no primary")
+	}
+	if err := ExecOn(ctx, p, CreateTableSQL); err != nil {
+		return nil, nil, nil, fmt.Errorf("create the table: %w", err)
+	}
+	w := StartWriter(ctx, WriterOptions{DSN: e.Lab.MultiHostDSN(dsnExtra), Rate: rate})
+	return v, p, w, nil
+}
