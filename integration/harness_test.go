@@ -7,12 +7,10 @@
 package integration
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -121,29 +119,14 @@ func newCluster(t *testing.T, o clusterOpts) *cluster {
 	return c
 }
 
-// freeBase finds a base port whose whole block (Postgres, gRPC, Raft, HTTP
-// for up to 20 nodes) is free on loopback. Blocks lie below the kernel's
-// ephemeral range (32768 and up), so that no outgoing connection's local
-// port can take a port a node binds later.
+// freeBase is a free block of lab ports (below the ephemeral range).
 func freeBase(t *testing.T) int {
 	t.Helper()
-	for range 200 {
-		base := 20000 + rand.IntN(120)*100
-		ok := true
-		for off := 0; off < 80 && ok; off++ {
-			ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+off))
-			if err != nil {
-				ok = false
-				break
-			}
-			_ = ln.Close()
-		}
-		if ok {
-			return base
-		}
+	base, err := lab.FreeBase()
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("no free port block on loopback")
-	return 0
+	return base
 }
 
 func (c *cluster) node(name string) *lab.Node {
@@ -333,29 +316,11 @@ func (c *cluster) dumpLogs() {
 	for _, n := range c.lab.Nodes {
 		for _, p := range []string{n.LogPath, filepath.Join(n.Dir, "postgres.log")} {
 			c.t.Logf("==== %s: last lines of %s", n.Name, p)
-			for _, line := range tail(p, 60) {
+			for _, line := range lab.Tail(p, 60) {
 				c.t.Logf("%s| %s", n.Name, line)
 			}
 		}
 	}
-}
-
-func tail(path string, n int) []string {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	var lines []string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		lines = append(lines, sc.Text())
-		if len(lines) > n {
-			lines = lines[1:]
-		}
-	}
-	return lines
 }
 
 // logContains reports whether a node's sidecar log has the text.

@@ -112,7 +112,7 @@ func runTrial(ctx context.Context, o options, c labConfig, trial int) (r trialRe
 }
 
 func measure(ctx context.Context, o options, env *benchkit.Env, r *trialResult) error {
-	v, p, w, err := env.StartWriting(ctx, o.dsnExtra, o.rate)
+	_, _, w, err := env.StartWriting(ctx, o.dsnExtra, o.rate)
 	if err != nil {
 		return err
 	}
@@ -125,10 +125,12 @@ func measure(ctx context.Context, o options, env *benchkit.Env, r *trialResult) 
 	}
 
 	// A fresh view right before the kill: who is primary, who leads Raft.
-	if v, err = env.Show(ctx); err != nil {
+	v, err := env.Show(ctx)
+	if err != nil {
 		return err
 	}
-	if p = env.Primary(v); p == nil {
+	p := env.Primary(v)
+	if p == nil {
 		return errors.New("cluster show names no primary before the kill")
 	}
 	r.Killed, r.RaftLeaderBefore, r.TermBefore = p.Name, v.RaftLeader, v.Term

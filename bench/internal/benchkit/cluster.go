@@ -1,7 +1,6 @@
 package benchkit
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
@@ -93,21 +92,5 @@ func (e *Env) DumpLogs(lines int) {
 	}
 }
 
-// Tail is the last n lines of a file (none when it cannot be read).
-func Tail(path string, n int) []string {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	var lines []string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		lines = append(lines, sc.Text())
-		if len(lines) > n {
-			lines = lines[1:]
-		}
-	}
-	return lines
-}
+// Tail is the last n lines of a file (see lab.Tail).
+func Tail(path string, n int) []string { return lab.Tail(path, n) }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
-	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -209,26 +207,8 @@ func killLeftovers(dir string) []string {
 	return out
 }
 
-// FreeBase finds a base port whose whole block (Postgres, gRPC, Raft, HTTP
-// for up to 20 nodes) is free on loopback.
-func FreeBase() (int, error) {
-	for range 200 {
-		base := 20000 + rand.IntN(120)*100 // below the ephemeral range (32768+)
-		ok := true
-		for off := 0; off < 80 && ok; off++ {
-			ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+off))
-			if err != nil {
-				ok = false
-				break
-			}
-			_ = ln.Close()
-		}
-		if ok {
-			return base, nil
-		}
-	}
-	return 0, errors.New("no free block of 80 ports on loopback")
-}
+// FreeBase finds a free block of lab ports (see lab.FreeBase).
+func FreeBase() (int, error) { return lab.FreeBase() }
 
 // Show asks the running members for cluster show (bounded by ctx and a
 // per-member timeout).
