@@ -78,6 +78,18 @@ func TestRaftGroup(t *testing.T) {
 	})
 	t.Logf("new raft leader %s after %s", newLeader, time.Since(before).Round(10*time.Millisecond))
 
+	// The new leader has received no report yet; cluster show still knows
+	// the survivors are up (it asks them) rather than calling them unreachable.
+	if v, err := c.show(newLeader); err != nil {
+		t.Fatal(err)
+	} else {
+		for _, n := range v.Nodes {
+			if n.Name != leader && n.Status == "unreachable" {
+				t.Errorf("right after the leader change, cluster show calls %s unreachable", n.Name)
+			}
+		}
+	}
+
 	// Restart it: it comes back from its state on disk (no join, no
 	// bootstrap), sees the new leader and the same cluster.
 	c.start(leader)

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -61,7 +62,42 @@ func (s *clusterService) Show(ctx context.Context, req *pb.ShowRequest) (*pb.Sho
 		}
 		s.n.logger.Debug("show: leader did not answer, answering locally", "error", err)
 	}
+	s.n.refreshStaleReports(ctx)
 	return s.n.clusterView(), nil
+}
+
+// refreshStaleReports asks every node whose latest report is missing or
+// stale for its status directly. Reports are pushed to the Raft leader, so a
+// node that has just become leader (or answers while the leader is away)
+// holds none: without this, cluster show would call healthy nodes
+// unreachable for a few monitor intervals after every leadership change.
+func (n *Node) refreshStaleReports(ctx context.Context) {
+	fresh := 3 * n.cfg.Timing.MonitorInterval.D()
+	ctx, cancel := context.WithTimeout(ctx, min(fresh, time.Second))
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, row := range n.fsm.State().Nodes {
+		if row.Id == n.ID() || row.GrpcAddress == "" {
+			continue
+		}
+		if _, at, ok := n.reports.get(row.Id); ok && time.Since(at) <= fresh {
+			continue
+		}
+		wg.Add(1)
+		go func(id uint32, addr string) {
+			defer wg.Done()
+			conn, err := n.peers.get(addr)
+			if err != nil {
+				return
+			}
+			resp, err := pb.NewPeerServiceClient(conn).Sample(ctx, &pb.SampleRequest{})
+			if err != nil || resp.Report.GetNodeId() != id {
+				return
+			}
+			n.reports.put(resp.Report, time.Now())
+		}(row.Id, row.GrpcAddress)
+	}
+	wg.Wait()
 }
 
 // clusterView builds cluster show from the FSM and the reports this node holds.
@@ -211,6 +247,7 @@ func (s *clusterService) Matrix(ctx context.Context, req *pb.MatrixRequest) (*pb
 	} else if c != nil {
 		return c.Matrix(ctx, req)
 	}
+	s.n.refreshStaleReports(ctx)
 	// Only current reports: a sidecar that stopped reporting has no row.
 	var fresh []*pb.NodeReport
 	for _, r := range s.n.reports.all() {

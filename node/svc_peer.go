@@ -173,6 +173,13 @@ func (s *peerService) Report(_ context.Context, req *pb.ReportRequest) (*pb.Repo
 	return &pb.ReportResponse{}, nil
 }
 
+func (s *peerService) Sample(context.Context, *pb.SampleRequest) (*pb.SampleResponse, error) {
+	if s.n.ID() == 0 {
+		return nil, status.Error(codes.Unavailable, "not registered yet")
+	}
+	return &pb.SampleResponse{Report: s.n.buildReport()}, nil
+}
+
 func (s *peerService) Ping(ctx context.Context, _ *pb.PingRequest) (*pb.PingResponse, error) {
 	resp := &pb.PingResponse{NodeId: s.n.ID(), Name: s.n.cfg.Name}
 	if s.n.pg != nil {

@@ -2461,6 +2461,88 @@ func (x *PingRequest) GetFrom() string {
 	return ""
 }
 
+// A node that lacks a fresh report of a peer (a new Raft leader, say) asks
+// the peer for its current monitoring sample.
+type SampleRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SampleRequest) Reset() {
+	*x = SampleRequest{}
+	mi := &file_hasidecar_v1_api_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SampleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SampleRequest) ProtoMessage() {}
+
+func (x *SampleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hasidecar_v1_api_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SampleRequest.ProtoReflect.Descriptor instead.
+func (*SampleRequest) Descriptor() ([]byte, []int) {
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{36}
+}
+
+type SampleResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Report        *NodeReport            `protobuf:"bytes,1,opt,name=report,proto3" json:"report,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SampleResponse) Reset() {
+	*x = SampleResponse{}
+	mi := &file_hasidecar_v1_api_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SampleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SampleResponse) ProtoMessage() {}
+
+func (x *SampleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hasidecar_v1_api_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SampleResponse.ProtoReflect.Descriptor instead.
+func (*SampleResponse) Descriptor() ([]byte, []int) {
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *SampleResponse) GetReport() *NodeReport {
+	if x != nil {
+		return x.Report
+	}
+	return nil
+}
+
 type PingResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	NodeId        uint32                 `protobuf:"varint,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
@@ -2472,7 +2554,7 @@ type PingResponse struct {
 
 func (x *PingResponse) Reset() {
 	*x = PingResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[36]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2484,7 +2566,7 @@ func (x *PingResponse) String() string {
 func (*PingResponse) ProtoMessage() {}
 
 func (x *PingResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[36]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2497,7 +2579,7 @@ func (x *PingResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PingResponse.ProtoReflect.Descriptor instead.
 func (*PingResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{36}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *PingResponse) GetNodeId() uint32 {
@@ -2533,7 +2615,7 @@ type EnsureSlotRequest struct {
 
 func (x *EnsureSlotRequest) Reset() {
 	*x = EnsureSlotRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[37]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2545,7 +2627,7 @@ func (x *EnsureSlotRequest) String() string {
 func (*EnsureSlotRequest) ProtoMessage() {}
 
 func (x *EnsureSlotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[37]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2558,7 +2640,7 @@ func (x *EnsureSlotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnsureSlotRequest.ProtoReflect.Descriptor instead.
 func (*EnsureSlotRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{37}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *EnsureSlotRequest) GetSlotName() string {
@@ -2584,7 +2666,7 @@ type EnsureSlotResponse struct {
 
 func (x *EnsureSlotResponse) Reset() {
 	*x = EnsureSlotResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[38]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2596,7 +2678,7 @@ func (x *EnsureSlotResponse) String() string {
 func (*EnsureSlotResponse) ProtoMessage() {}
 
 func (x *EnsureSlotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[38]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2609,7 +2691,7 @@ func (x *EnsureSlotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnsureSlotResponse.ProtoReflect.Descriptor instead.
 func (*EnsureSlotResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{38}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *EnsureSlotResponse) GetCreated() bool {
@@ -2829,7 +2911,10 @@ const file_hasidecar_v1_api_proto_rawDesc = "" +
 	"\ahealthy\x18\x05 \x01(\bR\ahealthy\x12\x16\n" +
 	"\x06reason\x18\x06 \x01(\tR\x06reason\"!\n" +
 	"\vPingRequest\x12\x12\n" +
-	"\x04from\x18\x01 \x01(\tR\x04from\"\\\n" +
+	"\x04from\x18\x01 \x01(\tR\x04from\"\x0f\n" +
+	"\rSampleRequest\"B\n" +
+	"\x0eSampleResponse\x120\n" +
+	"\x06report\x18\x01 \x01(\v2\x18.hasidecar.v1.NodeReportR\x06report\"\\\n" +
 	"\fPingResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\rR\x06nodeId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1f\n" +
@@ -2854,14 +2939,15 @@ const file_hasidecar_v1_api_proto_rawDesc = "" +
 	"RemoveNode\x12\x1f.hasidecar.v1.RemoveNodeRequest\x1a .hasidecar.v1.RemoveNodeResponse2\x97\x01\n" +
 	"\vNodeService\x12C\n" +
 	"\x06Status\x12\x1b.hasidecar.v1.StatusRequest\x1a\x1c.hasidecar.v1.StatusResponse\x12C\n" +
-	"\x06Rejoin\x12\x1b.hasidecar.v1.RejoinRequest\x1a\x1c.hasidecar.v1.RejoinResponse2\xec\x03\n" +
+	"\x06Rejoin\x12\x1b.hasidecar.v1.RejoinRequest\x1a\x1c.hasidecar.v1.RejoinResponse2\xb1\x04\n" +
 	"\vPeerService\x12O\n" +
 	"\n" +
 	"EnsureSlot\x12\x1f.hasidecar.v1.EnsureSlotRequest\x1a .hasidecar.v1.EnsureSlotResponse\x12=\n" +
 	"\x04Join\x12\x19.hasidecar.v1.JoinRequest\x1a\x1a.hasidecar.v1.JoinResponse\x12K\n" +
 	"\x06Remove\x12\x1f.hasidecar.v1.RemoveNodeRequest\x1a .hasidecar.v1.RemoveNodeResponse\x12@\n" +
 	"\x05Apply\x12\x1a.hasidecar.v1.ApplyRequest\x1a\x1b.hasidecar.v1.ApplyResponse\x12C\n" +
-	"\x06Report\x12\x1b.hasidecar.v1.ReportRequest\x1a\x1c.hasidecar.v1.ReportResponse\x12:\n" +
+	"\x06Report\x12\x1b.hasidecar.v1.ReportRequest\x1a\x1c.hasidecar.v1.ReportResponse\x12C\n" +
+	"\x06Sample\x12\x1b.hasidecar.v1.SampleRequest\x1a\x1c.hasidecar.v1.SampleResponse\x12:\n" +
 	"\x03LSN\x12\x18.hasidecar.v1.LSNRequest\x1a\x19.hasidecar.v1.LSNResponse\x12=\n" +
 	"\x04Ping\x12\x19.hasidecar.v1.PingRequest\x1a\x1a.hasidecar.v1.PingResponseB?Z=github.com/hasidecar/hasidecar/proto/hasidecar/v1;hasidecarv1b\x06proto3"
 
@@ -2877,7 +2963,7 @@ func file_hasidecar_v1_api_proto_rawDescGZIP() []byte {
 	return file_hasidecar_v1_api_proto_rawDescData
 }
 
-var file_hasidecar_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
+var file_hasidecar_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_hasidecar_v1_api_proto_goTypes = []any{
 	(*PostgresStatus)(nil),     // 0: hasidecar.v1.PostgresStatus
 	(*ReplicationRow)(nil),     // 1: hasidecar.v1.ReplicationRow
@@ -2915,79 +3001,84 @@ var file_hasidecar_v1_api_proto_goTypes = []any{
 	(*LSNRequest)(nil),         // 33: hasidecar.v1.LSNRequest
 	(*LSNResponse)(nil),        // 34: hasidecar.v1.LSNResponse
 	(*PingRequest)(nil),        // 35: hasidecar.v1.PingRequest
-	(*PingResponse)(nil),       // 36: hasidecar.v1.PingResponse
-	(*EnsureSlotRequest)(nil),  // 37: hasidecar.v1.EnsureSlotRequest
-	(*EnsureSlotResponse)(nil), // 38: hasidecar.v1.EnsureSlotResponse
-	(NodeKind)(0),              // 39: hasidecar.v1.NodeKind
-	(NodeRole)(0),              // 40: hasidecar.v1.NodeRole
-	(FailoverMode)(0),          // 41: hasidecar.v1.FailoverMode
-	(*Lease)(nil),              // 42: hasidecar.v1.Lease
-	(*Switchover)(nil),         // 43: hasidecar.v1.Switchover
-	(*Event)(nil),              // 44: hasidecar.v1.Event
-	(*Node)(nil),               // 45: hasidecar.v1.Node
+	(*SampleRequest)(nil),      // 36: hasidecar.v1.SampleRequest
+	(*SampleResponse)(nil),     // 37: hasidecar.v1.SampleResponse
+	(*PingResponse)(nil),       // 38: hasidecar.v1.PingResponse
+	(*EnsureSlotRequest)(nil),  // 39: hasidecar.v1.EnsureSlotRequest
+	(*EnsureSlotResponse)(nil), // 40: hasidecar.v1.EnsureSlotResponse
+	(NodeKind)(0),              // 41: hasidecar.v1.NodeKind
+	(NodeRole)(0),              // 42: hasidecar.v1.NodeRole
+	(FailoverMode)(0),          // 43: hasidecar.v1.FailoverMode
+	(*Lease)(nil),              // 44: hasidecar.v1.Lease
+	(*Switchover)(nil),         // 45: hasidecar.v1.Switchover
+	(*Event)(nil),              // 46: hasidecar.v1.Event
+	(*Node)(nil),               // 47: hasidecar.v1.Node
 }
 var file_hasidecar_v1_api_proto_depIdxs = []int32{
 	1,  // 0: hasidecar.v1.PostgresStatus.replication:type_name -> hasidecar.v1.ReplicationRow
 	0,  // 1: hasidecar.v1.NodeReport.postgres:type_name -> hasidecar.v1.PostgresStatus
 	3,  // 2: hasidecar.v1.NodeReport.peers:type_name -> hasidecar.v1.PeerReachability
-	39, // 3: hasidecar.v1.NodeView.kind:type_name -> hasidecar.v1.NodeKind
-	40, // 4: hasidecar.v1.NodeView.role:type_name -> hasidecar.v1.NodeRole
+	41, // 3: hasidecar.v1.NodeView.kind:type_name -> hasidecar.v1.NodeKind
+	42, // 4: hasidecar.v1.NodeView.role:type_name -> hasidecar.v1.NodeRole
 	0,  // 5: hasidecar.v1.NodeView.postgres:type_name -> hasidecar.v1.PostgresStatus
-	41, // 6: hasidecar.v1.ShowResponse.failover_mode:type_name -> hasidecar.v1.FailoverMode
+	43, // 6: hasidecar.v1.ShowResponse.failover_mode:type_name -> hasidecar.v1.FailoverMode
 	5,  // 7: hasidecar.v1.ShowResponse.nodes:type_name -> hasidecar.v1.NodeView
-	42, // 8: hasidecar.v1.ShowResponse.lease:type_name -> hasidecar.v1.Lease
-	43, // 9: hasidecar.v1.ShowResponse.switchover:type_name -> hasidecar.v1.Switchover
-	44, // 10: hasidecar.v1.EventsResponse.events:type_name -> hasidecar.v1.Event
+	44, // 8: hasidecar.v1.ShowResponse.lease:type_name -> hasidecar.v1.Lease
+	45, // 9: hasidecar.v1.ShowResponse.switchover:type_name -> hasidecar.v1.Switchover
+	46, // 10: hasidecar.v1.EventsResponse.events:type_name -> hasidecar.v1.Event
 	2,  // 11: hasidecar.v1.MatrixResponse.reports:type_name -> hasidecar.v1.NodeReport
-	45, // 12: hasidecar.v1.MatrixResponse.nodes:type_name -> hasidecar.v1.Node
+	47, // 12: hasidecar.v1.MatrixResponse.nodes:type_name -> hasidecar.v1.Node
 	2,  // 13: hasidecar.v1.HistoryResponse.samples:type_name -> hasidecar.v1.NodeReport
-	39, // 14: hasidecar.v1.StatusResponse.kind:type_name -> hasidecar.v1.NodeKind
+	41, // 14: hasidecar.v1.StatusResponse.kind:type_name -> hasidecar.v1.NodeKind
 	0,  // 15: hasidecar.v1.StatusResponse.postgres:type_name -> hasidecar.v1.PostgresStatus
-	40, // 16: hasidecar.v1.StatusResponse.role:type_name -> hasidecar.v1.NodeRole
-	39, // 17: hasidecar.v1.JoinRequest.kind:type_name -> hasidecar.v1.NodeKind
+	42, // 16: hasidecar.v1.StatusResponse.role:type_name -> hasidecar.v1.NodeRole
+	41, // 17: hasidecar.v1.JoinRequest.kind:type_name -> hasidecar.v1.NodeKind
 	2,  // 18: hasidecar.v1.ReportRequest.report:type_name -> hasidecar.v1.NodeReport
 	0,  // 19: hasidecar.v1.LSNResponse.postgres:type_name -> hasidecar.v1.PostgresStatus
-	4,  // 20: hasidecar.v1.ClusterService.Show:input_type -> hasidecar.v1.ShowRequest
-	7,  // 21: hasidecar.v1.ClusterService.Events:input_type -> hasidecar.v1.EventsRequest
-	9,  // 22: hasidecar.v1.ClusterService.SetPaused:input_type -> hasidecar.v1.SetPausedRequest
-	11, // 23: hasidecar.v1.ClusterService.Failover:input_type -> hasidecar.v1.FailoverRequest
-	13, // 24: hasidecar.v1.ClusterService.Switchover:input_type -> hasidecar.v1.SwitchoverRequest
-	15, // 25: hasidecar.v1.ClusterService.Matrix:input_type -> hasidecar.v1.MatrixRequest
-	17, // 26: hasidecar.v1.ClusterService.History:input_type -> hasidecar.v1.HistoryRequest
-	19, // 27: hasidecar.v1.ClusterService.Cleanup:input_type -> hasidecar.v1.CleanupRequest
-	27, // 28: hasidecar.v1.ClusterService.RemoveNode:input_type -> hasidecar.v1.RemoveNodeRequest
-	21, // 29: hasidecar.v1.NodeService.Status:input_type -> hasidecar.v1.StatusRequest
-	23, // 30: hasidecar.v1.NodeService.Rejoin:input_type -> hasidecar.v1.RejoinRequest
-	37, // 31: hasidecar.v1.PeerService.EnsureSlot:input_type -> hasidecar.v1.EnsureSlotRequest
-	25, // 32: hasidecar.v1.PeerService.Join:input_type -> hasidecar.v1.JoinRequest
-	27, // 33: hasidecar.v1.PeerService.Remove:input_type -> hasidecar.v1.RemoveNodeRequest
-	29, // 34: hasidecar.v1.PeerService.Apply:input_type -> hasidecar.v1.ApplyRequest
-	31, // 35: hasidecar.v1.PeerService.Report:input_type -> hasidecar.v1.ReportRequest
-	33, // 36: hasidecar.v1.PeerService.LSN:input_type -> hasidecar.v1.LSNRequest
-	35, // 37: hasidecar.v1.PeerService.Ping:input_type -> hasidecar.v1.PingRequest
-	6,  // 38: hasidecar.v1.ClusterService.Show:output_type -> hasidecar.v1.ShowResponse
-	8,  // 39: hasidecar.v1.ClusterService.Events:output_type -> hasidecar.v1.EventsResponse
-	10, // 40: hasidecar.v1.ClusterService.SetPaused:output_type -> hasidecar.v1.SetPausedResponse
-	12, // 41: hasidecar.v1.ClusterService.Failover:output_type -> hasidecar.v1.FailoverResponse
-	14, // 42: hasidecar.v1.ClusterService.Switchover:output_type -> hasidecar.v1.SwitchoverResponse
-	16, // 43: hasidecar.v1.ClusterService.Matrix:output_type -> hasidecar.v1.MatrixResponse
-	18, // 44: hasidecar.v1.ClusterService.History:output_type -> hasidecar.v1.HistoryResponse
-	20, // 45: hasidecar.v1.ClusterService.Cleanup:output_type -> hasidecar.v1.CleanupResponse
-	28, // 46: hasidecar.v1.ClusterService.RemoveNode:output_type -> hasidecar.v1.RemoveNodeResponse
-	22, // 47: hasidecar.v1.NodeService.Status:output_type -> hasidecar.v1.StatusResponse
-	24, // 48: hasidecar.v1.NodeService.Rejoin:output_type -> hasidecar.v1.RejoinResponse
-	38, // 49: hasidecar.v1.PeerService.EnsureSlot:output_type -> hasidecar.v1.EnsureSlotResponse
-	26, // 50: hasidecar.v1.PeerService.Join:output_type -> hasidecar.v1.JoinResponse
-	28, // 51: hasidecar.v1.PeerService.Remove:output_type -> hasidecar.v1.RemoveNodeResponse
-	30, // 52: hasidecar.v1.PeerService.Apply:output_type -> hasidecar.v1.ApplyResponse
-	32, // 53: hasidecar.v1.PeerService.Report:output_type -> hasidecar.v1.ReportResponse
-	34, // 54: hasidecar.v1.PeerService.LSN:output_type -> hasidecar.v1.LSNResponse
-	36, // 55: hasidecar.v1.PeerService.Ping:output_type -> hasidecar.v1.PingResponse
-	38, // [38:56] is the sub-list for method output_type
-	20, // [20:38] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	2,  // 20: hasidecar.v1.SampleResponse.report:type_name -> hasidecar.v1.NodeReport
+	4,  // 21: hasidecar.v1.ClusterService.Show:input_type -> hasidecar.v1.ShowRequest
+	7,  // 22: hasidecar.v1.ClusterService.Events:input_type -> hasidecar.v1.EventsRequest
+	9,  // 23: hasidecar.v1.ClusterService.SetPaused:input_type -> hasidecar.v1.SetPausedRequest
+	11, // 24: hasidecar.v1.ClusterService.Failover:input_type -> hasidecar.v1.FailoverRequest
+	13, // 25: hasidecar.v1.ClusterService.Switchover:input_type -> hasidecar.v1.SwitchoverRequest
+	15, // 26: hasidecar.v1.ClusterService.Matrix:input_type -> hasidecar.v1.MatrixRequest
+	17, // 27: hasidecar.v1.ClusterService.History:input_type -> hasidecar.v1.HistoryRequest
+	19, // 28: hasidecar.v1.ClusterService.Cleanup:input_type -> hasidecar.v1.CleanupRequest
+	27, // 29: hasidecar.v1.ClusterService.RemoveNode:input_type -> hasidecar.v1.RemoveNodeRequest
+	21, // 30: hasidecar.v1.NodeService.Status:input_type -> hasidecar.v1.StatusRequest
+	23, // 31: hasidecar.v1.NodeService.Rejoin:input_type -> hasidecar.v1.RejoinRequest
+	39, // 32: hasidecar.v1.PeerService.EnsureSlot:input_type -> hasidecar.v1.EnsureSlotRequest
+	25, // 33: hasidecar.v1.PeerService.Join:input_type -> hasidecar.v1.JoinRequest
+	27, // 34: hasidecar.v1.PeerService.Remove:input_type -> hasidecar.v1.RemoveNodeRequest
+	29, // 35: hasidecar.v1.PeerService.Apply:input_type -> hasidecar.v1.ApplyRequest
+	31, // 36: hasidecar.v1.PeerService.Report:input_type -> hasidecar.v1.ReportRequest
+	36, // 37: hasidecar.v1.PeerService.Sample:input_type -> hasidecar.v1.SampleRequest
+	33, // 38: hasidecar.v1.PeerService.LSN:input_type -> hasidecar.v1.LSNRequest
+	35, // 39: hasidecar.v1.PeerService.Ping:input_type -> hasidecar.v1.PingRequest
+	6,  // 40: hasidecar.v1.ClusterService.Show:output_type -> hasidecar.v1.ShowResponse
+	8,  // 41: hasidecar.v1.ClusterService.Events:output_type -> hasidecar.v1.EventsResponse
+	10, // 42: hasidecar.v1.ClusterService.SetPaused:output_type -> hasidecar.v1.SetPausedResponse
+	12, // 43: hasidecar.v1.ClusterService.Failover:output_type -> hasidecar.v1.FailoverResponse
+	14, // 44: hasidecar.v1.ClusterService.Switchover:output_type -> hasidecar.v1.SwitchoverResponse
+	16, // 45: hasidecar.v1.ClusterService.Matrix:output_type -> hasidecar.v1.MatrixResponse
+	18, // 46: hasidecar.v1.ClusterService.History:output_type -> hasidecar.v1.HistoryResponse
+	20, // 47: hasidecar.v1.ClusterService.Cleanup:output_type -> hasidecar.v1.CleanupResponse
+	28, // 48: hasidecar.v1.ClusterService.RemoveNode:output_type -> hasidecar.v1.RemoveNodeResponse
+	22, // 49: hasidecar.v1.NodeService.Status:output_type -> hasidecar.v1.StatusResponse
+	24, // 50: hasidecar.v1.NodeService.Rejoin:output_type -> hasidecar.v1.RejoinResponse
+	40, // 51: hasidecar.v1.PeerService.EnsureSlot:output_type -> hasidecar.v1.EnsureSlotResponse
+	26, // 52: hasidecar.v1.PeerService.Join:output_type -> hasidecar.v1.JoinResponse
+	28, // 53: hasidecar.v1.PeerService.Remove:output_type -> hasidecar.v1.RemoveNodeResponse
+	30, // 54: hasidecar.v1.PeerService.Apply:output_type -> hasidecar.v1.ApplyResponse
+	32, // 55: hasidecar.v1.PeerService.Report:output_type -> hasidecar.v1.ReportResponse
+	37, // 56: hasidecar.v1.PeerService.Sample:output_type -> hasidecar.v1.SampleResponse
+	34, // 57: hasidecar.v1.PeerService.LSN:output_type -> hasidecar.v1.LSNResponse
+	38, // 58: hasidecar.v1.PeerService.Ping:output_type -> hasidecar.v1.PingResponse
+	40, // [40:59] is the sub-list for method output_type
+	21, // [21:40] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_hasidecar_v1_api_proto_init() }
@@ -3002,7 +3093,7 @@ func file_hasidecar_v1_api_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hasidecar_v1_api_proto_rawDesc), len(file_hasidecar_v1_api_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   39,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -573,6 +573,7 @@ const (
 	PeerService_Remove_FullMethodName     = "/hasidecar.v1.PeerService/Remove"
 	PeerService_Apply_FullMethodName      = "/hasidecar.v1.PeerService/Apply"
 	PeerService_Report_FullMethodName     = "/hasidecar.v1.PeerService/Report"
+	PeerService_Sample_FullMethodName     = "/hasidecar.v1.PeerService/Sample"
 	PeerService_LSN_FullMethodName        = "/hasidecar.v1.PeerService/LSN"
 	PeerService_Ping_FullMethodName       = "/hasidecar.v1.PeerService/Ping"
 )
@@ -586,6 +587,7 @@ type PeerServiceClient interface {
 	Remove(ctx context.Context, in *RemoveNodeRequest, opts ...grpc.CallOption) (*RemoveNodeResponse, error)
 	Apply(ctx context.Context, in *ApplyRequest, opts ...grpc.CallOption) (*ApplyResponse, error)
 	Report(ctx context.Context, in *ReportRequest, opts ...grpc.CallOption) (*ReportResponse, error)
+	Sample(ctx context.Context, in *SampleRequest, opts ...grpc.CallOption) (*SampleResponse, error)
 	LSN(ctx context.Context, in *LSNRequest, opts ...grpc.CallOption) (*LSNResponse, error)
 	Ping(ctx context.Context, in *PingRequest, opts ...grpc.CallOption) (*PingResponse, error)
 }
@@ -648,6 +650,16 @@ func (c *peerServiceClient) Report(ctx context.Context, in *ReportRequest, opts 
 	return out, nil
 }
 
+func (c *peerServiceClient) Sample(ctx context.Context, in *SampleRequest, opts ...grpc.CallOption) (*SampleResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SampleResponse)
+	err := c.cc.Invoke(ctx, PeerService_Sample_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *peerServiceClient) LSN(ctx context.Context, in *LSNRequest, opts ...grpc.CallOption) (*LSNResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(LSNResponse)
@@ -677,6 +689,7 @@ type PeerServiceServer interface {
 	Remove(context.Context, *RemoveNodeRequest) (*RemoveNodeResponse, error)
 	Apply(context.Context, *ApplyRequest) (*ApplyResponse, error)
 	Report(context.Context, *ReportRequest) (*ReportResponse, error)
+	Sample(context.Context, *SampleRequest) (*SampleResponse, error)
 	LSN(context.Context, *LSNRequest) (*LSNResponse, error)
 	Ping(context.Context, *PingRequest) (*PingResponse, error)
 	mustEmbedUnimplementedPeerServiceServer()
@@ -703,6 +716,9 @@ func (UnimplementedPeerServiceServer) Apply(context.Context, *ApplyRequest) (*Ap
 }
 func (UnimplementedPeerServiceServer) Report(context.Context, *ReportRequest) (*ReportResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Report not implemented")
+}
+func (UnimplementedPeerServiceServer) Sample(context.Context, *SampleRequest) (*SampleResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Sample not implemented")
 }
 func (UnimplementedPeerServiceServer) LSN(context.Context, *LSNRequest) (*LSNResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method LSN not implemented")
@@ -821,6 +837,24 @@ func _PeerService_Report_Handler(srv interface{}, ctx context.Context, dec func(
 	return interceptor(ctx, in, info, handler)
 }
 
+func _PeerService_Sample_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SampleRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PeerServiceServer).Sample(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PeerService_Sample_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PeerServiceServer).Sample(ctx, req.(*SampleRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _PeerService_LSN_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(LSNRequest)
 	if err := dec(in); err != nil {
@@ -883,6 +917,10 @@ var PeerService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Report",
 			Handler:    _PeerService_Report_Handler,
+		},
+		{
+			MethodName: "Sample",
+			Handler:    _PeerService_Sample_Handler,
 		},
 		{
 			MethodName: "LSN",
