@@ -10,7 +10,7 @@ LDFLAGS  := -X github.com/hasidecar/hasidecar/node.Version=$(VERSION)
 RACE_PKGS := ./fsm/... ./config/... ./node/... ./cmd/... ./internal/...
 LAB_DIR  ?= lab
 
-.PHONY: all build test test-unit test-integration lint proto demo demo-down bench-failover bench-switchover clean
+.PHONY: all build test test-unit test-integration chaos lint proto demo demo-down bench-failover bench-switchover clean
 
 all: build
 
@@ -27,6 +27,14 @@ test-unit:
 
 test-integration:
 	$(GO) test -count=1 -timeout 40m -v ./integration/... 2>&1 | tee integration.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go' ; test $${PIPESTATUS[0]} -eq 0
+
+## chaos: the long form of TestChaos (make test runs each fault once, seed 1):
+## CHAOS_ROUNDS seeded faults (default 22: every fault twice); a random
+## seed unless CHAOS_SEED is given; CHAOS_FAULTS=a,b runs exactly those.
+CHAOS_ROUNDS ?= 22
+CHAOS_SEED   ?= $(shell date +%s)
+chaos:
+	CHAOS_ROUNDS=$(CHAOS_ROUNDS) CHAOS_SEED=$(CHAOS_SEED) $(GO) test -count=1 -timeout 90m -v -run 'TestChaos$$' ./integration/ 2>&1 | tee chaos.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go' ; test $${PIPESTATUS[0]} -eq 0
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
@@ -55,4 +63,4 @@ bench-switchover: build
 	$(GO) run ./bench/switchover -bin $(BIN) $(BENCH_ARGS)
 
 clean:
-	rm -rf bin integration.log
+	rm -rf bin integration.log chaos.log

@@ -35,8 +35,8 @@ func expectedMinimalData(fx *fixture) *Config {
 		Raft: RaftConfig{
 			Listen:            "10.0.0.1:7000",
 			Advertise:         "10.0.0.1:7000",
-			HeartbeatTimeout:  sec(1),
-			ElectionTimeout:   sec(1),
+			HeartbeatTimeout:  Duration(500 * time.Millisecond),
+			ElectionTimeout:   Duration(500 * time.Millisecond),
 			SnapshotThreshold: 1024,
 			SnapshotInterval:  sec(30),
 		},
@@ -82,8 +82,8 @@ func expectedMinimalWitness() *Config {
 		Raft: RaftConfig{
 			Listen:            "10.0.0.9:7000",
 			Advertise:         "10.0.0.9:7000",
-			HeartbeatTimeout:  sec(1),
-			ElectionTimeout:   sec(1),
+			HeartbeatTimeout:  Duration(500 * time.Millisecond),
+			ElectionTimeout:   Duration(500 * time.Millisecond),
 			SnapshotThreshold: 1024,
 			SnapshotInterval:  sec(30),
 		},
@@ -291,8 +291,8 @@ join:
 raft:
   listen: 10.0.0.9:7000
   advertise: 10.0.0.9:7000
-  heartbeat_timeout: 1s
-  election_timeout: 1s
+  heartbeat_timeout: 500ms
+  election_timeout: 500ms
   snapshot_threshold: 1024
   snapshot_interval: 30s
 grpc:

@@ -11,10 +11,16 @@ import (
 // fills them only when the key is missing from the file, and ApplyDefaults
 // leaves them alone.
 const (
-	DefaultLocation             = "default"
-	DefaultPriority             = 100 // when absent; 0 never promotes
-	DefaultHeartbeatTimeout     = Duration(time.Second)
-	DefaultElectionTimeout      = Duration(time.Second)
+	DefaultLocation = "default"
+	DefaultPriority = 100 // when absent; 0 never promotes
+	// 500 ms, not hashicorp/raft's 1 s: replacing a dead Raft leader takes
+	// up to about 2 × the heartbeat timeout (every surviving voter must
+	// time out before one grants a vote), and that must fit well inside
+	// what a 4 s lease leaves after its lease/3 renewal phase and the
+	// fencing margin, or a leader's death fences a healthy primary (the
+	// chaos test's witness-kill caught it with 1 s).
+	DefaultHeartbeatTimeout     = Duration(500 * time.Millisecond)
+	DefaultElectionTimeout      = Duration(500 * time.Millisecond)
 	DefaultSnapshotThreshold    = 1024
 	DefaultSnapshotInterval     = Duration(30 * time.Second)
 	DefaultPostgresHost         = "127.0.0.1"

@@ -271,9 +271,17 @@ func (c *cluster) connect(ctx context.Context, name string) (*pgx.Conn, error) {
 // connectDSN opens a connection, from the client namespace when the lab
 // has its own network.
 func (c *cluster) connectDSN(ctx context.Context, dsn string) (*pgx.Conn, error) {
+	return c.connectWith(ctx, dsn, nil)
+}
+
+// connectWith is connectDSN with a last change to the parsed config.
+func (c *cluster) connectWith(ctx context.Context, dsn string, tweak func(*pgx.ConnConfig)) (*pgx.Conn, error) {
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
 		return nil, err
+	}
+	if tweak != nil {
+		tweak(cfg)
 	}
 	if c.lab.Spec.Net != nil {
 		cfg.DialFunc = c.lab.Spec.Net.DialContext // for every host of a multi-host string

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hasidecar/hasidecar/config"
 	"github.com/hasidecar/hasidecar/fsm"
 	"github.com/hasidecar/hasidecar/pgctl"
 	pb "github.com/hasidecar/hasidecar/proto/hasidecar/v1"
@@ -37,8 +38,20 @@ type leaseState struct {
 // fenceMargin is how long before its deadline the primary stops Postgres.
 // A fast shutdown terminates every backend at once; the margin covers the
 // watchdog's tick and the signal delivery.
-func (a *pgAgent) fenceMargin() time.Duration {
-	return min(500*time.Millisecond, a.n.cfg.Timing.Lease.D()/4)
+func (a *pgAgent) fenceMargin() time.Duration { return fenceMargin(a.n.cfg) }
+
+func fenceMargin(cfg *config.Config) time.Duration {
+	return min(500*time.Millisecond, cfg.Timing.Lease.D()/4)
+}
+
+// leaseRoom is the shortest time a primary keeps its lease without a Raft
+// leader (its last renewal sent up to lease/3 before the leader died, and
+// it fences fenceMargin before the deadline), and need what replacing a
+// dead leader takes: up to 2 × heartbeat_timeout until every surviving
+// voter stops following it, plus an election and a commit.
+func leaseRoom(cfg *config.Config) (room, need time.Duration) {
+	lease := cfg.Timing.Lease.D()
+	return lease - lease/3 - fenceMargin(cfg), 2*cfg.Raft.HeartbeatTimeout.D() + 300*time.Millisecond
 }
 
 func (a *pgAgent) leaseValid() bool {
@@ -74,8 +87,16 @@ func (a *pgAgent) leaseLoop(ctx context.Context) {
 		if _, ok := a.holdsLease(st); !ok {
 			a.clearLease()
 		} else if !time.Now().Before(next) {
-			a.renewOrRelease(ctx, st)
 			next = time.Now().Add(every)
+			if a.renewOrRelease(ctx, st) == renewFailed {
+				// No leader or no quorum for now (a Raft leader that
+				// died takes 1–2 s to replace): try again at once, so
+				// that the renewal lands as soon as a leader is there
+				// instead of a third of a lease later — with the
+				// default 4 s lease the difference decides whether a
+				// healthy primary gets fenced.
+				next = time.Now().Add(renewRetry)
+			}
 		}
 		wait := time.Until(next)
 		if wait <= 0 || wait > every {
@@ -98,11 +119,25 @@ func (a *pgAgent) renewNow(ctx context.Context) {
 	}
 }
 
-func (a *pgAgent) renewOrRelease(ctx context.Context, st *pb.ClusterState) {
+// renewOutcome says what renewOrRelease did.
+type renewOutcome int
+
+const (
+	renewSkipped renewOutcome = iota // nothing proposed (unhealthy, stopping, released)
+	renewed                          // committed: the deadline moved
+	renewRefused                     // the FSM refused it: the lease is gone
+	renewFailed                      // not committed (no leader, no quorum): retry soon
+)
+
+// renewRetry is the pause before another attempt after renewFailed (each
+// attempt itself retries for up to lease/3 while no leader is known).
+const renewRetry = 50 * time.Millisecond
+
+func (a *pgAgent) renewOrRelease(ctx context.Context, st *pb.ClusterState) renewOutcome {
 	me, _ := a.holdsLease(st)
 	o := a.observed()
 	if a.stopping.Load() {
-		return
+		return renewSkipped
 	}
 	if a.ctl.Running() {
 		// Renew only while Postgres answers its health query (observe
@@ -110,10 +145,10 @@ func (a *pgAgent) renewOrRelease(ctx context.Context, st *pb.ClusterState) {
 		// lapse, the watchdog fences it and the leader fails over.
 		if since := time.Since(a.lastHealthyAt()); since > 3*a.n.cfg.Timing.MonitorInterval.D() {
 			a.logger.Warn("not renewing the lease: postgres has not answered its health query", "for", since.Round(time.Millisecond))
-			return
+			return renewSkipped
 		}
 	} else if sw := st.Switchover; sw != nil && sw.FromId == me.Id {
-		return // stopped for a switchover: the lease goes with the promotion
+		return renewSkipped // stopped for a switchover: the lease goes with the promotion
 	} else {
 		// Not running: keep the lease while a start or a restart in place
 		// may still succeed, then let it go.
@@ -122,7 +157,7 @@ func (a *pgAgent) renewOrRelease(ctx context.Context, st *pb.ClusterState) {
 		a.crashMu.Unlock()
 		if !crashed.IsZero() && time.Since(crashed) >= a.n.cfg.Postgres.RestartTimeout.D() {
 			a.release(ctx, st, me, "postgres crashed and did not restart within postgres.restart_timeout")
-			return
+			return renewSkipped
 		}
 	}
 	lease := a.n.cfg.Timing.Lease.D()
@@ -140,10 +175,10 @@ func (a *pgAgent) renewOrRelease(ctx context.Context, st *pb.ClusterState) {
 		if errors.As(err, &fe) {
 			a.logger.Warn("lease renewal refused", "term", st.Term, "error", err)
 			a.clearLease()
-			return
+			return renewRefused
 		}
 		a.logger.Warn("lease renewal failed", "term", st.Term, "error", err)
-		return
+		return renewFailed
 	}
 	a.lease.mu.Lock()
 	if a.lease.term != st.Term || a.lease.deadline.Before(tSend.Add(lease)) {
@@ -152,6 +187,7 @@ func (a *pgAgent) renewOrRelease(ctx context.Context, st *pb.ClusterState) {
 		a.lease.last = a.lease.deadline
 	}
 	a.lease.mu.Unlock()
+	return renewed
 }
 
 func (a *pgAgent) release(ctx context.Context, st *pb.ClusterState, me *pb.Node, reason string) {

@@ -136,6 +136,10 @@ func (n *Node) Run(ctx context.Context) error {
 		return err
 	}
 	n.logger.Info("sidecar started", "name", n.cfg.Name, "kind", n.cfg.Kind, "raft", n.cfg.RaftAdvertise(), "grpc", n.cfg.GRPCAdvertise(), "version", Version)
+	if room, need := leaseRoom(n.cfg); room < need {
+		n.logger.Warn("timing.lease leaves too little room for a Raft leader change: the death of the Raft leader may fence a healthy primary and fail over; lengthen timing.lease or shorten raft.heartbeat_timeout",
+			"lease", n.cfg.Timing.Lease.D(), "heartbeat_timeout", n.cfg.Raft.HeartbeatTimeout.D(), "room", room, "needed", need)
+	}
 
 	loops, stopLoops := context.WithCancel(context.Background())
 	n.goLoop(func() { n.monitorLeadership(loops) })

@@ -298,3 +298,80 @@ func TestRewindSameTimeline(t *testing.T) {
 	}
 	t.Logf("error: %v", err)
 }
+
+// TestStandbyTimelineUpstreamGone: a standby that followed its upstream
+// onto a new timeline still reports that timeline once the upstream is
+// gone and its WAL receiver with it — pg_control's timelines lag until the
+// next restartpoint — so that a failover can choose it (a stale answer kept
+// the chaos test's cluster without a primary after a switchover followed by
+// the new primary's death).
+func TestStandbyTimelineUpstreamGone(t *testing.T) {
+	needPG(t)
+	ctx := ctxT(t)
+	base := baseDir(t)
+	n1 := newInstance(t, base, "n1")
+	fromTemplate(t, n1)
+	mustStart(t, n1)
+	socketSource := func(c *Controller) string {
+		return BuildConninfo(map[string]string{"host": c.opts.SocketDir, "port": strconv.Itoa(c.opts.Port), "user": "postgres", "dbname": "postgres"})
+	}
+	var standbys []*Controller
+	for _, name := range []string{"n2", "n3"} {
+		s := newInstance(t, base, name)
+		if err := s.BaseBackup(ctx, socketSource(n1), "", ""); err != nil {
+			t.Fatal(err)
+		}
+		configure(t, s)
+		if _, err := s.SetRecovery(ctx, socketSource(n1), ""); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.SetStandbySignal(true); err != nil {
+			t.Fatal(err)
+		}
+		mustStart(t, s)
+		waitStreaming(t, s, 1)
+		standbys = append(standbys, s)
+	}
+	n2, n3 := standbys[0], standbys[1]
+	if err := n1.Stop(ctx, StopFast); err != nil {
+		t.Fatal(err)
+	}
+	if err := n2.Promote(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := n2.Checkpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n3.SetRecovery(ctx, socketSource(n2), ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := n3.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitStreaming(t, n3, 2)
+	if err := n2.Exec(ctx, "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'timeline 2')"); err != nil {
+		t.Fatal(err)
+	}
+	waitRow(t, n3, 1)
+	if err := n2.Stop(ctx, StopImmediate); err != nil {
+		t.Fatal(err)
+	}
+	var ckptTLI int32
+	if err := n3.QueryRow(ctx, "SELECT timeline_id FROM pg_control_checkpoint()", nil, &ckptTLI); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "n3 without a WAL receiver", func() (bool, string) {
+		st, err := n3.Status(ctx)
+		if err != nil {
+			return false, err.Error()
+		}
+		if st.WalReceiverStatus != "" {
+			return false, "WAL receiver " + st.WalReceiverStatus
+		}
+		if !st.InRecovery || st.Timeline != 2 {
+			t.Fatalf("n3 with its upstream gone: in recovery %v, timeline %d, want 2 (pg_control's checkpoint is on timeline %d)", st.InRecovery, st.Timeline, ckptTLI)
+		}
+		return true, ""
+	})
+	t.Logf("n3 reports timeline 2 while pg_control's last restartpoint is on timeline %d", ckptTLI)
+}

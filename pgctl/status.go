@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Status is one snapshot of the local instance.
@@ -57,6 +59,16 @@ func (c *Controller) Status(ctx context.Context) (*Status, error) {
 	})
 	if err != nil {
 		return st, fmt.Errorf("querying postgres status: %w", err)
+	}
+	if st.InRecovery && st.WalReceiverStatus == "" {
+		// No WAL receiver (its upstream is gone): pg_control's timelines
+		// lag until the next restartpoint, which may never come, so ask the
+		// startup process's replay timeline.
+		if tli, err := c.replayTimeline(ctx); err == nil {
+			st.Timeline = tli
+		} else {
+			c.log.Debug("replay timeline unknown, using pg_control's", "timeline", st.Timeline, "error", err)
+		}
 	}
 	if n, err := countReady(c.opts.DataDir); err == nil {
 		st.ArchiveReady = n
@@ -191,4 +203,38 @@ func (c *Controller) PendingRestart(ctx context.Context) ([]string, error) {
 		return nil, fmt.Errorf("listing settings pending restart: %w", err)
 	}
 	return names, nil
+}
+
+// replayTimeline is the timeline a standby has replayed up to, from
+// IDENTIFY_SYSTEM on a physical replication connection to itself (a
+// cascading walsender answers with its replay timeline; SQL offers it only
+// through the WAL receiver, which is gone when the upstream is). Patroni
+// does the same.
+func (c *Controller) replayTimeline(ctx context.Context) (uint32, error) {
+	cfg, err := c.ConnConfig()
+	if err != nil {
+		return 0, err
+	}
+	pcfg := cfg.Config.Copy()
+	pcfg.RuntimeParams["replication"] = "true"
+	delete(pcfg.RuntimeParams, "application_name")
+	cctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	conn, err := pgconn.ConnectConfig(cctx, pcfg)
+	if err != nil {
+		return 0, fmt.Errorf("replication connection over %s: %w", c.opts.SocketDir, err)
+	}
+	defer func() { _ = conn.Close(context.Background()) }()
+	res, err := conn.Exec(cctx, "IDENTIFY_SYSTEM").ReadAll()
+	if err != nil {
+		return 0, fmt.Errorf("IDENTIFY_SYSTEM: %w", err)
+	}
+	if len(res) != 1 || len(res[0].Rows) != 1 || len(res[0].Rows[0]) < 2 {
+		return 0, fmt.Errorf("IDENTIFY_SYSTEM: unexpected answer")
+	}
+	tli, err := strconv.ParseUint(string(res[0].Rows[0][1]), 10, 32)
+	if err != nil || tli == 0 {
+		return 0, fmt.Errorf("IDENTIFY_SYSTEM: timeline %q", res[0].Rows[0][1])
+	}
+	return uint32(tli), nil
 }

@@ -163,16 +163,42 @@ func (n *Net) DialContext(ctx context.Context, network, addr string) (net.Conn, 
 // given nodes (in both directions); the client and everyone else still
 // reach it. Heal removes it.
 func (n *Net) Partition(node string, from ...string) error {
+	return n.filter(node, "drop", true, true, from)
+}
+
+// PartitionInbound drops, inside node's namespace, only the packets that
+// arrive from the given nodes: node still sends to them (an asymmetric
+// partition: its votes and requests go out, no answer comes back).
+func (n *Net) PartitionInbound(node string, from ...string) error {
+	return n.filter(node, "drop", true, false, from)
+}
+
+// Loss drops, inside node's namespace, about percent % of the packets to
+// and from the given nodes (nft numgen: tc netem is missing on this
+// kernel). It replaces any partition of node; Heal removes it.
+func (n *Net) Loss(node string, percent int, from ...string) error {
+	if percent < 1 || percent > 100 {
+		return fmt.Errorf("loss in %s: %d%% is not a percentage", node, percent)
+	}
+	return n.filter(node, fmt.Sprintf("numgen random mod 100 < %d drop", percent), true, true, from)
+}
+
+// filter replaces node's rules with one verdict on traffic with the given
+// nodes, inbound and/or outbound.
+func (n *Net) filter(node, verdict string, inbound, outbound bool, from []string) error {
 	var ips []string
 	for _, f := range from {
 		ips = append(ips, n.ips[f])
 	}
 	set := "{ " + strings.Join(ips, ", ") + " }"
-	rules := fmt.Sprintf(`table inet hasidecar_lab {
-	chain in { type filter hook input priority 0; ip saddr %s drop; }
-	chain out { type filter hook output priority 0; ip daddr %s drop; }
-}
-`, set, set)
+	rules := "table inet hasidecar_lab {\n"
+	if inbound {
+		rules += fmt.Sprintf("\tchain in { type filter hook input priority 0; ip saddr %s %s; }\n", set, verdict)
+	}
+	if outbound {
+		rules += fmt.Sprintf("\tchain out { type filter hook output priority 0; ip daddr %s %s; }\n", set, verdict)
+	}
+	rules += "}\n"
 	_ = n.Heal(node)
 	cmd := n.Command(node, "nft", "-f", "-")
 	cmd.Stdin = strings.NewReader(rules)
