@@ -40,8 +40,9 @@ import (
 //
 // make test runs the short form: every fault once, in the order of seed 1
 // (about 2.5 minutes); make chaos the long one (CHAOS_ROUNDS, a random
-// seed). CHAOS_SEED replays a run; CHAOS_FAULTS=a,b runs exactly those
-// faults in that order.
+// seed). CHAOS_SEED replays a run (the same schedule as long as the fault
+// list below is unchanged); CHAOS_FAULTS=a,b runs exactly those faults in
+// that order.
 func TestChaos(t *testing.T) {
 	seed := envUint(t, "CHAOS_SEED", 1)
 	rounds := int(envUint(t, "CHAOS_ROUNDS", uint64(len(faults))))
