@@ -62,7 +62,8 @@ func TestChaos(t *testing.T) {
 			start := time.Now()
 			f.run(r)
 			r.converge(f.minPromotions, f.maxPromotions)
-			t.Logf("%s: %d promotion(s), %s in all", f.name, r.promotions, time.Since(start).Round(100*time.Millisecond))
+			t.Logf("%s: %d promotion(s), %s in all, longest write gap %s", f.name, r.promotions,
+				time.Since(start).Round(100*time.Millisecond), s.writer.longestGap(start, time.Now()).Round(10*time.Millisecond))
 		})
 		if !ok {
 			t.Fatalf("round %d (%s) failed: replay with CHAOS_SEED=%d CHAOS_FAULTS=%s", i+1, f.name, seed, strings.Join(names(schedule[:i+1]), ","))

@@ -151,6 +151,7 @@ type writer struct {
 	mu     sync.Mutex
 	next   int
 	acked  []int
+	ackAt  []time.Time // when each acked id returned
 	// cancelledWaits counts "canceling wait for synchronous replication"
 	// warnings (see loop).
 	cancelledWaits int
@@ -212,6 +213,7 @@ func (w *writer) loop(ctx context.Context) {
 		}
 		w.mu.Lock()
 		w.acked = append(w.acked, id)
+		w.ackAt = append(w.ackAt, time.Now())
 		w.mu.Unlock()
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -223,6 +225,26 @@ func (w *writer) loop(ctx context.Context) {
 func (w *writer) stop() {
 	w.cancel()
 	w.wg.Wait()
+}
+
+// longestGap is the longest time without an acknowledged write between
+// from and to (the write unavailability a client saw).
+func (w *writer) longestGap(from, to time.Time) time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var gap time.Duration
+	prev := from
+	for _, at := range w.ackAt {
+		if at.Before(from) {
+			continue
+		}
+		if at.After(to) {
+			break
+		}
+		gap = max(gap, at.Sub(prev))
+		prev = at
+	}
+	return max(gap, to.Sub(prev))
 }
 
 func (w *writer) ackedIDs() []int {
