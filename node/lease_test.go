@@ -16,7 +16,7 @@ func TestLeaseRoom(t *testing.T) {
 		enough           bool
 	}{
 		{4 * time.Second, 500 * time.Millisecond, 2166666667 * time.Nanosecond, true}, // the defaults
-		{4 * time.Second, time.Second, 2166666667 * time.Nanosecond, false}, // hashicorp/raft's 1 s: a leader's death could fence
+		{4 * time.Second, time.Second, 2166666667 * time.Nanosecond, false},           // hashicorp/raft's 1 s: a leader's death could fence
 		{8 * time.Second, time.Second, 4833333334 * time.Nanosecond, true},
 		{2 * time.Second, 500 * time.Millisecond, 833333334 * time.Nanosecond, false},
 		{2 * time.Second, 250 * time.Millisecond, 833333334 * time.Nanosecond, true},
