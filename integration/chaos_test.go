@@ -138,6 +138,12 @@ var faults = []fault{
 		r.must(r.net().Loss(r.primary, pct, r.others()...))
 		r.pause(15*time.Second, 15*time.Second)
 	}},
+	{"slow-primary", 0, 1, func(r *round) {
+		rate := []string{"256kbit", "1mbit"}[r.rng.IntN(2)]
+		r.t.Logf("%s's link limited to %s both ways", r.primary, rate)
+		r.must(r.net().Slow(r.primary, rate))
+		r.pause(15*time.Second, 15*time.Second)
+	}},
 	{"lagging-standby", 1, 1, func(r *round) {
 		lag := r.standbys[r.rng.IntN(len(r.standbys))]
 		wr := walReceiverPID(r.t, r.s.cluster, lag)
@@ -322,7 +328,8 @@ func (r *round) converge(minP, maxP uint64) {
 		_ = syscall.Kill(pid, syscall.SIGCONT)
 	}
 	for _, n := range r.s.lab.Nodes {
-		r.must(r.s.lab.Spec.Net.Heal(n.Name))
+		r.must(r.net().Heal(n.Name))
+		r.must(r.net().Fast(n.Name))
 	}
 	for _, n := range r.s.lab.Nodes {
 		if n.PID() == 0 {

@@ -26,6 +26,7 @@ type Net struct {
 	run    string // run id in every name
 	prefix string // "10.A.B." of the lab's /24
 	ips    map[string]string
+	ports  map[string]string // node → its veth end on the hub's bridge
 	ns     []string
 }
 
@@ -46,7 +47,7 @@ func NewNet() (*Net, error) {
 	_, _ = rand.Read(b)
 	a, _ := rand.Int(rand.Reader, big.NewInt(50))
 	c, _ := rand.Int(rand.Reader, big.NewInt(250))
-	return &Net{run: hex.EncodeToString(b), prefix: fmt.Sprintf("10.%d.%d.", 200+a.Int64(), c.Int64()), ips: map[string]string{}}, nil
+	return &Net{run: hex.EncodeToString(b), prefix: fmt.Sprintf("10.%d.%d.", 200+a.Int64(), c.Int64()), ips: map[string]string{}, ports: map[string]string{}}, nil
 }
 
 func (n *Net) nsName(node string) string { return "hsd" + n.run + "-" + node }
@@ -108,6 +109,41 @@ func (n *Net) Setup(nodes []string) error {
 			}
 		}
 		n.ips[name] = ip
+		n.ports[name] = port
+	}
+	return nil
+}
+
+// Slow limits node's link, both ways, to rate (tc tbf, e.g. "256kbit";
+// netem is missing on this kernel): a slow or congested link rather than
+// a cut one. Fast lifts it.
+func (n *Net) Slow(node, rate string) error {
+	tbf := []string{"root", "tbf", "rate", rate, "burst", "16kb", "latency", "500ms"}
+	if err := tcIn(n.nsName(node), append([]string{"qdisc", "replace", "dev", "eth0"}, tbf...)...); err != nil {
+		return fmt.Errorf("slow %s: %w", node, err)
+	}
+	if err := tcIn(n.nsName("hub"), append([]string{"qdisc", "replace", "dev", n.ports[node]}, tbf...)...); err != nil {
+		return fmt.Errorf("slow %s: %w", node, err)
+	}
+	return nil
+}
+
+// Fast removes Slow's limits (no error when there are none).
+func (n *Net) Fast(node string) error {
+	for _, dev := range [][2]string{{n.nsName(node), "eth0"}, {n.nsName("hub"), n.ports[node]}} {
+		err := tcIn(dev[0], "qdisc", "del", "dev", dev[1], "root")
+		if err != nil && !strings.Contains(err.Error(), "No such file") && !strings.Contains(err.Error(), "Cannot delete qdisc with handle of zero") {
+			return fmt.Errorf("lift the limit on %s: %w", node, err)
+		}
+	}
+	return nil
+}
+
+// tcIn runs tc inside a namespace.
+func tcIn(ns string, args ...string) error {
+	out, err := exec.Command("ip", append([]string{"netns", "exec", ns, "tc"}, args...)...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("tc %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
 	}
 	return nil
 }
