@@ -49,6 +49,7 @@ type Config struct {
 	GRPC     ListenConfig    `yaml:"grpc"`
 	HTTP     HTTPConfig      `yaml:"http"`
 	TLS      TLSConfig       `yaml:"tls"`
+	Ctl      CtlConfig       `yaml:"ctl"`
 	Postgres *PostgresConfig `yaml:"postgres"`
 	Timing   TimingConfig    `yaml:"timing"`
 	Events   EventsConfig    `yaml:"events"`
@@ -90,15 +91,51 @@ type HTTPConfig struct {
 	Listen string `yaml:"listen"`
 }
 
-// TLSConfig enables mutual TLS for gRPC and the Raft transport when set.
+// TLS modes.
+const (
+	TLSModeOn  = "on"
+	TLSModeOff = "off"
+)
+
+// TLSConfig is mutual TLS for gRPC and the Raft transport: on unless the
+// file says mode: off (allowed on loopback addresses only).
 type TLSConfig struct {
+	Mode     string `yaml:"mode"`
 	CAFile   string `yaml:"ca_file"`
 	CertFile string `yaml:"cert_file"`
 	KeyFile  string `yaml:"key_file"`
 }
 
-// Enabled reports whether TLS is configured.
-func (t TLSConfig) Enabled() bool { return t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" }
+// Enabled reports whether mutual TLS is on.
+func (t TLSConfig) Enabled() bool { return t.Mode != TLSModeOff }
+
+// HasFiles reports whether any certificate file is named.
+func (t TLSConfig) HasFiles() bool { return t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" }
+
+// CtlConfig is the certificate the CLI uses when given this file with -c
+// (like patronictl's ctl: section): usually an operator certificate. The CA
+// is tls.ca_file unless ca_file is set. Without it the CLI uses the node's
+// own certificate, which may read but not change the cluster.
+type CtlConfig struct {
+	CAFile   string `yaml:"ca_file"`
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// Client is the TLS files the CLI uses with this config.
+func (c *Config) Client() TLSConfig {
+	if !c.TLS.Enabled() {
+		return c.TLS
+	}
+	if c.Ctl.CertFile == "" {
+		return c.TLS
+	}
+	ca := c.Ctl.CAFile
+	if ca == "" {
+		ca = c.TLS.CAFile
+	}
+	return TLSConfig{Mode: TLSModeOn, CAFile: ca, CertFile: c.Ctl.CertFile, KeyFile: c.Ctl.KeyFile}
+}
 
 // PostgresConfig is the local Postgres instance (data nodes only).
 type PostgresConfig struct {

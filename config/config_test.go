@@ -1,9 +1,11 @@
 package config
 
 import (
+	"net"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -41,6 +43,7 @@ func expectedMinimalData(fx *fixture) *Config {
 			SnapshotInterval:  sec(30),
 		},
 		GRPC: ListenConfig{Listen: "10.0.0.1:7001", Advertise: "10.0.0.1:7001"},
+		TLS:  expectedTLS(fx),
 		Postgres: &PostgresConfig{
 			BinDir:                  fx.bin,
 			DataDir:                 "/var/lib/postgresql/15/main",
@@ -70,7 +73,13 @@ func expectedMinimalData(fx *fixture) *Config {
 	}
 }
 
-func expectedMinimalWitness() *Config {
+// expectedTLS is what tlsFiles parses to.
+func expectedTLS(fx *fixture) TLSConfig {
+	return TLSConfig{Mode: TLSModeOn, CAFile: fx.expand("$CA"), CertFile: fx.expand("$CERT"), KeyFile: fx.expand("$KEY")}
+}
+
+// expectedMinimalWitness is what minimalWitnessYAML parses to.
+func expectedMinimalWitness(fx *fixture) *Config {
 	return &Config{
 		Cluster:  "main",
 		Name:     "w1",
@@ -88,6 +97,7 @@ func expectedMinimalWitness() *Config {
 			SnapshotInterval:  sec(30),
 		},
 		GRPC:                 ListenConfig{Listen: "10.0.0.9:7001", Advertise: "10.0.0.9:7001"},
+		TLS:                  expectedTLS(fx),
 		Timing:               TimingConfig{MonitorInterval: sec(1), Lease: sec(4), DriftMarginPercent: 10},
 		Events:               EventsConfig{MaxCount: 1000, MaxAge: Duration(720 * time.Hour)},
 		Failover:             FailoverAutomatic,
@@ -104,9 +114,26 @@ state_dir: /var/lib/hasidecar
 join: [10.0.0.1:7001]
 raft:
   listen: 10.0.0.9:7000
-grpc:
-  listen: 10.0.0.9:7001
+grpc: {listen: 10.0.0.9:7001}
+tls: {ca_file: $CA, cert_file: $CERT, key_file: $KEY}
 `
+
+// labYAML is a witness on host, a loopback address, with TLS off in the
+// flow form, and what it parses to.
+func labYAML(host string) string {
+	return "cluster: main\nname: w1\nkind: witness\nstate_dir: /var/lib/hasidecar\nbootstrap: true\nraft:\n  listen: " +
+		strconv.Quote(net.JoinHostPort(host, "7000")) + "\ngrpc:\n  listen: " + strconv.Quote(net.JoinHostPort(host, "7001")) + "\ntls: {mode: off}\n"
+}
+
+func expectedLab(fx *fixture, host string) *Config {
+	c := expectedMinimalWitness(fx)
+	c.Bootstrap, c.Join = true, nil
+	raft, grpc := net.JoinHostPort(host, "7000"), net.JoinHostPort(host, "7001")
+	c.Raft.Listen, c.Raft.Advertise = raft, raft
+	c.GRPC = ListenConfig{Listen: grpc, Advertise: grpc}
+	c.TLS = TLSConfig{Mode: TLSModeOff}
+	return c
+}
 
 func TestParseValid(t *testing.T) {
 	fx := newFixture(t)
@@ -130,7 +157,8 @@ func TestParseValid(t *testing.T) {
 		},
 		GRPC: ListenConfig{Listen: "0.0.0.0:7001", Advertise: "10.0.0.1:7001"},
 		HTTP: HTTPConfig{Listen: "0.0.0.0:8008"},
-		TLS:  TLSConfig{CAFile: fx.expand("$CA"), CertFile: fx.expand("$CERT"), KeyFile: fx.expand("$KEY")},
+		TLS:  expectedTLS(fx),
+		Ctl:  CtlConfig{CAFile: fx.expand("$CA"), CertFile: fx.expand("$OPCERT"), KeyFile: fx.expand("$OPKEY")},
 		Postgres: &PostgresConfig{
 			BinDir:                  fx.bin,
 			DataDir:                 "/var/lib/postgresql/15/main",
@@ -168,18 +196,21 @@ func TestParseValid(t *testing.T) {
 	explicitZeros.Timing.DriftMarginPercent = 0
 	explicitZeros.Events.MaxAge = 0
 
-	nulls := expectedMinimalWitness()
+	nulls := expectedMinimalWitness(fx)
 
-	aliases := expectedMinimalWitness()
+	aliases := expectedMinimalWitness(fx)
 	aliases.Tags = []string{"nofailover"}
 	aliases.Raft.Listen, aliases.Raft.Advertise = "10.0.0.9:7000", "10.0.0.9:7000"
 
-	sizes := expectedMinimalWitness()
+	sizes := expectedMinimalWitness(fx)
 	sizes.MaximumLagOnFailover = 1048576
 
-	ipv6 := expectedMinimalWitness()
+	ipv6 := expectedMinimalWitness(fx)
 	ipv6.Raft.Listen, ipv6.Raft.Advertise = "[::]:7000", "[fd00::9]:7000"
 	ipv6.GRPC.Listen, ipv6.GRPC.Advertise = "[fd00::9]:7001", "[fd00::9]:7001"
+
+	operator := expectedMinimalWitness(fx)
+	operator.Ctl = CtlConfig{CertFile: fx.expand("$OPCERT"), KeyFile: fx.expand("$OPKEY")}
 
 	tests := []struct {
 		name string
@@ -188,7 +219,7 @@ func TestParseValid(t *testing.T) {
 	}{
 		{"full example", fx.fullYAML(t), full},
 		{"minimal data node", dataYAML, expectedMinimalData(fx)},
-		{"minimal witness", minimalWitnessYAML, expectedMinimalWitness()},
+		{"minimal witness", minimalWitnessYAML, expectedMinimalWitness(fx)},
 		{
 			name: "explicit zeros stay zero",
 			yaml: dataYAML + "  restart_timeout: 0s\npriority: 0\ntiming:\n  drift_margin_percent: 0\nevents:\n  max_age: 0\n",
@@ -201,7 +232,7 @@ func TestParseValid(t *testing.T) {
 		},
 		{
 			name: "anchors and aliases",
-			yaml: "cluster: main\nname: w1\nkind: witness\nstate_dir: /var/lib/hasidecar\njoin: [&addr 10.0.0.1:7001]\ntags: &t [nofailover]\nraft:\n  listen: &raft 10.0.0.9:7000\n  advertise: *raft\ngrpc:\n  listen: 10.0.0.9:7001\n",
+			yaml: withTLS("cluster: main\nname: w1\nkind: witness\nstate_dir: /var/lib/hasidecar\njoin: [&addr 10.0.0.1:7001]\ntags: &t [nofailover]\nraft:\n  listen: &raft 10.0.0.9:7000\n  advertise: *raft\ngrpc:\n  listen: 10.0.0.9:7001\n"),
 			want: aliases,
 		},
 		{
@@ -216,8 +247,24 @@ func TestParseValid(t *testing.T) {
 		},
 		{
 			name: "IPv6 addresses",
-			yaml: "cluster: main\nname: w1\nkind: witness\nstate_dir: /var/lib/hasidecar\njoin: [10.0.0.1:7001]\nraft:\n  listen: \"[::]:7000\"\n  advertise: \"[fd00::9]:7000\"\ngrpc:\n  listen: \"[fd00::9]:7001\"\n",
+			yaml: withTLS("cluster: main\nname: w1\nkind: witness\nstate_dir: /var/lib/hasidecar\njoin: [10.0.0.1:7001]\nraft:\n  listen: \"[::]:7000\"\n  advertise: \"[fd00::9]:7000\"\ngrpc:\n  listen: \"[fd00::9]:7001\"\n"),
 			want: ipv6,
+		},
+
+		// TLS off, allowed on loopback addresses only.
+		{"TLS off on 127.0.0.1", labYAML("127.0.0.1"), expectedLab(fx, "127.0.0.1")},
+		{"TLS off on [::1]", labYAML("::1"), expectedLab(fx, "::1")},
+		{"TLS off on localhost", labYAML("localhost"), expectedLab(fx, "localhost")},
+		{"TLS off in the block form", lab("tls:\n  mode: off\n"), expectedLab(fx, "127.0.0.1")},
+		{
+			name: "TLS on spelt out",
+			yaml: strings.Replace(minimalWitnessYAML, "tls: {", "tls: {mode: on, ", 1),
+			want: expectedMinimalWitness(fx),
+		},
+		{
+			name: "ctl with the node's CA",
+			yaml: minimalWitnessYAML + "ctl:\n  cert_file: $OPCERT\n  key_file: $OPKEY\n",
+			want: operator,
 		},
 	}
 	for _, tc := range tests {
@@ -254,6 +301,8 @@ func TestRoundTrip(t *testing.T) {
 		{"minimal witness", minimalWitnessYAML},
 		{"explicit zeros", dataYAML + "  restart_timeout: 0s\n  parameters:\n    shared_preload_libraries: \"\"\n    search_path: '\"$user\", public'\npriority: 0\nevents:\n  max_age: 0s\nmaximum_lag_on_failover: 1000\n"},
 		{"odd strings", minimalWitnessYAML + "location: \"123\"\nevent_command: 'notify --event \"x: y\" # not a comment'\n"},
+		{"TLS off", labYAML("::1")},
+		{"ctl", minimalWitnessYAML + "ctl:\n  ca_file: $CA\n  cert_file: $OPCERT\n  key_file: $OPKEY\n"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -274,12 +323,13 @@ func TestRoundTrip(t *testing.T) {
 }
 
 func TestMarshalFormat(t *testing.T) {
-	c := expectedMinimalWitness()
+	fx := newFixture(t)
+	c := expectedMinimalWitness(fx)
 	out, err := c.Marshal()
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `cluster: main
+	want := fx.expand(`cluster: main
 name: w1
 kind: witness
 state_dir: /var/lib/hasidecar
@@ -298,6 +348,11 @@ raft:
 grpc:
   listen: 10.0.0.9:7001
   advertise: 10.0.0.9:7001
+tls:
+  mode: "on"
+  ca_file: $CA
+  cert_file: $CERT
+  key_file: $KEY
 timing:
   monitor_interval: 1s
   lease: 4s
@@ -311,7 +366,7 @@ maximum_lag_on_failover: 16MB
 event_command_timeout: 10s
 log_level: info
 log_json: false
-`
+`)
 	if string(out) != want {
 		t.Errorf("Marshal:\n%s\nwant:\n%s", out, want)
 	}
@@ -327,6 +382,9 @@ func TestApplyDefaults(t *testing.T) {
 		c.ApplyDefaults()
 		if !reflect.DeepEqual(c, &first) {
 			t.Errorf("second ApplyDefaults changed the config:\n got %+v\nwant %+v", c, first)
+		}
+		if c.TLS.Mode != TLSModeOn {
+			t.Errorf("tls.mode = %q, want %q", c.TLS.Mode, TLSModeOn)
 		}
 		if c.Raft.Advertise != "10.0.0.5:7000" {
 			t.Errorf("raft.advertise = %q, want listen", c.Raft.Advertise)
@@ -382,7 +440,7 @@ func TestHelpers(t *testing.T) {
 			}
 		})
 	}
-	if c.IsWitness() || !mustParse(t, minimalWitnessYAML).IsWitness() {
+	if c.IsWitness() || !mustParse(t, fx.expand(minimalWitnessYAML)).IsWitness() {
 		t.Errorf("IsWitness wrong")
 	}
 }
@@ -390,7 +448,7 @@ func TestHelpers(t *testing.T) {
 func TestLoad(t *testing.T) {
 	fx := newFixture(t)
 	good := filepath.Join(fx.dir, "good.yaml")
-	writeFile(t, good, minimalWitnessYAML, 0o644)
+	writeFile(t, good, fx.expand(minimalWitnessYAML), 0o644)
 	big := filepath.Join(fx.dir, "big.yaml")
 	writeFile(t, big, "# "+strings.Repeat("x", maxFileSize)+"\n", 0o644)
 	missing := filepath.Join(fx.dir, "nope.yaml")
@@ -415,13 +473,42 @@ func TestLoad(t *testing.T) {
 	}
 	t.Run("errors name the path", func(t *testing.T) {
 		bad := filepath.Join(fx.dir, "bad.yaml")
-		writeFile(t, bad, minimalWitnessYAML+"priority: high\n", 0o644)
+		writeFile(t, bad, fx.expand(minimalWitnessYAML)+"priority: high\n", 0o644)
 		_, err := Load(bad)
 		want := "config " + bad + `: line 10: key "priority": expected an integer, got "high"`
 		if err == nil || err.Error() != want {
 			t.Errorf("Load error = %v, want %s", err, want)
 		}
 	})
+}
+
+// TestClient checks which TLS files the CLI takes from a config: ctl's when
+// it names a certificate, with tls.ca_file unless ctl.ca_file is set; else
+// the node's own.
+func TestClient(t *testing.T) {
+	node := TLSConfig{Mode: TLSModeOn, CAFile: "/t/ca.crt", CertFile: "/t/node.crt", KeyFile: "/t/node.key"}
+	tests := []struct {
+		name string
+		tls  TLSConfig
+		ctl  CtlConfig
+		want TLSConfig
+	}{
+		{"no ctl section", node, CtlConfig{}, node},
+		{"ctl with the node's CA", node, CtlConfig{CertFile: "/t/op.crt", KeyFile: "/t/op.key"},
+			TLSConfig{Mode: TLSModeOn, CAFile: "/t/ca.crt", CertFile: "/t/op.crt", KeyFile: "/t/op.key"}},
+		{"ctl with its own CA", node, CtlConfig{CAFile: "/t/other.crt", CertFile: "/t/op.crt", KeyFile: "/t/op.key"},
+			TLSConfig{Mode: TLSModeOn, CAFile: "/t/other.crt", CertFile: "/t/op.crt", KeyFile: "/t/op.key"}},
+		{"ctl CA alone", node, CtlConfig{CAFile: "/t/other.crt"}, node},
+		{"TLS off", TLSConfig{Mode: TLSModeOff}, CtlConfig{CertFile: "/t/op.crt", KeyFile: "/t/op.key"}, TLSConfig{Mode: TLSModeOff}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &Config{TLS: tc.tls, Ctl: tc.ctl}
+			if got := c.Client(); got != tc.want {
+				t.Errorf("Client() = %+v, want %+v", got, tc.want)
+			}
+		})
+	}
 }
 
 func TestDefaultBinDir(t *testing.T) {

@@ -83,6 +83,7 @@ func (c *Config) fill(present map[string]bool) {
 	}
 
 	setStr(&c.Kind, KindData)
+	setStr(&c.TLS.Mode, TLSModeOn)
 	setStr(&c.Location, DefaultLocation)
 	if absent("priority") {
 		c.Priority = DefaultPriority

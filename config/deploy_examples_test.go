@@ -57,6 +57,9 @@ var deployExFileKeys = []string{
 	"tls.ca_file",
 	"tls.cert_file",
 	"tls.key_file",
+	"ctl.ca_file",
+	"ctl.cert_file",
+	"ctl.key_file",
 }
 
 func TestDeployExamples(t *testing.T) {
@@ -113,6 +116,7 @@ func deployExParse(t *testing.T, data []byte, source string) *Config {
 	var files []string
 	binDir := ""
 	files = append(files, raw.TLS.CAFile, raw.TLS.CertFile, raw.TLS.KeyFile)
+	files = append(files, raw.Ctl.CAFile, raw.Ctl.CertFile, raw.Ctl.KeyFile)
 	if p := raw.Postgres; p != nil {
 		files = append(files, p.SuperuserPasswordFile, p.ReplicationPasswordFile)
 		binDir = p.BinDir
@@ -154,6 +158,9 @@ func deployExParse(t *testing.T, data []byte, source string) *Config {
 	back(&cfg.TLS.CAFile)
 	back(&cfg.TLS.CertFile)
 	back(&cfg.TLS.KeyFile)
+	back(&cfg.Ctl.CAFile)
+	back(&cfg.Ctl.CertFile)
+	back(&cfg.Ctl.KeyFile)
 	if p := cfg.Postgres; p != nil {
 		back(&p.BinDir)
 		back(&p.SuperuserPasswordFile)
@@ -246,12 +253,17 @@ func deployExCheckTopology(t *testing.T, cfgs map[string]*Config) {
 		if join := slices.Sorted(slices.Values(c.Join)); !slices.Equal(join, others) {
 			errorf("join %v, want the other members' gRPC addresses %v", c.Join, others)
 		}
-		if !c.TLS.Enabled() {
-			errorf("no tls section: the kit runs gRPC and Raft with mutual TLS")
+		if c.TLS.Mode != TLSModeOn {
+			errorf("tls.mode is %q: the kit runs gRPC and Raft with mutual TLS", c.TLS.Mode)
 		}
 		for _, f := range []string{c.TLS.CAFile, c.TLS.CertFile, c.TLS.KeyFile} {
 			if !strings.HasPrefix(f, "/etc/hasidecar/") {
 				errorf("TLS file %q is not under /etc/hasidecar/", f)
+			}
+		}
+		for _, f := range []string{c.Ctl.CAFile, c.Ctl.CertFile, c.Ctl.KeyFile} {
+			if f != "" && !strings.HasPrefix(f, "/etc/hasidecar/") {
+				errorf("ctl file %q is not under /etc/hasidecar/", f)
 			}
 		}
 		if !reflect.DeepEqual(c.Timing, ref.Timing) {

@@ -6,7 +6,15 @@ import (
 	"testing"
 )
 
-const topKeys = "cluster, name, kind, state_dir, location, priority, tags, bootstrap, join, raft, grpc, http, tls, postgres, timing, events, failover, synchronous, maximum_lag_on_failover, event_command, event_command_timeout, log_level, log_json"
+const topKeys = "cluster, name, kind, state_dir, location, priority, tags, bootstrap, join, raft, grpc, http, tls, ctl, postgres, timing, events, failover, synchronous, maximum_lag_on_failover, event_command, event_command_timeout, log_level, log_json"
+
+// tlsRequired is the text for a config with mutual TLS on (the default) and
+// no certificate files; tlsIssue ends the one for mode off on an address
+// other than loopback.
+const (
+	tlsRequired = "required: mutual TLS is on by default; make certificates with `hasidecar tls init --dir DIR --cluster NAME --node NAME=ADDRESS ...` and set tls.ca_file, tls.cert_file and tls.key_file, or set tls: {mode: off} on a loopback-only lab"
+	tlsIssue    = "issue certificates with `hasidecar tls init` and set tls.ca_file, tls.cert_file and tls.key_file"
+)
 
 // errorCase is a malformed configuration and the error Parse must give.
 // want is the whole error text when exact, else substrings it must hold;
@@ -37,7 +45,7 @@ var errorCases = []errorCase{
 	},
 	{
 		name: "misspelt raft.listen also leaves it missing", exact: true,
-		yaml: "cluster: main\nname: w1\nkind: witness\nstate_dir: /var/lib/hasidecar\nbootstrap: true\ngrpc:\n  listen: 10.0.0.9:7001\nraft:\n  lisen: 10.0.0.9:7000\n",
+		yaml: withTLS("cluster: main\nname: w1\nkind: witness\nstate_dir: /var/lib/hasidecar\nbootstrap: true\ngrpc:\n  listen: 10.0.0.9:7001\nraft:\n  lisen: 10.0.0.9:7000\n"),
 		want: []string{
 			`config test.yaml: line 9: unknown key "raft.lisen" (did you mean "listen"? valid keys in raft: listen, advertise, heartbeat_timeout, election_timeout, snapshot_threshold, snapshot_interval)`,
 			`config test.yaml: key "raft.listen": required: the host:port to listen on, like "0.0.0.0:7000"`,
@@ -102,12 +110,12 @@ var errorCases = []errorCase{
 	},
 	{
 		name: "list for section", exact: true,
-		yaml: "cluster: main\nname: pg-1\nstate_dir: /var/lib/hasidecar\nbootstrap: true\nraft:\n  listen: 10.0.0.1:7000\ngrpc:\n  listen: 10.0.0.1:7001\npostgres:\n  - /data\n",
+		yaml: withTLS("cluster: main\nname: pg-1\nstate_dir: /var/lib/hasidecar\nbootstrap: true\nraft:\n  listen: 10.0.0.1:7000\ngrpc:\n  listen: 10.0.0.1:7001\npostgres:\n  - /data\n"),
 		want: []string{`config test.yaml: line 10: key "postgres": expected a mapping (the keys under postgres), got a list`},
 	},
 	{
 		name: "not a bool", exact: true,
-		yaml: "cluster: main\nname: w1\nkind: witness\nstate_dir: /var/lib/hasidecar\nbootstrap: maybe\njoin: [10.0.0.1:7001]\nraft:\n  listen: 10.0.0.9:7000\ngrpc:\n  listen: 10.0.0.9:7001\n",
+		yaml: withTLS("cluster: main\nname: w1\nkind: witness\nstate_dir: /var/lib/hasidecar\nbootstrap: maybe\njoin: [10.0.0.1:7001]\nraft:\n  listen: 10.0.0.9:7000\ngrpc:\n  listen: 10.0.0.9:7001\n"),
 		want: []string{`config test.yaml: line 5: key "bootstrap": expected true or false, got "maybe"`},
 	},
 	{
@@ -117,7 +125,7 @@ var errorCases = []errorCase{
 	},
 	{
 		name: "negative unsigned", exact: true,
-		yaml: "cluster: main\nname: w1\nkind: witness\nstate_dir: /var/lib/hasidecar\nbootstrap: true\nraft:\n  listen: 10.0.0.9:7000\n  snapshot_threshold: -1\ngrpc:\n  listen: 10.0.0.9:7001\n",
+		yaml: withTLS("cluster: main\nname: w1\nkind: witness\nstate_dir: /var/lib/hasidecar\nbootstrap: true\nraft:\n  listen: 10.0.0.9:7000\n  snapshot_threshold: -1\ngrpc:\n  listen: 10.0.0.9:7001\n"),
 		want: []string{`config test.yaml: line 8: key "raft.snapshot_threshold": expected a whole number (0 or more), got "-1"`},
 	},
 	{
@@ -159,7 +167,7 @@ var errorCases = []errorCase{
 	},
 	{
 		name: "heartbeat too long", exact: true,
-		yaml: "cluster: main\nname: w1\nkind: witness\nstate_dir: /var/lib/hasidecar\nbootstrap: true\nraft:\n  listen: 10.0.0.9:7000\n  heartbeat_timeout: 2m\ngrpc:\n  listen: 10.0.0.9:7001\n",
+		yaml: withTLS("cluster: main\nname: w1\nkind: witness\nstate_dir: /var/lib/hasidecar\nbootstrap: true\nraft:\n  listen: 10.0.0.9:7000\n  heartbeat_timeout: 2m\ngrpc:\n  listen: 10.0.0.9:7001\n"),
 		want: []string{`config test.yaml: line 8: key "raft.heartbeat_timeout": 2m is out of range; use a value from 100ms to 1m`},
 	},
 	{
@@ -283,7 +291,7 @@ var errorCases = []errorCase{
 	},
 	{
 		name: "duplicate nested key", exact: true,
-		yaml: "cluster: main\nname: w1\nkind: witness\nstate_dir: /var/lib/hasidecar\nbootstrap: true\nraft:\n  listen: 10.0.0.9:7000\n  listen: 10.0.0.9:7002\ngrpc:\n  listen: 10.0.0.9:7001\n",
+		yaml: withTLS("cluster: main\nname: w1\nkind: witness\nstate_dir: /var/lib/hasidecar\nbootstrap: true\nraft:\n  listen: 10.0.0.9:7000\n  listen: 10.0.0.9:7002\ngrpc:\n  listen: 10.0.0.9:7001\n"),
 		want: []string{`config test.yaml: line 8: key "raft.listen": given twice (first at line 7); keep one`},
 	},
 	{
@@ -325,12 +333,12 @@ var errorCases = []errorCase{
 	},
 	{
 		name: "data node without postgres", exact: true,
-		yaml: "cluster: main\nname: pg-1\nstate_dir: /var/lib/hasidecar\nbootstrap: true\nraft:\n  listen: 10.0.0.1:7000\ngrpc:\n  listen: 10.0.0.1:7001\n",
+		yaml: withTLS("cluster: main\nname: pg-1\nstate_dir: /var/lib/hasidecar\nbootstrap: true\nraft:\n  listen: 10.0.0.1:7000\ngrpc:\n  listen: 10.0.0.1:7001\n"),
 		want: []string{`config test.yaml: key "postgres": required for a data node: set postgres.data_dir at least`},
 	},
 	{
 		name: "bad kind", exact: true,
-		yaml: "cluster: main\nname: w1\nkind: arbiter\nstate_dir: /var/lib/hasidecar\nbootstrap: true\nraft:\n  listen: 10.0.0.9:7000\ngrpc:\n  listen: 10.0.0.9:7001\n",
+		yaml: withTLS("cluster: main\nname: w1\nkind: arbiter\nstate_dir: /var/lib/hasidecar\nbootstrap: true\nraft:\n  listen: 10.0.0.9:7000\ngrpc:\n  listen: 10.0.0.9:7001\n"),
 		want: []string{
 			`config test.yaml: line 3: key "kind": "arbiter" is not a kind of node; use "data" or "witness"`,
 			`config test.yaml: key "postgres": required for a data node: set postgres.data_dir at least`,
@@ -340,22 +348,22 @@ var errorCases = []errorCase{
 	// Addresses.
 	{
 		name: "listen without port", exact: true,
-		yaml: "cluster: main\nname: w1\nkind: witness\nstate_dir: /var/lib/hasidecar\nbootstrap: true\nraft:\n  listen: localhost\ngrpc:\n  listen: 10.0.0.9:7001\n",
+		yaml: withTLS("cluster: main\nname: w1\nkind: witness\nstate_dir: /var/lib/hasidecar\nbootstrap: true\nraft:\n  listen: localhost\ngrpc:\n  listen: 10.0.0.9:7001\n"),
 		want: []string{`config test.yaml: line 7: key "raft.listen": "localhost" has no port; write it like "10.0.0.1:7000"`},
 	},
 	{
 		name: "port out of range", exact: true,
-		yaml: "cluster: main\nname: w1\nkind: witness\nstate_dir: /var/lib/hasidecar\nbootstrap: true\nraft:\n  listen: 1.2.3.4:99999\ngrpc:\n  listen: 10.0.0.9:7001\n",
+		yaml: withTLS("cluster: main\nname: w1\nkind: witness\nstate_dir: /var/lib/hasidecar\nbootstrap: true\nraft:\n  listen: 1.2.3.4:99999\ngrpc:\n  listen: 10.0.0.9:7001\n"),
 		want: []string{`config test.yaml: line 7: key "raft.listen": "1.2.3.4:99999" has port "99999"; use a port from 1 to 65535`},
 	},
 	{
 		name: "just a colon", exact: true,
-		yaml: "cluster: main\nname: w1\nkind: witness\nstate_dir: /var/lib/hasidecar\nbootstrap: true\nraft:\n  listen: 10.0.0.9:7000\ngrpc:\n  listen: \":\"\n",
+		yaml: withTLS("cluster: main\nname: w1\nkind: witness\nstate_dir: /var/lib/hasidecar\nbootstrap: true\nraft:\n  listen: 10.0.0.9:7000\ngrpc:\n  listen: \":\"\n"),
 		want: []string{`config test.yaml: line 9: key "grpc.listen": ":" has no port; write it like "10.0.0.1:7000"`},
 	},
 	{
 		name: "bad join entries", exact: true,
-		yaml: "cluster: main\nname: w1\nkind: witness\nstate_dir: /var/lib/hasidecar\njoin:\n  - ~\n  - localhost\n  - :7001\n  - host name:7001\nraft:\n  listen: 10.0.0.9:7000\ngrpc:\n  listen: 10.0.0.9:7001\n",
+		yaml: withTLS("cluster: main\nname: w1\nkind: witness\nstate_dir: /var/lib/hasidecar\njoin:\n  - ~\n  - localhost\n  - :7001\n  - host name:7001\nraft:\n  listen: 10.0.0.9:7000\ngrpc:\n  listen: 10.0.0.9:7001\n"),
 		want: []string{
 			`config test.yaml: line 7: key "join": "localhost" has no port; write it like "10.0.0.1:7000"`,
 			`config test.yaml: line 8: key "join": ":7001" has no host; write it like "10.0.0.1:7000"`,
@@ -364,12 +372,12 @@ var errorCases = []errorCase{
 	},
 	{
 		name: "no bootstrap and no join", exact: true,
-		yaml: "cluster: main\nname: w1\nkind: witness\nstate_dir: /var/lib/hasidecar\nraft:\n  listen: 10.0.0.9:7000\ngrpc:\n  listen: 10.0.0.9:7001\n",
+		yaml: withTLS("cluster: main\nname: w1\nkind: witness\nstate_dir: /var/lib/hasidecar\nraft:\n  listen: 10.0.0.9:7000\ngrpc:\n  listen: 10.0.0.9:7001\n"),
 		want: []string{`config test.yaml: key "join": empty and bootstrap is false: set bootstrap: true on the first node, or list the gRPC addresses of existing members under join`},
 	},
 	{
 		name: "wildcard listen needs advertise", exact: true,
-		yaml: "cluster: main\nname: w1\nkind: witness\nstate_dir: /var/lib/hasidecar\nbootstrap: true\nraft:\n  listen: 0.0.0.0:7000\ngrpc:\n  listen: :7001\n  advertise: 0.0.0.0:7001\n",
+		yaml: withTLS("cluster: main\nname: w1\nkind: witness\nstate_dir: /var/lib/hasidecar\nbootstrap: true\nraft:\n  listen: 0.0.0.0:7000\ngrpc:\n  listen: :7001\n  advertise: 0.0.0.0:7001\n"),
 		want: []string{
 			`config test.yaml: line 10: key "grpc.advertise": "0.0.0.0:7001" is not an address other nodes can reach; use this host's address, like "10.0.0.1:7001"`,
 			`config test.yaml: key "raft.advertise": required because raft.listen "0.0.0.0:7000" listens on every address; set the host:port other nodes use to reach this one, like "10.0.0.1:7000"`,
@@ -377,7 +385,7 @@ var errorCases = []errorCase{
 	},
 	{
 		name: "raft and grpc on one port", exact: true,
-		yaml: "cluster: main\nname: w1\nkind: witness\nstate_dir: /var/lib/hasidecar\nbootstrap: true\nraft:\n  listen: 0.0.0.0:7000\n  advertise: 10.0.0.9:7000\ngrpc:\n  listen: 10.0.0.9:7000\nhttp:\n  listen: :7000\n",
+		yaml: withTLS("cluster: main\nname: w1\nkind: witness\nstate_dir: /var/lib/hasidecar\nbootstrap: true\nraft:\n  listen: 0.0.0.0:7000\n  advertise: 10.0.0.9:7000\ngrpc:\n  listen: 10.0.0.9:7000\nhttp:\n  listen: :7000\n"),
 		want: []string{
 			`config test.yaml: line 10: key "grpc.listen": "10.0.0.9:7000" clashes with raft.listen "0.0.0.0:7000"; give Raft and gRPC different ports`,
 			`config test.yaml: line 12: key "http.listen": ":7000" clashes with raft.listen; give it a port of its own (or "" to turn HTTP off)`,
@@ -388,12 +396,12 @@ var errorCases = []errorCase{
 	// Paths and names.
 	{
 		name: "relative state_dir", exact: true,
-		yaml: "cluster: main\nname: w1\nkind: witness\nstate_dir: var/lib/hasidecar\nbootstrap: true\nraft:\n  listen: 10.0.0.9:7000\ngrpc:\n  listen: 10.0.0.9:7001\n",
+		yaml: withTLS("cluster: main\nname: w1\nkind: witness\nstate_dir: var/lib/hasidecar\nbootstrap: true\nraft:\n  listen: 10.0.0.9:7000\ngrpc:\n  listen: 10.0.0.9:7001\n"),
 		want: []string{`config test.yaml: line 4: key "state_dir": "var/lib/hasidecar" is not an absolute path; write the full path, starting with /`},
 	},
 	{
 		name: "relative data_dir", exact: true,
-		yaml: "cluster: main\nname: pg-1\nstate_dir: /var/lib/hasidecar\nbootstrap: true\nraft:\n  listen: 10.0.0.1:7000\ngrpc:\n  listen: 10.0.0.1:7001\npostgres:\n  bin_dir: $BIN\n  data_dir: data\n  auth_method: trust\n",
+		yaml: withTLS("cluster: main\nname: pg-1\nstate_dir: /var/lib/hasidecar\nbootstrap: true\nraft:\n  listen: 10.0.0.1:7000\ngrpc:\n  listen: 10.0.0.1:7001\npostgres:\n  bin_dir: $BIN\n  data_dir: data\n  auth_method: trust\n"),
 		want: []string{`config test.yaml: line 11: key "postgres.data_dir": "data" is not an absolute path; write the full path, starting with /`},
 	},
 	{
@@ -405,11 +413,12 @@ var errorCases = []errorCase{
 			`config test.yaml: key "state_dir": required: an absolute directory for the Raft log and the sidecar's own files, like /var/lib/hasidecar`,
 			`config test.yaml: key "raft.listen": required: the host:port to listen on, like "0.0.0.0:7000"`,
 			`config test.yaml: key "grpc.listen": required: the host:port to listen on, like "0.0.0.0:7001"`,
+			`config test.yaml: key "tls": ` + tlsRequired,
 		},
 	},
 	{
 		name: "bad names", exact: true,
-		yaml: "cluster: Main\nname: pg 1\nkind: witness\nstate_dir: /var/lib/hasidecar\nbootstrap: true\nraft:\n  listen: 10.0.0.9:7000\ngrpc:\n  listen: 10.0.0.9:7001\n",
+		yaml: withTLS("cluster: Main\nname: pg 1\nkind: witness\nstate_dir: /var/lib/hasidecar\nbootstrap: true\nraft:\n  listen: 10.0.0.9:7000\ngrpc:\n  listen: 10.0.0.9:7001\n"),
 		want: []string{
 			`config test.yaml: line 1: key "cluster": "Main" is not a valid name; use 1 to 63 lowercase letters, digits, '-' or '_', starting with a letter or digit`,
 			`config test.yaml: line 2: key "name": "pg 1" is not a valid name; use 1 to 63 lowercase letters, digits, '-' or '_', starting with a letter or digit`,
@@ -417,7 +426,7 @@ var errorCases = []errorCase{
 	},
 	{
 		name: "name too long for a slot name", exact: true,
-		yaml: "cluster: main\nname: " + strings.Repeat("n", 54) + "\nkind: witness\nstate_dir: /var/lib/hasidecar\nbootstrap: true\nraft:\n  listen: 10.0.0.9:7000\ngrpc:\n  listen: 10.0.0.9:7001\n",
+		yaml: withTLS("cluster: main\nname: " + strings.Repeat("n", 54) + "\nkind: witness\nstate_dir: /var/lib/hasidecar\nbootstrap: true\nraft:\n  listen: 10.0.0.9:7000\ngrpc:\n  listen: 10.0.0.9:7001\n"),
 		want: []string{`config test.yaml: line 2: key "name": "` + strings.Repeat("n", 54) + `" is too long for the replication slot name "hasidecar_` + strings.Repeat("n", 54) + `"; use at most 53 characters`},
 	},
 	{
@@ -447,18 +456,79 @@ var errorCases = []errorCase{
 		want: []string{`config test.yaml: line 11: key "events.max_count": 5 is out of range; use 10 to 1000000`},
 	},
 
-	// TLS.
+	// TLS: on unless mode is off, which loopback addresses alone may use.
+	{
+		name: "no tls section", exact: true,
+		yaml: bare(""),
+		want: []string{`config test.yaml: key "tls": ` + tlsRequired},
+	},
 	{
 		name: "TLS partial", exact: true,
-		yaml: witness("tls:\n  ca_file: $CA\n"),
-		want: []string{`config test.yaml: line 10: key "tls": tls.ca_file set but tls.cert_file and tls.key_file not; set all three of tls.ca_file, tls.cert_file and tls.key_file, or none`},
+		yaml: bare("tls:\n  ca_file: $CA\n"),
+		want: []string{`config test.yaml: line 10: key "tls": tls.cert_file and tls.key_file not set; set all three of tls.ca_file, tls.cert_file and tls.key_file`},
+	},
+	{
+		name: "TLS without a CA", exact: true,
+		yaml: bare("tls:\n  cert_file: $CERT\n  key_file: $KEY\n"),
+		want: []string{`config test.yaml: line 10: key "tls": tls.ca_file not set; set all three of tls.ca_file, tls.cert_file and tls.key_file`},
+	},
+	{
+		name: "TLS mode on without files", exact: true,
+		yaml: bare("tls:\n  mode: on\n"),
+		want: []string{`config test.yaml: line 10: key "tls": ` + tlsRequired},
 	},
 	{
 		name: "TLS file missing", exact: true,
-		yaml: witness("tls:\n  ca_file: $CA\n  cert_file: $MISSING\n  key_file: $DIR\n"),
+		yaml: bare("tls:\n  ca_file: $CA\n  cert_file: $MISSING\n  key_file: $DIR\n"),
 		want: []string{
 			`config test.yaml: line 12: key "tls.cert_file": "$MISSING" does not exist; create it or fix the path`,
 			`config test.yaml: line 13: key "tls.key_file": "$DIR" is a directory; give the path of a file`,
+		},
+	},
+	{
+		name: "key file readable by others", exact: true,
+		yaml: bare("tls:\n  ca_file: $CA\n  cert_file: $CERT\n  key_file: $OPENKEY\n"),
+		want: []string{`config test.yaml: line 13: key "tls.key_file": key file $OPENKEY is readable by others (mode 0644); chmod 600 it`},
+	},
+	{
+		name: "TLS mode not on or off", exact: true,
+		yaml: bare("tls:\n  mode: maybe\n"),
+		want: []string{`config test.yaml: line 11: key "tls.mode": "maybe" is not a TLS mode; use "on" (the default) or "off" (loopback only)`},
+	},
+	{
+		name: "TLS off on a wildcard address", exact: true,
+		yaml: "cluster: main\nname: w1\nkind: witness\nstate_dir: /var/lib/hasidecar\nbootstrap: true\nraft:\n  listen: 0.0.0.0:7000\n  advertise: 127.0.0.1:7000\ngrpc:\n  listen: 127.0.0.1:7001\ntls:\n  mode: off\n",
+		want: []string{"config test.yaml: line 12: key \"tls.mode\": off is allowed only when every listen address is loopback, and raft.listen is \"0.0.0.0:7000\"; " + tlsIssue},
+	},
+	{
+		name: "TLS off on a network address", exact: true,
+		yaml: bare("tls: {mode: off}\n"),
+		want: []string{
+			"config test.yaml: line 10: key \"tls.mode\": off is allowed only when every listen address is loopback, and raft.listen is \"10.0.0.9:7000\"; " + tlsIssue,
+			"config test.yaml: line 10: key \"tls.mode\": off is allowed only when every listen address is loopback, and grpc.listen is \"10.0.0.9:7001\"; " + tlsIssue,
+		},
+	},
+	{
+		name: "TLS off with a certificate file", exact: true,
+		yaml: lab("tls:\n  mode: off\n  cert_file: $CERT\n"),
+		want: []string{`config test.yaml: line 11: key "tls.mode": is off but certificate files are set; remove them, or remove mode: off to use them`},
+	},
+	{
+		name: "ctl certificate without its key", exact: true,
+		yaml: witness("ctl:\n  cert_file: $OPCERT\n"),
+		want: []string{`config test.yaml: line 10: key "ctl": set both ctl.cert_file and ctl.key_file (the certificate the CLI uses), or neither`},
+	},
+	{
+		name: "ctl CA alone", exact: true,
+		yaml: witness("ctl:\n  ca_file: $CA\n"),
+		want: []string{`config test.yaml: line 10: key "ctl": set both ctl.cert_file and ctl.key_file (the certificate the CLI uses), or neither`},
+	},
+	{
+		name: "ctl files missing or readable by others", exact: true,
+		yaml: witness("ctl:\n  ca_file: $MISSING\n  cert_file: $OPCERT\n  key_file: $OPENKEY\n"),
+		want: []string{
+			`config test.yaml: line 11: key "ctl.ca_file": "$MISSING" does not exist; create it or fix the path`,
+			`config test.yaml: line 13: key "ctl.key_file": key file $OPENKEY is readable by others (mode 0644); chmod 600 it`,
 		},
 	},
 
@@ -475,17 +545,17 @@ var errorCases = []errorCase{
 	},
 	{
 		name: "bin dir missing executables", exact: true,
-		yaml: "cluster: main\nname: pg-1\nstate_dir: /var/lib/hasidecar\nbootstrap: true\nraft:\n  listen: 10.0.0.1:7000\ngrpc:\n  listen: 10.0.0.1:7001\npostgres:\n  bin_dir: $PARTBIN\n  data_dir: /data\n  auth_method: trust\n",
+		yaml: withTLS("cluster: main\nname: pg-1\nstate_dir: /var/lib/hasidecar\nbootstrap: true\nraft:\n  listen: 10.0.0.1:7000\ngrpc:\n  listen: 10.0.0.1:7001\npostgres:\n  bin_dir: $PARTBIN\n  data_dir: /data\n  auth_method: trust\n"),
 		want: []string{`config test.yaml: line 10: key "postgres.bin_dir": "$PARTBIN" has no executable initdb, pg_basebackup, pg_rewind, pg_controldata; set postgres.bin_dir to the directory that holds the PostgreSQL 15 server binaries (Debian: install postgresql-15)`},
 	},
 	{
 		name: "bin dir does not exist", exact: true,
-		yaml: "cluster: main\nname: pg-1\nstate_dir: /var/lib/hasidecar\nbootstrap: true\nraft:\n  listen: 10.0.0.1:7000\ngrpc:\n  listen: 10.0.0.1:7001\npostgres:\n  bin_dir: $MISSING\n  data_dir: /data\n  auth_method: trust\n",
+		yaml: withTLS("cluster: main\nname: pg-1\nstate_dir: /var/lib/hasidecar\nbootstrap: true\nraft:\n  listen: 10.0.0.1:7000\ngrpc:\n  listen: 10.0.0.1:7001\npostgres:\n  bin_dir: $MISSING\n  data_dir: /data\n  auth_method: trust\n"),
 		want: []string{`config test.yaml: line 10: key "postgres.bin_dir": "$MISSING" does not exist; set postgres.bin_dir to the directory that holds the PostgreSQL 15 server binaries (Debian: install postgresql-15)`},
 	},
 	{
 		name: "password files required", exact: true,
-		yaml: "cluster: main\nname: pg-1\nstate_dir: /var/lib/hasidecar\nbootstrap: true\nraft:\n  listen: 10.0.0.1:7000\ngrpc:\n  listen: 10.0.0.1:7001\npostgres:\n  bin_dir: $BIN\n  data_dir: /data\n  replication_password_file: $MISSING\n",
+		yaml: withTLS("cluster: main\nname: pg-1\nstate_dir: /var/lib/hasidecar\nbootstrap: true\nraft:\n  listen: 10.0.0.1:7000\ngrpc:\n  listen: 10.0.0.1:7001\npostgres:\n  bin_dir: $BIN\n  data_dir: /data\n  replication_password_file: $MISSING\n"),
 		want: []string{
 			`config test.yaml: line 12: key "postgres.replication_password_file": "$MISSING" does not exist; create it or fix the path`,
 			`config test.yaml: key "postgres.superuser_password_file": required when postgres.auth_method is scram-sha-256: the absolute path of a file holding the superuser's password on one line (or set postgres.auth_method: trust, for a local lab only)`,
@@ -508,7 +578,7 @@ var errorCases = []errorCase{
 	// Several problems at once: all reported, in line order.
 	{
 		name: "several problems", exact: true,
-		yaml: "cluster: main\nname: w1\nkind: witness\nstate_dir: /var/lib/hasidecar\nbootstrap: true\npriority: high\nraft:\n  listen: 10.0.0.9:7000\n  snapshot_treshold: 10\ngrpc:\n  listen: 10.0.0.9:7001\ntiming:\n  lease: 4\nlog_level: loud\n",
+		yaml: withTLS("cluster: main\nname: w1\nkind: witness\nstate_dir: /var/lib/hasidecar\nbootstrap: true\npriority: high\nraft:\n  listen: 10.0.0.9:7000\n  snapshot_treshold: 10\ngrpc:\n  listen: 10.0.0.9:7001\ntiming:\n  lease: 4\nlog_level: loud\n"),
 		want: []string{
 			`config test.yaml: line 6: key "priority": expected an integer, got "high"`,
 			`config test.yaml: line 9: unknown key "raft.snapshot_treshold" (did you mean "snapshot_threshold"? valid keys in raft: listen, advertise, heartbeat_timeout, election_timeout, snapshot_threshold, snapshot_interval)`,
@@ -571,6 +641,7 @@ config: key "state_dir": required: an absolute directory for the Raft log and th
 config: key "join": empty and bootstrap is false: set bootstrap: true on the first node, or list the gRPC addresses of existing members under join
 config: key "raft.listen": required: the host:port to listen on, like "0.0.0.0:7000"
 config: key "grpc.listen": required: the host:port to listen on, like "0.0.0.0:7001"
+config: key "tls": ` + tlsRequired + `
 config: key "postgres": required for a data node: set postgres.data_dir at least`,
 		},
 		{
@@ -588,6 +659,7 @@ config: key "raft.heartbeat_timeout": 0s is out of range; use a value from 100ms
 config: key "raft.election_timeout": 0s is out of range; use a value from 100ms to 1m
 config: key "raft.snapshot_threshold": 0 is too small; use at least 16 (default 1024)
 config: key "raft.snapshot_interval": 0s is out of range; use a value from 1s to 24h
+config: key "tls.mode": "" is not a TLS mode; use "on" (the default) or "off" (loopback only)
 config: key "postgres": required for a data node: set postgres.data_dir at least
 config: key "timing.monitor_interval": 0s is out of range; use a value from 100ms to 1m
 config: key "timing.lease": 0s is out of range; use a value from 1s to 2m

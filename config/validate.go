@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/hasidecar/hasidecar/internal/pki"
 )
 
 var (
@@ -151,7 +153,7 @@ func (c *Config) validate(lines map[string]int) []Issue {
 		}
 	}
 
-	v.tls(c.TLS)
+	v.tls(c)
 
 	switch {
 	case c.Kind == KindWitness && c.Postgres != nil:
@@ -363,31 +365,95 @@ func (v *validator) listen(section, listen, advertise, port string) *hostPort {
 	return &hp
 }
 
-// tls checks that the TLS files are all given or none, and exist.
-func (v *validator) tls(t TLSConfig) {
-	if !t.Enabled() {
+// tls checks the mutual-TLS settings: on by default, so the three files are
+// required unless mode is off, which only loopback addresses may use.
+func (v *validator) tls(c *Config) {
+	t := c.TLS
+	switch t.Mode {
+	case TLSModeOn:
+	case TLSModeOff:
+		if t.HasFiles() {
+			v.add("tls.mode", "is off but certificate files are set; remove them, or remove mode: off to use them")
+		}
+		if c.Ctl != (CtlConfig{}) {
+			v.add("ctl", "names a client certificate but tls.mode is off; remove it, or turn TLS on")
+		}
+		for _, a := range []struct{ key, addr string }{
+			{"raft.listen", c.Raft.Listen}, {"raft.advertise", c.Raft.Advertise},
+			{"grpc.listen", c.GRPC.Listen}, {"grpc.advertise", c.GRPC.Advertise},
+		} {
+			// An advertise address copied from listen says nothing new.
+			copied := (a.key == "raft.advertise" && a.addr == c.Raft.Listen) || (a.key == "grpc.advertise" && a.addr == c.GRPC.Listen)
+			if a.addr != "" && !copied && !isLoopback(a.addr) {
+				v.add("tls.mode", "off is allowed only when every listen address is loopback, and %s is %s; issue certificates with `hasidecar tls init` and set tls.ca_file, tls.cert_file and tls.key_file", a.key, quoteValue(a.addr))
+			}
+		}
+		return
+	default:
+		v.add("tls.mode", "%s is not a TLS mode; use %q (the default) or %q (loopback only)", quoteValue(t.Mode), TLSModeOn, TLSModeOff)
 		return
 	}
 	files := []struct{ key, value string }{
 		{"tls.ca_file", t.CAFile}, {"tls.cert_file", t.CertFile}, {"tls.key_file", t.KeyFile},
 	}
-	var set, missing []string
+	var missing []string
 	for _, f := range files {
 		if f.value == "" {
 			missing = append(missing, f.key)
-		} else {
-			set = append(set, f.key)
 		}
 	}
+	if len(missing) == len(files) {
+		v.add("tls", "required: mutual TLS is on by default; make certificates with `hasidecar tls init --dir DIR --cluster NAME --node NAME=ADDRESS ...` and set tls.ca_file, tls.cert_file and tls.key_file, or set tls: {mode: off} on a loopback-only lab")
+		return
+	}
 	if len(missing) > 0 {
-		v.add("tls", "%s set but %s not; set all three of tls.ca_file, tls.cert_file and tls.key_file, or none",
-			strings.Join(set, " and "), strings.Join(missing, " and "))
+		v.add("tls", "%s not set; set all three of tls.ca_file, tls.cert_file and tls.key_file", strings.Join(missing, " and "))
 	}
 	for _, f := range files {
 		if f.value != "" {
 			v.existingFile(f.key, f.value)
 		}
 	}
+	if t.KeyFile != "" {
+		v.keyFile("tls.key_file", t.KeyFile)
+	}
+	ctl := c.Ctl
+	if ctl.CertFile != "" || ctl.KeyFile != "" || ctl.CAFile != "" {
+		if ctl.CertFile == "" || ctl.KeyFile == "" {
+			v.add("ctl", "set both ctl.cert_file and ctl.key_file (the certificate the CLI uses), or neither")
+		}
+		for _, f := range []struct{ key, value string }{{"ctl.ca_file", ctl.CAFile}, {"ctl.cert_file", ctl.CertFile}, {"ctl.key_file", ctl.KeyFile}} {
+			if f.value != "" {
+				v.existingFile(f.key, f.value)
+			}
+		}
+		if ctl.KeyFile != "" {
+			v.keyFile("ctl.key_file", ctl.KeyFile)
+		}
+	}
+}
+
+// keyFile refuses a private key that others can read, as ssh does.
+func (v *validator) keyFile(key, path string) {
+	if fi, err := os.Stat(path); err != nil || !fi.Mode().IsRegular() {
+		return // existingFile says what is wrong
+	}
+	if err := pki.CheckKeyFile(path); err != nil {
+		v.add(key, "%v", err)
+	}
+}
+
+// isLoopback reports whether host:port names a loopback address.
+func isLoopback(hostport string) bool {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
 // postgres checks the postgres section of a data node.

@@ -13,12 +13,11 @@ import (
 
 // Failover is `hasidecar failover --to NAME`: a manual promotion once the
 // primary is really gone (its lease expired or released), like repmgr
-// standby promote. It runs on the leader; a follower forwards it.
+// standby promote. It runs on the leader; a follower sends the caller
+// there (not_leader), so the leader checks the operator's own certificate.
 func (s *clusterService) Failover(ctx context.Context, req *pb.FailoverRequest) (*pb.FailoverResponse, error) {
-	if c, err := s.n.leaderClient(); err != nil {
-		return nil, err
-	} else if c != nil {
-		return c.Failover(ctx, req)
+	if !s.n.isLeader() {
+		return nil, s.n.notLeader()
 	}
 	return s.n.manualFailover(ctx, req)
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -28,6 +29,8 @@ type metrics struct {
 	pgPrimary     prometheus.Gauge
 	lagBytes      prometheus.Gauge
 	timeline      prometheus.Gauge
+	certExpiry    prometheus.Gauge
+	certOnce      sync.Once
 }
 
 func newMetrics(n *Node) *metrics {
@@ -43,6 +46,7 @@ func newMetrics(n *Node) *metrics {
 		pgPrimary:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "hasidecar_postgres_primary", Help: "1 when the local Postgres is out of recovery.", ConstLabels: labels}),
 		lagBytes:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "hasidecar_replay_lsn", Help: "Replay (standby) or current (primary) WAL position of the local Postgres, in bytes.", ConstLabels: labels}),
 		timeline:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "hasidecar_postgres_timeline", Help: "Timeline of the local Postgres.", ConstLabels: labels}),
+		certExpiry:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "hasidecar_tls_cert_expiry_timestamp_seconds", Help: "When this sidecar's TLS certificate expires (Unix time; absent with tls.mode off).", ConstLabels: labels}),
 	}
 	m.reg.MustRegister(m.leaderChanges, m.promotions, m.fences, m.raftLeader, m.term, m.pgRunning, m.pgPrimary, m.lagBytes, m.timeline)
 	return m
@@ -59,6 +63,13 @@ func (m *metrics) observe(r *pb.NodeReport) {
 	} else {
 		m.lagBytes.Set(float64(pg.GetCurrentLsn()))
 	}
+}
+
+// setCertExpiry publishes the certificate's end (registered on first use,
+// so a node with tls.mode off has no such series).
+func (m *metrics) setCertExpiry(t time.Time) {
+	m.certOnce.Do(func() { m.reg.MustRegister(m.certExpiry) })
+	m.certExpiry.Set(float64(t.Unix()))
 }
 
 func b2f(b bool) float64 {

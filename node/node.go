@@ -24,6 +24,7 @@ import (
 
 	"github.com/hasidecar/hasidecar/config"
 	"github.com/hasidecar/hasidecar/fsm"
+	"github.com/hasidecar/hasidecar/internal/pki"
 	pb "github.com/hasidecar/hasidecar/proto/hasidecar/v1"
 )
 
@@ -34,7 +35,7 @@ var Version = "dev"
 type Node struct {
 	cfg    *config.Config
 	logger hclog.Logger
-	tls    *tlsConfigs
+	tls    *pki.Store // nil: tls.mode off (loopback only)
 
 	fsm     *raftFSM
 	raft    *raft.Raft
@@ -54,6 +55,8 @@ type Node struct {
 	leaderCancel context.CancelFunc
 	leaderDone   chan struct{}
 
+	reloadCh chan struct{} // SIGHUP: reload the certificate files
+
 	wg sync.WaitGroup
 }
 
@@ -68,7 +71,8 @@ func New(cfg *config.Config, logger hclog.Logger) (*Node, error) {
 		logger:  logger,
 		tls:     t,
 		fsm:     newRaftFSM(logger.Named("fsm")),
-		peers:   newPeerPool(t),
+		peers:   newPeerPool(dialOptions(t, cfg.Cluster)),
+		reloadCh: make(chan struct{}, 1),
 		reports: newReportStore(4096),
 		started: time.Now(),
 	}
@@ -135,6 +139,11 @@ func (n *Node) Run(ctx context.Context) error {
 	if err := n.bootstrapOrJoin(ctx, parts.hasState); err != nil {
 		return err
 	}
+	if n.tls == nil {
+		n.warnTLSOff()
+	} else {
+		n.metrics.setCertExpiry(n.tls.NotAfter())
+	}
 	n.logger.Info("sidecar started", "name", n.cfg.Name, "kind", n.cfg.Kind, "raft", n.cfg.RaftAdvertise(), "grpc", n.cfg.GRPCAdvertise(), "version", Version)
 	if room, need := leaseRoom(n.cfg); room < need {
 		n.logger.Warn("timing.lease leaves too little room for a Raft leader change: the death of the Raft leader may fence a healthy primary and fail over; lengthen timing.lease or shorten raft.heartbeat_timeout",
@@ -147,6 +156,7 @@ func (n *Node) Run(ctx context.Context) error {
 	n.goLoop(func() { n.reportLoop(loops) })
 	n.goLoop(func() { n.reachLoop(loops) })
 	n.goLoop(func() { n.notifyLoop(loops) })
+	n.goLoop(func() { n.tlsLoop(loops) })
 	pgDone := make(chan struct{})
 	if n.pg != nil {
 		n.goLoop(func() { defer close(pgDone); n.pg.run(loops) })

@@ -101,7 +101,7 @@ func (n *Node) newTransport() (*raft.NetworkTransport, error) {
 		return nil, fmt.Errorf("raft.listen %s: %w (is another process using the port?)", n.cfg.Raft.Listen, err)
 	}
 	if n.tls != nil {
-		layer = &tlsStreamLayer{Listener: tls.NewListener(ln, n.tls.server), adv: adv, client: n.tls.client}
+		layer = &tlsStreamLayer{Listener: tls.NewListener(ln, n.tls.ServerConfig()), adv: adv, client: func() *tls.Config { return n.tls.ClientConfig(n.cfg.Cluster) }}
 	} else {
 		layer = &tcpStreamLayer{Listener: ln, adv: adv}
 	}
@@ -127,14 +127,14 @@ func (t *tcpStreamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (n
 type tlsStreamLayer struct {
 	net.Listener
 	adv    net.Addr
-	client *tls.Config
+	client func() *tls.Config
 }
 
 func (t *tlsStreamLayer) Addr() net.Addr { return t.adv }
 
 func (t *tlsStreamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	d := &net.Dialer{Timeout: timeout}
-	cfg := t.client.Clone()
+	cfg := t.client()
 	if host, _, err := net.SplitHostPort(string(addr)); err == nil {
 		cfg.ServerName = host
 	}

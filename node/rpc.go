@@ -2,68 +2,17 @@ package node
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"os"
 	"sync"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
-	"github.com/hasidecar/hasidecar/config"
 	"github.com/hasidecar/hasidecar/fsm"
 )
-
-// tlsConfigs are the server and client sides of mutual TLS.
-type tlsConfigs struct {
-	server *tls.Config
-	client *tls.Config
-}
-
-// LoadTLS builds mutual-TLS configs from the files in c; nil when TLS is off.
-func LoadTLS(c config.TLSConfig) (*tlsConfigs, error) {
-	if !c.Enabled() {
-		return nil, nil
-	}
-	cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
-	if err != nil {
-		return nil, fmt.Errorf("load tls.cert_file %s / tls.key_file %s: %w", c.CertFile, c.KeyFile, err)
-	}
-	caPEM, err := os.ReadFile(c.CAFile)
-	if err != nil {
-		return nil, fmt.Errorf("read tls.ca_file: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(caPEM) {
-		return nil, fmt.Errorf("tls.ca_file %s holds no PEM certificate", c.CAFile)
-	}
-	return &tlsConfigs{
-		server: &tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12},
-		client: &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, MinVersion: tls.VersionTLS12},
-	}, nil
-}
-
-// DialOptions returns the transport credentials for a client of a sidecar.
-func DialOptions(c config.TLSConfig) ([]grpc.DialOption, error) {
-	t, err := LoadTLS(c)
-	if err != nil {
-		return nil, err
-	}
-	return dialOptions(t), nil
-}
-
-func dialOptions(t *tlsConfigs) []grpc.DialOption {
-	if t == nil {
-		return []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
-	}
-	return []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(t.client))}
-}
 
 // peerPool caches one client connection per sidecar address.
 type peerPool struct {
@@ -72,8 +21,8 @@ type peerPool struct {
 	conns map[string]*grpc.ClientConn
 }
 
-func newPeerPool(t *tlsConfigs) *peerPool {
-	return &peerPool{opts: dialOptions(t), conns: map[string]*grpc.ClientConn{}}
+func newPeerPool(opts []grpc.DialOption) *peerPool {
+	return &peerPool{opts: opts, conns: map[string]*grpc.ClientConn{}}
 }
 
 func (p *peerPool) get(addr string) (*grpc.ClientConn, error) {

@@ -18,12 +18,9 @@ import (
 func (n *Node) newGRPCServer() *grpc.Server {
 	var opts []grpc.ServerOption
 	if n.tls != nil {
-		opts = append(opts, grpc.Creds(credentials.NewTLS(n.tls.server)))
+		opts = append(opts, grpc.Creds(credentials.NewTLS(n.tls.ServerConfig())))
 	}
-	opts = append(opts, grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-		resp, err := h(ctx, req)
-		return resp, toStatus(err)
-	}))
+	opts = append(opts, grpc.ChainUnaryInterceptor(n.unaryInterceptor), grpc.ChainStreamInterceptor(n.streamInterceptor))
 	s := grpc.NewServer(opts...)
 	pb.RegisterClusterServiceServer(s, &clusterService{n: n})
 	pb.RegisterNodeServiceServer(s, &nodeService{n: n})
@@ -229,6 +226,9 @@ func (s *clusterService) Events(_ context.Context, req *pb.EventsRequest) (*pb.E
 }
 
 func (s *clusterService) SetPaused(ctx context.Context, req *pb.SetPausedRequest) (*pb.SetPausedResponse, error) {
+	if !s.n.isLeader() {
+		return nil, s.n.notLeader()
+	}
 	paused := req.Paused
 	_, err := s.n.Propose(ctx, &pb.Command{Cmd: &pb.Command_SetSettings{SetSettings: &pb.SetSettings{Paused: &paused}}})
 	if err != nil {
@@ -269,10 +269,8 @@ func (s *clusterService) History(ctx context.Context, req *pb.HistoryRequest) (*
 }
 
 func (s *clusterService) Cleanup(ctx context.Context, req *pb.CleanupRequest) (*pb.CleanupResponse, error) {
-	if c, err := s.n.leaderClient(); err != nil {
-		return nil, err
-	} else if c != nil {
-		return c.Cleanup(ctx, req)
+	if !s.n.isLeader() {
+		return nil, s.n.notLeader()
 	}
 	if req.KeepMs < 0 {
 		return nil, invalid("keep-history must not be negative")

@@ -23,10 +23,16 @@ type peerService struct {
 	n *Node
 }
 
-// Join adds a node to the Raft configuration and the nodes table. A
-// follower forwards the request to the leader.
+// Join adds a node to the Raft configuration and the nodes table, for the
+// node named in the caller's certificate only. A follower sends the joining
+// node to the leader (not_leader), which sees its certificate itself.
 func (s *peerService) Join(ctx context.Context, req *pb.JoinRequest) (*pb.JoinResponse, error) {
 	n := s.n
+	// Only a node's own certificate may join (or re-address) it.
+	if err := samePeer(ctx, "join", req.Name); err != nil {
+		n.logger.Warn(status.Convert(err).Message())
+		return nil, err
+	}
 	st := n.fsm.State()
 	// Refuse another cluster's node on any member, leader or not.
 	if st.ClusterName != "" && req.ClusterName != st.ClusterName {
@@ -36,19 +42,14 @@ func (s *peerService) Join(ctx context.Context, req *pb.JoinRequest) (*pb.JoinRe
 		return nil, &fsm.Error{Code: fsm.CodeClusterMismatch, Msg: fmt.Sprintf("node %q carries Postgres system identifier %d, this cluster's is %d: its data directory belongs to another cluster", req.Name, req.SystemIdentifier, st.SystemIdentifier)}
 	}
 	if !n.isLeader() {
-		addr, _, err := n.leaderGRPC()
-		if err != nil {
+		if _, _, err := n.leaderGRPC(); err != nil {
 			if n.fresh() {
 				// Tell a node with bootstrap: true that no cluster is here.
 				return nil, status.Error(codes.FailedPrecondition, notInitialised+n.cfg.Name+" has not joined or started a cluster yet")
 			}
 			return nil, err
 		}
-		conn, err := n.peers.get(addr)
-		if err != nil {
-			return nil, err
-		}
-		return pb.NewPeerServiceClient(conn).Join(ctx, req)
+		return nil, n.notLeader()
 	}
 	if st.ClusterName == "" {
 		return nil, status.Error(codes.Unavailable, "the cluster is still initialising: try again")
@@ -107,11 +108,7 @@ func (n *Node) addRaftServer(name, addr string) (voter bool, err error) {
 // removeNode unregisters a node: Raft membership first, then the row.
 func (n *Node) removeNode(ctx context.Context, req *pb.RemoveNodeRequest) (*pb.RemoveNodeResponse, error) {
 	if !n.isLeader() {
-		conn, err := n.leaderConn()
-		if err != nil {
-			return nil, err
-		}
-		return pb.NewPeerServiceClient(conn).Remove(ctx, req)
+		return nil, n.notLeader()
 	}
 	st := n.fsm.State()
 	row := fsm.NodeByID(st, req.NodeId)
@@ -144,13 +141,22 @@ func (s *peerService) Remove(ctx context.Context, req *pb.RemoveNodeRequest) (*p
 	return s.n.removeNode(ctx, req)
 }
 
-// Apply commits a command forwarded by a follower.
+// Apply commits a command forwarded by a follower: only the kinds of
+// command followers propose, and only about the caller itself
+// (fsm.CheckForwarded).
 func (s *peerService) Apply(ctx context.Context, req *pb.ApplyRequest) (*pb.ApplyResponse, error) {
 	if !s.n.isLeader() {
 		return nil, status.Error(codes.Unavailable, "not the raft leader")
 	}
-	if _, err := fsm.Decode(req.Command); err != nil {
+	cmd, err := fsm.Decode(req.Command)
+	if err != nil {
 		return nil, invalid("apply: %v", err)
+	}
+	if id, ok := caller(ctx); ok {
+		if err := fsm.CheckForwarded(s.n.fsm.State(), id.Name, cmd); err != nil {
+			s.n.logger.Warn("denied: forwarded command", "caller", id.Name, "error", err)
+			return nil, status.Errorf(codes.PermissionDenied, "denied: %v", err)
+		}
 	}
 	res, err := s.n.applyLocal(ctx, req.Command)
 	if err != nil {
@@ -165,9 +171,15 @@ func (s *peerService) Apply(ctx context.Context, req *pb.ApplyRequest) (*pb.Appl
 	return &pb.ApplyResponse{Index: res.Index, NodeId: res.NodeID}, nil
 }
 
-func (s *peerService) Report(_ context.Context, req *pb.ReportRequest) (*pb.ReportResponse, error) {
+func (s *peerService) Report(ctx context.Context, req *pb.ReportRequest) (*pb.ReportResponse, error) {
 	if req.Report == nil || req.Report.NodeId == 0 {
 		return nil, invalid("report without a node id")
+	}
+	if err := samePeer(ctx, "report", req.Report.Name); err != nil {
+		return nil, err
+	}
+	if row := fsm.NodeByName(s.n.fsm.State(), req.Report.Name); row == nil || row.Id != req.Report.NodeId {
+		return nil, invalid("report from %q with node id %d: not that node's id", req.Report.Name, req.Report.NodeId)
 	}
 	s.n.reports.put(req.Report, time.Now())
 	return &pb.ReportResponse{}, nil
@@ -228,6 +240,13 @@ func (n *Node) joinOnce(ctx context.Context) error {
 		}
 		cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 		resp, err := pb.NewPeerServiceClient(conn).Join(cctx, req)
+		if leader, ok := LeaderRedirect(err); ok {
+			// A follower sends us to the leader: ask it directly.
+			if lc, lerr := n.peers.get(leader); lerr == nil {
+				addr = leader
+				resp, err = pb.NewPeerServiceClient(lc).Join(cctx, req)
+			}
+		}
 		cancel()
 		if err == nil {
 			n.id.Store(resp.NodeId)
@@ -302,6 +321,11 @@ func (s *peerService) EnsureSlot(ctx context.Context, req *pb.EnsureSlotRequest)
 	}
 	if !known {
 		return nil, notFound("no registered node uses slot %q", req.SlotName)
+	}
+	if id, ok := caller(ctx); ok {
+		if row := fsm.NodeByName(st, id.Name); row == nil || row.SlotName != req.SlotName {
+			return nil, status.Errorf(codes.PermissionDenied, "denied: %s may not ask for slot %q: a node asks only for its own slot", id, req.SlotName)
+		}
 	}
 	if err := n.pg.ensureReplicationRole(ctx); err != nil {
 		return nil, status.Error(codes.Unavailable, err.Error())

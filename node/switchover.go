@@ -101,12 +101,11 @@ func (a *pgAgent) reportShutdown(ctx context.Context, term uint64) error {
 	return nil
 }
 
-// Switchover is `hasidecar switchover --to NAME`; it runs on the leader.
+// Switchover is `hasidecar switchover --to NAME`; it runs on the leader (a
+// follower answers not_leader).
 func (s *clusterService) Switchover(ctx context.Context, req *pb.SwitchoverRequest) (*pb.SwitchoverResponse, error) {
-	if c, err := s.n.leaderClient(); err != nil {
-		return nil, err
-	} else if c != nil {
-		return c.Switchover(ctx, req)
+	if !s.n.isLeader() {
+		return nil, s.n.notLeader()
 	}
 	return s.n.switchover(ctx, req)
 }

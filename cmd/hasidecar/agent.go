@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/spf13/cobra"
@@ -44,6 +46,20 @@ func newAgentCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// SIGHUP: read the certificate files again (a renewed certificate).
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+			go func() {
+				for {
+					select {
+					case <-cmd.Context().Done():
+						return
+					case <-hup:
+						n.ReloadTLS()
+					}
+				}
+			}()
 			return n.Run(cmd.Context())
 		},
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -14,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/hasidecar/hasidecar/config"
+	"github.com/hasidecar/hasidecar/internal/pki"
 	"github.com/hasidecar/hasidecar/node"
 	pb "github.com/hasidecar/hasidecar/proto/hasidecar/v1"
 )
@@ -34,12 +36,31 @@ func (t *target) flags(cmd *cobra.Command, withJSON bool) {
 	cmd.Flags().StringVarP(&t.configPath, "config", "c", "", "a sidecar's config file (its gRPC address and TLS files are used)")
 	cmd.Flags().StringVar(&t.addr, "addr", "", "a sidecar's gRPC address HOST:PORT (default: $HASIDECAR_ADDR, or the address in -c)")
 	cmd.Flags().DurationVar(&t.timeout, "rpc-timeout", 10*time.Second, "how long to wait for the sidecar's answer")
-	cmd.Flags().StringVar(&t.tls.CAFile, "tls-ca", "", "CA certificate for mutual TLS (default: from -c)")
-	cmd.Flags().StringVar(&t.tls.CertFile, "tls-cert", "", "client certificate for mutual TLS (default: from -c)")
-	cmd.Flags().StringVar(&t.tls.KeyFile, "tls-key", "", "client key for mutual TLS (default: from -c)")
+	cmd.Flags().StringVar(&t.tls.CAFile, "tls-ca", "", "the cluster CA certificate (default: from -c, or $"+envTLSDir+"/ca.crt)")
+	cmd.Flags().StringVar(&t.tls.CertFile, "tls-cert", "", "your certificate: operator, or monitor for read verbs (default: ctl.cert_file from -c, or $"+envTLSDir+"/operator.crt)")
+	cmd.Flags().StringVar(&t.tls.KeyFile, "tls-key", "", "your certificate's key (default: from -c, or $"+envTLSDir+")")
 	if withJSON {
 		cmd.Flags().BoolVar(&t.jsonOut, "json", false, "print JSON")
 	}
+}
+
+// envTLSDir names a directory made by `hasidecar tls init`: the CLI takes
+// ca.crt and operator.crt (else monitor.crt) from it.
+const envTLSDir = "HASIDECAR_TLS_DIR"
+
+// tlsFromDir picks the CLI's certificate from a `tls init` directory; TLS
+// stays off when dir is "".
+func tlsFromDir(dir string) (config.TLSConfig, error) {
+	if dir == "" {
+		return config.TLSConfig{Mode: config.TLSModeOff}, nil
+	}
+	for _, name := range []string{pki.DefaultOperator, pki.DefaultMonitor} {
+		cert := filepath.Join(dir, pki.CertFile(name))
+		if _, err := os.Stat(cert); err == nil {
+			return config.TLSConfig{Mode: config.TLSModeOn, CAFile: filepath.Join(dir, pki.CACertFile), CertFile: cert, KeyFile: filepath.Join(dir, pki.KeyFile(name))}, nil
+		}
+	}
+	return config.TLSConfig{}, fmt.Errorf("$%s=%s holds neither %s nor %s", envTLSDir, dir, pki.CertFile(pki.DefaultOperator), pki.CertFile(pki.DefaultMonitor))
 }
 
 // client is a connection to one sidecar.
@@ -49,6 +70,7 @@ type client struct {
 	cluster pb.ClusterServiceClient
 	node    pb.NodeServiceClient
 	timeout time.Duration
+	opts    []grpc.DialOption
 }
 
 func (t *target) dial() (*client, error) {
@@ -68,7 +90,7 @@ func (t *target) dial() (*client, error) {
 		if err != nil {
 			return nil, err
 		}
-		tlsCfg = cfg.TLS
+		tlsCfg = cfg.Client()
 		if addr == "" {
 			addr = cfg.GRPCAdvertise()
 		}
@@ -76,8 +98,18 @@ func (t *target) dial() (*client, error) {
 	if addr == "" {
 		return nil, errors.New("no sidecar to ask: pass -c FILE or --addr HOST:PORT (or set HASIDECAR_ADDR)")
 	}
-	if t.tls.Enabled() {
+	switch {
+	case t.tls.HasFiles():
+		if t.tls.CAFile == "" || t.tls.CertFile == "" || t.tls.KeyFile == "" {
+			return nil, errors.New("give all three of --tls-ca, --tls-cert and --tls-key, or none")
+		}
 		tlsCfg = t.tls
+	case path != "":
+	default:
+		var err error
+		if tlsCfg, err = tlsFromDir(os.Getenv(envTLSDir)); err != nil {
+			return nil, err
+		}
 	}
 	if t.timeout <= 0 {
 		return nil, fmt.Errorf("--rpc-timeout must be positive, not %s", t.timeout)
@@ -90,7 +122,20 @@ func (t *target) dial() (*client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sidecar address %s: %w", addr, err)
 	}
-	return &client{addr: addr, conn: conn, cluster: pb.NewClusterServiceClient(conn), node: pb.NewNodeServiceClient(conn), timeout: t.timeout}, nil
+	return &client{addr: addr, conn: conn, cluster: pb.NewClusterServiceClient(conn), node: pb.NewNodeServiceClient(conn), timeout: t.timeout, opts: opts}, nil
+}
+
+// redial connects the client to another sidecar (the Raft leader) with the
+// same credentials.
+func (c *client) redial(addr string) error {
+	conn, err := grpc.NewClient(addr, c.opts...)
+	if err != nil {
+		return fmt.Errorf("sidecar address %s: %w", addr, err)
+	}
+	_ = c.conn.Close()
+	c.addr, c.conn = addr, conn
+	c.cluster, c.node = pb.NewClusterServiceClient(conn), pb.NewNodeServiceClient(conn)
+	return nil
 }
 
 func (c *client) close() { _ = c.conn.Close() }
@@ -105,7 +150,19 @@ func (t *target) do(cmd *cobra.Command, fn func(ctx context.Context, c *client) 
 	defer c.close()
 	ctx, cancel := c.ctx(cmd.Context())
 	defer cancel()
-	if err := fn(ctx, c); err != nil {
+	// A verb that only the Raft leader takes is answered not_leader by a
+	// follower: ask the leader, which then checks our own certificate.
+	for hops := 0; ; hops++ {
+		err = fn(ctx, c)
+		leader, redirect := node.LeaderRedirect(err)
+		if !redirect || hops == 2 || leader == c.addr {
+			break
+		}
+		if err := c.redial(leader); err != nil {
+			return err
+		}
+	}
+	if err != nil {
 		return c.explain(err)
 	}
 	return nil
@@ -126,6 +183,8 @@ func (c *client) explain(err error) error {
 		return fmt.Errorf("cannot reach the sidecar at %s: %s (is `hasidecar agent` running there?)", c.addr, st.Message())
 	case codes.DeadlineExceeded:
 		return fmt.Errorf("the sidecar at %s did not answer in time (%s)", c.addr, st.Message())
+	case codes.PermissionDenied, codes.Unauthenticated:
+		return fmt.Errorf("%s (the sidecar at %s checked the certificate this command used; pass -c with a config whose ctl: names an operator certificate, --tls-cert/--tls-key, or $%s)", st.Message(), c.addr, envTLSDir)
 	case codes.Unimplemented:
 		return fmt.Errorf("the sidecar at %s does not know this call: is it an older version? (%s)", c.addr, st.Message())
 	}

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	pb "github.com/hasidecar/hasidecar/proto/hasidecar/v1"
 )
@@ -26,24 +25,18 @@ func (l *Lab) Show(ctx context.Context) (*pb.ShowResponse, error) {
 	return nil, fmt.Errorf("no lab member answered: %w", last)
 }
 
-// Dial connects to a lab sidecar's gRPC address (no TLS in the lab).
-func Dial(addr string) (*grpc.ClientConn, error) {
-	return grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-}
-
-// Dial connects to one of this lab's sidecars (from the client namespace
-// when the lab has its own network).
+// Dial connects to one of this lab's sidecars with the lab's operator
+// certificate (from the client namespace when the lab has its own network).
 func (l *Lab) Dial(addr string) (*grpc.ClientConn, error) {
-	if l.Spec.Net == nil {
-		return Dial(addr)
+	creds, err := l.credentials()
+	if err != nil {
+		return nil, err
 	}
-	return grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+	if l.Spec.Net == nil {
+		return grpc.NewClient(addr, creds)
+	}
+	return grpc.NewClient("passthrough:///"+addr, creds,
 		grpc.WithContextDialer(func(ctx context.Context, a string) (net.Conn, error) { return l.Spec.Net.DialContext(ctx, "tcp", a) }))
-}
-
-// ShowAt asks one sidecar for cluster show.
-func ShowAt(ctx context.Context, addr string) (*pb.ShowResponse, error) {
-	return (&Lab{}).ShowAt(ctx, addr)
 }
 
 // ShowAt asks one of this lab's sidecars for cluster show.

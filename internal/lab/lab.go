@@ -146,7 +146,7 @@ func (l *Lab) node(name string, i int, witness bool) *Node {
 // on loopback (a lab only), defaults for every timing.
 func (l *Lab) config(n *Node, bootstrap bool, join []string) *config.Config {
 	c := &config.Config{
-		Cluster:   "lab",
+		Cluster:   labCluster,
 		Name:      n.Name,
 		Kind:      config.KindData,
 		StateDir:  filepath.Join(n.Dir, "state"),
@@ -181,6 +181,7 @@ func (l *Lab) config(n *Node, bootstrap bool, join []string) *config.Config {
 			}
 		}
 	}
+	l.tlsFiles(c)
 	c.ApplyDefaults()
 	if l.Spec.Net != nil && c.Postgres != nil {
 		c.Postgres.AllowedNetworks = []string{l.Spec.Net.Subnet()}
@@ -238,6 +239,11 @@ func (l *Lab) Write() error {
 		return fmt.Errorf("create lab dir: %w", err)
 	}
 	_ = os.Chmod(l.Spec.Dir, 0o755)
+	if l.credentialsNeeded() {
+		if err := l.writeCerts(); err != nil {
+			return err
+		}
+	}
 	for _, n := range l.Nodes {
 		if err := n.Config.Validate(); err != nil {
 			return fmt.Errorf("lab config of %s: %w", n.Name, err)
@@ -456,6 +462,16 @@ func (l *Lab) MultiHostDSN(extra string) string {
 		dsn += " " + extra
 	}
 	return dsn
+}
+
+// credentialsNeeded: some node runs mutual TLS.
+func (l *Lab) credentialsNeeded() bool {
+	for _, n := range l.Nodes {
+		if n.Config.TLS.Enabled() {
+			return true
+		}
+	}
+	return false
 }
 
 // Load reads a lab written earlier from its directory.

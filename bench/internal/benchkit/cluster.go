@@ -66,7 +66,7 @@ func (e *Env) ShowExcept(ctx context.Context, skip *lab.Node) (*pb.ShowResponse,
 		if n == skip {
 			continue
 		}
-		v, err := lab.ShowAt(ctx, n.GRPCAddr())
+		v, err := e.Lab.ShowAt(ctx, n.GRPCAddr())
 		if err == nil {
 			return v, nil
 		}
