@@ -67,14 +67,14 @@ func New(cfg *config.Config, logger hclog.Logger) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{
-		cfg:     cfg,
-		logger:  logger,
-		tls:     t,
-		fsm:     newRaftFSM(logger.Named("fsm")),
-		peers:   newPeerPool(dialOptions(t, cfg.Cluster)),
+		cfg:      cfg,
+		logger:   logger,
+		tls:      t,
+		fsm:      newRaftFSM(logger.Named("fsm")),
+		peers:    newPeerPool(dialOptions(t, cfg.Cluster)),
 		reloadCh: make(chan struct{}, 1),
-		reports: newReportStore(4096),
-		started: time.Now(),
+		reports:  newReportStore(4096),
+		started:  time.Now(),
 	}
 	n.metrics = newMetrics(n)
 	if !cfg.IsWitness() {

@@ -39,6 +39,9 @@ func (n *Node) status() *pb.StatusResponse {
 	if me := n.self(); me != nil {
 		resp.Role = me.Role
 	}
+	if n.tls != nil {
+		resp.TlsCertNotAfterUnix = n.tls.NotAfter().Unix()
+	}
 	if n.pg != nil {
 		resp.Postgres = n.pg.observed()
 		resp.DataDir = n.cfg.Postgres.DataDir

@@ -55,6 +55,6 @@ in a Raft log first.
 		SilenceErrors: true,
 	}
 	root.AddCommand(newAgentCmd(), newClusterCmd(), newNodeCmd(), newSwitchoverCmd(), newFailoverCmd(),
-		newPauseCmd(true), newPauseCmd(false), newLabCmd(), newVersionCmd(), newGuardCmd())
+		newPauseCmd(true), newPauseCmd(false), newLabCmd(), newTLSCmd(), newVersionCmd(), newGuardCmd())
 	return root
 }

@@ -5,10 +5,12 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/hasidecar/hasidecar/fsm"
+	"github.com/hasidecar/hasidecar/internal/pki"
 	pb "github.com/hasidecar/hasidecar/proto/hasidecar/v1"
 )
 
@@ -26,6 +28,8 @@ type thresholds struct {
 	LagWarnBytes, LagCritBytes int64
 	LagWarnMs, LagCritMs       int64
 	ArchiveWarn, ArchiveCrit   int32
+	// Now is the time certificate expiry is judged at (zero: the clock).
+	Now time.Time
 }
 
 type checkResult struct {
@@ -118,6 +122,21 @@ func nodeChecks(st *pb.StatusResponse, show *pb.ShowResponse, th thresholds) che
 		}
 		if n.Role == pb.NodeRole_NODE_ROLE_PRIMARY {
 			primary = n
+		}
+	}
+	if st.TlsCertNotAfterUnix != 0 {
+		now := th.Now
+		if now.IsZero() {
+			now = time.Now()
+		}
+		end := time.Unix(st.TlsCertNotAfterUnix, 0).UTC()
+		switch left := end.Sub(now); {
+		case left <= 0:
+			add("certificate", checkCritical, "the TLS certificate expired on %s: renew it (hasidecar tls renew)", end.Format(time.DateOnly))
+		case left < pki.ExpiryWarning:
+			add("certificate", checkWarning, "the TLS certificate expires on %s, in %d days: renew it (hasidecar tls renew)", end.Format(time.DateOnly), int(left.Hours()/24))
+		default:
+			add("certificate", checkOK, "the TLS certificate is valid until %s", end.Format(time.DateOnly))
 		}
 	}
 	if st.Kind == pb.NodeKind_NODE_KIND_WITNESS {
