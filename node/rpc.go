@@ -24,6 +24,10 @@ import (
 type tlsConfigs struct {
 	server *tls.Config
 	client *tls.Config
+	// identify maps the state of a verified TLS handshake to the peer's
+	// node name (its Raft server id). The Raft transport refuses to start
+	// over TLS while it is nil.
+	identify func(tls.ConnectionState) (string, error)
 }
 
 // LoadTLS builds mutual-TLS configs from the files in c; nil when TLS is off.
