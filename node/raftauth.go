@@ -41,7 +41,9 @@ package node
 //
 // Outbound RPCs go through one raft.NetworkTransport whose stream layer only
 // dials (tlsStreamLayer.Dial: ServerName is the host of the address, the
-// server certificate is verified against the cluster CA).
+// server certificate is verified against the cluster CA). That side is
+// unchanged by this file: it authenticates the address (the certificate's
+// SANs), not that the server answering is the server id being called.
 
 import (
 	"context"

@@ -488,12 +488,44 @@ func TestRaftAuthCloseNoLeak(t *testing.T) {
 			_ = n.trans.Close()
 		}
 	}()
-	deadline := time.Now().Add(5 * time.Second)
+	start := time.Now()
+	defer func() { t.Logf("goroutines back to %d within %v", baseline, time.Since(start)) }()
+	deadline := start.Add(5 * time.Second)
 	for runtime.NumGoroutine() > baseline {
 		if time.Now().After(deadline) {
 			buf := make([]byte, 1<<20)
 			t.Fatalf("%d goroutines, %d before:\n%s", runtime.NumGoroutine(), baseline, buf[:runtime.Stack(buf, true)])
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestRaftAuthIdentifyRefused: a verified certificate that identify cannot
+// map to a node name gets no RPC through.
+func TestRaftAuthIdentifyRefused(t *testing.T) {
+	ca := newTestCA(t, "raftauth test CA")
+	log := &syncBuffer{}
+	cert := ca.leaf(t, "n1")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := newAuthTransport(tls.NewListener(ln, ca.serverConfig(cert)), ln.Addr(), ca.clientConfig(cert),
+		func(tls.ConnectionState) (string, error) { return "", errors.New("not a cluster node") },
+		hclog.New(&hclog.LoggerOptions{Output: log}))
+	defer tr.Close()
+	attacker := rawTransport(t, ca, ca.leaf(t, "n2"))
+	var resp raft.AppendEntriesResponse
+	err = attacker.AppendEntries("n1", tr.LocalAddr(), &raft.AppendEntriesRequest{RPCHeader: raft.RPCHeader{ID: []byte("n2")}, Term: 5}, &resp)
+	if err == nil {
+		t.Fatal("AppendEntries from an unidentified peer accepted")
+	}
+	select {
+	case rpc := <-tr.Consumer():
+		t.Fatalf("RPC from an unidentified peer reached the consumer: %#v", rpc.Command)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if !strings.Contains(log.String(), "no node name for the peer certificate") {
+		t.Fatalf("refusal not logged:\n%s", log.String())
 	}
 }
