@@ -17,7 +17,7 @@ import (
 // raftParts is what setupRaft builds; close releases them in order.
 type raftParts struct {
 	raft      *raft.Raft
-	transport *raft.NetworkTransport
+	transport raftTransport
 	store     *raftboltdb.BoltStore
 	hasState  bool
 }
@@ -58,7 +58,11 @@ func (n *Node) setupRaft() (*raftParts, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open raft snapshots in %s: %w", dir, err)
 	}
-	trans, err := n.newTransport()
+	var identify func(tls.ConnectionState) (string, error)
+	if n.tls != nil {
+		identify = n.identifyNode
+	}
+	trans, err := n.newTransport(identify)
 	if err != nil {
 		return nil, err
 	}
@@ -90,25 +94,35 @@ func (n *Node) setupRaft() (*raftParts, error) {
 	return p, nil
 }
 
-func (n *Node) newTransport() (*raft.NetworkTransport, error) {
+// raftTransport is what newTransport builds.
+type raftTransport interface {
+	raft.Transport
+	raft.WithClose
+}
+
+// newTransport builds the Raft transport. With TLS on it is authTransport
+// (raftauth.go): identify maps a verified peer certificate to the node name
+// that the peer's RPCs must carry as server id; without it the Raft port is
+// not opened (fail closed).
+func (n *Node) newTransport(identify func(tls.ConnectionState) (string, error)) (raftTransport, error) {
 	adv, err := net.ResolveTCPAddr("tcp", n.cfg.RaftAdvertise())
 	if err != nil {
 		return nil, fmt.Errorf("raft.advertise %s: %w", n.cfg.RaftAdvertise(), err)
 	}
-	var layer raft.StreamLayer
+	if n.tls != nil && identify == nil {
+		return nil, errors.New("raft over TLS: no mapping from peer certificates to node names")
+	}
 	ln, err := net.Listen("tcp", n.cfg.Raft.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("raft.listen %s: %w (is another process using the port?)", n.cfg.Raft.Listen, err)
 	}
 	if n.tls != nil {
-		layer = &tlsStreamLayer{Listener: tls.NewListener(ln, n.tls.ServerConfig()), adv: adv, client: func() *tls.Config { return n.tls.ClientConfig(n.cfg.Cluster) }}
-	} else {
-		layer = &tcpStreamLayer{Listener: ln, adv: adv}
+		return newAuthTransport(tls.NewListener(ln, n.tls.ServerConfig()), adv, func() *tls.Config { return n.tls.ClientConfig(n.cfg.Cluster) }, identify, n.logger.Named("raft-net")), nil
 	}
 	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream:  layer,
-		MaxPool: 3,
-		Timeout: 5 * time.Second,
+		Stream:  &tcpStreamLayer{Listener: ln, adv: adv},
+		MaxPool: raftMaxPool,
+		Timeout: raftTimeout,
 		Logger:  n.logger.Named("raft-net"),
 	}), nil
 }

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -132,4 +133,18 @@ func (n *Node) reloadTLS() {
 func (n *Node) warnTLSOff() {
 	n.logger.Warn("tls.mode is off: anyone who can reach this host's loopback addresses can change, pause or join this cluster; use mutual TLS (hasidecar tls init) outside a lab",
 		"raft", n.cfg.Raft.Listen, "grpc", n.cfg.GRPC.Listen)
+}
+
+// identifyNode is the Raft transport's mapping of a verified peer
+// certificate to the server id its RPCs must carry: the node name of a node
+// certificate of this cluster.
+func (n *Node) identifyNode(cs tls.ConnectionState) (string, error) {
+	id, err := pki.FromConnState(cs)
+	if err != nil {
+		return "", err
+	}
+	if err := pki.ExpectNode(id, n.cfg.Cluster); err != nil {
+		return "", err
+	}
+	return id.Name, nil
 }
