@@ -193,13 +193,32 @@ func (c *cluster) show(name string) (*pb.ShowResponse, error) {
 }
 
 // cli runs the hasidecar CLI and returns stdout, stderr and the exit code.
+// With only --addr it uses the lab's operator certificate (as an operator
+// with HASIDECAR_TLS_DIR set would); cliPlain runs it without.
 func (c *cluster) cli(args ...string) (string, string, int) {
+	c.t.Helper()
+	return c.runCLI(true, args...)
+}
+
+// cliPlain runs the CLI with no certificate but what its flags name.
+func (c *cluster) cliPlain(args ...string) (string, string, int) {
+	c.t.Helper()
+	return c.runCLI(false, args...)
+}
+
+func (c *cluster) runCLI(operator bool, args ...string) (string, string, int) {
 	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, binPath, args...)
 	if c.lab.Spec.Net != nil {
 		cmd = exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", c.lab.Spec.Net.Namespace("client"), binPath}, args...)...)
+	}
+	// As an operator would: --addr alone takes the operator certificate
+	// from the lab's tls init directory.
+	cmd.Env = os.Environ()
+	if operator {
+		cmd.Env = append(cmd.Env, "HASIDECAR_TLS_DIR="+c.lab.TLSDir())
 	}
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb

@@ -168,6 +168,7 @@ func witnessCluster(t *testing.T, tune func(*config.Config)) *cluster {
 		if i > 0 {
 			cfg.Join = []string{"127.0.0.1:" + itoa(base+20)}
 		}
+		l.SetTLS(cfg)
 		if tune != nil {
 			tune(cfg)
 		}

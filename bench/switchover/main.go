@@ -214,6 +214,7 @@ func trial(ctx context.Context, o options, env *benchkit.Env, w *benchkit.Writer
 	cctx, cancel := context.WithTimeout(ctx, o.cliTimeout)
 	start := time.Now()
 	cmd := exec.CommandContext(cctx, o.bin, "switchover", "--to", target.Name, "--addr", asked.GRPCAddr())
+	cmd.Env = append(os.Environ(), "HASIDECAR_TLS_DIR="+env.Lab.TLSDir())
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmdErr := cmd.Run()

@@ -71,6 +71,7 @@ type client struct {
 	node    pb.NodeServiceClient
 	timeout time.Duration
 	opts    []grpc.DialOption
+	plain   bool // no TLS
 }
 
 func (t *target) dial() (*client, error) {
@@ -122,7 +123,7 @@ func (t *target) dial() (*client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sidecar address %s: %w", addr, err)
 	}
-	return &client{addr: addr, conn: conn, cluster: pb.NewClusterServiceClient(conn), node: pb.NewNodeServiceClient(conn), timeout: t.timeout, opts: opts}, nil
+	return &client{addr: addr, conn: conn, cluster: pb.NewClusterServiceClient(conn), node: pb.NewNodeServiceClient(conn), timeout: t.timeout, opts: opts, plain: !tlsCfg.Enabled()}, nil
 }
 
 // redial connects the client to another sidecar (the Raft leader) with the
@@ -180,6 +181,9 @@ func (c *client) explain(err error) error {
 	}
 	switch st.Code() {
 	case codes.Unavailable:
+		if c.plain {
+			return fmt.Errorf("cannot reach the sidecar at %s: %s (is `hasidecar agent` running there? It requires mutual TLS unless its tls.mode is off: pass -c FILE, --tls-ca/--tls-cert/--tls-key, or set $%s)", c.addr, st.Message(), envTLSDir)
+		}
 		return fmt.Errorf("cannot reach the sidecar at %s: %s (is `hasidecar agent` running there?)", c.addr, st.Message())
 	case codes.DeadlineExceeded:
 		return fmt.Errorf("the sidecar at %s did not answer in time (%s)", c.addr, st.Message())

@@ -181,7 +181,7 @@ func (l *Lab) config(n *Node, bootstrap bool, join []string) *config.Config {
 			}
 		}
 	}
-	l.tlsFiles(c)
+	l.SetTLS(c)
 	c.ApplyDefaults()
 	if l.Spec.Net != nil && c.Postgres != nil {
 		c.Postgres.AllowedNetworks = []string{l.Spec.Net.Subnet()}

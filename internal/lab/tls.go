@@ -19,8 +19,9 @@ import (
 // every node's config names the operator certificate for the CLI (ctl:).
 func (l *Lab) TLSDir() string { return filepath.Join(l.Spec.Dir, "tls") }
 
-// tlsFiles are a lab node's tls: and ctl: sections.
-func (l *Lab) tlsFiles(c *config.Config) {
+// SetTLS gives a node's config the lab's tls: and ctl: sections (its own
+// certificate, the operator's for the CLI); Write issues the certificates.
+func (l *Lab) SetTLS(c *config.Config) {
 	dir := l.TLSDir()
 	c.TLS = config.TLSConfig{Mode: config.TLSModeOn, CAFile: filepath.Join(dir, pki.CACertFile),
 		CertFile: filepath.Join(dir, pki.CertFile(c.Name)), KeyFile: filepath.Join(dir, pki.KeyFile(c.Name))}

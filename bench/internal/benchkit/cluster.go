@@ -7,17 +7,14 @@ import (
 	"path/filepath"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-
 	"github.com/hasidecar/hasidecar/internal/lab"
 	pb "github.com/hasidecar/hasidecar/proto/hasidecar/v1"
 )
 
 // EventsAt asks one sidecar for the cluster events of a type ("" for all),
 // newest first.
-func EventsAt(ctx context.Context, addr, typ string) ([]*pb.Event, error) {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+func (e *Env) EventsAt(ctx context.Context, addr, typ string) ([]*pb.Event, error) {
+	conn, err := e.Lab.Dial(addr)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
@@ -42,7 +39,7 @@ next:
 				continue next
 			}
 		}
-		evs, err := EventsAt(ctx, n.GRPCAddr(), typ)
+		evs, err := e.EventsAt(ctx, n.GRPCAddr(), typ)
 		if err != nil {
 			last = err
 			continue
