@@ -143,7 +143,10 @@ func (a *pgAgent) renewOrRelease(ctx context.Context, st *pb.ClusterState) renew
 		// Renew only while Postgres answers its health query (observe
 		// runs every monitor interval); a hung Postgres lets the lease
 		// lapse, the watchdog fences it and the leader fails over.
-		if since := time.Since(a.lastHealthyAt()); since > 3*a.n.cfg.Timing.MonitorInterval.D() {
+		if stale, since := healthStale(time.Now(), a.healthyAt.Load(), 3*a.n.cfg.Timing.MonitorInterval.D()); stale && since == 0 {
+			a.logger.Warn("not renewing the lease: postgres has not answered its health query yet")
+			return renewSkipped
+		} else if stale {
 			a.logger.Warn("not renewing the lease: postgres has not answered its health query", "for", since.Round(time.Millisecond))
 			return renewSkipped
 		}
@@ -188,6 +191,18 @@ func (a *pgAgent) renewOrRelease(ctx context.Context, st *pb.ClusterState) renew
 	}
 	a.lease.mu.Unlock()
 	return renewed
+}
+
+// healthStale reports whether the last answer to the health query
+// (healthyAt, unix nanoseconds; 0: none yet) is older than limit at now,
+// and how old it is — 0 when there was none, so that nobody logs the time
+// since 1970.
+func healthStale(now time.Time, healthyAt int64, limit time.Duration) (stale bool, since time.Duration) {
+	if healthyAt == 0 {
+		return true, 0
+	}
+	since = max(now.Sub(time.Unix(0, healthyAt)), 0)
+	return since > limit, since
 }
 
 func (a *pgAgent) release(ctx context.Context, st *pb.ClusterState, me *pb.Node, reason string) {

@@ -61,8 +61,6 @@ type pgAgent struct {
 	healthyAt atomic.Int64
 }
 
-func (a *pgAgent) lastHealthyAt() time.Time { return time.Unix(0, a.healthyAt.Load()) }
-
 func newPGAgent(n *Node) (*pgAgent, error) {
 	pc := n.cfg.Postgres
 	ctl, err := pgctl.New(pgctl.Options{
