@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -63,40 +62,6 @@ func dialOptions(t *tlsConfigs) []grpc.DialOption {
 		return []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
 	}
 	return []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(t.client))}
-}
-
-// peerPool caches one client connection per sidecar address.
-type peerPool struct {
-	opts  []grpc.DialOption
-	mu    sync.Mutex
-	conns map[string]*grpc.ClientConn
-}
-
-func newPeerPool(t *tlsConfigs) *peerPool {
-	return &peerPool{opts: dialOptions(t), conns: map[string]*grpc.ClientConn{}}
-}
-
-func (p *peerPool) get(addr string) (*grpc.ClientConn, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if c, ok := p.conns[addr]; ok {
-		return c, nil
-	}
-	c, err := grpc.NewClient(addr, p.opts...)
-	if err != nil {
-		return nil, fmt.Errorf("connect to sidecar %s: %w", addr, err)
-	}
-	p.conns[addr] = c
-	return c, nil
-}
-
-func (p *peerPool) close() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for a, c := range p.conns {
-		_ = c.Close()
-		delete(p.conns, a)
-	}
 }
 
 // toStatus maps an error to a gRPC status: FSM rejections keep their code in
