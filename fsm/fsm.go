@@ -24,6 +24,8 @@ const (
 	EventWitnessUnregister = "witness_unregister"
 	EventNodeRegister      = "node_register"
 	EventNodeRejoin        = "node_rejoin"
+	EventNodeRewind        = "node_rewind"
+	EventDataDirSetAside   = "data_dir_set_aside" // moved aside for a re-clone; older copies deleted
 	EventFailover          = "failover"
 	EventSwitchover        = "switchover"
 	EventSwitchoverStart   = "switchover_start"

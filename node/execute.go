@@ -121,7 +121,7 @@ func (a *pgAgent) configure(ctx context.Context, act action) error {
 	}
 	conninfo, slot := "", ""
 	if act.AsStandby && act.Upstream != nil {
-		conninfo = a.upstreamConninfo(act.Upstream, false)
+		conninfo = a.upstreamConninfo(act.Upstream, false).String()
 		if me := a.n.self(); me != nil {
 			slot = me.SlotName
 		}
@@ -352,18 +352,36 @@ func (a *pgAgent) rewind(ctx context.Context, act action) error {
 	a.logger.Info("rewinding from the primary", "primary", p.Name, "term", act.Term)
 	err := a.ctl.Rewind(ctx, a.upstreamConninfo(p, true), a.passfile)
 	if err == nil {
-		a.recordEvent(ctx, "node_rewind", true, act.Term, fmt.Sprintf("%q rewound from %q", a.n.cfg.Name, p.Name))
+		a.recordEvent(ctx, fsm.EventNodeRewind, true, act.Term, fmt.Sprintf("%q rewound from %q", a.n.cfg.Name, p.Name))
 		return nil
 	}
 	if errors.Is(err, pgctl.ErrRewindImpossible) {
 		a.logger.Warn("pg_rewind cannot work: setting the data directory aside and cloning afresh", "error", err)
-		if rerr := a.ctl.RemoveDataDir(ctx); rerr != nil {
+		if rerr := a.setDataDirAside(ctx, act.Term, "pg_rewind from "+p.Name+" cannot work"); rerr != nil {
 			return fmt.Errorf("set the data directory aside after a failed rewind: %w", rerr)
 		}
-		a.recordEvent(ctx, "node_rewind", false, act.Term, fmt.Sprintf("pg_rewind from %q impossible (%v): data directory set aside, re-cloning", p.Name, err))
+		a.recordEvent(ctx, fsm.EventNodeRewind, false, act.Term, fmt.Sprintf("pg_rewind from %q impossible (%v): data directory set aside, re-cloning", p.Name, err))
 		return nil
 	}
 	return fmt.Errorf("rewind from %s: %w", p.Name, err)
+}
+
+// setDataDirAside moves the data directory aside for a re-clone (the older
+// set-aside copy, if any, is deleted: at most one is kept) and records it.
+func (a *pgAgent) setDataDirAside(ctx context.Context, term uint64, why string) error {
+	sa, err := a.ctl.RemoveDataDir(ctx)
+	if err != nil {
+		return err
+	}
+	if sa.Path == "" {
+		return nil
+	}
+	details := fmt.Sprintf("%s: %s moved aside to %s", why, a.n.cfg.Postgres.DataDir, sa.Path)
+	if len(sa.Removed) > 0 {
+		details += "; older copies deleted: " + strings.Join(sa.Removed, ", ")
+	}
+	a.recordEvent(ctx, fsm.EventDataDirSetAside, true, term, details)
+	return nil
 }
 
 // identUsers are the OS users that may connect over the local socket as the

@@ -130,7 +130,10 @@ const (
 )
 
 // renewRetry is the pause before another attempt after renewFailed (each
-// attempt itself retries for up to lease/3 while no leader is known).
+// attempt itself retries for up to lease/3 while no leader is known; a
+// renewal forwarded to a leader that loses the role is abandoned within
+// leaderPoll and sent to the new leader at once, over a connection that is
+// not left in reconnect backoff: Node.Propose, peerPool.forLeader).
 const renewRetry = 50 * time.Millisecond
 
 func (a *pgAgent) renewOrRelease(ctx context.Context, st *pb.ClusterState) renewOutcome {
@@ -143,7 +146,10 @@ func (a *pgAgent) renewOrRelease(ctx context.Context, st *pb.ClusterState) renew
 		// Renew only while Postgres answers its health query (observe
 		// runs every monitor interval); a hung Postgres lets the lease
 		// lapse, the watchdog fences it and the leader fails over.
-		if since := time.Since(a.lastHealthyAt()); since > 3*a.n.cfg.Timing.MonitorInterval.D() {
+		if stale, since := healthStale(time.Now(), a.healthyAt.Load(), 3*a.n.cfg.Timing.MonitorInterval.D()); stale && since == 0 {
+			a.logger.Warn("not renewing the lease: postgres has not answered its health query yet")
+			return renewSkipped
+		} else if stale {
 			a.logger.Warn("not renewing the lease: postgres has not answered its health query", "for", since.Round(time.Millisecond))
 			return renewSkipped
 		}
@@ -188,6 +194,18 @@ func (a *pgAgent) renewOrRelease(ctx context.Context, st *pb.ClusterState) renew
 	}
 	a.lease.mu.Unlock()
 	return renewed
+}
+
+// healthStale reports whether the last answer to the health query
+// (healthyAt, unix nanoseconds; 0: none yet) is older than limit at now,
+// and how old it is — 0 when there was none, so that nobody logs the time
+// since 1970.
+func healthStale(now time.Time, healthyAt int64, limit time.Duration) (stale bool, since time.Duration) {
+	if healthyAt == 0 {
+		return true, 0
+	}
+	since = max(now.Sub(time.Unix(0, healthyAt)), 0)
+	return since > limit, since
 }
 
 func (a *pgAgent) release(ctx context.Context, st *pb.ClusterState, me *pb.Node, reason string) {

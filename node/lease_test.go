@@ -29,3 +29,29 @@ func TestLeaseRoom(t *testing.T) {
 		}
 	}
 }
+
+// TestHealthStale: no answer yet is stale without an age (the log once
+// said "for=498931h41m33.515s", the time since 1970).
+func TestHealthStale(t *testing.T) {
+	now := time.Unix(1_767_225_600, 0)
+	limit := 3 * time.Second
+	for _, tc := range []struct {
+		name      string
+		healthyAt int64
+		stale     bool
+		since     time.Duration
+	}{
+		{"never answered", 0, true, 0},
+		{"just answered", now.UnixNano(), false, 0},
+		{"within the limit", now.Add(-2 * time.Second).UnixNano(), false, 2 * time.Second},
+		{"at the limit", now.Add(-limit).UnixNano(), false, limit},
+		{"over the limit", now.Add(-limit - time.Millisecond).UnixNano(), true, limit + time.Millisecond},
+		{"answered long ago", now.Add(-time.Hour).UnixNano(), true, time.Hour},
+		{"clock stepped back", now.Add(time.Second).UnixNano(), false, 0},
+	} {
+		stale, since := healthStale(now, tc.healthyAt, limit)
+		if stale != tc.stale || since != tc.since {
+			t.Errorf("%s: stale %v since %s, want %v %s", tc.name, stale, since, tc.stale, tc.since)
+		}
+	}
+}

@@ -271,6 +271,9 @@ func (n *Node) Propose(ctx context.Context, cmd *pb.Command) (fsm.Result, error)
 			}
 			return res, res.Err
 		}
+		if errors.Is(err, errLeaderChanged) && ctx.Err() == nil {
+			continue // a new leader is known: go there at once
+		}
 		select {
 		case <-ctx.Done():
 			return fsm.Result{}, fmt.Errorf("propose %T: %w (last error: %v)", cmd.Cmd, ctx.Err(), err)
@@ -280,7 +283,7 @@ func (n *Node) Propose(ctx context.Context, cmd *pb.Command) (fsm.Result, error)
 }
 
 func isTransient(err error) bool {
-	return errors.Is(err, errNoLeader) || errors.Is(err, raft.ErrNotLeader) ||
+	return errors.Is(err, errNoLeader) || errors.Is(err, errLeaderChanged) || errors.Is(err, raft.ErrNotLeader) ||
 		errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrLeadershipTransferInProgress) ||
 		retryable(err)
 }
@@ -289,14 +292,23 @@ func (n *Node) proposeOnce(ctx context.Context, data []byte) (fsm.Result, error)
 	if n.isLeader() {
 		return n.applyLocal(ctx, data)
 	}
-	conn, err := n.leaderConn()
+	addr, _, err := n.leaderGRPC()
 	if err != nil {
 		return fsm.Result{}, err
 	}
-	cctx, cancel := context.WithTimeout(ctx, peerTimeout)
+	tctx, cancelT := context.WithTimeout(ctx, peerTimeout)
+	defer cancelT()
+	cctx, cancel := cancelOnLeaderChange(tctx, addr, func() string { a, _, _ := n.leaderGRPC(); return a })
 	defer cancel()
+	conn, err := n.peers.forLeader(cctx, addr)
+	if err != nil {
+		return fsm.Result{}, err
+	}
 	resp, err := pb.NewPeerServiceClient(conn).Apply(cctx, &pb.ApplyRequest{Command: data})
 	if err != nil {
+		if errors.Is(context.Cause(cctx), errLeaderChanged) {
+			return fsm.Result{}, fmt.Errorf("forward to %s: %w (%v)", addr, errLeaderChanged, err)
+		}
 		err = fromStatus(err)
 		var fe *fsm.Error
 		if errors.As(err, &fe) {

@@ -61,8 +61,6 @@ type pgAgent struct {
 	healthyAt atomic.Int64
 }
 
-func (a *pgAgent) lastHealthyAt() time.Time { return time.Unix(0, a.healthyAt.Load()) }
-
 func newPGAgent(n *Node) (*pgAgent, error) {
 	pc := n.cfg.Postgres
 	ctl, err := pgctl.New(pgctl.Options{
@@ -452,14 +450,15 @@ func (a *pgAgent) recordEvent(ctx context.Context, typ string, ok bool, term uin
 	}
 }
 
-// upstreamConninfo is how this node reaches the primary for replication.
-func (a *pgAgent) upstreamConninfo(p *pb.Node, superuser bool) string {
+// upstreamConninfo is how this node reaches the primary for replication
+// (String for primary_conninfo and libpq tools, PgxConfig for pgx).
+func (a *pgAgent) upstreamConninfo(p *pb.Node, superuser bool) pgctl.Conninfo {
 	pc := a.n.cfg.Postgres
 	host, port := "", ""
 	if addr := conninfoAddr(p.Conninfo); addr != "" {
 		host, port, _ = net.SplitHostPort(addr)
 	}
-	kv := map[string]string{
+	kv := pgctl.Conninfo{
 		"host": host, "port": port, "application_name": a.n.cfg.Name, "connect_timeout": "2",
 		"keepalives": "1", "keepalives_idle": "2", "keepalives_interval": "1", "keepalives_count": "3",
 	}
@@ -471,7 +470,7 @@ func (a *pgAgent) upstreamConninfo(p *pb.Node, superuser bool) string {
 	if a.passfile != "" {
 		kv["passfile"] = a.passfile
 	}
-	return pgctl.BuildConninfo(kv)
+	return kv
 }
 
 func (a *pgAgent) markExpectedStop() { a.expectedStop.Store(true) }

@@ -107,7 +107,7 @@ func (a *pgAgent) rejoin(ctx context.Context, req *pb.RejoinRequest) ([]string, 
 		}
 	case errors.Is(err, pgctl.ErrRewindImpossible) && req.AllowReclone:
 		steps = append(steps, fmt.Sprintf("pg_rewind from %s cannot work (%v)", p.Name, err))
-		if err := a.ctl.RemoveDataDir(ctx); err != nil {
+		if err := a.setDataDirAside(ctx, st.Term, "node rejoin --allow-reclone: pg_rewind from "+p.Name+" cannot work"); err != nil {
 			return steps, fmt.Errorf("set the data directory aside: %w", err)
 		}
 		steps = append(steps, "data directory set aside (renamed, not deleted)")

@@ -4,49 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/hasidecar/hasidecar/fsm"
 )
-
-// peerPool caches one client connection per sidecar address.
-type peerPool struct {
-	opts  []grpc.DialOption
-	mu    sync.Mutex
-	conns map[string]*grpc.ClientConn
-}
-
-func newPeerPool(opts []grpc.DialOption) *peerPool {
-	return &peerPool{opts: opts, conns: map[string]*grpc.ClientConn{}}
-}
-
-func (p *peerPool) get(addr string) (*grpc.ClientConn, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if c, ok := p.conns[addr]; ok {
-		return c, nil
-	}
-	c, err := grpc.NewClient(addr, p.opts...)
-	if err != nil {
-		return nil, fmt.Errorf("connect to sidecar %s: %w", addr, err)
-	}
-	p.conns[addr] = c
-	return c, nil
-}
-
-func (p *peerPool) close() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for a, c := range p.conns {
-		_ = c.Close()
-		delete(p.conns, a)
-	}
-}
 
 // toStatus maps an error to a gRPC status: FSM rejections keep their code in
 // the message so that the caller can rebuild them (fromStatus).

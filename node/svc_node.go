@@ -7,6 +7,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/hasidecar/hasidecar/pgctl"
 	pb "github.com/hasidecar/hasidecar/proto/hasidecar/v1"
 )
 
@@ -46,6 +47,11 @@ func (n *Node) status() *pb.StatusResponse {
 		resp.Postgres = n.pg.observed()
 		resp.DataDir = n.cfg.Postgres.DataDir
 		resp.ReconcilerState = n.pg.stateText()
+		if copies, err := pgctl.SetAsideCopies(n.cfg.Postgres.DataDir); err == nil {
+			resp.SetAsideCopies = copies
+		} else {
+			n.logger.Debug("status: listing set-aside copies", "error", err)
+		}
 	}
 	return resp
 }

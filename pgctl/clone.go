@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -25,8 +24,8 @@ func (c *Controller) refuseRunning(what string) error {
 	return nil
 }
 
-func refusePassword(what, conninfo string) error {
-	if hasPassword(conninfo) {
+func refusePassword(what string, conninfo Conninfo) error {
+	if conninfo["password"] != "" || hasPassword(conninfo.String()) {
 		return fmt.Errorf("%s: the connection string holds a password, which would be visible on the command line to every local user: put it in a password file (WritePassfile) and pass that instead", what)
 	}
 	return nil
@@ -38,10 +37,10 @@ func refusePassword(what, conninfo string) error {
 // already exist on the source) when non-empty. On failure the data directory
 // is left empty. The config files are the source's afterwards: rewrite them
 // (WriteManagedConfig, WriteHBA, SetRecovery, SetStandbySignal).
-func (c *Controller) BaseBackup(ctx context.Context, source, slot, passfile string) error {
+func (c *Controller) BaseBackup(ctx context.Context, source Conninfo, slot, passfile string) error {
 	c.opMu.Lock()
 	defer c.opMu.Unlock()
-	what := "pg_basebackup from " + redact(source)
+	what := "pg_basebackup from " + redact(source.String())
 	if err := refusePassword(what, source); err != nil {
 		return err
 	}
@@ -72,7 +71,7 @@ func (c *Controller) BaseBackup(ctx context.Context, source, slot, passfile stri
 	if err := c.markIncomplete("pg_basebackup"); err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
-	args := []string{"-D", c.opts.DataDir, "-d", source, "-X", "stream", "-c", "fast", "--no-password", "-P", "-v"}
+	args := []string{"-D", c.opts.DataDir, "-d", source.String(), "-X", "stream", "-c", "fast", "--no-password", "-P", "-v"}
 	if slot != "" {
 		args = append(args, "-S", slot)
 	}
@@ -84,7 +83,7 @@ func (c *Controller) BaseBackup(ctx context.Context, source, slot, passfile stri
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	c.clearIncomplete()
-	c.log.Info("base backup done", "source", redact(source), "took", time.Since(start).Round(time.Millisecond))
+	c.log.Info("base backup done", "source", redact(source.String()), "took", time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
@@ -107,10 +106,10 @@ var rewindModifying = regexp.MustCompile(`(?i)need to copy|creating backup label
 // caller can re-clone. On success standby.signal is set: a rewound data
 // directory must start as a standby. Rewrite the config files afterwards
 // (pg_rewind copies them from the source).
-func (c *Controller) Rewind(ctx context.Context, source, passfile string) error {
+func (c *Controller) Rewind(ctx context.Context, source Conninfo, passfile string) error {
 	c.opMu.Lock()
 	defer c.opMu.Unlock()
-	what := "pg_rewind from " + redact(source)
+	what := "pg_rewind from " + redact(source.String())
 	if err := refusePassword(what, source); err != nil {
 		return err
 	}
@@ -140,7 +139,7 @@ func (c *Controller) Rewind(ctx context.Context, source, passfile string) error 
 	var impossible, modifying []string
 	start := time.Now()
 	_, err = c.run(ctx, runSpec{name: "pg_rewind", passfile: passfile, progress: true,
-		args: []string{"-D", c.opts.DataDir, "--source-server=" + source, "--progress"},
+		args: []string{"-D", c.opts.DataDir, "--source-server=" + source.String(), "--progress"},
 		onStderr: func(line string) {
 			mu.Lock()
 			defer mu.Unlock()
@@ -173,21 +172,20 @@ func (c *Controller) Rewind(ctx context.Context, source, passfile string) error 
 	if _, err := c.SetStandbySignal(true); err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
-	c.log.Info("rewind done", "source", redact(source), "took", time.Since(start).Round(time.Millisecond))
+	c.log.Info("rewind done", "source", redact(source.String()), "took", time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
 // checkpointSource makes the source's pg_control current (best effort).
-func (c *Controller) checkpointSource(ctx context.Context, source, passfile string) {
-	cfg, err := pgx.ParseConfig(source)
-	if err != nil {
-		c.log.Warn("cannot parse the rewind source conninfo to checkpoint it", "error", redact(err.Error()))
-		return
+// pg_rewind needs a superuser (or a role allowed to CHECKPOINT) anyway.
+func (c *Controller) checkpointSource(ctx context.Context, source Conninfo, passfile string) {
+	if passfile != "" && source["passfile"] == "" {
+		source = source.With("passfile", passfile)
 	}
-	if passfile != "" && cfg.Password == "" {
-		if pw, ok := passwordFromFile(passfile, cfg.Host, strconv.Itoa(int(cfg.Port)), cfg.Database, cfg.User); ok {
-			cfg.Password = pw
-		}
+	cfg, err := source.PgxConfig()
+	if err != nil {
+		c.log.Warn("cannot checkpoint the rewind source (pg_rewind may see a stale timeline)", "error", err)
+		return
 	}
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()

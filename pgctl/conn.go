@@ -17,7 +17,7 @@ const connectTimeout = 3 * time.Second
 // ConnConfig is the pgx configuration this Controller uses: the unix socket
 // in SocketDir, the superuser, database postgres.
 func (c *Controller) ConnConfig() (*pgx.ConnConfig, error) {
-	cfg, err := pgx.ParseConfig(BuildConninfo(map[string]string{
+	cfg, err := (Conninfo{
 		"host":             c.opts.SocketDir,
 		"port":             strconv.Itoa(c.opts.Port),
 		"user":             c.opts.Superuser,
@@ -25,7 +25,7 @@ func (c *Controller) ConnConfig() (*pgx.ConnConfig, error) {
 		"sslmode":          "disable",
 		"application_name": "hasidecar",
 		"connect_timeout":  strconv.Itoa(int(connectTimeout / time.Second)),
-	}))
+	}).PgxConfig()
 	if err != nil {
 		return nil, fmt.Errorf("building connection config: %w", err)
 	}

@@ -7,7 +7,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
+	"sort"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -353,33 +356,75 @@ func (c *Controller) SetStandbySignal(on bool) (changed bool, err error) {
 	return true, c.chown(p)
 }
 
+// SetAside is what moving a data directory aside did.
+type SetAside struct {
+	Path    string   // where the data directory went; "" when there was none
+	Removed []string // older set-aside copies deleted (at most one is kept)
+}
+
 // RemoveDataDir moves the data directory aside to DataDir.old-<unix time>
-// (nothing is deleted) so that a re-clone can start from an empty one.
-// Refuses while Postgres runs. A missing directory is not an error.
-func (c *Controller) RemoveDataDir(ctx context.Context) error {
+// so that a re-clone can start from an empty one, and deletes the older
+// set-aside copies: at most one is kept, the newest, for diagnosis. Refuses
+// while Postgres runs. A missing directory is not an error.
+func (c *Controller) RemoveDataDir(ctx context.Context) (SetAside, error) {
 	c.opMu.Lock()
 	defer c.opMu.Unlock()
 	if err := ctx.Err(); err != nil {
-		return err
+		return SetAside{}, err
 	}
 	if err := c.refuseRunning("moving the data directory aside"); err != nil {
-		return err
+		return SetAside{}, err
 	}
 	if _, err := os.Lstat(c.opts.DataDir); errors.Is(err, fs.ErrNotExist) {
 		c.clearIncomplete()
-		return nil
+		return SetAside{}, nil
 	}
-	dst, err := c.moveAside()
+	sa, err := c.moveAside()
 	if err != nil {
-		return err
+		return sa, err
 	}
 	c.clearIncomplete()
-	c.log.Warn("moved data directory aside (delete it when no longer needed)", "from", c.opts.DataDir, "to", dst)
-	return nil
+	c.log.Warn("moved data directory aside (delete it when no longer needed)", "from", c.opts.DataDir, "to", sa.Path, "removed_older", sa.Removed)
+	return sa, nil
 }
 
-// moveAside renames DataDir to DataDir.old-<unix time>[-n].
-func (c *Controller) moveAside() (string, error) {
+// SetAsideCopies lists the set-aside copies of dataDir (dataDir.old-<unix
+// time>[-n] directories), oldest first.
+func SetAsideCopies(dataDir string) ([]string, error) {
+	dataDir = filepath.Clean(dataDir)
+	entries, err := os.ReadDir(filepath.Dir(dataDir))
+	if err != nil {
+		return nil, fmt.Errorf("listing set-aside copies of %s: %w", dataDir, err)
+	}
+	base := filepath.Base(dataDir)
+	type copyKey struct{ ts, n int64 }
+	keys := map[string]copyKey{}
+	var out []string
+	for _, e := range entries {
+		rest, ok := strings.CutPrefix(e.Name(), base)
+		m := setAsideRE.FindStringSubmatch(rest)
+		if !ok || m == nil || !e.IsDir() {
+			continue
+		}
+		p := filepath.Join(filepath.Dir(dataDir), e.Name())
+		ts, _ := strconv.ParseInt(m[1], 10, 64)
+		n, _ := strconv.ParseInt(m[2], 10, 64)
+		keys[p] = copyKey{ts, n}
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := keys[out[i]], keys[out[j]]
+		return a.ts < b.ts || (a.ts == b.ts && a.n < b.n)
+	})
+	return out, nil
+}
+
+var setAsideRE = regexp.MustCompile(`^\.old-([0-9]+)(?:-([0-9]+))?$`)
+
+// moveAside renames DataDir to DataDir.old-<unix time>[-n], then deletes
+// every older set-aside copy (a failure to delete one is logged, not
+// returned: the data directory is aside either way).
+func (c *Controller) moveAside() (SetAside, error) {
 	base := c.opts.DataDir + ".old-" + strconv.FormatInt(time.Now().Unix(), 10)
 	dst := base
 	for i := 1; ; i++ {
@@ -389,7 +434,22 @@ func (c *Controller) moveAside() (string, error) {
 		dst = base + "-" + strconv.Itoa(i)
 	}
 	if err := os.Rename(c.opts.DataDir, dst); err != nil {
-		return "", fmt.Errorf("moving data directory aside: %w", err)
+		return SetAside{}, fmt.Errorf("moving data directory aside: %w", err)
 	}
-	return dst, nil
+	sa := SetAside{Path: dst}
+	older, err := SetAsideCopies(c.opts.DataDir)
+	if err != nil {
+		c.log.Warn("cannot list older set-aside copies", "error", err)
+	}
+	for _, o := range older {
+		if o == dst {
+			continue
+		}
+		if err := os.RemoveAll(o); err != nil {
+			c.log.Warn("cannot delete an older set-aside copy", "path", o, "error", err)
+			continue
+		}
+		sa.Removed = append(sa.Removed, o)
+	}
+	return sa, nil
 }

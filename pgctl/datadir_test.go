@@ -37,10 +37,10 @@ func TestInspectNotPostgres(t *testing.T) {
 	if err := c.InitDB(ctx, InitOptions{}); err == nil {
 		t.Fatal("InitDB accepted a non-Postgres directory")
 	}
-	if err := c.BaseBackup(ctx, "host=127.0.0.1 port=1", "", ""); err == nil {
+	if err := c.BaseBackup(ctx, Conninfo{"host": "127.0.0.1", "port": "1"}, "", ""); err == nil {
 		t.Fatal("BaseBackup accepted a non-Postgres directory")
 	}
-	if err := c.Rewind(ctx, "host=127.0.0.1 port=1", ""); err == nil {
+	if err := c.Rewind(ctx, Conninfo{"host": "127.0.0.1", "port": "1"}, ""); err == nil {
 		t.Fatal("Rewind accepted a non-Postgres directory")
 	}
 	if err := c.Start(ctx); err == nil {
@@ -132,7 +132,7 @@ func TestBaseBackupUnreachable(t *testing.T) {
 	ctx := ctxT(t)
 	c := newInstance(t, baseDir(t), "n1")
 	port := freePort(t)
-	src := BuildConninfo(map[string]string{"host": "127.0.0.1", "port": strconv.Itoa(port), "user": "replicator", "connect_timeout": "2"})
+	src := Conninfo{"host": "127.0.0.1", "port": strconv.Itoa(port), "user": "replicator", "connect_timeout": "2"}
 	err := c.BaseBackup(ctx, src, "", "")
 	if err == nil || !strings.Contains(err.Error(), "pg_basebackup from") || !strings.Contains(err.Error(), "127.0.0.1") ||
 		!strings.Contains(err.Error(), "onnection refused") {
@@ -145,7 +145,7 @@ func TestBaseBackupUnreachable(t *testing.T) {
 	if isFile(c.markerPath()) {
 		t.Fatal("a failed base backup left its marker")
 	}
-	if err := c.BaseBackup(ctx, src+" password=hunter2", "", ""); err == nil || strings.Contains(err.Error(), "hunter2") {
+	if err := c.BaseBackup(ctx, src.With("password", "hunter2"), "", ""); err == nil || strings.Contains(err.Error(), "hunter2") {
 		t.Fatalf("BaseBackup with a password on the command line: %v", err)
 	}
 }
@@ -157,7 +157,7 @@ func TestIncompleteMarker(t *testing.T) {
 	ctx := ctxT(t)
 	c := newInstance(t, baseDir(t), "n1")
 	fromTemplate(t, c)
-	unreachable := BuildConninfo(map[string]string{"host": "127.0.0.1", "port": strconv.Itoa(freePort(t)), "connect_timeout": "2"})
+	unreachable := Conninfo{"host": "127.0.0.1", "port": strconv.Itoa(freePort(t)), "connect_timeout": "2"}
 
 	if err := os.WriteFile(c.markerPath(), []byte("pg_basebackup started 2025-01-01T00:00:00Z\n"), 0o644); err != nil {
 		t.Fatal(err)

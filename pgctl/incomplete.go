@@ -53,11 +53,11 @@ func (c *Controller) incompleteOp() string {
 func (c *Controller) discardIncomplete() error {
 	op := c.incompleteOp()
 	if op == "pg_rewind" {
-		dst, err := c.moveAside()
+		sa, err := c.moveAside()
 		if err != nil {
 			return err
 		}
-		c.log.Warn("moved the remains of an interrupted pg_rewind aside", "to", dst)
+		c.log.Warn("moved the remains of an interrupted pg_rewind aside", "to", sa.Path, "removed_older", sa.Removed)
 	} else {
 		c.log.Warn("clearing the remains of an interrupted operation", "operation", op, "data_dir", c.opts.DataDir)
 		c.emptyDataDir()

@@ -172,7 +172,7 @@ func TestLifecycle(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("postmaster alive after a foreign stop")
 	}
-	if err := c.RemoveDataDir(ctx); err != nil {
+	if _, err := c.RemoveDataDir(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if st, _ := c.InspectDataDir(ctx); st != DataDirMissing {

@@ -2,11 +2,9 @@ package pgctl
 
 import (
 	"fmt"
-	"github.com/jackc/pgpassfile"
 	"os"
 	"os/user"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 )
@@ -66,43 +64,4 @@ func WritePassfile(path, owner string, entries []PassEntry) error {
 		return fmt.Errorf("writing passfile %s: %w", path, err)
 	}
 	return nil
-}
-
-// BuildConninfo renders a libpq key=value connection string with sorted
-// keys; a value is single-quoted (with \ and ' escaped) when it is empty or
-// holds spaces, quotes or backslashes. Empty keys are skipped.
-func BuildConninfo(kv map[string]string) string {
-	keys := make([]string, 0, len(kv))
-	for k := range kv {
-		if k != "" {
-			keys = append(keys, k)
-		}
-	}
-	sort.Strings(keys)
-	parts := make([]string, 0, len(keys))
-	for _, k := range keys {
-		parts = append(parts, k+"="+quoteConninfoValue(kv[k]))
-	}
-	return strings.Join(parts, " ")
-}
-
-func quoteConninfoValue(v string) string {
-	if v != "" && !strings.ContainsAny(v, " \t\n\r\f\v'\\=") {
-		return v
-	}
-	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
-}
-
-// passwordFromFile looks a password up in a libpq password file the way
-// libpq does (a socket directory counts as host "localhost").
-func passwordFromFile(path, host, port, database, user string) (string, bool) {
-	pf, err := pgpassfile.ReadPassfile(path)
-	if err != nil {
-		return "", false
-	}
-	if strings.HasPrefix(host, "/") {
-		host = "localhost"
-	}
-	pw := pf.FindPassword(host, port, database, user)
-	return pw, pw != ""
 }

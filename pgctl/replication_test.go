@@ -14,13 +14,13 @@ import (
 const replPassword = `pa:ss\wo'rd *x`
 
 // replConninfo is a TCP replication conninfo to c, password in passfile.
-func replConninfo(c *Controller, appName, passfile string) string {
-	kv := map[string]string{"host": "127.0.0.1", "port": strconv.Itoa(c.opts.Port),
+func replConninfo(c *Controller, appName, passfile string) Conninfo {
+	kv := Conninfo{"host": "127.0.0.1", "port": strconv.Itoa(c.opts.Port),
 		"user": "replicator", "application_name": appName, "connect_timeout": "5"}
 	if passfile != "" {
 		kv["passfile"] = passfile
 	}
-	return BuildConninfo(kv)
+	return kv
 }
 
 func countRows(ctx context.Context, c *Controller, id int) (int, error) {
@@ -114,10 +114,10 @@ func TestReplicationFailoverRewind(t *testing.T) {
 	}
 	t.Logf("base backup took %s", time.Since(start))
 	configure(t, n2)
-	if _, err := n2.SetRecovery(ctx, replConninfo(n1, "n2", passfile), "n2"); err != nil {
+	if _, err := n2.SetRecovery(ctx, replConninfo(n1, "n2", passfile).String(), "n2"); err != nil {
 		t.Fatal(err)
 	}
-	if changed, err := n2.SetRecovery(ctx, replConninfo(n1, "n2", passfile), "n2"); err != nil || changed {
+	if changed, err := n2.SetRecovery(ctx, replConninfo(n1, "n2", passfile).String(), "n2"); err != nil || changed {
 		t.Fatalf("SetRecovery again: changed=%v err=%v", changed, err)
 	}
 	if changed, err := n2.SetStandbySignal(true); err != nil || !changed || !n2.IsStandbySignal() {
@@ -201,10 +201,10 @@ func TestReplicationFailoverRewind(t *testing.T) {
 	}
 
 	// Rewind n1 from n2 over n2's unix socket (peer auth as postgres).
-	if err := n1.Rewind(ctx, "host=127.0.0.1 port=1 password=x", ""); err == nil || strings.Contains(err.Error(), "password=x") {
+	if err := n1.Rewind(ctx, Conninfo{"host": "127.0.0.1", "port": "1", "password": "x"}, ""); err == nil || strings.Contains(err.Error(), "password=x") {
 		t.Fatalf("Rewind with a password in the conninfo: %v", err)
 	}
-	src := BuildConninfo(map[string]string{"host": n2.opts.SocketDir, "port": strconv.Itoa(n2.opts.Port), "user": "postgres", "dbname": "postgres"})
+	src := Conninfo{"host": n2.opts.SocketDir, "port": strconv.Itoa(n2.opts.Port), "user": "postgres", "dbname": "postgres"}
 	start = time.Now()
 	if err := n1.Rewind(ctx, src, ""); err != nil {
 		t.Fatal(err)
@@ -220,7 +220,7 @@ func TestReplicationFailoverRewind(t *testing.T) {
 	if created, err := n2.EnsureSlot(ctx, "n1"); err != nil || !created {
 		t.Fatalf("EnsureSlot n1 on n2: %v %v", created, err)
 	}
-	if _, err := n1.SetRecovery(ctx, replConninfo(n2, "n1", passfile), "n1"); err != nil {
+	if _, err := n1.SetRecovery(ctx, replConninfo(n2, "n1", passfile).String(), "n1"); err != nil {
 		t.Fatal(err)
 	}
 	mustStart(t, n1)
@@ -280,7 +280,7 @@ func TestRewindSameTimeline(t *testing.T) {
 	fromTemplate(t, n1)
 	mustStart(t, n1)
 	n2 := newInstance(t, base, "n2")
-	src := BuildConninfo(map[string]string{"host": n1.opts.SocketDir, "port": strconv.Itoa(n1.opts.Port), "user": "postgres"})
+	src := Conninfo{"host": n1.opts.SocketDir, "port": strconv.Itoa(n1.opts.Port), "user": "postgres"}
 	if err := n2.BaseBackup(ctx, src, "", ""); err != nil {
 		t.Fatal(err)
 	}
@@ -312,8 +312,8 @@ func TestStandbyTimelineUpstreamGone(t *testing.T) {
 	n1 := newInstance(t, base, "n1")
 	fromTemplate(t, n1)
 	mustStart(t, n1)
-	socketSource := func(c *Controller) string {
-		return BuildConninfo(map[string]string{"host": c.opts.SocketDir, "port": strconv.Itoa(c.opts.Port), "user": "postgres", "dbname": "postgres"})
+	socketSource := func(c *Controller) Conninfo {
+		return Conninfo{"host": c.opts.SocketDir, "port": strconv.Itoa(c.opts.Port), "user": "postgres", "dbname": "postgres"}
 	}
 	var standbys []*Controller
 	for _, name := range []string{"n2", "n3"} {
@@ -322,7 +322,7 @@ func TestStandbyTimelineUpstreamGone(t *testing.T) {
 			t.Fatal(err)
 		}
 		configure(t, s)
-		if _, err := s.SetRecovery(ctx, socketSource(n1), ""); err != nil {
+		if _, err := s.SetRecovery(ctx, socketSource(n1).String(), ""); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := s.SetStandbySignal(true); err != nil {
@@ -342,7 +342,7 @@ func TestStandbyTimelineUpstreamGone(t *testing.T) {
 	if err := n2.Checkpoint(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := n3.SetRecovery(ctx, socketSource(n2), ""); err != nil {
+	if _, err := n3.SetRecovery(ctx, socketSource(n2).String(), ""); err != nil {
 		t.Fatal(err)
 	}
 	if err := n3.Reload(ctx); err != nil {

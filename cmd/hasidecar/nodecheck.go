@@ -143,6 +143,10 @@ func nodeChecks(st *pb.StatusResponse, show *pb.ShowResponse, th thresholds) che
 		add("role", checkOK, "node is a witness (raft %s)", strings.ToLower(st.RaftState))
 		return finish(rep)
 	}
+	if len(st.SetAsideCopies) > 0 {
+		// Reported first so that the early returns below keep it.
+		add("set_aside", checkWarning, "data directory set aside by a re-clone: %s; delete it when no longer needed", strings.Join(st.SetAsideCopies, ", "))
+	}
 	pg := st.Postgres
 	if pg == nil || !pg.Running {
 		add("postgres", checkCritical, "Postgres is not running (%s)", st.ReconcilerState)

@@ -184,6 +184,17 @@ func nodeCheckCases() []checkCase {
 		{name: "archive_ready_on_standby", rep: standby(fxPG(fxStandbyPG(2, 0), func(p *pb.PostgresStatus) { p.ArchiveReady = 20 }), 0),
 			wantStatus: "WARNING", wantCode: 1, wantChecks: with(standbyOK, "archive_ready=WARNING")},
 
+		{name: "standby_with_set_aside_copy", rep: func() checkReport {
+			st := fxStatus("node2", fxStandbyRole, fxStandbyPG(2, 0))
+			st.SetAsideCopies = []string{"/var/lib/postgresql/15/main.old-1767225600"}
+			return nodeChecks(st, fxCluster(0), th)
+		}, wantStatus: "WARNING", wantCode: 1, wantChecks: append([]string{"set_aside=WARNING"}, standbyOK...)},
+		{name: "set_aside_copy_kept_when_postgres_down", rep: func() checkReport {
+			st := fxStatus("node2", fxStandbyRole, &pb.PostgresStatus{Port: 5432})
+			st.SetAsideCopies = []string{"/data/a.old-1", "/data/a.old-2"}
+			return nodeChecks(st, fxCluster(0), th)
+		}, wantStatus: "CRITICAL", wantCode: 2, wantChecks: []string{"set_aside=WARNING", "postgres=CRITICAL"}},
+
 		{name: "precedence_warning_over_unknown", rep: standby(fxStandbyPG(2, 61_000), -1),
 			wantStatus: "WARNING", wantCode: 1, wantChecks: with(standbyOK, "lag_bytes=UNKNOWN", "lag_seconds=WARNING")},
 		{name: "precedence_critical_over_warning_and_unknown", rep: standby(fxPG(fxStandbyPG(1, 61_000), func(p *pb.PostgresStatus) { p.WalReceiverStatus = "" }), -1),

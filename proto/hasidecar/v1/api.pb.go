@@ -1588,8 +1588,11 @@ type StatusResponse struct {
 	ReconcilerState string                 `protobuf:"bytes,13,opt,name=reconciler_state,json=reconcilerState,proto3" json:"reconciler_state,omitempty"` // what the reconciler last did or is waiting for
 	CommitIndex     uint64                 `protobuf:"varint,14,opt,name=commit_index,json=commitIndex,proto3" json:"commit_index,omitempty"`
 	LastLogIndex    uint64                 `protobuf:"varint,15,opt,name=last_log_index,json=lastLogIndex,proto3" json:"last_log_index,omitempty"`
+	// set_aside_copies: data directories moved aside for a re-clone
+	// (data_dir.old-<unix time>), kept for diagnosis; at most one normally.
+	SetAsideCopies []string `protobuf:"bytes,16,rep,name=set_aside_copies,json=setAsideCopies,proto3" json:"set_aside_copies,omitempty"`
 	// When this sidecar's TLS certificate expires (0: tls.mode off).
-	TlsCertNotAfterUnix int64 `protobuf:"varint,16,opt,name=tls_cert_not_after_unix,json=tlsCertNotAfterUnix,proto3" json:"tls_cert_not_after_unix,omitempty"`
+	TlsCertNotAfterUnix int64 `protobuf:"varint,17,opt,name=tls_cert_not_after_unix,json=tlsCertNotAfterUnix,proto3" json:"tls_cert_not_after_unix,omitempty"`
 	unknownFields       protoimpl.UnknownFields
 	sizeCache           protoimpl.SizeCache
 }
@@ -1727,6 +1730,13 @@ func (x *StatusResponse) GetLastLogIndex() uint64 {
 		return x.LastLogIndex
 	}
 	return 0
+}
+
+func (x *StatusResponse) GetSetAsideCopies() []string {
+	if x != nil {
+		return x.SetAsideCopies
+	}
+	return nil
 }
 
 func (x *StatusResponse) GetTlsCertNotAfterUnix() int64 {
@@ -2853,7 +2863,7 @@ const file_hasidecar_v1_api_proto_rawDesc = "" +
 	"\akeep_ms\x18\x01 \x01(\x03R\x06keepMs\"+\n" +
 	"\x0fCleanupResponse\x12\x18\n" +
 	"\aremoved\x18\x01 \x01(\x03R\aremoved\"\x0f\n" +
-	"\rStatusRequest\"\xc1\x04\n" +
+	"\rStatusRequest\"\xeb\x04\n" +
 	"\x0eStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\rR\x06nodeId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12*\n" +
@@ -2872,8 +2882,9 @@ const file_hasidecar_v1_api_proto_rawDesc = "" +
 	"\aversion\x18\f \x01(\tR\aversion\x12)\n" +
 	"\x10reconciler_state\x18\r \x01(\tR\x0freconcilerState\x12!\n" +
 	"\fcommit_index\x18\x0e \x01(\x04R\vcommitIndex\x12$\n" +
-	"\x0elast_log_index\x18\x0f \x01(\x04R\flastLogIndex\x124\n" +
-	"\x17tls_cert_not_after_unix\x18\x10 \x01(\x03R\x13tlsCertNotAfterUnix\"p\n" +
+	"\x0elast_log_index\x18\x0f \x01(\x04R\flastLogIndex\x12(\n" +
+	"\x10set_aside_copies\x18\x10 \x03(\tR\x0esetAsideCopies\x124\n" +
+	"\x17tls_cert_not_after_unix\x18\x11 \x01(\x03R\x13tlsCertNotAfterUnix\"p\n" +
 	"\rRejoinRequest\x12!\n" +
 	"\fforce_rewind\x18\x01 \x01(\bR\vforceRewind\x12#\n" +
 	"\rallow_reclone\x18\x02 \x01(\bR\fallowReclone\x12\x17\n" +
