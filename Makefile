@@ -21,9 +21,16 @@ build:
 ## Postgres, and the integration suite with real processes.
 test: test-unit test-integration
 
+# Each fuzz target for FUZZTIME on top of its seed corpus (go test -fuzz takes
+# one package and one target at a time); a crasher lands in testdata/fuzz.
+FUZZTIME ?= 5s
+
 test-unit:
 	$(GO) test -race -count=1 -timeout 10m $(RACE_PKGS)
 	$(GO) test -count=1 -timeout 10m ./pgctl/...
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./config/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./fsm/
+	$(GO) test -run '^$$' -fuzz '^FuzzRestore$$' -fuzztime $(FUZZTIME) ./fsm/
 
 test-integration:
 	$(GO) test -count=1 -timeout 40m -v ./integration/... 2>&1 | tee integration.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go' ; test $${PIPESTATUS[0]} -eq 0

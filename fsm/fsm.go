@@ -83,11 +83,17 @@ func (m *Machine) Snapshot() ([]byte, error) {
 	return b, nil
 }
 
-// Restore replaces all state with the snapshot's.
+// Restore replaces all state with the snapshot's. A snapshot that does not
+// decode, or decodes to something no sequence of commands produces, is
+// refused whole: the error leaves the previous state as it was, never half
+// replaced.
 func (m *Machine) Restore(data []byte) error {
 	st := &pb.ClusterState{}
 	if err := proto.Unmarshal(data, st); err != nil {
 		return fmt.Errorf("decode fsm snapshot: %w", err)
+	}
+	if err := checkSnapshot(st); err != nil {
+		return fmt.Errorf("decode fsm snapshot (%d bytes): %w", len(data), err)
 	}
 	if st.Lease == nil {
 		st.Lease = &pb.Lease{}
@@ -96,6 +102,32 @@ func (m *Machine) Restore(data []byte) error {
 		st.Settings = &pb.Settings{}
 	}
 	m.st = st
+	return nil
+}
+
+// checkSnapshot rejects a decoded state that Apply can never produce: the
+// id counters start at 1 (an empty or foreign message leaves them at 0),
+// and node rows have distinct non-zero ids below the counter and distinct
+// non-empty names.
+func checkSnapshot(st *pb.ClusterState) error {
+	if st.NextNodeId == 0 || st.NextEventId == 0 {
+		return fmt.Errorf("not a cluster state: next node id %d, next event id %d (both start at 1)", st.NextNodeId, st.NextEventId)
+	}
+	ids := make(map[uint32]bool, len(st.Nodes))
+	names := make(map[string]bool, len(st.Nodes))
+	for _, n := range st.Nodes {
+		switch {
+		case n.Id == 0 || n.Id >= st.NextNodeId:
+			return fmt.Errorf("node %q has id %d, outside 1..%d", n.Name, n.Id, st.NextNodeId-1)
+		case ids[n.Id]:
+			return fmt.Errorf("two nodes with id %d", n.Id)
+		case n.Name == "":
+			return fmt.Errorf("node %d has no name", n.Id)
+		case names[n.Name]:
+			return fmt.Errorf("two nodes named %q", n.Name)
+		}
+		ids[n.Id], names[n.Name] = true, true
+	}
 	return nil
 }
 

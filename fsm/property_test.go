@@ -110,8 +110,13 @@ func initCmd(at int64) *pb.Command {
 	return &pb.Command{AtUnixMs: at, Cmd: &pb.Command_InitCluster{InitCluster: &pb.InitCluster{ClusterName: "c1", Settings: &pb.Settings{EventMaxCount: 50}}}}
 }
 
+// fataler is what checkInvariants needs of *rapid.T and *testing.T.
+type fataler interface {
+	Fatalf(format string, args ...any)
+}
+
 // checkInvariants holds after every command, accepted or not.
-func checkInvariants(t *rapid.T, prev, st *pb.ClusterState) {
+func checkInvariants(t fataler, prev, st *pb.ClusterState) {
 	primaries := 0
 	for _, n := range st.Nodes {
 		if n.Role == pb.NodeRole_NODE_ROLE_PRIMARY {

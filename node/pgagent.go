@@ -43,7 +43,15 @@ type pgAgent struct {
 	lastStartErr time.Time
 	// streamingSeen: last time the walreceiver was seen streaming.
 	streamingSeen time.Time
-	passfile      string
+	// passfile: the generated libpq password file ("" with auth_method
+	// trust); passSecrets, passText, passWritten, passErr: its passwords,
+	// the content last written and the last write error (preflight, then
+	// the reconciler goroutine only; passfile.go).
+	passfile    string
+	passSecrets []passSecret
+	passText    string
+	passWritten bool
+	passErr     string
 	// roleReady: the replication role was ensured by this process.
 	roleMu    sync.Mutex
 	roleReady bool
@@ -126,23 +134,13 @@ func (a *pgAgent) preflight(ctx context.Context) error {
 	return fmt.Errorf("postgres: %w", portErr)
 }
 
+// writePassfile reads the password files and writes the passfile for the
+// membership known at start (passfile.go).
 func (a *pgAgent) writePassfile() error {
-	pc := a.n.cfg.Postgres
-	var entries []pgctl.PassEntry
-	for _, f := range []struct{ user, file string }{{pc.ReplicationUser, pc.ReplicationPasswordFile}, {pc.Superuser, pc.SuperuserPasswordFile}} {
-		if f.file == "" {
-			continue
-		}
-		pw, err := readSecret(f.file)
-		if err != nil {
-			return err
-		}
-		entries = append(entries, pgctl.PassEntry{Host: "*", Port: "*", Database: "*", User: f.user, Password: pw})
+	if err := a.loadPassSecrets(); err != nil {
+		return err
 	}
-	if err := pgctl.WritePassfile(a.passfile, pc.OSUser, entries); err != nil {
-		return fmt.Errorf("write passfile %s: %w", a.passfile, err)
-	}
-	return nil
+	return a.refreshPassfile()
 }
 
 func readSecret(path string) (string, error) {
@@ -227,6 +225,17 @@ func (a *pgAgent) exited() <-chan struct{} {
 // changed the local state (a start, stop, promotion...), after which the
 // caller plans again at once instead of waiting for the next tick.
 func (a *pgAgent) reconcileOnce(ctx context.Context) (changed bool) {
+	if a.passfile != "" {
+		// The same failure every round is logged once.
+		if err := a.refreshPassfile(); err != nil {
+			if msg := err.Error(); msg != a.passErr {
+				a.logger.Error("passfile for the current members", "error", err)
+				a.passErr = msg
+			}
+		} else {
+			a.passErr = ""
+		}
+	}
 	o := a.observe(ctx)
 	if o.Running && o.InRecovery {
 		// A standby the FSM just named primary renews the lease in the new

@@ -90,6 +90,7 @@ func (n *Node) setupRaft() (*raftParts, error) {
 		return nil, fmt.Errorf("start raft: %w", err)
 	}
 	p.raft = r
+	n.fsm.setLeaderFunc(r.LeaderWithID)
 	ok = true
 	return p, nil
 }

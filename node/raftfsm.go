@@ -3,6 +3,7 @@ package node
 import (
 	"fmt"
 	"io"
+	"os"
 	"sync"
 	"time"
 
@@ -28,22 +29,73 @@ type raftFSM struct {
 	// here and this node's monotonic time when it applied it.
 	leaseSerial    uint64
 	leaseAppliedAt time.Time
+
+	// fatal stops the process: Apply calls it for a committed entry it
+	// cannot apply. It does not return in production (fatalExit); tests
+	// swap it to record the message.
+	fatal func(msg string, args ...any)
+	// leader names the current raft leader (raft.LeaderWithID), set once
+	// raft exists; nil before that.
+	leaderMu sync.Mutex
+	leader   func() (raft.ServerAddress, raft.ServerID)
 }
+
+// exitUndecodable is the exit code after a committed entry that cannot be
+// applied (EX_SOFTWARE).
+const exitUndecodable = 70
 
 func newRaftFSM(logger hclog.Logger) *raftFSM {
 	m := fsm.New()
-	return &raftFSM{logger: logger, m: m, st: m.State(), changed: make(chan struct{}), leaseAppliedAt: time.Now()}
+	f := &raftFSM{logger: logger, m: m, st: m.State(), changed: make(chan struct{}), leaseAppliedAt: time.Now()}
+	f.fatal = func(msg string, args ...any) {
+		logger.Error(msg, args...)
+		os.Exit(exitUndecodable)
+	}
+	return f
 }
 
-// Apply implements raft.FSM. A log entry that cannot be decoded means a
-// corrupt or incompatible log: stop rather than apply part of it.
+// setLeaderFunc tells the FSM how to name the leader in its fatal message.
+func (f *raftFSM) setLeaderFunc(leader func() (raft.ServerAddress, raft.ServerID)) {
+	f.leaderMu.Lock()
+	defer f.leaderMu.Unlock()
+	f.leader = leader
+}
+
+// leaderName is the current leader's id (its address when the id is not
+// known), or "unknown".
+func (f *raftFSM) leaderName() string {
+	f.leaderMu.Lock()
+	leader := f.leader
+	f.leaderMu.Unlock()
+	if leader == nil {
+		return "unknown"
+	}
+	addr, id := leader()
+	switch {
+	case id != "":
+		return string(id)
+	case addr != "":
+		return string(addr)
+	}
+	return "unknown"
+}
+
+// Apply implements raft.FSM. A committed entry that cannot be decoded means
+// a corrupt log or a member running another version: applying anything else
+// in its place would make this node's state diverge from the others', so the
+// process stops (f.fatal) with a message naming the entry and the leader,
+// leaving the state as it was.
 func (f *raftFSM) Apply(l *raft.Log) interface{} {
 	if l.Type != raft.LogCommand {
 		return nil
 	}
 	cmd, err := fsm.Decode(l.Data)
 	if err != nil {
-		panic(fmt.Sprintf("raft log entry %d: %v (a corrupt log or a newer version's command: upgrade this sidecar)", l.Index, err))
+		leader := f.leaderName()
+		f.fatal(fmt.Sprintf("cannot apply committed raft entry: index=%d term=%d leader=%s: %v; stopping: the state machine must not diverge. "+
+			"This entry was committed by the leader named; check that every member runs the same hasidecar version", l.Index, l.Term, leader, err),
+			"index", l.Index, "term", l.Term, "leader", leader, "bytes", len(l.Data))
+		return fsm.Result{Index: l.Index, Err: fmt.Errorf("apply raft entry %d: %w", l.Index, err)}
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -81,6 +133,10 @@ func (f *raftFSM) Snapshot() (raft.FSMSnapshot, error) {
 
 // Restore implements raft.FSM: all previous state is discarded. The lease is
 // treated as renewed now, which can only delay a failover, never hasten it.
+// A snapshot that cannot be read or decoded changes nothing (fsm.Machine's
+// Restore replaces the state only once the whole snapshot has decoded): raft
+// then keeps this node's state and reports the error (to the leader for an
+// installed snapshot; at start it tries the next older snapshot).
 func (f *raftFSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	b, err := io.ReadAll(rc)

@@ -11,7 +11,10 @@ import (
 
 // PassEntry is one line of a libpq password file. "*" in Host, Port,
 // Database or User matches anything. For replication connections Database
-// must be "replication" (or "*").
+// must be "replication" (or "*"). The sidecar's own passfile names every
+// member's host and port and never uses "*" for either (node/passfile.go):
+// a wildcard host would hand the password to any host a connection string
+// names.
 type PassEntry struct {
 	Host, Port, Database, User, Password string
 }
