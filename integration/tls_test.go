@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -217,6 +219,43 @@ func TestSecurity(t *testing.T) {
 			call(t, "a forwarded "+string(cmd.ProtoReflect().WhichOneof(cmd.ProtoReflect().Descriptor().Oneofs().ByName("cmd")).Name()), err, "denied")
 		}
 		unchanged(t)
+	})
+
+	t.Run("certificate renewed without a restart", func(t *testing.T) {
+		n := follower
+		pid := n.PID()
+		if _, err := pki.Renew(dir, n.Name, 20*24*time.Hour, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 10*time.Second, n.Name+" serving the renewed certificate", func() string {
+			out, errOut, code := c.cli("node", "check", "--addr", n.GRPCAddr())
+			if !strings.Contains(out, "expires on") {
+				return fmt.Sprintf("exit %d: %s %s", code, out, errOut)
+			}
+			if code != 1 {
+				return fmt.Sprintf("node check exit %d, want 1 (WARNING): %s", code, out)
+			}
+			return ""
+		})
+		if n.PID() != pid || !lab.Alive(pid) {
+			t.Fatalf("%s restarted", n.Name)
+		}
+		// It still talks to its peers and serves clients with the new one.
+		conn := dial(t, n.GRPCAddr(), credentials.NewTLS(clientTLS(operator)))
+		v, err := pb.NewClusterServiceClient(conn).Show(ctx(), &pb.ShowRequest{})
+		if err != nil || v.RaftLeader == "" {
+			t.Fatalf("show via %s after the renewal: %v %v", n.Name, v, err)
+		}
+		st, err := pb.NewNodeServiceClient(conn).Status(ctx(), &pb.StatusRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if left := time.Until(time.Unix(st.TlsCertNotAfterUnix, 0)); left > 20*24*time.Hour || left < 19*24*time.Hour {
+			t.Fatalf("%s reports its certificate ends in %s, want the renewed 20 days", n.Name, left)
+		}
 	})
 
 	t.Run("operator pauses through a follower", func(t *testing.T) {
