@@ -11,6 +11,7 @@ import (
 
 	"github.com/hasidecar/hasidecar/config"
 	"github.com/hasidecar/hasidecar/internal/lab"
+	"github.com/hasidecar/hasidecar/internal/pki"
 )
 
 // TestRaftGroup: three data sidecars and a witness as separate processes;
@@ -111,14 +112,18 @@ func TestRaftGroup(t *testing.T) {
 	}
 	c.waitHealthy(90 * time.Second)
 
-	// A node that says it belongs to another cluster is refused with a
-	// clear error, and the agent exits.
+	// A node that says it belongs to another cluster, with a certificate
+	// of this one, is refused with a clear error, and the agent exits.
 	dir := t.TempDir()
+	if _, err := pki.IssueOne(c.lab.TLSDir(), pki.RoleNode, "intruder", []string{"127.0.0.1"}, 0, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
 	other := &config.Config{
 		Cluster: "other", Name: "intruder", Kind: config.KindWitness, StateDir: filepath.Join(dir, "state"),
 		Priority: config.DefaultPriority, Join: []string{c.node("pg1").GRPCAddr()},
 		Raft: config.RaftConfig{Listen: "127.0.0.1:" + freePort(t)}, GRPC: config.ListenConfig{Listen: "127.0.0.1:" + freePort(t)},
 	}
+	c.lab.SetTLS(other)
 	other.ApplyDefaults()
 	b, err := other.Marshal()
 	if err != nil {
@@ -134,7 +139,7 @@ func TestRaftGroup(t *testing.T) {
 	if err == nil {
 		t.Fatalf("an agent of another cluster joined: %s", out)
 	}
-	if !strings.Contains(string(out), `asks to join cluster "other", but this is cluster "lab"`) {
+	if !strings.Contains(string(out), `is the certificate of "intruder" (node) of cluster "lab", but this config is node "intruder" of cluster "other"`) {
 		t.Fatalf("refusal does not say why:\n%s", out)
 	}
 	after, err := c.show("")

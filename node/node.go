@@ -66,6 +66,11 @@ func New(cfg *config.Config, logger hclog.Logger) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	if t != nil {
+		if err := checkOwnCertificate(t.Identity(), cfg); err != nil {
+			return nil, err
+		}
+	}
 	n := &Node{
 		cfg:      cfg,
 		logger:   logger,

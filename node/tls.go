@@ -148,3 +148,15 @@ func (n *Node) identifyNode(cs tls.ConnectionState) (string, error) {
 	}
 	return id.Name, nil
 }
+
+// checkOwnCertificate refuses to start with a certificate that is not this
+// node's: its peers would refuse every call (a node speaks only under the
+// name in its certificate), so say so at once.
+func checkOwnCertificate(id pki.Identity, cfg *config.Config) error {
+	want := pki.Identity{Cluster: cfg.Cluster, Role: pki.RoleNode, Name: cfg.Name}
+	if id != want {
+		return fmt.Errorf("tls.cert_file %s is the certificate of %s of cluster %q, but this config is node %q of cluster %q: give this node its own certificate (hasidecar tls issue --node %s=ADDRESS)",
+			cfg.TLS.CertFile, id, id.Cluster, cfg.Name, cfg.Cluster, cfg.Name)
+	}
+	return nil
+}
