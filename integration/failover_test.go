@@ -354,7 +354,7 @@ func TestNeverPromoted(t *testing.T) {
 		t.Fatalf("failover_blocked does not say why: %s", blocked[0].Details)
 	}
 	for _, tc := range []struct{ to, why string }{{"pg2", "priority 0"}, {"pg3", "nofailover"}} {
-		_, errOut, code := s.cli("failover", "--to", tc.to, "--addr", s.node("witness").GRPCAddr())
+		_, errOut, code := s.cli("failover", "--to", tc.to, "-c", s.node("witness").ConfigPath)
 		if code != 1 || !strings.Contains(errOut, tc.why) {
 			t.Errorf("failover --to %s: exit %d, %q; want a refusal naming %q", tc.to, code, errOut, tc.why)
 		}
@@ -372,8 +372,9 @@ func TestManualFailover(t *testing.T) {
 	s := startWorkload(t, clusterOpts{standbys: 1, witness: true, tune: func(c *config.Config) {
 		c.Failover = config.FailoverManual
 	}})
-	addr := s.node("witness").GRPCAddr()
-	_, errOut, code := s.cli("failover", "--to", "pg2", "--addr", addr)
+	// With only -c: the witness's config names the operator certificate.
+	addr := s.node("witness").ConfigPath
+	_, errOut, code := s.cli("failover", "--to", "pg2", "-c", addr)
 	if code != 1 || !strings.Contains(errOut, "still holds its lease") {
 		t.Fatalf("failover while the primary lives: exit %d, %q", code, errOut)
 	}
@@ -387,7 +388,7 @@ func TestManualFailover(t *testing.T) {
 	})
 	time.Sleep(3 * time.Second)
 	s.assertTerm("witness", 1)
-	out, errOut, code := s.cli("failover", "--to", "pg2", "--addr", addr)
+	out, errOut, code := s.cli("failover", "--to", "pg2", "-c", addr)
 	if code != 0 {
 		t.Fatalf("failover --to pg2: exit %d: %s", code, errOut)
 	}

@@ -23,9 +23,11 @@ func TestOperatorVerbs(t *testing.T) {
 			c.Postgres.ManualRejoin = true
 		}
 	}})
-	w := s.node("witness").GRPCAddr()
+	// Every verb with only -c, as an operator on a host would: the config
+	// names the operator certificate under ctl:.
+	w := s.node("witness").ConfigPath
 	check := func(args ...string) (string, int) {
-		out, _, code := s.cli(append([]string{"node", "check"}, args...)...)
+		out, _, code := s.cliPlain(append([]string{"node", "check"}, args...)...)
 		return out, code
 	}
 
@@ -33,7 +35,7 @@ func TestOperatorVerbs(t *testing.T) {
 		// Right after a leadership change the new leader may not have
 		// the primary's report yet (lag unknown): allow it a moment.
 		eventually(t, 10*time.Second, "node check OK for a healthy standby", func() string {
-			if out, code := check("--addr", s.node("pg2").GRPCAddr()); code != 0 {
+			if out, code := check("-c", s.node("pg2").ConfigPath); code != 0 {
 				return out
 			}
 			return ""
@@ -43,7 +45,7 @@ func TestOperatorVerbs(t *testing.T) {
 			ExitCode int    `json:"exit_code"`
 			Checks   []struct{ Name, Status string }
 		}
-		out, code := check("--addr", s.node("pg1").GRPCAddr(), "--json")
+		out, code := check("-c", s.node("pg1").ConfigPath, "--json")
 		if err := json.Unmarshal([]byte(out), &rep); err != nil || code != 0 || rep.Status != "OK" || len(rep.Checks) < 3 {
 			t.Fatalf("healthy primary: exit %d, %v\n%s", code, err, out)
 		}
@@ -54,7 +56,7 @@ func TestOperatorVerbs(t *testing.T) {
 		}
 		s.exec("pg1", "CREATE TABLE filler AS SELECT g, repeat('x', 200) AS pad FROM generate_series(1, 5000) g")
 		eventually(t, 15*time.Second, "node check WARNING for the lagging standby", func() string {
-			out, code := check("--addr", w, "--node", "pg3", "--lag-warning-bytes", "65536")
+			out, code := check("-c", w, "--node", "pg3", "--lag-warning-bytes", "65536")
 			if code != 1 || !strings.Contains(out, "lag_bytes: WARNING") {
 				return out
 			}
@@ -66,19 +68,19 @@ func TestOperatorVerbs(t *testing.T) {
 			t.Fatal(err)
 		}
 		eventually(t, 15*time.Second, "node check CRITICAL for the stopped standby", func() string {
-			if out, code := check("--addr", w, "--node", "pg3"); code != 2 {
+			if out, code := check("-c", w, "--node", "pg3"); code != 2 {
 				return out
 			}
 			return ""
 		})
-		if out, code := check("--addr", s.node("pg3").GRPCAddr()); code != 3 || !strings.Contains(out, "UNKNOWN") {
+		if out, code := check("-c", s.node("pg3").ConfigPath); code != 3 || !strings.Contains(out, "UNKNOWN") {
 			t.Fatalf("unreachable sidecar: exit %d\n%s", code, out)
 		}
 	})
 
 	t.Run("matrix shows the unreachable node", func(t *testing.T) {
 		eventually(t, 15*time.Second, "pg3 unreachable in the matrix", func() string {
-			out, errOut, code := s.cli("cluster", "crosscheck", "--json", "--addr", w)
+			out, errOut, code := s.cliPlain("cluster", "crosscheck", "--json", "-c", w)
 			if code != 0 {
 				return errOut
 			}
@@ -97,7 +99,7 @@ func TestOperatorVerbs(t *testing.T) {
 			}
 			return ""
 		})
-		out, _, code := s.cli("cluster", "matrix", "--addr", w)
+		out, _, code := s.cliPlain("cluster", "matrix", "-c", w)
 		if code != 0 || !strings.Contains(out, "pg3") || !strings.Contains(out, "x") {
 			t.Fatalf("cluster matrix: exit %d\n%s", code, out)
 		}
@@ -105,10 +107,10 @@ func TestOperatorVerbs(t *testing.T) {
 	})
 
 	t.Run("node remove", func(t *testing.T) {
-		if _, errOut, code := s.cli("node", "remove", "--name", "pg1", "--addr", w); code != 1 || !strings.Contains(errOut, "is the primary") {
+		if _, errOut, code := s.cliPlain("node", "remove", "--name", "pg1", "-c", w); code != 1 || !strings.Contains(errOut, "is the primary") {
 			t.Fatalf("removing the primary: exit %d %q", code, errOut)
 		}
-		if _, errOut, code := s.cli("node", "remove", "--name", "pg3", "--addr", w); code != 0 {
+		if _, errOut, code := s.cliPlain("node", "remove", "--name", "pg3", "-c", w); code != 0 {
 			t.Fatalf("remove pg3: %s", errOut)
 		}
 		eventually(t, 15*time.Second, "pg3's slot dropped", func() string {
@@ -143,19 +145,19 @@ func TestOperatorVerbs(t *testing.T) {
 			t.Fatalf("new primary %s", np)
 		}
 		s.start("pg1")
-		pg1 := s.node("pg1").GRPCAddr()
+		pg1 := s.node("pg1").ConfigPath
 		eventually(t, 30*time.Second, "pg1 waiting for node rejoin", func() string {
-			out, errOut, _ := s.cli("node", "status", "--json", "--addr", pg1)
+			out, errOut, _ := s.cliPlain("node", "status", "--json", "-c", pg1)
 			if strings.Contains(out, "waiting for `hasidecar node rejoin`") {
 				return ""
 			}
 			return "status: " + out + errOut
 		})
-		out, errOut, code := s.cli("node", "rejoin", "--dry-run", "--addr", pg1)
+		out, errOut, code := s.cliPlain("node", "rejoin", "--dry-run", "-c", pg1)
 		if code != 0 || !strings.Contains(out, "would run pg_rewind from pg2") {
 			t.Fatalf("rejoin --dry-run: exit %d\n%s%s", code, out, errOut)
 		}
-		out, errOut, code = s.cli("node", "rejoin", "--addr", pg1)
+		out, errOut, code = s.cliPlain("node", "rejoin", "-c", pg1)
 		if code != 0 || !strings.Contains(out, "pg_rewind from pg2: done") {
 			t.Fatalf("rejoin: exit %d\n%s%s", code, out, errOut)
 		}
@@ -178,14 +180,14 @@ func TestOperatorVerbs(t *testing.T) {
 	})
 
 	t.Run("monitoring history", func(t *testing.T) {
-		out, errOut, code := s.cli("cluster", "history", "--json", "--since", "1m", "--addr", w)
+		out, errOut, code := s.cliPlain("cluster", "history", "--json", "--since", "1m", "-c", w)
 		var samples []struct {
 			Name string `json:"name"`
 		}
 		if code != 0 || json.Unmarshal([]byte(out), &samples) != nil || len(samples) == 0 {
 			t.Fatalf("cluster history: exit %d %s\n%s", code, errOut, out)
 		}
-		out, errOut, code = s.cli("cluster", "cleanup", "--keep-history", "0s", "--addr", w)
+		out, errOut, code = s.cliPlain("cluster", "cleanup", "--keep-history", "0s", "-c", w)
 		if code != 0 || !strings.Contains(out, "removed") {
 			t.Fatalf("cluster cleanup: exit %d %s %s", code, out, errOut)
 		}

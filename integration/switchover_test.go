@@ -20,11 +20,12 @@ func TestSwitchover(t *testing.T) {
 	s := startWorkload(t, clusterOpts{standbys: 2, witness: true, tune: func(c *config.Config) {
 		c.MaximumLagOnFailover = 256 << 10
 	}})
-	addr := s.node("witness").GRPCAddr()
+	// With only -c: the witness's config names the operator certificate.
+	addr := s.node("witness").ConfigPath
 	refused := func(t *testing.T, args []string, want string) {
 		t.Helper()
 		before := len(s.events("witness", "switchover_start"))
-		_, errOut, code := s.cli(append([]string{"switchover", "--addr", addr}, args...)...)
+		_, errOut, code := s.cli(append([]string{"switchover", "-c", addr}, args...)...)
 		if code != 1 || !strings.Contains(errOut, want) {
 			t.Fatalf("switchover %v: exit %d, %q; want a refusal saying %q", args, code, errOut, want)
 		}
@@ -38,11 +39,11 @@ func TestSwitchover(t *testing.T) {
 		refused(t, []string{"--to", "nope"}, `no node named "nope"`)
 		refused(t, []string{"--to", "witness"}, "is a witness")
 		refused(t, []string{"--to", "pg1"}, "already the primary")
-		if _, e, code := s.cli("pause", "--addr", addr); code != 0 {
+		if _, e, code := s.cli("pause", "-c", addr); code != 0 {
 			t.Fatal(e)
 		}
 		refused(t, []string{"--to", "pg2"}, "the cluster is paused")
-		if _, e, code := s.cli("unpause", "--addr", addr); code != 0 {
+		if _, e, code := s.cli("unpause", "-c", addr); code != 0 {
 			t.Fatal(e)
 		}
 		// A target that lags beyond maximum_lag_on_failover (its WAL
@@ -64,7 +65,7 @@ func TestSwitchover(t *testing.T) {
 		s.start("pg3")
 		s.followsOn("pg3", "pg1", 1, 60*time.Second)
 		// A dry run prints the plan and changes nothing.
-		out, errOut, code := s.cli("switchover", "--addr", addr, "--to", "pg2", "--dry-run")
+		out, errOut, code := s.cli("switchover", "-c", addr, "--to", "pg2", "--dry-run")
 		if code != 0 || !strings.Contains(out, "dry run: nothing was changed") || !strings.Contains(out, "without pg_rewind") {
 			t.Fatalf("dry run: exit %d\n%s%s", code, out, errOut)
 		}
@@ -75,7 +76,7 @@ func TestSwitchover(t *testing.T) {
 		for i, step := range []struct{ from, to string }{{"pg1", "pg2"}, {"pg2", "pg1"}} {
 			tli := uint32(i + 2)
 			start := time.Now()
-			out, errOut, code := s.cli("switchover", "--addr", addr, "--to", step.to)
+			out, errOut, code := s.cli("switchover", "-c", addr, "--to", step.to)
 			if code != 0 {
 				t.Fatalf("switchover to %s: exit %d\n%s%s", step.to, code, out, errOut)
 			}
@@ -102,7 +103,7 @@ func TestSwitchover(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer func() { _ = syscall.Kill(wr, syscall.SIGCONT) }()
-		out, errOut, code := s.cli("switchover", "--addr", addr, "--to", "pg3", "--timeout", "4s")
+		out, errOut, code := s.cli("switchover", "-c", addr, "--to", "pg3", "--timeout", "4s")
 		if code != 1 || !strings.Contains(errOut, "rolled back") {
 			t.Fatalf("switchover to a stuck target: exit %d\n%s%s", code, out, errOut)
 		}

@@ -86,19 +86,11 @@ const tlsOffWarnInterval = time.Hour
 // SIGHUP, through n.reloadTLS) and, with TLS off, repeats the warning every
 // hour.
 func (n *Node) tlsLoop(ctx context.Context) {
+	every, do := tlsWatchInterval, n.reloadTLS
 	if n.tls == nil {
-		t := time.NewTicker(tlsOffWarnInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				n.warnTLSOff()
-			}
-		}
+		every, do = tlsOffWarnInterval, n.warnTLSOff
 	}
-	t := time.NewTicker(tlsWatchInterval)
+	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {
@@ -107,7 +99,7 @@ func (n *Node) tlsLoop(ctx context.Context) {
 		case <-t.C:
 		case <-n.reloadCh:
 		}
-		n.reloadTLS()
+		do()
 	}
 }
 
@@ -120,6 +112,9 @@ func (n *Node) ReloadTLS() {
 }
 
 func (n *Node) reloadTLS() {
+	if n.tls == nil {
+		return
+	}
 	changed, err := n.tls.Reload()
 	switch {
 	case err != nil:
