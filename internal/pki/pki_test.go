@@ -199,7 +199,7 @@ func TestLoadRefusesCertificateOfAnotherCA(t *testing.T) {
 
 // handshake runs a TLS handshake between a server and a client over loopback
 // and returns what each side saw.
-func handshake(t *testing.T, server, client *tls.Config, serverName string) (srvErr, cliErr error, peer tls.ConnectionState) {
+func handshake(t *testing.T, server, client *tls.Config, serverName string) (peer tls.ConnectionState, srvErr, cliErr error) {
 	t.Helper()
 	ln, err := tls.Listen("tcp", "127.0.0.1:0", server)
 	if err != nil {
@@ -235,7 +235,7 @@ func handshake(t *testing.T, server, client *tls.Config, serverName string) (srv
 		conn.Close()
 	}
 	srvErr = <-done
-	return srvErr, cliErr, st
+	return st, srvErr, cliErr
 }
 
 func TestHandshakeRoles(t *testing.T) {
@@ -246,7 +246,7 @@ func TestHandshakeRoles(t *testing.T) {
 	stranger := mustLoad(t, other, "pg2")
 
 	t.Run("node to node", func(t *testing.T) {
-		srvErr, cliErr, st := handshake(t, pg1.ServerConfig(), pg2.ClientConfig("prod"), "127.0.0.1")
+		st, srvErr, cliErr := handshake(t, pg1.ServerConfig(), pg2.ClientConfig("prod"), "127.0.0.1")
 		if srvErr != nil || cliErr != nil {
 			t.Fatalf("server %v, client %v", srvErr, cliErr)
 		}
@@ -256,7 +256,7 @@ func TestHandshakeRoles(t *testing.T) {
 		}
 	})
 	t.Run("operator to node", func(t *testing.T) {
-		srvErr, cliErr, st := handshake(t, pg1.ServerConfig(), op.ClientConfig(""), "127.0.0.1")
+		st, srvErr, cliErr := handshake(t, pg1.ServerConfig(), op.ClientConfig(""), "127.0.0.1")
 		if srvErr != nil || cliErr != nil {
 			t.Fatalf("server %v, client %v", srvErr, cliErr)
 		}
@@ -265,39 +265,39 @@ func TestHandshakeRoles(t *testing.T) {
 		}
 	})
 	t.Run("wrong host name", func(t *testing.T) {
-		_, cliErr, _ := handshake(t, pg1.ServerConfig(), pg2.ClientConfig("prod"), "db9.example")
+		_, _, cliErr := handshake(t, pg1.ServerConfig(), pg2.ClientConfig("prod"), "db9.example")
 		if cliErr == nil || !strings.Contains(cliErr.Error(), "db9.example") {
 			t.Fatalf("client err = %v", cliErr)
 		}
 	})
 	t.Run("other cluster name", func(t *testing.T) {
-		_, cliErr, _ := handshake(t, pg1.ServerConfig(), pg2.ClientConfig("staging"), "127.0.0.1")
+		_, _, cliErr := handshake(t, pg1.ServerConfig(), pg2.ClientConfig("staging"), "127.0.0.1")
 		if cliErr == nil || !strings.Contains(cliErr.Error(), `belongs to cluster "prod", not "staging"`) {
 			t.Fatalf("client err = %v", cliErr)
 		}
 	})
 	t.Run("a monitor certificate cannot serve", func(t *testing.T) {
 		// The monitor certificate has no server use and no addresses.
-		_, cliErr, _ := handshake(t, mon.ServerConfig(), pg2.ClientConfig("prod"), "127.0.0.1")
+		_, _, cliErr := handshake(t, mon.ServerConfig(), pg2.ClientConfig("prod"), "127.0.0.1")
 		if cliErr == nil {
 			t.Fatal("a client accepted a monitor certificate as a server")
 		}
 	})
 	t.Run("client from another CA", func(t *testing.T) {
-		srvErr, _, _ := handshake(t, pg1.ServerConfig(), stranger.ClientConfig(""), "127.0.0.1")
+		_, srvErr, _ := handshake(t, pg1.ServerConfig(), stranger.ClientConfig(""), "127.0.0.1")
 		if srvErr == nil || !strings.Contains(srvErr.Error(), "certificate") {
 			t.Fatalf("server err = %v", srvErr)
 		}
 	})
 	t.Run("server from another CA", func(t *testing.T) {
-		_, cliErr, _ := handshake(t, stranger.ServerConfig(), pg1.ClientConfig("prod"), "127.0.0.1")
+		_, _, cliErr := handshake(t, stranger.ServerConfig(), pg1.ClientConfig("prod"), "127.0.0.1")
 		if cliErr == nil || !strings.Contains(cliErr.Error(), "unknown authority") {
 			t.Fatalf("client err = %v", cliErr)
 		}
 	})
 	t.Run("client without certificate", func(t *testing.T) {
 		cfg := &tls.Config{RootCAs: pg1.material().pool, MinVersion: tls.VersionTLS13}
-		srvErr, _, _ := handshake(t, pg1.ServerConfig(), cfg, "127.0.0.1")
+		_, srvErr, _ := handshake(t, pg1.ServerConfig(), cfg, "127.0.0.1")
 		if srvErr == nil {
 			t.Fatal("server accepted a client without a certificate")
 		}
