@@ -2,10 +2,10 @@ package integration
 
 import (
 	"context"
-	"fmt"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
