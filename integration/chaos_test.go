@@ -491,7 +491,7 @@ func (r *round) leaderAfterHeal() {
 	})
 	gap := r.s.writer.longestGap(killed, time.Now())
 	if n := r.fenceCount(); n != fences {
-		t.Errorf("the primary %s fenced Postgres %d time(s) after the kill of %s", r.primary, n-fences, victim)
+		t.Errorf("the primary %s fenced Postgres %d time(s) in the round (isolation, election or the kill of %s)", r.primary, n-fences, victim)
 	}
 	r.note = fmt.Sprintf("isolated %s %s, elected %s, killed %s, fences %d, write gap after the kill %s",
 		sb, iso.Round(100*time.Millisecond), elected, victim, r.fenceCount()-fences, gap.Round(10*time.Millisecond))
