@@ -247,6 +247,16 @@ func (w *writer) longestGap(from, to time.Time) time.Duration {
 	return max(gap, to.Sub(prev))
 }
 
+// lastAck is when the latest acknowledged write returned.
+func (w *writer) lastAck() time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.ackAt) == 0 {
+		return time.Time{}
+	}
+	return w.ackAt[len(w.ackAt)-1]
+}
+
 func (w *writer) ackedIDs() []int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
