@@ -221,6 +221,18 @@ func TestSecurity(t *testing.T) {
 		unchanged(t)
 	})
 
+	t.Run("node certificate of a non-member forwarding a command", func(t *testing.T) {
+		// w9 holds a valid node certificate but never joined.
+		conn := dial(t, ld.GRPCAddr(), credentials.NewTLS(clientTLS(w9)))
+		data, err := fsm.Encode(&pb.Command{Cmd: &pb.Command_RegisterNode{RegisterNode: &pb.RegisterNode{ClusterName: "wit", Name: "w9", Kind: pb.NodeKind_NODE_KIND_WITNESS, RaftAddress: "127.0.0.1:1", GrpcAddress: "127.0.0.1:2"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = pb.NewPeerServiceClient(conn).Apply(ctx(), &pb.ApplyRequest{Command: data})
+		call(t, "a RegisterNode forwarded by a non-member", err, "is not a member of the Raft configuration")
+		unchanged(t)
+	})
+
 	t.Run("certificate renewed without a restart", func(t *testing.T) {
 		n := follower
 		pid := n.PID()

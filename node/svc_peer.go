@@ -77,6 +77,21 @@ func (s *peerService) Join(ctx context.Context, req *pb.JoinRequest) (*pb.JoinRe
 	return &pb.JoinResponse{NodeId: res.NodeID, Voter: voter, Leader: n.cfg.Name}, nil
 }
 
+// isRaftMember reports whether name is a server of the current Raft
+// configuration.
+func (n *Node) isRaftMember(name string) bool {
+	f := n.raft.GetConfiguration()
+	if f.Error() != nil {
+		return false
+	}
+	for _, s := range f.Configuration().Servers {
+		if string(s.ID) == name {
+			return true
+		}
+	}
+	return false
+}
+
 // addRaftServer adds (or re-addresses) a server: a voter while there are
 // fewer than maxVoters, a non-voter after that.
 func (n *Node) addRaftServer(name, addr string) (voter bool, err error) {
@@ -153,6 +168,10 @@ func (s *peerService) Apply(ctx context.Context, req *pb.ApplyRequest) (*pb.Appl
 		return nil, invalid("apply: %v", err)
 	}
 	if id, ok := caller(ctx); ok {
+		if !s.n.isRaftMember(id.Name) {
+			s.n.logger.Warn("denied: forwarded command from a node outside the Raft configuration", "caller", id.Name)
+			return nil, status.Errorf(codes.PermissionDenied, "denied: %s is not a member of the Raft configuration: join first", id)
+		}
 		if err := fsm.CheckForwarded(s.n.fsm.State(), id.Name, cmd); err != nil {
 			s.n.logger.Warn("denied: forwarded command", "caller", id.Name, "error", err)
 			return nil, status.Errorf(codes.PermissionDenied, "denied: %v", err)
