@@ -198,7 +198,15 @@ func (a *pgAgent) promote(ctx context.Context, act action) error {
 			return errors.New("no valid lease yet: promotion postponed")
 		}
 	}
-	a.logger.Info("promoting", "node", me.Name, "term", st.Term, "decision_index", st.TermIndex)
+	// synchronous_standby_names must already name the set Promote kept
+	// (S_p ⊆ S_f from the first writable moment, node/sync.go): configure
+	// wrote it just before; a standby ignores it, pg_promote puts it into
+	// effect.
+	want := a.syncSetting(st)
+	if err := a.waitSyncSetting(ctx, want); err != nil {
+		return fmt.Errorf("promotion postponed: %w", err)
+	}
+	a.logger.Info("promoting", "node", me.Name, "term", st.Term, "decision_index", st.TermIndex, "synchronous_standby_names", want)
 	a.standbyMode.Store(false) // from here on the watchdog guards it
 	start := time.Now()
 	if err := a.ctl.Promote(ctx); err != nil {
@@ -223,6 +231,30 @@ func (a *pgAgent) promote(ctx context.Context, act action) error {
 	}()
 	a.recordEvent(ctx, fsm.EventStandbyPromote, true, act.Term, fmt.Sprintf("%q promoted in term %d (decision at log index %d), now on timeline %d", me.Name, act.Term, st.TermIndex, tli))
 	return nil
+}
+
+// waitSyncSetting waits (up to 5 s) until the running Postgres has loaded
+// synchronous_standby_names = want. A server session sees a reloaded value
+// only once the postmaster re-read the file and signalled every child, the
+// checkpointer (which tells backends whether to wait at all) included.
+func (a *pgAgent) waitSyncSetting(ctx context.Context, want string) error {
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	var got string
+	for {
+		err := a.ctl.QueryRow(wctx, "SELECT current_setting('synchronous_standby_names')", nil, &got)
+		if err == nil && got == want {
+			return nil
+		}
+		select {
+		case <-wctx.Done():
+			if err != nil {
+				return fmt.Errorf("read synchronous_standby_names: %w", err)
+			}
+			return fmt.Errorf("postgres runs with synchronous_standby_names %q, not %q yet", got, want)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 func (a *pgAgent) recordSysID(ctx context.Context) error {
