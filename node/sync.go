@@ -43,19 +43,21 @@ import (
 //   - a write acknowledged by the old primary is on some member of S_f (ANY
 //     1: on one member only, perhaps), hence on P, the most advanced, so at
 //     or below F; a member B of S_f' may lack it (it lagged P);
-//   - a write acknowledged by P in its term is at an LSN above F (P's WAL
-//     continues after what it received) and was flushed by a member of
-//     S_p ⊆ S_f'; WAL is one stream, so that member holds everything below
-//     it, every write the old primary acknowledged included;
+//   - a write acknowledged by P in its term was flushed by a member of
+//     S_p ⊆ S_f'; WAL is one stream (P's new timeline continues from the
+//     end of the last complete record it received), so that member holds
+//     everything before it, every write the old primary acknowledged
+//     included;
 //   - so if P fails, the most advanced member of S_f' (all must answer, as
 //     before) holds every acknowledged write as soon as it has received F:
-//     if P acknowledged anything it is past F; if P acknowledged nothing,
-//     F covers what the old primary acknowledged. chooseSync therefore
+//     what the old primary acknowledged is at or below F, what P
+//     acknowledged is on the member P waited for. chooseSync therefore
 //     refuses a winner below F (P may be the only node with a write the old
 //     primary acknowledged) — a lagging B that never streamed from P is not
 //     promoted in P's place, and it needs no special care once it streams:
 //     P's commits wait for ANY 1 of S_f', so whichever member P waited for
-//     is past F.
+//     is past F (or, when P's timeline forked a torn record's length below
+//     F, soon will be: the floor may delay a failover, never admit a loss).
 //
 // The members kept in S_f' re-point to P only after they applied the
 // promotion: manageSync does not take them out for not streaming during
