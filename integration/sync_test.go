@@ -142,6 +142,21 @@ func TestSynchronousQuickSecondFailure(t *testing.T) {
 		}
 		return ""
 	})
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		resp, err := s.clusterClient(s.node("witness").GRPCAddr()).Events(ctx, &pb.EventsRequest{})
+		if err != nil {
+			t.Logf("events: %v", err)
+			return
+		}
+		for _, e := range resp.Events {
+			t.Logf("event %s node %d ok %t: %s", e.Type, e.NodeId, e.Ok, e.Details)
+		}
+	})
 	first := s.primary
 	eventually(t, 10*time.Second, "acknowledged writes before the first kill", func() string {
 		if len(s.writer.ackedIDs()) < 20 {

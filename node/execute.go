@@ -214,10 +214,11 @@ func (a *pgAgent) promote(ctx context.Context, act action) error {
 		return fmt.Errorf("promote %s: %w", me.Name, err)
 	}
 	a.n.metrics.promotions.Inc()
-	tli := uint32(0)
-	if s, err := a.ctl.Status(ctx); err == nil {
-		tli = s.Timeline
-	}
+	// Observe at once: the renewal below must carry the new timeline, or
+	// the leader, until the next observation, would refuse the standbys
+	// that already follow this node onto it as on the wrong timeline (a
+	// failure right after the promotion then found no candidate).
+	tli := a.observe(ctx).Timeline
 	a.logger.Info("promoted", "node", me.Name, "term", act.Term, "timeline", tli, "took", time.Since(start))
 	a.renewNow(ctx)
 	go func() {
