@@ -198,13 +198,13 @@ func TestSynchronousQuickSecondFailure(t *testing.T) {
 	kill2 := time.Now()
 	before := len(s.writer.ackedIDs())
 	s.lab.KillHost(s.node(second))
-	kill2 = time.Now().Add(time.Second) // as above
+	thirdAcks := time.Now().Add(time.Second) // as above
 	third := s.waitPrimaryExcept(60*time.Second, first, second)
 	t.Logf("%s primary and writable %s after the kill of %s (%d writes acknowledged before it)", third, time.Since(kill2).Round(time.Millisecond), second, before)
 	eventually(t, 30*time.Second, "a write acknowledged by the third primary", func() string {
 		s.writer.mu.Lock()
 		defer s.writer.mu.Unlock()
-		if n := len(s.writer.ackAt); n == 0 || !s.writer.ackAt[n-1].After(kill2) {
+		if n := len(s.writer.ackAt); n == 0 || !s.writer.ackAt[n-1].After(thirdAcks) {
 			return "none yet"
 		}
 		return ""
