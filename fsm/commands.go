@@ -214,9 +214,20 @@ func (a *applier) promote(c *pb.Promote) error {
 	n.Role, n.UpstreamId, n.Active, n.RoleTerm = pb.NodeRole_NODE_ROLE_PRIMARY, 0, true, c.Term
 	a.touch(n)
 	a.st.Lease = &pb.Lease{HolderId: n.Id, Term: c.Term, Serial: a.st.Lease.GetSerial() + 1, DurationMs: c.LeaseMs, RenewedAtUnixMs: a.at, Timeline: c.Timeline}
-	// The new primary starts with an empty synchronous set and widens it
-	// as its standbys stream from it.
-	a.st.SyncStandbys = nil
+	// Synchronous mode: the other members of the committed set stay in it
+	// (minus the promoted node), so that the new primary, whose
+	// synchronous_standby_names names them before pg_promote, acknowledges
+	// no write before one of them streamed it, and a failure right after
+	// the promotion can still fail over. A member may lag the promoted node
+	// (ANY 1: only one member is sure to hold each write), so the floor
+	// records what the new primary had received when chosen: the next
+	// failover promotes a member only if it got at least that far (see
+	// node/sync.go for the whole argument).
+	a.st.SyncStandbys = slices.DeleteFunc(slices.Clone(a.st.SyncStandbys), func(id uint32) bool { return id == n.Id })
+	if len(a.st.SyncStandbys) == 0 {
+		a.st.SyncStandbys = nil
+	}
+	a.st.SyncFloorLsn = c.ReceivedLsn
 	from := "none"
 	if old != nil {
 		from = fmt.Sprintf("%q", old.Name)

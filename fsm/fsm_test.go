@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"errors"
+	"slices"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -297,13 +298,61 @@ func TestSyncStandbys(t *testing.T) {
 			}
 		})
 	}
-	// A member of the set cannot be removed; a promotion empties the set.
+	// A member of the set cannot be removed.
 	if r := h.apply(&pb.Command{Cmd: &pb.Command_RemoveNode{RemoveNode: &pb.RemoveNode{NodeId: 2}}}); !errors.Is(r.Err, ErrConflict) {
 		t.Fatalf("removing a synchronous standby: %v", r.Err)
 	}
-	h.ok(&pb.Command{Cmd: &pb.Command_Promote{Promote: &pb.Promote{NodeId: 2, Term: 2, Reason: "failover", LeaseSerial: h.m.State().Lease.Serial, LeaseMs: 4000}}})
-	if got := h.m.State().SyncStandbys; len(got) != 0 {
-		t.Fatalf("sync set after a promotion: %v", got)
+}
+
+// TestPromoteKeepsSyncStandbys: a promotion keeps the other members of the
+// committed synchronous set (never the new primary) and records the new
+// primary's received LSN as the floor of the next failover; a refused
+// promotion changes neither.
+func TestPromoteKeepsSyncStandbys(t *testing.T) {
+	cases := []struct {
+		name      string
+		set       []uint32
+		promote   uint32
+		reason    string
+		switchTo  uint32 // BeginSwitchover to this node first
+		wantSet   []uint32
+		wantFloor uint64
+	}{
+		{"failover keeps the other member", []uint32{2, 3}, 2, EventFailover, 0, []uint32{3}, 777},
+		{"failover of the only member empties it", []uint32{2}, 2, EventFailover, 0, nil, 777},
+		{"failover to a non-member keeps all", []uint32{3}, 2, "manual", 0, []uint32{3}, 777},
+		{"switchover keeps the other member", []uint32{2, 3}, 3, EventSwitchover, 3, []uint32{2}, 777},
+		{"empty set stays empty", nil, 3, EventFailover, 0, nil, 777},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := threeNodes(t)
+			if len(tc.set) > 0 {
+				h.ok(&pb.Command{Cmd: &pb.Command_SetSyncStandbys{SetSyncStandbys: &pb.SetSyncStandbys{Term: 1, PrimaryId: 1, NodeIds: tc.set}}})
+			}
+			if tc.switchTo != 0 {
+				h.ok(&pb.Command{Cmd: &pb.Command_BeginSwitchover{BeginSwitchover: &pb.BeginSwitchover{FromId: 1, ToId: tc.switchTo, Term: 1}}})
+			}
+			stale := &pb.Promote{NodeId: tc.promote, Term: 2, Reason: tc.reason, LeaseSerial: h.m.State().Lease.Serial - 1, LeaseMs: 4000, ReceivedLsn: 1}
+			if r := h.apply(&pb.Command{Cmd: &pb.Command_Promote{Promote: stale}}); !errors.Is(r.Err, ErrStaleTerm) {
+				t.Fatalf("promotion on a stale lease serial: %v", r.Err)
+			}
+			if st := h.m.State(); !slices.Equal(st.SyncStandbys, tc.set) || st.SyncFloorLsn != 0 {
+				t.Fatalf("a refused promotion changed the set to %v, floor %d", st.SyncStandbys, st.SyncFloorLsn)
+			}
+			h.ok(&pb.Command{Cmd: &pb.Command_Promote{Promote: &pb.Promote{NodeId: tc.promote, Term: 2, Reason: tc.reason,
+				LeaseSerial: h.m.State().Lease.Serial, LeaseMs: 4000, ReceivedLsn: 777}}})
+			st := h.m.State()
+			if !slices.Equal(st.SyncStandbys, tc.wantSet) {
+				t.Fatalf("sync set after the promotion of %d: %v, want %v", tc.promote, st.SyncStandbys, tc.wantSet)
+			}
+			if st.SyncFloorLsn != tc.wantFloor {
+				t.Fatalf("floor %d, want %d", st.SyncFloorLsn, tc.wantFloor)
+			}
+			if slices.Contains(st.SyncStandbys, Primary(st).Id) {
+				t.Fatalf("the new primary %d is in the set %v", Primary(st).Id, st.SyncStandbys)
+			}
+		})
 	}
 }
 

@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"errors"
+	"slices"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -57,7 +58,8 @@ func genCommand(t *rapid.T, st *pb.ClusterState, at int64) *pb.Command {
 		cmd.Cmd = &pb.Command_RegisterPrimary{RegisterPrimary: &pb.RegisterPrimary{NodeId: id, LeaseMs: 4000}}
 	case 4:
 		cmd.Cmd = &pb.Command_Promote{Promote: &pb.Promote{NodeId: id, Term: term + 1, LeaseSerial: serial, LeaseMs: 4000,
-			Reason: rapid.SampledFrom([]string{"failover", "switchover", "manual", "bogus"}).Draw(t, "reason")}}
+			ReceivedLsn: uint64(at),
+			Reason:      rapid.SampledFrom([]string{"failover", "switchover", "manual", "bogus"}).Draw(t, "reason")}}
 	case 5, 6:
 		cmd.Cmd = &pb.Command_RenewLease{RenewLease: &pb.RenewLease{NodeId: id, Term: term, DurationMs: 4000, FlushLsn: uint64(at)}}
 	case 7:
@@ -138,8 +140,15 @@ func checkInvariants(t fataler, prev, st *pb.ClusterState) {
 			t.Fatalf("synchronous set member %d is not a data standby: %v", id, n)
 		}
 	}
-	if st.Term != prev.Term && len(st.SyncStandbys) != 0 {
-		t.Fatalf("a promotion kept the synchronous set %v", st.SyncStandbys)
+	if st.Term != prev.Term {
+		// A promotion keeps the other members of the set (minus the new
+		// primary); a switchover rollback keeps the set as it was.
+		want := slices.DeleteFunc(slices.Clone(prev.SyncStandbys), func(id uint32) bool { return id == st.Lease.HolderId })
+		if !slices.Equal(st.SyncStandbys, want) {
+			t.Fatalf("promotion of %d in term %d: synchronous set %v, want %v (was %v)", st.Lease.HolderId, st.Term, st.SyncStandbys, want, prev.SyncStandbys)
+		}
+	} else if st.SyncFloorLsn != prev.SyncFloorLsn {
+		t.Fatalf("the synchronous floor moved from %d to %d without a promotion", prev.SyncFloorLsn, st.SyncFloorLsn)
 	}
 	if st.Term < prev.Term || st.Term > prev.Term+1 {
 		t.Fatalf("term moved from %d to %d", prev.Term, st.Term)

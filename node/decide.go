@@ -127,8 +127,10 @@ func formatLSN(v uint64) string { return fmt.Sprintf("%X/%X", v>>32, uint32(v)) 
 // whole committed synchronous set (promotable or not): any of them may hold
 // the latest acknowledged write, so every one must have answered, and the
 // winner — a promotable member — must have received at least as much as
-// each of them.
-func chooseSync(members []candidate, promotableIDs map[uint32]bool, lease *pb.Lease) (*candidate, []string) {
+// each of them, and at least floor (ClusterState.sync_floor_lsn: what the
+// current primary had received when it was promoted; members kept in the
+// set through that promotion may lag it, see node/sync.go).
+func chooseSync(members []candidate, promotableIDs map[uint32]bool, lease *pb.Lease, floor uint64) (*candidate, []string) {
 	if len(members) == 0 {
 		return nil, []string{"synchronous mode and the synchronous set is empty: no standby is known to hold every acknowledged write"}
 	}
@@ -150,6 +152,9 @@ func chooseSync(members []candidate, promotableIDs map[uint32]bool, lease *pb.Le
 	}
 	if best.Received < most {
 		return nil, append(reasons, fmt.Sprintf("a synchronous standby that cannot be promoted has received more WAL (%s) than %s (%s)", formatLSN(most), best.Node.Name, formatLSN(best.Received)))
+	}
+	if best.Received < floor {
+		return nil, append(reasons, fmt.Sprintf("%s, the most advanced synchronous standby, has received %s, less than the %s the primary had when it was promoted: it may lack acknowledged writes (it has not streamed from the primary yet)", best.Node.Name, formatLSN(best.Received), formatLSN(floor)))
 	}
 	for i := range members {
 		if members[i].Node.Id == best.Node.Id {

@@ -103,6 +103,7 @@ func (d *decider) promote(ctx context.Context, st *pb.ClusterState, c *candidate
 	res, err := n.Propose(pctx, &pb.Command{Cmd: &pb.Command_Promote{Promote: &pb.Promote{
 		NodeId: c.Node.Id, Term: st.Term + 1, Reason: reason, LeaseSerial: serial,
 		LeaseMs: leaseMs, Timeline: c.Answer.GetTimeline(), Details: details,
+		ReceivedLsn: max(c.Received, c.Answer.GetPostgres().GetReceiveLsn(), c.Answer.GetPostgres().GetReplayLsn()),
 	}}})
 	if err != nil {
 		n.logger.Warn("promotion decision not committed", "candidate", c.Node.Name, "term", st.Term+1, "error", err)
@@ -132,7 +133,7 @@ func (n *Node) pickCandidate(ctx context.Context, st *pb.ClusterState, lease *pb
 		ok[c.Id] = true
 	}
 	answers := n.askLSNsFor(ctx, syncMembers(st), st.Term)
-	best, more := chooseSync(answers, ok, lease)
+	best, more := chooseSync(answers, ok, lease, st.SyncFloorLsn)
 	return best, answers, append(reasons, more...)
 }
 

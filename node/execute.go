@@ -198,7 +198,15 @@ func (a *pgAgent) promote(ctx context.Context, act action) error {
 			return errors.New("no valid lease yet: promotion postponed")
 		}
 	}
-	a.logger.Info("promoting", "node", me.Name, "term", st.Term, "decision_index", st.TermIndex)
+	// synchronous_standby_names must already name the set Promote kept
+	// (S_p ⊆ S_f from the first writable moment, node/sync.go): configure
+	// wrote it just before; a standby ignores it, pg_promote puts it into
+	// effect.
+	want := a.syncSetting(st)
+	if err := a.waitSyncSetting(ctx, want); err != nil {
+		return fmt.Errorf("promotion postponed: %w", err)
+	}
+	a.logger.Info("promoting", "node", me.Name, "term", st.Term, "decision_index", st.TermIndex, "synchronous_standby_names", want)
 	a.standbyMode.Store(false) // from here on the watchdog guards it
 	start := time.Now()
 	if err := a.ctl.Promote(ctx); err != nil {
@@ -206,10 +214,11 @@ func (a *pgAgent) promote(ctx context.Context, act action) error {
 		return fmt.Errorf("promote %s: %w", me.Name, err)
 	}
 	a.n.metrics.promotions.Inc()
-	tli := uint32(0)
-	if s, err := a.ctl.Status(ctx); err == nil {
-		tli = s.Timeline
-	}
+	// Observe at once: the renewal below must carry the new timeline, or
+	// the leader, until the next observation, would refuse the standbys
+	// that already follow this node onto it as on the wrong timeline (a
+	// failure right after the promotion then found no candidate).
+	tli := a.observe(ctx).Timeline
 	a.logger.Info("promoted", "node", me.Name, "term", act.Term, "timeline", tli, "took", time.Since(start))
 	a.renewNow(ctx)
 	go func() {
@@ -223,6 +232,30 @@ func (a *pgAgent) promote(ctx context.Context, act action) error {
 	}()
 	a.recordEvent(ctx, fsm.EventStandbyPromote, true, act.Term, fmt.Sprintf("%q promoted in term %d (decision at log index %d), now on timeline %d", me.Name, act.Term, st.TermIndex, tli))
 	return nil
+}
+
+// waitSyncSetting waits (up to 5 s) until the running Postgres has loaded
+// synchronous_standby_names = want. A server session sees a reloaded value
+// only once the postmaster re-read the file and signalled every child, the
+// checkpointer (which tells backends whether to wait at all) included.
+func (a *pgAgent) waitSyncSetting(ctx context.Context, want string) error {
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	var got string
+	for {
+		err := a.ctl.QueryRow(wctx, "SELECT current_setting('synchronous_standby_names')", nil, &got)
+		if err == nil && got == want {
+			return nil
+		}
+		select {
+		case <-wctx.Done():
+			if err != nil {
+				return fmt.Errorf("read synchronous_standby_names: %w", err)
+			}
+			return fmt.Errorf("postgres runs with synchronous_standby_names %q, not %q yet", got, want)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 func (a *pgAgent) recordSysID(ctx context.Context) error {

@@ -105,7 +105,8 @@ func (n *Node) manualFailover(ctx context.Context, req *pb.FailoverRequest) (*pb
 	}
 	_, err := n.Propose(ctx, &pb.Command{Cmd: &pb.Command_Promote{Promote: &pb.Promote{
 		NodeId: target.Id, Term: st.Term + 1, Reason: "manual", LeaseSerial: lease.Serial, LeaseMs: leaseMs,
-		Timeline: only.Answer.Timeline, Details: "manual failover (hasidecar failover --to " + target.Name + ")",
+		Timeline: only.Answer.Timeline, ReceivedLsn: only.Received,
+		Details: "manual failover (hasidecar failover --to " + target.Name + ")",
 	}}})
 	if err != nil {
 		return nil, fmt.Errorf("commit the promotion of %s: %w", target.Name, err)

@@ -61,8 +61,11 @@ type pgAgent struct {
 	lastErr      string // the reconciler's last error text (its goroutine only)
 	sysID        uint64 // the data directory's system identifier, last seen (reconciler only)
 	// syncExclude: synchronous-set members being taken out of
-	// synchronous_standby_names before the FSM shrinks (reconciler only).
+	// synchronous_standby_names before the FSM shrinks, in term syncTerm,
+	// which this node began as primary at syncTermAt (reconciler only).
 	syncExclude map[uint32]bool
+	syncTerm    uint64
+	syncTermAt  time.Time
 	rejoinCh    chan rejoinRequest // node rejoin requests, run by the reconciler
 	guard       *pgGuard           // the watchdog process (watchdog goroutine only)
 	// healthyAt: when Postgres last answered the status query (unix nanos).

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/hasidecar/hasidecar/fsm"
 	"github.com/hasidecar/hasidecar/pgctl"
@@ -23,15 +24,47 @@ import (
 //   - widening: commit S_f ∪ {m} first, then write S_p and reload;
 //   - narrowing: write S_p without m and reload, wait until Postgres runs
 //     with it (m's walsender no longer a candidate) and a remaining member
-//     flushed everything written so far, then commit S_f without m;
-//   - a promotion empties S_f (FSM): the new primary starts asynchronous and
-//     widens as its standbys stream from it.
+//     flushed everything written so far, then commit S_f without m.
 //
 // The leader fails over only to members of S_f and only once every member
 // answered (ANY 1 of n needs answers from n − 1 + 1 = n), so it promotes the
-// most advanced member, which holds every acknowledged write. With S_f empty
-// (no standby streams) the primary commits asynchronously and no automatic
-// failover happens — Patroni's non-strict synchronous mode.
+// most advanced member, which holds every acknowledged write.
+//
+// Promotion. Promote keeps S_f' = S_f − {new primary P} and records the
+// floor F = what P had received when chosen (ClusterState.sync_floor_lsn).
+// P's Postgres runs with synchronous_standby_names = ANY 1 (S_f') before
+// pg_promote (a standby in synchronous mode always runs with ANY 1 (S_f
+// minus itself), which a standby ignores and a promotion puts into effect;
+// promote() checks Postgres runs with it), so S_p ⊆ S_f' from P's first
+// writable moment: P acknowledges no write before a member of S_f' streamed
+// from it and flushed it. Why nothing acknowledged is lost at the next
+// failover, P's included:
+//
+//   - a write acknowledged by the old primary is on some member of S_f (ANY
+//     1: on one member only, perhaps), hence on P, the most advanced, so at
+//     or below F; a member B of S_f' may lack it (it lagged P);
+//   - a write acknowledged by P in its term was flushed by a member of
+//     S_p ⊆ S_f'; WAL is one stream (P's new timeline continues from the
+//     end of the last complete record it received), so that member holds
+//     everything before it, every write the old primary acknowledged
+//     included;
+//   - so if P fails, the most advanced member of S_f' (all must answer, as
+//     before) holds every acknowledged write as soon as it has received F:
+//     what the old primary acknowledged is at or below F, what P
+//     acknowledged is on the member P waited for. chooseSync therefore
+//     refuses a winner below F (P may be the only node with a write the old
+//     primary acknowledged) — a lagging B that never streamed from P is not
+//     promoted in P's place, and it needs no special care once it streams:
+//     P's commits wait for ANY 1 of S_f', so whichever member P waited for
+//     is past F (or, when P's timeline forked a torn record's length below
+//     F, soon will be: the floor may delay a failover, never admit a loss).
+//
+// The members kept in S_f' re-point to P only after they applied the
+// promotion: manageSync does not take them out for not streaming during
+// syncJoinGrace after P began its term (P's writes wait for them meanwhile);
+// after that, a member still absent leaves the set as any dead standby does.
+// With S_f empty (no standby streams) the primary commits asynchronously and
+// no automatic failover happens — Patroni's non-strict synchronous mode.
 
 // syncNames renders synchronous_standby_names for a set of node names.
 func syncNames(names []string) string {
@@ -45,16 +78,21 @@ func syncNames(names []string) string {
 	return "ANY 1 (" + strings.Join(quoted, ", ") + ")"
 }
 
-// syncSetting is this node's synchronous_standby_names: on the primary in
-// synchronous mode, S_f minus the members being taken out; else empty.
+// syncSetting is this node's synchronous_standby_names in synchronous mode:
+// on the primary, S_f minus the members being taken out in this term; on a
+// standby, S_f minus itself — what it must run with the moment a promotion
+// makes it primary (Promote keeps the rest of the set). A standby ignores
+// it; having it loaded long before pg_promote means Postgres waits for a
+// member from its first writable moment. Empty otherwise.
 func (a *pgAgent) syncSetting(st *pb.ClusterState) string {
 	me := fsm.NodeByName(st, a.n.cfg.Name)
-	if !st.Settings.GetSynchronous() || me == nil || me.Role != pb.NodeRole_NODE_ROLE_PRIMARY {
+	if !st.Settings.GetSynchronous() || me == nil || me.Kind != pb.NodeKind_NODE_KIND_DATA {
 		return ""
 	}
+	primary := me.Role == pb.NodeRole_NODE_ROLE_PRIMARY
 	var names []string
 	for _, id := range st.SyncStandbys {
-		if a.syncExclude[id] {
+		if id == me.Id || (primary && a.syncTerm == st.Term && a.syncExclude[id]) {
 			continue
 		}
 		if n := fsm.NodeByID(st, id); n != nil {
@@ -67,8 +105,9 @@ func (a *pgAgent) syncSetting(st *pb.ClusterState) string {
 
 // syncEligible: standbys that may be in the synchronous set — promotable
 // (active, priority > 0, not nofailover), not tagged nosync, and streaming
-// from this primary now.
-func syncEligible(st *pb.ClusterState, pg *pgctl.Status) []uint32 {
+// from this primary now. keep: members of S_f that are not streaming but
+// otherwise eligible stay eligible (the grace after a promotion).
+func syncEligible(st *pb.ClusterState, pg *pgctl.Status, keep bool) []uint32 {
 	streaming := map[string]bool{}
 	for _, r := range pg.Replication {
 		if r.State == "streaming" {
@@ -78,12 +117,23 @@ func syncEligible(st *pb.ClusterState, pg *pgctl.Status) []uint32 {
 	cands, _ := promotable(st)
 	var ids []uint32
 	for _, n := range cands {
-		if streaming[n.Name] && !fsm.HasTag(n, "nosync") {
+		member := slices.Contains(st.SyncStandbys, n.Id)
+		if (streaming[n.Name] || (keep && member)) && !fsm.HasTag(n, "nosync") {
 			ids = append(ids, n.Id)
 		}
 	}
 	slices.Sort(ids)
 	return ids
+}
+
+// syncJoinGrace: how long a new primary keeps the members it inherited in
+// the synchronous set before they stream from it (two leases, at least 5 s).
+func (a *pgAgent) syncJoinGrace(st *pb.ClusterState) time.Duration {
+	lease := time.Duration(st.Settings.GetLeaseMs()) * time.Millisecond
+	if lease <= 0 {
+		lease = a.n.cfg.Timing.Lease.D()
+	}
+	return max(2*lease, 5*time.Second)
 }
 
 // manageSync moves the synchronous set one step toward the standbys that
@@ -93,6 +143,9 @@ func (a *pgAgent) manageSync(ctx context.Context, term uint64) error {
 	me := fsm.NodeByName(st, a.n.cfg.Name)
 	if me == nil || me.Role != pb.NodeRole_NODE_ROLE_PRIMARY || st.Term != term {
 		return nil
+	}
+	if a.syncTerm != term {
+		a.syncTerm, a.syncTermAt, a.syncExclude = term, time.Now(), nil
 	}
 	if !st.Settings.GetSynchronous() {
 		a.syncExclude = nil
@@ -105,7 +158,8 @@ func (a *pgAgent) manageSync(ctx context.Context, term uint64) error {
 	if err != nil {
 		return fmt.Errorf("synchronous set: %w", err)
 	}
-	want := syncEligible(st, status)
+	grace := time.Since(a.syncTermAt) < a.syncJoinGrace(st)
+	want := syncEligible(st, status, grace)
 	var remove, add []uint32
 	for _, id := range st.SyncStandbys {
 		if !slices.Contains(want, id) {

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 const replPassword = `pa:ss\wo'rd *x`
@@ -374,4 +376,106 @@ func TestStandbyTimelineUpstreamGone(t *testing.T) {
 		return true, ""
 	})
 	t.Logf("n3 reports timeline 2 while pg_control's last restartpoint is on timeline %d", ckptTLI)
+}
+
+// TestSyncNamesSetBeforePromote: synchronous_standby_names written into the
+// managed config and reloaded while the instance is still a standby (which
+// ignores it) is in effect from the promotion on: the new primary's first
+// commit waits until the named standby streams from it and flushed it. The
+// sidecar relies on this (node/sync.go): it writes the set before
+// pg_promote. The reload here comes right before pg_promote, the tightest
+// order; the sidecar's standbys have it loaded long before.
+func TestSyncNamesSetBeforePromote(t *testing.T) {
+	needPG(t)
+	ctx := ctxT(t)
+	base := baseDir(t)
+	n1 := newInstance(t, base, "n1")
+	fromTemplate(t, n1)
+	mustStart(t, n1)
+	source := func(c *Controller, app string) string {
+		return BuildConninfo(map[string]string{"host": c.opts.SocketDir, "port": strconv.Itoa(c.opts.Port), "user": "postgres", "dbname": "postgres", "application_name": app})
+	}
+	var standbys []*Controller
+	for _, name := range []string{"n2", "n3"} {
+		s := newInstance(t, base, name)
+		if err := s.BaseBackup(ctx, source(n1, name), "", ""); err != nil {
+			t.Fatal(err)
+		}
+		configure(t, s)
+		if _, err := s.SetRecovery(ctx, source(n1, name), ""); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.SetStandbySignal(true); err != nil {
+			t.Fatal(err)
+		}
+		mustStart(t, s)
+		waitStreaming(t, s, 1)
+		standbys = append(standbys, s)
+	}
+	n2, n3 := standbys[0], standbys[1]
+	if err := n1.Stop(ctx, StopImmediate); err != nil {
+		t.Fatal(err)
+	}
+
+	// n2: the set, a reload, pg_promote at once.
+	s := ManagedSettings(n2.Options())
+	s["fsync"], s["shared_buffers"], s["max_connections"] = "off", "16MB", "30"
+	s["synchronous_standby_names"] = `ANY 1 ("n3")`
+	if changed, err := n2.WriteManagedConfig(ctx, s); err != nil || !changed {
+		t.Fatalf("write the managed config with the synchronous set: changed=%v err=%v", changed, err)
+	}
+	if err := n2.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := n2.Promote(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// The first commit waits: n3 still follows the dead n1.
+	cfg, err := n2.ConnConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := conn.Exec(ctx, "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'first commit after the promotion')")
+		done <- err
+	}()
+	waitFor(t, 10*time.Second, "the first commit on n2 waiting for synchronous replication", func() (bool, string) {
+		var n int
+		err := n2.QueryRow(ctx, "SELECT count(*)::int FROM pg_stat_activity WHERE wait_event = 'SyncRep'", nil, &n)
+		return err == nil && n == 1, fmt.Sprint(n, err)
+	})
+	select {
+	case err := <-done:
+		t.Fatalf("the commit returned (%v) before any synchronous standby streamed from n2", err)
+	case <-time.After(time.Second):
+	}
+
+	// n3 follows n2: the commit returns, and n3 has it.
+	if _, err := n3.SetRecovery(ctx, source(n2, "n3"), ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := n3.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("the commit after n3 followed: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the commit still waits 30 s after n3 was pointed at n2")
+	}
+	var flushed string
+	if err := n2.QueryRow(ctx, "SELECT flush_lsn::text FROM pg_stat_replication WHERE application_name = 'n3' AND sync_state = 'quorum'", nil, &flushed); err != nil {
+		t.Fatalf("n3 as a quorum standby of n2: %v", err)
+	}
+	waitRow(t, n3, 1)
+	t.Logf("the commit waited for n3, which flushed up to %s", flushed)
 }

@@ -780,7 +780,12 @@ type ClusterState struct {
 	// Synchronous mode: the committed synchronous set. The primary's
 	// synchronous_standby_names never names a node outside it, so every
 	// acknowledged commit is on at least one member.
-	SyncStandbys  []uint32 `protobuf:"varint,13,rep,packed,name=sync_standbys,json=syncStandbys,proto3" json:"sync_standbys,omitempty"`
+	SyncStandbys []uint32 `protobuf:"varint,13,rep,packed,name=sync_standbys,json=syncStandbys,proto3" json:"sync_standbys,omitempty"`
+	// Synchronous mode: the WAL position the current primary had received
+	// when it was promoted (Promote.received_lsn). The members a promotion
+	// keeps in the set may lag it; the next failover needs a member at least
+	// this far, so that it holds every write acknowledged before.
+	SyncFloorLsn  uint64 `protobuf:"varint,14,opt,name=sync_floor_lsn,json=syncFloorLsn,proto3" json:"sync_floor_lsn,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -904,6 +909,13 @@ func (x *ClusterState) GetSyncStandbys() []uint32 {
 		return x.SyncStandbys
 	}
 	return nil
+}
+
+func (x *ClusterState) GetSyncFloorLsn() uint64 {
+	if x != nil {
+		return x.SyncFloorLsn
+	}
+	return 0
 }
 
 // The log entry envelope: exactly one command.
@@ -1563,7 +1575,11 @@ type Promote struct {
 	LeaseMs     int64                  `protobuf:"varint,6,opt,name=lease_ms,json=leaseMs,proto3" json:"lease_ms,omitempty"`
 	// The candidate's timeline when it was chosen: it promotes only if it is
 	// still on it (a node that moved or diverged since is never promoted).
-	Timeline      uint32 `protobuf:"varint,7,opt,name=timeline,proto3" json:"timeline,omitempty"`
+	Timeline uint32 `protobuf:"varint,7,opt,name=timeline,proto3" json:"timeline,omitempty"`
+	// The candidate's received WAL position (max of received and replayed)
+	// when it was chosen: it holds every write acknowledged before. Becomes
+	// ClusterState.sync_floor_lsn.
+	ReceivedLsn   uint64 `protobuf:"varint,8,opt,name=received_lsn,json=receivedLsn,proto3" json:"received_lsn,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1643,6 +1659,13 @@ func (x *Promote) GetLeaseMs() int64 {
 func (x *Promote) GetTimeline() uint32 {
 	if x != nil {
 		return x.Timeline
+	}
+	return 0
+}
+
+func (x *Promote) GetReceivedLsn() uint64 {
+	if x != nil {
+		return x.ReceivedLsn
 	}
 	return 0
 }
@@ -2410,7 +2433,7 @@ const file_hasidecar_v1_fsm_proto_rawDesc = "" +
 	"\x12started_at_unix_ms\x18\x04 \x01(\x03R\x0fstartedAtUnixMs\x12!\n" +
 	"\fshutdown_lsn\x18\x05 \x01(\x04R\vshutdownLsn\x12(\n" +
 	"\x10deadline_unix_ms\x18\x06 \x01(\x03R\x0edeadlineUnixMs\x12\x14\n" +
-	"\x05index\x18\a \x01(\x04R\x05index\"\x91\x04\n" +
+	"\x05index\x18\a \x01(\x04R\x05index\"\xb7\x04\n" +
 	"\fClusterState\x12!\n" +
 	"\fcluster_name\x18\x01 \x01(\tR\vclusterName\x12+\n" +
 	"\x11system_identifier\x18\x02 \x01(\x04R\x10systemIdentifier\x12\x12\n" +
@@ -2429,7 +2452,8 @@ const file_hasidecar_v1_fsm_proto_rawDesc = "" +
 	"\n" +
 	"switchover\x18\f \x01(\v2\x18.hasidecar.v1.SwitchoverR\n" +
 	"switchover\x12#\n" +
-	"\rsync_standbys\x18\r \x03(\rR\fsyncStandbys\"\xf8\b\n" +
+	"\rsync_standbys\x18\r \x03(\rR\fsyncStandbys\x12$\n" +
+	"\x0esync_floor_lsn\x18\x0e \x01(\x04R\fsyncFloorLsn\"\xf8\b\n" +
 	"\aCommand\x12\x1c\n" +
 	"\n" +
 	"at_unix_ms\x18\x01 \x01(\x03R\batUnixMs\x12>\n" +
@@ -2478,7 +2502,7 @@ const file_hasidecar_v1_fsm_proto_rawDesc = "" +
 	"\anode_id\x18\x02 \x01(\rR\x06nodeId\"E\n" +
 	"\x0fRegisterPrimary\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\rR\x06nodeId\x12\x19\n" +
-	"\blease_ms\x18\x02 \x01(\x03R\aleaseMs\"\xc2\x01\n" +
+	"\blease_ms\x18\x02 \x01(\x03R\aleaseMs\"\xe5\x01\n" +
 	"\aPromote\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\rR\x06nodeId\x12\x12\n" +
 	"\x04term\x18\x02 \x01(\x04R\x04term\x12\x16\n" +
@@ -2486,7 +2510,8 @@ const file_hasidecar_v1_fsm_proto_rawDesc = "" +
 	"\flease_serial\x18\x04 \x01(\x04R\vleaseSerial\x12\x18\n" +
 	"\adetails\x18\x05 \x01(\tR\adetails\x12\x19\n" +
 	"\blease_ms\x18\x06 \x01(\x03R\aleaseMs\x12\x1a\n" +
-	"\btimeline\x18\a \x01(\rR\btimeline\"\x93\x01\n" +
+	"\btimeline\x18\a \x01(\rR\btimeline\x12!\n" +
+	"\freceived_lsn\x18\b \x01(\x04R\vreceivedLsn\"\x93\x01\n" +
 	"\n" +
 	"RenewLease\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\rR\x06nodeId\x12\x12\n" +
