@@ -392,8 +392,8 @@ func TestSyncNamesSetBeforePromote(t *testing.T) {
 	n1 := newInstance(t, base, "n1")
 	fromTemplate(t, n1)
 	mustStart(t, n1)
-	source := func(c *Controller, app string) string {
-		return BuildConninfo(map[string]string{"host": c.opts.SocketDir, "port": strconv.Itoa(c.opts.Port), "user": "postgres", "dbname": "postgres", "application_name": app})
+	source := func(c *Controller, app string) Conninfo {
+		return Conninfo{"host": c.opts.SocketDir, "port": strconv.Itoa(c.opts.Port), "user": "postgres", "dbname": "postgres", "application_name": app}
 	}
 	var standbys []*Controller
 	for _, name := range []string{"n2", "n3"} {
@@ -402,7 +402,7 @@ func TestSyncNamesSetBeforePromote(t *testing.T) {
 			t.Fatal(err)
 		}
 		configure(t, s)
-		if _, err := s.SetRecovery(ctx, source(n1, name), ""); err != nil {
+		if _, err := s.SetRecovery(ctx, source(n1, name).String(), ""); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := s.SetStandbySignal(true); err != nil {
@@ -458,7 +458,7 @@ func TestSyncNamesSetBeforePromote(t *testing.T) {
 	}
 
 	// n3 follows n2: the commit returns, and n3 has it.
-	if _, err := n3.SetRecovery(ctx, source(n2, "n3"), ""); err != nil {
+	if _, err := n3.SetRecovery(ctx, source(n2, "n3").String(), ""); err != nil {
 		t.Fatal(err)
 	}
 	if err := n3.Reload(ctx); err != nil {
