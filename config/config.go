@@ -169,6 +169,10 @@ type PostgresConfig struct {
 	// ManualRejoin: a former primary (or a diverged standby) waits for
 	// `hasidecar node rejoin` instead of rewinding itself (repmgr's way).
 	ManualRejoin bool `yaml:"manual_rejoin"`
+	// DiskFullThreshold: free space on the data directory's (or pg_wal's)
+	// filesystem below which the node reports its disk as full (event
+	// disk_full, node check CRITICAL).
+	DiskFullThreshold ByteSize `yaml:"disk_full_threshold"`
 }
 
 // TimingConfig holds the intervals of the protocol.

@@ -34,6 +34,7 @@ const (
 	DefaultStopTimeout          = Duration(30 * time.Second)
 	DefaultRestartTimeout       = Duration(10 * time.Second) // when absent; 0 releases the lease at once
 	DefaultWALKeepSize          = ByteSize(1 << 30)
+	DefaultDiskFullThreshold    = ByteSize(64 << 20)
 	DefaultMonitorInterval      = Duration(time.Second)
 	DefaultLease                = Duration(4 * time.Second)
 	DefaultDriftMarginPercent   = 10 // when absent
@@ -127,6 +128,9 @@ func (c *Config) fill(present map[string]bool) {
 		}
 		if unset("postgres.wal_keep_size", p.WALKeepSize == 0) {
 			p.WALKeepSize = DefaultWALKeepSize
+		}
+		if unset("postgres.disk_full_threshold", p.DiskFullThreshold == 0) {
+			p.DiskFullThreshold = DefaultDiskFullThreshold
 		}
 	}
 

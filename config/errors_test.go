@@ -217,6 +217,16 @@ var errorCases = []errorCase{
 		yaml: pg("wal_keep_size: 0\n"),
 		want: []string{`config test.yaml: line 14: key "postgres.wal_keep_size": 0 is too small; use at least 1B (default 1GB)`},
 	},
+	{
+		name: "disk_full_threshold below 1MB", exact: true,
+		yaml: pg("disk_full_threshold: 512kB\n"),
+		want: []string{`config test.yaml: line 14: key "postgres.disk_full_threshold": 512kB is too small; use at least 1MB (default 64MB)`},
+	},
+	{
+		name: "disk_full_threshold not a size", exact: true,
+		yaml: pg("disk_full_threshold: lots\n"),
+		want: []string{`config test.yaml: line 14: key "postgres.disk_full_threshold": "lots" is not a size; write a whole number with a unit B, kB, MB, GB or TB, like "16MB"`},
+	},
 
 	// The file as a whole.
 	{

@@ -569,4 +569,7 @@ func (v *validator) postgres(p *PostgresConfig, stateDirOK bool) {
 	if p.WALKeepSize == 0 {
 		v.add("postgres.wal_keep_size", "0 is too small; use at least 1B (default %s)", DefaultWALKeepSize)
 	}
+	if p.DiskFullThreshold < 1<<20 {
+		v.add("postgres.disk_full_threshold", "%s is too small; use at least 1MB (default %s)", p.DiskFullThreshold, DefaultDiskFullThreshold)
+	}
 }

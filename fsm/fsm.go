@@ -37,6 +37,8 @@ const (
 	EventNodeActive        = "node_active"
 	EventNodeInactive      = "node_inactive"
 	EventSyncStandbys      = "sync_standbys"
+	EventDiskFull          = "disk_full" // free space below postgres.disk_full_threshold, or a write failed for lack of space
+	EventDiskOK            = "disk_ok"   // the disk_full condition ended
 )
 
 // Result is what Apply returns for one command.

@@ -31,6 +31,9 @@ type metrics struct {
 	timeline      prometheus.Gauge
 	certExpiry    prometheus.Gauge
 	certOnce      sync.Once
+	// data nodes only
+	dataFree, dataTotal prometheus.Gauge
+	diskFull            prometheus.Gauge
 }
 
 func newMetrics(n *Node) *metrics {
@@ -49,6 +52,12 @@ func newMetrics(n *Node) *metrics {
 		certExpiry:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "hasidecar_tls_cert_expiry_timestamp_seconds", Help: "When this sidecar's TLS certificate expires (Unix time; absent with tls.mode off).", ConstLabels: labels}),
 	}
 	m.reg.MustRegister(m.leaderChanges, m.promotions, m.fences, m.raftLeader, m.term, m.pgRunning, m.pgPrimary, m.lagBytes, m.timeline)
+	if n.cfg.Postgres != nil {
+		m.dataFree = prometheus.NewGauge(prometheus.GaugeOpts{Name: "hasidecar_data_dir_free_bytes", Help: "Free bytes (for the postgres user) on the filesystem of the data directory.", ConstLabels: labels})
+		m.dataTotal = prometheus.NewGauge(prometheus.GaugeOpts{Name: "hasidecar_data_dir_total_bytes", Help: "Size in bytes of the filesystem of the data directory.", ConstLabels: labels})
+		m.diskFull = prometheus.NewGauge(prometheus.GaugeOpts{Name: "hasidecar_disk_full", Help: "1 when the data directory's (or pg_wal's) filesystem has less free space than postgres.disk_full_threshold, or a write failed for lack of space.", ConstLabels: labels})
+		m.reg.MustRegister(m.dataFree, m.dataTotal, m.diskFull)
+	}
 	return m
 }
 
@@ -58,6 +67,13 @@ func (m *metrics) observe(r *pb.NodeReport) {
 	m.pgRunning.Set(b2f(pg.GetRunning()))
 	m.pgPrimary.Set(b2f(pg.GetRunning() && !pg.GetInRecovery()))
 	m.timeline.Set(float64(pg.GetTimeline()))
+	if m.dataFree != nil && pg.GetTotalBytes() > 0 {
+		m.dataFree.Set(float64(pg.GetFreeBytes()))
+		m.dataTotal.Set(float64(pg.GetTotalBytes()))
+	}
+	if m.diskFull != nil {
+		m.diskFull.Set(b2f(pg.GetDiskFull()))
+	}
 	if pg.GetInRecovery() {
 		m.lagBytes.Set(float64(pg.GetReplayLsn()))
 	} else {

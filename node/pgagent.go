@@ -70,6 +70,8 @@ type pgAgent struct {
 	guard       *pgGuard           // the watchdog process (watchdog goroutine only)
 	// healthyAt: when Postgres last answered the status query (unix nanos).
 	healthyAt atomic.Int64
+	// disk: free space and disk-full writes (disk.go).
+	disk diskWatch
 }
 
 func newPGAgent(n *Node) (*pgAgent, error) {
@@ -258,6 +260,7 @@ func (a *pgAgent) reconcileOnce(ctx context.Context) (changed bool) {
 			return true
 		}
 		if err := a.execute(ctx, act); err != nil {
+			a.noteWriteError(err)
 			// The same failure every interval is logged once, then at debug.
 			if msg := err.Error(); msg != a.lastErr {
 				a.logger.Error("reconcile", "action", act.Kind.String(), "term", act.Term, "error", err)
@@ -347,6 +350,7 @@ func (a *pgAgent) observe(ctx context.Context) observed {
 		cancel()
 		if err != nil {
 			status.Error = err.Error()
+			a.noteWriteError(err)
 			// Running but not answering: keep the last known role.
 			o.InRecovery = a.standbyMode.Load()
 			o.SysID = a.sysID
@@ -364,6 +368,7 @@ func (a *pgAgent) observe(ctx context.Context) observed {
 		}
 	}
 	status.Running = o.Running && status.Error == ""
+	a.sampleDisk(ctx, status)
 	now := time.Now()
 	if !o.Running || !o.InRecovery || o.Streaming || a.streamingSeen.IsZero() {
 		a.streamingSeen = now

@@ -148,6 +148,10 @@ func nodeChecks(st *pb.StatusResponse, show *pb.ShowResponse, th thresholds) che
 		add("set_aside", checkWarning, "data directory set aside by a re-clone: %s; delete it when no longer needed", strings.Join(st.SetAsideCopies, ", "))
 	}
 	pg := st.Postgres
+	if code, detail, ok := diskCheck(pg); ok {
+		// Before the early returns: a full disk may be why Postgres stopped.
+		add("disk", code, "%s", detail)
+	}
 	if pg == nil || !pg.Running {
 		add("postgres", checkCritical, "Postgres is not running (%s)", st.ReconcilerState)
 		return finish(rep)
@@ -246,6 +250,50 @@ func nodeChecks(st *pb.StatusResponse, show *pb.ShowResponse, th thresholds) che
 		add("archive_ready", checkOK, "%d WAL files waiting to be archived", pg.ArchiveReady)
 	}
 	return finish(rep)
+}
+
+// defaultDiskFullThreshold is postgres.disk_full_threshold's default, for a
+// status that names no threshold.
+const defaultDiskFullThreshold = 64 << 20
+
+// diskCheck judges the free space the node reported on the filesystem of
+// its data directory (and of pg_wal, when separate): CRITICAL when the
+// node says its disk is full (below postgres.disk_full_threshold, or a
+// write failed for lack of space), WARNING below twice the threshold or
+// 10% of the filesystem, else OK. ok is false when nothing was measured.
+func diskCheck(pg *pb.PostgresStatus) (code int, detail string, ok bool) {
+	if pg == nil || (pg.TotalBytes == 0 && !pg.DiskFull) {
+		return 0, "", false
+	}
+	th := pg.DiskFullThresholdBytes
+	if th == 0 {
+		th = defaultDiskFullThreshold
+	}
+	judge := func(where string, free, total uint64) (int, string) {
+		switch {
+		case free < th:
+			return checkCritical, fmt.Sprintf("%d bytes free on %s filesystem (threshold %d)", free, where, th)
+		case free < 2*th:
+			return checkWarning, fmt.Sprintf("%d bytes free on %s filesystem, less than twice the threshold %d", free, where, th)
+		case free < total/10:
+			return checkWarning, fmt.Sprintf("%d bytes free on %s filesystem, less than 10%% of its %d bytes", free, where, total)
+		}
+		return checkOK, fmt.Sprintf("%d bytes free of %d on %s filesystem (threshold %d)", free, total, where, th)
+	}
+	code, detail = checkOK, ""
+	if pg.TotalBytes > 0 {
+		code, detail = judge("the data directory's", pg.FreeBytes, pg.TotalBytes)
+	}
+	if pg.WalTotalBytes > 0 {
+		if c, d := judge("pg_wal's", pg.WalFreeBytes, pg.WalTotalBytes); c > code || detail == "" {
+			code, detail = c, d
+		}
+	}
+	if pg.DiskFull && code != checkCritical {
+		// A write failed for lack of space although space was measured.
+		code, detail = checkCritical, pg.DiskFullReason
+	}
+	return code, detail, true
 }
 
 // nodeChecksFromView checks a node from the leader's view: a node whose

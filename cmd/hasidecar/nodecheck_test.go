@@ -34,6 +34,17 @@ func fxStandbyPG(tl uint32, lagMs int64) *pb.PostgresStatus {
 		WalReceiverStatus: "streaming", ReplayLagMs: lagMs, Port: 5432}
 }
 
+// fxDisk sets what the node measured on a 1GB data directory filesystem
+// with the default threshold, as node.sampleDisk does.
+func fxDisk(pg *pb.PostgresStatus, free uint64) *pb.PostgresStatus {
+	pg.FreeBytes, pg.TotalBytes, pg.DiskFullThresholdBytes = free, 1<<30, 64<<20
+	if free < 64<<20 {
+		pg.DiskFull = true
+		pg.DiskFullReason = fmt.Sprintf("%d bytes free on the data directory's filesystem (threshold %d)", free, 64<<20)
+	}
+	return pg
+}
+
 func fxStatus(name string, role pb.NodeRole, pg *pb.PostgresStatus) *pb.StatusResponse {
 	return &pb.StatusResponse{Name: name, Kind: fxData, Role: role, RaftState: "Follower", Postgres: pg, ReconcilerState: "idle"}
 }
@@ -194,6 +205,29 @@ func nodeCheckCases() []checkCase {
 			st.SetAsideCopies = []string{"/data/a.old-1", "/data/a.old-2"}
 			return nodeChecks(st, fxCluster(0), th)
 		}, wantStatus: "CRITICAL", wantCode: 2, wantChecks: []string{"set_aside=WARNING", "postgres=CRITICAL"}},
+
+		// The data directory's disk (default threshold 64MB; 1GB filesystems).
+		{name: "disk_plenty_free", rep: primary(fxDisk(fxPrimaryPG(2, fxStreaming("node2", "node3")...), 900<<20), fxCluster(0)),
+			wantStatus: "OK", wantCode: 0, wantChecks: append([]string{"disk=OK"}, primaryOK...)},
+		{name: "disk_at_twice_the_threshold", rep: primary(fxDisk(fxPrimaryPG(2, fxStreaming("node2", "node3")...), 128<<20), fxCluster(0)),
+			wantStatus: "OK", wantCode: 0, wantChecks: append([]string{"disk=OK"}, primaryOK...)},
+		{name: "disk_below_twice_the_threshold", rep: primary(fxDisk(fxPrimaryPG(2, fxStreaming("node2", "node3")...), 128<<20-1), fxCluster(0)),
+			wantStatus: "WARNING", wantCode: 1, wantChecks: append([]string{"disk=WARNING"}, primaryOK...)},
+		{name: "disk_below_ten_percent", rep: primary(fxPG(fxDisk(fxPrimaryPG(2, fxStreaming("node2", "node3")...), 900<<20), func(p *pb.PostgresStatus) { p.TotalBytes = 10 << 30 }), fxCluster(0)),
+			wantStatus: "WARNING", wantCode: 1, wantChecks: append([]string{"disk=WARNING"}, primaryOK...)},
+		{name: "disk_full", rep: primary(fxDisk(fxPrimaryPG(2, fxStreaming("node2", "node3")...), 10<<20), fxCluster(0)),
+			wantStatus: "CRITICAL", wantCode: 2, wantChecks: append([]string{"disk=CRITICAL"}, primaryOK...)},
+		{name: "disk_full_postgres_down", rep: standby(fxDisk(&pb.PostgresStatus{Port: 5432}, 0), 0),
+			wantStatus: "CRITICAL", wantCode: 2, wantChecks: []string{"disk=CRITICAL", "postgres=CRITICAL"}},
+		{name: "disk_separate_pg_wal_full", rep: primary(fxPG(fxDisk(fxPrimaryPG(2, fxStreaming("node2", "node3")...), 900<<20), func(p *pb.PostgresStatus) {
+			p.WalFreeBytes, p.WalTotalBytes, p.DiskFull = 1<<20, 256<<20, true
+			p.DiskFullReason = "1048576 bytes free on pg_wal's filesystem (threshold 67108864)"
+		}), fxCluster(0)),
+			wantStatus: "CRITICAL", wantCode: 2, wantChecks: append([]string{"disk=CRITICAL"}, primaryOK...)},
+		{name: "disk_write_failed_with_space_measured", rep: primary(fxPG(fxDisk(fxPrimaryPG(2, fxStreaming("node2", "node3")...), 900<<20), func(p *pb.PostgresStatus) {
+			p.DiskFull, p.DiskFullReason = true, "a write failed for lack of space: could not extend file: No space left on device"
+		}), fxCluster(0)),
+			wantStatus: "CRITICAL", wantCode: 2, wantChecks: append([]string{"disk=CRITICAL"}, primaryOK...)},
 
 		{name: "precedence_warning_over_unknown", rep: standby(fxStandbyPG(2, 61_000), -1),
 			wantStatus: "WARNING", wantCode: 1, wantChecks: with(standbyOK, "lag_bytes=UNKNOWN", "lag_seconds=WARNING")},

@@ -223,6 +223,11 @@ type pgJSON struct {
 	ReplayLagMs      int64  `json:"replay_lag_ms"`
 	Port             uint32 `json:"port"`
 	Error            string `json:"error,omitempty"`
+	// The data directory's filesystem (absent: not measured).
+	FreeBytes      uint64 `json:"free_bytes,omitempty"`
+	TotalBytes     uint64 `json:"total_bytes,omitempty"`
+	DiskFull       bool   `json:"disk_full,omitempty"`
+	DiskFullReason string `json:"disk_full_reason,omitempty"`
 }
 
 func lsnText(v uint64) string {
@@ -238,7 +243,8 @@ func toPGJSON(p *pb.PostgresStatus) *pgJSON {
 	}
 	return &pgJSON{Running: p.Running, InRecovery: p.InRecovery, Timeline: p.Timeline, SystemIdentifier: fmt.Sprint(p.SystemIdentifier),
 		CurrentLSN: lsnText(p.CurrentLsn), ReceiveLSN: lsnText(p.ReceiveLsn), ReplayLSN: lsnText(p.ReplayLsn),
-		WalReceiver: p.WalReceiverStatus, ReplayLagMs: p.ReplayLagMs, Port: p.Port, Error: p.Error}
+		WalReceiver: p.WalReceiverStatus, ReplayLagMs: p.ReplayLagMs, Port: p.Port, Error: p.Error,
+		FreeBytes: p.FreeBytes, TotalBytes: p.TotalBytes, DiskFull: p.DiskFull, DiskFullReason: p.DiskFullReason}
 }
 
 func toStatusJSON(s *pb.StatusResponse) statusJSON {
@@ -273,6 +279,13 @@ func renderStatus(w io.Writer, s *pb.StatusResponse) {
 			} else {
 				kv = append(kv, [2]string{"Current LSN", p.CurrentLSN})
 			}
+		}
+		if p.TotalBytes > 0 || p.DiskFull {
+			disk := fmt.Sprintf("%d bytes free of %d", p.FreeBytes, p.TotalBytes)
+			if p.DiskFull {
+				disk += " (FULL: " + p.DiskFullReason + ")"
+			}
+			kv = append(kv, [2]string{"Data dir disk", disk})
 		}
 		if p.Error != "" {
 			kv = append(kv, [2]string{"Last error", p.Error})

@@ -278,7 +278,8 @@ func TestRenderStatus(t *testing.T) {
 			AppliedIndex: 120, CommitIndex: 120, Term: 3, Role: fxPrimaryRole, DataDir: "/var/lib/postgresql/17/main", Version: "1.2.0",
 			ReconcilerState: "primary: lease held",
 			Postgres: &pb.PostgresStatus{Running: true, Timeline: 2, SystemIdentifier: sysid, CurrentLsn: 0x3000060, FlushLsn: 0x3000060, Port: 5432,
-				Connections: 7, Replication: []*pb.ReplicationRow{{ApplicationName: "node2", State: "streaming", SlotName: "hasidecar_node2"}}}}},
+				Connections: 7, Replication: []*pb.ReplicationRow{{ApplicationName: "node2", State: "streaming", SlotName: "hasidecar_node2"}},
+				FreeBytes: 40 << 30, TotalBytes: 100 << 30, DiskFullThresholdBytes: 64 << 20}}},
 		{name: "standby", st: &pb.StatusResponse{NodeId: 2, Name: "node2", Kind: fxData, Cluster: "main", RaftState: "Follower", RaftLeader: "node1",
 			AppliedIndex: 119, CommitIndex: 120, Term: 3, Role: fxStandbyRole, DataDir: "/var/lib/postgresql/17/main", Version: "1.2.0",
 			ReconcilerState: "standby: following node1",
@@ -289,7 +290,9 @@ func TestRenderStatus(t *testing.T) {
 		{name: "standby_stopped", st: &pb.StatusResponse{NodeId: 3, Name: "node3", Kind: fxData, Cluster: "main", RaftState: "Follower", RaftLeader: "node1",
 			AppliedIndex: 120, CommitIndex: 120, Term: 3, Role: fxStandbyRole, DataDir: "/var/lib/postgresql/17/main", Version: "1.2.0",
 			ReconcilerState: "waiting for manual rejoin",
-			Postgres:        &pb.PostgresStatus{Port: 5432, Error: "dial unix /var/run/postgresql/.s.PGSQL.5432: connect: no such file or directory"}}},
+			Postgres: &pb.PostgresStatus{Port: 5432, Error: "dial unix /var/run/postgresql/.s.PGSQL.5432: connect: no such file or directory",
+				FreeBytes: 4096, TotalBytes: 100 << 30, DiskFull: true, DiskFullThresholdBytes: 64 << 20,
+				DiskFullReason: "4096 bytes free on the data directory's filesystem (threshold 67108864)"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var buf bytes.Buffer

@@ -44,8 +44,21 @@ type PostgresStatus struct {
 	Connections           int32                  `protobuf:"varint,15,opt,name=connections,proto3" json:"connections,omitempty"`
 	ArchiveReady          int32                  `protobuf:"varint,16,opt,name=archive_ready,json=archiveReady,proto3" json:"archive_ready,omitempty"`
 	PostmasterStartUnixMs int64                  `protobuf:"varint,17,opt,name=postmaster_start_unix_ms,json=postmasterStartUnixMs,proto3" json:"postmaster_start_unix_ms,omitempty"`
-	unknownFields         protoimpl.UnknownFields
-	sizeCache             protoimpl.SizeCache
+	// Free and total bytes of the filesystem holding the data directory
+	// (statfs; 0 total: not measured). With pg_wal on a separate mount, its
+	// filesystem's in wal_free_bytes / wal_total_bytes (else 0).
+	FreeBytes     uint64 `protobuf:"varint,30,opt,name=free_bytes,json=freeBytes,proto3" json:"free_bytes,omitempty"`
+	TotalBytes    uint64 `protobuf:"varint,31,opt,name=total_bytes,json=totalBytes,proto3" json:"total_bytes,omitempty"`
+	WalFreeBytes  uint64 `protobuf:"varint,32,opt,name=wal_free_bytes,json=walFreeBytes,proto3" json:"wal_free_bytes,omitempty"`
+	WalTotalBytes uint64 `protobuf:"varint,33,opt,name=wal_total_bytes,json=walTotalBytes,proto3" json:"wal_total_bytes,omitempty"`
+	// disk_full: free space below disk_full_threshold_bytes on either
+	// filesystem, or a write failed with disk_full (SQLSTATE 53100 / "No
+	// space left on device"); disk_full_reason says which.
+	DiskFull               bool   `protobuf:"varint,34,opt,name=disk_full,json=diskFull,proto3" json:"disk_full,omitempty"`
+	DiskFullReason         string `protobuf:"bytes,35,opt,name=disk_full_reason,json=diskFullReason,proto3" json:"disk_full_reason,omitempty"`
+	DiskFullThresholdBytes uint64 `protobuf:"varint,36,opt,name=disk_full_threshold_bytes,json=diskFullThresholdBytes,proto3" json:"disk_full_threshold_bytes,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
 }
 
 func (x *PostgresStatus) Reset() {
@@ -193,6 +206,55 @@ func (x *PostgresStatus) GetArchiveReady() int32 {
 func (x *PostgresStatus) GetPostmasterStartUnixMs() int64 {
 	if x != nil {
 		return x.PostmasterStartUnixMs
+	}
+	return 0
+}
+
+func (x *PostgresStatus) GetFreeBytes() uint64 {
+	if x != nil {
+		return x.FreeBytes
+	}
+	return 0
+}
+
+func (x *PostgresStatus) GetTotalBytes() uint64 {
+	if x != nil {
+		return x.TotalBytes
+	}
+	return 0
+}
+
+func (x *PostgresStatus) GetWalFreeBytes() uint64 {
+	if x != nil {
+		return x.WalFreeBytes
+	}
+	return 0
+}
+
+func (x *PostgresStatus) GetWalTotalBytes() uint64 {
+	if x != nil {
+		return x.WalTotalBytes
+	}
+	return 0
+}
+
+func (x *PostgresStatus) GetDiskFull() bool {
+	if x != nil {
+		return x.DiskFull
+	}
+	return false
+}
+
+func (x *PostgresStatus) GetDiskFullReason() string {
+	if x != nil {
+		return x.DiskFullReason
+	}
+	return ""
+}
+
+func (x *PostgresStatus) GetDiskFullThresholdBytes() uint64 {
+	if x != nil {
+		return x.DiskFullThresholdBytes
 	}
 	return 0
 }
@@ -2724,7 +2786,7 @@ var File_hasidecar_v1_api_proto protoreflect.FileDescriptor
 
 const file_hasidecar_v1_api_proto_rawDesc = "" +
 	"\n" +
-	"\x16hasidecar/v1/api.proto\x12\fhasidecar.v1\x1a\x16hasidecar/v1/fsm.proto\"\xfd\x04\n" +
+	"\x16hasidecar/v1/api.proto\x12\fhasidecar.v1\x1a\x16hasidecar/v1/fsm.proto\"\x8d\a\n" +
 	"\x0ePostgresStatus\x12\x18\n" +
 	"\arunning\x18\x01 \x01(\bR\arunning\x12\x1f\n" +
 	"\vin_recovery\x18\x02 \x01(\bR\n" +
@@ -2747,7 +2809,16 @@ const file_hasidecar_v1_api_proto_rawDesc = "" +
 	"\vreplication\x18\x0e \x03(\v2\x1c.hasidecar.v1.ReplicationRowR\vreplication\x12 \n" +
 	"\vconnections\x18\x0f \x01(\x05R\vconnections\x12#\n" +
 	"\rarchive_ready\x18\x10 \x01(\x05R\farchiveReady\x127\n" +
-	"\x18postmaster_start_unix_ms\x18\x11 \x01(\x03R\x15postmasterStartUnixMs\"\xa2\x02\n" +
+	"\x18postmaster_start_unix_ms\x18\x11 \x01(\x03R\x15postmasterStartUnixMs\x12\x1d\n" +
+	"\n" +
+	"free_bytes\x18\x1e \x01(\x04R\tfreeBytes\x12\x1f\n" +
+	"\vtotal_bytes\x18\x1f \x01(\x04R\n" +
+	"totalBytes\x12$\n" +
+	"\x0ewal_free_bytes\x18  \x01(\x04R\fwalFreeBytes\x12&\n" +
+	"\x0fwal_total_bytes\x18! \x01(\x04R\rwalTotalBytes\x12\x1b\n" +
+	"\tdisk_full\x18\" \x01(\bR\bdiskFull\x12(\n" +
+	"\x10disk_full_reason\x18# \x01(\tR\x0ediskFullReason\x129\n" +
+	"\x19disk_full_threshold_bytes\x18$ \x01(\x04R\x16diskFullThresholdBytes\"\xa2\x02\n" +
 	"\x0eReplicationRow\x12)\n" +
 	"\x10application_name\x18\x01 \x01(\tR\x0fapplicationName\x12\x1f\n" +
 	"\vclient_addr\x18\x02 \x01(\tR\n" +
