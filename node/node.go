@@ -21,6 +21,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/hasidecar/hasidecar/config"
 	"github.com/hasidecar/hasidecar/fsm"
@@ -301,7 +303,7 @@ func (n *Node) proposeOnce(ctx context.Context, data []byte) (fsm.Result, error)
 	if err != nil {
 		return fsm.Result{}, err
 	}
-	tctx, cancelT := context.WithTimeout(ctx, peerTimeout)
+	tctx, cancelT := context.WithTimeout(ctx, forwardAttempt(ctx))
 	defer cancelT()
 	cctx, cancel := cancelOnLeaderChange(tctx, addr, func() string { a, _, _ := n.leaderGRPC(); return a })
 	defer cancel()
@@ -314,6 +316,13 @@ func (n *Node) proposeOnce(ctx context.Context, data []byte) (fsm.Result, error)
 		if errors.Is(context.Cause(cctx), errLeaderChanged) {
 			return fsm.Result{}, fmt.Errorf("forward to %s: %w (%v)", addr, errLeaderChanged, err)
 		}
+		if status.Code(err) == codes.DeadlineExceeded && ctx.Err() == nil {
+			// The attempt ran out, the proposal has time left: the
+			// connection may be stale (a TCP connection in retransmission
+			// backoff after a healed partition). Dial afresh for the next
+			// attempt rather than wait on it again.
+			n.peers.drop(addr)
+		}
 		err = fromStatus(err)
 		var fe *fsm.Error
 		if errors.As(err, &fe) {
@@ -323,6 +332,21 @@ func (n *Node) proposeOnce(ctx context.Context, data []byte) (fsm.Result, error)
 	}
 	return fsm.Result{Index: resp.Index, NodeID: resp.NodeId}, nil
 }
+
+// forwardAttempt bounds one forwarded attempt of a proposal: half of what
+// ctx leaves (at least minForwardAttempt, at most peerTimeout), so that a
+// stale connection costs one attempt and a fresh one still has time: a lease
+// renewal has lease/3 in all.
+func forwardAttempt(ctx context.Context) time.Duration {
+	d := peerTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		d = min(d, max(time.Until(dl)/2, minForwardAttempt))
+	}
+	return d
+}
+
+// minForwardAttempt: an attempt shorter than this could not even commit.
+const minForwardAttempt = 200 * time.Millisecond
 
 // applyLocal applies on this node, which must be the leader.
 func (n *Node) applyLocal(ctx context.Context, data []byte) (fsm.Result, error) {

@@ -73,17 +73,24 @@ func (p *peerPool) get(addr string) (*grpc.ClientConn, error) {
 }
 
 // forLeader is get for a proposal forwarded to the Raft leader at addr. It
-// never hands out a connection sitting in TRANSIENT_FAILURE (where a call
-// fails at once until its backoff ends, however healthy the leader is
-// again): when the connection is in that state, or the leader changed since
-// the last call (its connection may have failed while it was not the
-// leader), the backoff is reset so that it reconnects now, and the call
-// waits for that attempt, up to readyWait and ctx.
+// dials afresh when the leader changed since the last call, and it never
+// hands out a connection sitting in TRANSIENT_FAILURE (where a call fails at
+// once until its backoff ends, however healthy the leader is again): the
+// backoff is reset so that it reconnects now, and the call waits for that
+// attempt, up to readyWait and ctx.
 func (p *peerPool) forLeader(ctx context.Context, addr string) (*grpc.ClientConn, error) {
 	p.mu.Lock()
 	changed := p.leader != addr
 	p.leader = addr
 	p.mu.Unlock()
+	if changed {
+		// A fresh connection to a new leader: the cached one may look
+		// READY while its TCP connection is still in retransmission
+		// backoff after a partition that healed (seconds, with no gRPC
+		// keepalive able to notice sooner than 10 s): every renewal
+		// forwarded over it would wait for its deadline.
+		p.drop(addr)
+	}
 	c, err := p.get(addr)
 	if err != nil {
 		return nil, err
@@ -103,6 +110,17 @@ func (p *peerPool) forLeader(ctx context.Context, addr string) (*grpc.ClientConn
 		}
 	}
 	return c, nil
+}
+
+// drop closes and forgets the connection to addr (the next get dials
+// afresh); calls in flight on it fail.
+func (p *peerPool) drop(addr string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c, ok := p.conns[addr]; ok {
+		_ = c.Close()
+		delete(p.conns, addr)
+	}
 }
 
 func (p *peerPool) close() {

@@ -175,3 +175,39 @@ func TestCancelOnLeaderChange(t *testing.T) {
 		})
 	}
 }
+
+// TestPeerPoolFreshDialForNewLeader: a proposal forwarded to a leader other
+// than the last one gets a new connection, never the cached one (which may
+// sit on a TCP connection still in retransmission backoff after a healed
+// partition, READY as far as gRPC knows); the same leader keeps its
+// connection; drop forgets one.
+func TestPeerPoolFreshDialForNewLeader(t *testing.T) {
+	ctx := context.Background()
+	a, b := "127.0.0.1:1", "127.0.0.1:2"
+	p := newPeerPool([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())})
+	defer p.close()
+	c1, err := p.forLeader(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := p.forLeader(ctx, a); again != c1 {
+		t.Fatal("the same leader got a new connection")
+	}
+	if _, err := p.forLeader(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	c2, err := p.forLeader(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c2 == c1 {
+		t.Fatal("a leader elected again was handed the connection cached before")
+	}
+	if st := c1.GetState(); st != connectivity.Shutdown {
+		t.Fatalf("the replaced connection is %s, want closed", st)
+	}
+	p.drop(a)
+	if c3, _ := p.get(a); c3 == c2 {
+		t.Fatal("drop kept the connection")
+	}
+}
