@@ -49,6 +49,8 @@ func TestCLIErrors(t *testing.T) {
 		want []string
 		// the error must not contain these
 		wantNot []string
+		// the exit code it carries (0: a plain error, which exits 1)
+		code int
 	}{
 		{
 			name: "cluster show, sidecar not running",
@@ -129,7 +131,27 @@ func TestCLIErrors(t *testing.T) {
 		{
 			name: "unknown flag",
 			args: func(t *testing.T) []string { return []string{"cluster", "show", "--no-such-flag"} },
-			want: []string{"--no-such-flag"},
+			want: []string{"--no-such-flag", "hasidecar cluster show --help"}, code: exitUsage,
+		},
+		{
+			name: "unknown verb",
+			args: func(t *testing.T) []string { return []string{"cluster", "shw"} },
+			want: []string{`unknown command "shw" for "hasidecar cluster" (did you mean "show"?)`}, code: exitUsage,
+		},
+		{
+			name: "unknown verb, two letters swapped",
+			args: func(t *testing.T) []string { return []string{"node", "stauts"} },
+			want: []string{`unknown command "stauts" for "hasidecar node" (did you mean "status"?)`}, code: exitUsage,
+		},
+		{
+			name: "unknown lab verb",
+			args: func(t *testing.T) []string { return []string{"lab", "dwn"} },
+			want: []string{`unknown command "dwn" for "hasidecar lab" (did you mean "down"?)`}, code: exitUsage,
+		},
+		{
+			name: "unknown top-level verb",
+			args: func(t *testing.T) []string { return []string{"clutser", "show"} },
+			want: []string{`unknown command "clutser" for "hasidecar" (did you mean "cluster"?)`}, code: exitUsage,
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -157,8 +179,11 @@ func TestCLIErrors(t *testing.T) {
 				}
 			}
 			var ee *exitError
-			if errors.As(err, &ee) {
-				t.Errorf("a usage or connection error became exit code %d", ee.code)
+			switch {
+			case tc.code == 0 && errors.As(err, &ee):
+				t.Errorf("a connection or argument error became exit code %d", ee.code)
+			case tc.code != 0 && (!errors.As(err, &ee) || ee.code != tc.code):
+				t.Errorf("want exit code %d, got %v", tc.code, err)
 			}
 			if stdout != "" {
 				t.Errorf("printed on stdout before failing:\n%s", stdout)

@@ -56,5 +56,6 @@ in a Raft log first.
 	}
 	root.AddCommand(newAgentCmd(), newClusterCmd(), newNodeCmd(), newSwitchoverCmd(), newFailoverCmd(),
 		newPauseCmd(true), newPauseCmd(false), newLabCmd(), newTLSCmd(), newVersionCmd(), newGuardCmd())
+	strictGroups(root)
 	return root
 }

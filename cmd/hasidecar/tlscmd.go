@@ -25,8 +25,6 @@ cluster CA that names it, and every operator or tool one that names its role.
 
 Files are written 0600; copy ca.crt and each node's NAME.crt/NAME.key to that
 node only, and keep ca.key off the database hosts.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	cmd.AddCommand(newTLSInitCmd(), newTLSIssueCmd(), newTLSRenewCmd())
 	return cmd
