@@ -61,6 +61,10 @@ type Config struct {
 	// MaximumLagOnFailover in bytes (cluster-wide); a standby further behind
 	// the primary's last known LSN is not promoted in asynchronous mode.
 	MaximumLagOnFailover ByteSize `yaml:"maximum_lag_on_failover"`
+	// FailoverOnStorageFailure (cluster-wide; 0: off): a primary whose disk
+	// has been full this long fences its Postgres and releases its lease,
+	// when a standby could take over.
+	FailoverOnStorageFailure Duration `yaml:"failover_on_storage_failure"`
 
 	// EventCommand runs on every event (like repmgr's event_notification_command).
 	EventCommand        string   `yaml:"event_command"`

@@ -365,6 +365,7 @@ events:
 failover: automatic
 synchronous: false
 maximum_lag_on_failover: 16MB
+failover_on_storage_failure: 0s
 event_command_timeout: 10s
 log_level: info
 log_json: false

@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-const topKeys = "cluster, name, kind, state_dir, location, priority, tags, bootstrap, join, raft, grpc, http, tls, ctl, postgres, timing, events, failover, synchronous, maximum_lag_on_failover, event_command, event_command_timeout, log_level, log_json"
+const topKeys = "cluster, name, kind, state_dir, location, priority, tags, bootstrap, join, raft, grpc, http, tls, ctl, postgres, timing, events, failover, synchronous, maximum_lag_on_failover, failover_on_storage_failure, event_command, event_command_timeout, log_level, log_json"
 
 // tlsRequired is the text for a config with mutual TLS on (the default) and
 // no certificate files; tlsIssue ends the one for mode off on an address
@@ -184,6 +184,16 @@ var errorCases = []errorCase{
 		name: "max_age below a minute", exact: true,
 		yaml: witness("events:\n  max_age: 30s\n"),
 		want: []string{`config test.yaml: line 11: key "events.max_age": 30s is out of range; use a value from 1m to 87600h (or 0s for no age limit)`},
+	},
+	{
+		name: "failover_on_storage_failure too short", exact: true,
+		yaml: witness("failover_on_storage_failure: 2s\n"),
+		want: []string{`config test.yaml: line 10: key "failover_on_storage_failure": 2s is out of range; use a value from 5s to 24h (or 0s for off)`},
+	},
+	{
+		name: "failover_on_storage_failure too long", exact: true,
+		yaml: witness("failover_on_storage_failure: 48h\n"),
+		want: []string{`config test.yaml: line 10: key "failover_on_storage_failure": 48h is out of range; use a value from 5s to 24h (or 0s for off)`},
 	},
 	{
 		name: "restart_timeout too long", exact: true,

@@ -189,6 +189,9 @@ func (c *Config) validate(lines map[string]int) []Issue {
 	if c.MaximumLagOnFailover == 0 {
 		v.add("maximum_lag_on_failover", "0 is too small; use at least 1B (default %s)", DefaultMaximumLagOnFailover)
 	}
+	if c.FailoverOnStorageFailure != 0 {
+		v.durationMsg("failover_on_storage_failure", c.FailoverOnStorageFailure, 5*time.Second, 24*time.Hour, " (or 0s for off)")
+	}
 	v.duration("event_command_timeout", c.EventCommandTimeout, time.Second, 10*time.Minute)
 	switch c.LogLevel {
 	case "trace", "debug", "info", "warn", "error":

@@ -452,6 +452,13 @@ func (a *applier) setSettings(c *pb.SetSettings) error {
 		s.LeaseMs = *c.LeaseMs
 		changes = append(changes, fmt.Sprintf("lease_ms=%d", *c.LeaseMs))
 	}
+	if c.StorageFailureFailoverMs != nil {
+		if *c.StorageFailureFailoverMs < 0 {
+			return errorf(CodeInvalidCommand, "failover_on_storage_failure must not be negative")
+		}
+		s.StorageFailureFailoverMs = *c.StorageFailureFailoverMs
+		changes = append(changes, fmt.Sprintf("storage_failure_failover_ms=%d", *c.StorageFailureFailoverMs))
+	}
 	if len(changes) > 0 {
 		a.event(0, EventSettings, true, strings.Join(changes, " "))
 	}

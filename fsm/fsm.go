@@ -39,6 +39,10 @@ const (
 	EventSyncStandbys      = "sync_standbys"
 	EventDiskFull          = "disk_full" // free space below postgres.disk_full_threshold, or a write failed for lack of space
 	EventDiskOK            = "disk_ok"   // the disk_full condition ended
+	// EventStorageFailure: the primary's disk stayed full for
+	// failover_on_storage_failure: it fenced itself and released its lease
+	// (ok), or stayed primary for want of a healthy standby (not ok).
+	EventStorageFailure = "storage_failure"
 )
 
 // Result is what Apply returns for one command.

@@ -173,3 +173,83 @@ func TestDiskFull(t *testing.T) {
 
 // checkCriticalExit is node check's CRITICAL exit code (Nagios).
 const checkCriticalExit = 2
+
+// TestStorageFailover: failover_on_storage_failure 5s and the primary's
+// data directory on a 300MB tmpfs, filled below the disk-full threshold.
+// After 5 s of a full disk (not before) the primary fences its Postgres,
+// records storage_failure and releases its lease; the standby is promoted
+// in term 2, with every acknowledged write, and only one node accepts
+// writes at any moment. The old primary stays stopped while its disk is
+// full, then rewinds and rejoins as a standby of the new primary once the
+// space is freed.
+func TestStorageFailover(t *testing.T) {
+	disk := smallDisk(t, 300<<20)
+	const after = 5 * time.Second
+	s := startWorkload(t, clusterOpts{standbys: 1, witness: true, tune: func(cfg *config.Config) {
+		cfg.FailoverOnStorageFailure = config.Duration(after) // cluster-wide: pg1's is taken
+		if cfg.Name == "pg1" {                                // pg1 bootstraps: the primary
+			cfg.Postgres.DataDir = filepath.Join(disk, "data")
+		}
+	}})
+	if s.primary != "pg1" {
+		t.Fatalf("primary is %q, want pg1 (on the small disk)", s.primary)
+	}
+	acked := s.caughtUpAcks()
+	pm := s.node("pg1").PostmasterPID()
+	if pm == 0 {
+		t.Fatal("no postmaster pid for pg1")
+	}
+
+	filledAt := time.Now()
+	filler := fill(t, disk, uint64(config.DefaultDiskFullThreshold)/2)
+	np := s.waitNewPrimary("pg1", 60*time.Second)
+	took := time.Since(filledAt)
+	t.Logf("%s promoted %s after pg1's disk was filled", np, took.Round(10*time.Millisecond))
+	if np != "pg2" {
+		t.Fatalf("new primary %q, want pg2", np)
+	}
+	if took < after {
+		t.Errorf("failover %s after the fill, before failover_on_storage_failure (%s)", took.Round(time.Millisecond), after)
+	}
+	s.assertTerm(np, 2)
+	ev := s.events(np, fsm.EventStorageFailure)
+	if len(ev) != 1 || ev[0].NodeName != "pg1" || !ev[0].Ok ||
+		!strings.Contains(ev[0].Details, "(failover_on_storage_failure 5s): fencing postgres and releasing the lease; \"pg2\" can take over") {
+		t.Fatalf("storage_failure events: %v, want one for pg1 naming pg2", ev)
+	}
+	if rel := s.events(np, fsm.EventLeaseRelease); len(rel) != 1 || rel[0].NodeName != "pg1" || !strings.Contains(rel[0].Details, "storage failure: ") {
+		t.Fatalf("lease_release events: %v, want one for pg1 naming the storage failure", rel)
+	}
+	if f := s.events(np, fsm.EventFence); len(f) == 0 || f[len(f)-1].NodeName != "pg1" {
+		t.Errorf("fence events: %v, want pg1's", f)
+	}
+	if processAlive(pm) {
+		t.Fatalf("pg1's postmaster %d still runs after the failover", pm)
+	}
+	s.assertHas(np, acked)
+
+	// While the disk stays full pg1 neither restarts nor rewinds.
+	time.Sleep(3 * time.Second)
+	if pid := s.node("pg1").PostmasterPID(); pid != 0 && processAlive(pid) {
+		t.Fatalf("pg1 started Postgres (pid %d) while its disk is still full", pid)
+	}
+	if ev := s.events(np, fsm.EventNodeRewind); len(ev) != 0 {
+		t.Fatalf("node_rewind events while pg1's disk is full: %v", ev)
+	}
+
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	s.followsOn("pg1", np, 2, 60*time.Second)
+	if ev := s.events(np, fsm.EventNodeRejoin); len(ev) != 1 || ev[0].NodeName != "pg1" {
+		t.Fatalf("node_rejoin events: %v, want one for pg1", ev)
+	}
+	s.assertHas("pg1", acked)
+	if order := s.probe.check(t); len(order) != 2 || order[0] != "pg1" || order[1] != np {
+		t.Fatalf("writable nodes in order %v, want [pg1 %s]", order, np)
+	}
+	s.assertTerm(np, 2)
+	if ev := s.events(np, fsm.EventStorageFailure); len(ev) != 1 {
+		t.Errorf("%d storage_failure events at the end, want 1: %v", len(ev), ev)
+	}
+}

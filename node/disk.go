@@ -22,6 +22,18 @@ type diskWatch struct {
 	reported    bool      // the state last committed as an event (false: ok)
 	proposing   bool      // an event proposal is in flight
 	lastMeasure string    // the last statfs error logged (log once)
+	// fullSince: when the disk became full, continuously since (zero: not
+	// full). failover_on_storage_failure counts from it.
+	fullSince time.Time
+	// fencedTerm: the term in which this primary fenced its Postgres for a
+	// storage failure (0: none); it renews no lease in that term (lease.go).
+	// Cleared when the disk is no longer full.
+	fencedTerm uint64
+	// checking: a storage-failure check is in flight; stayNoted: the
+	// fullSince for which "no healthy standby: staying primary" was
+	// recorded (once per condition).
+	checking  bool
+	stayNoted time.Time
 }
 
 // diskFullReason decides, from one sample, whether the disk is full: free
@@ -90,6 +102,15 @@ func (a *pgAgent) sampleDisk(ctx context.Context, status *pb.PostgresStatus) {
 		status.WalFreeBytes, status.WalTotalBytes = ds.WAL.Free, ds.WAL.Total
 	}
 	status.DiskFull, status.DiskFullReason, status.DiskFullThresholdBytes = reason != "", reason, threshold
+	switch {
+	case reason == "":
+		if a.disk.fencedTerm != 0 {
+			a.logger.Info("disk no longer full: the storage-failure fence is lifted", "term", a.disk.fencedTerm)
+		}
+		a.disk.fullSince, a.disk.fencedTerm = time.Time{}, 0
+	case a.disk.fullSince.IsZero():
+		a.disk.fullSince = time.Now()
+	}
 	typ := diskTransition(a.disk.reported, reason != "")
 	if typ == "" || a.disk.proposing || a.n.self() == nil {
 		a.disk.mu.Unlock()

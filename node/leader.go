@@ -93,6 +93,8 @@ func (n *Node) initCluster(ctx context.Context) {
 		EventMaxAgeMs:        n.cfg.Events.MaxAge.D().Milliseconds(),
 		MaximumLagOnFailover: uint64(n.cfg.MaximumLagOnFailover),
 		LeaseMs:              n.cfg.Timing.Lease.D().Milliseconds(),
+		// 0 (off) unless the bootstrapping node's config sets it.
+		StorageFailureFailoverMs: n.cfg.FailoverOnStorageFailure.D().Milliseconds(),
 	}
 	if n.cfg.Failover == "manual" {
 		s.FailoverMode = pb.FailoverMode_FAILOVER_MODE_MANUAL

@@ -142,6 +142,12 @@ func (a *pgAgent) renewOrRelease(ctx context.Context, st *pb.ClusterState) renew
 	if a.stopping.Load() {
 		return renewSkipped
 	}
+	if a.storageFenced(st.Term) {
+		// Fenced for a storage failure (storage.go): never writable again
+		// in this term; (re)try the release until it commits.
+		a.release(ctx, st, me, "storage failure: the disk stayed full for failover_on_storage_failure")
+		return renewSkipped
+	}
 	if a.ctl.Running() {
 		// Renew only while Postgres answers its health query (observe
 		// runs every monitor interval); a hung Postgres lets the lease

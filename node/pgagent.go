@@ -242,6 +242,7 @@ func (a *pgAgent) reconcileOnce(ctx context.Context) (changed bool) {
 		}
 	}
 	o := a.observe(ctx)
+	a.checkStorage(ctx, o)
 	if o.Running && o.InRecovery {
 		// A standby the FSM just named primary renews the lease in the new
 		// term at once, so the plan can promote in this same round.
@@ -281,7 +282,7 @@ func (a *pgAgent) reconcileOnce(ctx context.Context) (changed bool) {
 func (a *pgAgent) desired(ctx context.Context) desired {
 	st := a.n.fsm.State()
 	d := desired{ClusterSysID: st.SystemIdentifier, Term: st.Term, Me: fsm.NodeByName(st, a.n.cfg.Name), Primary: fsm.Primary(st),
-		ManualRejoin: a.n.cfg.Postgres.ManualRejoin}
+		ManualRejoin: a.n.cfg.Postgres.ManualRejoin, DiskFull: a.observed().GetDiskFull()}
 	if d.Me != nil && d.Primary != nil && d.Primary.Id == d.Me.Id {
 		d.LeaseValid = a.leaseValid()
 		if st.Lease.GetHolderId() == d.Me.Id {

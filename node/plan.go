@@ -59,6 +59,9 @@ type desired struct {
 	SkipRewind bool
 	// ManualRejoin: wait for `hasidecar node rejoin` instead of rewinding.
 	ManualRejoin bool
+	// DiskFull: the local disk is full (disk.go): a former primary waits
+	// for space before pg_rewind writes into its data directory.
+	DiskFull bool
 }
 
 type actionKind int
@@ -207,6 +210,8 @@ func planStandby(d desired, o observed) ([]action, string) {
 		return start, fmt.Sprintf("following %q after a clean switchover (no rewind needed)", p.Name)
 	case !o.Running && !o.StandbySignal && d.ManualRejoin:
 		return nil, fmt.Sprintf("a former primary: waiting for `hasidecar node rejoin` to rejoin %q (postgres.manual_rejoin is set)", p.Name)
+	case !o.Running && !o.StandbySignal && d.DiskFull:
+		return nil, fmt.Sprintf("a former primary: the disk is full, waiting for space before rewinding from %q to rejoin", p.Name)
 	case !o.Running && !o.StandbySignal:
 		// A former primary (or a standby whose signal file is gone): its
 		// history may have diverged, rewind before it follows.

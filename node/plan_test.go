@@ -336,6 +336,13 @@ func TestPlanTable(t *testing.T) {
 			reason: `rewinding from "a" to rejoin as a standby`,
 		},
 		{
+			name:   "stopped former primary on a full disk: waits for space before rewinding",
+			d:      with(me(func(n *pb.Node) { n.Role = pb.NodeRole_NODE_ROLE_STANDBY; n.Active = false }), func(d *desired) { d.DiskFull = true }),
+			o:      obsStoppedPrimary,
+			want:   []string{},
+			reason: `the disk is full, waiting for space before rewinding from "a"`,
+		},
+		{
 			name:   "stopped standby whose signal file is gone: rewind first",
 			d:      desiredStandby(),
 			o:      obsStoppedPrimary,

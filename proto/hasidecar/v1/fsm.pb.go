@@ -586,8 +586,12 @@ type Settings struct {
 	EventMaxAgeMs        int64                  `protobuf:"varint,5,opt,name=event_max_age_ms,json=eventMaxAgeMs,proto3" json:"event_max_age_ms,omitempty"`                      // 0 = no age limit
 	MaximumLagOnFailover uint64                 `protobuf:"varint,6,opt,name=maximum_lag_on_failover,json=maximumLagOnFailover,proto3" json:"maximum_lag_on_failover,omitempty"` // bytes
 	LeaseMs              int64                  `protobuf:"varint,7,opt,name=lease_ms,json=leaseMs,proto3" json:"lease_ms,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// failover_on_storage_failure: a primary whose disk has been full this
+	// long fences itself and releases its lease when a standby can take
+	// over; 0 = off.
+	StorageFailureFailoverMs int64 `protobuf:"varint,8,opt,name=storage_failure_failover_ms,json=storageFailureFailoverMs,proto3" json:"storage_failure_failover_ms,omitempty"`
+	unknownFields            protoimpl.UnknownFields
+	sizeCache                protoimpl.SizeCache
 }
 
 func (x *Settings) Reset() {
@@ -665,6 +669,13 @@ func (x *Settings) GetMaximumLagOnFailover() uint64 {
 func (x *Settings) GetLeaseMs() int64 {
 	if x != nil {
 		return x.LeaseMs
+	}
+	return 0
+}
+
+func (x *Settings) GetStorageFailureFailoverMs() int64 {
+	if x != nil {
+		return x.StorageFailureFailoverMs
 	}
 	return 0
 }
@@ -2037,16 +2048,17 @@ func (x *SetNodeActive) GetDetails() string {
 }
 
 type SetSettings struct {
-	state                protoimpl.MessageState `protogen:"open.v1"`
-	Paused               *bool                  `protobuf:"varint,1,opt,name=paused,proto3,oneof" json:"paused,omitempty"`
-	FailoverMode         *FailoverMode          `protobuf:"varint,2,opt,name=failover_mode,json=failoverMode,proto3,enum=hasidecar.v1.FailoverMode,oneof" json:"failover_mode,omitempty"`
-	Synchronous          *bool                  `protobuf:"varint,3,opt,name=synchronous,proto3,oneof" json:"synchronous,omitempty"`
-	EventMaxCount        *int64                 `protobuf:"varint,4,opt,name=event_max_count,json=eventMaxCount,proto3,oneof" json:"event_max_count,omitempty"`
-	EventMaxAgeMs        *int64                 `protobuf:"varint,5,opt,name=event_max_age_ms,json=eventMaxAgeMs,proto3,oneof" json:"event_max_age_ms,omitempty"`
-	MaximumLagOnFailover *uint64                `protobuf:"varint,6,opt,name=maximum_lag_on_failover,json=maximumLagOnFailover,proto3,oneof" json:"maximum_lag_on_failover,omitempty"`
-	LeaseMs              *int64                 `protobuf:"varint,7,opt,name=lease_ms,json=leaseMs,proto3,oneof" json:"lease_ms,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	state                    protoimpl.MessageState `protogen:"open.v1"`
+	Paused                   *bool                  `protobuf:"varint,1,opt,name=paused,proto3,oneof" json:"paused,omitempty"`
+	FailoverMode             *FailoverMode          `protobuf:"varint,2,opt,name=failover_mode,json=failoverMode,proto3,enum=hasidecar.v1.FailoverMode,oneof" json:"failover_mode,omitempty"`
+	Synchronous              *bool                  `protobuf:"varint,3,opt,name=synchronous,proto3,oneof" json:"synchronous,omitempty"`
+	EventMaxCount            *int64                 `protobuf:"varint,4,opt,name=event_max_count,json=eventMaxCount,proto3,oneof" json:"event_max_count,omitempty"`
+	EventMaxAgeMs            *int64                 `protobuf:"varint,5,opt,name=event_max_age_ms,json=eventMaxAgeMs,proto3,oneof" json:"event_max_age_ms,omitempty"`
+	MaximumLagOnFailover     *uint64                `protobuf:"varint,6,opt,name=maximum_lag_on_failover,json=maximumLagOnFailover,proto3,oneof" json:"maximum_lag_on_failover,omitempty"`
+	LeaseMs                  *int64                 `protobuf:"varint,7,opt,name=lease_ms,json=leaseMs,proto3,oneof" json:"lease_ms,omitempty"`
+	StorageFailureFailoverMs *int64                 `protobuf:"varint,8,opt,name=storage_failure_failover_ms,json=storageFailureFailoverMs,proto3,oneof" json:"storage_failure_failover_ms,omitempty"`
+	unknownFields            protoimpl.UnknownFields
+	sizeCache                protoimpl.SizeCache
 }
 
 func (x *SetSettings) Reset() {
@@ -2124,6 +2136,13 @@ func (x *SetSettings) GetMaximumLagOnFailover() uint64 {
 func (x *SetSettings) GetLeaseMs() int64 {
 	if x != nil && x.LeaseMs != nil {
 		return *x.LeaseMs
+	}
+	return 0
+}
+
+func (x *SetSettings) GetStorageFailureFailoverMs() int64 {
+	if x != nil && x.StorageFailureFailoverMs != nil {
+		return *x.StorageFailureFailoverMs
 	}
 	return 0
 }
@@ -2416,7 +2435,7 @@ const file_hasidecar_v1_fsm_proto_rawDesc = "" +
 	"\x12renewed_at_unix_ms\x18\x06 \x01(\x03R\x0frenewedAtUnixMs\x12\x1a\n" +
 	"\breleased\x18\a \x01(\bR\breleased\x12%\n" +
 	"\x0erelease_reason\x18\b \x01(\tR\rreleaseReason\x12\x1a\n" +
-	"\btimeline\x18\t \x01(\rR\btimeline\"\xa8\x02\n" +
+	"\btimeline\x18\t \x01(\rR\btimeline\"\xe7\x02\n" +
 	"\bSettings\x12?\n" +
 	"\rfailover_mode\x18\x01 \x01(\x0e2\x1a.hasidecar.v1.FailoverModeR\ffailoverMode\x12\x16\n" +
 	"\x06paused\x18\x02 \x01(\bR\x06paused\x12 \n" +
@@ -2424,7 +2443,8 @@ const file_hasidecar_v1_fsm_proto_rawDesc = "" +
 	"\x0fevent_max_count\x18\x04 \x01(\x03R\reventMaxCount\x12'\n" +
 	"\x10event_max_age_ms\x18\x05 \x01(\x03R\reventMaxAgeMs\x125\n" +
 	"\x17maximum_lag_on_failover\x18\x06 \x01(\x04R\x14maximumLagOnFailover\x12\x19\n" +
-	"\blease_ms\x18\a \x01(\x03R\aleaseMs\"\xde\x01\n" +
+	"\blease_ms\x18\a \x01(\x03R\aleaseMs\x12=\n" +
+	"\x1bstorage_failure_failover_ms\x18\b \x01(\x03R\x18storageFailureFailoverMs\"\xde\x01\n" +
 	"\n" +
 	"Switchover\x12\x17\n" +
 	"\afrom_id\x18\x01 \x01(\rR\x06fromId\x12\x13\n" +
@@ -2544,7 +2564,7 @@ const file_hasidecar_v1_fsm_proto_rawDesc = "" +
 	"\anode_id\x18\x01 \x01(\rR\x06nodeId\x12\x16\n" +
 	"\x06active\x18\x02 \x01(\bR\x06active\x12\x12\n" +
 	"\x04term\x18\x03 \x01(\x04R\x04term\x12\x18\n" +
-	"\adetails\x18\x04 \x01(\tR\adetails\"\xcd\x03\n" +
+	"\adetails\x18\x04 \x01(\tR\adetails\"\xb1\x04\n" +
 	"\vSetSettings\x12\x1b\n" +
 	"\x06paused\x18\x01 \x01(\bH\x00R\x06paused\x88\x01\x01\x12D\n" +
 	"\rfailover_mode\x18\x02 \x01(\x0e2\x1a.hasidecar.v1.FailoverModeH\x01R\ffailoverMode\x88\x01\x01\x12%\n" +
@@ -2552,14 +2572,16 @@ const file_hasidecar_v1_fsm_proto_rawDesc = "" +
 	"\x0fevent_max_count\x18\x04 \x01(\x03H\x03R\reventMaxCount\x88\x01\x01\x12,\n" +
 	"\x10event_max_age_ms\x18\x05 \x01(\x03H\x04R\reventMaxAgeMs\x88\x01\x01\x12:\n" +
 	"\x17maximum_lag_on_failover\x18\x06 \x01(\x04H\x05R\x14maximumLagOnFailover\x88\x01\x01\x12\x1e\n" +
-	"\blease_ms\x18\a \x01(\x03H\x06R\aleaseMs\x88\x01\x01B\t\n" +
+	"\blease_ms\x18\a \x01(\x03H\x06R\aleaseMs\x88\x01\x01\x12B\n" +
+	"\x1bstorage_failure_failover_ms\x18\b \x01(\x03H\aR\x18storageFailureFailoverMs\x88\x01\x01B\t\n" +
 	"\a_pausedB\x10\n" +
 	"\x0e_failover_modeB\x0e\n" +
 	"\f_synchronousB\x12\n" +
 	"\x10_event_max_countB\x13\n" +
 	"\x11_event_max_age_msB\x1a\n" +
 	"\x18_maximum_lag_on_failoverB\v\n" +
-	"\t_lease_ms\"}\n" +
+	"\t_lease_msB\x1e\n" +
+	"\x1c_storage_failure_failover_ms\"}\n" +
 	"\x0fBeginSwitchover\x12\x17\n" +
 	"\afrom_id\x18\x01 \x01(\rR\x06fromId\x12\x13\n" +
 	"\x05to_id\x18\x02 \x01(\rR\x04toId\x12\x12\n" +
