@@ -88,11 +88,17 @@ func (g *Gate) stream(ctx context.Context) error {
 	if err := startPhysical(ctx, conn, sys.XLogPos, sys.Timeline); err != nil {
 		return fmt.Errorf("lease gate: START_REPLICATION at %s on timeline %d: %w", sys.XLogPos, sys.Timeline, err)
 	}
-	g.Logger.Debug("lease gate streaming", "from", sys.XLogPos.String(), "timeline", sys.Timeline)
+	// A stream from a standby (a cascading walsender) carries no commit of
+	// that server and ends when a promotion changes the timeline: answer it
+	// always, armed or not, or the standby's walsender would wait for the
+	// gate (wal_sender_timeout) at every shutdown. Postgres reports
+	// in_hot_standby at connection start.
+	standby := conn.ParameterStatus("in_hot_standby") == "on"
+	g.Logger.Debug("lease gate streaming", "from", sys.XLogPos.String(), "timeline", sys.Timeline, "standby", standby)
 	received := sys.XLogPos
 	refused := false
 	answer := func() error {
-		if !g.OK() {
+		if !standby && !g.OK() {
 			if !refused {
 				g.Logger.Warn("lease gate: the lease deadline passed: no more acknowledgements", "received", received.String())
 				refused = true
