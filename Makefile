@@ -10,7 +10,7 @@ LDFLAGS  := -X github.com/hasidecar/hasidecar/node.Version=$(VERSION)
 RACE_PKGS := ./fsm/... ./config/... ./node/... ./cmd/... ./internal/...
 LAB_DIR  ?= lab
 
-.PHONY: all build test test-unit test-integration chaos lint proto demo demo-down bench-failover bench-switchover clean
+.PHONY: all build test test-unit test-integration chaos lint proto demo demo-down bench-failover bench-switchover bench-gate clean
 
 all: build
 
@@ -68,6 +68,9 @@ bench-failover: build
 
 bench-switchover: build
 	$(GO) run ./bench/switchover -bin $(BIN) $(BENCH_ARGS)
+
+bench-gate: build
+	$(GO) run ./bench/gate -bin $(BIN) $(BENCH_ARGS)
 
 clean:
 	rm -rf bin integration.log chaos.log

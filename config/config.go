@@ -177,6 +177,11 @@ type PostgresConfig struct {
 	// filesystem below which the node reports its disk as full (event
 	// disk_full, node check CRITICAL).
 	DiskFullThreshold ByteSize `yaml:"disk_full_threshold"`
+	// DisableLeaseGate: in asynchronous mode, run without the lease gate
+	// (DESIGN.md, "Lease and fencing", point 3a): commits do not wait for
+	// the guard's acknowledgement, and a primary frozen with its whole
+	// host may acknowledge writes after it thaws. For measurements.
+	DisableLeaseGate bool `yaml:"disable_lease_gate"`
 }
 
 // TimingConfig holds the intervals of the protocol.

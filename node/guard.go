@@ -84,7 +84,14 @@ func (a *pgAgent) startGuard(pm int) (*pgGuard, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(self, "pgguard", "--postmaster", strconv.Itoa(pm))
+	args := []string{"pgguard", "--postmaster", strconv.Itoa(pm)}
+	if !a.n.cfg.Postgres.DisableLeaseGate {
+		// The lease gate (pgctl/gate.go): always running, so that a
+		// switch to asynchronous mode finds it connected.
+		o := a.ctl.Options()
+		args = append(args, "--gate-socket", o.SocketDir, "--gate-port", strconv.Itoa(o.Port), "--gate-user", o.Superuser)
+	}
+	cmd := exec.Command(self, args...)
 	w, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, err

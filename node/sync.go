@@ -83,11 +83,25 @@ func syncNames(names []string) string {
 // standby, S_f minus itself — what it must run with the moment a promotion
 // makes it primary (Promote keeps the rest of the set). A standby ignores
 // it; having it loaded long before pg_promote means Postgres waits for a
-// member from its first writable moment. Empty otherwise.
+// member from its first writable moment.
+//
+// In asynchronous mode it is the lease gate (pgctl/gate.go), on every data
+// node for the same reason: the local replication client in the guard
+// process that acknowledges commits only while the lease deadline holds.
+// Synchronous mode does not name it: a commit there needs a member of S_f,
+// and the members stream from the new primary once one is promoted, so a
+// thawed old primary cannot acknowledge anything (DESIGN.md, point 3a).
+// Empty otherwise (not a data node, or the gate disabled).
 func (a *pgAgent) syncSetting(st *pb.ClusterState) string {
 	me := fsm.NodeByName(st, a.n.cfg.Name)
-	if !st.Settings.GetSynchronous() || me == nil || me.Kind != pb.NodeKind_NODE_KIND_DATA {
+	if me == nil || me.Kind != pb.NodeKind_NODE_KIND_DATA {
 		return ""
+	}
+	if !st.Settings.GetSynchronous() {
+		if a.n.cfg.Postgres.DisableLeaseGate {
+			return ""
+		}
+		return pgctl.GateApplicationName
 	}
 	primary := me.Role == pb.NodeRole_NODE_ROLE_PRIMARY
 	var names []string

@@ -5,11 +5,14 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+	"github.com/jackc/pgx/v5/pgconn"
 	"golang.org/x/sys/unix"
 )
 
@@ -46,14 +49,35 @@ func GuardLine(armed bool, until time.Duration) string {
 }
 
 // RunGuard runs the guard for the postmaster pid, reading commands from in,
-// and reports what it did on logf. It returns when the postmaster is gone
-// (killed by the guard or not) or ctx ends.
-func RunGuard(ctx context.Context, pid int, in io.Reader, logf func(format string, args ...any)) error {
+// and reports what it did on logf. With gate set it also runs the lease
+// gate (gate.go) over that connection, acknowledging WAL only while armed
+// and before the deadline. It returns when the postmaster is gone (killed
+// by the guard or not) or ctx ends.
+func RunGuard(ctx context.Context, pid int, in io.Reader, gate *pgconn.Config, logf func(format string, args ...any)) error {
 	if pid <= 0 {
 		return fmt.Errorf("pgguard: no postmaster pid")
 	}
 	var mu sync.Mutex
 	armed, deadline, eof := false, int64(0), false
+	if gate != nil {
+		ok := func() bool {
+			mu.Lock()
+			a, d, gone := armed, deadline, eof
+			mu.Unlock()
+			return a && !gone && MonotonicNow() < d
+		}
+		gctx, cancel := context.WithCancel(ctx)
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			g := &Gate{Config: gate, OK: ok, Logger: hclog.New(&hclog.LoggerOptions{
+				Name: "pgguard", Output: os.Stderr, Level: hclog.Info,
+			})}
+			_ = g.Run(gctx)
+		}()
+		defer func() { cancel(); wg.Wait() }()
+	}
 	go func() {
 		sc := bufio.NewScanner(in)
 		for sc.Scan() {

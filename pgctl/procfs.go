@@ -32,6 +32,10 @@ func procPPID(stat string) (int, bool) {
 	return n, err == nil
 }
 
+// Descendants lists every process below pid (children, grandchildren, ...);
+// the lab freezes a whole host with it.
+func Descendants(pid int) []int { return descendants(pid) }
+
 // descendants lists every process below pid (children, grandchildren, ...).
 func descendants(pid int) []int {
 	ents, err := os.ReadDir("/proc")

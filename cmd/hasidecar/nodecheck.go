@@ -11,6 +11,7 @@ import (
 
 	"github.com/hasidecar/hasidecar/fsm"
 	"github.com/hasidecar/hasidecar/internal/pki"
+	"github.com/hasidecar/hasidecar/pgctl"
 	pb "github.com/hasidecar/hasidecar/proto/hasidecar/v1"
 )
 
@@ -231,7 +232,8 @@ func nodeChecks(st *pb.StatusResponse, show *pb.ShowResponse, th thresholds) che
 		}
 		slotless := []string{}
 		for _, r := range pg.Replication {
-			if r.State == "streaming" && r.SlotName == "" {
+			// The lease gate (pgctl/gate.go) streams without a slot by design.
+			if r.State == "streaming" && r.SlotName == "" && r.ApplicationName != pgctl.GateApplicationName {
 				slotless = append(slotless, r.ApplicationName)
 			}
 		}
