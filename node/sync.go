@@ -98,7 +98,7 @@ func (a *pgAgent) syncSetting(st *pb.ClusterState) string {
 		return ""
 	}
 	if !st.Settings.GetSynchronous() {
-		if a.n.cfg.Postgres.DisableLeaseGate {
+		if pc := a.n.cfg.Postgres; pc != nil && pc.DisableLeaseGate {
 			return ""
 		}
 		return pgctl.GateApplicationName

@@ -126,11 +126,16 @@ func TestSyncSetting(t *testing.T) {
 		{"an exclusion of an older term is void", "pg1", st, map[uint32]bool{3: true}, 3, `ANY 1 ("pg2", "pg3")`},
 		{"a member runs with the rest of the set", "pg2", st, nil, 0, `ANY 1 ("pg3")`},
 		{"a standby outside the set runs with all of it", "pg4", st, nil, 0, `ANY 1 ("pg2", "pg3")`},
-		{"asynchronous mode", "pg1", async, nil, 0, ""},
-		{"asynchronous mode, standby", "pg2", async, nil, 0, ""},
+		{"asynchronous mode: the lease gate", "pg1", async, nil, 0, pgctl.GateApplicationName},
+		{"asynchronous mode, standby: the lease gate", "pg2", async, nil, 0, pgctl.GateApplicationName},
+		{"asynchronous mode, gate disabled", "pg1", async, nil, 0, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			a := &pgAgent{n: &Node{cfg: &config.Config{Name: tc.node}}, syncExclude: tc.exclude, syncTerm: tc.excludeIn}
+			cfg := &config.Config{Name: tc.node}
+			if strings.Contains(tc.name, "gate disabled") {
+				cfg.Postgres = &config.PostgresConfig{DisableLeaseGate: true}
+			}
+			a := &pgAgent{n: &Node{cfg: cfg}, syncExclude: tc.exclude, syncTerm: tc.excludeIn}
 			if got := a.syncSetting(tc.st); got != tc.want {
 				t.Fatalf("syncSetting on %s = %q, want %q", tc.node, got, tc.want)
 			}
