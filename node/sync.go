@@ -88,20 +88,23 @@ func syncNames(names []string) string {
 // In asynchronous mode it is the lease gate (pgctl/gate.go), on every data
 // node for the same reason: the local replication client in the guard
 // process that acknowledges commits only while the lease deadline holds.
-// Synchronous mode does not name it: a commit there needs a member of S_f,
-// and the members stream from the new primary once one is promoted, so a
-// thawed old primary cannot acknowledge anything (DESIGN.md, point 3a).
-// Empty otherwise (not a data node, or the gate disabled).
+// Synchronous mode names it only while the set it would name is empty
+// (non-strict: no member streams, so commits would otherwise need nobody):
+// with members, a commit needs one of them, and the members stream from the
+// new primary once one is promoted, so a thawed old primary cannot
+// acknowledge anything (DESIGN.md, point 3a). Empty otherwise (not a data
+// node, or the gate disabled).
 func (a *pgAgent) syncSetting(st *pb.ClusterState) string {
 	me := fsm.NodeByName(st, a.n.cfg.Name)
 	if me == nil || me.Kind != pb.NodeKind_NODE_KIND_DATA {
 		return ""
 	}
+	gate := pgctl.GateApplicationName
+	if pc := a.n.cfg.Postgres; pc != nil && pc.DisableLeaseGate {
+		gate = ""
+	}
 	if !st.Settings.GetSynchronous() {
-		if pc := a.n.cfg.Postgres; pc != nil && pc.DisableLeaseGate {
-			return ""
-		}
-		return pgctl.GateApplicationName
+		return gate
 	}
 	primary := me.Role == pb.NodeRole_NODE_ROLE_PRIMARY
 	var names []string
@@ -112,6 +115,9 @@ func (a *pgAgent) syncSetting(st *pb.ClusterState) string {
 		if n := fsm.NodeByID(st, id); n != nil {
 			names = append(names, n.Name)
 		}
+	}
+	if len(names) == 0 {
+		return gate
 	}
 	sort.Strings(names)
 	return syncNames(names)

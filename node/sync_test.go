@@ -114,6 +114,10 @@ func TestSyncSetting(t *testing.T) {
 	}}
 	async := proto.Clone(st).(*pb.ClusterState)
 	async.Settings.Synchronous = false
+	emptySet := proto.Clone(st).(*pb.ClusterState)
+	emptySet.SyncStandbys = nil
+	onlyPG2 := proto.Clone(st).(*pb.ClusterState)
+	onlyPG2.SyncStandbys = []uint32{2}
 	for _, tc := range []struct {
 		name, node string
 		st         *pb.ClusterState
@@ -129,6 +133,10 @@ func TestSyncSetting(t *testing.T) {
 		{"asynchronous mode: the lease gate", "pg1", async, nil, 0, pgctl.GateApplicationName},
 		{"asynchronous mode, standby: the lease gate", "pg2", async, nil, 0, pgctl.GateApplicationName},
 		{"asynchronous mode, gate disabled", "pg1", async, nil, 0, ""},
+		{"synchronous mode, empty set: the lease gate", "pg1", emptySet, nil, 0, pgctl.GateApplicationName},
+		{"synchronous mode, the only member promoted: the lease gate", "pg2", onlyPG2, nil, 0, pgctl.GateApplicationName},
+		{"synchronous mode, narrowed to nothing: the lease gate", "pg1", onlyPG2, map[uint32]bool{2: true}, 4, pgctl.GateApplicationName},
+		{"synchronous mode, empty set, gate disabled", "pg1", emptySet, nil, 0, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := &config.Config{Name: tc.node}
