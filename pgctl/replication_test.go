@@ -31,6 +31,26 @@ func countRows(ctx context.Context, c *Controller, id int) (int, error) {
 	return n, err
 }
 
+// cloneStandby makes instance name a streaming standby of src on timeline 1
+// (pg_basebackup, recovery settings, standby.signal, start).
+func cloneStandby(ctx context.Context, t *testing.T, base, name string, src Conninfo) *Controller {
+	t.Helper()
+	s := newInstance(t, base, name)
+	if err := s.BaseBackup(ctx, src, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	configure(t, s)
+	if _, err := s.SetRecovery(ctx, src.String(), ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SetStandbySignal(true); err != nil {
+		t.Fatal(err)
+	}
+	mustStart(t, s)
+	waitStreaming(t, s, 1)
+	return s
+}
+
 func waitStreaming(t *testing.T, c *Controller, tli uint32) *Status {
 	t.Helper()
 	var st *Status
@@ -319,20 +339,7 @@ func TestStandbyTimelineUpstreamGone(t *testing.T) {
 	}
 	var standbys []*Controller
 	for _, name := range []string{"n2", "n3"} {
-		s := newInstance(t, base, name)
-		if err := s.BaseBackup(ctx, socketSource(n1), "", ""); err != nil {
-			t.Fatal(err)
-		}
-		configure(t, s)
-		if _, err := s.SetRecovery(ctx, socketSource(n1).String(), ""); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := s.SetStandbySignal(true); err != nil {
-			t.Fatal(err)
-		}
-		mustStart(t, s)
-		waitStreaming(t, s, 1)
-		standbys = append(standbys, s)
+		standbys = append(standbys, cloneStandby(ctx, t, base, name, socketSource(n1)))
 	}
 	n2, n3 := standbys[0], standbys[1]
 	if err := n1.Stop(ctx, StopFast); err != nil {
@@ -397,20 +404,7 @@ func TestSyncNamesSetBeforePromote(t *testing.T) {
 	}
 	var standbys []*Controller
 	for _, name := range []string{"n2", "n3"} {
-		s := newInstance(t, base, name)
-		if err := s.BaseBackup(ctx, source(n1, name), "", ""); err != nil {
-			t.Fatal(err)
-		}
-		configure(t, s)
-		if _, err := s.SetRecovery(ctx, source(n1, name).String(), ""); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := s.SetStandbySignal(true); err != nil {
-			t.Fatal(err)
-		}
-		mustStart(t, s)
-		waitStreaming(t, s, 1)
-		standbys = append(standbys, s)
+		standbys = append(standbys, cloneStandby(ctx, t, base, name, source(n1, name)))
 	}
 	n2, n3 := standbys[0], standbys[1]
 	if err := n1.Stop(ctx, StopImmediate); err != nil {
