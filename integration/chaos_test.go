@@ -20,7 +20,7 @@ import (
 	pb "github.com/hasidecar/hasidecar/proto/hasidecar/v1"
 )
 
-// TestChaos runs seeded rounds of the faults of ../shared/CHAOS.md on one
+// TestChaos runs seeded rounds of the chaos design's faults (docs/DESIGN.md) on one
 // lab (3 data nodes and a witness, each in its own network namespace,
 // synchronous mode, a writer and a prober running throughout). Each round
 // fires one fault at the node that holds the role when it fires, heals,
