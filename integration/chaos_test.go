@@ -223,13 +223,6 @@ var faults = []fault{
 	}},
 }
 
-// knownDefects are faults that still find a defect in the product: they
-// are not drawn into TestChaos's schedule (make test, make chaos), but
-// CHAOS_FAULTS names them. Move a fault into faults once its defect is
-// fixed. (None today: leader-after-heal moved once forwarded proposals got
-// a fresh connection to a new leader.)
-var knownDefects = []fault{}
-
 func names(fs []fault) []string {
 	var out []string
 	for _, f := range fs {
@@ -244,12 +237,11 @@ func chaosSchedule(t *testing.T, rng *rand.Rand, rounds int) []fault {
 	if env := os.Getenv("CHAOS_FAULTS"); env != "" {
 		var out []fault
 		for _, name := range strings.Split(env, ",") {
-			all := append(slices.Clone(faults), knownDefects...)
-			i := slices.IndexFunc(all, func(f fault) bool { return f.name == strings.TrimSpace(name) })
+			i := slices.IndexFunc(faults, func(f fault) bool { return f.name == strings.TrimSpace(name) })
 			if i < 0 {
-				t.Fatalf("CHAOS_FAULTS: no fault %q (have %s)", name, strings.Join(names(all), ", "))
+				t.Fatalf("CHAOS_FAULTS: no fault %q (have %s)", name, strings.Join(names(faults), ", "))
 			}
-			out = append(out, all[i])
+			out = append(out, faults[i])
 		}
 		return out
 	}

@@ -188,9 +188,6 @@ func ExpectNode(id Identity, cluster string) error {
 	return nil
 }
 
-// ErrNoTLS is returned when a TLS-only operation finds TLS switched off.
-var ErrNoTLS = errors.New("tls is off")
-
 func parseCertPEM(b []byte) (*x509.Certificate, error) {
 	blk, _ := pem.Decode(b)
 	if blk == nil || blk.Type != "CERTIFICATE" {
