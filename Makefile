@@ -36,9 +36,9 @@ test-integration:
 	$(GO) test -count=1 -timeout 40m -v ./integration/... 2>&1 | tee integration.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go' ; test $${PIPESTATUS[0]} -eq 0
 
 ## chaos: the long form of TestChaos (make test runs each fault once, seed 1):
-## CHAOS_ROUNDS seeded faults (default 28: each of the 14 faults twice); a random
+## CHAOS_ROUNDS seeded faults (default 30: each of the 15 faults twice); a random
 ## seed unless CHAOS_SEED is given; CHAOS_FAULTS=a,b runs exactly those.
-CHAOS_ROUNDS ?= 28
+CHAOS_ROUNDS ?= 30
 CHAOS_SEED   ?= $(shell date +%s)
 chaos:
 	CHAOS_ROUNDS=$(CHAOS_ROUNDS) CHAOS_SEED=$(CHAOS_SEED) $(GO) test -count=1 -timeout 90m -v -run 'TestChaos$$' ./integration/ 2>&1 | tee chaos.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go' ; test $${PIPESTATUS[0]} -eq 0

@@ -132,6 +132,11 @@ var faults = []fault{
 		r.waitNewPrimary()
 		r.pause(0, 3*time.Second)
 	}},
+	// Every process of the primary's host stopped for a seeded 8–14 s and
+	// resumed, both in random orders, with a writer straight on the old
+	// primary: a standby is promoted, and the thawed old primary
+	// acknowledges nothing sent after the freeze (the lease gate).
+	{"frozen-host", 1, 1, (*round).frozenHost},
 	{"pg-kill", 0, 1, func(r *round) {
 		r.s.lab.KillPostgres(r.s.node(r.primary))
 		r.pause(5*time.Second, 10*time.Second)
@@ -498,6 +503,30 @@ func (r *round) leaderAfterHeal() {
 	}
 	r.note = fmt.Sprintf("isolated %s %s, elected %s, killed %s, fences %d, write gap after the kill %s",
 		sb, iso.Round(100*time.Millisecond), elected, victim, r.fenceCount()-fences, gap.Round(10*time.Millisecond))
+}
+
+func (r *round) frozenHost() {
+	old := r.primary
+	dw := r.s.startDirectWriter(old, 2)
+	time.Sleep(time.Second)
+	f := freezeHost(r.s.cluster, old, r.rng.Shuffle)
+	defer f.thaw()
+	np := r.waitNewPrimary()
+	promotedAt := time.Now()
+	frozen := 8*time.Second + time.Duration(r.rng.Int64N(int64(6*time.Second)))
+	if wait := frozen - time.Since(f.at); wait > 0 {
+		time.Sleep(wait)
+	}
+	dw.markThaw()
+	f.thaw()
+	// The old primary is fenced by its gate or demoted by its sidecar, then
+	// follows the new primary (converge checks it on the new timeline).
+	tli := nodeView(r.view(np), np).GetTimeline()
+	r.s.followsOn(old, np, tli, 90*time.Second)
+	dw.stop()
+	dw.check(r.t, f.at, promotedAt, np)
+	r.note = fmt.Sprintf("frozen %s, %s promoted %s after the freeze", frozen.Round(100*time.Millisecond), np,
+		promotedAt.Sub(f.at).Round(10*time.Millisecond))
 }
 
 // peersOf are every member but node.

@@ -67,8 +67,13 @@ type directWriter struct {
 func (c *cluster) startDirectWriter(node string, conns int) *directWriter {
 	c.t.Helper()
 	c.exec(node, "CREATE TABLE IF NOT EXISTS gated (id int PRIMARY KEY, at timestamptz DEFAULT clock_timestamp())")
+	// Ids go on from the table's (a chaos run starts one writer a round).
+	last, err := c.queryInt(node, "SELECT coalesce(max(id), 0) FROM gated")
+	if err != nil {
+		c.t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	w := &directWriter{c: c, node: node, cancel: cancel}
+	w := &directWriter{c: c, node: node, cancel: cancel, next: int(last)}
 	for i := 0; i < conns; i++ {
 		w.wg.Add(1)
 		go w.loop(ctx)
@@ -209,65 +214,16 @@ func frozenHost(t *testing.T, o clusterOpts) {
 
 	seed := time.Now().UnixNano()
 	t.Logf("freeze/thaw order seed %d", seed)
-	rng := rand.New(rand.NewSource(seed))
-	n := c.node(old)
-	sidecar, pm := n.PID(), n.PostmasterPID()
-	if sidecar == 0 || pm == 0 {
-		t.Fatalf("sidecar pid %d, postmaster pid %d", sidecar, pm)
-	}
-	// SIGSTOP in a random order; rescan until nothing new appears (a
-	// process forked before its parent stopped).
-	var frozen []int
-	for round := 0; round < 5; round++ {
-		var todo []int
-		for _, p := range hostProcesses(sidecar, pm) {
-			if !slices.Contains(frozen, p) {
-				todo = append(todo, p)
-			}
-		}
-		if len(todo) == 0 {
-			break
-		}
-		rng.Shuffle(len(todo), func(i, j int) { todo[i], todo[j] = todo[j], todo[i] })
-		for _, p := range todo {
-			if err := syscall.Kill(p, syscall.SIGSTOP); err == nil {
-				frozen = append(frozen, p)
-			}
-		}
-	}
-	frozenAt := time.Now()
-	thawed := false
-	thaw := func() {
-		order := append([]int(nil), frozen...)
-		rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
-		for _, p := range order {
-			_ = syscall.Kill(p, syscall.SIGCONT)
-		}
-		thawed = true
-	}
-	defer func() {
-		if !thawed {
-			thaw()
-		}
-	}()
-	var names []string
-	for _, p := range frozen {
-		names = append(names, fmt.Sprintf("%d %s", p, comm(p)))
-	}
-	t.Logf("froze %d processes of %s: %s", len(frozen), old, strings.Join(names, "; "))
-	if !slices.Contains(frozen, pm) || len(frozen) < 5 {
-		t.Fatalf("the postmaster %d or its backends not frozen", pm)
-	}
+	f := freezeHost(c, old, rand.New(rand.NewSource(seed)).Shuffle)
+	defer f.thaw()
 
 	np := s.waitNewPrimary(old, 30*time.Second)
 	promotedAt := time.Now()
-	t.Logf("%s promoted (seen %s after the freeze)", np, promotedAt.Sub(frozenAt).Round(10*time.Millisecond))
-	if wait := 12*time.Second - time.Since(frozenAt); wait > 0 {
+	t.Logf("%s promoted (seen %s after the freeze)", np, promotedAt.Sub(f.at).Round(10*time.Millisecond))
+	if wait := 12*time.Second - time.Since(f.at); wait > 0 {
 		time.Sleep(wait)
 	}
-	dw.mu.Lock()
-	dw.thawAt = time.Now()
-	dw.mu.Unlock()
+	dw.markThaw()
 	var lateWG sync.WaitGroup
 	for i, conn := range idle {
 		lateWG.Add(1)
@@ -287,27 +243,116 @@ func frozenHost(t *testing.T, o clusterOpts) {
 			}
 		}()
 	}
-	thaw()
-	t.Logf("thawed %s after %s", old, time.Since(frozenAt).Round(10*time.Millisecond))
+	f.thaw()
 	lateWG.Wait()
 
 	s.followsOn(old, np, 2, 90*time.Second)
 	dw.stop()
 	s.writer.stop()
+	dw.check(t, f.at, promotedAt, np)
+	s.assertHas(np, s.writer.ackedIDs())
+	if c.logContains(old, "lease gate: the lease deadline passed") {
+		t.Log("the old primary's lease gate refused to acknowledge after the deadline")
+	}
+}
 
-	dw.mu.Lock()
-	defer dw.mu.Unlock()
-	for _, l := range dw.late {
+// hostFreeze is one node's whole host stopped: the sidecar, the guard, the
+// postmaster and every backend.
+type hostFreeze struct {
+	t       *testing.T
+	node    string
+	at      time.Time
+	pids    []int
+	shuffle func(n int, swap func(i, j int))
+	thawed  bool
+}
+
+// freezeHost sends SIGSTOP to every process of node's host in an order
+// drawn by shuffle, rescanning until nothing new appears (a process forked
+// before its parent stopped). It fails the test unless the postmaster and
+// its backends were stopped.
+func freezeHost(c *cluster, node string, shuffle func(n int, swap func(i, j int))) *hostFreeze {
+	t := c.t
+	t.Helper()
+	n := c.node(node)
+	sidecar, pm := n.PID(), n.PostmasterPID()
+	if sidecar == 0 || pm == 0 {
+		t.Fatalf("%s: sidecar pid %d, postmaster pid %d", node, sidecar, pm)
+	}
+	f := &hostFreeze{t: t, node: node, shuffle: shuffle}
+	for round := 0; round < 5; round++ {
+		var todo []int
+		for _, p := range hostProcesses(sidecar, pm) {
+			if !slices.Contains(f.pids, p) {
+				todo = append(todo, p)
+			}
+		}
+		if len(todo) == 0 {
+			break
+		}
+		shuffle(len(todo), func(i, j int) { todo[i], todo[j] = todo[j], todo[i] })
+		for _, p := range todo {
+			if err := syscall.Kill(p, syscall.SIGSTOP); err == nil {
+				f.pids = append(f.pids, p)
+			}
+		}
+	}
+	f.at = time.Now()
+	var names []string
+	for _, p := range f.pids {
+		names = append(names, fmt.Sprintf("%d %s", p, comm(p)))
+	}
+	t.Logf("froze %d processes of %s: %s", len(f.pids), node, strings.Join(names, "; "))
+	if !slices.Contains(f.pids, pm) || len(f.pids) < 5 {
+		f.thaw()
+		t.Fatalf("the postmaster %d or its backends not frozen", pm)
+	}
+	return f
+}
+
+// thaw sends SIGCONT to every frozen process in a shuffled order (once).
+func (f *hostFreeze) thaw() {
+	if f.thawed {
+		return
+	}
+	f.thawed = true
+	order := append([]int(nil), f.pids...)
+	f.shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+	for _, p := range order {
+		_ = syscall.Kill(p, syscall.SIGCONT)
+	}
+	f.t.Logf("thawed %s after %s", f.node, time.Since(f.at).Round(10*time.Millisecond))
+}
+
+// markThaw starts recording the outcome of every attempt that ends after
+// now (the thaw).
+func (w *directWriter) markThaw() {
+	w.mu.Lock()
+	w.thawAt = time.Now()
+	w.mu.Unlock()
+}
+
+// check fails t when the old primary acknowledged, after np was promoted
+// at promotedAt, a write sent once its host was frozen at frozenAt, or any
+// write it acknowledged is missing on np. Call it after stop.
+func (w *directWriter) check(t *testing.T, frozenAt, promotedAt time.Time, np string) {
+	t.Helper()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, l := range w.late {
 		t.Log("after the thaw: " + l)
 	}
 	var ids []int
-	for _, a := range dw.acks {
+	for _, a := range w.acks {
 		ids = append(ids, a.id)
 	}
-	t.Logf("direct writer: %d writes acknowledged by %s", len(ids), old)
-	missing := c.missing(np, "gated", ids)
+	t.Logf("direct writer: %d writes acknowledged by %s", len(ids), w.node)
+	if len(ids) == 0 {
+		t.Errorf("the direct writer saw no write acknowledged by %s: nothing was checked", w.node)
+	}
+	missing := w.c.missing(np, "gated", ids)
 	if len(missing) > 0 {
-		t.Errorf("%d writes acknowledged by %s missing on %s: %v", len(missing), old, np, missing)
+		t.Errorf("%d writes acknowledged by %s missing on %s: %v", len(missing), w.node, np, missing)
 	}
 	// An acknowledgement that arrives after the promotion is a violation
 	// when its INSERT was sent once the host was frozen (its commit can
@@ -316,22 +361,18 @@ func frozenHost(t *testing.T, o clusterOpts) {
 	// delayed delivery of a commit completed before the freeze: the backend
 	// was stopped after the gate (or the synchronous standby) had
 	// acknowledged it and before it answered the client.
-	for _, a := range dw.acks {
+	for _, a := range w.acks {
 		if !a.done.After(promotedAt) {
 			continue
 		}
 		switch {
 		case !a.call.Before(frozenAt) || slices.Contains(missing, a.id):
-			t.Errorf("%s acknowledged id %d at %s (sent %s, frozen at %s), after %s was promoted at %s", old, a.id,
+			t.Errorf("%s acknowledged id %d at %s (sent %s, frozen at %s), after %s was promoted at %s", w.node, a.id,
 				a.done.Format("15:04:05.000"), a.call.Format("15:04:05.000"), frozenAt.Format("15:04:05.000"), np, promotedAt.Format("15:04:05.000"))
 		default:
 			t.Logf("delayed acknowledgement of id %d (sent %s, before the freeze; on %s): a commit completed before the freeze",
 				a.id, a.call.Format("15:04:05.000"), np)
 		}
-	}
-	s.assertHas(np, s.writer.ackedIDs())
-	if c.logContains(old, "lease gate: the lease deadline passed") {
-		t.Log("the old primary's lease gate refused to acknowledge after the deadline")
 	}
 }
 
