@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -43,6 +44,27 @@ func TestLifecycle(t *testing.T) {
 				}
 				return ""
 			})
+		}
+	})
+
+	t.Run("a second agent on a running node's state_dir exits at once, naming it", func(t *testing.T) {
+		n := c.node("pg2")
+		running := n.PID()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		start := time.Now()
+		out, err := exec.CommandContext(ctx, binPath, "agent", "-c", n.ConfigPath).CombinedOutput()
+		took := time.Since(start)
+		t.Logf("the second agent exited after %s: %v", took.Round(time.Millisecond), err)
+		if ctx.Err() != nil {
+			t.Fatalf("the second agent was still running after 30 s:\n%s", out)
+		}
+		want := fmt.Sprintf("another hasidecar agent (pid %d) is already running with state_dir %s", running, n.Config.StateDir)
+		if err == nil || !strings.Contains(string(out), want) {
+			t.Fatalf("second agent: %v, want a failure saying %q:\n%s", err, want, out)
+		}
+		if n.PID() != running {
+			t.Fatalf("pg2's agent %d is no longer running (now %d)", running, n.PID())
 		}
 	})
 
@@ -365,4 +387,56 @@ func TestBadInput(t *testing.T) {
 			t.Fatalf("primary %q, want pg2", p)
 		}
 	})
+}
+
+// TestLabDownFindsAgents: an agent started by hand with a lab node's config
+// (as the lab's hints say, not through the lab) is one lab status reports
+// and lab down --purge stops: the lab finds agents by their state_dir
+// locks, not only by the pid files of those it started.
+func TestLabDownFindsAgents(t *testing.T) {
+	needPostgres(t)
+	c := newCluster(t, clusterOpts{standbys: 0})
+	c.start()
+	c.waitHealthy(60 * time.Second)
+	n := c.node("pg1")
+	if err := c.lab.Stop(n, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(binPath, "agent", "-c", n.ConfigPath)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		c.lab.KillHost(n)
+	})
+	eventually(t, 30*time.Second, "the hand-started agent holds pg1's state_dir", func() string {
+		if got := n.PID(); got != cmd.Process.Pid {
+			return fmt.Sprintf("lab sees pid %d, the agent is %d", got, cmd.Process.Pid)
+		}
+		return ""
+	})
+	out, errOut, code := c.cliPlain("lab", "status", "--json", "--dir", c.lab.Spec.Dir)
+	if code != 0 {
+		t.Fatalf("lab status: exit %d\n%s%s", code, out, errOut)
+	}
+	if want := fmt.Sprintf(`"sidecar_pid": %d`, cmd.Process.Pid); !strings.Contains(out, want) {
+		t.Fatalf("lab status does not report the hand-started agent (%s):\n%s", want, out)
+	}
+	out, errOut, code = c.cliPlain("lab", "down", "--purge", "--dir", c.lab.Spec.Dir)
+	if code != 0 {
+		t.Fatalf("lab down: exit %d\n%s%s", code, out, errOut)
+	}
+	select {
+	case err := <-done:
+		t.Logf("the hand-started agent exited: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("lab down --purge left the hand-started agent running")
+	}
+	if pm := n.PostmasterPID(); pm != 0 {
+		t.Fatalf("Postgres %d still runs after lab down", pm)
+	}
 }

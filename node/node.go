@@ -27,6 +27,7 @@ import (
 	"github.com/hasidecar/hasidecar/config"
 	"github.com/hasidecar/hasidecar/fsm"
 	"github.com/hasidecar/hasidecar/internal/pki"
+	"github.com/hasidecar/hasidecar/internal/statelock"
 	pb "github.com/hasidecar/hasidecar/proto/hasidecar/v1"
 )
 
@@ -106,6 +107,12 @@ func (n *Node) Run(ctx context.Context) error {
 		}
 		_ = os.Chmod(n.cfg.StateDir, 0o711)
 	}
+	// Before anything else touches the state_dir: one agent per state_dir.
+	lock, err := statelock.Acquire(n.cfg.StateDir)
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
 	if n.pg != nil {
 		if err := n.pg.preflight(ctx); err != nil {
 			return err

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/hasidecar/hasidecar/config"
+	"github.com/hasidecar/hasidecar/internal/statelock"
 	"github.com/hasidecar/hasidecar/pgctl"
 )
 
@@ -265,17 +266,19 @@ func (l *Lab) Write() error {
 
 func (n *Node) pidPath() string { return filepath.Join(n.Dir, "hasidecar.pid") }
 
-// PID is the running sidecar's pid, 0 when it is not running.
+// PID is the running sidecar's pid, 0 when it is not running: the one the
+// lab started (its pid file), else whichever agent holds the node's
+// state_dir lock (one started by hand with the node's config).
 func (n *Node) PID() int {
-	b, err := os.ReadFile(n.pidPath())
-	if err != nil {
-		return 0
+	if b, err := os.ReadFile(n.pidPath()); err == nil {
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 && alive(pid) {
+			return pid
+		}
 	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 0 || !alive(pid) {
-		return 0
+	if pid := statelock.Holder(n.Config.StateDir); pid > 0 && alive(pid) {
+		return pid
 	}
-	return pid
+	return 0
 }
 
 // PostmasterPID is the pid in the data directory's postmaster.pid when that
