@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"math/bits"
@@ -153,4 +154,15 @@ func nodeKind(n *yaml.Node) string {
 		return "an alias"
 	}
 	return "a document"
+}
+
+// ParseByteSize reads a size as the config does (1048576, "16MB", "1GB",
+// "512kB"): for values outside a config file, such as the HTTP API's
+// ?lag=.
+func ParseByteSize(s string) (uint64, error) {
+	v, msg := parseByteSize(s)
+	if msg != "" {
+		return 0, errors.New(msg)
+	}
+	return v, nil
 }

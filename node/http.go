@@ -7,14 +7,19 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/hasidecar/hasidecar/fsm"
+	"github.com/hasidecar/hasidecar/internal/showdoc"
+	"github.com/hasidecar/hasidecar/pgctl"
 	pb "github.com/hasidecar/hasidecar/proto/hasidecar/v1"
 )
 
@@ -31,9 +36,18 @@ type metrics struct {
 	timeline      prometheus.Gauge
 	certExpiry    prometheus.Gauge
 	certOnce      sync.Once
+	raftState      *prometheus.GaugeVec // 1 for this node's Raft state
+	leaseRemaining prometheus.Gauge
+	failovers      prometheus.Counter
+	switchovers    prometheus.Counter
 	// data nodes only
 	dataFree, dataTotal prometheus.Gauge
 	diskFull            prometheus.Gauge
+	// standbyLag: on the primary, per standby (pg_stat_replication);
+	// replayLag: on a standby, its own lag behind the primary.
+	standbyLagBytes  *prometheus.GaugeVec
+	replayLagBytes   prometheus.Gauge
+	replayLagSeconds prometheus.Gauge
 }
 
 func newMetrics(n *Node) *metrics {
@@ -51,17 +65,52 @@ func newMetrics(n *Node) *metrics {
 		timeline:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "hasidecar_postgres_timeline", Help: "Timeline of the local Postgres.", ConstLabels: labels}),
 		certExpiry:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "hasidecar_tls_cert_expiry_timestamp_seconds", Help: "When this sidecar's TLS certificate expires (Unix time; absent with tls.mode off).", ConstLabels: labels}),
 	}
-	m.reg.MustRegister(m.leaderChanges, m.promotions, m.fences, m.raftLeader, m.term, m.pgRunning, m.pgPrimary, m.lagBytes, m.timeline)
+	m.raftState = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "hasidecar_raft_state", Help: "1 for this node's Raft state (leader, follower, candidate, shutdown), 0 for the others.", ConstLabels: labels}, []string{"state"})
+	m.leaseRemaining = prometheus.NewGauge(prometheus.GaugeOpts{Name: "hasidecar_lease_remaining_seconds", Help: "Time left on the primary's lease as this node applied its last renewal, drift margin not included (0: none held, released or expired).", ConstLabels: labels})
+	m.failovers = prometheus.NewCounter(prometheus.CounterOpts{Name: "hasidecar_failovers_total", Help: "Committed failover decisions (automatic and manual) this node applied since it started.", ConstLabels: labels})
+	m.switchovers = prometheus.NewCounter(prometheus.CounterOpts{Name: "hasidecar_switchovers_total", Help: "Committed switchover promotions this node applied since it started.", ConstLabels: labels})
+	m.reg.MustRegister(m.leaderChanges, m.promotions, m.fences, m.raftLeader, m.term, m.pgRunning, m.pgPrimary, m.lagBytes, m.timeline,
+		m.raftState, m.leaseRemaining, m.failovers, m.switchovers,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if n.cfg.Postgres != nil {
 		m.dataFree = prometheus.NewGauge(prometheus.GaugeOpts{Name: "hasidecar_data_dir_free_bytes", Help: "Free bytes (for the postgres user) on the filesystem of the data directory.", ConstLabels: labels})
 		m.dataTotal = prometheus.NewGauge(prometheus.GaugeOpts{Name: "hasidecar_data_dir_total_bytes", Help: "Size in bytes of the filesystem of the data directory.", ConstLabels: labels})
 		m.diskFull = prometheus.NewGauge(prometheus.GaugeOpts{Name: "hasidecar_disk_full", Help: "1 when the data directory's (or pg_wal's) filesystem has less free space than postgres.disk_full_threshold, or a write failed for lack of space.", ConstLabels: labels})
-		m.reg.MustRegister(m.dataFree, m.dataTotal, m.diskFull)
+		m.standbyLagBytes = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "hasidecar_standby_lag_bytes", Help: "On the primary: how far each standby's replay is behind the primary's current WAL position (pg_stat_replication).", ConstLabels: labels}, []string{"standby"})
+		m.replayLagBytes = prometheus.NewGauge(prometheus.GaugeOpts{Name: "hasidecar_replication_lag_bytes", Help: "On a standby: how far its replay is behind the primary's flush position at the primary's last lease renewal (0 on the primary).", ConstLabels: labels})
+		m.replayLagSeconds = prometheus.NewGauge(prometheus.GaugeOpts{Name: "hasidecar_replication_lag_seconds", Help: "On a standby: now minus the commit time of the last replayed transaction, 0 when caught up (0 on the primary).", ConstLabels: labels})
+		m.reg.MustRegister(m.dataFree, m.dataTotal, m.diskFull, m.standbyLagBytes, m.replayLagBytes, m.replayLagSeconds)
 	}
 	return m
 }
 
-func (m *metrics) observe(r *pb.NodeReport) {
+// observeState publishes what the replicated state and Raft say: the term,
+// this node's Raft state, the lease time left.
+func (m *metrics) observeState(st *pb.ClusterState, raftState string, lease *pb.Lease, appliedAt, now time.Time) {
+	m.term.Set(float64(st.Term))
+	for _, s := range []raft.RaftState{raft.Leader, raft.Follower, raft.Candidate, raft.Shutdown} {
+		m.raftState.WithLabelValues(strings.ToLower(s.String())).Set(b2f(raftState == s.String()))
+	}
+	left := time.Duration(0)
+	if lease.GetHolderId() != 0 && !lease.GetReleased() {
+		left = max(0, appliedAt.Add(time.Duration(lease.GetDurationMs())*time.Millisecond).Sub(now))
+	}
+	m.leaseRemaining.Set(left.Seconds())
+}
+
+// observePromote counts a committed promotion by its reason.
+func (m *metrics) observePromote(reason string) {
+	switch reason {
+	case fsm.EventSwitchover:
+		m.switchovers.Inc()
+	default:
+		m.failovers.Inc()
+	}
+}
+
+// observe publishes this node's own report; primaryFlush is the primary's
+// flush position at its last lease renewal (a standby's lag in bytes).
+func (m *metrics) observe(r *pb.NodeReport, primaryFlush uint64) {
 	m.raftLeader.Set(b2f(r.RaftState == raft.Leader.String()))
 	pg := r.GetPostgres()
 	m.pgRunning.Set(b2f(pg.GetRunning()))
@@ -78,6 +127,25 @@ func (m *metrics) observe(r *pb.NodeReport) {
 		m.lagBytes.Set(float64(pg.GetReplayLsn()))
 	} else {
 		m.lagBytes.Set(float64(pg.GetCurrentLsn()))
+	}
+	if m.standbyLagBytes == nil {
+		return
+	}
+	m.standbyLagBytes.Reset()
+	if !pg.GetRunning() || pg.GetInRecovery() {
+		m.replayLagSeconds.Set(float64(max(0, pg.GetReplayLagMs())) / 1000)
+		if l := primaryFlush; l > 0 && pg.GetReplayLsn() > 0 {
+			m.replayLagBytes.Set(float64(max(0, int64(l)-int64(pg.GetReplayLsn()))))
+		}
+		return
+	}
+	m.replayLagSeconds.Set(0)
+	m.replayLagBytes.Set(0)
+	for _, row := range pg.GetReplication() {
+		if row.ApplicationName == pgctl.GateApplicationName || row.ApplicationName == "" {
+			continue
+		}
+		m.standbyLagBytes.WithLabelValues(row.ApplicationName).Set(float64(max(0, int64(pg.GetCurrentLsn())-int64(row.ReplayLsn))))
 	}
 }
 
@@ -101,17 +169,39 @@ func (n *Node) startHTTP() error {
 		return fmt.Errorf("http.listen %s: %w (is another process using the port?)", n.cfg.HTTP.Listen, err)
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("/primary", n.handlePrimary)
-	mux.HandleFunc("/replica", n.handleReplica)
-	mux.HandleFunc("/health", n.handleHealth)
-	mux.Handle("/metrics", promhttp.HandlerFor(n.metrics.reg, promhttp.HandlerOpts{}))
-	n.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	for i := range endpoints {
+		e := &endpoints[i]
+		for _, p := range e.paths {
+			mux.Handle(p, readOnly(func(w http.ResponseWriter, r *http.Request) { n.serveCheck(w, r, e) }))
+		}
+	}
+	mux.Handle("/cluster", readOnly(n.handleCluster))
+	mux.Handle("/metrics", readOnly(promhttp.HandlerFor(n.metrics.reg, promhttp.HandlerOpts{Timeout: httpAnswerTimeout}).ServeHTTP))
+	n.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 2 * httpAnswerTimeout}
+	n.wg.Add(1)
 	go func() {
+		defer n.wg.Done()
 		if err := n.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.logger.Error("http server stopped", "error", err)
 		}
 	}()
 	return nil
+}
+
+// httpAnswerTimeout bounds what an HTTP answer may wait for (/cluster asks
+// the Raft leader); the checks wait for nothing.
+const httpAnswerTimeout = 3 * time.Second
+
+// readOnly serves GET and HEAD only: nothing changes over HTTP.
+func readOnly(h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			http.Error(w, r.Method+" is not allowed: the HTTP API only reads (use the CLI or gRPC to change the cluster)", http.StatusMethodNotAllowed)
+			return
+		}
+		h(w, r)
+	})
 }
 
 func (n *Node) stopHTTP() {
@@ -125,30 +215,62 @@ type healthBody struct {
 	Role     string `json:"role"`
 	Term     uint64 `json:"term"`
 	Postgres string `json:"postgres"`
+	LagBytes *int64 `json:"lag_bytes,omitempty"`
 	Reason   string `json:"reason,omitempty"`
 }
 
-func (n *Node) healthBody() healthBody {
+// healthFacts gathers what the checks decide on from cached state.
+func (n *Node) healthFacts() (healthFacts, healthBody) {
 	st := n.fsm.State()
+	f := healthFacts{Data: n.pg != nil, LagBytes: -1, Synchronous: st.Settings.GetSynchronous(),
+		NoLoadBalance: hasTag(n.cfg.Tags, "noloadbalance")}
 	b := healthBody{Name: n.cfg.Name, Term: st.Term, Role: "unknown", Postgres: "none"}
-	if me := fsm.NodeByName(st, n.cfg.Name); me != nil {
+	me := fsm.NodeByName(st, n.cfg.Name)
+	if me != nil {
 		b.Role = fsm.RoleName(me.Role)
+		f.SyncMember = slices.Contains(st.SyncStandbys, me.Id)
 	}
+	if n.raft != nil {
+		addr, _ := n.raft.LeaderWithID()
+		f.RaftLeader = addr != ""
+	}
+	if at := n.loopAt.Load(); at != 0 {
+		f.LoopAge = time.Since(time.Unix(0, at))
+	}
+	f.LoopLimit = max(5*n.cfg.Timing.MonitorInterval.D(), 5*time.Second)
 	if n.pg != nil {
 		pg := n.pg.observed()
+		f.Running, f.InRecovery = pg.GetRunning(), pg.GetInRecovery()
+		f.Streaming = pg.GetWalReceiverStatus() == "streaming"
+		f.Writable = n.pg.writable()
 		switch {
-		case !pg.GetRunning():
+		case !f.Running:
 			b.Postgres = "stopped"
-		case pg.InRecovery:
+		case f.InRecovery:
 			b.Postgres = "in recovery"
 		default:
 			b.Postgres = "writable"
 		}
+		if f.InRecovery {
+			if l := st.Lease; l.GetFlushLsn() > 0 && pg.GetReplayLsn() > 0 {
+				f.LagBytes = max(0, int64(l.GetFlushLsn())-int64(pg.GetReplayLsn()))
+				b.LagBytes = &f.LagBytes
+			}
+		}
 	}
-	return b
+	return f, b
 }
 
-func writeHealth(w http.ResponseWriter, ok bool, b healthBody) {
+// serveCheck answers one check: 200 or 503 with a JSON body saying who
+// answered and why not; 400 for a bad query.
+func (n *Node) serveCheck(w http.ResponseWriter, r *http.Request, e *endpoint) {
+	f, b := n.healthFacts()
+	ok, reason, err := e.check(r.URL.Query(), f)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	b.Reason = reason
 	w.Header().Set("Content-Type", "application/json")
 	if ok {
 		w.WriteHeader(http.StatusOK)
@@ -158,50 +280,20 @@ func writeHealth(w http.ResponseWriter, ok bool, b healthBody) {
 	_ = json.NewEncoder(w).Encode(b)
 }
 
-// handlePrimary answers 200 only where Postgres is the current, lease-holding
-// primary: HAProxy routes writes with it.
-func (n *Node) handlePrimary(w http.ResponseWriter, _ *http.Request) {
-	b := n.healthBody()
-	ok := n.pg != nil && n.pg.writable()
-	if !ok {
-		b.Reason = "not the lease-holding primary"
+// handleCluster is the `cluster show --json` document, as this node gets it
+// (from the Raft leader, or its own view when the leader is away).
+func (n *Node) handleCluster(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), httpAnswerTimeout)
+	defer cancel()
+	resp, err := (&clusterService{n: n}).Show(ctx, &pb.ShowRequest{})
+	if err != nil {
+		http.Error(w, "cluster show: "+err.Error(), http.StatusServiceUnavailable)
+		return
 	}
-	writeHealth(w, ok, b)
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(showdoc.FromShow(resp))
 }
 
-// handleReplica answers 200 on a standby that streams from its upstream.
-func (n *Node) handleReplica(w http.ResponseWriter, _ *http.Request) {
-	b := n.healthBody()
-	pg := (*pb.PostgresStatus)(nil)
-	if n.pg != nil {
-		pg = n.pg.observed()
-	}
-	ok := pg.GetRunning() && pg.GetInRecovery() && pg.GetWalReceiverStatus() == "streaming"
-	if !ok {
-		b.Reason = "not a streaming standby"
-	}
-	if ok && hasTag(n.cfg.Tags, "noloadbalance") {
-		ok, b.Reason = false, "tagged noloadbalance"
-	}
-	writeHealth(w, ok, b)
-}
-
-// handleHealth answers 200 when the sidecar runs and, on a data node,
-// Postgres answers.
-func (n *Node) handleHealth(w http.ResponseWriter, _ *http.Request) {
-	b := n.healthBody()
-	ok := n.pg == nil || n.pg.observed().GetRunning()
-	if !ok {
-		b.Reason = "postgres is not running"
-	}
-	writeHealth(w, ok, b)
-}
-
-func hasTag(tags []string, tag string) bool {
-	for _, t := range tags {
-		if t == tag {
-			return true
-		}
-	}
-	return false
-}
+func hasTag(tags []string, tag string) bool { return slices.Contains(tags, tag) }

@@ -38,6 +38,9 @@ var Version = "dev"
 type Node struct {
 	cfg    *config.Config
 	logger hclog.Logger
+	// loopAt: when the monitor loop (reportLoop) last ran, unix nanos
+	// (the HTTP API's /liveness).
+	loopAt atomic.Int64
 	tls    *pki.Store // nil: tls.mode off (loopback only)
 
 	fsm     *raftFSM
@@ -85,6 +88,7 @@ func New(cfg *config.Config, logger hclog.Logger) (*Node, error) {
 		started:  time.Now(),
 	}
 	n.metrics = newMetrics(n)
+	n.fsm.onPromote = n.metrics.observePromote
 	if !cfg.IsWitness() {
 		pg, err := newPGAgent(n)
 		if err != nil {
@@ -218,6 +222,9 @@ func (n *Node) shutdown(stopLoops context.CancelFunc, pgDone <-chan struct{}) {
 		}
 	}
 	n.grpc.Stop()
+	if n.http != nil {
+		n.stopHTTP()
+	}
 	n.wg.Wait()
 }
 

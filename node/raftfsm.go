@@ -38,6 +38,9 @@ type raftFSM struct {
 	// raft exists; nil before that.
 	leaderMu sync.Mutex
 	leader   func() (raft.ServerAddress, raft.ServerID)
+	// onPromote, when set before raft starts, is told the reason of every
+	// Promote command applied (the failover and switchover counters).
+	onPromote func(reason string)
 }
 
 // exitUndecodable is the exit code after a committed entry that cannot be
@@ -101,6 +104,9 @@ func (f *raftFSM) Apply(l *raft.Log) interface{} {
 	defer f.mu.Unlock()
 	res := f.m.Apply(l.Index, cmd)
 	f.publishLocked()
+	if p := cmd.GetPromote(); p != nil && res.Err == nil && f.onPromote != nil {
+		f.onPromote(p.Reason)
+	}
 	if res.Err != nil {
 		f.logger.Debug("command rejected", "index", l.Index, "command", fmt.Sprintf("%T", cmd.Cmd), "error", res.Err)
 	}

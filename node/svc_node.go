@@ -87,11 +87,15 @@ func (n *Node) reportLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+		n.loopAt.Store(time.Now().UnixNano())
 		if n.ID() == 0 {
 			continue
 		}
 		r := n.buildReport()
-		n.metrics.observe(r)
+		st := n.fsm.State()
+		lease, appliedAt := n.fsm.Lease()
+		n.metrics.observe(r, lease.GetFlushLsn())
+		n.metrics.observeState(st, n.raft.State().String(), lease, appliedAt, time.Now())
 		if n.raft.State() == raft.Leader {
 			n.reports.put(r, time.Now())
 			continue

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -25,6 +26,10 @@ func newGuardCmd() *cobra.Command {
 		Hidden: true,
 		Args:   cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			// One P: the gate's answer to each commit is one goroutine
+			// waking on one socket, and with a single P the thread that
+			// waits in epoll runs it, with no hand-off to another thread.
+			runtime.GOMAXPROCS(1)
 			gate, err := gateConfig(socket, port, user)
 			if err != nil {
 				return err

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/hasidecar/hasidecar/fsm"
+	"github.com/hasidecar/hasidecar/internal/showdoc"
 	pb "github.com/hasidecar/hasidecar/proto/hasidecar/v1"
 )
 
@@ -44,61 +45,11 @@ func table(w io.Writer, header []string, rows [][]string) {
 	}
 }
 
-// showJSON is the stable JSON shape of `cluster show --json`.
-type showJSON struct {
-	Cluster     string         `json:"cluster"`
-	Term        uint64         `json:"term"`
-	RaftLeader  string         `json:"raft_leader"`
-	Paused      bool           `json:"paused"`
-	Failover    string         `json:"failover_mode"`
-	Synchronous bool           `json:"synchronous"`
-	Nodes       []nodeShowJSON `json:"nodes"`
-}
+// toShowJSON is the document of `cluster show --json` (and of the HTTP
+// API's /cluster): internal/showdoc.
+func toShowJSON(r *pb.ShowResponse) showdoc.Doc { return showdoc.FromShow(r) }
 
-type nodeShowJSON struct {
-	ID        uint32  `json:"id"`
-	Name      string  `json:"name"`
-	Kind      string  `json:"kind"`
-	Role      string  `json:"role"`
-	Status    string  `json:"status"`
-	Upstream  string  `json:"upstream"`
-	Location  string  `json:"location"`
-	Priority  int32   `json:"priority"`
-	Timeline  *uint32 `json:"timeline"`
-	LagBytes  *int64  `json:"lag_bytes"`
-	Conninfo  string  `json:"conninfo"`
-	RaftState string  `json:"raft_state"`
-	Voter     bool    `json:"voter"`
-	Sync      bool    `json:"sync"`
-}
-
-func failoverModeName(m pb.FailoverMode) string {
-	if m == pb.FailoverMode_FAILOVER_MODE_MANUAL {
-		return "manual"
-	}
-	return "automatic"
-}
-
-func toShowJSON(r *pb.ShowResponse) showJSON {
-	out := showJSON{Cluster: r.Cluster, Term: r.Term, RaftLeader: r.RaftLeader, Paused: r.Paused, Failover: failoverModeName(r.FailoverMode), Synchronous: r.Synchronous, Nodes: []nodeShowJSON{}}
-	for _, n := range r.Nodes {
-		j := nodeShowJSON{
-			ID: n.Id, Name: n.Name, Kind: fsm.KindName(n.Kind), Role: fsm.RoleName(n.Role), Status: n.Status,
-			Upstream: n.Upstream, Location: n.Location, Priority: n.Priority, Conninfo: n.Conninfo,
-			RaftState: strings.ToLower(n.RaftState), Voter: n.Voter, Sync: n.SyncStandby,
-		}
-		if n.Timeline != 0 {
-			tl := n.Timeline
-			j.Timeline = &tl
-		}
-		if n.LagBytes >= 0 {
-			lag := n.LagBytes
-			j.LagBytes = &lag
-		}
-		out.Nodes = append(out.Nodes, j)
-	}
-	return out
-}
+func failoverModeName(m pb.FailoverMode) string { return showdoc.FailoverModeName(m) }
 
 func renderShow(w io.Writer, r *pb.ShowResponse) {
 	header := []string{"ID", "Name", "Role", "Status", "Upstream", "Location", "Priority", "Timeline", "Lag", "Raft", "Connection string"}

@@ -1,0 +1,70 @@
+// Package showdoc is the one JSON document of the cluster's view: what
+// `hasidecar cluster show --json` prints and what a sidecar's HTTP /cluster
+// answers, built from the gRPC ShowResponse.
+package showdoc
+
+import (
+	"strings"
+
+	"github.com/hasidecar/hasidecar/fsm"
+	pb "github.com/hasidecar/hasidecar/proto/hasidecar/v1"
+)
+
+// Doc is the stable JSON shape of `cluster show --json` and of the HTTP
+// API's /cluster.
+type Doc struct {
+	Cluster     string         `json:"cluster"`
+	Term        uint64         `json:"term"`
+	RaftLeader  string         `json:"raft_leader"`
+	Paused      bool           `json:"paused"`
+	Failover    string         `json:"failover_mode"`
+	Synchronous bool           `json:"synchronous"`
+	Nodes       []Node `json:"nodes"`
+}
+
+type Node struct {
+	ID        uint32  `json:"id"`
+	Name      string  `json:"name"`
+	Kind      string  `json:"kind"`
+	Role      string  `json:"role"`
+	Status    string  `json:"status"`
+	Upstream  string  `json:"upstream"`
+	Location  string  `json:"location"`
+	Priority  int32   `json:"priority"`
+	Timeline  *uint32 `json:"timeline"`
+	LagBytes  *int64  `json:"lag_bytes"`
+	Conninfo  string  `json:"conninfo"`
+	RaftState string  `json:"raft_state"`
+	Voter     bool    `json:"voter"`
+	Sync      bool    `json:"sync"`
+}
+
+func FailoverModeName(m pb.FailoverMode) string {
+	if m == pb.FailoverMode_FAILOVER_MODE_MANUAL {
+		return "manual"
+	}
+	return "automatic"
+}
+
+// FromShow is the document of r.
+func FromShow(r *pb.ShowResponse) Doc {
+	out := Doc{Cluster: r.Cluster, Term: r.Term, RaftLeader: r.RaftLeader, Paused: r.Paused, Failover: FailoverModeName(r.FailoverMode), Synchronous: r.Synchronous, Nodes: []Node{}}
+	for _, n := range r.Nodes {
+		j := Node{
+			ID: n.Id, Name: n.Name, Kind: fsm.KindName(n.Kind), Role: fsm.RoleName(n.Role), Status: n.Status,
+			Upstream: n.Upstream, Location: n.Location, Priority: n.Priority, Conninfo: n.Conninfo,
+			RaftState: strings.ToLower(n.RaftState), Voter: n.Voter, Sync: n.SyncStandby,
+		}
+		if n.Timeline != 0 {
+			tl := n.Timeline
+			j.Timeline = &tl
+		}
+		if n.LagBytes >= 0 {
+			lag := n.LagBytes
+			j.LagBytes = &lag
+		}
+		out.Nodes = append(out.Nodes, j)
+	}
+	return out
+}
+
