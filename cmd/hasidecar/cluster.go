@@ -45,8 +45,9 @@ func newClusterShowCmd() *cobra.Command {
 func newClusterEventsCmd() *cobra.Command {
 	var t target
 	var typ, nodeName string
-	var nodeID uint32
+	var node nodeSelector
 	var limit int32
+	var reverse bool
 	cmd := &cobra.Command{
 		Use:     "events",
 		Aliases: []string{"event"},
@@ -56,54 +57,82 @@ func newClusterEventsCmd() *cobra.Command {
 			if limit < 0 {
 				return fmt.Errorf("--limit must be 0 (all) or more, not %d", limit)
 			}
+			id, name, err := node.parse()
+			if err != nil {
+				return err
+			}
+			if nodeName != "" {
+				name = nodeName
+			}
 			return t.do(cmd, func(ctx context.Context, c *client) error {
-				resp, err := c.cluster.Events(ctx, &pb.EventsRequest{EventType: typ, NodeId: nodeID, NodeName: nodeName, Limit: limit})
+				resp, err := c.cluster.Events(ctx, &pb.EventsRequest{EventType: typ, NodeId: id, NodeName: name, Limit: limit})
 				if err != nil {
 					return err
 				}
+				evs := resp.Events
+				newestFirst(evs, func(e *pb.Event) int64 { return e.TimestampUnixMs }, reverse)
 				if t.jsonOut {
-					return printJSON(toEventsJSON(resp.Events))
+					return printJSON(toEventsJSON(evs))
 				}
-				renderEvents(os.Stdout, resp.Events)
+				renderEvents(os.Stdout, evs)
 				return nil
 			})
 		},
 	}
 	t.flags(cmd, true)
 	cmd.Flags().StringVar(&typ, "event", "", "only events of this type (e.g. failover, standby_promote)")
-	cmd.Flags().Uint32Var(&nodeID, "node", 0, "only events of this node id")
-	cmd.Flags().StringVar(&nodeName, "node-name", "", "only events of this node name")
-	cmd.Flags().Int32Var(&limit, "limit", 20, "at most this many events (0: all)")
+	cmd.Flags().Var(&node, "node", "only events of this node (name or id)")
+	cmd.Flags().StringVar(&nodeName, "node-name", "", "only events of this node name (same as --node NAME)")
+	_ = cmd.Flags().MarkHidden("node-name")
+	cmd.Flags().Int32Var(&limit, "limit", 20, "at most this many events, the newest (0: all)")
+	cmd.Flags().BoolVar(&reverse, "reverse", false, "oldest first")
 	return cmd
 }
 
 func newClusterHistoryCmd() *cobra.Command {
 	var t target
-	var nodeID uint32
+	var node nodeSelector
 	var since time.Duration
 	var limit int32
+	var reverse bool
 	cmd := &cobra.Command{
 		Use:   "history",
-		Short: "Monitoring samples kept by the leader (like repmgr's monitoring_history)",
+		Short: "Monitoring samples, newest first (like repmgr's monitoring_history)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if _, _, err := node.parse(); err != nil {
+				return err
+			}
 			return t.do(cmd, func(ctx context.Context, c *client) error {
+				var id uint32
+				if node != "" {
+					view, err := c.cluster.Show(ctx, &pb.ShowRequest{})
+					if err != nil {
+						return err
+					}
+					if id, _, err = node.resolve(view); err != nil {
+						return err
+					}
+				}
 				var sinceMs int64
 				if since > 0 {
 					sinceMs = time.Now().Add(-since).UnixMilli()
 				}
-				resp, err := c.cluster.History(ctx, &pb.HistoryRequest{NodeId: nodeID, SinceUnixMs: sinceMs, Limit: limit})
+				resp, err := c.cluster.History(ctx, &pb.HistoryRequest{NodeId: id, SinceUnixMs: sinceMs, Limit: limit})
 				if err != nil {
 					return err
 				}
-				return renderHistory(resp.Samples, t.jsonOut)
+				samples := resp.Samples
+				newestFirst(samples, func(r *pb.NodeReport) int64 { return r.AtUnixMs }, reverse)
+				return renderHistory(samples, t.jsonOut)
 			})
 		},
 	}
 	t.flags(cmd, true)
-	cmd.Flags().Uint32Var(&nodeID, "node", 0, "only samples of this node id")
+	cmd.Flags().Var(&node, "node", "only samples of this node (name or id)")
 	cmd.Flags().DurationVar(&since, "since", 0, "only samples of the last D (e.g. 10m)")
-	cmd.Flags().Int32Var(&limit, "limit", 100, "at most this many samples, newest kept (0: all)")
+	cmd.Flags().Int32Var(&limit, "limit", 100, "at most this many samples, the newest (0: all)")
+	cmd.Flags().BoolVar(&reverse, "reverse", false, "oldest first")
 	return cmd
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -54,14 +55,14 @@ func newLabUpCmd() *cobra.Command {
 			primary := l.Nodes[0]
 			fmt.Printf(`
 Connect (as the postgres OS user, e.g. sudo -u postgres ..., no password on loopback in the lab):
-  psql -h 127.0.0.1 -p %d -U postgres -d postgres              # the primary (%s)
-  psql "%s"   # whichever node is writable
+  psql -h 127.0.0.1 -p %[1]d -U postgres -d postgres              # the primary (%[2]s)
+  psql "%[3]s"   # whichever node is writable
 Ask the cluster:
-  hasidecar cluster show -c %s
-  hasidecar cluster events -c %s
+  %[5]s cluster show -c %[4]s
+  %[5]s cluster events -c %[4]s
 Stop it:
-  hasidecar lab down --dir %s [--purge]
-`, primary.PGPort, primary.Name, l.MultiHostDSN(""), primary.ConfigPath, primary.ConfigPath, l.Spec.Dir)
+  %[5]s lab down --dir %[6]s [--purge]
+`, primary.PGPort, primary.Name, l.MultiHostDSN(""), primary.ConfigPath, selfPath(), l.Spec.Dir)
 			return nil
 		},
 	}
@@ -161,4 +162,22 @@ func pidText(pid int) string {
 		return "stopped"
 	}
 	return fmt.Sprintf("pid %d", pid)
+}
+
+// selfPath is how to run this binary again from the current directory: its
+// path relative to it when below it (bin/hasidecar), else absolute.
+func selfPath() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return "hasidecar"
+	}
+	if wd, err := os.Getwd(); err == nil {
+		if rel, err := filepath.Rel(wd, exe); err == nil && !strings.HasPrefix(rel, "..") {
+			if !strings.Contains(rel, "/") {
+				rel = "./" + rel
+			}
+			return rel
+		}
+	}
+	return exe
 }

@@ -210,6 +210,7 @@ type historyJSON struct {
 	LSN        string `json:"lsn"`
 	LagMs      int64  `json:"replay_lag_ms"`
 	Conns      int32  `json:"connections"`
+	at         int64
 }
 
 func renderHistory(samples []*pb.NodeReport, asJSON bool) error {
@@ -220,7 +221,7 @@ func renderHistory(samples []*pb.NodeReport, asJSON bool) error {
 		if pg.GetInRecovery() {
 			lsn = pg.GetReplayLsn()
 		}
-		out = append(out, historyJSON{NodeID: s.NodeId, Name: s.Name, Timestamp: time.UnixMilli(s.AtUnixMs).UTC().Format(time.RFC3339Nano),
+		out = append(out, historyJSON{NodeID: s.NodeId, Name: s.Name, Timestamp: timeJSON(s.AtUnixMs), at: s.AtUnixMs,
 			Running: pg.GetRunning(), InRecovery: pg.GetInRecovery(), Timeline: pg.GetTimeline(), LSN: lsnText(lsn), LagMs: pg.GetReplayLagMs(), Conns: pg.GetConnections()})
 	}
 	if asJSON {
@@ -235,7 +236,7 @@ func renderHistory(samples []*pb.NodeReport, asJSON bool) error {
 		case h.Running:
 			role = "primary"
 		}
-		rows = append(rows, []string{h.Timestamp, fmt.Sprint(h.NodeID), h.Name, role, fmt.Sprint(h.Timeline), h.LSN, fmt.Sprint(h.LagMs), fmt.Sprint(h.Conns)})
+		rows = append(rows, []string{timeText(h.at), fmt.Sprint(h.NodeID), h.Name, role, fmt.Sprint(h.Timeline), h.LSN, fmt.Sprint(h.LagMs), fmt.Sprint(h.Conns)})
 	}
 	table(os.Stdout, []string{"Timestamp", "ID", "Name", "Postgres", "Timeline", "LSN", "Lag ms", "Connections"}, rows)
 	if len(rows) == 0 {

@@ -51,7 +51,7 @@ func newNodeCheckCmd() *cobra.Command {
 	var t target
 	th := thresholds{}
 	var lagWarn, lagCrit int64
-	var nodeName string
+	var node nodeSelector
 	cmd := &cobra.Command{
 		Use:   "check",
 		Short: "Health checks of the answering node with monitoring exit codes (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)",
@@ -66,7 +66,7 @@ func newNodeCheckCmd() *cobra.Command {
 				defer cancel()
 				var st *pb.StatusResponse
 				var show *pb.ShowResponse
-				if nodeName == "" {
+				if node == "" {
 					st, err = c.node.Status(ctx, &pb.StatusRequest{})
 				}
 				if err == nil {
@@ -75,8 +75,13 @@ func newNodeCheckCmd() *cobra.Command {
 				switch {
 				case err != nil:
 					err = c.explain(err)
-				case nodeName != "":
-					rep = nodeChecksFromView(nodeName, show, th)
+				case node != "":
+					// An unknown name or id is the UNKNOWN check below.
+					name := string(node)
+					if _, n, rerr := node.resolve(show); rerr == nil {
+						name = n
+					}
+					rep = nodeChecksFromView(name, show, th)
 				default:
 					rep = nodeChecks(st, show, th)
 				}
@@ -98,7 +103,7 @@ func newNodeCheckCmd() *cobra.Command {
 		},
 	}
 	t.flags(cmd, true)
-	cmd.Flags().StringVar(&nodeName, "node", "", "check this node as the cluster sees it (default: the answering sidecar's own node)")
+	cmd.Flags().Var(&node, "node", "check this node (name or id) as the cluster sees it (default: the answering sidecar's own node)")
 	cmd.Flags().Int64Var(&th.LagWarnBytes, "lag-warning-bytes", 16<<20, "replication lag in bytes that makes a WARNING")
 	cmd.Flags().Int64Var(&th.LagCritBytes, "lag-critical-bytes", 256<<20, "replication lag in bytes that makes a CRITICAL")
 	cmd.Flags().Int64Var(&lagWarn, "lag-warning-seconds", 60, "replay lag in seconds that makes a WARNING")

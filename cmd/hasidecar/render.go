@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"time"
 
 	"github.com/hasidecar/hasidecar/fsm"
 	"github.com/hasidecar/hasidecar/internal/showdoc"
@@ -124,7 +123,7 @@ func toEventsJSON(evs []*pb.Event) []eventJSON {
 	out := []eventJSON{}
 	for _, e := range evs {
 		out = append(out, eventJSON{ID: e.Id, NodeID: e.NodeId, NodeName: e.NodeName, Event: e.Type, OK: e.Ok,
-			Timestamp: time.UnixMilli(e.TimestampUnixMs).UTC().Format(time.RFC3339Nano), Term: e.Term, Details: e.Details})
+			Timestamp: timeJSON(e.TimestampUnixMs), Term: e.Term, Details: e.Details})
 	}
 	return out
 }
@@ -140,7 +139,7 @@ func renderEvents(w io.Writer, evs []*pb.Event) {
 		if e.NodeId != 0 {
 			id = fmt.Sprint(e.NodeId)
 		}
-		rows = append(rows, []string{id, e.NodeName, e.Type, ok, time.UnixMilli(e.TimestampUnixMs).Local().Format("2006-01-02 15:04:05.000"), fmt.Sprint(e.Term), e.Details})
+		rows = append(rows, []string{id, e.NodeName, e.Type, ok, timeText(e.TimestampUnixMs), fmt.Sprint(e.Term), e.Details})
 	}
 	table(w, []string{"Node ID", "Name", "Event", "OK", "Timestamp", "Term", "Details"}, rows)
 }
