@@ -24,18 +24,18 @@ import (
 )
 
 type metrics struct {
-	reg           *prometheus.Registry
-	leaderChanges prometheus.Counter
-	promotions    prometheus.Counter
-	fences        prometheus.Counter
-	raftLeader    prometheus.Gauge
-	term          prometheus.Gauge
-	pgRunning     prometheus.Gauge
-	pgPrimary     prometheus.Gauge
-	lagBytes      prometheus.Gauge
-	timeline      prometheus.Gauge
-	certExpiry    prometheus.Gauge
-	certOnce      sync.Once
+	reg            *prometheus.Registry
+	leaderChanges  prometheus.Counter
+	promotions     prometheus.Counter
+	fences         prometheus.Counter
+	raftLeader     prometheus.Gauge
+	term           prometheus.Gauge
+	pgRunning      prometheus.Gauge
+	pgPrimary      prometheus.Gauge
+	lagBytes       prometheus.Gauge
+	timeline       prometheus.Gauge
+	certExpiry     prometheus.Gauge
+	certOnce       sync.Once
 	raftState      *prometheus.GaugeVec // 1 for this node's Raft state
 	leaseRemaining prometheus.Gauge
 	failovers      prometheus.Counter

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -59,30 +60,50 @@ func (s *clusterService) Show(ctx context.Context, req *pb.ShowRequest) (*pb.Sho
 		}
 		s.n.logger.Debug("show: leader did not answer, answering locally", "error", err)
 	}
-	s.n.refreshStaleReports(ctx)
-	return s.n.clusterView(), nil
+	return s.n.clusterView(s.n.refreshReports(ctx, true)), nil
 }
 
 // refreshStaleReports asks every node whose latest report is missing or
 // stale for its status directly. Reports are pushed to the Raft leader, so a
 // node that has just become leader (or answers while the leader is away)
-// holds none: without this, cluster show would call healthy nodes
+// holds none: without this, cluster matrix would call healthy nodes
 // unreachable for a few monitor intervals after every leadership change.
-func (n *Node) refreshStaleReports(ctx context.Context) {
+func (n *Node) refreshStaleReports(ctx context.Context) { n.refreshReports(ctx, false) }
+
+// showProbeTimeout bounds how long cluster show waits for a node's own
+// answer before calling it unreachable.
+const showProbeTimeout = 500 * time.Millisecond
+
+// refreshReports asks nodes for their status directly (every node when all
+// is set, as cluster show does so that it states what is true now, not what
+// a report up to three monitor intervals old said; else only those whose
+// report is missing or stale) and returns the ids of those that did not
+// answer in time.
+func (n *Node) refreshReports(ctx context.Context, all bool) map[uint32]bool {
 	fresh := 3 * n.cfg.Timing.MonitorInterval.D()
-	ctx, cancel := context.WithTimeout(ctx, min(fresh, time.Second))
+	ctx, cancel := context.WithTimeout(ctx, min(fresh, showProbeTimeout))
 	defer cancel()
 	var wg sync.WaitGroup
+	var mu sync.Mutex
+	silent := map[uint32]bool{}
 	for _, row := range n.fsm.State().Nodes {
 		if row.Id == n.ID() || row.GrpcAddress == "" {
 			continue
 		}
-		if _, at, ok := n.reports.get(row.Id); ok && time.Since(at) <= fresh {
+		if _, at, ok := n.reports.get(row.Id); !all && ok && time.Since(at) <= fresh {
 			continue
 		}
 		wg.Add(1)
 		go func(id uint32, addr string) {
 			defer wg.Done()
+			answered := false
+			defer func() {
+				if !answered {
+					mu.Lock()
+					silent[id] = true
+					mu.Unlock()
+				}
+			}()
 			conn, err := n.peers.get(addr)
 			if err != nil {
 				return
@@ -91,14 +112,17 @@ func (n *Node) refreshStaleReports(ctx context.Context) {
 			if err != nil || resp.Report.GetNodeId() != id {
 				return
 			}
+			answered = true
 			n.reports.put(resp.Report, time.Now())
 		}(row.Id, row.GrpcAddress)
 	}
 	wg.Wait()
+	return silent
 }
 
-// clusterView builds cluster show from the FSM and the reports this node holds.
-func (n *Node) clusterView() *pb.ShowResponse {
+// clusterView builds cluster show from the FSM and the reports this node
+// holds; silent are the nodes that did not answer just now.
+func (n *Node) clusterView(silent map[uint32]bool) *pb.ShowResponse {
 	st := n.fsm.State()
 	_, leaderID := n.raft.LeaderWithID()
 	resp := &pb.ShowResponse{
@@ -143,18 +167,20 @@ func (n *Node) clusterView() *pb.ShowResponse {
 			v.RaftState = raft.Leader.String()
 		}
 		r, at, ok := n.reports.get(row.Id)
-		isFresh := ok && time.Since(at) <= fresh
+		isFresh := ok && time.Since(at) <= fresh && !silent[row.Id]
+		age := time.Duration(-1)
 		if ok {
 			v.LastReportUnixMs = r.AtUnixMs
+			age = time.Since(at)
 			if v.RaftState == "" {
 				v.RaftState = r.RaftState
 			}
 		}
-		if !isFresh && row.Name == n.cfg.Name {
+		if row.Name == n.cfg.Name {
 			// This node's own view is always current.
 			r, isFresh = n.buildReport(), true
 		}
-		v.Status = nodeStatus(row, r, isFresh)
+		v.Status = nodeStatus(row, r, isFresh, age)
 		if isFresh && r.Postgres != nil {
 			pg := r.Postgres
 			v.Postgres = proto.Clone(pg).(*pb.PostgresStatus)
@@ -175,26 +201,46 @@ func (n *Node) clusterView() *pb.ShowResponse {
 	return resp
 }
 
-// nodeStatus is the Status column of cluster show, in repmgr's words.
-func nodeStatus(row *pb.Node, r *pb.NodeReport, fresh bool) string {
+// nodeStatus is the Status column of cluster show, in repmgr's words, and
+// saying what is known and how old it is: fresh means the node's sidecar
+// answered just now (r is its answer); age is how old its last report is
+// (-1: none ever).
+//
+//	running                         as its role says
+//	* running                       (rendered for the primary)
+//	promoting                       the primary's row, Postgres still in recovery
+//	! running as primary            a standby's row, Postgres out of recovery
+//	rejoining (former primary, term N)   demoted in term N, its sidecar answers
+//	failed (former primary, term N)      demoted in term N, its sidecar is silent
+//	stopped / failed                Postgres down (failed: the node is inactive)
+//	unreachable (last report 2.1s ago)   its sidecar did not answer
+func nodeStatus(row *pb.Node, r *pb.NodeReport, fresh bool, age time.Duration) string {
+	formerTerm, former := fsm.FormerPrimary(row)
 	if !fresh {
-		if !row.Active && row.Kind == pb.NodeKind_NODE_KIND_DATA {
+		switch {
+		case former:
+			return fmt.Sprintf("failed (former primary, term %d)", formerTerm)
+		case !row.Active && row.Kind == pb.NodeKind_NODE_KIND_DATA:
 			return "failed"
+		case age < 0:
+			return "unreachable (no report yet)"
 		}
-		return "unreachable"
+		return fmt.Sprintf("unreachable (last report %s ago)", age.Round(100*time.Millisecond))
 	}
 	if row.Kind == pb.NodeKind_NODE_KIND_WITNESS {
 		return "running"
 	}
 	pg := r.GetPostgres()
 	switch {
+	case former && !(pg.GetRunning() && !pg.GetInRecovery()):
+		return fmt.Sprintf("rejoining (former primary, term %d)", formerTerm)
 	case !pg.GetRunning():
 		if !row.Active {
 			return "failed"
 		}
 		return "stopped"
 	case row.Role == pb.NodeRole_NODE_ROLE_PRIMARY && pg.InRecovery:
-		return "running (in recovery)"
+		return "promoting"
 	case row.Role != pb.NodeRole_NODE_ROLE_PRIMARY && !pg.InRecovery:
 		return "! running as primary"
 	}
