@@ -31,6 +31,7 @@ test-unit:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./config/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./fsm/
 	$(GO) test -run '^$$' -fuzz '^FuzzRestore$$' -fuzztime $(FUZZTIME) ./fsm/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./internal/history/
 
 test-integration:
 	$(GO) test -count=1 -timeout 40m -v ./integration/... 2>&1 | tee integration.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go' ; test $${PIPESTATUS[0]} -eq 0
@@ -49,7 +50,7 @@ lint:
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
 ## proto: regenerate the committed Go code from proto/ (needs buf,
-## protoc-gen-go and protoc-gen-go-grpc on PATH; see docs/DEVELOPING.md).
+## protoc-gen-go and protoc-gen-go-grpc on PATH; the README's Developing section says how to install them).
 proto:
 	buf lint
 	buf generate

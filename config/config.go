@@ -53,6 +53,8 @@ type Config struct {
 	Postgres *PostgresConfig `yaml:"postgres"`
 	Timing   TimingConfig    `yaml:"timing"`
 	Events   EventsConfig    `yaml:"events"`
+	// Monitoring: this sidecar's own monitoring history on disk.
+	Monitoring MonitoringConfig `yaml:"monitoring"`
 
 	// Failover is "automatic" or "manual" (cluster-wide).
 	Failover string `yaml:"failover"`
@@ -199,7 +201,15 @@ type EventsConfig struct {
 	MaxAge   Duration `yaml:"max_age"`
 }
 
-// Duration is a time.Duration written as "1s", "500ms", "2m".
+// MonitoringConfig: each sidecar samples itself every HistoryInterval into
+// state_dir/history and keeps HistoryRetention of samples (cluster history
+// reads them from every sidecar).
+type MonitoringConfig struct {
+	HistoryRetention Duration `yaml:"history_retention"`
+	HistoryInterval  Duration `yaml:"history_interval"`
+}
+
+// Duration is a time.Duration written as "1s", "500ms", "2m" or "7d".
 type Duration time.Duration
 
 // D returns the value as a time.Duration.

@@ -67,6 +67,7 @@ func expectedMinimalData(fx *fixture) *Config {
 		},
 		Timing:               TimingConfig{MonitorInterval: sec(1), Lease: sec(4), DriftMarginPercent: 10},
 		Events:               EventsConfig{MaxCount: 1000, MaxAge: Duration(720 * time.Hour)},
+		Monitoring:           MonitoringConfig{HistoryRetention: DefaultHistoryRetention, HistoryInterval: DefaultHistoryInterval},
 		Failover:             FailoverAutomatic,
 		MaximumLagOnFailover: 16 << 20,
 		EventCommandTimeout:  sec(10),
@@ -101,6 +102,7 @@ func expectedMinimalWitness(fx *fixture) *Config {
 		TLS:                  expectedTLS(fx),
 		Timing:               TimingConfig{MonitorInterval: sec(1), Lease: sec(4), DriftMarginPercent: 10},
 		Events:               EventsConfig{MaxCount: 1000, MaxAge: Duration(720 * time.Hour)},
+		Monitoring:           MonitoringConfig{HistoryRetention: DefaultHistoryRetention, HistoryInterval: DefaultHistoryInterval},
 		Failover:             FailoverAutomatic,
 		MaximumLagOnFailover: 16 << 20,
 		EventCommandTimeout:  sec(10),
@@ -185,6 +187,7 @@ func TestParseValid(t *testing.T) {
 		},
 		Timing:               TimingConfig{MonitorInterval: sec(1), Lease: sec(4), DriftMarginPercent: 10},
 		Events:               EventsConfig{MaxCount: 1000, MaxAge: Duration(720 * time.Hour)},
+		Monitoring:           MonitoringConfig{HistoryRetention: DefaultHistoryRetention, HistoryInterval: DefaultHistoryInterval},
 		Failover:             FailoverAutomatic,
 		MaximumLagOnFailover: 16 << 20,
 		EventCommand:         "/usr/local/bin/notify-hasidecar-event",
@@ -362,6 +365,9 @@ timing:
 events:
   max_count: 1000
   max_age: 720h
+monitoring:
+  history_retention: 168h
+  history_interval: 10s
 failover: automatic
 synchronous: false
 maximum_lag_on_failover: 16MB

@@ -40,6 +40,8 @@ const (
 	DefaultDriftMarginPercent   = 10 // when absent
 	DefaultEventsMaxCount       = 1000
 	DefaultEventsMaxAge         = Duration(720 * time.Hour) // when absent; 0 keeps events of any age
+	DefaultHistoryRetention     = Duration(7 * 24 * time.Hour)
+	DefaultHistoryInterval      = Duration(10 * time.Second)
 	DefaultMaximumLagOnFailover = ByteSize(16 << 20)
 	DefaultEventCommandTimeout  = Duration(10 * time.Second)
 	DefaultLogLevel             = "info"
@@ -145,6 +147,8 @@ func (c *Config) fill(present map[string]bool) {
 	if absent("events.max_age") {
 		c.Events.MaxAge = DefaultEventsMaxAge
 	}
+	setDur("monitoring.history_retention", &c.Monitoring.HistoryRetention, DefaultHistoryRetention)
+	setDur("monitoring.history_interval", &c.Monitoring.HistoryInterval, DefaultHistoryInterval)
 
 	setStr(&c.Failover, FailoverAutomatic)
 	if unset("maximum_lag_on_failover", c.MaximumLagOnFailover == 0) {

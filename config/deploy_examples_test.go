@@ -384,7 +384,7 @@ func deployExCheckHAProxy(t *testing.T, cfgs map[string]*Config) {
 			sections[cur] += trimmed + "\n"
 		}
 	}
-	for _, l := range []struct{ bind, check string }{{"*:5000", "/primary"}, {"*:5001", "/replica"}} {
+	for _, l := range []struct{ bind, check string }{{"*:5000", "/primary"}, {"*:5001", "/replica?lag=16MB"}} {
 		var body string
 		for _, b := range sections {
 			if strings.Contains(b, "bind "+l.bind+"\n") {

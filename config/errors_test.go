@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-const topKeys = "cluster, name, kind, state_dir, location, priority, tags, bootstrap, join, raft, grpc, http, tls, ctl, postgres, timing, events, failover, synchronous, maximum_lag_on_failover, failover_on_storage_failure, event_command, event_command_timeout, log_level, log_json"
+const topKeys = "cluster, name, kind, state_dir, location, priority, tags, bootstrap, join, raft, grpc, http, tls, ctl, postgres, timing, events, monitoring, failover, synchronous, maximum_lag_on_failover, failover_on_storage_failure, event_command, event_command_timeout, log_level, log_json"
 
 // tlsRequired is the text for a config with mutual TLS on (the default) and
 // no certificate files; tlsIssue ends the one for mode off on an address
@@ -684,6 +684,8 @@ config: key "postgres": required for a data node: set postgres.data_dir at least
 config: key "timing.monitor_interval": 0s is out of range; use a value from 100ms to 1m
 config: key "timing.lease": 0s is out of range; use a value from 1s to 2m
 config: key "events.max_count": 0 is out of range; use 10 to 1000000
+config: key "monitoring.history_interval": 0s is out of range; use a value from 1s to 1h
+config: key "monitoring.history_retention": 0s is out of range; use a value from 1h to 87600h
 config: key "failover": "" is not a failover mode; use "automatic" or "manual"
 config: key "maximum_lag_on_failover": 0 is too small; use at least 1B (default 16MB)
 config: key "event_command_timeout": 0s is out of range; use a value from 1s to 10m

@@ -177,6 +177,8 @@ func (c *Config) validate(lines map[string]int) []Issue {
 	if c.Events.MaxCount < 10 || c.Events.MaxCount > 1000000 {
 		v.add("events.max_count", "%d is out of range; use 10 to 1000000", c.Events.MaxCount)
 	}
+	v.durationMsg("monitoring.history_interval", c.Monitoring.HistoryInterval, time.Second, time.Hour, "")
+	v.durationMsg("monitoring.history_retention", c.Monitoring.HistoryRetention, time.Hour, 87600*time.Hour, "")
 	if c.Events.MaxAge != 0 {
 		v.durationMsg("events.max_age", c.Events.MaxAge, time.Minute, 87600*time.Hour, " (or 0s for no age limit)")
 	}

@@ -52,6 +52,12 @@ func parseDuration(s string) (time.Duration, string) {
 		return 0, ""
 	}
 	d, err := time.ParseDuration(t)
+	if days, ok := strings.CutSuffix(t, "d"); ok && err != nil {
+		// Whole days, for retentions: "7d".
+		if n, perr := strconv.ParseUint(days, 10, 16); perr == nil {
+			d, err = time.Duration(n)*24*time.Hour, nil
+		}
+	}
 	if err != nil {
 		return 0, fmt.Sprintf("%s is not a duration; write it with a unit, like \"4s\" or \"500ms\"", quoteValue(s))
 	}

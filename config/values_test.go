@@ -22,7 +22,8 @@ func TestDuration(t *testing.T) {
 		{"spaces", " 2m ", 2 * time.Minute, ""},
 		{"bare number", "4", 0, `"4" is not a duration; write it with a unit, like "4s" or "500ms"`},
 		{"word", "fast", 0, `"fast" is not a duration; write it with a unit, like "4s" or "500ms"`},
-		{"days", "1d", 0, `"1d" is not a duration; write it with a unit, like "4s" or "500ms"`},
+		{"days", "7d", 7 * 24 * time.Hour, ""},
+		{"fractional days", "1.5d", 0, `"1.5d" is not a duration; write it with a unit, like "4s" or "500ms"`},
 		{"negative", "-1s", 0, `"-1s" is negative; write a duration of 0 or more, like "4s" or "500ms"`},
 		{"empty", "", 0, `"" is not a duration; write it with a unit, like "4s" or "500ms"`},
 	}

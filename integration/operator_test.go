@@ -2,6 +2,7 @@ package integration
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -180,16 +181,51 @@ func TestOperatorVerbs(t *testing.T) {
 	})
 
 	t.Run("monitoring history", func(t *testing.T) {
-		out, errOut, code := s.cliPlain("cluster", "history", "--json", "--since", "1m", "-c", w)
-		var samples []struct {
-			Name string `json:"name"`
+		// Every sidecar's own samples, gathered by the CLI from each (the
+		// lab samples every second).
+		v, err := s.show("")
+		if err != nil {
+			t.Fatal(err)
 		}
-		if code != 0 || json.Unmarshal([]byte(out), &samples) != nil || len(samples) == 0 {
-			t.Fatalf("cluster history: exit %d %s\n%s", code, errOut, out)
+		var members []string
+		for _, n := range v.Nodes {
+			members = append(members, n.Name)
+		}
+		eventually(t, 20*time.Second, "history from every member", func() string {
+			out, errOut, code := s.cliPlain("cluster", "history", "--json", "--since", "1m", "--limit", "0", "-c", w)
+			var samples []struct {
+				Name      string `json:"name"`
+				Timestamp string `json:"timestamp"`
+			}
+			if code != 0 || json.Unmarshal([]byte(out), &samples) != nil {
+				return fmt.Sprintf("cluster history: exit %d %s\n%s", code, errOut, out)
+			}
+			seen := map[string]bool{}
+			for i, sm := range samples {
+				seen[sm.Name] = true
+				if i > 0 && sm.Timestamp > samples[i-1].Timestamp {
+					t.Fatalf("cluster history is not newest first: %s after %s", sm.Timestamp, samples[i-1].Timestamp)
+				}
+			}
+			for _, m := range members {
+				if !seen[m] {
+					return "no sample of " + m
+				}
+			}
+			return ""
+		})
+		out, errOut, code := s.cliPlain("cluster", "history", "--node", "pg2", "--limit", "3", "-c", w)
+		if code != 0 || strings.Count(out, " pg2 ") != 3 || strings.Contains(out, " pg1 ") {
+			t.Fatalf("cluster history --node pg2 --limit 3: exit %d %s\n%s", code, errOut, out)
 		}
 		out, errOut, code = s.cliPlain("cluster", "cleanup", "--keep-history", "0s", "-c", w)
-		if code != 0 || !strings.Contains(out, "removed") {
+		if code != 0 {
 			t.Fatalf("cluster cleanup: exit %d %s %s", code, out, errOut)
+		}
+		for _, m := range members {
+			if !strings.Contains(out, m+": removed ") || strings.Contains(out, m+": removed 0 ") {
+				t.Errorf("cluster cleanup did not trim %s's history:\n%s", m, out)
+			}
 		}
 	})
 	s.probe.check(t)

@@ -34,15 +34,15 @@ var methodAccess = map[string]access{
 	pb.ClusterService_Show_FullMethodName:       accessRead,
 	pb.ClusterService_Events_FullMethodName:     accessRead,
 	pb.ClusterService_Matrix_FullMethodName:     accessRead,
-	pb.ClusterService_History_FullMethodName:    accessRead,
 	pb.ClusterService_SetPaused_FullMethodName:  accessOperate,
 	pb.ClusterService_Failover_FullMethodName:   accessOperate,
 	pb.ClusterService_Switchover_FullMethodName: accessOperate,
-	pb.ClusterService_Cleanup_FullMethodName:    accessOperate,
 	pb.ClusterService_RemoveNode_FullMethodName: accessOperate,
 
 	pb.NodeService_Status_FullMethodName: accessRead,
 	pb.NodeService_Rejoin_FullMethodName: accessOperate,
+	pb.NodeService_History_FullMethodName:  accessRead,
+	pb.NodeService_Cleanup_FullMethodName:  accessOperate,
 
 	pb.PeerService_EnsureSlot_FullMethodName: accessPeer,
 	pb.PeerService_Join_FullMethodName:       accessPeer,

@@ -26,6 +26,7 @@ import (
 
 	"github.com/hasidecar/hasidecar/config"
 	"github.com/hasidecar/hasidecar/fsm"
+	"github.com/hasidecar/hasidecar/internal/history"
 	"github.com/hasidecar/hasidecar/internal/pki"
 	"github.com/hasidecar/hasidecar/internal/statelock"
 	pb "github.com/hasidecar/hasidecar/proto/hasidecar/v1"
@@ -41,6 +42,8 @@ type Node struct {
 	// loopAt: when the monitor loop (reportLoop) last ran, unix nanos
 	// (the HTTP API's /liveness).
 	loopAt atomic.Int64
+	// history: this sidecar's own monitoring history (history.go).
+	history *history.Store
 	tls    *pki.Store // nil: tls.mode off (loopback only)
 
 	fsm     *raftFSM
@@ -84,7 +87,7 @@ func New(cfg *config.Config, logger hclog.Logger) (*Node, error) {
 		fsm:      newRaftFSM(logger.Named("fsm")),
 		peers:    newPeerPool(dialOptions(t, cfg.Cluster)),
 		reloadCh: make(chan struct{}, 1),
-		reports:  newReportStore(4096),
+		reports:  newReportStore(),
 		started:  time.Now(),
 	}
 	n.metrics = newMetrics(n)
@@ -117,6 +120,9 @@ func (n *Node) Run(ctx context.Context) error {
 		return err
 	}
 	defer lock.Release()
+	if n.history, err = history.Open(n.historyDir()); err != nil {
+		return err
+	}
 	if n.pg != nil {
 		if err := n.pg.preflight(ctx); err != nil {
 			return err
@@ -172,6 +178,7 @@ func (n *Node) Run(ctx context.Context) error {
 	n.goLoop(func() { n.monitorLeadership(loops) })
 	n.goLoop(func() { n.registerSelfLoop(loops) })
 	n.goLoop(func() { n.reportLoop(loops) })
+	n.goLoop(func() { n.historyLoop(loops) })
 	n.goLoop(func() { n.reachLoop(loops) })
 	n.goLoop(func() { n.notifyLoop(loops) })
 	n.goLoop(func() { n.tlsLoop(loops) })

@@ -305,22 +305,3 @@ func (s *clusterService) Matrix(ctx context.Context, req *pb.MatrixRequest) (*pb
 	return &pb.MatrixResponse{Reports: fresh, Nodes: st.Nodes}, nil
 }
 
-func (s *clusterService) History(ctx context.Context, req *pb.HistoryRequest) (*pb.HistoryResponse, error) {
-	if c, err := s.n.leaderClient(); err != nil {
-		return nil, err
-	} else if c != nil {
-		return c.History(ctx, req)
-	}
-	return &pb.HistoryResponse{Samples: s.n.reports.samples(req.NodeId, req.SinceUnixMs, int(req.Limit))}, nil
-}
-
-func (s *clusterService) Cleanup(ctx context.Context, req *pb.CleanupRequest) (*pb.CleanupResponse, error) {
-	if !s.n.isLeader() {
-		return nil, s.n.notLeader()
-	}
-	if req.KeepMs < 0 {
-		return nil, invalid("keep-history must not be negative")
-	}
-	removed := s.n.reports.trim(time.Now().UnixMilli() - req.KeepMs)
-	return &pb.CleanupResponse{Removed: int64(removed)}, nil
-}

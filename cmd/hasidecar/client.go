@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -199,4 +200,52 @@ func printJSON(v any) error {
 	enc := json.NewEncoder(os.Stdout)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// memberAnswer is one member's outcome in forEachMember.
+type memberAnswer struct {
+	name string
+	err  error
+}
+
+// forEachMember calls fn on every member of the cluster view (over its own
+// connection, with this client's credentials, in parallel) and returns each
+// member's outcome in the view's order: the CLI asks each sidecar itself
+// rather than have one sidecar act for the operator with its own
+// certificate.
+func (c *client) forEachMember(ctx context.Context, view *pb.ShowResponse, only uint32, fn func(ctx context.Context, name string, node pb.NodeServiceClient) error) []memberAnswer {
+	out := make([]memberAnswer, 0, len(view.GetNodes()))
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for _, n := range view.GetNodes() {
+		if only != 0 && n.Id != only {
+			continue
+		}
+		i := len(out)
+		out = append(out, memberAnswer{name: n.Name})
+		if n.GrpcAddress == "" {
+			out[i].err = errors.New("no gRPC address registered")
+			continue
+		}
+		wg.Add(1)
+		go func(i int, name, addr string) {
+			defer wg.Done()
+			err := func() error {
+				conn, err := grpc.NewClient(addr, c.opts...)
+				if err != nil {
+					return fmt.Errorf("sidecar address %s: %w", addr, err)
+				}
+				defer conn.Close()
+				if err := fn(ctx, name, pb.NewNodeServiceClient(conn)); err != nil {
+					return c.explain(err)
+				}
+				return nil
+			}()
+			mu.Lock()
+			out[i].err = err
+			mu.Unlock()
+		}(i, n.Name, n.GrpcAddress)
+	}
+	wg.Wait()
+	return out
 }

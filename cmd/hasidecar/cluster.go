@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -97,33 +98,48 @@ func newClusterHistoryCmd() *cobra.Command {
 	var reverse bool
 	cmd := &cobra.Command{
 		Use:   "history",
-		Short: "Monitoring samples, newest first (like repmgr's monitoring_history)",
+		Short: "Monitoring samples from every sidecar's history, newest first (like repmgr's monitoring_history)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if _, _, err := node.parse(); err != nil {
 				return err
 			}
+			if limit < 0 {
+				return fmt.Errorf("--limit must be 0 (all) or more, not %d", limit)
+			}
 			return t.do(cmd, func(ctx context.Context, c *client) error {
-				var id uint32
-				if node != "" {
-					view, err := c.cluster.Show(ctx, &pb.ShowRequest{})
-					if err != nil {
-						return err
-					}
-					if id, _, err = node.resolve(view); err != nil {
-						return err
-					}
+				view, err := c.cluster.Show(ctx, &pb.ShowRequest{})
+				if err != nil {
+					return err
+				}
+				id, _, err := node.resolve(view)
+				if err != nil {
+					return err
 				}
 				var sinceMs int64
 				if since > 0 {
 					sinceMs = time.Now().Add(-since).UnixMilli()
 				}
-				resp, err := c.cluster.History(ctx, &pb.HistoryRequest{NodeId: id, SinceUnixMs: sinceMs, Limit: limit})
-				if err != nil {
-					return err
+				var mu sync.Mutex
+				var samples []*pb.NodeReport
+				answers := c.forEachMember(ctx, view, id, func(ctx context.Context, _ string, n pb.NodeServiceClient) error {
+					resp, err := n.History(ctx, &pb.HistoryRequest{SinceUnixMs: sinceMs, Limit: limit})
+					if err != nil {
+						return err
+					}
+					mu.Lock()
+					samples = append(samples, resp.Samples...)
+					mu.Unlock()
+					return nil
+				})
+				warnMissing(answers, "its samples are missing")
+				newestFirst(samples, func(r *pb.NodeReport) int64 { return r.AtUnixMs }, false)
+				if limit > 0 && len(samples) > int(limit) {
+					samples = samples[:limit]
 				}
-				samples := resp.Samples
-				newestFirst(samples, func(r *pb.NodeReport) int64 { return r.AtUnixMs }, reverse)
+				if reverse {
+					newestFirst(samples, func(r *pb.NodeReport) int64 { return r.AtUnixMs }, true)
+				}
 				return renderHistory(samples, t.jsonOut)
 			})
 		},
@@ -136,20 +152,56 @@ func newClusterHistoryCmd() *cobra.Command {
 	return cmd
 }
 
+// warnMissing tells, on stderr, which members did not answer and what that
+// leaves out.
+func warnMissing(answers []memberAnswer, what string) {
+	for _, a := range answers {
+		if a.err != nil {
+			fmt.Fprintf(os.Stderr, "warning: %s did not answer (%v): %s\n", a.name, a.err, what)
+		}
+	}
+}
+
 func newClusterCleanupCmd() *cobra.Command {
 	var t target
 	var keep time.Duration
 	cmd := &cobra.Command{
 		Use:   "cleanup",
-		Short: "Trim the monitoring history (like repmgr cluster cleanup)",
+		Short: "Trim every sidecar's monitoring history (like repmgr cluster cleanup)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if keep < 0 {
+				return fmt.Errorf("--keep-history must not be negative, not %s", keep)
+			}
 			return t.do(cmd, func(ctx context.Context, c *client) error {
-				resp, err := c.cluster.Cleanup(ctx, &pb.CleanupRequest{KeepMs: keep.Milliseconds()})
+				view, err := c.cluster.Show(ctx, &pb.ShowRequest{})
 				if err != nil {
 					return err
 				}
-				fmt.Printf("removed %d monitoring samples older than %s\n", resp.Removed, keep)
+				var mu sync.Mutex
+				removed := map[string]int64{}
+				answers := c.forEachMember(ctx, view, 0, func(ctx context.Context, name string, n pb.NodeServiceClient) error {
+					resp, err := n.Cleanup(ctx, &pb.CleanupRequest{KeepMs: keep.Milliseconds()})
+					if err != nil {
+						return err
+					}
+					mu.Lock()
+					removed[name] = resp.Removed
+					mu.Unlock()
+					return nil
+				})
+				failed := 0
+				for _, a := range answers {
+					if a.err != nil {
+						failed++
+						fmt.Fprintf(os.Stderr, "%s: not trimmed: %v\n", a.name, a.err)
+						continue
+					}
+					fmt.Printf("%s: removed %d monitoring samples older than %s\n", a.name, removed[a.name], keep)
+				}
+				if failed > 0 {
+					return fmt.Errorf("%d of %d sidecars were not trimmed; run cleanup again once they are reachable", failed, len(answers))
+				}
 				return nil
 			})
 		},

@@ -159,6 +159,8 @@ func (l *Lab) config(n *Node, bootstrap bool, join []string) *config.Config {
 		HTTP:      config.HTTPConfig{Listen: n.addr(n.HTTPPort)},
 		Timing:    config.TimingConfig{DriftMarginPercent: config.DefaultDriftMarginPercent},
 		Events:    config.EventsConfig{MaxAge: config.DefaultEventsMaxAge},
+		// A sample a second: the lab's history shows something at once.
+		Monitoring: config.MonitoringConfig{HistoryInterval: config.Duration(time.Second)},
 	}
 	if !bootstrap {
 		c.Join = join

@@ -1405,9 +1405,10 @@ func (x *MatrixResponse) GetNodes() []*Node {
 	return nil
 }
 
+// NodeService.History: the answering sidecar's own samples (its
+// monitoring history on disk), newest first.
 type HistoryRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	NodeId        uint32                 `protobuf:"varint,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
 	SinceUnixMs   int64                  `protobuf:"varint,2,opt,name=since_unix_ms,json=sinceUnixMs,proto3" json:"since_unix_ms,omitempty"`
 	Limit         int32                  `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -1442,13 +1443,6 @@ func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
 // Deprecated: Use HistoryRequest.ProtoReflect.Descriptor instead.
 func (*HistoryRequest) Descriptor() ([]byte, []int) {
 	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{17}
-}
-
-func (x *HistoryRequest) GetNodeId() uint32 {
-	if x != nil {
-		return x.NodeId
-	}
-	return 0
 }
 
 func (x *HistoryRequest) GetSinceUnixMs() int64 {
@@ -1509,6 +1503,7 @@ func (x *HistoryResponse) GetSamples() []*NodeReport {
 	return nil
 }
 
+// NodeService.Cleanup: prune the answering sidecar's monitoring history.
 type CleanupRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	KeepMs        int64                  `protobuf:"varint,1,opt,name=keep_ms,json=keepMs,proto3" json:"keep_ms,omitempty"`
@@ -2923,11 +2918,10 @@ const file_hasidecar_v1_api_proto_rawDesc = "" +
 	"\rMatrixRequest\"n\n" +
 	"\x0eMatrixResponse\x122\n" +
 	"\areports\x18\x01 \x03(\v2\x18.hasidecar.v1.NodeReportR\areports\x12(\n" +
-	"\x05nodes\x18\x02 \x03(\v2\x12.hasidecar.v1.NodeR\x05nodes\"c\n" +
-	"\x0eHistoryRequest\x12\x17\n" +
-	"\anode_id\x18\x01 \x01(\rR\x06nodeId\x12\"\n" +
+	"\x05nodes\x18\x02 \x03(\v2\x12.hasidecar.v1.NodeR\x05nodes\"P\n" +
+	"\x0eHistoryRequest\x12\"\n" +
 	"\rsince_unix_ms\x18\x02 \x01(\x03R\vsinceUnixMs\x12\x14\n" +
-	"\x05limit\x18\x03 \x01(\x05R\x05limit\"E\n" +
+	"\x05limit\x18\x03 \x01(\x05R\x05limitJ\x04\b\x01\x10\x02\"E\n" +
 	"\x0fHistoryResponse\x122\n" +
 	"\asamples\x18\x01 \x03(\v2\x18.hasidecar.v1.NodeReportR\asamples\")\n" +
 	"\x0eCleanupRequest\x12\x17\n" +
@@ -3016,7 +3010,7 @@ const file_hasidecar_v1_api_proto_rawDesc = "" +
 	"\tslot_name\x18\x01 \x01(\tR\bslotName\x12\x12\n" +
 	"\x04term\x18\x02 \x01(\x04R\x04term\".\n" +
 	"\x12EnsureSlotResponse\x12\x18\n" +
-	"\acreated\x18\x01 \x01(\bR\acreated2\xa4\x05\n" +
+	"\acreated\x18\x01 \x01(\bR\acreated2\x94\x04\n" +
 	"\x0eClusterService\x12=\n" +
 	"\x04Show\x12\x19.hasidecar.v1.ShowRequest\x1a\x1a.hasidecar.v1.ShowResponse\x12C\n" +
 	"\x06Events\x12\x1b.hasidecar.v1.EventsRequest\x1a\x1c.hasidecar.v1.EventsResponse\x12L\n" +
@@ -3024,14 +3018,14 @@ const file_hasidecar_v1_api_proto_rawDesc = "" +
 	"\bFailover\x12\x1d.hasidecar.v1.FailoverRequest\x1a\x1e.hasidecar.v1.FailoverResponse\x12O\n" +
 	"\n" +
 	"Switchover\x12\x1f.hasidecar.v1.SwitchoverRequest\x1a .hasidecar.v1.SwitchoverResponse\x12C\n" +
-	"\x06Matrix\x12\x1b.hasidecar.v1.MatrixRequest\x1a\x1c.hasidecar.v1.MatrixResponse\x12F\n" +
-	"\aHistory\x12\x1c.hasidecar.v1.HistoryRequest\x1a\x1d.hasidecar.v1.HistoryResponse\x12F\n" +
-	"\aCleanup\x12\x1c.hasidecar.v1.CleanupRequest\x1a\x1d.hasidecar.v1.CleanupResponse\x12O\n" +
+	"\x06Matrix\x12\x1b.hasidecar.v1.MatrixRequest\x1a\x1c.hasidecar.v1.MatrixResponse\x12O\n" +
 	"\n" +
-	"RemoveNode\x12\x1f.hasidecar.v1.RemoveNodeRequest\x1a .hasidecar.v1.RemoveNodeResponse2\x97\x01\n" +
+	"RemoveNode\x12\x1f.hasidecar.v1.RemoveNodeRequest\x1a .hasidecar.v1.RemoveNodeResponse2\xa7\x02\n" +
 	"\vNodeService\x12C\n" +
 	"\x06Status\x12\x1b.hasidecar.v1.StatusRequest\x1a\x1c.hasidecar.v1.StatusResponse\x12C\n" +
-	"\x06Rejoin\x12\x1b.hasidecar.v1.RejoinRequest\x1a\x1c.hasidecar.v1.RejoinResponse2\xb1\x04\n" +
+	"\x06Rejoin\x12\x1b.hasidecar.v1.RejoinRequest\x1a\x1c.hasidecar.v1.RejoinResponse\x12F\n" +
+	"\aHistory\x12\x1c.hasidecar.v1.HistoryRequest\x1a\x1d.hasidecar.v1.HistoryResponse\x12F\n" +
+	"\aCleanup\x12\x1c.hasidecar.v1.CleanupRequest\x1a\x1d.hasidecar.v1.CleanupResponse2\xb1\x04\n" +
 	"\vPeerService\x12O\n" +
 	"\n" +
 	"EnsureSlot\x12\x1f.hasidecar.v1.EnsureSlotRequest\x1a .hasidecar.v1.EnsureSlotResponse\x12=\n" +
@@ -3134,11 +3128,11 @@ var file_hasidecar_v1_api_proto_depIdxs = []int32{
 	11, // 24: hasidecar.v1.ClusterService.Failover:input_type -> hasidecar.v1.FailoverRequest
 	13, // 25: hasidecar.v1.ClusterService.Switchover:input_type -> hasidecar.v1.SwitchoverRequest
 	15, // 26: hasidecar.v1.ClusterService.Matrix:input_type -> hasidecar.v1.MatrixRequest
-	17, // 27: hasidecar.v1.ClusterService.History:input_type -> hasidecar.v1.HistoryRequest
-	19, // 28: hasidecar.v1.ClusterService.Cleanup:input_type -> hasidecar.v1.CleanupRequest
-	27, // 29: hasidecar.v1.ClusterService.RemoveNode:input_type -> hasidecar.v1.RemoveNodeRequest
-	21, // 30: hasidecar.v1.NodeService.Status:input_type -> hasidecar.v1.StatusRequest
-	23, // 31: hasidecar.v1.NodeService.Rejoin:input_type -> hasidecar.v1.RejoinRequest
+	27, // 27: hasidecar.v1.ClusterService.RemoveNode:input_type -> hasidecar.v1.RemoveNodeRequest
+	21, // 28: hasidecar.v1.NodeService.Status:input_type -> hasidecar.v1.StatusRequest
+	23, // 29: hasidecar.v1.NodeService.Rejoin:input_type -> hasidecar.v1.RejoinRequest
+	17, // 30: hasidecar.v1.NodeService.History:input_type -> hasidecar.v1.HistoryRequest
+	19, // 31: hasidecar.v1.NodeService.Cleanup:input_type -> hasidecar.v1.CleanupRequest
 	39, // 32: hasidecar.v1.PeerService.EnsureSlot:input_type -> hasidecar.v1.EnsureSlotRequest
 	25, // 33: hasidecar.v1.PeerService.Join:input_type -> hasidecar.v1.JoinRequest
 	27, // 34: hasidecar.v1.PeerService.Remove:input_type -> hasidecar.v1.RemoveNodeRequest
@@ -3153,11 +3147,11 @@ var file_hasidecar_v1_api_proto_depIdxs = []int32{
 	12, // 43: hasidecar.v1.ClusterService.Failover:output_type -> hasidecar.v1.FailoverResponse
 	14, // 44: hasidecar.v1.ClusterService.Switchover:output_type -> hasidecar.v1.SwitchoverResponse
 	16, // 45: hasidecar.v1.ClusterService.Matrix:output_type -> hasidecar.v1.MatrixResponse
-	18, // 46: hasidecar.v1.ClusterService.History:output_type -> hasidecar.v1.HistoryResponse
-	20, // 47: hasidecar.v1.ClusterService.Cleanup:output_type -> hasidecar.v1.CleanupResponse
-	28, // 48: hasidecar.v1.ClusterService.RemoveNode:output_type -> hasidecar.v1.RemoveNodeResponse
-	22, // 49: hasidecar.v1.NodeService.Status:output_type -> hasidecar.v1.StatusResponse
-	24, // 50: hasidecar.v1.NodeService.Rejoin:output_type -> hasidecar.v1.RejoinResponse
+	28, // 46: hasidecar.v1.ClusterService.RemoveNode:output_type -> hasidecar.v1.RemoveNodeResponse
+	22, // 47: hasidecar.v1.NodeService.Status:output_type -> hasidecar.v1.StatusResponse
+	24, // 48: hasidecar.v1.NodeService.Rejoin:output_type -> hasidecar.v1.RejoinResponse
+	18, // 49: hasidecar.v1.NodeService.History:output_type -> hasidecar.v1.HistoryResponse
+	20, // 50: hasidecar.v1.NodeService.Cleanup:output_type -> hasidecar.v1.CleanupResponse
 	40, // 51: hasidecar.v1.PeerService.EnsureSlot:output_type -> hasidecar.v1.EnsureSlotResponse
 	26, // 52: hasidecar.v1.PeerService.Join:output_type -> hasidecar.v1.JoinResponse
 	28, // 53: hasidecar.v1.PeerService.Remove:output_type -> hasidecar.v1.RemoveNodeResponse

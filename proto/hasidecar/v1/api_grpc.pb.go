@@ -28,8 +28,6 @@ const (
 	ClusterService_Failover_FullMethodName   = "/hasidecar.v1.ClusterService/Failover"
 	ClusterService_Switchover_FullMethodName = "/hasidecar.v1.ClusterService/Switchover"
 	ClusterService_Matrix_FullMethodName     = "/hasidecar.v1.ClusterService/Matrix"
-	ClusterService_History_FullMethodName    = "/hasidecar.v1.ClusterService/History"
-	ClusterService_Cleanup_FullMethodName    = "/hasidecar.v1.ClusterService/Cleanup"
 	ClusterService_RemoveNode_FullMethodName = "/hasidecar.v1.ClusterService/RemoveNode"
 )
 
@@ -43,8 +41,6 @@ type ClusterServiceClient interface {
 	Failover(ctx context.Context, in *FailoverRequest, opts ...grpc.CallOption) (*FailoverResponse, error)
 	Switchover(ctx context.Context, in *SwitchoverRequest, opts ...grpc.CallOption) (*SwitchoverResponse, error)
 	Matrix(ctx context.Context, in *MatrixRequest, opts ...grpc.CallOption) (*MatrixResponse, error)
-	History(ctx context.Context, in *HistoryRequest, opts ...grpc.CallOption) (*HistoryResponse, error)
-	Cleanup(ctx context.Context, in *CleanupRequest, opts ...grpc.CallOption) (*CleanupResponse, error)
 	RemoveNode(ctx context.Context, in *RemoveNodeRequest, opts ...grpc.CallOption) (*RemoveNodeResponse, error)
 }
 
@@ -116,26 +112,6 @@ func (c *clusterServiceClient) Matrix(ctx context.Context, in *MatrixRequest, op
 	return out, nil
 }
 
-func (c *clusterServiceClient) History(ctx context.Context, in *HistoryRequest, opts ...grpc.CallOption) (*HistoryResponse, error) {
-	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(HistoryResponse)
-	err := c.cc.Invoke(ctx, ClusterService_History_FullMethodName, in, out, cOpts...)
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
-func (c *clusterServiceClient) Cleanup(ctx context.Context, in *CleanupRequest, opts ...grpc.CallOption) (*CleanupResponse, error) {
-	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(CleanupResponse)
-	err := c.cc.Invoke(ctx, ClusterService_Cleanup_FullMethodName, in, out, cOpts...)
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
 func (c *clusterServiceClient) RemoveNode(ctx context.Context, in *RemoveNodeRequest, opts ...grpc.CallOption) (*RemoveNodeResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(RemoveNodeResponse)
@@ -156,8 +132,6 @@ type ClusterServiceServer interface {
 	Failover(context.Context, *FailoverRequest) (*FailoverResponse, error)
 	Switchover(context.Context, *SwitchoverRequest) (*SwitchoverResponse, error)
 	Matrix(context.Context, *MatrixRequest) (*MatrixResponse, error)
-	History(context.Context, *HistoryRequest) (*HistoryResponse, error)
-	Cleanup(context.Context, *CleanupRequest) (*CleanupResponse, error)
 	RemoveNode(context.Context, *RemoveNodeRequest) (*RemoveNodeResponse, error)
 	mustEmbedUnimplementedClusterServiceServer()
 }
@@ -186,12 +160,6 @@ func (UnimplementedClusterServiceServer) Switchover(context.Context, *Switchover
 }
 func (UnimplementedClusterServiceServer) Matrix(context.Context, *MatrixRequest) (*MatrixResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Matrix not implemented")
-}
-func (UnimplementedClusterServiceServer) History(context.Context, *HistoryRequest) (*HistoryResponse, error) {
-	return nil, status.Errorf(codes.Unimplemented, "method History not implemented")
-}
-func (UnimplementedClusterServiceServer) Cleanup(context.Context, *CleanupRequest) (*CleanupResponse, error) {
-	return nil, status.Errorf(codes.Unimplemented, "method Cleanup not implemented")
 }
 func (UnimplementedClusterServiceServer) RemoveNode(context.Context, *RemoveNodeRequest) (*RemoveNodeResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method RemoveNode not implemented")
@@ -325,42 +293,6 @@ func _ClusterService_Matrix_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
-func _ClusterService_History_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(HistoryRequest)
-	if err := dec(in); err != nil {
-		return nil, err
-	}
-	if interceptor == nil {
-		return srv.(ClusterServiceServer).History(ctx, in)
-	}
-	info := &grpc.UnaryServerInfo{
-		Server:     srv,
-		FullMethod: ClusterService_History_FullMethodName,
-	}
-	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(ClusterServiceServer).History(ctx, req.(*HistoryRequest))
-	}
-	return interceptor(ctx, in, info, handler)
-}
-
-func _ClusterService_Cleanup_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(CleanupRequest)
-	if err := dec(in); err != nil {
-		return nil, err
-	}
-	if interceptor == nil {
-		return srv.(ClusterServiceServer).Cleanup(ctx, in)
-	}
-	info := &grpc.UnaryServerInfo{
-		Server:     srv,
-		FullMethod: ClusterService_Cleanup_FullMethodName,
-	}
-	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(ClusterServiceServer).Cleanup(ctx, req.(*CleanupRequest))
-	}
-	return interceptor(ctx, in, info, handler)
-}
-
 func _ClusterService_RemoveNode_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(RemoveNodeRequest)
 	if err := dec(in); err != nil {
@@ -411,14 +343,6 @@ var ClusterService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _ClusterService_Matrix_Handler,
 		},
 		{
-			MethodName: "History",
-			Handler:    _ClusterService_History_Handler,
-		},
-		{
-			MethodName: "Cleanup",
-			Handler:    _ClusterService_Cleanup_Handler,
-		},
-		{
 			MethodName: "RemoveNode",
 			Handler:    _ClusterService_RemoveNode_Handler,
 		},
@@ -428,8 +352,10 @@ var ClusterService_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	NodeService_Status_FullMethodName = "/hasidecar.v1.NodeService/Status"
-	NodeService_Rejoin_FullMethodName = "/hasidecar.v1.NodeService/Rejoin"
+	NodeService_Status_FullMethodName  = "/hasidecar.v1.NodeService/Status"
+	NodeService_Rejoin_FullMethodName  = "/hasidecar.v1.NodeService/Rejoin"
+	NodeService_History_FullMethodName = "/hasidecar.v1.NodeService/History"
+	NodeService_Cleanup_FullMethodName = "/hasidecar.v1.NodeService/Cleanup"
 )
 
 // NodeServiceClient is the client API for NodeService service.
@@ -438,6 +364,8 @@ const (
 type NodeServiceClient interface {
 	Status(ctx context.Context, in *StatusRequest, opts ...grpc.CallOption) (*StatusResponse, error)
 	Rejoin(ctx context.Context, in *RejoinRequest, opts ...grpc.CallOption) (*RejoinResponse, error)
+	History(ctx context.Context, in *HistoryRequest, opts ...grpc.CallOption) (*HistoryResponse, error)
+	Cleanup(ctx context.Context, in *CleanupRequest, opts ...grpc.CallOption) (*CleanupResponse, error)
 }
 
 type nodeServiceClient struct {
@@ -468,12 +396,34 @@ func (c *nodeServiceClient) Rejoin(ctx context.Context, in *RejoinRequest, opts 
 	return out, nil
 }
 
+func (c *nodeServiceClient) History(ctx context.Context, in *HistoryRequest, opts ...grpc.CallOption) (*HistoryResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(HistoryResponse)
+	err := c.cc.Invoke(ctx, NodeService_History_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *nodeServiceClient) Cleanup(ctx context.Context, in *CleanupRequest, opts ...grpc.CallOption) (*CleanupResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CleanupResponse)
+	err := c.cc.Invoke(ctx, NodeService_Cleanup_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // NodeServiceServer is the server API for NodeService service.
 // All implementations must embed UnimplementedNodeServiceServer
 // for forward compatibility.
 type NodeServiceServer interface {
 	Status(context.Context, *StatusRequest) (*StatusResponse, error)
 	Rejoin(context.Context, *RejoinRequest) (*RejoinResponse, error)
+	History(context.Context, *HistoryRequest) (*HistoryResponse, error)
+	Cleanup(context.Context, *CleanupRequest) (*CleanupResponse, error)
 	mustEmbedUnimplementedNodeServiceServer()
 }
 
@@ -489,6 +439,12 @@ func (UnimplementedNodeServiceServer) Status(context.Context, *StatusRequest) (*
 }
 func (UnimplementedNodeServiceServer) Rejoin(context.Context, *RejoinRequest) (*RejoinResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Rejoin not implemented")
+}
+func (UnimplementedNodeServiceServer) History(context.Context, *HistoryRequest) (*HistoryResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method History not implemented")
+}
+func (UnimplementedNodeServiceServer) Cleanup(context.Context, *CleanupRequest) (*CleanupResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Cleanup not implemented")
 }
 func (UnimplementedNodeServiceServer) mustEmbedUnimplementedNodeServiceServer() {}
 func (UnimplementedNodeServiceServer) testEmbeddedByValue()                     {}
@@ -547,6 +503,42 @@ func _NodeService_Rejoin_Handler(srv interface{}, ctx context.Context, dec func(
 	return interceptor(ctx, in, info, handler)
 }
 
+func _NodeService_History_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(HistoryRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NodeServiceServer).History(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: NodeService_History_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NodeServiceServer).History(ctx, req.(*HistoryRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _NodeService_Cleanup_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CleanupRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NodeServiceServer).Cleanup(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: NodeService_Cleanup_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NodeServiceServer).Cleanup(ctx, req.(*CleanupRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // NodeService_ServiceDesc is the grpc.ServiceDesc for NodeService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -561,6 +553,14 @@ var NodeService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Rejoin",
 			Handler:    _NodeService_Rejoin_Handler,
+		},
+		{
+			MethodName: "History",
+			Handler:    _NodeService_History_Handler,
+		},
+		{
+			MethodName: "Cleanup",
+			Handler:    _NodeService_Cleanup_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
