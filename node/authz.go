@@ -39,10 +39,10 @@ var methodAccess = map[string]access{
 	pb.ClusterService_Switchover_FullMethodName: accessOperate,
 	pb.ClusterService_RemoveNode_FullMethodName: accessOperate,
 
-	pb.NodeService_Status_FullMethodName: accessRead,
-	pb.NodeService_Rejoin_FullMethodName: accessOperate,
-	pb.NodeService_History_FullMethodName:  accessRead,
-	pb.NodeService_Cleanup_FullMethodName:  accessOperate,
+	pb.NodeService_Status_FullMethodName:  accessRead,
+	pb.NodeService_Rejoin_FullMethodName:  accessOperate,
+	pb.NodeService_History_FullMethodName: accessRead,
+	pb.NodeService_Cleanup_FullMethodName: accessOperate,
 
 	pb.PeerService_EnsureSlot_FullMethodName: accessPeer,
 	pb.PeerService_Join_FullMethodName:       accessPeer,

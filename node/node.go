@@ -44,7 +44,7 @@ type Node struct {
 	loopAt atomic.Int64
 	// history: this sidecar's own monitoring history (history.go).
 	history *history.Store
-	tls    *pki.Store // nil: tls.mode off (loopback only)
+	tls     *pki.Store // nil: tls.mode off (loopback only)
 
 	fsm     *raftFSM
 	raft    *raft.Raft

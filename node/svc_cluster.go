@@ -304,4 +304,3 @@ func (s *clusterService) Matrix(ctx context.Context, req *pb.MatrixRequest) (*pb
 	st := s.n.fsm.State()
 	return &pb.MatrixResponse{Reports: fresh, Nodes: st.Nodes}, nil
 }
-

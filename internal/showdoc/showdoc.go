@@ -13,12 +13,12 @@ import (
 // Doc is the stable JSON shape of `cluster show --json` and of the HTTP
 // API's /cluster.
 type Doc struct {
-	Cluster     string         `json:"cluster"`
-	Term        uint64         `json:"term"`
-	RaftLeader  string         `json:"raft_leader"`
-	Paused      bool           `json:"paused"`
-	Failover    string         `json:"failover_mode"`
-	Synchronous bool           `json:"synchronous"`
+	Cluster     string `json:"cluster"`
+	Term        uint64 `json:"term"`
+	RaftLeader  string `json:"raft_leader"`
+	Paused      bool   `json:"paused"`
+	Failover    string `json:"failover_mode"`
+	Synchronous bool   `json:"synchronous"`
 	Nodes       []Node `json:"nodes"`
 }
 
@@ -39,6 +39,7 @@ type Node struct {
 	Sync      bool    `json:"sync"`
 }
 
+// FailoverModeName is the failover_mode field of the document.
 func FailoverModeName(m pb.FailoverMode) string {
 	if m == pb.FailoverMode_FAILOVER_MODE_MANUAL {
 		return "manual"
@@ -67,4 +68,3 @@ func FromShow(r *pb.ShowResponse) Doc {
 	}
 	return out
 }
-
