@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"fmt"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -66,7 +65,7 @@ func (d *decider) step(ctx context.Context) {
 	}
 	d.balanceLeadership(st, primary)
 	lease, appliedAt := n.fsm.Lease()
-	if !leaseExpired(lease, appliedAt, time.Now(), n.cfg.Timing.DriftMarginPercent) {
+	if !fsm.LeaseExpired(lease, appliedAt, time.Now(), n.cfg.Timing.DriftMarginPercent) {
 		return
 	}
 	why := fmt.Sprintf("the lease of %q (term %d, serial %d) expired", primary.Name, st.Term, lease.Serial)
@@ -74,37 +73,32 @@ func (d *decider) step(ctx context.Context) {
 		why = fmt.Sprintf("%q released its lease (%s)", primary.Name, lease.ReleaseReason)
 	}
 	if st.Settings.GetPaused() {
-		d.noteOnce(ctx, lease.Serial, "failover_paused", why+": the cluster is paused, no automatic failover")
+		d.noteOnce(ctx, lease.Serial, fsm.EventFailoverPaused, why+": the cluster is paused, no automatic failover")
 		return
 	}
 	if st.Settings.GetFailoverMode() == pb.FailoverMode_FAILOVER_MODE_MANUAL {
-		d.noteOnce(ctx, lease.Serial, "failover_pending", why+": failover is manual, run `hasidecar failover --to NAME`")
+		d.noteOnce(ctx, lease.Serial, fsm.EventFailoverPending, why+": failover is manual, run `hasidecar failover --to NAME`")
 		return
 	}
 	best, answers, reasons := d.n.pickCandidate(ctx, st, lease)
 	if best == nil {
-		d.noteOnce(ctx, lease.Serial, "failover_blocked", fmt.Sprintf("%s: no standby can be promoted: %s", why, strings.Join(reasons, "; ")))
+		d.noteOnce(ctx, lease.Serial, fsm.EventFailoverBlocked, fmt.Sprintf("%s: no standby can be promoted: %s", why, strings.Join(reasons, "; ")))
 		return
 	}
-	details := fmt.Sprintf("%s; promoting %q at %s (candidates: %s)", why, best.Node.Name, formatLSN(best.Received), describeCandidates(answers))
+	details := fmt.Sprintf("%s; promoting %q at %s (candidates: %s)", why, best.Node.Name, fsm.FormatLSN(best.Received), fsm.DescribeCandidates(answers))
 	d.promote(ctx, st, best, lease.Serial, fsm.EventFailover, details)
 }
 
 // promote commits the decision. A stale term or lease serial (a renewal or
 // another decision got in first) is refused by the FSM and nothing happens.
-func (d *decider) promote(ctx context.Context, st *pb.ClusterState, c *candidate, serial uint64, reason, details string) {
+func (d *decider) promote(ctx context.Context, st *pb.ClusterState, c *fsm.Candidate, serial uint64, reason, details string) {
 	n := d.n
-	leaseMs := st.Settings.GetLeaseMs()
-	if leaseMs <= 0 {
-		leaseMs = n.cfg.Timing.Lease.D().Milliseconds()
-	}
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	res, err := n.Propose(pctx, &pb.Command{Cmd: &pb.Command_Promote{Promote: &pb.Promote{
-		NodeId: c.Node.Id, Term: st.Term + 1, Reason: reason, LeaseSerial: serial,
-		LeaseMs: leaseMs, Timeline: c.Answer.GetTimeline(), Details: details,
-		ReceivedLsn: max(c.Received, c.Answer.GetPostgres().GetReceiveLsn(), c.Answer.GetPostgres().GetReplayLsn()),
-	}}})
+	res, err := n.Propose(pctx, fsm.Promote(st, fsm.Promotion{
+		NodeID: c.Node.Id, Reason: reason, LeaseSerial: serial, Timeline: c.Answer.GetTimeline(),
+		ReceivedLSN: fsm.CandidateReceived(c), Details: details,
+	}, n.cfg.Timing.Lease.D()))
 	if err != nil {
 		n.logger.Warn("promotion decision not committed", "candidate", c.Node.Name, "term", st.Term+1, "error", err)
 		return
@@ -116,31 +110,14 @@ func (d *decider) promote(ctx context.Context, st *pb.ClusterState, c *candidate
 // primary: among promotable standbys (asynchronous mode), or the most
 // advanced member of the committed synchronous set once every member
 // answered (synchronous mode). reasons say why others were left out.
-func (n *Node) pickCandidate(ctx context.Context, st *pb.ClusterState, lease *pb.Lease) (*candidate, []candidate, []string) {
-	cands, skipped := promotable(st)
-	var reasons []string
-	for name, why := range skipped {
-		reasons = append(reasons, name+": "+why)
-	}
-	sort.Strings(reasons)
-	if !st.Settings.GetSynchronous() {
-		answers := n.askLSNsFor(ctx, cands, st.Term)
-		best, more := choose(answers, lease, st.Settings.GetMaximumLagOnFailover(), false)
-		return best, answers, append(reasons, more...)
-	}
-	ok := map[uint32]bool{}
-	for _, c := range cands {
-		ok[c.Id] = true
-	}
-	answers := n.askLSNsFor(ctx, syncMembers(st), st.Term)
-	best, more := chooseSync(answers, ok, lease, st.SyncFloorLsn)
-	return best, answers, append(reasons, more...)
+func (n *Node) pickCandidate(ctx context.Context, st *pb.ClusterState, lease *pb.Lease) (*fsm.Candidate, []fsm.Candidate, []string) {
+	return fsm.PickCandidate(st, lease, func(nodes []*pb.Node) []fsm.Candidate { return n.askLSNsFor(ctx, nodes, st.Term) })
 }
 
 // askLSNsFor asks every candidate for its freshest LSNs, in parallel,
 // bounded by the monitor interval.
-func (n *Node) askLSNsFor(ctx context.Context, nodes []*pb.Node, term uint64) []candidate {
-	out := make([]candidate, len(nodes))
+func (n *Node) askLSNsFor(ctx context.Context, nodes []*pb.Node, term uint64) []fsm.Candidate {
+	out := make([]fsm.Candidate, len(nodes))
 	var wg sync.WaitGroup
 	timeout := max(n.cfg.Timing.MonitorInterval.D(), 500*time.Millisecond)
 	for i, node := range nodes {

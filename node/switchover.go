@@ -133,11 +133,11 @@ func (n *Node) switchover(ctx context.Context, req *pb.SwitchoverRequest) (*pb.S
 		return nil, refuse("%q is already the primary", target.Name)
 	}
 	lease, appliedAt := n.fsm.Lease()
-	if leaseExpired(lease, appliedAt, time.Now(), n.cfg.Timing.DriftMarginPercent) {
+	if fsm.LeaseExpired(lease, appliedAt, time.Now(), n.cfg.Timing.DriftMarginPercent) {
 		return nil, refuse("the lease of %q has expired or was released: a failover is in flight", primary.Name)
 	}
 	ok("%q is the primary and holds its lease (term %d)", primary.Name, st.Term)
-	cands, skipped := promotable(st)
+	cands, skipped := fsm.Promotable(st)
 	found := false
 	for _, c := range cands {
 		found = found || c.Id == target.Id
@@ -247,10 +247,6 @@ func (d *decider) driveSwitchover(ctx context.Context, st *pb.ClusterState) {
 	sw := st.Switchover
 	from, to := fsm.NodeByID(st, sw.FromId), fsm.NodeByID(st, sw.ToId)
 	lease, _ := n.fsm.Lease()
-	leaseMs := st.Settings.GetLeaseMs()
-	if leaseMs <= 0 {
-		leaseMs = n.cfg.Timing.Lease.D().Milliseconds()
-	}
 	if sw.Term != st.Term || from == nil || to == nil {
 		d.endSwitchover(ctx, sw, "the switchover no longer matches the cluster")
 		return
@@ -258,10 +254,10 @@ func (d *decider) driveSwitchover(ctx context.Context, st *pb.ClusterState) {
 	if time.Now().UnixMilli() > sw.DeadlineUnixMs {
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
-		_, err := n.Propose(pctx, &pb.Command{Cmd: &pb.Command_Promote{Promote: &pb.Promote{
-			NodeId: from.Id, Term: st.Term + 1, Reason: fsm.ReasonSwitchoverRollback, LeaseSerial: lease.Serial,
-			LeaseMs: leaseMs, Timeline: lease.Timeline, Details: fmt.Sprintf("%q was not promoted before the deadline", to.Name),
-		}}})
+		_, err := n.Propose(pctx, fsm.Promote(st, fsm.Promotion{
+			NodeID: from.Id, Reason: fsm.ReasonSwitchoverRollback, LeaseSerial: lease.Serial,
+			Timeline: lease.Timeline, Details: fmt.Sprintf("%q was not promoted before the deadline", to.Name),
+		}, n.cfg.Timing.Lease.D()))
 		if err != nil {
 			n.logger.Warn("switchover rollback not committed", "error", err)
 		} else {
@@ -279,8 +275,8 @@ func (d *decider) driveSwitchover(ctx context.Context, st *pb.ClusterState) {
 	if received := max(a.Postgres.GetReceiveLsn(), a.Postgres.GetReplayLsn()); received <= sw.ShutdownLsn {
 		return // not yet past the shutdown checkpoint record
 	}
-	d.promote(ctx, st, &candidate{Node: to, Answer: a}, lease.Serial, fsm.EventSwitchover,
-		fmt.Sprintf("%q received %q's shutdown checkpoint %s", to.Name, from.Name, formatLSN(sw.ShutdownLsn)))
+	d.promote(ctx, st, &fsm.Candidate{Node: to, Answer: a}, lease.Serial, fsm.EventSwitchover,
+		fmt.Sprintf("%q received %q's shutdown checkpoint %s", to.Name, from.Name, fsm.FormatLSN(sw.ShutdownLsn)))
 }
 
 func (d *decider) endSwitchover(ctx context.Context, sw *pb.Switchover, why string) {
