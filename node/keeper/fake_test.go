@@ -31,6 +31,14 @@ type fakePG struct {
 	passWrites  int
 	markerTerm  uint64
 	markerLSN   uint64
+	// the data directory: its state (default valid), identifier,
+	// standby.signal, pg_controldata state and checkpoint.
+	dir           pgctl.DataDirState
+	dirSet        bool
+	sysID         uint64
+	standbySignal bool
+	cdState       string
+	checkpoint    uint64
 }
 
 func newFakePG() *fakePG { return &fakePG{exited: make(chan struct{})} }
@@ -39,12 +47,19 @@ func (p *fakePG) Options() pgctl.Options              { return pgctl.Options{Por
 func (p *fakePG) PrepareDirs(context.Context) error   { return nil }
 func (p *fakePG) CheckPortFree(context.Context) error { return nil }
 func (p *fakePG) InspectDataDir(context.Context) (pgctl.DataDirState, error) {
+	if p.dirSet {
+		return p.dir, nil
+	}
 	return pgctl.DataDirValid, nil
 }
 func (p *fakePG) ControlData(context.Context) (*pgctl.ControlData, error) {
-	return &pgctl.ControlData{SystemIdentifier: 42, TimelineID: 1}, nil
+	id := p.sysID
+	if id == 0 {
+		id = 42
+	}
+	return &pgctl.ControlData{SystemIdentifier: id, TimelineID: 1, State: p.cdState, CheckpointLSN: p.checkpoint}, nil
 }
-func (p *fakePG) IsStandbySignal() bool                           { return p.inRecovery }
+func (p *fakePG) IsStandbySignal() bool                           { return p.inRecovery || p.standbySignal }
 func (p *fakePG) SetStandbySignal(on bool) (bool, error)          { return false, nil }
 func (p *fakePG) DiskSpace() (pgctl.DiskSpace, error)             { return pgctl.DiskSpace{}, nil }
 func (p *fakePG) InitDB(context.Context, pgctl.InitOptions) error { return nil }
