@@ -141,8 +141,9 @@ const (
 // renewRetry is the pause before another attempt after renewFailed (each
 // attempt itself retries for up to lease/3 while no leader is known; a
 // renewal forwarded to a leader that loses the role is abandoned within
-// leaderPoll and sent to the new leader at once, over a connection that is
-// not left in reconnect backoff: Node.Propose, peerPool.forLeader).
+// the forwarding layer's leader poll and sent to the new leader at once,
+// over a connection that is not left in reconnect backoff: node/'s
+// Node.Propose, peerPool.forLeader behind Log.Propose).
 const renewRetry = 50 * time.Millisecond
 
 func (a *Keeper) renewOrRelease(ctx context.Context, st *pb.ClusterState) renewOutcome {
