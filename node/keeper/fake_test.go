@@ -39,6 +39,11 @@ type fakePG struct {
 	standbySignal bool
 	cdState       string
 	checkpoint    uint64
+	// the primary's replication rows and flush LSN (status query), and
+	// the managed settings last written.
+	replication []pgctl.ReplicationRow
+	flush       uint64
+	settings    map[string]string
 }
 
 func newFakePG() *fakePG { return &fakePG{exited: make(chan struct{})} }
@@ -72,11 +77,16 @@ func (p *fakePG) Rewind(context.Context, pgctl.Conninfo, string) error {
 func (p *fakePG) RemoveDataDir(context.Context) (pgctl.SetAside, error) {
 	return pgctl.SetAside{}, nil
 }
-func (p *fakePG) WriteManagedConfig(context.Context, map[string]string) (bool, error) {
-	return false, nil
-}
 func (p *fakePG) WriteHBA(context.Context, pgctl.HBAConfig) (bool, error)   { return false, nil }
 func (p *fakePG) SetRecovery(context.Context, string, string) (bool, error) { return false, nil }
+func (p *fakePG) WriteManagedConfig(_ context.Context, settings map[string]string) (bool, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	changed := p.settings["synchronous_standby_names"] != settings["synchronous_standby_names"]
+	p.settings = settings
+	return changed, nil
+}
+
 func (p *fakePG) WritePassfile(path string, entries []pgctl.PassEntry) error {
 	p.mu.Lock()
 	p.passWrites++
@@ -130,7 +140,11 @@ func (p *fakePG) Status(context.Context) (*pgctl.Status, error) {
 	if p.statusErr != nil {
 		return nil, p.statusErr
 	}
-	return &pgctl.Status{Running: p.running, InRecovery: p.inRecovery, Timeline: 1, SystemIdentifier: 42, CurrentLSN: 1000, FlushLSN: 1000}, nil
+	flush := p.flush
+	if flush == 0 {
+		flush = 1000
+	}
+	return &pgctl.Status{Running: p.running, InRecovery: p.inRecovery, Timeline: 1, SystemIdentifier: 42, CurrentLSN: flush, FlushLSN: flush, Replication: p.replication}, nil
 }
 
 func (p *fakePG) CurrentSetting(context.Context, string) (string, error) { return "", nil }
