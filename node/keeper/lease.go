@@ -54,6 +54,11 @@ func LeaseRoom(cfg *config.Config) (room, need time.Duration) {
 	return lease - lease/3 - fenceMargin(cfg), 2*cfg.Raft.HeartbeatTimeout.D() + 300*time.Millisecond
 }
 
+// LeaseValid reports whether this node holds a lease in the current term
+// whose local deadline, less the fence margin, has not passed (Clock time):
+// only then may its Postgres accept writes.
+func (a *Keeper) LeaseValid() bool { return a.leaseValid() }
+
 func (a *Keeper) leaseValid() bool {
 	a.lease.mu.Lock()
 	defer a.lease.mu.Unlock()
