@@ -215,3 +215,10 @@ func newTestKeeper(t interface{ Fatal(...any) }, cfg *config.Config, clk *clock.
 	}
 	return k
 }
+
+// The test doubles implement the keeper's interfaces.
+var (
+	_ Log      = (*fakelog.Log)(nil)
+	_ Postgres = (*fakePG)(nil)
+	_ Peers    = fakePeers{}
+)
