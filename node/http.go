@@ -178,13 +178,11 @@ func (n *Node) startHTTP() error {
 	mux.Handle("/cluster", readOnly(n.handleCluster))
 	mux.Handle("/metrics", readOnly(promhttp.HandlerFor(n.metrics.reg, promhttp.HandlerOpts{Timeout: httpAnswerTimeout}).ServeHTTP))
 	n.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 2 * httpAnswerTimeout}
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
+	n.goLoop(func() {
 		if err := n.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.logger.Error("http server stopped", "error", err)
 		}
-	}()
+	})
 	return nil
 }
 
@@ -204,7 +202,12 @@ func readOnly(h http.HandlerFunc) http.Handler {
 	})
 }
 
+// stopHTTP stops the HTTP server (a second call returns at once), so that
+// its goroutine ends before the shutdown waits for every loop.
 func (n *Node) stopHTTP() {
+	if n.http == nil {
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_ = n.http.Shutdown(ctx)
@@ -239,10 +242,10 @@ func (n *Node) healthFacts() (healthFacts, healthBody) {
 	}
 	f.LoopLimit = max(5*n.cfg.Timing.MonitorInterval.D(), 5*time.Second)
 	if n.pg != nil {
-		pg := n.pg.observed()
+		pg := n.pg.Observed()
 		f.Running, f.InRecovery = pg.GetRunning(), pg.GetInRecovery()
 		f.Streaming = pg.GetWalReceiverStatus() == "streaming"
-		f.Writable = n.pg.writable()
+		f.Writable = n.pg.Writable()
 		switch {
 		case !f.Running:
 			b.Postgres = "stopped"
