@@ -263,8 +263,8 @@ func TestRenderEventsLocalZone(t *testing.T) {
 	if !strings.Contains(buf.String(), "2024-05-01 12:00:00.000") {
 		t.Errorf("text timestamp not in the local zone:\n%s", buf.String())
 	}
-	if got := toEventsJSON(evs)[0].Timestamp; got != "2024-05-01T10:00:00Z" {
-		t.Errorf("JSON timestamp = %q, want 2024-05-01T10:00:00Z", got)
+	if got := toEventsJSON(evs)[0].Timestamp; got != "2024-05-01T10:00:00.000Z" {
+		t.Errorf("JSON timestamp = %q, want 2024-05-01T10:00:00.000Z", got)
 	}
 }
 

@@ -46,12 +46,15 @@ func (s nodeSelector) resolve(view *pb.ShowResponse) (uint32, string, error) {
 }
 
 // timeText is the one time format of the CLI's tables (local time, ms);
-// timeJSON the one of its JSON (UTC, RFC 3339).
+// timeJSON the one of its JSON (UTC, RFC 3339 with milliseconds always
+// written, so that the strings sort as the times do).
 func timeText(unixMs int64) string {
 	return time.UnixMilli(unixMs).Local().Format("2006-01-02 15:04:05.000")
 }
 
-func timeJSON(unixMs int64) string { return time.UnixMilli(unixMs).UTC().Format(time.RFC3339Nano) }
+func timeJSON(unixMs int64) string {
+	return time.UnixMilli(unixMs).UTC().Format("2006-01-02T15:04:05.000Z07:00")
+}
 
 // newestFirst orders items by their time, newest first, or oldest first
 // when reverse is set (events and history alike). Items of the same time
