@@ -25,6 +25,10 @@ const (
 	EventNodeRegister      = "node_register"
 	EventNodeRejoin        = "node_rejoin"
 	EventNodeRewind        = "node_rewind"
+	// EventPostgresRestart: Postgres stopped without the sidecar asking
+	// (a crash, a pg_ctl stop behind its back) and the sidecar started it
+	// again in place.
+	EventPostgresRestart = "postgres_restart"
 	EventDataDirSetAside   = "data_dir_set_aside" // moved aside for a re-clone; older copies deleted
 	EventFailover          = "failover"
 	EventSwitchover        = "switchover"

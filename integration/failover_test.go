@@ -3,12 +3,16 @@ package integration
 import (
 	"context"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/hasidecar/hasidecar/config"
+	"github.com/hasidecar/hasidecar/fsm"
 	"github.com/hasidecar/hasidecar/internal/lab"
 	pb "github.com/hasidecar/hasidecar/proto/hasidecar/v1"
 )
@@ -262,6 +266,39 @@ func TestFailoverPostgresCrash(t *testing.T) {
 		if ev := s.events("witness", "failover"); len(ev) != 0 {
 			t.Fatalf("failover after a restart in place: %v", ev)
 		}
+		restarted := func(n int) {
+			t.Helper()
+			eventually(t, 20*time.Second, fmt.Sprintf("%d postgres_restart event(s) of %s", n, s.primary), func() string {
+				ev := s.events("witness", fsm.EventPostgresRestart)
+				if len(ev) != n {
+					return fmt.Sprintf("%d: %v", len(ev), ev)
+				}
+				if last := ev[len(ev)-1]; last.NodeName != s.primary || !strings.Contains(last.Details, "restarted Postgres in place as primary") {
+					t.Fatalf("postgres_restart event: %v", last)
+				}
+				return ""
+			})
+		}
+		restarted(1)
+		// pg_ctl stop behind the sidecar's back: restarted in place too,
+		// and recorded.
+		pm = s.node(s.primary).PostmasterPID()
+		args := []string{filepath.Join(pgBinDir, "pg_ctl"), "stop", "-m", "fast", "-D", s.node(s.primary).Config.Postgres.DataDir}
+		cmd := exec.Command(args[0], args[1:]...)
+		if os.Geteuid() == 0 {
+			cmd = exec.Command("runuser", append([]string{"-u", "postgres", "--"}, args...)...)
+		}
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("pg_ctl stop: %v\n%s", err, out)
+		}
+		eventually(t, 20*time.Second, "Postgres restarted after pg_ctl stop", func() string {
+			if n := s.node(s.primary).PostmasterPID(); n == 0 || n == pm {
+				return "not restarted"
+			}
+			return ""
+		})
+		restarted(2)
+		s.assertTerm("witness", 1)
 		order := s.probe.check(t)
 		if len(order) != 1 || order[0] != s.primary {
 			t.Fatalf("writable nodes %v, want only %s", order, s.primary)

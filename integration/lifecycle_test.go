@@ -163,6 +163,56 @@ func TestLifecycle(t *testing.T) {
 		}
 	})
 
+	t.Run("another node's live data directory is refused before joining", func(t *testing.T) {
+		pg3, pg4 := c.node("pg3"), c.node("pg4")
+		pm := pg3.PostmasterPID()
+		if pm == 0 {
+			t.Fatal("pg3's Postgres is not running")
+		}
+		// pg4's config with pg3's data directory (its own state_dir).
+		b, err := os.ReadFile(pg4.ConfigPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		own := pg4.Config.Postgres.DataDir
+		if !strings.Contains(string(b), "data_dir: "+own+"\n") {
+			t.Fatalf("no data_dir: %s in %s", own, pg4.ConfigPath)
+		}
+		cfgPath := filepath.Join(t.TempDir(), "pg4-shared.yaml")
+		if err := os.WriteFile(cfgPath, []byte(strings.Replace(string(b), "data_dir: "+own+"\n", "data_dir: "+pg3.Config.Postgres.DataDir+"\n", 1)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		want := fmt.Sprintf("is in use by a running postmaster (pid %d) that this agent did not start", pm)
+		if out, errOut, code := c.cli("agent", "--dry-run", "-c", cfgPath); code != 1 || !strings.Contains(errOut, want) {
+			t.Fatalf("dry run on pg3's live data directory: exit %d, want 1 and %q\n%s%s", code, want, out, errOut)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, binPath, "agent", "-c", cfgPath).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), want) {
+			t.Fatalf("the agent on pg3's live data directory: %v, want a refusal saying %q:\n%s", err, want, out)
+		}
+		// Never a member: not registered, never in a Raft configuration
+		// change, and pg3's Postgres untouched.
+		v, err := c.show("")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range v.Nodes {
+			if n.Name == "pg4" {
+				t.Fatal("pg4 was registered on pg3's data directory")
+			}
+		}
+		for _, n := range []string{"pg1", "pg2", "pg3", "witness"} {
+			if c.logContains(n, "server-id=pg4") || c.logContains(n, "node joined: node=pg4") {
+				t.Fatalf("%s's log shows pg4 in a Raft configuration change", n)
+			}
+		}
+		if got := pg3.PostmasterPID(); got != pm {
+			t.Fatalf("pg3's postmaster %d is gone (now %d)", pm, got)
+		}
+	})
+
 	t.Run("data directory of another cluster is refused and untouched", func(t *testing.T) {
 		pg4 := c.node("pg4")
 		data := pg4.Config.Postgres.DataDir

@@ -46,7 +46,10 @@ type Node struct {
 	loopAt atomic.Int64
 	// history: this sidecar's own monitoring history (history.go).
 	history *history.Store
-	tls     *pki.Store // nil: tls.mode off (loopback only)
+	// exitCh closes when the sidecar must end as on SIGTERM (leave.go).
+	exitCh   chan struct{}
+	exitOnce sync.Once
+	tls      *pki.Store // nil: tls.mode off (loopback only)
 
 	fsm     *raftFSM
 	raft    *raft.Raft
@@ -96,6 +99,7 @@ func New(cfg *config.Config, logger hclog.Logger) (*Node, error) {
 		leaderNotify: make(chan bool, 1),
 		reports:      newReportStore(),
 		started:      time.Now(),
+		exitCh:       make(chan struct{}),
 	}
 	n.metrics = newMetrics(n)
 	n.fsm.onPromote = n.metrics.observePromote
@@ -138,6 +142,9 @@ func (n *Node) Run(ctx context.Context) error {
 		return err
 	}
 	defer lock.Release()
+	if err := n.checkNotLeft(); err != nil {
+		return err
+	}
 	if n.history, err = history.Open(n.historyDir()); err != nil {
 		return err
 	}
@@ -207,7 +214,11 @@ func (n *Node) Run(ctx context.Context) error {
 		close(pgDone)
 	}
 
-	<-ctx.Done()
+	select {
+	case <-ctx.Done():
+	case <-n.exitCh:
+		n.logger.Info("left the cluster")
+	}
 	n.logger.Info("shutting down")
 	n.shutdown(stopLoops, pgDone)
 	return nil

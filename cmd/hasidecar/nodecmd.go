@@ -4,8 +4,11 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	pb "github.com/hasidecar/hasidecar/proto/hasidecar/v1"
 )
@@ -74,14 +77,34 @@ func newNodeRemoveCmd() *cobra.Command {
 	var req pb.RemoveNodeRequest
 	cmd := &cobra.Command{
 		Use:   "remove",
-		Short: "Unregister a standby or witness: Raft membership and its slot (like repmgr standby/witness unregister)",
+		Short: "Unregister a standby or witness: a live one stops its Postgres cleanly and exits first; then Raft membership and its slot go (like repmgr standby/witness unregister)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if req.NodeId == 0 && req.Name == "" {
 				return fmt.Errorf("say which node: --id N or --name NAME")
 			}
+			told := false
 			return t.do(cmd, func(ctx context.Context, c *client) error {
-				resp, err := c.cluster.RemoveNode(ctx, &req)
+				if !told {
+					told = true
+					if err := tellLeaving(ctx, c, &req); err != nil {
+						return err
+					}
+				}
+				// Through the leader (do follows not_leader); while the
+				// leaving node hands leadership over, ask again.
+				var resp *pb.RemoveNodeResponse
+				var err error
+				for i := 0; i < 20; i++ {
+					if resp, err = c.cluster.RemoveNode(ctx, &req); status.Code(err) != codes.Unavailable {
+						break
+					}
+					select {
+					case <-ctx.Done():
+						return err
+					case <-time.After(500 * time.Millisecond):
+					}
+				}
 				if err != nil {
 					return err
 				}
@@ -94,4 +117,51 @@ func newNodeRemoveCmd() *cobra.Command {
 	cmd.Flags().Uint32Var(&req.NodeId, "id", 0, "the node's id")
 	cmd.Flags().StringVar(&req.Name, "name", "", "the node's name")
 	return cmd
+}
+
+// tellLeaving asks the node to be removed to stop its Postgres cleanly and
+// exit (NodeService.Leave) before it is removed, so that it never carries
+// on without a cluster (fencing, rewinding, re-cloning). A node that does
+// not answer is removed all the same, with a warning. When the CLI talks
+// to that very node, it moves to another member first.
+func tellLeaving(ctx context.Context, c *client, req *pb.RemoveNodeRequest) error {
+	view, err := c.cluster.Show(ctx, &pb.ShowRequest{})
+	if err != nil {
+		return err
+	}
+	var row *pb.NodeView
+	var other string
+	for _, n := range view.Nodes {
+		switch {
+		case (req.NodeId != 0 && n.Id == req.NodeId) || (req.Name != "" && n.Name == req.Name):
+			row = n
+		case n.GrpcAddress != "" && (other == "" || n.Name == view.RaftLeader):
+			other = n.GrpcAddress
+		}
+	}
+	if row == nil {
+		return nil // the leader says which node is missing
+	}
+	if row.Role == pb.NodeRole_NODE_ROLE_PRIMARY {
+		return fmt.Errorf("node %q is the primary: switch over to another node before removing it", row.Name)
+	}
+	answers := c.forEachMember(ctx, view, row.Id, func(ctx context.Context, name string, n pb.NodeServiceClient) error {
+		resp, err := n.Leave(ctx, &pb.LeaveRequest{Reason: "hasidecar node remove"})
+		if err != nil {
+			return err
+		}
+		where := ""
+		if resp.DataDir != "" {
+			where = ": Postgres stopped cleanly, data directory " + resp.DataDir + " kept as it was"
+		}
+		fmt.Printf("%s: told to leave%s; its sidecar exits\n", name, where)
+		return nil
+	})
+	if len(answers) == 1 && answers[0].err != nil {
+		fmt.Fprintf(os.Stderr, "warning: %s did not answer (%v): removing it without stopping it; if its sidecar runs, stop it (systemctl stop hasidecar) before it does anything on its own\n", row.Name, answers[0].err)
+	}
+	if other != "" && c.addr == row.GrpcAddress {
+		return c.redial(other)
+	}
+	return nil
 }

@@ -165,6 +165,7 @@ func (a *Keeper) start(ctx context.Context, act action) error {
 	}
 	a.standbyMode.Store(act.AsStandby)
 	a.crashMu.Lock()
+	crashed := a.crashedAt
 	a.crashedAt = time.Time{}
 	a.crashMu.Unlock()
 	what := "primary"
@@ -176,13 +177,22 @@ func (a *Keeper) start(ctx context.Context, act action) error {
 		a.lastStartErr = a.clk.Now()
 		a.crashMu.Lock()
 		if a.crashedAt.IsZero() {
-			a.crashedAt = a.clk.Now()
+			a.crashedAt = crashed
+			if a.crashedAt.IsZero() {
+				a.crashedAt = a.clk.Now()
+			}
 		}
 		a.crashMu.Unlock()
 		return fmt.Errorf("start postgres as %s: %w", what, err)
 	}
 	a.lastStartErr = time.Time{}
 	a.healthyAt.Store(a.clk.Now().UnixNano()) // Start returns once it accepts connections
+	if !crashed.IsZero() {
+		down := a.clk.Now().Sub(crashed).Round(10 * time.Millisecond)
+		a.logger.Warn("postgres restarted in place", "as", what, "down", down)
+		details := fmt.Sprintf("%q restarted Postgres in place as %s after it stopped without the sidecar asking (down %s)", a.cfg.Name, what, down)
+		a.goAside(func(ctx context.Context) { a.recordEvent(ctx, fsm.EventPostgresRestart, true, act.Term, details) })
+	}
 	return nil
 }
 

@@ -31,6 +31,7 @@ type fakePG struct {
 	passWrites  int
 	markerTerm  uint64
 	markerLSN   uint64
+	foreign     int // ForeignPostmaster's answer
 	// the data directory: its state (default valid), identifier,
 	// standby.signal, pg_controldata state and checkpoint.
 	dir           pgctl.DataDirState
@@ -51,6 +52,7 @@ func newFakePG() *fakePG { return &fakePG{exited: make(chan struct{})} }
 func (p *fakePG) Options() pgctl.Options              { return pgctl.Options{Port: 5432} }
 func (p *fakePG) PrepareDirs(context.Context) error   { return nil }
 func (p *fakePG) CheckPortFree(context.Context) error { return nil }
+func (p *fakePG) ForeignPostmaster() int              { return p.foreign }
 func (p *fakePG) InspectDataDir(context.Context) (pgctl.DataDirState, error) {
 	if p.dirSet {
 		return p.dir, nil

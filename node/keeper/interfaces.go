@@ -40,6 +40,8 @@ type Postgres interface {
 	PrepareDirs(ctx context.Context) error
 	// CheckPortFree reports an error while something listens on the Postgres port.
 	CheckPortFree(ctx context.Context) error
+	// ForeignPostmaster is the pid of a live postmaster on the data directory that this process did not start (0: none).
+	ForeignPostmaster() int
 	// InspectDataDir says whether the data directory is missing/empty, valid, or foreign.
 	InspectDataDir(ctx context.Context) (pgctl.DataDirState, error)
 	// ControlData is pg_controldata of the data directory (Postgres down).

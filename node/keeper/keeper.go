@@ -145,6 +145,26 @@ func (a *Keeper) Preflight(ctx context.Context) error {
 	if st == pgctl.DataDirNotPostgres {
 		return fmt.Errorf("postgres.data_dir %s holds files but is not a Postgres data directory (no PG_VERSION): nothing was changed; empty it or point postgres.data_dir elsewhere", a.cfg.Postgres.DataDir)
 	}
+	// A postmaster this process did not start: our own of a previous run
+	// dies with that run (parent-death signal) within moments; one that
+	// stays is another node's (a data_dir shared by mistake) or started by
+	// hand. Refuse before joining: nothing is changed, no Raft membership
+	// is asked for.
+	for i := 0; ; i++ {
+		pid := a.pg.ForeignPostmaster()
+		if pid == 0 {
+			break
+		}
+		if i == 50 {
+			return foreignPostmasterError(a.cfg.Postgres.DataDir, pid)
+		}
+		if i == 0 {
+			a.logger.Warn("a postmaster this agent did not start runs on the data directory: waiting for it to exit", "pid", pid)
+		}
+		if err := a.clk.Sleep(ctx, 200*time.Millisecond); err != nil {
+			return err
+		}
+	}
 	if a.passfile != "" {
 		if err := a.writePassfile(); err != nil {
 			return err
@@ -165,6 +185,12 @@ func (a *Keeper) Preflight(ctx context.Context) error {
 		}
 	}
 	return fmt.Errorf("postgres: %w", portErr)
+}
+
+// foreignPostmasterError: the data directory is in use by a postmaster
+// this agent did not start (Preflight, DryRun).
+func foreignPostmasterError(dataDir string, pid int) error {
+	return fmt.Errorf("postgres.data_dir %s is in use by a running postmaster (pid %d) that this agent did not start: another node's data directory, or a Postgres started by hand? Nothing was changed and this node did not join; stop that Postgres or point postgres.data_dir elsewhere", dataDir, pid)
 }
 
 // writePassfile reads the password files and writes the passfile for the

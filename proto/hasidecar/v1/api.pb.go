@@ -1803,6 +1803,98 @@ func (x *StatusResponse) GetTlsCertNotAfterUnix() int64 {
 	return 0
 }
 
+// NodeService.Leave: `node remove` tells a live node first. It stops its
+// Postgres cleanly (never a primary), keeps its data directory untouched,
+// marks its state_dir as left and exits; the CLI then removes it from the
+// cluster.
+type LeaveRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Reason        string                 `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaveRequest) Reset() {
+	*x = LeaveRequest{}
+	mi := &file_hasidecar_v1_api_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaveRequest) ProtoMessage() {}
+
+func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hasidecar_v1_api_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaveRequest.ProtoReflect.Descriptor instead.
+func (*LeaveRequest) Descriptor() ([]byte, []int) {
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *LeaveRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type LeaveResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	DataDir       string                 `protobuf:"bytes,1,opt,name=data_dir,json=dataDir,proto3" json:"data_dir,omitempty"` // kept as it was ("" on a witness)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaveResponse) Reset() {
+	*x = LeaveResponse{}
+	mi := &file_hasidecar_v1_api_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaveResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaveResponse) ProtoMessage() {}
+
+func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hasidecar_v1_api_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaveResponse.ProtoReflect.Descriptor instead.
+func (*LeaveResponse) Descriptor() ([]byte, []int) {
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *LeaveResponse) GetDataDir() string {
+	if x != nil {
+		return x.DataDir
+	}
+	return ""
+}
+
 type RejoinRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ForceRewind   bool                   `protobuf:"varint,1,opt,name=force_rewind,json=forceRewind,proto3" json:"force_rewind,omitempty"`
@@ -1814,7 +1906,7 @@ type RejoinRequest struct {
 
 func (x *RejoinRequest) Reset() {
 	*x = RejoinRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[23]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1826,7 +1918,7 @@ func (x *RejoinRequest) String() string {
 func (*RejoinRequest) ProtoMessage() {}
 
 func (x *RejoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[23]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1839,7 +1931,7 @@ func (x *RejoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RejoinRequest.ProtoReflect.Descriptor instead.
 func (*RejoinRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{23}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RejoinRequest) GetForceRewind() bool {
@@ -1872,7 +1964,7 @@ type RejoinResponse struct {
 
 func (x *RejoinResponse) Reset() {
 	*x = RejoinResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[24]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1884,7 +1976,7 @@ func (x *RejoinResponse) String() string {
 func (*RejoinResponse) ProtoMessage() {}
 
 func (x *RejoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[24]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1897,7 +1989,7 @@ func (x *RejoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RejoinResponse.ProtoReflect.Descriptor instead.
 func (*RejoinResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{24}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RejoinResponse) GetSteps() []string {
@@ -1926,7 +2018,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[25]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1938,7 +2030,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[25]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1951,7 +2043,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{25}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *JoinRequest) GetClusterName() string {
@@ -2042,7 +2134,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[26]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2054,7 +2146,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[26]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2067,7 +2159,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{26}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *JoinResponse) GetNodeId() uint32 {
@@ -2101,7 +2193,7 @@ type RemoveNodeRequest struct {
 
 func (x *RemoveNodeRequest) Reset() {
 	*x = RemoveNodeRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[27]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2113,7 +2205,7 @@ func (x *RemoveNodeRequest) String() string {
 func (*RemoveNodeRequest) ProtoMessage() {}
 
 func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[27]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2126,7 +2218,7 @@ func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
 func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{27}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RemoveNodeRequest) GetNodeId() uint32 {
@@ -2152,7 +2244,7 @@ type RemoveNodeResponse struct {
 
 func (x *RemoveNodeResponse) Reset() {
 	*x = RemoveNodeResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[28]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2164,7 +2256,7 @@ func (x *RemoveNodeResponse) String() string {
 func (*RemoveNodeResponse) ProtoMessage() {}
 
 func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[28]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2177,7 +2269,7 @@ func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
 func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{28}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RemoveNodeResponse) GetNodeId() uint32 {
@@ -2197,7 +2289,7 @@ type ApplyRequest struct {
 
 func (x *ApplyRequest) Reset() {
 	*x = ApplyRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[29]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2209,7 +2301,7 @@ func (x *ApplyRequest) String() string {
 func (*ApplyRequest) ProtoMessage() {}
 
 func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[29]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2222,7 +2314,7 @@ func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyRequest.ProtoReflect.Descriptor instead.
 func (*ApplyRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{29}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ApplyRequest) GetCommand() []byte {
@@ -2242,7 +2334,7 @@ type ApplyResponse struct {
 
 func (x *ApplyResponse) Reset() {
 	*x = ApplyResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[30]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2254,7 +2346,7 @@ func (x *ApplyResponse) String() string {
 func (*ApplyResponse) ProtoMessage() {}
 
 func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[30]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2267,7 +2359,7 @@ func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyResponse.ProtoReflect.Descriptor instead.
 func (*ApplyResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{30}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ApplyResponse) GetIndex() uint64 {
@@ -2293,7 +2385,7 @@ type ReportRequest struct {
 
 func (x *ReportRequest) Reset() {
 	*x = ReportRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[31]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2305,7 +2397,7 @@ func (x *ReportRequest) String() string {
 func (*ReportRequest) ProtoMessage() {}
 
 func (x *ReportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[31]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2318,7 +2410,7 @@ func (x *ReportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportRequest.ProtoReflect.Descriptor instead.
 func (*ReportRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{31}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ReportRequest) GetReport() *NodeReport {
@@ -2336,7 +2428,7 @@ type ReportResponse struct {
 
 func (x *ReportResponse) Reset() {
 	*x = ReportResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[32]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2348,7 +2440,7 @@ func (x *ReportResponse) String() string {
 func (*ReportResponse) ProtoMessage() {}
 
 func (x *ReportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[32]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2361,7 +2453,7 @@ func (x *ReportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportResponse.ProtoReflect.Descriptor instead.
 func (*ReportResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{32}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{34}
 }
 
 // The leader asks a standby for its freshest LSNs before choosing a candidate.
@@ -2374,7 +2466,7 @@ type LSNRequest struct {
 
 func (x *LSNRequest) Reset() {
 	*x = LSNRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[33]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2386,7 +2478,7 @@ func (x *LSNRequest) String() string {
 func (*LSNRequest) ProtoMessage() {}
 
 func (x *LSNRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[33]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2399,7 +2491,7 @@ func (x *LSNRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LSNRequest.ProtoReflect.Descriptor instead.
 func (*LSNRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{33}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *LSNRequest) GetTerm() uint64 {
@@ -2423,7 +2515,7 @@ type LSNResponse struct {
 
 func (x *LSNResponse) Reset() {
 	*x = LSNResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[34]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2435,7 +2527,7 @@ func (x *LSNResponse) String() string {
 func (*LSNResponse) ProtoMessage() {}
 
 func (x *LSNResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[34]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2448,7 +2540,7 @@ func (x *LSNResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LSNResponse.ProtoReflect.Descriptor instead.
 func (*LSNResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{34}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *LSNResponse) GetNodeId() uint32 {
@@ -2502,7 +2594,7 @@ type PingRequest struct {
 
 func (x *PingRequest) Reset() {
 	*x = PingRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[35]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2514,7 +2606,7 @@ func (x *PingRequest) String() string {
 func (*PingRequest) ProtoMessage() {}
 
 func (x *PingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[35]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2527,7 +2619,7 @@ func (x *PingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PingRequest.ProtoReflect.Descriptor instead.
 func (*PingRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{35}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *PingRequest) GetFrom() string {
@@ -2547,7 +2639,7 @@ type SampleRequest struct {
 
 func (x *SampleRequest) Reset() {
 	*x = SampleRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[36]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2559,7 +2651,7 @@ func (x *SampleRequest) String() string {
 func (*SampleRequest) ProtoMessage() {}
 
 func (x *SampleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[36]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2572,7 +2664,7 @@ func (x *SampleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SampleRequest.ProtoReflect.Descriptor instead.
 func (*SampleRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{36}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{38}
 }
 
 type SampleResponse struct {
@@ -2584,7 +2676,7 @@ type SampleResponse struct {
 
 func (x *SampleResponse) Reset() {
 	*x = SampleResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[37]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2596,7 +2688,7 @@ func (x *SampleResponse) String() string {
 func (*SampleResponse) ProtoMessage() {}
 
 func (x *SampleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[37]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2609,7 +2701,7 @@ func (x *SampleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SampleResponse.ProtoReflect.Descriptor instead.
 func (*SampleResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{37}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *SampleResponse) GetReport() *NodeReport {
@@ -2630,7 +2722,7 @@ type PingResponse struct {
 
 func (x *PingResponse) Reset() {
 	*x = PingResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[38]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2642,7 +2734,7 @@ func (x *PingResponse) String() string {
 func (*PingResponse) ProtoMessage() {}
 
 func (x *PingResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[38]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2655,7 +2747,7 @@ func (x *PingResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PingResponse.ProtoReflect.Descriptor instead.
 func (*PingResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{38}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *PingResponse) GetNodeId() uint32 {
@@ -2691,7 +2783,7 @@ type EnsureSlotRequest struct {
 
 func (x *EnsureSlotRequest) Reset() {
 	*x = EnsureSlotRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[39]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2703,7 +2795,7 @@ func (x *EnsureSlotRequest) String() string {
 func (*EnsureSlotRequest) ProtoMessage() {}
 
 func (x *EnsureSlotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[39]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2716,7 +2808,7 @@ func (x *EnsureSlotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnsureSlotRequest.ProtoReflect.Descriptor instead.
 func (*EnsureSlotRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{39}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *EnsureSlotRequest) GetSlotName() string {
@@ -2742,7 +2834,7 @@ type EnsureSlotResponse struct {
 
 func (x *EnsureSlotResponse) Reset() {
 	*x = EnsureSlotResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[40]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2754,7 +2846,7 @@ func (x *EnsureSlotResponse) String() string {
 func (*EnsureSlotResponse) ProtoMessage() {}
 
 func (x *EnsureSlotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[40]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2767,7 +2859,7 @@ func (x *EnsureSlotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnsureSlotResponse.ProtoReflect.Descriptor instead.
 func (*EnsureSlotResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{40}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *EnsureSlotResponse) GetCreated() bool {
@@ -2949,7 +3041,11 @@ const file_hasidecar_v1_api_proto_rawDesc = "" +
 	"\fcommit_index\x18\x0e \x01(\x04R\vcommitIndex\x12$\n" +
 	"\x0elast_log_index\x18\x0f \x01(\x04R\flastLogIndex\x12(\n" +
 	"\x10set_aside_copies\x18\x10 \x03(\tR\x0esetAsideCopies\x124\n" +
-	"\x17tls_cert_not_after_unix\x18\x11 \x01(\x03R\x13tlsCertNotAfterUnix\"p\n" +
+	"\x17tls_cert_not_after_unix\x18\x11 \x01(\x03R\x13tlsCertNotAfterUnix\"&\n" +
+	"\fLeaveRequest\x12\x16\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason\"*\n" +
+	"\rLeaveResponse\x12\x19\n" +
+	"\bdata_dir\x18\x01 \x01(\tR\adataDir\"p\n" +
 	"\rRejoinRequest\x12!\n" +
 	"\fforce_rewind\x18\x01 \x01(\bR\vforceRewind\x12#\n" +
 	"\rallow_reclone\x18\x02 \x01(\bR\fallowReclone\x12\x17\n" +
@@ -3020,12 +3116,13 @@ const file_hasidecar_v1_api_proto_rawDesc = "" +
 	"Switchover\x12\x1f.hasidecar.v1.SwitchoverRequest\x1a .hasidecar.v1.SwitchoverResponse\x12C\n" +
 	"\x06Matrix\x12\x1b.hasidecar.v1.MatrixRequest\x1a\x1c.hasidecar.v1.MatrixResponse\x12O\n" +
 	"\n" +
-	"RemoveNode\x12\x1f.hasidecar.v1.RemoveNodeRequest\x1a .hasidecar.v1.RemoveNodeResponse2\xa7\x02\n" +
+	"RemoveNode\x12\x1f.hasidecar.v1.RemoveNodeRequest\x1a .hasidecar.v1.RemoveNodeResponse2\xe9\x02\n" +
 	"\vNodeService\x12C\n" +
 	"\x06Status\x12\x1b.hasidecar.v1.StatusRequest\x1a\x1c.hasidecar.v1.StatusResponse\x12C\n" +
 	"\x06Rejoin\x12\x1b.hasidecar.v1.RejoinRequest\x1a\x1c.hasidecar.v1.RejoinResponse\x12F\n" +
 	"\aHistory\x12\x1c.hasidecar.v1.HistoryRequest\x1a\x1d.hasidecar.v1.HistoryResponse\x12F\n" +
-	"\aCleanup\x12\x1c.hasidecar.v1.CleanupRequest\x1a\x1d.hasidecar.v1.CleanupResponse2\xb1\x04\n" +
+	"\aCleanup\x12\x1c.hasidecar.v1.CleanupRequest\x1a\x1d.hasidecar.v1.CleanupResponse\x12@\n" +
+	"\x05Leave\x12\x1a.hasidecar.v1.LeaveRequest\x1a\x1b.hasidecar.v1.LeaveResponse2\xb1\x04\n" +
 	"\vPeerService\x12O\n" +
 	"\n" +
 	"EnsureSlot\x12\x1f.hasidecar.v1.EnsureSlotRequest\x1a .hasidecar.v1.EnsureSlotResponse\x12=\n" +
@@ -3049,7 +3146,7 @@ func file_hasidecar_v1_api_proto_rawDescGZIP() []byte {
 	return file_hasidecar_v1_api_proto_rawDescData
 }
 
-var file_hasidecar_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
+var file_hasidecar_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
 var file_hasidecar_v1_api_proto_goTypes = []any{
 	(*PostgresStatus)(nil),     // 0: hasidecar.v1.PostgresStatus
 	(*ReplicationRow)(nil),     // 1: hasidecar.v1.ReplicationRow
@@ -3074,51 +3171,53 @@ var file_hasidecar_v1_api_proto_goTypes = []any{
 	(*CleanupResponse)(nil),    // 20: hasidecar.v1.CleanupResponse
 	(*StatusRequest)(nil),      // 21: hasidecar.v1.StatusRequest
 	(*StatusResponse)(nil),     // 22: hasidecar.v1.StatusResponse
-	(*RejoinRequest)(nil),      // 23: hasidecar.v1.RejoinRequest
-	(*RejoinResponse)(nil),     // 24: hasidecar.v1.RejoinResponse
-	(*JoinRequest)(nil),        // 25: hasidecar.v1.JoinRequest
-	(*JoinResponse)(nil),       // 26: hasidecar.v1.JoinResponse
-	(*RemoveNodeRequest)(nil),  // 27: hasidecar.v1.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil), // 28: hasidecar.v1.RemoveNodeResponse
-	(*ApplyRequest)(nil),       // 29: hasidecar.v1.ApplyRequest
-	(*ApplyResponse)(nil),      // 30: hasidecar.v1.ApplyResponse
-	(*ReportRequest)(nil),      // 31: hasidecar.v1.ReportRequest
-	(*ReportResponse)(nil),     // 32: hasidecar.v1.ReportResponse
-	(*LSNRequest)(nil),         // 33: hasidecar.v1.LSNRequest
-	(*LSNResponse)(nil),        // 34: hasidecar.v1.LSNResponse
-	(*PingRequest)(nil),        // 35: hasidecar.v1.PingRequest
-	(*SampleRequest)(nil),      // 36: hasidecar.v1.SampleRequest
-	(*SampleResponse)(nil),     // 37: hasidecar.v1.SampleResponse
-	(*PingResponse)(nil),       // 38: hasidecar.v1.PingResponse
-	(*EnsureSlotRequest)(nil),  // 39: hasidecar.v1.EnsureSlotRequest
-	(*EnsureSlotResponse)(nil), // 40: hasidecar.v1.EnsureSlotResponse
-	(NodeKind)(0),              // 41: hasidecar.v1.NodeKind
-	(NodeRole)(0),              // 42: hasidecar.v1.NodeRole
-	(FailoverMode)(0),          // 43: hasidecar.v1.FailoverMode
-	(*Lease)(nil),              // 44: hasidecar.v1.Lease
-	(*Switchover)(nil),         // 45: hasidecar.v1.Switchover
-	(*Event)(nil),              // 46: hasidecar.v1.Event
-	(*Node)(nil),               // 47: hasidecar.v1.Node
+	(*LeaveRequest)(nil),       // 23: hasidecar.v1.LeaveRequest
+	(*LeaveResponse)(nil),      // 24: hasidecar.v1.LeaveResponse
+	(*RejoinRequest)(nil),      // 25: hasidecar.v1.RejoinRequest
+	(*RejoinResponse)(nil),     // 26: hasidecar.v1.RejoinResponse
+	(*JoinRequest)(nil),        // 27: hasidecar.v1.JoinRequest
+	(*JoinResponse)(nil),       // 28: hasidecar.v1.JoinResponse
+	(*RemoveNodeRequest)(nil),  // 29: hasidecar.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil), // 30: hasidecar.v1.RemoveNodeResponse
+	(*ApplyRequest)(nil),       // 31: hasidecar.v1.ApplyRequest
+	(*ApplyResponse)(nil),      // 32: hasidecar.v1.ApplyResponse
+	(*ReportRequest)(nil),      // 33: hasidecar.v1.ReportRequest
+	(*ReportResponse)(nil),     // 34: hasidecar.v1.ReportResponse
+	(*LSNRequest)(nil),         // 35: hasidecar.v1.LSNRequest
+	(*LSNResponse)(nil),        // 36: hasidecar.v1.LSNResponse
+	(*PingRequest)(nil),        // 37: hasidecar.v1.PingRequest
+	(*SampleRequest)(nil),      // 38: hasidecar.v1.SampleRequest
+	(*SampleResponse)(nil),     // 39: hasidecar.v1.SampleResponse
+	(*PingResponse)(nil),       // 40: hasidecar.v1.PingResponse
+	(*EnsureSlotRequest)(nil),  // 41: hasidecar.v1.EnsureSlotRequest
+	(*EnsureSlotResponse)(nil), // 42: hasidecar.v1.EnsureSlotResponse
+	(NodeKind)(0),              // 43: hasidecar.v1.NodeKind
+	(NodeRole)(0),              // 44: hasidecar.v1.NodeRole
+	(FailoverMode)(0),          // 45: hasidecar.v1.FailoverMode
+	(*Lease)(nil),              // 46: hasidecar.v1.Lease
+	(*Switchover)(nil),         // 47: hasidecar.v1.Switchover
+	(*Event)(nil),              // 48: hasidecar.v1.Event
+	(*Node)(nil),               // 49: hasidecar.v1.Node
 }
 var file_hasidecar_v1_api_proto_depIdxs = []int32{
 	1,  // 0: hasidecar.v1.PostgresStatus.replication:type_name -> hasidecar.v1.ReplicationRow
 	0,  // 1: hasidecar.v1.NodeReport.postgres:type_name -> hasidecar.v1.PostgresStatus
 	3,  // 2: hasidecar.v1.NodeReport.peers:type_name -> hasidecar.v1.PeerReachability
-	41, // 3: hasidecar.v1.NodeView.kind:type_name -> hasidecar.v1.NodeKind
-	42, // 4: hasidecar.v1.NodeView.role:type_name -> hasidecar.v1.NodeRole
+	43, // 3: hasidecar.v1.NodeView.kind:type_name -> hasidecar.v1.NodeKind
+	44, // 4: hasidecar.v1.NodeView.role:type_name -> hasidecar.v1.NodeRole
 	0,  // 5: hasidecar.v1.NodeView.postgres:type_name -> hasidecar.v1.PostgresStatus
-	43, // 6: hasidecar.v1.ShowResponse.failover_mode:type_name -> hasidecar.v1.FailoverMode
+	45, // 6: hasidecar.v1.ShowResponse.failover_mode:type_name -> hasidecar.v1.FailoverMode
 	5,  // 7: hasidecar.v1.ShowResponse.nodes:type_name -> hasidecar.v1.NodeView
-	44, // 8: hasidecar.v1.ShowResponse.lease:type_name -> hasidecar.v1.Lease
-	45, // 9: hasidecar.v1.ShowResponse.switchover:type_name -> hasidecar.v1.Switchover
-	46, // 10: hasidecar.v1.EventsResponse.events:type_name -> hasidecar.v1.Event
+	46, // 8: hasidecar.v1.ShowResponse.lease:type_name -> hasidecar.v1.Lease
+	47, // 9: hasidecar.v1.ShowResponse.switchover:type_name -> hasidecar.v1.Switchover
+	48, // 10: hasidecar.v1.EventsResponse.events:type_name -> hasidecar.v1.Event
 	2,  // 11: hasidecar.v1.MatrixResponse.reports:type_name -> hasidecar.v1.NodeReport
-	47, // 12: hasidecar.v1.MatrixResponse.nodes:type_name -> hasidecar.v1.Node
+	49, // 12: hasidecar.v1.MatrixResponse.nodes:type_name -> hasidecar.v1.Node
 	2,  // 13: hasidecar.v1.HistoryResponse.samples:type_name -> hasidecar.v1.NodeReport
-	41, // 14: hasidecar.v1.StatusResponse.kind:type_name -> hasidecar.v1.NodeKind
+	43, // 14: hasidecar.v1.StatusResponse.kind:type_name -> hasidecar.v1.NodeKind
 	0,  // 15: hasidecar.v1.StatusResponse.postgres:type_name -> hasidecar.v1.PostgresStatus
-	42, // 16: hasidecar.v1.StatusResponse.role:type_name -> hasidecar.v1.NodeRole
-	41, // 17: hasidecar.v1.JoinRequest.kind:type_name -> hasidecar.v1.NodeKind
+	44, // 16: hasidecar.v1.StatusResponse.role:type_name -> hasidecar.v1.NodeRole
+	43, // 17: hasidecar.v1.JoinRequest.kind:type_name -> hasidecar.v1.NodeKind
 	2,  // 18: hasidecar.v1.ReportRequest.report:type_name -> hasidecar.v1.NodeReport
 	0,  // 19: hasidecar.v1.LSNResponse.postgres:type_name -> hasidecar.v1.PostgresStatus
 	2,  // 20: hasidecar.v1.SampleResponse.report:type_name -> hasidecar.v1.NodeReport
@@ -3128,40 +3227,42 @@ var file_hasidecar_v1_api_proto_depIdxs = []int32{
 	11, // 24: hasidecar.v1.ClusterService.Failover:input_type -> hasidecar.v1.FailoverRequest
 	13, // 25: hasidecar.v1.ClusterService.Switchover:input_type -> hasidecar.v1.SwitchoverRequest
 	15, // 26: hasidecar.v1.ClusterService.Matrix:input_type -> hasidecar.v1.MatrixRequest
-	27, // 27: hasidecar.v1.ClusterService.RemoveNode:input_type -> hasidecar.v1.RemoveNodeRequest
+	29, // 27: hasidecar.v1.ClusterService.RemoveNode:input_type -> hasidecar.v1.RemoveNodeRequest
 	21, // 28: hasidecar.v1.NodeService.Status:input_type -> hasidecar.v1.StatusRequest
-	23, // 29: hasidecar.v1.NodeService.Rejoin:input_type -> hasidecar.v1.RejoinRequest
+	25, // 29: hasidecar.v1.NodeService.Rejoin:input_type -> hasidecar.v1.RejoinRequest
 	17, // 30: hasidecar.v1.NodeService.History:input_type -> hasidecar.v1.HistoryRequest
 	19, // 31: hasidecar.v1.NodeService.Cleanup:input_type -> hasidecar.v1.CleanupRequest
-	39, // 32: hasidecar.v1.PeerService.EnsureSlot:input_type -> hasidecar.v1.EnsureSlotRequest
-	25, // 33: hasidecar.v1.PeerService.Join:input_type -> hasidecar.v1.JoinRequest
-	27, // 34: hasidecar.v1.PeerService.Remove:input_type -> hasidecar.v1.RemoveNodeRequest
-	29, // 35: hasidecar.v1.PeerService.Apply:input_type -> hasidecar.v1.ApplyRequest
-	31, // 36: hasidecar.v1.PeerService.Report:input_type -> hasidecar.v1.ReportRequest
-	36, // 37: hasidecar.v1.PeerService.Sample:input_type -> hasidecar.v1.SampleRequest
-	33, // 38: hasidecar.v1.PeerService.LSN:input_type -> hasidecar.v1.LSNRequest
-	35, // 39: hasidecar.v1.PeerService.Ping:input_type -> hasidecar.v1.PingRequest
-	6,  // 40: hasidecar.v1.ClusterService.Show:output_type -> hasidecar.v1.ShowResponse
-	8,  // 41: hasidecar.v1.ClusterService.Events:output_type -> hasidecar.v1.EventsResponse
-	10, // 42: hasidecar.v1.ClusterService.SetPaused:output_type -> hasidecar.v1.SetPausedResponse
-	12, // 43: hasidecar.v1.ClusterService.Failover:output_type -> hasidecar.v1.FailoverResponse
-	14, // 44: hasidecar.v1.ClusterService.Switchover:output_type -> hasidecar.v1.SwitchoverResponse
-	16, // 45: hasidecar.v1.ClusterService.Matrix:output_type -> hasidecar.v1.MatrixResponse
-	28, // 46: hasidecar.v1.ClusterService.RemoveNode:output_type -> hasidecar.v1.RemoveNodeResponse
-	22, // 47: hasidecar.v1.NodeService.Status:output_type -> hasidecar.v1.StatusResponse
-	24, // 48: hasidecar.v1.NodeService.Rejoin:output_type -> hasidecar.v1.RejoinResponse
-	18, // 49: hasidecar.v1.NodeService.History:output_type -> hasidecar.v1.HistoryResponse
-	20, // 50: hasidecar.v1.NodeService.Cleanup:output_type -> hasidecar.v1.CleanupResponse
-	40, // 51: hasidecar.v1.PeerService.EnsureSlot:output_type -> hasidecar.v1.EnsureSlotResponse
-	26, // 52: hasidecar.v1.PeerService.Join:output_type -> hasidecar.v1.JoinResponse
-	28, // 53: hasidecar.v1.PeerService.Remove:output_type -> hasidecar.v1.RemoveNodeResponse
-	30, // 54: hasidecar.v1.PeerService.Apply:output_type -> hasidecar.v1.ApplyResponse
-	32, // 55: hasidecar.v1.PeerService.Report:output_type -> hasidecar.v1.ReportResponse
-	37, // 56: hasidecar.v1.PeerService.Sample:output_type -> hasidecar.v1.SampleResponse
-	34, // 57: hasidecar.v1.PeerService.LSN:output_type -> hasidecar.v1.LSNResponse
-	38, // 58: hasidecar.v1.PeerService.Ping:output_type -> hasidecar.v1.PingResponse
-	40, // [40:59] is the sub-list for method output_type
-	21, // [21:40] is the sub-list for method input_type
+	23, // 32: hasidecar.v1.NodeService.Leave:input_type -> hasidecar.v1.LeaveRequest
+	41, // 33: hasidecar.v1.PeerService.EnsureSlot:input_type -> hasidecar.v1.EnsureSlotRequest
+	27, // 34: hasidecar.v1.PeerService.Join:input_type -> hasidecar.v1.JoinRequest
+	29, // 35: hasidecar.v1.PeerService.Remove:input_type -> hasidecar.v1.RemoveNodeRequest
+	31, // 36: hasidecar.v1.PeerService.Apply:input_type -> hasidecar.v1.ApplyRequest
+	33, // 37: hasidecar.v1.PeerService.Report:input_type -> hasidecar.v1.ReportRequest
+	38, // 38: hasidecar.v1.PeerService.Sample:input_type -> hasidecar.v1.SampleRequest
+	35, // 39: hasidecar.v1.PeerService.LSN:input_type -> hasidecar.v1.LSNRequest
+	37, // 40: hasidecar.v1.PeerService.Ping:input_type -> hasidecar.v1.PingRequest
+	6,  // 41: hasidecar.v1.ClusterService.Show:output_type -> hasidecar.v1.ShowResponse
+	8,  // 42: hasidecar.v1.ClusterService.Events:output_type -> hasidecar.v1.EventsResponse
+	10, // 43: hasidecar.v1.ClusterService.SetPaused:output_type -> hasidecar.v1.SetPausedResponse
+	12, // 44: hasidecar.v1.ClusterService.Failover:output_type -> hasidecar.v1.FailoverResponse
+	14, // 45: hasidecar.v1.ClusterService.Switchover:output_type -> hasidecar.v1.SwitchoverResponse
+	16, // 46: hasidecar.v1.ClusterService.Matrix:output_type -> hasidecar.v1.MatrixResponse
+	30, // 47: hasidecar.v1.ClusterService.RemoveNode:output_type -> hasidecar.v1.RemoveNodeResponse
+	22, // 48: hasidecar.v1.NodeService.Status:output_type -> hasidecar.v1.StatusResponse
+	26, // 49: hasidecar.v1.NodeService.Rejoin:output_type -> hasidecar.v1.RejoinResponse
+	18, // 50: hasidecar.v1.NodeService.History:output_type -> hasidecar.v1.HistoryResponse
+	20, // 51: hasidecar.v1.NodeService.Cleanup:output_type -> hasidecar.v1.CleanupResponse
+	24, // 52: hasidecar.v1.NodeService.Leave:output_type -> hasidecar.v1.LeaveResponse
+	42, // 53: hasidecar.v1.PeerService.EnsureSlot:output_type -> hasidecar.v1.EnsureSlotResponse
+	28, // 54: hasidecar.v1.PeerService.Join:output_type -> hasidecar.v1.JoinResponse
+	30, // 55: hasidecar.v1.PeerService.Remove:output_type -> hasidecar.v1.RemoveNodeResponse
+	32, // 56: hasidecar.v1.PeerService.Apply:output_type -> hasidecar.v1.ApplyResponse
+	34, // 57: hasidecar.v1.PeerService.Report:output_type -> hasidecar.v1.ReportResponse
+	39, // 58: hasidecar.v1.PeerService.Sample:output_type -> hasidecar.v1.SampleResponse
+	36, // 59: hasidecar.v1.PeerService.LSN:output_type -> hasidecar.v1.LSNResponse
+	40, // 60: hasidecar.v1.PeerService.Ping:output_type -> hasidecar.v1.PingResponse
+	41, // [41:61] is the sub-list for method output_type
+	21, // [21:41] is the sub-list for method input_type
 	21, // [21:21] is the sub-list for extension type_name
 	21, // [21:21] is the sub-list for extension extendee
 	0,  // [0:21] is the sub-list for field type_name
@@ -3179,7 +3280,7 @@ func file_hasidecar_v1_api_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hasidecar_v1_api_proto_rawDesc), len(file_hasidecar_v1_api_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   41,
+			NumMessages:   43,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

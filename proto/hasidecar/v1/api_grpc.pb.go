@@ -356,6 +356,7 @@ const (
 	NodeService_Rejoin_FullMethodName  = "/hasidecar.v1.NodeService/Rejoin"
 	NodeService_History_FullMethodName = "/hasidecar.v1.NodeService/History"
 	NodeService_Cleanup_FullMethodName = "/hasidecar.v1.NodeService/Cleanup"
+	NodeService_Leave_FullMethodName   = "/hasidecar.v1.NodeService/Leave"
 )
 
 // NodeServiceClient is the client API for NodeService service.
@@ -366,6 +367,7 @@ type NodeServiceClient interface {
 	Rejoin(ctx context.Context, in *RejoinRequest, opts ...grpc.CallOption) (*RejoinResponse, error)
 	History(ctx context.Context, in *HistoryRequest, opts ...grpc.CallOption) (*HistoryResponse, error)
 	Cleanup(ctx context.Context, in *CleanupRequest, opts ...grpc.CallOption) (*CleanupResponse, error)
+	Leave(ctx context.Context, in *LeaveRequest, opts ...grpc.CallOption) (*LeaveResponse, error)
 }
 
 type nodeServiceClient struct {
@@ -416,6 +418,16 @@ func (c *nodeServiceClient) Cleanup(ctx context.Context, in *CleanupRequest, opt
 	return out, nil
 }
 
+func (c *nodeServiceClient) Leave(ctx context.Context, in *LeaveRequest, opts ...grpc.CallOption) (*LeaveResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LeaveResponse)
+	err := c.cc.Invoke(ctx, NodeService_Leave_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // NodeServiceServer is the server API for NodeService service.
 // All implementations must embed UnimplementedNodeServiceServer
 // for forward compatibility.
@@ -424,6 +436,7 @@ type NodeServiceServer interface {
 	Rejoin(context.Context, *RejoinRequest) (*RejoinResponse, error)
 	History(context.Context, *HistoryRequest) (*HistoryResponse, error)
 	Cleanup(context.Context, *CleanupRequest) (*CleanupResponse, error)
+	Leave(context.Context, *LeaveRequest) (*LeaveResponse, error)
 	mustEmbedUnimplementedNodeServiceServer()
 }
 
@@ -445,6 +458,9 @@ func (UnimplementedNodeServiceServer) History(context.Context, *HistoryRequest) 
 }
 func (UnimplementedNodeServiceServer) Cleanup(context.Context, *CleanupRequest) (*CleanupResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Cleanup not implemented")
+}
+func (UnimplementedNodeServiceServer) Leave(context.Context, *LeaveRequest) (*LeaveResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Leave not implemented")
 }
 func (UnimplementedNodeServiceServer) mustEmbedUnimplementedNodeServiceServer() {}
 func (UnimplementedNodeServiceServer) testEmbeddedByValue()                     {}
@@ -539,6 +555,24 @@ func _NodeService_Cleanup_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _NodeService_Leave_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LeaveRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NodeServiceServer).Leave(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: NodeService_Leave_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NodeServiceServer).Leave(ctx, req.(*LeaveRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // NodeService_ServiceDesc is the grpc.ServiceDesc for NodeService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -561,6 +595,10 @@ var NodeService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Cleanup",
 			Handler:    _NodeService_Cleanup_Handler,
+		},
+		{
+			MethodName: "Leave",
+			Handler:    _NodeService_Leave_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
