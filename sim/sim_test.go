@@ -1,0 +1,172 @@
+package sim
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestSim runs SCHEDULES seeded schedules (default 10000) from seed
+// SIM_FIRST (default 1), or only SEED when given (with SIM_KEEP=i,j: only
+// those fault events), with SIM_PLANT switching on a planted bug. `make
+// sim` runs it.
+func TestSim(t *testing.T) {
+	plant := os.Getenv("SIM_PLANT")
+	if plant != "" && !contains(Plants, plant) {
+		t.Fatalf("SIM_PLANT=%s: not one of %s", plant, strings.Join(Plants, ", "))
+	}
+	if seed := os.Getenv("SEED"); seed != "" {
+		replay(t, seed, plant)
+		return
+	}
+	n := envInt(t, "SCHEDULES", 10000)
+	first := uint64(envInt(t, "SIM_FIRST", 1))
+	start := time.Now()
+	results := make([]Result, n)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	nextIdx := 0
+	stop := false
+	for range runtime.GOMAXPROCS(0) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				mu.Lock()
+				i := nextIdx
+				nextIdx++
+				halt := stop
+				mu.Unlock()
+				if i >= n || halt {
+					return
+				}
+				r := Run(Generate(first+uint64(i)), plant, false)
+				results[i] = r
+				if r.Violation != nil && plant != "" {
+					mu.Lock()
+					stop = true // a plant is caught: no need to go on
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	ran, bad, steps, worst := 0, 0, 0, int64(0)
+	var firstBad *Result
+	byName := map[string]int{}
+	for i := range results {
+		r := &results[i]
+		if r.Seed == 0 {
+			continue
+		}
+		ran++
+		steps += r.Steps
+		if r.Violation != nil {
+			bad++
+			byName[r.Violation.Name]++
+			if firstBad == nil {
+				firstBad = r
+			}
+		} else {
+			worst = max(worst, r.Converge)
+		}
+	}
+	fmt.Printf("sim: %d schedules, %d violations, %.1fs (%d steps, %d workers, longest convergence after healing %.2fs, bound %ds)\n",
+		ran, bad, elapsed.Seconds(), steps, runtime.GOMAXPROCS(0), float64(worst)/1e9, convergeBound/sec)
+	if len(byName) > 0 {
+		names := make([]string, 0, len(byName))
+		for k := range byName {
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		for _, k := range names {
+			fmt.Printf("sim: violation %s: %d schedules\n", k, byName[k])
+		}
+	}
+	if firstBad != nil {
+		sc := Generate(firstBad.Seed)
+		v := firstBad.Violation
+		fmt.Printf("sim: first failing seed %d: %s\n", firstBad.Seed, v)
+		small := Shrink(sc, plant, v.Name)
+		r := Run(small, plant, false)
+		fmt.Printf("sim: shortest schedule (%d of %d fault events) still fails: %s\n%s", len(small.Faults), len(sc.Faults), r.Violation, small)
+		fmt.Printf("sim: replay: make sim SEED=%d SIM_KEEP=%s%s\n", firstBad.Seed, joinInts(small.indices()), plantArg(plant))
+		t.Fail()
+	}
+}
+
+func replay(t *testing.T, seed, plant string) {
+	s, err := strconv.ParseUint(seed, 10, 64)
+	if err != nil {
+		t.Fatalf("SEED=%s: %v", seed, err)
+	}
+	sc := Generate(s)
+	if k, ok := os.LookupEnv("SIM_KEEP"); ok {
+		var idx []int
+		for _, f := range strings.Split(k, ",") {
+			if f == "" {
+				continue
+			}
+			i, err := strconv.Atoi(f)
+			if err != nil {
+				t.Fatalf("SIM_KEEP=%s: %v", k, err)
+			}
+			idx = append(idx, i)
+		}
+		sc = sc.Keep(idx)
+	}
+	fmt.Print(sc)
+	r := Run(sc, plant, os.Getenv("SIM_TRACE") != "")
+	for _, l := range r.Trace {
+		fmt.Println(l)
+	}
+	if r.Violation != nil {
+		fmt.Printf("sim: 1 schedules, 1 violations: %s\n", r.Violation)
+		t.Fail()
+		return
+	}
+	fmt.Printf("sim: 1 schedules, 0 violations (converged %.2fs after healing, %d steps, %d acknowledged writes)\n", float64(r.Converge)/1e9, r.Steps, r.Acks)
+}
+
+func envInt(t *testing.T, k string, def int) int {
+	v := os.Getenv(k)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		t.Fatalf("%s=%s: not a count", k, v)
+	}
+	return n
+}
+
+func contains(l []string, s string) bool {
+	for _, x := range l {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func joinInts(l []int) string {
+	var p []string
+	for _, i := range l {
+		p = append(p, strconv.Itoa(i))
+	}
+	return strings.Join(p, ",")
+}
+
+func plantArg(p string) string {
+	if p == "" {
+		return ""
+	}
+	return " SIM_PLANT=" + p
+}
