@@ -30,14 +30,16 @@ type Keeper struct {
 	syncBusy       bool
 	narrowed       []int // sync mode: members taken out of Postgres's list first
 	termStart      int64
+	needRewind     bool
 }
 
 const (
-	leaseDur       = 4 * sec
-	fenceMarginDur = 500 * ms
-	monitorEvery   = 1 * sec
-	restartTimeout = 10 * sec
-	watchdogEvery  = 50 * ms
+	leaseDur         = 4 * sec
+	fenceMarginDur   = 500 * ms
+	monitorEvery     = 1 * sec
+	restartTimeout   = 10 * sec
+	watchdogEvery    = 50 * ms
+	walSenderTimeout = 10 * sec
 )
 
 func (k *Keeper) r() *Raft { return k.h.raft }
@@ -136,7 +138,7 @@ func (k *Keeper) watchdog() {
 		k.crashedAt = k.now()
 	}
 	if pg.running {
-		k.expectStop = false
+		k.expectStop, k.crashedAt = false, 0
 	}
 	k.wasRunning = pg.running
 	k.guardTick()
@@ -321,7 +323,8 @@ func (k *Keeper) planStandby(st *pb.ClusterState, me, prim *pb.Node) {
 	switch {
 	case !pg.hasData:
 		k.copyFrom(up, "clone", k.s.w.between(1*sec, 3*sec))
-	case !pg.running && !pg.standbySignal:
+	case !pg.running && (!pg.standbySignal || k.needRewind):
+		k.needRewind = false
 		k.copyFrom(up, "rewind", k.s.w.between(300*ms, 1500*ms))
 	case !pg.running:
 		k.startPG(true, up.id)
@@ -330,6 +333,7 @@ func (k *Keeper) planStandby(st *pb.ClusterState, me, prim *pb.Node) {
 		pg.lastRecv = k.now()
 	case k.now()-pg.lastRecv > 3*sec && up.pg.running && !pg.canFollow(up.pg):
 		// Not streaming: the histories diverged. Stop, rewind, start.
+		k.needRewind = true
 		k.stopPG()
 	default:
 		if me.Role != pb.NodeRole_NODE_ROLE_STANDBY || me.UpstreamId != prim.Id || !me.Active {
@@ -351,6 +355,7 @@ func (k *Keeper) copyFrom(up *Host, what string, d int64) {
 	pg := k.h.pg
 	pg.busy = what
 	src, me := up, k.h
+	k.s.trace("%s starts %s from %s", me.name, what, src.name)
 	k.s.net.send(me.id, src.id, src.pgProc, func() {
 		if !src.pg.running || src.pg.recovery {
 			k.s.net.send(src.id, me.id, me.sidecar, func() { pg.busy = ""; k.s.w.after(me.sidecar, 500*ms, k.step) })
@@ -389,16 +394,20 @@ func (k *Keeper) manageSync(st *pb.ClusterState) {
 	me := k.h.nodeID
 	now := k.now()
 	set := st.SyncStandbys
+	// pg_stat_replication shows a walsender until the connection breaks:
+	// at once when the standby's Postgres dies (a reset), else after
+	// wal_sender_timeout (10 s, pgctl/config.go) without an answer.
 	streaming := func(h int) bool {
 		o := k.s.hosts[h]
-		return o.pg != nil && pg.lastSeen(h, now) < 500*ms
+		return o.pg != nil && o.pg.running && pg.lastSeen(h, now) < walSenderTimeout
 	}
+	fresh := func(h int) bool { return pg.lastSeen(h, now) < 500*ms }
 	var add []uint32
 	for _, o := range k.s.hosts {
 		if o.pg == nil || o.nodeID == me || slices.Contains(set, o.nodeID) {
 			continue
 		}
-		if streaming(o.id) && pg.standbyFlush[o.id] >= pg.lsn {
+		if fresh(o.id) && pg.standbyFlush[o.id] >= pg.lsn {
 			add = append(add, o.nodeID)
 		}
 	}
@@ -422,11 +431,24 @@ func (k *Keeper) manageSync(st *pb.ClusterState) {
 	if len(gone) == 0 {
 		return
 	}
+	if len(keep) == 0 && !k.s.cfg.asBuiltSyncNarrow {
+		// The last members leave: commit the empty set first, and only
+		// then let Postgres commit through the gate (asynchronously).
+		// node/sync.go narrows Postgres first here too, which lets an
+		// isolated primary acknowledge writes that no member holds while
+		// the FSM still names a member a failover may promote
+		// (docs/SIMULATOR.md, "Defects found"; SIM_AS_BUILT=sync-narrow
+		// plays the product's order).
+		k.s.trace("%s empties the synchronous set: %v leave (FSM first)", k.h.name, gone)
+		k.proposeSync(st, nil)
+		return
+	}
 	for _, g := range gone {
 		if !slices.Contains(k.narrowed, g) {
 			k.narrowed = append(k.narrowed, g)
 		}
 	}
+	k.s.trace("%s narrows the synchronous set: %v leave, %v stay", k.h.name, gone, keep)
 	k.configure(st) // Postgres first
 	covered := len(keep) == 0
 	for _, id := range keep {

@@ -39,7 +39,7 @@ type raftEntry struct {
 }
 
 var (
-	errNoLeader = errors.New("sim raft: no roleLeader reached in time")
+	errNoLeader = errors.New("sim raft: no leader reached in time")
 	errTimeout  = errors.New("sim raft: proposal timed out")
 )
 
@@ -62,7 +62,7 @@ type Raft struct {
 
 	// volatile
 	role        raftRole
-	roleLeader      int
+	leaderID    int
 	commit      uint64
 	applied     uint64
 	applying    bool
@@ -70,16 +70,16 @@ type Raft struct {
 	st          *pb.ClusterState
 	leaseSerial uint64
 	leaseAt     int64 // local time at which the current lease serial was applied
-	lastContact int64 // local time of the last message from a roleLeader
+	lastContact int64 // local time of the last message from a leader
 	votes       []bool
 	prevotes    []bool
 	next, match []uint64
-	lastAck     []int64 // roleLeader: local time of the last answer of each peer
-	ready       bool    // roleLeader: its no-op is applied (the product's Barrier)
+	lastAck     []int64 // leader: local time of the last answer of each peer
+	ready       bool    // leader: its no-op is applied (the product's Barrier)
 	readyTerm   uint64
 	reqSeq      uint64
 	props       map[uint64]*proposal
-	seen        map[[2]uint64]bool // roleLeader: forwarded proposals already appended
+	seen        map[[2]uint64]bool // leader: forwarded proposals already appended
 	waitReply   map[uint64][2]uint64
 	epoch       uint64 // election timer generation
 	onApply     func(idx uint64, cmd *pb.Command, res fsm.Result)
@@ -101,10 +101,10 @@ func (r *Raft) lastIndex() uint64 { return uint64(len(r.log) - 1) }
 func (r *Raft) lastTerm() uint64  { return r.log[len(r.log)-1].term }
 
 // start (or restart after a crash): volatile state from scratch, the FSM
-// rebuilt by re-applying the log as the roleLeader reports commits.
+// rebuilt by re-applying the log as the leader reports commits.
 func (r *Raft) start(initialCommit uint64) {
 	n := r.n()
-	r.role, r.roleLeader = roleFollower, -1
+	r.role, r.leaderID = roleFollower, -1
 	r.commit, r.applied, r.applying = initialCommit, 0, false
 	r.m = fsm.New()
 	r.st = r.m.State()
@@ -140,17 +140,17 @@ func (r *Raft) electionTimeout() {
 	case roleLeader:
 		return
 	case roleFollower:
-		if r.roleLeader >= 0 && now-r.lastContact < heartbeatTimeout {
+		if r.leaderID >= 0 && now-r.lastContact < heartbeatTimeout {
 			r.resetElectionTimer()
 			return
 		}
 	}
-	r.roleLeader = -1
+	r.leaderID = -1
 	r.preVote()
 }
 
 // preVote asks for votes in term+1 without changing the term (raft 1.7's
-// pre-vote): an isolated node that heals does not depose a working roleLeader.
+// pre-vote): an isolated node that heals does not depose a working leader.
 func (r *Raft) preVote() {
 	r.role = roleCandidate
 	for i := range r.prevotes {
@@ -198,7 +198,7 @@ func (r *Raft) maybeWinPre() {
 func (r *Raft) election() {
 	r.term++
 	r.votedFor = r.h.id
-	r.roleLeader = -1
+	r.leaderID = -1
 	for i := range r.votes {
 		r.votes[i] = i == r.h.id
 	}
@@ -220,8 +220,8 @@ func (r *Raft) upToDate(li, lt uint64) bool {
 
 func (r *Raft) onVoteReq(from int, term, li, lt uint64, pre bool) {
 	now := r.h.clock.Now()
-	// Leader stickiness: a node that hears from a roleLeader refuses votes.
-	haveLeader := (r.role == roleLeader) || (r.roleLeader >= 0 && r.roleLeader != from && now-r.lastContact < heartbeatTimeout)
+	// Leader stickiness: a node that hears from a leader refuses votes.
+	haveLeader := (r.role == roleLeader) || (r.leaderID >= 0 && r.leaderID != from && now-r.lastContact < heartbeatTimeout)
 	granted := false
 	if pre {
 		granted = term > r.term && !haveLeader && r.upToDate(li, lt)
@@ -265,7 +265,7 @@ func (r *Raft) maybeWin() {
 	if r.role != roleCandidate || r.count(r.votes) < r.majority() || r.votedFor != r.h.id {
 		return
 	}
-	r.role, r.roleLeader = roleLeader, r.h.id
+	r.role, r.leaderID = roleLeader, r.h.id
 	r.ready = false
 	now := r.h.clock.Now()
 	for i := range r.next {
@@ -277,7 +277,7 @@ func (r *Raft) maybeWin() {
 	r.log = append(r.log, raftEntry{term: r.term, origin: -1})
 	r.match[r.h.id] = r.lastIndex()
 	r.epoch++
-	r.s.trace("raft roleLeader %s term %d", r.h.name, r.term)
+	r.s.trace("raft leader %s term %d", r.h.name, r.term)
 	r.heartbeat(r.epoch)
 	r.checkQuorumLoop(r.epoch)
 	r.onChange()
@@ -296,7 +296,7 @@ func (r *Raft) stepDown(term uint64) {
 		r.resetElectionTimer()
 	}
 	if wasLeader {
-		r.roleLeader = -1
+		r.leaderID = -1
 		r.onChange()
 	}
 }
@@ -309,8 +309,8 @@ func (r *Raft) heartbeat(ep uint64) {
 	r.h.clock.After(r.h.sidecar, heartbeatEvery, func() { r.heartbeat(ep) })
 }
 
-// checkQuorumLoop: a roleLeader that has not heard from a majority within the
-// roleLeader lease steps down (hashicorp raft's LeaderLeaseTimeout).
+// checkQuorumLoop: a leader that has not heard from a majority within the
+// leader lease steps down (hashicorp raft's LeaderLeaseTimeout).
 func (r *Raft) checkQuorumLoop(ep uint64) {
 	r.h.clock.After(r.h.sidecar, leaderLease, func() {
 		if ep != r.epoch || r.role != roleLeader {
@@ -324,7 +324,7 @@ func (r *Raft) checkQuorumLoop(ep uint64) {
 			}
 		}
 		if c < r.majority() {
-			r.s.trace("raft roleLeader %s steps down: no quorum", r.h.name)
+			r.s.trace("raft leader %s steps down: no quorum", r.h.name)
 			r.stepDown(r.term)
 			return
 		}
@@ -364,8 +364,8 @@ func (r *Raft) onAppend(from int, term, prev, prevTerm uint64, ents []raftEntry,
 	if term > r.term || r.role != roleFollower {
 		r.stepDown(term)
 	}
-	if r.roleLeader != from {
-		r.roleLeader = from
+	if r.leaderID != from {
+		r.leaderID = from
 		r.onChange()
 	}
 	r.lastContact = r.h.clock.Now()
@@ -554,8 +554,8 @@ func (r *Raft) forward(req uint64) {
 			r.advanceCommit()
 		}
 		r.broadcast()
-	case r.roleLeader >= 0:
-		l := r.s.hosts[r.roleLeader]
+	case r.leaderID >= 0:
+		l := r.s.hosts[r.leaderID]
 		from, cmd := r.h.id, p.cmd
 		p.sent = true
 		r.s.net.send(from, l.id, l.sidecar, func() { l.raft.onForward(from, req, cmd) })

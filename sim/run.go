@@ -54,10 +54,17 @@ func (c *client) write() {
 	s.w.after(worldProc, clientWriteTimeout, func() { done(false) })
 }
 
+// Options: a plant (or none), tracing, and the as-built order of a defect.
+type Options struct {
+	Plant             string
+	Trace             bool
+	AsBuiltSyncNarrow bool
+}
+
 // Run plays one schedule to its end: a violation, or convergence after the
 // faults healed, or the convergence bound.
-func Run(sc *Schedule, plant string, trace bool) Result {
-	s := newSim(sc.Seed, sc, plant, trace)
+func Run(sc *Schedule, o Options) Result {
+	s := newSim(sc.Seed, sc, o)
 	var healAt int64 = 2 * sec
 	for _, f := range sc.Faults {
 		f := f
@@ -94,6 +101,9 @@ func Run(sc *Schedule, plant string, trace bool) Result {
 	if s.violation == nil && res.Converge < 0 {
 		s.violate("no-convergence", "the faults healed at %.3fs and the cluster had not converged %ds later", float64(healAt)/1e9, convergeBound/sec)
 	}
+	if s.violation != nil && o.Trace {
+		s.dump()
+	}
 	if s.violation == nil && sc.Sync {
 		for _, h := range s.hosts {
 			if h.pg != nil && h.pg.writable() {
@@ -128,14 +138,14 @@ func (s *Sim) healAll() {
 
 // Shrink drops fault events while the schedule still fails with the same
 // invariant, and returns the shortest failing schedule found.
-func Shrink(sc *Schedule, plant string, name string) *Schedule {
+func Shrink(sc *Schedule, o Options, name string) *Schedule {
 	cur := sc
 	for {
 		improved := false
 		for i := range cur.Faults {
 			keep := append(append([]int(nil), cur.indices()[:i]...), cur.indices()[i+1:]...)
 			cand := cur.Keep(keep)
-			if r := Run(cand, plant, false); r.Violation != nil && r.Violation.Name == name {
+			if r := Run(cand, o); r.Violation != nil && r.Violation.Name == name {
 				cur, improved = cand, true
 				break
 			}
@@ -146,4 +156,20 @@ func Shrink(sc *Schedule, plant string, name string) *Schedule {
 	}
 }
 
-var _ = fsm.Primary
+// dump traces every host's state (replays with SIM_TRACE).
+func (s *Sim) dump() {
+	for _, h := range s.hosts {
+		st := h.raft.State()
+		prim := "none"
+		if p := fsm.Primary(st); p != nil {
+			prim = p.Name
+		}
+		r := h.raft
+		s.trace("state %s: sidecar up %v raft role %d term %d leader %d commit %d applied %d last %d; fsm term %d primary %s lease serial %d",
+			h.name, h.sidecarUp, r.role, r.term, r.leaderID, r.commit, r.applied, r.lastIndex(), st.Term, prim, st.GetLease().GetSerial())
+		if p := h.pg; p != nil {
+			s.trace("  pg %s: data %v running %v recovery %v signal %v tli %d/%d lsn %d upstream %d busy %q sync %v gate %v; keeper deadline %d now %d",
+				h.name, p.hasData, p.running, p.recovery, p.standbySignal, p.t.num, p.t.uid, p.lsn, p.upstream, p.busy, p.syncNames, p.gateNamed, h.keeper.deadline, h.clock.Now())
+		}
+	}
+}

@@ -34,6 +34,9 @@ type config struct {
 	sync         bool // synchronous mode
 	noGate       bool // postgres.disable_lease_gate
 	trace        bool
+	// asBuiltSyncNarrow: empty the synchronous set in node/sync.go's
+	// order (Postgres first), see docs/SIMULATOR.md "Defects found".
+	asBuiltSyncNarrow bool
 }
 
 // Host is one machine: a sidecar (Raft, keeper, leader), its Postgres and
@@ -110,9 +113,9 @@ func (s *Sim) violate(name, f string, a ...any) {
 	}
 }
 
-func newSim(seed uint64, sc *Schedule, plant string, trace bool) *Sim {
+func newSim(seed uint64, sc *Schedule, o Options) *Sim {
 	s := &Sim{sched: sc, w: newWorld(seed), committed: map[uint64]uint64{}, promoteCommit: map[uint64]uint32{}, promotedIn: map[uint64]int{}}
-	s.cfg = config{plant: plant, driftPercent: defaultDriftPercent, data: sc.Data, sync: sc.Sync, noGate: sc.NoGate, trace: trace}
+	s.cfg = config{plant: o.Plant, driftPercent: defaultDriftPercent, data: sc.Data, sync: sc.Sync, noGate: sc.NoGate, trace: o.Trace, asBuiltSyncNarrow: o.AsBuiltSyncNarrow}
 	n := sc.Data + 1
 	s.net = newNet(s.w, n)
 	s.fsmTerm, s.raftTerm = make([]uint64, n), make([]uint64, n)
@@ -174,7 +177,7 @@ func newSim(seed uint64, sc *Schedule, plant string, trace bool) *Sim {
 	p := s.hosts[0]
 	p.keeper.leaseTerm, p.keeper.deadline = 1, p.clock.Now()+leaseDur
 	p.keeper.last = p.keeper.deadline
-	p.keeper.renewedTerm = 1
+	p.keeper.renewedTerm, p.keeper.termStart = 1, p.clock.Now()
 	return s
 }
 
@@ -203,8 +206,12 @@ func (s *Sim) crashSidecar(h *Host) {
 	s.trace("crash sidecar %s", h.name)
 	s.w.kill(h.sidecar)
 	h.sidecarUp = false
-	if h.pg != nil && h.pg.running {
-		h.pg.crash()
+	if h.pg != nil {
+		if h.pg.running {
+			h.pg.crash()
+		}
+		h.pg.busy = "" // an action of the dead sidecar (pg_rewind, clone) dies with it
+		s.w.kill(h.pgProc)
 	}
 	s.w.kill(h.guardProc)
 	h.guard.armed = false

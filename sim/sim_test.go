@@ -21,8 +21,16 @@ func TestSim(t *testing.T) {
 	if plant != "" && !contains(Plants, plant) {
 		t.Fatalf("SIM_PLANT=%s: not one of %s", plant, strings.Join(Plants, ", "))
 	}
+	opts := Options{Plant: plant}
+	switch ab := os.Getenv("SIM_AS_BUILT"); ab {
+	case "":
+	case "sync-narrow":
+		opts.AsBuiltSyncNarrow = true
+	default:
+		t.Fatalf("SIM_AS_BUILT=%s: only sync-narrow", ab)
+	}
 	if seed := os.Getenv("SEED"); seed != "" {
-		replay(t, seed, plant)
+		replay(t, seed, opts)
 		return
 	}
 	n := envInt(t, "SCHEDULES", 10000)
@@ -46,7 +54,7 @@ func TestSim(t *testing.T) {
 				if i >= n || halt {
 					return
 				}
-				r := Run(Generate(first+uint64(i)), plant, false)
+				r := Run(Generate(first+uint64(i)), opts)
 				results[i] = r
 				if r.Violation != nil && plant != "" {
 					mu.Lock()
@@ -94,24 +102,28 @@ func TestSim(t *testing.T) {
 		sc := Generate(firstBad.Seed)
 		v := firstBad.Violation
 		fmt.Printf("sim: first failing seed %d: %s\n", firstBad.Seed, v)
-		small := Shrink(sc, plant, v.Name)
-		r := Run(small, plant, false)
+		small := Shrink(sc, opts, v.Name)
+		r := Run(small, opts)
 		fmt.Printf("sim: shortest schedule (%d of %d fault events) still fails: %s\n%s", len(small.Faults), len(sc.Faults), r.Violation, small)
-		fmt.Printf("sim: replay: make sim SEED=%d SIM_KEEP=%s%s\n", firstBad.Seed, joinInts(small.indices()), plantArg(plant))
+		keep := joinInts(small.indices())
+		if keep == "" {
+			keep = "none"
+		}
+		fmt.Printf("sim: replay: make sim SEED=%d SIM_KEEP=%s%s\n", firstBad.Seed, keep, optArgs(opts))
 		t.Fail()
 	}
 }
 
-func replay(t *testing.T, seed, plant string) {
+func replay(t *testing.T, seed string, opts Options) {
 	s, err := strconv.ParseUint(seed, 10, 64)
 	if err != nil {
 		t.Fatalf("SEED=%s: %v", seed, err)
 	}
 	sc := Generate(s)
-	if k, ok := os.LookupEnv("SIM_KEEP"); ok {
+	if k := os.Getenv("SIM_KEEP"); k != "" {
 		var idx []int
 		for _, f := range strings.Split(k, ",") {
-			if f == "" {
+			if f == "" || f == "none" {
 				continue
 			}
 			i, err := strconv.Atoi(f)
@@ -123,7 +135,8 @@ func replay(t *testing.T, seed, plant string) {
 		sc = sc.Keep(idx)
 	}
 	fmt.Print(sc)
-	r := Run(sc, plant, os.Getenv("SIM_TRACE") != "")
+	opts.Trace = os.Getenv("SIM_TRACE") != ""
+	r := Run(sc, opts)
 	for _, l := range r.Trace {
 		fmt.Println(l)
 	}
@@ -164,9 +177,13 @@ func joinInts(l []int) string {
 	return strings.Join(p, ",")
 }
 
-func plantArg(p string) string {
-	if p == "" {
-		return ""
+func optArgs(o Options) string {
+	s := ""
+	if o.Plant != "" {
+		s += " SIM_PLANT=" + o.Plant
 	}
-	return " SIM_PLANT=" + p
+	if o.AsBuiltSyncNarrow {
+		s += " SIM_AS_BUILT=sync-narrow"
+	}
+	return s
 }
