@@ -191,7 +191,7 @@ func (a *applier) promote(c *pb.Promote) error {
 		return errorf(CodeInvalidTransition, "node %q is already the primary", n.Name)
 	}
 	switch reason {
-	case EventFailover, EventSwitchover, "manual":
+	case EventFailover, EventSwitchover, ReasonManual:
 	default:
 		return errorf(CodeInvalidCommand, "promotion of %q: unknown reason %q", n.Name, reason)
 	}
@@ -237,7 +237,7 @@ func (a *applier) promote(c *pb.Promote) error {
 		details += ": " + c.Details
 	}
 	typ := reason
-	if reason == "manual" {
+	if reason == ReasonManual {
 		typ = EventFailover
 	}
 	// The decision is recorded here; the promoted node's sidecar records

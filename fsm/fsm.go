@@ -43,7 +43,18 @@ const (
 	// failover_on_storage_failure: it fenced itself and released its lease
 	// (ok), or stayed primary for want of a healthy standby (not ok).
 	EventStorageFailure = "storage_failure"
+	EventClusterCreated = "cluster_created" // initdb of a new cluster by the bootstrap primary
+	// Recorded by the Raft leader, once per lease serial, when a primary
+	// failed and no promotion follows: the cluster is paused, failover is
+	// manual, or no standby qualifies.
+	EventFailoverPaused  = "failover_paused"
+	EventFailoverPending = "failover_pending"
+	EventFailoverBlocked = "failover_blocked"
 )
+
+// Promotion reasons (Promote.reason) besides EventFailover and
+// EventSwitchover: ReasonManual is `hasidecar failover --to`.
+const ReasonManual = "manual"
 
 // Result is what Apply returns for one command.
 type Result struct {

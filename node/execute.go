@@ -22,7 +22,7 @@ func (a *pgAgent) execute(ctx context.Context, act action) error {
 		if err := a.ctl.InitDB(ctx, pgctl.InitOptions{}); err != nil {
 			return fmt.Errorf("initdb: %w", err)
 		}
-		a.recordEvent(ctx, "cluster_created", true, act.Term, "initdb in "+a.n.cfg.Postgres.DataDir)
+		a.recordEvent(ctx, fsm.EventClusterCreated, true, act.Term, "initdb in "+a.n.cfg.Postgres.DataDir)
 		return nil
 	case actClone:
 		return a.clone(ctx, act)

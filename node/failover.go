@@ -43,14 +43,14 @@ func (n *Node) manualFailover(ctx context.Context, req *pb.FailoverRequest) (*pb
 		return nil, refuse("%q is already the primary", target.Name)
 	}
 	lease, appliedAt := n.fsm.Lease()
-	if primary != nil && !leaseExpired(lease, appliedAt, time.Now(), n.cfg.Timing.DriftMarginPercent) {
+	if primary != nil && !fsm.LeaseExpired(lease, appliedAt, time.Now(), n.cfg.Timing.DriftMarginPercent) {
 		left := time.Until(appliedAt.Add(time.Duration(lease.DurationMs) * time.Millisecond))
 		return nil, refuse("%q still holds its lease (renewed %s ago, expires in %s unless renewed): a failover would make two primaries; use `hasidecar switchover --to %s` for a planned change", primary.Name, time.Since(appliedAt).Round(time.Millisecond), left.Round(time.Millisecond), target.Name)
 	}
 	if primary != nil {
 		check("the lease of %q has expired or was released", primary.Name)
 	}
-	cands, skipped := promotable(st)
+	cands, skipped := fsm.Promotable(st)
 	var mine *pb.Node
 	for _, c := range cands {
 		if c.Id == target.Id {
@@ -76,38 +76,34 @@ func (n *Node) manualFailover(ctx context.Context, req *pb.FailoverRequest) (*pb
 		}
 	}
 	answers := n.askLSNsFor(ctx, cands, st.Term)
-	var mineAnswer *candidate
+	var mineAnswer *fsm.Candidate
 	for i := range answers {
 		if answers[i].Node.Id == target.Id {
 			mineAnswer = &answers[i]
 		}
 	}
-	best, _ := choose(answers, lease, st.Settings.GetMaximumLagOnFailover(), st.Settings.GetSynchronous())
+	best, _ := fsm.Choose(answers, lease, st.Settings.GetMaximumLagOnFailover(), st.Settings.GetSynchronous())
 	if mineAnswer == nil {
 		return nil, refuse("%q did not answer", target.Name)
 	}
-	only, onlyReasons := choose([]candidate{*mineAnswer}, lease, st.Settings.GetMaximumLagOnFailover(), st.Settings.GetSynchronous())
+	only, onlyReasons := fsm.Choose([]fsm.Candidate{*mineAnswer}, lease, st.Settings.GetMaximumLagOnFailover(), st.Settings.GetSynchronous())
 	if only == nil {
 		return nil, refuse("%q cannot be promoted: %v", target.Name, onlyReasons)
 	}
-	check("%q answers, runs in recovery on timeline %d, received %s", target.Name, only.Answer.Timeline, formatLSN(only.Received))
+	check("%q answers, runs in recovery on timeline %d, received %s", target.Name, only.Answer.Timeline, fsm.FormatLSN(only.Received))
 	if best != nil && best.Node.Id != target.Id && best.Received > only.Received {
-		return nil, refuse("%q has received more WAL (%s) than %q (%s): promoting %q would lose it; choose %q", best.Node.Name, formatLSN(best.Received), target.Name, formatLSN(only.Received), target.Name, best.Node.Name)
+		return nil, refuse("%q has received more WAL (%s) than %q (%s): promoting %q would lose it; choose %q", best.Node.Name, fsm.FormatLSN(best.Received), target.Name, fsm.FormatLSN(only.Received), target.Name, best.Node.Name)
 	}
 	check("no other standby has received more WAL")
 	if req.DryRun {
 		resp.Checks = append(resp.Checks, fmt.Sprintf("dry run: would promote %q in term %d", target.Name, st.Term+1))
 		return resp, nil
 	}
-	leaseMs := st.Settings.GetLeaseMs()
-	if leaseMs <= 0 {
-		leaseMs = n.cfg.Timing.Lease.D().Milliseconds()
-	}
-	_, err := n.Propose(ctx, &pb.Command{Cmd: &pb.Command_Promote{Promote: &pb.Promote{
-		NodeId: target.Id, Term: st.Term + 1, Reason: "manual", LeaseSerial: lease.Serial, LeaseMs: leaseMs,
-		Timeline: only.Answer.Timeline, ReceivedLsn: only.Received,
+	_, err := n.Propose(ctx, fsm.Promote(st, fsm.Promotion{
+		NodeID: target.Id, Reason: fsm.ReasonManual, LeaseSerial: lease.Serial,
+		Timeline: only.Answer.Timeline, ReceivedLSN: only.Received,
 		Details: "manual failover (hasidecar failover --to " + target.Name + ")",
-	}}})
+	}, n.cfg.Timing.Lease.D()))
 	if err != nil {
 		return nil, fmt.Errorf("commit the promotion of %s: %w", target.Name, err)
 	}

@@ -4,48 +4,49 @@ import (
 	"context"
 	"time"
 
-	"github.com/hashicorp/raft"
-
+	"github.com/hasidecar/hasidecar/internal/clock"
+	"github.com/hasidecar/hasidecar/node/leader"
 	pb "github.com/hasidecar/hasidecar/proto/hasidecar/v1"
 )
 
 // monitorLeadership starts the leader's duties when this node becomes the
-// Raft leader and stops them when it stops being one. LeaderCh may drop
-// edges, so the raft state is also polled.
+// Raft leader and stops them when it stops being one, as raft's NotifyCh
+// says (unlike LeaderCh it drops no edge: raft blocks until each is read,
+// so this loop only starts and stops, never waits on anything else but the
+// end of the duties it stops).
 func (n *Node) monitorLeadership(ctx context.Context) {
-	tick := time.NewTicker(500 * time.Millisecond)
-	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			n.stopLeaderLoop()
 			return
-		case <-n.raft.LeaderCh():
-		case <-tick.C:
-		}
-		if n.raft.State() == raft.Leader {
-			n.startLeaderLoop()
-		} else {
-			n.stopLeaderLoop()
+		case isLeader := <-n.leaderNotify:
+			if isLeader {
+				n.startLeaderLoop(ctx)
+			} else {
+				n.stopLeaderLoop()
+			}
 		}
 	}
 }
 
-func (n *Node) startLeaderLoop() {
+// startLeaderLoop starts the leader's duties in the shutdown wait group,
+// under a context of their own derived from the loops' context.
+func (n *Node) startLeaderLoop(parent context.Context) {
 	n.leaderMu.Lock()
 	defer n.leaderMu.Unlock()
 	if n.leaderCancel != nil {
 		return
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(parent)
 	done := make(chan struct{})
 	n.leaderCancel, n.leaderDone = cancel, done
 	n.metrics.leaderChanges.Inc()
 	n.logger.Info("became raft leader: starting the decision loop")
-	go func() {
+	n.goLoop(func() {
 		defer close(done)
 		n.leaderLoop(ctx)
-	}()
+	})
 }
 
 func (n *Node) stopLeaderLoop() {
@@ -79,8 +80,11 @@ func (n *Node) leaderLoop(ctx context.Context) {
 	if n.fsm.State().ClusterName == "" {
 		n.initCluster(ctx)
 	}
-	d := newDecider(n)
-	d.run(ctx)
+	l := leader.New(leader.Config{
+		Name: n.cfg.Name, Lease: n.cfg.Timing.Lease.D(), DriftMarginPercent: n.cfg.Timing.DriftMarginPercent,
+		MonitorInterval: n.cfg.Timing.MonitorInterval.D(), Logger: n.logger, Clock: clock.Real{},
+	}, nodeLog{n}, nodePeers{n}, nodeRaft{n})
+	l.Run(ctx)
 }
 
 // initCluster names a freshly bootstrapped cluster and records the
@@ -109,6 +113,10 @@ func (n *Node) initCluster(ctx context.Context) {
 			return
 		}
 		n.logger.Warn("initialise cluster", "error", err)
-		time.Sleep(200 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
 }

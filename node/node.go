@@ -53,6 +53,9 @@ type Node struct {
 	id      atomic.Uint32 // own node id once registered
 	started time.Time
 
+	// leaderNotify is raft's NotifyCh: true on gaining leadership, false
+	// on losing it (buffered: raft blocks until each edge is read).
+	leaderNotify chan bool
 	leaderMu     sync.Mutex
 	leaderCancel context.CancelFunc
 	leaderDone   chan struct{}
@@ -74,14 +77,15 @@ func New(cfg *config.Config, logger hclog.Logger) (*Node, error) {
 		}
 	}
 	n := &Node{
-		cfg:      cfg,
-		logger:   logger,
-		tls:      t,
-		fsm:      newRaftFSM(logger.Named("fsm")),
-		peers:    newPeerPool(dialOptions(t, cfg.Cluster)),
-		reloadCh: make(chan struct{}, 1),
-		reports:  newReportStore(4096),
-		started:  time.Now(),
+		cfg:          cfg,
+		logger:       logger,
+		tls:          t,
+		fsm:          newRaftFSM(logger.Named("fsm")),
+		peers:        newPeerPool(dialOptions(t, cfg.Cluster)),
+		reloadCh:     make(chan struct{}, 1),
+		leaderNotify: make(chan bool, 1),
+		reports:      newReportStore(4096),
+		started:      time.Now(),
 	}
 	n.metrics = newMetrics(n)
 	if !cfg.IsWitness() {

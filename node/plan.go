@@ -3,6 +3,8 @@ package node
 import (
 	"fmt"
 
+	"github.com/hasidecar/hasidecar/fsm"
+
 	pb "github.com/hasidecar/hasidecar/proto/hasidecar/v1"
 )
 
@@ -226,14 +228,14 @@ func planStandby(d desired, o observed) ([]action, string) {
 	acts := []action{{Kind: actConfigure, Term: t, AsStandby: true, Upstream: p}}
 	me := d.Me
 	if me.Role != pb.NodeRole_NODE_ROLE_STANDBY || me.UpstreamId != p.Id || !me.Active {
-		ev := "standby_follow"
+		ev := fsm.EventStandbyFollow
 		switch {
 		case me.Role == pb.NodeRole_NODE_ROLE_UNSPECIFIED:
-			ev = "standby_register"
+			ev = fsm.EventStandbyRegister
 		case !me.Active:
-			ev = "node_rejoin"
+			ev = fsm.EventNodeRejoin
 		}
-		if o.Streaming || ev == "standby_register" {
+		if o.Streaming || ev == fsm.EventStandbyRegister {
 			acts = append(acts, action{Kind: actRegisterStandby, Term: t, Upstream: p, EventType: ev})
 		}
 	}

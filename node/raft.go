@@ -78,6 +78,7 @@ func (n *Node) setupRaft() (*raftParts, error) {
 	rc.SnapshotThreshold = n.cfg.Raft.SnapshotThreshold
 	rc.SnapshotInterval = n.cfg.Raft.SnapshotInterval.D()
 	rc.TrailingLogs = 1024
+	rc.NotifyCh = n.leaderNotify
 	if err := raft.ValidateConfig(rc); err != nil {
 		return nil, fmt.Errorf("raft settings: %w", err)
 	}

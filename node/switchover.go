@@ -133,11 +133,11 @@ func (n *Node) switchover(ctx context.Context, req *pb.SwitchoverRequest) (*pb.S
 		return nil, refuse("%q is already the primary", target.Name)
 	}
 	lease, appliedAt := n.fsm.Lease()
-	if leaseExpired(lease, appliedAt, time.Now(), n.cfg.Timing.DriftMarginPercent) {
+	if fsm.LeaseExpired(lease, appliedAt, time.Now(), n.cfg.Timing.DriftMarginPercent) {
 		return nil, refuse("the lease of %q has expired or was released: a failover is in flight", primary.Name)
 	}
 	ok("%q is the primary and holds its lease (term %d)", primary.Name, st.Term)
-	cands, skipped := promotable(st)
+	cands, skipped := fsm.Promotable(st)
 	found := false
 	for _, c := range cands {
 		found = found || c.Id == target.Id
@@ -238,55 +238,4 @@ func lastEventDetails(st *pb.ClusterState, typ string) string {
 		}
 	}
 	return ""
-}
-
-// driveSwitchover is the leader's part: promote the target once it has the
-// old primary's shutdown checkpoint, or roll back at the deadline.
-func (d *decider) driveSwitchover(ctx context.Context, st *pb.ClusterState) {
-	n := d.n
-	sw := st.Switchover
-	from, to := fsm.NodeByID(st, sw.FromId), fsm.NodeByID(st, sw.ToId)
-	lease, _ := n.fsm.Lease()
-	leaseMs := st.Settings.GetLeaseMs()
-	if leaseMs <= 0 {
-		leaseMs = n.cfg.Timing.Lease.D().Milliseconds()
-	}
-	if sw.Term != st.Term || from == nil || to == nil {
-		d.endSwitchover(ctx, sw, "the switchover no longer matches the cluster")
-		return
-	}
-	if time.Now().UnixMilli() > sw.DeadlineUnixMs {
-		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		_, err := n.Propose(pctx, &pb.Command{Cmd: &pb.Command_Promote{Promote: &pb.Promote{
-			NodeId: from.Id, Term: st.Term + 1, Reason: fsm.ReasonSwitchoverRollback, LeaseSerial: lease.Serial,
-			LeaseMs: leaseMs, Timeline: lease.Timeline, Details: fmt.Sprintf("%q was not promoted before the deadline", to.Name),
-		}}})
-		if err != nil {
-			n.logger.Warn("switchover rollback not committed", "error", err)
-		} else {
-			n.logger.Warn("switchover rolled back", "from", from.Name, "to", to.Name, "term", st.Term+1)
-		}
-		return
-	}
-	if sw.ShutdownLsn == 0 {
-		return // the old primary is still stopping
-	}
-	a, err := n.askLSN(ctx, to, st.Term, 500*time.Millisecond)
-	if err != nil || !a.Healthy || !a.Postgres.GetInRecovery() {
-		return
-	}
-	if received := max(a.Postgres.GetReceiveLsn(), a.Postgres.GetReplayLsn()); received <= sw.ShutdownLsn {
-		return // not yet past the shutdown checkpoint record
-	}
-	d.promote(ctx, st, &candidate{Node: to, Answer: a}, lease.Serial, fsm.EventSwitchover,
-		fmt.Sprintf("%q received %q's shutdown checkpoint %s", to.Name, from.Name, formatLSN(sw.ShutdownLsn)))
-}
-
-func (d *decider) endSwitchover(ctx context.Context, sw *pb.Switchover, why string) {
-	ectx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if _, err := d.n.Propose(ectx, &pb.Command{Cmd: &pb.Command_EndSwitchover{EndSwitchover: &pb.EndSwitchover{Term: sw.Term, Ok: false, Details: why}}}); err != nil {
-		d.n.logger.Warn("end switchover", "error", err)
-	}
 }

@@ -134,7 +134,7 @@ func syncEligible(st *pb.ClusterState, pg *pgctl.Status, keep bool) []uint32 {
 			streaming[r.ApplicationName] = true
 		}
 	}
-	cands, _ := promotable(st)
+	cands, _ := fsm.Promotable(st)
 	var ids []uint32
 	for _, n := range cands {
 		member := slices.Contains(st.SyncStandbys, n.Id)

@@ -151,6 +151,16 @@ func (c *Controller) QueryRow(ctx context.Context, sql string, args []any, dest 
 	})
 }
 
+// CurrentSetting is current_setting(name) as a session of the sidecar
+// sees it (after a reload, once the postmaster signalled the backends).
+func (c *Controller) CurrentSetting(ctx context.Context, name string) (string, error) {
+	var v string
+	if err := c.QueryRow(ctx, "SELECT current_setting($1)", []any{name}, &v); err != nil {
+		return "", fmt.Errorf("read %s: %w", name, err)
+	}
+	return v, nil
+}
+
 // probe tries to connect: ready is true once the server accepts
 // connections, even if it then refuses our login (err tells why).
 func (c *Controller) probe(ctx context.Context) (ready bool, err error) {

@@ -1,4 +1,4 @@
-package node
+package fsm
 
 import (
 	"fmt"
@@ -46,8 +46,8 @@ func TestLeaseExpired(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := leaseExpired(tc.lease, applied, tc.now, tc.drift); got != tc.want {
-				t.Errorf("leaseExpired(%v, applied, applied%+v, %d) = %v, want %v", tc.lease, tc.now.Sub(applied), tc.drift, got, tc.want)
+			if got := LeaseExpired(tc.lease, applied, tc.now, tc.drift); got != tc.want {
+				t.Errorf("LeaseExpired(%v, applied, applied%+v, %d) = %v, want %v", tc.lease, tc.now.Sub(applied), tc.drift, got, tc.want)
 			}
 		})
 	}
@@ -63,13 +63,13 @@ func TestLeaseExpiredPropertyBoundary(t *testing.T) {
 		l := &pb.Lease{HolderId: 1, DurationMs: ms}
 		d := time.Duration(ms) * time.Millisecond
 		deadline := applied.Add(d + d*time.Duration(drift)/100)
-		if leaseExpired(l, applied, deadline, drift) {
+		if LeaseExpired(l, applied, deadline, drift) {
 			t.Fatalf("expired exactly at the deadline")
 		}
-		if !leaseExpired(l, applied, deadline.Add(time.Nanosecond), drift) {
+		if !LeaseExpired(l, applied, deadline.Add(time.Nanosecond), drift) {
 			t.Fatalf("not expired after the deadline")
 		}
-		if leaseExpired(l, applied, applied.Add(d), drift) {
+		if LeaseExpired(l, applied, applied.Add(d), drift) {
 			t.Fatalf("expired at the bare lease duration, before the drift margin")
 		}
 	})
@@ -178,7 +178,7 @@ func TestPromotable(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			cands, skipped := promotable(&pb.ClusterState{Nodes: tc.nodes})
+			cands, skipped := Promotable(&pb.ClusterState{Nodes: tc.nodes})
 			var ids []uint32
 			for _, c := range cands {
 				ids = append(ids, c.Id)
@@ -193,8 +193,8 @@ func TestPromotable(t *testing.T) {
 	}
 }
 
-// chooseCand builds a candidate that answered; mutate it for the case.
-func chooseCand(id uint32, prio int32, receive uint64, f func(*pb.LSNResponse)) candidate {
+// chooseCand builds a Candidate that answered; mutate it for the case.
+func chooseCand(id uint32, prio int32, receive uint64, f func(*pb.LSNResponse)) Candidate {
 	a := &pb.LSNResponse{
 		NodeId:   id,
 		Timeline: 2,
@@ -204,7 +204,7 @@ func chooseCand(id uint32, prio int32, receive uint64, f func(*pb.LSNResponse)) 
 	if f != nil {
 		f(a)
 	}
-	return candidate{Node: &pb.Node{Id: id, Name: fmt.Sprintf("n%d", id), Kind: pb.NodeKind_NODE_KIND_DATA, Role: pb.NodeRole_NODE_ROLE_STANDBY, Priority: prio, Active: true}, Answer: a}
+	return Candidate{Node: &pb.Node{Id: id, Name: fmt.Sprintf("n%d", id), Kind: pb.NodeKind_NODE_KIND_DATA, Role: pb.NodeRole_NODE_ROLE_STANDBY, Priority: prio, Active: true}, Answer: a}
 }
 
 func TestChoose(t *testing.T) {
@@ -212,7 +212,7 @@ func TestChoose(t *testing.T) {
 	const maxLag = 100
 	cases := []struct {
 		name         string
-		cands        []candidate
+		cands        []Candidate
 		lease        *pb.Lease
 		synchronous  bool
 		wantID       uint32 // 0: nobody
@@ -222,63 +222,63 @@ func TestChoose(t *testing.T) {
 		{name: "no candidates", lease: lease},
 		{
 			name:        "did not answer",
-			cands:       []candidate{{Node: &pb.Node{Id: 2, Name: "n2", Priority: 1}}},
+			cands:       []Candidate{{Node: &pb.Node{Id: 2, Name: "n2", Priority: 1}}},
 			lease:       lease,
 			wantReasons: []string{"n2: did not answer"},
 		},
 		{
 			name:        "unhealthy",
-			cands:       []candidate{chooseCand(2, 1, 1000, func(a *pb.LSNResponse) { a.Healthy = false; a.Reason = "disk full" })},
+			cands:       []Candidate{chooseCand(2, 1, 1000, func(a *pb.LSNResponse) { a.Healthy = false; a.Reason = "disk full" })},
 			lease:       lease,
 			wantReasons: []string{"n2: unhealthy (disk full)"},
 		},
 		{
 			name:        "not running",
-			cands:       []candidate{chooseCand(2, 1, 1000, func(a *pb.LSNResponse) { a.Postgres.Running = false })},
+			cands:       []Candidate{chooseCand(2, 1, 1000, func(a *pb.LSNResponse) { a.Postgres.Running = false })},
 			lease:       lease,
 			wantReasons: []string{"n2: Postgres is not running in recovery"},
 		},
 		{
 			name:        "not in recovery",
-			cands:       []candidate{chooseCand(2, 1, 1000, func(a *pb.LSNResponse) { a.Postgres.InRecovery = false })},
+			cands:       []Candidate{chooseCand(2, 1, 1000, func(a *pb.LSNResponse) { a.Postgres.InRecovery = false })},
 			lease:       lease,
 			wantReasons: []string{"n2: Postgres is not running in recovery"},
 		},
 		{
 			name:        "no Postgres status",
-			cands:       []candidate{chooseCand(2, 1, 1000, func(a *pb.LSNResponse) { a.Postgres = nil })},
+			cands:       []Candidate{chooseCand(2, 1, 1000, func(a *pb.LSNResponse) { a.Postgres = nil })},
 			lease:       lease,
 			wantReasons: []string{"n2: Postgres is not running in recovery"},
 		},
 		{
 			name:        "wrong timeline",
-			cands:       []candidate{chooseCand(2, 1, 1000, func(a *pb.LSNResponse) { a.Timeline = 1 })},
+			cands:       []Candidate{chooseCand(2, 1, 1000, func(a *pb.LSNResponse) { a.Timeline = 1 })},
 			lease:       lease,
 			wantReasons: []string{"n2: on timeline 1, the primary was on 2"},
 		},
 		{
 			name:         "lease without a timeline accepts any timeline",
-			cands:        []candidate{chooseCand(2, 1, 1000, func(a *pb.LSNResponse) { a.Timeline = 5 })},
+			cands:        []Candidate{chooseCand(2, 1, 1000, func(a *pb.LSNResponse) { a.Timeline = 5 })},
 			lease:        &pb.Lease{HolderId: 1, FlushLsn: 1000},
 			wantID:       2,
 			wantReceived: 1000,
 		},
 		{
 			name:        "lag beyond maximum_lag_on_failover in async mode",
-			cands:       []candidate{chooseCand(2, 1, 899, nil)},
+			cands:       []Candidate{chooseCand(2, 1, 899, nil)},
 			lease:       lease,
 			wantReasons: []string{"n2: 101 bytes behind the primary's last flush, more than maximum_lag_on_failover (100)"},
 		},
 		{
 			name:         "lag exactly maximum_lag_on_failover in async mode",
-			cands:        []candidate{chooseCand(2, 1, 900, nil)},
+			cands:        []Candidate{chooseCand(2, 1, 900, nil)},
 			lease:        lease,
 			wantID:       2,
 			wantReceived: 900,
 		},
 		{
 			name:         "lag beyond the maximum does not matter in synchronous mode",
-			cands:        []candidate{chooseCand(2, 1, 10, nil)},
+			cands:        []Candidate{chooseCand(2, 1, 10, nil)},
 			lease:        lease,
 			synchronous:  true,
 			wantID:       2,
@@ -286,28 +286,28 @@ func TestChoose(t *testing.T) {
 		},
 		{
 			name:         "ahead of the lease's flush LSN",
-			cands:        []candidate{chooseCand(2, 1, 1200, nil)},
+			cands:        []Candidate{chooseCand(2, 1, 1200, nil)},
 			lease:        lease,
 			wantID:       2,
 			wantReceived: 1200,
 		},
 		{
 			name:         "nil lease: no timeline or lag check",
-			cands:        []candidate{chooseCand(2, 1, 0, func(a *pb.LSNResponse) { a.Timeline = 7 })},
+			cands:        []Candidate{chooseCand(2, 1, 0, func(a *pb.LSNResponse) { a.Timeline = 7 })},
 			lease:        nil,
 			wantID:       2,
 			wantReceived: 0,
 		},
 		{
 			name:         "replay LSN counts when the receive LSN is lower",
-			cands:        []candidate{chooseCand(2, 1, 0, func(a *pb.LSNResponse) { a.Postgres.ReplayLsn = 950 })},
+			cands:        []Candidate{chooseCand(2, 1, 0, func(a *pb.LSNResponse) { a.Postgres.ReplayLsn = 950 })},
 			lease:        lease,
 			wantID:       2,
 			wantReceived: 950,
 		},
 		{
 			name: "highest received LSN wins over priority and id",
-			cands: []candidate{
+			cands: []Candidate{
 				chooseCand(2, 100, 990, nil),
 				chooseCand(3, 1, 1000, nil),
 				chooseCand(4, 100, 995, nil),
@@ -318,7 +318,7 @@ func TestChoose(t *testing.T) {
 		},
 		{
 			name: "tie on LSN: higher priority wins",
-			cands: []candidate{
+			cands: []Candidate{
 				chooseCand(2, 10, 1000, nil),
 				chooseCand(3, 50, 1000, nil),
 				chooseCand(4, 20, 1000, nil),
@@ -329,7 +329,7 @@ func TestChoose(t *testing.T) {
 		},
 		{
 			name: "tie on LSN and priority: lower id wins",
-			cands: []candidate{
+			cands: []Candidate{
 				chooseCand(5, 10, 1000, nil),
 				chooseCand(3, 10, 1000, nil),
 				chooseCand(4, 10, 1000, nil),
@@ -339,8 +339,8 @@ func TestChoose(t *testing.T) {
 			wantReceived: 1000,
 		},
 		{
-			name: "an ineligible candidate with more WAL does not win",
-			cands: []candidate{
+			name: "an ineligible Candidate with more WAL does not win",
+			cands: []Candidate{
 				chooseCand(2, 1, 2000, func(a *pb.LSNResponse) { a.Timeline = 3 }),
 				chooseCand(3, 1, 950, nil),
 				{Node: &pb.Node{Id: 4, Name: "n4", Priority: 100}},
@@ -353,7 +353,7 @@ func TestChoose(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			got, reasons := choose(tc.cands, tc.lease, maxLag, tc.synchronous)
+			got, reasons := Choose(tc.cands, tc.lease, maxLag, tc.synchronous)
 			var gotID uint32
 			if got != nil {
 				gotID = got.Node.Id
@@ -379,10 +379,10 @@ func TestChoose(t *testing.T) {
 // genChooseInput draws a few candidates with distinct ids and small LSN,
 // priority and timeline domains (so ties and boundaries are frequent), and a
 // lease.
-func genChooseInput(t *rapid.T) ([]candidate, *pb.Lease, uint64, bool) {
+func genChooseInput(t *rapid.T) ([]Candidate, *pb.Lease, uint64, bool) {
 	n := rapid.IntRange(0, 6).Draw(t, "n")
 	ids := rapid.Permutation([]uint32{1, 2, 3, 4, 5, 6, 7, 8}).Draw(t, "ids")[:n]
-	cands := make([]candidate, n)
+	cands := make([]Candidate, n)
 	for i, id := range ids {
 		cands[i].Node = &pb.Node{Id: id, Name: fmt.Sprintf("n%d", id), Kind: pb.NodeKind_NODE_KIND_DATA, Priority: rapid.Int32Range(1, 3).Draw(t, "priority")}
 		if rapid.IntRange(0, 5).Draw(t, "answered") == 0 {
@@ -412,8 +412,8 @@ func genChooseInput(t *rapid.T) ([]candidate, *pb.Lease, uint64, bool) {
 }
 
 // chooseModel is the rule from DESIGN.md, written independently: whether a
-// candidate is eligible and the WAL position it is compared on.
-func chooseModel(c candidate, lease *pb.Lease, maxLag uint64, synchronous bool) (bool, uint64) {
+// Candidate is eligible and the WAL position it is compared on.
+func chooseModel(c Candidate, lease *pb.Lease, maxLag uint64, synchronous bool) (bool, uint64) {
 	a := c.Answer
 	if a == nil || !a.Healthy || a.Postgres == nil || !a.Postgres.Running || !a.Postgres.InRecovery {
 		return false, 0
@@ -442,7 +442,7 @@ func TestChooseProperties(t *testing.T) {
 				eligible = append(eligible, elig{c.Node.Id, c.Node.Priority, recv})
 			}
 		}
-		win, reasons := choose(slices.Clone(cands), lease, maxLag, sync)
+		win, reasons := Choose(slices.Clone(cands), lease, maxLag, sync)
 
 		if (win == nil) != (len(eligible) == 0) {
 			t.Fatalf("winner %v but %d eligible candidates %v (reasons %q)", win, len(eligible), eligible, reasons)
@@ -478,19 +478,19 @@ func TestChoosePropertyOrderIndependent(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		cands, lease, maxLag, sync := genChooseInput(t)
 		shuffled := rapid.Permutation(slices.Clone(cands)).Draw(t, "shuffled")
-		a, _ := choose(slices.Clone(cands), lease, maxLag, sync)
-		b, _ := choose(shuffled, lease, maxLag, sync)
+		a, _ := Choose(slices.Clone(cands), lease, maxLag, sync)
+		b, _ := Choose(shuffled, lease, maxLag, sync)
 		if (a == nil) != (b == nil) || (a != nil && (a.Node.Id != b.Node.Id || a.Received != b.Received)) {
 			t.Fatalf("choose depends on order: %v vs %v", a, b)
 		}
 	})
 }
 
-// The reasons name every left-out candidate, in input order.
+// The reasons name every left-out Candidate, in input order.
 func TestChoosePropertyReasonsNameCandidates(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		cands, lease, maxLag, sync := genChooseInput(t)
-		_, reasons := choose(slices.Clone(cands), lease, maxLag, sync)
+		_, reasons := Choose(slices.Clone(cands), lease, maxLag, sync)
 		j := 0
 		for _, c := range cands {
 			if ok, _ := chooseModel(c, lease, maxLag, sync); ok {
