@@ -512,3 +512,11 @@ func (g *Guard) check() {
 	g.armed = false
 	pg.crash()
 }
+
+type lsnAnswer struct {
+	healthy, running, recovery bool
+	lsn                        uint64
+	tli                        uint32
+}
+
+const maxLagOnFailover = 16 << 20

@@ -51,7 +51,7 @@ type Host struct {
 	raft                       *Raft
 	pg                         *PG
 	keeper                     *Keeper
-	leader                     *Leader
+	leader                     *leaderActor
 	guard                      *Guard
 	sidecarUp                  bool
 	applyDelay, fsyncDelay     int64
@@ -185,7 +185,7 @@ func (s *Sim) startSidecar(h *Host, commit uint64) {
 	h.sidecarUp = true
 	s.fsmTerm[h.id] = 0 // a restarted node replays from an empty state
 	h.keeper = &Keeper{s: s, h: h}
-	h.leader = &Leader{s: s, h: h}
+	h.leader = &leaderActor{s: s, h: h}
 	h.raft.onApply = func(idx uint64, cmd *pb.Command, res fsm.Result) { s.onApplied(h, idx, cmd, res) }
 	h.raft.onChange = func() {
 		if h.data {
@@ -206,6 +206,7 @@ func (s *Sim) crashSidecar(h *Host) {
 	s.trace("crash sidecar %s", h.name)
 	s.w.kill(h.sidecar)
 	h.sidecarUp = false
+	h.leader.crash()
 	if h.pg != nil {
 		if h.pg.running {
 			h.pg.crash()

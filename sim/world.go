@@ -6,7 +6,6 @@
 package sim
 
 import (
-	"container/heap"
 	"math/rand/v2"
 	"time"
 )
@@ -31,7 +30,7 @@ const worldProc procID = 0
 type proc struct {
 	frozen bool
 	inc    uint64 // incarnation: a crash drops every event of the old one
-	parked []*event
+	parked []event
 }
 
 type event struct {
@@ -42,23 +41,55 @@ type event struct {
 	fn  func()
 }
 
-type evHeap []*event
+// evHeap is a binary min-heap of events by (at, seq), by value: no
+// allocation per event beyond its closure.
+type evHeap []event
 
-func (h evHeap) Len() int { return len(h) }
-func (h evHeap) Less(i, j int) bool {
+func (h evHeap) less(i, j int) bool {
 	if h[i].at != h[j].at {
 		return h[i].at < h[j].at
 	}
 	return h[i].seq < h[j].seq
 }
-func (h evHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
-func (h *evHeap) Push(x any)   { *h = append(*h, x.(*event)) }
-func (h *evHeap) Pop() any {
-	old := *h
-	n := len(old)
-	e := old[n-1]
-	old[n-1] = nil
-	*h = old[:n-1]
+
+func (h *evHeap) push(e event) {
+	*h = append(*h, e)
+	q := *h
+	i := len(q) - 1
+	for i > 0 {
+		p := (i - 1) / 2
+		if !q.less(i, p) {
+			break
+		}
+		q[i], q[p] = q[p], q[i]
+		i = p
+	}
+}
+
+func (h *evHeap) pop() event {
+	q := *h
+	e := q[0]
+	n := len(q) - 1
+	q[0] = q[n]
+	q[n] = event{}
+	q = q[:n]
+	i := 0
+	for {
+		l := 2*i + 1
+		if l >= n {
+			break
+		}
+		m := l
+		if r := l + 1; r < n && q.less(r, l) {
+			m = r
+		}
+		if !q.less(m, i) {
+			break
+		}
+		q[i], q[m] = q[m], q[i]
+		i = m
+	}
+	*h = q
 	return e
 }
 
@@ -90,7 +121,7 @@ func (w *World) at(p procID, t vtime, fn func()) {
 		t = w.now
 	}
 	w.seq++
-	heap.Push(&w.q, &event{at: t, seq: w.seq, p: p, inc: w.procs[p].inc, fn: fn})
+	w.q.push(event{at: t, seq: w.seq, p: p, inc: w.procs[p].inc, fn: fn})
 }
 
 func (w *World) after(p procID, d int64, fn func()) { w.at(p, w.now+d, fn) }
@@ -102,7 +133,7 @@ func (w *World) step(until vtime) bool {
 		if e.at > until {
 			return false
 		}
-		heap.Pop(&w.q)
+		w.q.pop()
 		w.now = e.at
 		pr := w.procs[e.p]
 		if e.inc != pr.inc {
@@ -136,7 +167,7 @@ func (w *World) thaw(p procID) {
 		if e.at < w.now {
 			e.at = w.now
 		}
-		heap.Push(&w.q, e)
+		w.q.push(e)
 	}
 }
 

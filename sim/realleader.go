@@ -1,0 +1,237 @@
+package sim
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/hasidecar/hasidecar/fsm"
+	"github.com/hasidecar/hasidecar/node/leader"
+	pb "github.com/hasidecar/hasidecar/proto/hasidecar/v1"
+)
+
+// leaderActor runs the product's leader (node/leader) on a sim host: one
+// leader.Leader per Raft leadership (made once this node leads and applied
+// its term's first entry, as node/ does after a Barrier), Decide driven at
+// NextWake and on every apply, each pass in a coroutine so that its
+// blocking calls (Log.Propose, Peers.LSNs) wait in virtual time. The
+// adapters below are the sim's Log, Peers, Raft and Clock.
+type leaderActor struct {
+	s       *Sim
+	h       *Host
+	l       *leader.Leader
+	term    uint64 // the Raft term of l's leadership
+	cancel  context.CancelFunc
+	ctx     context.Context
+	cur     *coro // the Decide in progress
+	again   bool  // a change arrived while deciding
+	wakeAt  int64
+	adapter *simLeaderIO
+}
+
+func (a *leaderActor) start() { a.loop() }
+
+func (a *leaderActor) loop() {
+	a.step()
+	a.h.clock.After(a.h.sidecar, 100*ms, a.loop)
+}
+
+// step: called on every apply and leadership change, and at wake-ups.
+func (a *leaderActor) step() {
+	r := a.h.raft
+	if !r.IsLeader() || !a.h.sidecarUp {
+		if a.l != nil {
+			a.cancel() // leadership lost: the in-flight pass sees ctx end
+			a.l, a.adapter = nil, nil
+			if a.cur != nil && !a.cur.done {
+				c := a.cur
+				a.s.w.after(a.h.sidecar, 0, c.resume)
+			}
+		}
+		return
+	}
+	if a.l == nil || a.term != r.term {
+		a.term = r.term
+		a.ctx, a.cancel = context.WithCancel(context.Background())
+		a.adapter = &simLeaderIO{s: a.s, h: a.h}
+		drift := a.s.cfg.driftPercent
+		if a.s.cfg.plant == plantNoDriftMargin {
+			drift = 0 // planted: the leader is configured without the drift margin
+		}
+		var lg hclog.Logger
+		if a.s.cfg.trace {
+			lg = hclog.New(&hclog.LoggerOptions{Name: "leader " + a.h.name, Output: traceWriter{a.s}, DisableTime: true, Level: hclog.Info})
+		}
+		a.l = leader.New(leader.Config{Name: a.h.name, Lease: time.Duration(leaseDur), DriftMarginPercent: drift,
+			MonitorInterval: time.Duration(monitorEvery), Clock: a.adapter, Logger: lg}, a.adapter, a.adapter, a.adapter)
+	}
+	if a.cur != nil && !a.cur.done {
+		a.again = true
+		return
+	}
+	l, ctx, io := a.l, a.ctx, a.adapter
+	a.again = false
+	a.cur = startCoro(func(c *coro) {
+		io.co = c
+		l.Decide(ctx)
+		io.co = nil
+		a.s.w.after(a.h.sidecar, 0, a.afterDecide)
+	})
+}
+
+func (a *leaderActor) afterDecide() {
+	if a.l == nil {
+		return
+	}
+	if a.again {
+		a.step()
+		return
+	}
+	w := a.l.NextWake().UnixNano()
+	if w != a.wakeAt {
+		a.wakeAt = w
+		a.h.clock.AtLocal(a.h.sidecar, w, a.step)
+	}
+}
+
+func (a *leaderActor) crash() {
+	if a.cur != nil {
+		a.cur.kill()
+	}
+	a.cur, a.l = nil, nil
+}
+
+// simLeaderIO is the leader's Log, Peers, Raft and Clock on a sim host.
+type simLeaderIO struct {
+	s  *Sim
+	h  *Host
+	co *coro // the coroutine of the pass in progress
+}
+
+// wait blocks the pass until done() holds, resuming on the sidecar's events.
+func (io *simLeaderIO) wait(ctx context.Context, done func() bool) {
+	for !done() && ctx.Err() == nil {
+		io.co.block()
+	}
+}
+
+func (io *simLeaderIO) wake() {
+	if c := io.co; c != nil {
+		io.s.w.after(io.h.sidecar, 0, c.resume)
+	}
+}
+
+func (io *simLeaderIO) State() *pb.ClusterState { return io.h.raft.State() }
+
+func (io *simLeaderIO) Changed() <-chan struct{} { return make(chan struct{}) }
+
+func (io *simLeaderIO) Lease() (*pb.Lease, time.Time) {
+	l, at := io.h.raft.Lease()
+	return l, time.Unix(0, at)
+}
+
+func (io *simLeaderIO) Propose(ctx context.Context, cmd *pb.Command, timeout time.Duration) (fsm.Result, error) {
+	var res fsm.Result
+	var err error
+	got := false
+	io.h.raft.Propose(cmd, int64(timeout), func(r fsm.Result, e error) {
+		res, err, got = r, e, true
+		io.wake()
+	})
+	io.wait(ctx, func() bool { return got })
+	if !got {
+		return fsm.Result{}, ctx.Err()
+	}
+	if err == nil && res.Err != nil {
+		err = res.Err
+	}
+	return res, err
+}
+
+// LSNs asks each node's sidecar over the model network for PeerService.LSN.
+func (io *simLeaderIO) LSNs(ctx context.Context, nodes []*pb.Node, term uint64, timeout time.Duration) []*pb.LSNResponse {
+	out := make([]*pb.LSNResponse, len(nodes))
+	pending := len(nodes)
+	expired := false
+	me := io.h
+	for i, n := range nodes {
+		i, o := i, io.s.hosts[n.Id-1]
+		io.s.net.send(me.id, o.id, o.sidecar, func() {
+			a := lsnResponse(o)
+			io.s.net.send(o.id, me.id, me.sidecar, func() {
+				if !expired && out[i] == nil {
+					out[i] = a
+					pending--
+					if pending == 0 {
+						io.wake()
+					}
+				}
+			})
+		})
+	}
+	me.clock.After(me.sidecar, int64(timeout), func() {
+		expired = true
+		io.wake()
+	})
+	io.wait(ctx, func() bool { return pending == 0 || expired })
+	expired = true
+	return out
+}
+
+// lsnResponse is PeerService.LSN answered by host o from its model Postgres.
+func lsnResponse(o *Host) *pb.LSNResponse {
+	resp := &pb.LSNResponse{NodeId: o.nodeID}
+	if o.pg == nil {
+		return nil // a witness refuses
+	}
+	a := o.keeper.lsnAnswer()
+	if !a.running {
+		resp.Reason = "postgres is not running"
+		resp.Postgres = &pb.PostgresStatus{}
+		return resp
+	}
+	resp.Healthy = true
+	resp.Timeline = a.tli
+	resp.Postgres = &pb.PostgresStatus{Running: true, InRecovery: a.recovery, ReceiveLsn: a.lsn, ReplayLsn: a.lsn, FlushLsn: a.lsn}
+	return resp
+}
+
+func (io *simLeaderIO) Report(uint32) (uint64, time.Time, bool) { return 0, time.Time{}, false }
+
+var errNoTransfer = errors.New("sim: raft leadership transfer is not modelled")
+
+func (io *simLeaderIO) Voters() ([]leader.Server, error) { return nil, errNoTransfer }
+
+func (io *simLeaderIO) AppliedIndex() uint64 { return io.h.raft.applied }
+
+func (io *simLeaderIO) TransferLeadership(leader.Server) error { return errNoTransfer }
+
+// Now is the host's monotonic clock.
+func (io *simLeaderIO) Now() time.Time { return time.Unix(0, io.h.clock.Now()) }
+
+// After fires a channel on the host's clock (Run uses it; the sim drives
+// Decide itself).
+func (io *simLeaderIO) After(d time.Duration) <-chan time.Time {
+	ch := make(chan time.Time, 1)
+	io.h.clock.After(io.h.sidecar, int64(d), func() { ch <- io.Now() })
+	return ch
+}
+
+// Sleep waits d of the host's clock inside the pass.
+func (io *simLeaderIO) Sleep(ctx context.Context, d time.Duration) error {
+	done := false
+	io.h.clock.After(io.h.sidecar, int64(d), func() { done = true; io.wake() })
+	io.wait(ctx, func() bool { return done })
+	return ctx.Err()
+}
+
+// traceWriter puts the real leader's log lines into the trace.
+type traceWriter struct{ s *Sim }
+
+func (t traceWriter) Write(p []byte) (int, error) {
+	t.s.trace("%s", strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
