@@ -18,6 +18,9 @@ import (
 // those fault events), with SIM_PLANT switching on a planted bug. `make
 // sim` runs it.
 func TestSim(t *testing.T) {
+	if testing.Short() && os.Getenv("SEED") == "" {
+		t.Skip("make sim runs it")
+	}
 	plant := os.Getenv("SIM_PLANT")
 	if plant != "" && !contains(Plants, plant) {
 		t.Fatalf("SIM_PLANT=%s: not one of %s", plant, strings.Join(Plants, ", "))
