@@ -279,16 +279,6 @@ func (p *PG) promote() {
 	p.s.trace("pg %s promoted to tli %d at %d", p.h.name, p.t.num, p.lsn)
 }
 
-// rewindFrom: pg_rewind (or a clone): this data directory now holds the
-// source's history; the WAL after the fork point is gone.
-func (p *PG) rewindFrom(u *PG) {
-	p.hasData = true
-	p.t = u.t
-	p.hist = append([]tliEnd(nil), u.hist...)
-	p.lsn = u.lsn
-	p.standbySignal = true
-}
-
 // lastSeen: how long ago (host clock) standby h last reported a flush.
 func (p *PG) lastSeen(h int, now int64) int64 {
 	if p.seenAt == nil || p.seenAt[h] == 0 {

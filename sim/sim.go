@@ -84,20 +84,17 @@ type Sim struct {
 	hosts []*Host
 	sched *Schedule
 
-	nextUID        int
-	committed      map[uint64]uint64 // index → term of the committed entry
-	promoteCommit  map[uint64]uint32 // term → node of the committed Promote
-	promotedIn     map[uint64]int    // term → host promoted
-	lastPromoTerm  uint64
-	fsmTerm        []uint64
-	raftTerm       []uint64
-	acks           []ackRec
-	ackIDs         int
-	violation      *Violation
-	healedAt       vtime
-	convergedAt    vtime
-	convergedSince vtime
-	log            []string
+	nextUID       int
+	committed     map[uint64]uint64 // index → term of the committed entry
+	promoteCommit map[uint64]uint32 // term → node of the committed Promote
+	promotedIn    map[uint64]int    // term → host promoted
+	lastPromoTerm uint64
+	fsmTerm       []uint64
+	raftTerm      []uint64
+	acks          []ackRec
+	ackIDs        int
+	violation     *Violation
+	log           []string
 }
 
 func (s *Sim) trace(f string, a ...any) {
