@@ -11,6 +11,7 @@ import (
 
 	"github.com/hasidecar/hasidecar/fsm"
 	"github.com/hasidecar/hasidecar/node/leader"
+	"github.com/hasidecar/hasidecar/pgctl"
 	pb "github.com/hasidecar/hasidecar/proto/hasidecar/v1"
 )
 
@@ -26,7 +27,12 @@ func (l nodeLog) Changed() <-chan struct{}               { return l.n.fsm.Change
 func (l nodeLog) Lease() (*pb.Lease, time.Time)          { return l.n.fsm.Lease() }
 func (l nodeLog) WaitCaughtUp(ctx context.Context) error { return l.n.waitCaughtUp(ctx) }
 
+// Propose bounds the proposal by timeout (0: only by ctx, as Node.Propose
+// retries while there is no leader).
 func (l nodeLog) Propose(ctx context.Context, cmd *pb.Command, timeout time.Duration) (fsm.Result, error) {
+	if timeout <= 0 {
+		return l.n.Propose(ctx, cmd)
+	}
 	pctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	return l.n.Propose(pctx, cmd)
@@ -74,7 +80,7 @@ func (p nodePeers) EnsureSlot(ctx context.Context, primary *pb.Node, slot string
 }
 
 func (p nodePeers) PostgresAnswers(node *pb.Node, timeout time.Duration) bool {
-	addr := conninfoAddr(node.GetConninfo())
+	addr := pgctl.ConninfoAddr(node.GetConninfo())
 	if addr == "" {
 		return false
 	}

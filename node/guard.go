@@ -1,6 +1,7 @@
 package node
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -26,44 +27,49 @@ type pgGuard struct {
 	done chan struct{}
 }
 
-// guardTick keeps a guard beside the running postmaster and tells it the
-// current deadline. Called from the watchdog loop.
-func (a *pgAgent) guardTick() {
-	pm := a.ctl.PID()
+// StartGuard makes sure a guard watches the running postmaster: a guard
+// of another postmaster, or one that exited, is replaced.
+func (p *pgPostgres) StartGuard() error {
+	pm := p.ctl.PID()
 	if pm == 0 {
-		a.stopGuard()
-		return
+		p.StopGuard()
+		return errors.New("no postmaster runs")
 	}
-	g := a.guard
+	g := p.guard
 	if g != nil && (g.pid != pm || g.exited()) {
-		a.stopGuard()
+		p.StopGuard()
 		g = nil
 	}
 	if g == nil {
 		var err error
-		if g, err = a.startGuard(pm); err != nil {
-			a.logger.Error("start the postgres guard", "error", err)
-			return
+		if g, err = p.startGuard(pm); err != nil {
+			return err
 		}
-		a.guard = g
+		p.guard = g
+	}
+	return nil
+}
+
+// UpdateGuardDeadline tells the guard the deadline (zero: disarm). Arm
+// lines carry an absolute deadline: sent when it moved, and repeated once
+// a second anyway.
+func (p *pgPostgres) UpdateGuardDeadline(deadline time.Time) error {
+	g := p.guard
+	if g == nil {
+		return errors.New("no guard runs")
 	}
 	line := "disarm\n"
-	if !a.standbyMode.Load() {
-		a.lease.mu.Lock()
-		last := a.lease.last
-		a.lease.mu.Unlock()
-		line = pgctl.GuardLine(true, time.Until(last)-100*time.Millisecond)
+	if !deadline.IsZero() {
+		line = pgctl.GuardLine(true, time.Until(deadline))
 	}
-	// Arm lines carry an absolute deadline: send when it moved, and
-	// repeat once a second anyway.
 	if sameDeadline(line, g.last) && time.Since(g.sent) < time.Second {
-		return
+		return nil
 	}
 	if _, err := io.WriteString(g.w, line); err != nil {
-		a.logger.Warn("tell the postgres guard", "error", err)
-		return
+		return err
 	}
 	g.last, g.sent = line, time.Now()
+	return nil
 }
 
 // sameDeadline: two arm lines within 10 ms of each other, or two disarms.
@@ -79,16 +85,16 @@ func sameDeadline(a, b string) bool {
 	return d > -10e6 && d < 10e6
 }
 
-func (a *pgAgent) startGuard(pm int) (*pgGuard, error) {
+func (p *pgPostgres) startGuard(pm int) (*pgGuard, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
 	args := []string{"pgguard", "--postmaster", strconv.Itoa(pm)}
-	if !a.n.cfg.Postgres.DisableLeaseGate {
+	if !p.cfg.Postgres.DisableLeaseGate {
 		// The lease gate (pgctl/gate.go): always running, so that a
 		// switch to asynchronous mode finds it connected.
-		o := a.ctl.Options()
+		o := p.ctl.Options()
 		args = append(args, "--gate-socket", o.SocketDir, "--gate-port", strconv.Itoa(o.Port), "--gate-user", o.Superuser)
 	}
 	cmd := exec.Command(self, args...)
@@ -108,7 +114,7 @@ func (a *pgAgent) startGuard(pm int) (*pgGuard, error) {
 		_ = cmd.Wait()
 		close(g.done)
 	}()
-	a.logger.Debug("postgres guard started", "guard_pid", cmd.Process.Pid, "postmaster", pm)
+	p.logger.Debug("postgres guard started", "guard_pid", cmd.Process.Pid, "postmaster", pm)
 	return g, nil
 }
 
@@ -123,13 +129,13 @@ func (g *pgGuard) exited() bool {
 
 // stopGuard disarms and closes the guard of a postmaster that is gone (it
 // then exits by itself).
-func (a *pgAgent) stopGuard() {
-	g := a.guard
+func (p *pgPostgres) StopGuard() {
+	g := p.guard
 	if g == nil {
 		return
 	}
-	a.guard = nil
-	if !g.exited() && a.ctl.PID() == g.pid {
+	p.guard = nil
+	if !g.exited() && p.ctl.PID() == g.pid {
 		_, _ = io.WriteString(g.w, "disarm\n")
 	}
 	_ = g.w.Close()

@@ -135,7 +135,7 @@ func (n *Node) healthBody() healthBody {
 		b.Role = fsm.RoleName(me.Role)
 	}
 	if n.pg != nil {
-		pg := n.pg.observed()
+		pg := n.pg.Observed()
 		switch {
 		case !pg.GetRunning():
 			b.Postgres = "stopped"
@@ -162,7 +162,7 @@ func writeHealth(w http.ResponseWriter, ok bool, b healthBody) {
 // primary: HAProxy routes writes with it.
 func (n *Node) handlePrimary(w http.ResponseWriter, _ *http.Request) {
 	b := n.healthBody()
-	ok := n.pg != nil && n.pg.writable()
+	ok := n.pg != nil && n.pg.Writable()
 	if !ok {
 		b.Reason = "not the lease-holding primary"
 	}
@@ -174,7 +174,7 @@ func (n *Node) handleReplica(w http.ResponseWriter, _ *http.Request) {
 	b := n.healthBody()
 	pg := (*pb.PostgresStatus)(nil)
 	if n.pg != nil {
-		pg = n.pg.observed()
+		pg = n.pg.Observed()
 	}
 	ok := pg.GetRunning() && pg.GetInRecovery() && pg.GetWalReceiverStatus() == "streaming"
 	if !ok {
@@ -190,7 +190,7 @@ func (n *Node) handleReplica(w http.ResponseWriter, _ *http.Request) {
 // Postgres answers.
 func (n *Node) handleHealth(w http.ResponseWriter, _ *http.Request) {
 	b := n.healthBody()
-	ok := n.pg == nil || n.pg.observed().GetRunning()
+	ok := n.pg == nil || n.pg.Observed().GetRunning()
 	if !ok {
 		b.Reason = "postgres is not running"
 	}

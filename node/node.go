@@ -26,7 +26,9 @@ import (
 
 	"github.com/hasidecar/hasidecar/config"
 	"github.com/hasidecar/hasidecar/fsm"
+	"github.com/hasidecar/hasidecar/internal/clock"
 	"github.com/hasidecar/hasidecar/internal/pki"
+	"github.com/hasidecar/hasidecar/node/keeper"
 	pb "github.com/hasidecar/hasidecar/proto/hasidecar/v1"
 )
 
@@ -47,7 +49,8 @@ type Node struct {
 	http    *http.Server
 	reports *reportStore
 	metrics *metrics
-	pg      *pgAgent // nil on a witness
+	pg      *keeper.Keeper // nil on a witness
+	pgc     *pgPostgres    // its Postgres (pgctl, the guard); nil on a witness
 	reach   reachability
 
 	id      atomic.Uint32 // own node id once registered
@@ -89,11 +92,22 @@ func New(cfg *config.Config, logger hclog.Logger) (*Node, error) {
 	}
 	n.metrics = newMetrics(n)
 	if !cfg.IsWitness() {
-		pg, err := newPGAgent(n)
+		pgc, err := newPGPostgres(cfg, logger)
 		if err != nil {
 			return nil, err
 		}
-		n.pg = pg
+		passfile := ""
+		if cfg.Postgres.AuthMethod != "trust" {
+			passfile = cfg.StateDir + "/pgpass"
+		}
+		pg, err := keeper.New(keeper.Config{
+			Node: cfg, Logger: logger.Named("postgres"), Clock: clock.Real{}, Started: n.started, Passfile: passfile,
+			Hooks: keeper.Hooks{Fenced: n.metrics.fences.Inc, Promoted: n.metrics.promotions.Inc},
+		}, nodeLog{n}, pgc, nodePeers{n})
+		if err != nil {
+			return nil, err
+		}
+		n.pg, n.pgc = pg, pgc
 	}
 	return n, nil
 }
@@ -111,7 +125,7 @@ func (n *Node) Run(ctx context.Context) error {
 		_ = os.Chmod(n.cfg.StateDir, 0o711)
 	}
 	if n.pg != nil {
-		if err := n.pg.preflight(ctx); err != nil {
+		if err := n.pg.Preflight(ctx); err != nil {
 			return err
 		}
 	}
@@ -156,7 +170,7 @@ func (n *Node) Run(ctx context.Context) error {
 		n.metrics.setCertExpiry(n.tls.NotAfter())
 	}
 	n.logger.Info("sidecar started", "name", n.cfg.Name, "kind", n.cfg.Kind, "raft", n.cfg.RaftAdvertise(), "grpc", n.cfg.GRPCAdvertise(), "version", Version)
-	if room, need := leaseRoom(n.cfg); room < need {
+	if room, need := keeper.LeaseRoom(n.cfg); room < need {
 		n.logger.Warn("timing.lease leaves too little room for a Raft leader change: the death of the Raft leader may fence a healthy primary and fail over; lengthen timing.lease or shorten raft.heartbeat_timeout",
 			"lease", n.cfg.Timing.Lease.D(), "heartbeat_timeout", n.cfg.Raft.HeartbeatTimeout.D(), "room", room, "needed", need)
 	}
@@ -170,7 +184,7 @@ func (n *Node) Run(ctx context.Context) error {
 	n.goLoop(func() { n.tlsLoop(loops) })
 	pgDone := make(chan struct{})
 	if n.pg != nil {
-		n.goLoop(func() { defer close(pgDone); n.pg.run(loops) })
+		n.goLoop(func() { defer close(pgDone); n.pg.Run(loops) })
 	} else {
 		close(pgDone)
 	}
@@ -201,13 +215,13 @@ func (n *Node) shutdown(stopLoops context.CancelFunc, pgDone <-chan struct{}) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	if n.pg != nil {
-		n.pg.stopping.Store(true)
+		n.pg.SetStopping()
 	}
 	stopLoops()
 	<-pgDone
 	n.stopLeaderLoop()
 	if n.pg != nil {
-		n.pg.shutdown(ctx)
+		n.pg.Shutdown(ctx)
 	}
 	if n.raft.State() == raft.Leader {
 		if err := n.raft.LeadershipTransfer().Error(); err != nil {

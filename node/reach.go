@@ -3,13 +3,13 @@ package node
 import (
 	"context"
 	"net"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/hasidecar/hasidecar/pgctl"
 	pb "github.com/hasidecar/hasidecar/proto/hasidecar/v1"
 )
 
@@ -77,7 +77,7 @@ func (n *Node) probePeer(ctx context.Context, row *pb.Node, timeout time.Duratio
 		}
 	}
 	if row.Kind == pb.NodeKind_NODE_KIND_DATA {
-		if addr := conninfoAddr(row.Conninfo); addr != "" {
+		if addr := pgctl.ConninfoAddr(row.Conninfo); addr != "" {
 			c, err := net.DialTimeout("tcp", addr, timeout)
 			if err == nil {
 				r.PostgresOk = true
@@ -89,28 +89,4 @@ func (n *Node) probePeer(ctx context.Context, row *pb.Node, timeout time.Duratio
 	}
 	r.Error = strings.Join(errs, "; ")
 	return r
-}
-
-// conninfoAddr extracts host:port from a key=value conninfo.
-func conninfoAddr(conninfo string) string {
-	host, port := "", "5432"
-	for _, f := range strings.Fields(conninfo) {
-		k, v, ok := strings.Cut(f, "=")
-		if !ok {
-			continue
-		}
-		v = strings.Trim(v, "'")
-		switch k {
-		case "host":
-			host = v
-		case "port":
-			if _, err := strconv.Atoi(v); err == nil {
-				port = v
-			}
-		}
-	}
-	if host == "" || strings.HasPrefix(host, "/") {
-		return ""
-	}
-	return net.JoinHostPort(host, port)
 }

@@ -44,9 +44,9 @@ func (n *Node) status() *pb.StatusResponse {
 		resp.TlsCertNotAfterUnix = n.tls.NotAfter().Unix()
 	}
 	if n.pg != nil {
-		resp.Postgres = n.pg.observed()
+		resp.Postgres = n.pg.Observed()
 		resp.DataDir = n.cfg.Postgres.DataDir
-		resp.ReconcilerState = n.pg.stateText()
+		resp.ReconcilerState = n.pg.StateText()
 		if copies, err := pgctl.SetAsideCopies(n.cfg.Postgres.DataDir); err == nil {
 			resp.SetAsideCopies = copies
 		} else {
@@ -71,7 +71,7 @@ func (n *Node) buildReport() *pb.NodeReport {
 		AppliedIndex: n.raft.AppliedIndex(),
 	}
 	if n.pg != nil {
-		r.Postgres = n.pg.observed()
+		r.Postgres = n.pg.Observed()
 	}
 	r.Peers = n.peerReachability()
 	return r

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/hasidecar/hasidecar/fsm"
+	"github.com/hasidecar/hasidecar/node/keeper"
 	pb "github.com/hasidecar/hasidecar/proto/hasidecar/v1"
 )
 
@@ -214,7 +215,7 @@ func (s *peerService) Sample(context.Context, *pb.SampleRequest) (*pb.SampleResp
 func (s *peerService) Ping(ctx context.Context, _ *pb.PingRequest) (*pb.PingResponse, error) {
 	resp := &pb.PingResponse{NodeId: s.n.ID(), Name: s.n.cfg.Name}
 	if s.n.pg != nil {
-		resp.PostgresOk = s.n.pg.observed().GetRunning()
+		resp.PostgresOk = s.n.pg.Observed().GetRunning()
 	}
 	return resp, nil
 }
@@ -244,7 +245,7 @@ func (n *Node) joinOnce(ctx context.Context) error {
 		req.Conninfo = n.cfg.PostgresConninfo()
 	}
 	if n.pg != nil {
-		req.SystemIdentifier = n.pg.localSystemIdentifier(ctx)
+		req.SystemIdentifier = n.pg.LocalSystemIdentifier(ctx)
 	}
 	var errs []string
 	fresh, other := 0, 0
@@ -303,20 +304,20 @@ func (n *Node) lsnAnswer(ctx context.Context) (*pb.LSNResponse, error) {
 		return nil, refuse("%s is a witness: it has no Postgres", n.cfg.Name)
 	}
 	resp := &pb.LSNResponse{NodeId: n.ID()}
-	if !n.pg.ctl.Running() {
+	if !n.pgc.Running() {
 		resp.Reason = "postgres is not running"
 		resp.Postgres = &pb.PostgresStatus{}
 		return resp, nil
 	}
 	qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	st, err := n.pg.ctl.Status(qctx)
+	st, err := n.pgc.Status(qctx)
 	if err != nil {
 		resp.Reason = "status query: " + err.Error()
 		resp.Postgres = &pb.PostgresStatus{}
 		return resp, nil
 	}
-	resp.Postgres = statusToProto(st, n.cfg.Postgres.Port)
+	resp.Postgres = keeper.StatusToProto(st, n.cfg.Postgres.Port)
 	resp.Timeline = st.Timeline
 	resp.Healthy = true
 	return resp, nil
@@ -346,10 +347,10 @@ func (s *peerService) EnsureSlot(ctx context.Context, req *pb.EnsureSlotRequest)
 			return nil, status.Errorf(codes.PermissionDenied, "denied: %s may not ask for slot %q: a node asks only for its own slot", id, req.SlotName)
 		}
 	}
-	if err := n.pg.ensureReplicationRole(ctx); err != nil {
+	if err := n.pg.EnsureReplicationRole(ctx); err != nil {
 		return nil, status.Error(codes.Unavailable, err.Error())
 	}
-	created, err := n.pg.ctl.EnsureSlot(ctx, req.SlotName)
+	created, err := n.pgc.EnsureSlot(ctx, req.SlotName)
 	if err != nil {
 		return nil, status.Error(codes.Unavailable, fmt.Sprintf("create slot %s: %v", req.SlotName, err))
 	}

@@ -2,15 +2,11 @@ package node
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"time"
 
 	"github.com/hasidecar/hasidecar/fsm"
-	"github.com/hasidecar/hasidecar/pgctl"
 	pb "github.com/hasidecar/hasidecar/proto/hasidecar/v1"
 )
 
@@ -28,78 +24,6 @@ import (
 //  5. If the target has not been promoted by the deadline, the leader gives
 //     the old primary its role back in a new term (switchover_rollback):
 //     the cluster is never left without a primary.
-
-// switchoverMarker is what the old primary notes on disk when it stopped for
-// a switchover: with it, it knows later that it may follow without rewind.
-type switchoverMarker struct {
-	Term          uint64 `json:"term"`
-	CheckpointLSN uint64 `json:"checkpoint_lsn"`
-}
-
-func (a *pgAgent) markerPath() string {
-	return filepath.Join(a.n.cfg.StateDir, "switchover.json")
-}
-
-func (a *pgAgent) readMarker() (switchoverMarker, bool) {
-	var m switchoverMarker
-	b, err := os.ReadFile(a.markerPath())
-	if err != nil || json.Unmarshal(b, &m) != nil {
-		return m, false
-	}
-	return m, true
-}
-
-// skipRewind: the FSM made this node a standby in the term right after the
-// switchover it stopped for, and its data directory still ends at the
-// shutdown checkpoint it reported.
-func (a *pgAgent) skipRewind(ctx context.Context, st *pb.ClusterState) bool {
-	m, ok := a.readMarker()
-	if !ok || m.Term+1 != st.Term {
-		return false
-	}
-	cd, err := a.ctl.ControlData(ctx)
-	if err != nil || !cd.CleanlyShutDown() {
-		return false
-	}
-	return cd.CheckpointLSN == m.CheckpointLSN
-}
-
-// switchoverStop: checkpoint while still accepting writes (so the shutdown
-// checkpoint is short), then a clean fast stop.
-func (a *pgAgent) switchoverStop(ctx context.Context, term uint64) error {
-	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	if err := a.ctl.Checkpoint(cctx); err != nil {
-		a.logger.Warn("checkpoint before the switchover stop", "error", err)
-	}
-	cancel()
-	a.logger.Info("switchover: stopping postgres cleanly", "term", term)
-	a.markExpectedStop()
-	if err := a.ctl.Stop(ctx, pgctl.StopFast); err != nil {
-		return fmt.Errorf("stop for the switchover: %w", err)
-	}
-	return nil
-}
-
-// reportShutdown commits the shutdown checkpoint LSN for the leader.
-func (a *pgAgent) reportShutdown(ctx context.Context, term uint64) error {
-	cd, err := a.ctl.ControlData(ctx)
-	if err != nil {
-		return err
-	}
-	if !cd.CleanlyShutDown() {
-		return fmt.Errorf("postgres did not shut down cleanly (state %q): the switchover cannot go on", cd.State)
-	}
-	b, _ := json.Marshal(switchoverMarker{Term: term, CheckpointLSN: cd.CheckpointLSN})
-	if err := os.WriteFile(a.markerPath(), b, 0o600); err != nil {
-		return fmt.Errorf("write %s: %w", a.markerPath(), err)
-	}
-	_, err = a.n.Propose(ctx, &pb.Command{Cmd: &pb.Command_UpdateSwitchover{UpdateSwitchover: &pb.UpdateSwitchover{Term: term, ShutdownLsn: cd.CheckpointLSN}}})
-	if err != nil {
-		return fmt.Errorf("report the shutdown checkpoint: %w", err)
-	}
-	a.logger.Info("switchover: stopped cleanly", "shutdown_checkpoint", pgctl.FormatLSN(cd.CheckpointLSN), "term", term)
-	return nil
-}
 
 // Switchover is `hasidecar switchover --to NAME`; it runs on the leader (a
 // follower answers not_leader).

@@ -162,3 +162,28 @@ func quoteConninfoValue(v string) string {
 	}
 	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
 }
+
+// ConninfoAddr extracts host:port from a key=value conninfo (a node row's), "" when it names
+// no TCP host (a socket directory, or no host at all).
+func ConninfoAddr(conninfo string) string {
+	host, port := "", "5432"
+	for _, f := range strings.Fields(conninfo) {
+		k, v, ok := strings.Cut(f, "=")
+		if !ok {
+			continue
+		}
+		v = strings.Trim(v, "'")
+		switch k {
+		case "host":
+			host = v
+		case "port":
+			if _, err := strconv.Atoi(v); err == nil {
+				port = v
+			}
+		}
+	}
+	if host == "" || strings.HasPrefix(host, "/") {
+		return ""
+	}
+	return net.JoinHostPort(host, port)
+}

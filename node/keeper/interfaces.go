@@ -24,7 +24,7 @@ type Log interface {
 	State() *pb.ClusterState
 	// Changed returns a channel closed at the next apply (used by Run only).
 	Changed() <-chan struct{}
-	// Propose commits cmd through the Raft leader, waiting at most timeout; a rejection by the FSM is an *fsm.Error.
+	// Propose commits cmd through the Raft leader, waiting at most timeout (0: until ctx ends); a rejection by the FSM is an *fsm.Error.
 	Propose(ctx context.Context, cmd *pb.Command, timeout time.Duration) (fsm.Result, error)
 	// WaitCaughtUp returns once this node applied what the leader had committed when asked (Run calls it before the first pass).
 	WaitCaughtUp(ctx context.Context) error

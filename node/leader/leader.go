@@ -71,14 +71,13 @@ func New(cfg Config, log Log, peers Peers, raft Raft) *Leader {
 // the lease's expiry to the millisecond, and at least every DecideInterval.
 func (l *Leader) Run(ctx context.Context) {
 	for {
-		changed := l.log.Changed() // before deciding: a change during Decide wakes the next wait
 		l.Decide(ctx)
 		wait := l.NextWake().Sub(l.clk.Now())
 		select {
 		case <-ctx.Done():
 			return
 		case <-l.clk.After(wait):
-		case <-changed:
+		case <-l.log.Changed():
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package node
+package keeper
 
 import (
 	"slices"
@@ -102,7 +102,7 @@ func TestSyncSetting(t *testing.T) {
 			if strings.Contains(tc.name, "gate disabled") {
 				cfg.Postgres = &config.PostgresConfig{DisableLeaseGate: true}
 			}
-			a := &pgAgent{n: &Node{cfg: cfg}, syncExclude: tc.exclude, syncTerm: tc.excludeIn}
+			a := &Keeper{cfg: cfg, syncExclude: tc.exclude, syncTerm: tc.excludeIn}
 			if got := a.syncSetting(tc.st); got != tc.want {
 				t.Fatalf("syncSetting on %s = %q, want %q", tc.node, got, tc.want)
 			}

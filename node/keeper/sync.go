@@ -1,4 +1,4 @@
-package node
+package keeper
 
 import (
 	"context"
@@ -94,13 +94,13 @@ func syncNames(names []string) string {
 // new primary once one is promoted, so a thawed old primary cannot
 // acknowledge anything (DESIGN.md, point 3a). Empty otherwise (not a data
 // node, or the gate disabled).
-func (a *pgAgent) syncSetting(st *pb.ClusterState) string {
-	me := fsm.NodeByName(st, a.n.cfg.Name)
+func (a *Keeper) syncSetting(st *pb.ClusterState) string {
+	me := fsm.NodeByName(st, a.cfg.Name)
 	if me == nil || me.Kind != pb.NodeKind_NODE_KIND_DATA {
 		return ""
 	}
 	gate := pgctl.GateApplicationName
-	if pc := a.n.cfg.Postgres; pc != nil && pc.DisableLeaseGate {
+	if pc := a.cfg.Postgres; pc != nil && pc.DisableLeaseGate {
 		gate = ""
 	}
 	if !st.Settings.GetSynchronous() {
@@ -148,24 +148,24 @@ func syncEligible(st *pb.ClusterState, pg *pgctl.Status, keep bool) []uint32 {
 
 // syncJoinGrace: how long a new primary keeps the members it inherited in
 // the synchronous set before they stream from it (two leases, at least 5 s).
-func (a *pgAgent) syncJoinGrace(st *pb.ClusterState) time.Duration {
+func (a *Keeper) syncJoinGrace(st *pb.ClusterState) time.Duration {
 	lease := time.Duration(st.Settings.GetLeaseMs()) * time.Millisecond
 	if lease <= 0 {
-		lease = a.n.cfg.Timing.Lease.D()
+		lease = a.cfg.Timing.Lease.D()
 	}
 	return max(2*lease, 5*time.Second)
 }
 
 // manageSync moves the synchronous set one step toward the standbys that
 // stream now (primary, synchronous mode; called by primaryDuties).
-func (a *pgAgent) manageSync(ctx context.Context, term uint64) error {
-	st := a.n.fsm.State()
-	me := fsm.NodeByName(st, a.n.cfg.Name)
+func (a *Keeper) manageSync(ctx context.Context, term uint64) error {
+	st := a.log.State()
+	me := fsm.NodeByName(st, a.cfg.Name)
 	if me == nil || me.Role != pb.NodeRole_NODE_ROLE_PRIMARY || st.Term != term {
 		return nil
 	}
 	if a.syncTerm != term {
-		a.syncTerm, a.syncTermAt, a.syncExclude = term, time.Now(), nil
+		a.syncTerm, a.syncTermAt, a.syncExclude = term, a.clk.Now(), nil
 	}
 	if !st.Settings.GetSynchronous() {
 		a.syncExclude = nil
@@ -174,11 +174,11 @@ func (a *pgAgent) manageSync(ctx context.Context, term uint64) error {
 		}
 		return nil
 	}
-	status, err := a.ctl.Status(ctx)
+	status, err := a.pg.Status(ctx)
 	if err != nil {
 		return fmt.Errorf("synchronous set: %w", err)
 	}
-	grace := time.Since(a.syncTermAt) < a.syncJoinGrace(st)
+	grace := a.clk.Now().Sub(a.syncTermAt) < a.syncJoinGrace(st)
 	want := syncEligible(st, status, grace)
 	var remove, add []uint32
 	for _, id := range st.SyncStandbys {
@@ -221,8 +221,8 @@ func (a *pgAgent) manageSync(ctx context.Context, term uint64) error {
 // narrowed: Postgres runs with the narrower synchronous_standby_names (the
 // removed standbys are no longer candidates) and, when members remain, one
 // of them has flushed everything written so far.
-func (a *pgAgent) narrowed(ctx context.Context, st *pb.ClusterState, removed, keep []uint32) (bool, error) {
-	status, err := a.ctl.Status(ctx)
+func (a *Keeper) narrowed(ctx context.Context, st *pb.ClusterState, removed, keep []uint32) (bool, error) {
+	status, err := a.pg.Status(ctx)
 	if err != nil {
 		return false, err
 	}
@@ -252,8 +252,8 @@ func (a *pgAgent) narrowed(ctx context.Context, st *pb.ClusterState, removed, ke
 	return false, nil
 }
 
-func (a *pgAgent) commitSync(ctx context.Context, st *pb.ClusterState, me *pb.Node, ids []uint32) error {
-	_, err := a.n.Propose(ctx, &pb.Command{Cmd: &pb.Command_SetSyncStandbys{SetSyncStandbys: &pb.SetSyncStandbys{Term: st.Term, PrimaryId: me.Id, NodeIds: ids}}})
+func (a *Keeper) commitSync(ctx context.Context, st *pb.ClusterState, me *pb.Node, ids []uint32) error {
+	_, err := a.log.Propose(ctx, &pb.Command{Cmd: &pb.Command_SetSyncStandbys{SetSyncStandbys: &pb.SetSyncStandbys{Term: st.Term, PrimaryId: me.Id, NodeIds: ids}}}, 0)
 	if err != nil {
 		return fmt.Errorf("commit the synchronous set: %w", err)
 	}

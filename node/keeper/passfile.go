@@ -1,4 +1,4 @@
-package node
+package keeper
 
 import (
 	"fmt"
@@ -26,7 +26,7 @@ func memberEndpoint(n *pb.Node) (pgEndpoint, bool) {
 	if n.GetKind() != pb.NodeKind_NODE_KIND_DATA {
 		return pgEndpoint{}, false
 	}
-	addr := conninfoAddr(n.GetConninfo())
+	addr := pgctl.ConninfoAddr(n.GetConninfo())
 	if addr == "" {
 		return pgEndpoint{}, false
 	}
@@ -84,8 +84,8 @@ func passfileEntries(st *pb.ClusterState, self pgEndpoint, secrets []passSecret)
 
 // loadPassSecrets reads the configured password files (at start: a changed
 // file takes effect at the next start, as before).
-func (a *pgAgent) loadPassSecrets() error {
-	pc := a.n.cfg.Postgres
+func (a *Keeper) loadPassSecrets() error {
+	pc := a.cfg.Postgres
 	a.passSecrets = nil
 	for _, f := range []struct{ user, file string }{{pc.ReplicationUser, pc.ReplicationPasswordFile}, {pc.Superuser, pc.SuperuserPasswordFile}} {
 		if f.file == "" {
@@ -105,10 +105,10 @@ func (a *pgAgent) loadPassSecrets() error {
 // postgres.os_user). Preflight and the reconciler call it; the reconciler
 // does before every plan, so a member that joins or moves has its entry
 // before anything connects to it.
-func (a *pgAgent) refreshPassfile() error {
-	pc := a.n.cfg.Postgres
+func (a *Keeper) refreshPassfile() error {
+	pc := a.cfg.Postgres
 	self := pgEndpoint{host: pc.Host, port: strconv.Itoa(pc.Port)}
-	entries := passfileEntries(a.n.fsm.State(), self, a.passSecrets)
+	entries := passfileEntries(a.log.State(), self, a.passSecrets)
 	text, err := pgctl.RenderPassfile(entries)
 	if err != nil {
 		return fmt.Errorf("render passfile %s: %w", a.passfile, err)

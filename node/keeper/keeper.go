@@ -1,7 +1,8 @@
-package node
+package keeper
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -13,18 +14,31 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/hasidecar/hasidecar/config"
 	"github.com/hasidecar/hasidecar/fsm"
 	"github.com/hasidecar/hasidecar/pgctl"
 	pb "github.com/hasidecar/hasidecar/proto/hasidecar/v1"
 )
 
-// pgAgent owns the local Postgres of a data node: the reconciler that makes
-// it match the FSM (pgagent.go, plan.go), the primary's lease keeper and the
-// fencing watchdog (lease.go).
-type pgAgent struct {
-	n      *Node
-	ctl    *pgctl.Controller
+// Keeper owns the local Postgres of a data node: the reconciler that makes
+// it match the FSM (keeper.go, plan.go, execute.go), the primary's lease
+// keeper and the fencing watchdog (lease.go, guard.go), the synchronous set
+// (sync.go) and the disk (disk.go, storage.go). See doc.go for how it is
+// driven.
+//
+// Concurrency: the step methods may run in different goroutines (Run
+// drives Reconcile, RenewLease and WatchdogTick from three); the fields
+// each step owns are marked, the shared ones are atomics or under a mutex.
+type Keeper struct {
+	cfg    *config.Config
 	logger hclog.Logger
+	clk    Clock
+	log    Log
+	pg     Postgres
+	peers  Peers
+	hooks  Hooks
+	// started: when the sidecar started (claimAllowed).
+	started time.Time
 
 	obs   atomic.Pointer[pb.PostgresStatus]
 	state atomic.Value // string: what the reconciler is doing or waiting for
@@ -46,7 +60,7 @@ type pgAgent struct {
 	// passfile: the generated libpq password file ("" with auth_method
 	// trust); passSecrets, passText, passWritten, passErr: its passwords,
 	// the content last written and the last write error (preflight, then
-	// the reconciler goroutine only; passfile.go).
+	// the reconciler only; passfile.go).
 	passfile    string
 	passSecrets []passSecret
 	passText    string
@@ -58,7 +72,7 @@ type pgAgent struct {
 	// expectedStop: the next exit of Postgres was asked for (a fence or a
 	// stop), not a crash.
 	expectedStop atomic.Bool
-	lastErr      string // the reconciler's last error text (its goroutine only)
+	lastErr      string // the reconciler's last error text (reconciler only)
 	sysID        uint64 // the data directory's system identifier, last seen (reconciler only)
 	// syncExclude: synchronous-set members being taken out of
 	// synchronous_standby_names before the FSM shrinks, in term syncTerm,
@@ -66,54 +80,70 @@ type pgAgent struct {
 	syncExclude map[uint32]bool
 	syncTerm    uint64
 	syncTermAt  time.Time
-	rejoinCh    chan rejoinRequest // node rejoin requests, run by the reconciler
-	guard       *pgGuard           // the watchdog process (watchdog goroutine only)
-	// healthyAt: when Postgres last answered the status query (unix nanos).
+	rejoinCh    chan rejoinRequest // node rejoin requests, run by the reconciler in Run
+	// healthyAt: when Postgres last answered the status query (Clock
+	// time, unix nanos).
 	healthyAt atomic.Int64
 	// disk: free space and disk-full writes (disk.go).
 	disk diskWatch
+	// wasRunning: Postgres ran at the last watchdog tick (watchdog only).
+	wasRunning bool
+	// renewNext: when the lease keeper renews next (lease keeper only).
+	renewNext time.Time
+	// aside: tasks queued aside by the steps (see Aside, goAside).
+	aside asideQueue
 }
 
-func newPGAgent(n *Node) (*pgAgent, error) {
-	pc := n.cfg.Postgres
-	ctl, err := pgctl.New(pgctl.Options{
-		BinDir:          pc.BinDir,
-		DataDir:         pc.DataDir,
-		Port:            pc.Port,
-		ListenAddresses: pc.ListenAddresses,
-		SocketDir:       pc.SocketDir,
-		OSUser:          pc.OSUser,
-		Superuser:       pc.Superuser,
-		LogFile:         pc.LogFile,
-		Logger:          n.logger.Named("pgctl"),
-		StopTimeout:     pc.StopTimeout.D(),
-		StartTimeout:    pc.StartTimeout.D(),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("postgres: %w", err)
+// Config is how a Keeper is built.
+type Config struct {
+	Node    *config.Config // this sidecar's config (name, postgres.*, timing.*); a data node's
+	Logger  hclog.Logger
+	Clock   Clock
+	Started time.Time // when the sidecar started (Clock time)
+	// Passfile is the generated libpq password file ("" with auth_method trust).
+	Passfile string
+	Hooks    Hooks
+}
+
+// New builds the keeper of a data node. It touches nothing yet.
+func New(cfg Config, log Log, pg Postgres, peers Peers) (*Keeper, error) {
+	if cfg.Node == nil || cfg.Node.Postgres == nil {
+		return nil, errors.New("keeper: a data node's config (with postgres) is needed")
 	}
-	a := &pgAgent{n: n, ctl: ctl, logger: n.logger.Named("postgres"), rejoinCh: make(chan rejoinRequest)}
-	a.obs.Store(&pb.PostgresStatus{Port: uint32(pc.Port)})
+	if cfg.Clock == nil || log == nil || pg == nil || peers == nil {
+		return nil, errors.New("keeper: clock, log, postgres and peers are all needed")
+	}
+	lg := cfg.Logger
+	if lg == nil {
+		lg = hclog.NewNullLogger()
+	}
+	a := &Keeper{cfg: cfg.Node, logger: lg, clk: cfg.Clock, log: log, pg: pg, peers: peers, hooks: cfg.Hooks,
+		started: cfg.Started, passfile: cfg.Passfile, rejoinCh: make(chan rejoinRequest)}
+	a.obs.Store(&pb.PostgresStatus{Port: uint32(cfg.Node.Postgres.Port)})
 	a.state.Store("starting")
-	if pc.AuthMethod != "trust" {
-		a.passfile = n.cfg.StateDir + "/pgpass"
-	}
 	return a, nil
 }
 
-// preflight checks what can be checked before joining: directories, and
+// self returns this node's row, or nil.
+func (a *Keeper) self() *pb.Node { return fsm.NodeByName(a.log.State(), a.cfg.Name) }
+
+// SetStopping tells the keeper the sidecar is shutting down: no renewal, no
+// fence, no crash handling from now on.
+func (a *Keeper) SetStopping() { a.stopping.Store(true) }
+
+// Preflight checks what can be checked before joining: directories, and
 // that the data directory is usable. Nothing is changed in a data
 // directory that is not ours.
-func (a *pgAgent) preflight(ctx context.Context) error {
-	if err := a.ctl.PrepareDirs(ctx); err != nil {
+func (a *Keeper) Preflight(ctx context.Context) error {
+	if err := a.pg.PrepareDirs(ctx); err != nil {
 		return fmt.Errorf("postgres: %w", err)
 	}
-	st, err := a.ctl.InspectDataDir(ctx)
+	st, err := a.pg.InspectDataDir(ctx)
 	if err != nil {
 		return fmt.Errorf("postgres: %w", err)
 	}
 	if st == pgctl.DataDirNotPostgres {
-		return fmt.Errorf("postgres.data_dir %s holds files but is not a Postgres data directory (no PG_VERSION): nothing was changed; empty it or point postgres.data_dir elsewhere", a.n.cfg.Postgres.DataDir)
+		return fmt.Errorf("postgres.data_dir %s holds files but is not a Postgres data directory (no PG_VERSION): nothing was changed; empty it or point postgres.data_dir elsewhere", a.cfg.Postgres.DataDir)
 	}
 	if a.passfile != "" {
 		if err := a.writePassfile(); err != nil {
@@ -124,16 +154,14 @@ func (a *pgAgent) preflight(ctx context.Context) error {
 	// signal) but may take a moment to release its port: retry for a while.
 	var portErr error
 	for i := 0; i < 75; i++ {
-		if portErr = a.ctl.CheckPortFree(ctx); portErr == nil {
+		if portErr = a.pg.CheckPortFree(ctx); portErr == nil {
 			return nil
 		}
 		if i%25 == 0 {
 			a.logger.Warn("the postgres port is busy: waiting for it", "error", portErr)
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
+		if err := a.clk.Sleep(ctx, 200*time.Millisecond); err != nil {
+			return err
 		}
 	}
 	return fmt.Errorf("postgres: %w", portErr)
@@ -141,7 +169,7 @@ func (a *pgAgent) preflight(ctx context.Context) error {
 
 // writePassfile reads the password files and writes the passfile for the
 // membership known at start (passfile.go).
-func (a *pgAgent) writePassfile() error {
+func (a *Keeper) writePassfile() error {
 	if err := a.loadPassSecrets(); err != nil {
 		return err
 	}
@@ -160,58 +188,70 @@ func readSecret(path string) (string, error) {
 	return s, nil
 }
 
-// localSystemIdentifier is the system identifier of the local data
+// LocalSystemIdentifier is the system identifier of the local data
 // directory, 0 when there is none.
-func (a *pgAgent) localSystemIdentifier(ctx context.Context) uint64 {
-	if st, err := a.ctl.InspectDataDir(ctx); err != nil || st != pgctl.DataDirValid {
+func (a *Keeper) LocalSystemIdentifier(ctx context.Context) uint64 {
+	if st, err := a.pg.InspectDataDir(ctx); err != nil || st != pgctl.DataDirValid {
 		return 0
 	}
-	cd, err := a.ctl.ControlData(ctx)
+	cd, err := a.pg.ControlData(ctx)
 	if err != nil {
 		return 0
 	}
 	return cd.SystemIdentifier
 }
 
-func (a *pgAgent) observed() *pb.PostgresStatus { return a.obs.Load() }
+// Observed is the local Postgres as last observed (never nil).
+func (a *Keeper) Observed() *pb.PostgresStatus { return a.obs.Load() }
 
-func (a *pgAgent) stateText() string { s, _ := a.state.Load().(string); return s }
+func (a *Keeper) observed() *pb.PostgresStatus { return a.obs.Load() }
 
-func (a *pgAgent) setState(s string) {
+// StateText says what the reconciler is doing or waiting for.
+func (a *Keeper) StateText() string { return a.stateText() }
+
+func (a *Keeper) stateText() string { s, _ := a.state.Load().(string); return s }
+
+func (a *Keeper) setState(s string) {
 	if old := a.stateText(); old != s {
 		a.logger.Info("reconciler", "state", s)
 		a.state.Store(s)
 	}
 }
 
-// run is the reconciler loop: after catching up with the leader (so that a
-// restarted node never acts on a stale FSM), every monitor interval or FSM
-// change it observes Postgres, plans and executes.
-func (a *pgAgent) run(ctx context.Context) {
+// WatchdogInterval is how often Run calls WatchdogTick.
+const WatchdogInterval = 50 * time.Millisecond
+
+// Run drives the keeper until ctx ends: after catching up with the leader
+// (so that a restarted node never acts on a stale FSM), the reconciler
+// every monitor interval, FSM change or Postgres exit; the lease keeper;
+// the watchdog every WatchdogInterval; and the tasks queued aside. Every
+// goroutine it starts has ended when it returns.
+func (a *Keeper) Run(ctx context.Context) {
 	a.setState("catching up with the raft leader")
-	for a.n.waitCaughtUp(ctx) != nil {
+	for a.log.WaitCaughtUp(ctx) != nil {
 		if ctx.Err() != nil {
 			return
 		}
 	}
 	var loops sync.WaitGroup
 	defer loops.Wait()
+	a.aside.spawn(ctx, &loops)
 	loops.Add(2)
 	go func() { defer loops.Done(); a.leaseLoop(ctx) }()
 	go func() { defer loops.Done(); a.watchdog(ctx) }()
-	interval := a.n.cfg.Timing.MonitorInterval.D()
+	interval := a.cfg.Timing.MonitorInterval.D()
 	for {
-		if a.reconcileOnce(ctx) {
+		if a.Reconcile(ctx) {
 			continue // the local state changed: plan again at once
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-a.n.fsm.Changed():
-		case <-time.After(interval):
+		case <-a.log.Changed():
+		case <-a.clk.After(interval):
 		case <-a.exited():
 		case r := <-a.rejoinCh:
-			steps, err := a.rejoin(ctx, r.req)
+			steps, err := a.Rejoin(ctx, r.req)
 			r.reply <- rejoinReply{steps: steps, err: err}
 		}
 	}
@@ -219,17 +259,18 @@ func (a *pgAgent) run(ctx context.Context) {
 
 // exited is closed when the running postmaster exits; nil (never ready)
 // when none runs, so that a select does not spin.
-func (a *pgAgent) exited() <-chan struct{} {
-	if !a.ctl.Running() {
+func (a *Keeper) exited() <-chan struct{} {
+	if !a.pg.Running() {
 		return nil
 	}
-	return a.ctl.Exited()
+	return a.pg.Exited()
 }
 
-// reconcileOnce observes, plans and executes; it reports whether an action
-// changed the local state (a start, stop, promotion...), after which the
-// caller plans again at once instead of waiting for the next tick.
-func (a *pgAgent) reconcileOnce(ctx context.Context) (changed bool) {
+// Reconcile is one reconciler round: it observes, plans and executes; it
+// reports whether an action changed the local state (a start, stop,
+// promotion...), after which the caller plans again at once instead of
+// waiting for the next tick.
+func (a *Keeper) Reconcile(ctx context.Context) (changed bool) {
 	if a.passfile != "" {
 		// The same failure every round is logged once.
 		if err := a.refreshPassfile(); err != nil {
@@ -256,7 +297,7 @@ func (a *pgAgent) reconcileOnce(ctx context.Context) (changed bool) {
 			return false
 		}
 		// Fencing token: an action planned in an older term is dropped.
-		if cur := a.n.fsm.State().Term; act.Term < cur {
+		if cur := a.log.State().Term; act.Term < cur {
 			a.logger.Info("dropping an action from an older term", "action", act.Kind, "term", act.Term, "current", cur)
 			return true
 		}
@@ -279,10 +320,10 @@ func (a *pgAgent) reconcileOnce(ctx context.Context) (changed bool) {
 }
 
 // desired reads the FSM and the lease keeper.
-func (a *pgAgent) desired(ctx context.Context) desired {
-	st := a.n.fsm.State()
-	d := desired{ClusterSysID: st.SystemIdentifier, Term: st.Term, Me: fsm.NodeByName(st, a.n.cfg.Name), Primary: fsm.Primary(st),
-		ManualRejoin: a.n.cfg.Postgres.ManualRejoin, DiskFull: a.observed().GetDiskFull()}
+func (a *Keeper) desired(ctx context.Context) desired {
+	st := a.log.State()
+	d := desired{ClusterSysID: st.SystemIdentifier, Term: st.Term, Me: fsm.NodeByName(st, a.cfg.Name), Primary: fsm.Primary(st),
+		ManualRejoin: a.cfg.Postgres.ManualRejoin, DiskFull: a.observed().GetDiskFull()}
 	if d.Me != nil && d.Primary != nil && d.Primary.Id == d.Me.Id {
 		d.LeaseValid = a.leaseValid()
 		if st.Lease.GetHolderId() == d.Me.Id {
@@ -292,7 +333,7 @@ func (a *pgAgent) desired(ctx context.Context) desired {
 			d.SwitchoverFrom, d.ShutdownReported = true, sw.ShutdownLsn != 0
 		}
 	}
-	if d.Me != nil && d.Primary != nil && d.Primary.Id != d.Me.Id && !a.ctl.Running() {
+	if d.Me != nil && d.Primary != nil && d.Primary.Id != d.Me.Id && !a.pg.Running() {
 		d.SkipRewind = a.skipRewind(ctx, st)
 	}
 	if d.Primary == nil && st.Term == 0 && d.Me != nil {
@@ -304,20 +345,20 @@ func (a *pgAgent) desired(ctx context.Context) desired {
 // claimAllowed: at bootstrap, the node with bootstrap: true claims the
 // primary role, or a node that already holds a data directory to adopt, or
 // any data node once the cluster has waited a minute without a primary.
-func (a *pgAgent) claimAllowed() bool {
-	if a.n.cfg.Bootstrap {
+func (a *Keeper) claimAllowed() bool {
+	if a.cfg.Bootstrap {
 		return true
 	}
 	if o := a.observed(); o.SystemIdentifier != 0 {
 		return true
 	}
-	return time.Since(a.n.started) > time.Minute
+	return a.clk.Now().Sub(a.started) > time.Minute
 }
 
 // observe queries the local Postgres and the data directory.
-func (a *pgAgent) observe(ctx context.Context) observed {
+func (a *Keeper) observe(ctx context.Context) observed {
 	var o observed
-	st, err := a.ctl.InspectDataDir(ctx)
+	st, err := a.pg.InspectDataDir(ctx)
 	switch {
 	case err != nil:
 		a.logger.Warn("inspect data directory", "error", err)
@@ -329,15 +370,15 @@ func (a *pgAgent) observe(ctx context.Context) observed {
 	default:
 		o.Dir = dirMissing
 	}
-	status := &pb.PostgresStatus{Port: uint32(a.n.cfg.Postgres.Port)}
-	o.Running = a.ctl.Running()
+	status := &pb.PostgresStatus{Port: uint32(a.cfg.Postgres.Port)}
+	o.Running = a.pg.Running()
 	if o.Dir == dirValid {
-		o.StandbySignal = a.ctl.IsStandbySignal()
+		o.StandbySignal = a.pg.IsStandbySignal()
 	}
 	if o.Dir == dirValid && !o.Running {
 		// pg_controldata is a subprocess: only while Postgres is down (when
 		// it runs, the status query gives its timeline and identifier).
-		if cd, err := a.ctl.ControlData(ctx); err == nil {
+		if cd, err := a.pg.ControlData(ctx); err == nil {
 			o.SysID = cd.SystemIdentifier
 			a.sysID = cd.SystemIdentifier
 			o.Timeline = cd.TimelineID
@@ -347,7 +388,7 @@ func (a *pgAgent) observe(ctx context.Context) observed {
 	}
 	if o.Running {
 		qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		s, err := a.ctl.Status(qctx)
+		s, err := a.pg.Status(qctx)
 		cancel()
 		if err != nil {
 			status.Error = err.Error()
@@ -356,8 +397,8 @@ func (a *pgAgent) observe(ctx context.Context) observed {
 			o.InRecovery = a.standbyMode.Load()
 			o.SysID = a.sysID
 		} else {
-			a.healthyAt.Store(time.Now().UnixNano())
-			status = statusToProto(s, a.n.cfg.Postgres.Port)
+			a.healthyAt.Store(a.clk.Now().UnixNano())
+			status = StatusToProto(s, a.cfg.Postgres.Port)
 			if s.SystemIdentifier != 0 {
 				a.sysID = s.SystemIdentifier
 			}
@@ -370,38 +411,30 @@ func (a *pgAgent) observe(ctx context.Context) observed {
 	}
 	status.Running = o.Running && status.Error == ""
 	a.sampleDisk(ctx, status)
-	now := time.Now()
+	now := a.clk.Now()
 	if !o.Running || !o.InRecovery || o.Streaming || a.streamingSeen.IsZero() {
 		a.streamingSeen = now
 	}
 	// A standby that has not streamed for 10 monitor intervals while its
 	// primary answers has likely diverged: the plan rewinds it.
-	o.Stuck = o.Running && o.InRecovery && now.Sub(a.streamingSeen) > 10*a.n.cfg.Timing.MonitorInterval.D() && a.primaryAnswers()
+	o.Stuck = o.Running && o.InRecovery && now.Sub(a.streamingSeen) > 10*a.cfg.Timing.MonitorInterval.D() && a.primaryAnswers()
 	o.StartFailed = !a.lastStartErr.IsZero() && now.Sub(a.lastStartErr) < 5*time.Second
 	a.obs.Store(status)
 	return o
 }
 
 // primaryAnswers reports whether the primary's Postgres accepts TCP
-// connections (as the matrix probe saw it, or directly).
-func (a *pgAgent) primaryAnswers() bool {
-	p := fsm.Primary(a.n.fsm.State())
+// connections.
+func (a *Keeper) primaryAnswers() bool {
+	p := fsm.Primary(a.log.State())
 	if p == nil {
 		return false
 	}
-	addr := conninfoAddr(p.Conninfo)
-	if addr == "" {
-		return false
-	}
-	c, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		return false
-	}
-	_ = c.Close()
-	return true
+	return a.peers.PostgresAnswers(p, time.Second)
 }
 
-func statusToProto(s *pgctl.Status, port int) *pb.PostgresStatus {
+// StatusToProto is a status query's answer as the API carries it.
+func StatusToProto(s *pgctl.Status, port int) *pb.PostgresStatus {
 	out := &pb.PostgresStatus{
 		Running: s.Running, InRecovery: s.InRecovery, Timeline: s.Timeline, SystemIdentifier: s.SystemIdentifier,
 		CurrentLsn: s.CurrentLSN, FlushLsn: s.FlushLSN, ReceiveLsn: s.ReceiveLSN, ReplayLsn: s.ReplayLSN,
@@ -420,33 +453,32 @@ func statusToProto(s *pgctl.Status, port int) *pb.PostgresStatus {
 	return out
 }
 
-// writable reports whether this node's Postgres is the current,
+// Writable reports whether this node's Postgres is the current,
 // lease-holding primary (the /primary health check).
-func (a *pgAgent) writable() bool {
+func (a *Keeper) Writable() bool {
 	o := a.observed()
-	me := a.n.self()
+	me := a.self()
 	return o.GetRunning() && !o.InRecovery && me != nil && me.Role == pb.NodeRole_NODE_ROLE_PRIMARY && a.leaseValid()
 }
 
-// shutdown stops Postgres on a clean exit; a primary then releases its
-// lease so that the failover need not wait for it to expire.
-func (a *pgAgent) shutdown(ctx context.Context) {
+// Shutdown stops Postgres on a clean exit (after Run returned); a primary
+// then releases its lease so that the failover need not wait for it to
+// expire.
+func (a *Keeper) Shutdown(ctx context.Context) {
 	a.stopping.Store(true)
-	wasPrimary := a.ctl.Running() && !a.standbyMode.Load()
-	if a.ctl.Running() {
+	wasPrimary := a.pg.Running() && !a.standbyMode.Load()
+	if a.pg.Running() {
 		a.logger.Info("stopping postgres")
-		if err := a.ctl.Stop(ctx, pgctl.StopFast); err != nil {
+		if err := a.pg.Stop(ctx, pgctl.StopFast); err != nil {
 			a.logger.Error("stop postgres", "error", err)
-			a.ctl.Kill()
+			a.pg.Kill()
 		}
 	}
 	a.clearLease()
-	st := a.n.fsm.State()
-	me := fsm.NodeByName(st, a.n.cfg.Name)
-	if wasPrimary && me != nil && st.Lease.GetHolderId() == me.Id && !a.ctl.Running() {
-		rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		defer cancel()
-		_, err := a.n.Propose(rctx, &pb.Command{Cmd: &pb.Command_ReleaseLease{ReleaseLease: &pb.ReleaseLease{NodeId: me.Id, Term: st.Term, Reason: "the primary's sidecar is shutting down"}}})
+	st := a.log.State()
+	me := fsm.NodeByName(st, a.cfg.Name)
+	if wasPrimary && me != nil && st.Lease.GetHolderId() == me.Id && !a.pg.Running() {
+		_, err := a.log.Propose(ctx, &pb.Command{Cmd: &pb.Command_ReleaseLease{ReleaseLease: &pb.ReleaseLease{NodeId: me.Id, Term: st.Term, Reason: "the primary's sidecar is shutting down"}}}, 3*time.Second)
 		if err != nil {
 			a.logger.Warn("release lease", "error", err)
 		} else {
@@ -456,28 +488,26 @@ func (a *pgAgent) shutdown(ctx context.Context) {
 }
 
 // recordEvent commits an event, best effort, in the term it belongs to.
-func (a *pgAgent) recordEvent(ctx context.Context, typ string, ok bool, term uint64, details string) {
-	me := a.n.self()
+func (a *Keeper) recordEvent(ctx context.Context, typ string, ok bool, term uint64, details string) {
+	me := a.self()
 	if me == nil {
 		return
 	}
-	ectx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if _, err := a.n.Propose(ectx, &pb.Command{Cmd: &pb.Command_RecordEvent{RecordEvent: &pb.RecordEvent{NodeId: me.Id, Type: typ, Ok: ok, Term: term, Details: details}}}); err != nil {
+	if _, err := a.log.Propose(ctx, &pb.Command{Cmd: &pb.Command_RecordEvent{RecordEvent: &pb.RecordEvent{NodeId: me.Id, Type: typ, Ok: ok, Term: term, Details: details}}}, 5*time.Second); err != nil {
 		a.logger.Warn("record event", "type", typ, "error", err)
 	}
 }
 
 // upstreamConninfo is how this node reaches the primary for replication
 // (String for primary_conninfo and libpq tools, PgxConfig for pgx).
-func (a *pgAgent) upstreamConninfo(p *pb.Node, superuser bool) pgctl.Conninfo {
-	pc := a.n.cfg.Postgres
+func (a *Keeper) upstreamConninfo(p *pb.Node, superuser bool) pgctl.Conninfo {
+	pc := a.cfg.Postgres
 	host, port := "", ""
-	if addr := conninfoAddr(p.Conninfo); addr != "" {
+	if addr := pgctl.ConninfoAddr(p.Conninfo); addr != "" {
 		host, port, _ = net.SplitHostPort(addr)
 	}
 	kv := pgctl.Conninfo{
-		"host": host, "port": port, "application_name": a.n.cfg.Name, "connect_timeout": "2",
+		"host": host, "port": port, "application_name": a.cfg.Name, "connect_timeout": "2",
 		"keepalives": "1", "keepalives_idle": "2", "keepalives_interval": "1", "keepalives_count": "3",
 	}
 	if superuser {
@@ -491,10 +521,10 @@ func (a *pgAgent) upstreamConninfo(p *pb.Node, superuser bool) pgctl.Conninfo {
 	return kv
 }
 
-func (a *pgAgent) markExpectedStop() { a.expectedStop.Store(true) }
+func (a *Keeper) markExpectedStop() { a.expectedStop.Store(true) }
 
 // expectStop consumes the mark left by markExpectedStop.
-func (a *pgAgent) expectStop() bool { return a.expectedStop.Swap(false) }
+func (a *Keeper) expectStop() bool { return a.expectedStop.Swap(false) }
 
 // currentUser is the OS user this sidecar runs as.
 func currentUser() string {

@@ -1,9 +1,11 @@
-package node
+package keeper
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -13,16 +15,16 @@ import (
 )
 
 // execute runs one planned action through pgctl or the log.
-func (a *pgAgent) execute(ctx context.Context, act action) error {
+func (a *Keeper) execute(ctx context.Context, act action) error {
 	switch act.Kind {
 	case actClaimPrimary:
 		return a.claimPrimary(ctx)
 	case actInitDB:
-		a.logger.Info("initialising a new Postgres cluster", "data_dir", a.n.cfg.Postgres.DataDir)
-		if err := a.ctl.InitDB(ctx, pgctl.InitOptions{}); err != nil {
+		a.logger.Info("initialising a new Postgres cluster", "data_dir", a.cfg.Postgres.DataDir)
+		if err := a.pg.InitDB(ctx, pgctl.InitOptions{}); err != nil {
 			return fmt.Errorf("initdb: %w", err)
 		}
-		a.recordEvent(ctx, fsm.EventClusterCreated, true, act.Term, "initdb in "+a.n.cfg.Postgres.DataDir)
+		a.recordEvent(ctx, fsm.EventClusterCreated, true, act.Term, "initdb in "+a.cfg.Postgres.DataDir)
 		return nil
 	case actClone:
 		return a.clone(ctx, act)
@@ -40,13 +42,13 @@ func (a *pgAgent) execute(ctx context.Context, act action) error {
 	case actRecordSysID:
 		return a.recordSysID(ctx)
 	case actRegisterStandby:
-		me := a.n.self()
+		me := a.self()
 		if me == nil {
 			return errors.New("not registered")
 		}
-		_, err := a.n.Propose(ctx, &pb.Command{Cmd: &pb.Command_SetStandby{SetStandby: &pb.SetStandby{
+		_, err := a.log.Propose(ctx, &pb.Command{Cmd: &pb.Command_SetStandby{SetStandby: &pb.SetStandby{
 			NodeId: me.Id, UpstreamId: act.Upstream.Id, Term: act.Term, EventType: act.EventType, SlotName: me.SlotName,
-		}}})
+		}}}, 0)
 		if err != nil {
 			return fmt.Errorf("register as standby of %s: %w", act.Upstream.Name, err)
 		}
@@ -62,14 +64,14 @@ func (a *pgAgent) execute(ctx context.Context, act action) error {
 	return fmt.Errorf("unknown action %v", act.Kind)
 }
 
-func (a *pgAgent) claimPrimary(ctx context.Context) error {
-	me := a.n.self()
+func (a *Keeper) claimPrimary(ctx context.Context) error {
+	me := a.self()
 	if me == nil {
 		return errors.New("not registered")
 	}
-	_, err := a.n.Propose(ctx, &pb.Command{Cmd: &pb.Command_RegisterPrimary{RegisterPrimary: &pb.RegisterPrimary{
-		NodeId: me.Id, LeaseMs: a.n.cfg.Timing.Lease.D().Milliseconds(),
-	}}})
+	_, err := a.log.Propose(ctx, &pb.Command{Cmd: &pb.Command_RegisterPrimary{RegisterPrimary: &pb.RegisterPrimary{
+		NodeId: me.Id, LeaseMs: a.cfg.Timing.Lease.D().Milliseconds(),
+	}}}, 0)
 	if err != nil {
 		var fe *fsm.Error
 		if errors.As(err, &fe) {
@@ -84,20 +86,20 @@ func (a *pgAgent) claimPrimary(ctx context.Context) error {
 }
 
 // managedSettings: what every instance of this cluster runs with.
-func (a *pgAgent) managedSettings() map[string]string {
-	pc := a.n.cfg.Postgres
-	s := pgctl.ManagedSettings(a.ctl.Options())
+func (a *Keeper) managedSettings() map[string]string {
+	pc := a.cfg.Postgres
+	s := pgctl.ManagedSettings(a.pg.Options())
 	for k, v := range pc.Parameters {
 		s[k] = v
 	}
 	s["wal_keep_size"] = fmt.Sprintf("%dkB", uint64(pc.WALKeepSize)/1024)
-	s["cluster_name"] = a.n.cfg.Name
-	s["synchronous_standby_names"] = a.syncSetting(a.n.fsm.State())
+	s["cluster_name"] = a.cfg.Name
+	s["synchronous_standby_names"] = a.syncSetting(a.log.State())
 	return s
 }
 
-func (a *pgAgent) hbaConfig() pgctl.HBAConfig {
-	pc := a.n.cfg.Postgres
+func (a *Keeper) hbaConfig() pgctl.HBAConfig {
+	pc := a.cfg.Postgres
 	return pgctl.HBAConfig{
 		AuthMethod:      pc.AuthMethod,
 		AllowedNetworks: pc.AllowedNetworks,
@@ -110,55 +112,55 @@ func (a *pgAgent) hbaConfig() pgctl.HBAConfig {
 
 // configure writes the managed settings, pg_hba and the recovery settings
 // for the role, and reloads a running Postgres when anything changed.
-func (a *pgAgent) configure(ctx context.Context, act action) error {
-	c1, err := a.ctl.WriteManagedConfig(ctx, a.managedSettings())
+func (a *Keeper) configure(ctx context.Context, act action) error {
+	c1, err := a.pg.WriteManagedConfig(ctx, a.managedSettings())
 	if err != nil {
 		return err
 	}
-	c2, err := a.ctl.WriteHBA(ctx, a.hbaConfig())
+	c2, err := a.pg.WriteHBA(ctx, a.hbaConfig())
 	if err != nil {
 		return err
 	}
 	conninfo, slot := "", ""
 	if act.AsStandby && act.Upstream != nil {
 		conninfo = a.upstreamConninfo(act.Upstream, false).String()
-		if me := a.n.self(); me != nil {
+		if me := a.self(); me != nil {
 			slot = me.SlotName
 		}
 	}
-	c3, err := a.ctl.SetRecovery(ctx, conninfo, slot)
+	c3, err := a.pg.SetRecovery(ctx, conninfo, slot)
 	if err != nil {
 		return err
 	}
-	running := a.ctl.Running()
+	running := a.pg.Running()
 	if !running || !act.AsStandby || a.standbyMode.Load() {
 		// The signal file only matters at start; never remove it under a
 		// running standby (a promotion does that itself).
 		if !running {
-			if _, err := a.ctl.SetStandbySignal(act.AsStandby); err != nil {
+			if _, err := a.pg.SetStandbySignal(act.AsStandby); err != nil {
 				return err
 			}
 		}
 	}
 	if running && (c1 || c2 || c3) {
-		if err := a.ctl.Reload(ctx); err != nil {
+		if err := a.pg.Reload(ctx); err != nil {
 			return fmt.Errorf("reload after a settings change: %w", err)
 		}
 		a.logger.Info("settings changed: reloaded", "config", c1, "hba", c2, "recovery", c3)
 		if c3 && act.Upstream != nil {
-			if me := a.n.self(); me != nil && me.Role == pb.NodeRole_NODE_ROLE_STANDBY && me.Active {
-				a.recordEvent(ctx, fsm.EventStandbyFollow, true, act.Term, fmt.Sprintf("%q now follows %q", a.n.cfg.Name, act.Upstream.Name))
+			if me := a.self(); me != nil && me.Role == pb.NodeRole_NODE_ROLE_STANDBY && me.Active {
+				a.recordEvent(ctx, fsm.EventStandbyFollow, true, act.Term, fmt.Sprintf("%q now follows %q", a.cfg.Name, act.Upstream.Name))
 			}
 		}
 	}
 	return nil
 }
 
-func (a *pgAgent) start(ctx context.Context, act action) error {
+func (a *Keeper) start(ctx context.Context, act action) error {
 	if !act.AsStandby && !a.leaseValid() {
 		return errors.New("refusing to start as primary without a valid lease")
 	}
-	if act.AsStandby && !a.ctl.IsStandbySignal() {
+	if act.AsStandby && !a.pg.IsStandbySignal() {
 		return errors.New("refusing to start a standby without standby.signal")
 	}
 	a.standbyMode.Store(act.AsStandby)
@@ -170,24 +172,24 @@ func (a *pgAgent) start(ctx context.Context, act action) error {
 		what = "standby"
 	}
 	a.logger.Info("starting postgres", "as", what, "term", act.Term)
-	if err := a.ctl.Start(ctx); err != nil {
-		a.lastStartErr = time.Now()
+	if err := a.pg.Start(ctx); err != nil {
+		a.lastStartErr = a.clk.Now()
 		a.crashMu.Lock()
 		if a.crashedAt.IsZero() {
-			a.crashedAt = time.Now()
+			a.crashedAt = a.clk.Now()
 		}
 		a.crashMu.Unlock()
 		return fmt.Errorf("start postgres as %s: %w", what, err)
 	}
 	a.lastStartErr = time.Time{}
-	a.healthyAt.Store(time.Now().UnixNano()) // Start returns once it accepts connections
+	a.healthyAt.Store(a.clk.Now().UnixNano()) // Start returns once it accepts connections
 	return nil
 }
 
 // promote turns this standby into the primary of term act.Term, after
 // checking once more that the FSM still says so and the lease is held.
-func (a *pgAgent) promote(ctx context.Context, act action) error {
-	st := a.n.fsm.State()
+func (a *Keeper) promote(ctx context.Context, act action) error {
+	st := a.log.State()
 	me, holds := a.holdsLease(st)
 	if !holds || st.Term != act.Term {
 		return fmt.Errorf("promotion in term %d is stale (cluster term %d)", act.Term, st.Term)
@@ -208,28 +210,30 @@ func (a *pgAgent) promote(ctx context.Context, act action) error {
 	}
 	a.logger.Info("promoting", "node", me.Name, "term", st.Term, "decision_index", st.TermIndex, "synchronous_standby_names", want)
 	a.standbyMode.Store(false) // from here on the watchdog guards it
-	start := time.Now()
-	if err := a.ctl.Promote(ctx); err != nil {
+	start := a.clk.Now()
+	if err := a.pg.Promote(ctx); err != nil {
 		a.recordEvent(ctx, fsm.EventStandbyPromote, false, act.Term, fmt.Sprintf("promotion of %q failed: %v", me.Name, err))
 		return fmt.Errorf("promote %s: %w", me.Name, err)
 	}
-	a.n.metrics.promotions.Inc()
+	if a.hooks.Promoted != nil {
+		a.hooks.Promoted()
+	}
 	// Observe at once: the renewal below must carry the new timeline, or
 	// the leader, until the next observation, would refuse the standbys
 	// that already follow this node onto it as on the wrong timeline (a
 	// failure right after the promotion then found no candidate).
 	tli := a.observe(ctx).Timeline
-	a.logger.Info("promoted", "node", me.Name, "term", act.Term, "timeline", tli, "took", time.Since(start))
+	a.logger.Info("promoted", "node", me.Name, "term", act.Term, "timeline", tli, "took", a.clk.Now().Sub(start))
 	a.renewNow(ctx)
-	go func() {
+	a.goAside(func(ctx context.Context) {
 		// A checkpoint right after promotion lets a later pg_rewind from
 		// this node see the new timeline in pg_control.
-		cctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		cctx, cancel := context.WithTimeout(ctx, time.Minute)
 		defer cancel()
-		if err := a.ctl.Checkpoint(cctx); err != nil {
+		if err := a.pg.Checkpoint(cctx); err != nil {
 			a.logger.Debug("checkpoint after promotion", "error", err)
 		}
-	}()
+	})
 	a.recordEvent(ctx, fsm.EventStandbyPromote, true, act.Term, fmt.Sprintf("%q promoted in term %d (decision at log index %d), now on timeline %d", me.Name, act.Term, st.TermIndex, tli))
 	return nil
 }
@@ -238,12 +242,13 @@ func (a *pgAgent) promote(ctx context.Context, act action) error {
 // synchronous_standby_names = want. A server session sees a reloaded value
 // only once the postmaster re-read the file and signalled every child, the
 // checkpointer (which tells backends whether to wait at all) included.
-func (a *pgAgent) waitSyncSetting(ctx context.Context, want string) error {
+func (a *Keeper) waitSyncSetting(ctx context.Context, want string) error {
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	var got string
 	for {
-		err := a.ctl.QueryRow(wctx, "SELECT current_setting('synchronous_standby_names')", nil, &got)
+		var err error
+		got, err = a.pg.CurrentSetting(wctx, "synchronous_standby_names")
 		if err == nil && got == want {
 			return nil
 		}
@@ -253,18 +258,18 @@ func (a *pgAgent) waitSyncSetting(ctx context.Context, want string) error {
 				return fmt.Errorf("read synchronous_standby_names: %w", err)
 			}
 			return fmt.Errorf("postgres runs with synchronous_standby_names %q, not %q yet", got, want)
-		case <-time.After(50 * time.Millisecond):
+		case <-a.clk.After(50 * time.Millisecond):
 		}
 	}
 }
 
-func (a *pgAgent) recordSysID(ctx context.Context) error {
+func (a *Keeper) recordSysID(ctx context.Context) error {
 	o := a.observed()
 	if o.SystemIdentifier == 0 {
 		return nil
 	}
-	me := a.n.self()
-	_, err := a.n.Propose(ctx, &pb.Command{Cmd: &pb.Command_SetSystemIdentifier{SetSystemIdentifier: &pb.SetSystemIdentifier{SystemIdentifier: o.SystemIdentifier, NodeId: me.GetId()}}})
+	me := a.self()
+	_, err := a.log.Propose(ctx, &pb.Command{Cmd: &pb.Command_SetSystemIdentifier{SetSystemIdentifier: &pb.SetSystemIdentifier{SystemIdentifier: o.SystemIdentifier, NodeId: me.GetId()}}}, 0)
 	if err != nil {
 		return fmt.Errorf("record the system identifier: %w", err)
 	}
@@ -273,18 +278,18 @@ func (a *pgAgent) recordSysID(ctx context.Context) error {
 
 // primaryDuties: the replication role, and exactly one physical slot per
 // registered data node (slots of removed nodes are dropped).
-func (a *pgAgent) primaryDuties(ctx context.Context, term uint64) error {
-	if err := a.ensureReplicationRole(ctx); err != nil {
+func (a *Keeper) primaryDuties(ctx context.Context, term uint64) error {
+	if err := a.EnsureReplicationRole(ctx); err != nil {
 		return err
 	}
-	st := a.n.fsm.State()
+	st := a.log.State()
 	want := map[string]bool{}
 	for _, n := range st.Nodes {
-		if n.Kind == pb.NodeKind_NODE_KIND_DATA && n.Name != a.n.cfg.Name && n.SlotName != "" {
+		if n.Kind == pb.NodeKind_NODE_KIND_DATA && n.Name != a.cfg.Name && n.SlotName != "" {
 			want[n.SlotName] = true
 		}
 	}
-	slots, err := a.ctl.ListSlots(ctx)
+	slots, err := a.pg.ListSlots(ctx)
 	if err != nil {
 		return fmt.Errorf("list replication slots: %w", err)
 	}
@@ -292,15 +297,16 @@ func (a *pgAgent) primaryDuties(ctx context.Context, term uint64) error {
 	for _, s := range slots {
 		have[s.Name] = true
 		if strings.HasPrefix(s.Name, "hasidecar_") && !want[s.Name] {
-			if _, err := a.ctl.DropSlot(ctx, s.Name); err != nil {
+			if _, err := a.pg.DropSlot(ctx, s.Name); err != nil {
 				return fmt.Errorf("drop slot %s of a removed node: %w", s.Name, err)
 			}
 			a.logger.Info("dropped the slot of a removed node", "slot", s.Name)
 		}
 	}
-	for name := range want {
+	// In name order: the slots are created the same way on every run.
+	for _, name := range slices.Sorted(maps.Keys(want)) {
 		if !have[name] {
-			if _, err := a.ctl.EnsureSlot(ctx, name); err != nil {
+			if _, err := a.pg.EnsureSlot(ctx, name); err != nil {
 				return fmt.Errorf("create slot %s: %w", name, err)
 			}
 			a.logger.Info("created replication slot", "slot", name)
@@ -309,16 +315,16 @@ func (a *pgAgent) primaryDuties(ctx context.Context, term uint64) error {
 	return a.manageSync(ctx, term)
 }
 
-// ensureReplicationRole creates (or updates) the replication role once per
+// EnsureReplicationRole creates (or updates) the replication role once per
 // process; the EnsureSlot RPC calls it too, so a standby cloning right after
 // bootstrap never finds the role missing.
-func (a *pgAgent) ensureReplicationRole(ctx context.Context) error {
+func (a *Keeper) EnsureReplicationRole(ctx context.Context) error {
 	a.roleMu.Lock()
 	defer a.roleMu.Unlock()
 	if a.roleReady {
 		return nil
 	}
-	pc := a.n.cfg.Postgres
+	pc := a.cfg.Postgres
 	pw := ""
 	if pc.ReplicationPasswordFile != "" {
 		var err error
@@ -326,7 +332,7 @@ func (a *pgAgent) ensureReplicationRole(ctx context.Context) error {
 			return err
 		}
 	}
-	if err := a.ctl.EnsureRole(ctx, pc.ReplicationUser, true, pw); err != nil {
+	if err := a.pg.EnsureRole(ctx, pc.ReplicationUser, true, pw); err != nil {
 		return fmt.Errorf("replication role %s: %w", pc.ReplicationUser, err)
 	}
 	// pg_rewind logs in as the superuser over TCP: give it the password
@@ -336,7 +342,7 @@ func (a *pgAgent) ensureReplicationRole(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if err := a.ctl.EnsureRole(ctx, pc.Superuser, false, spw); err != nil {
+		if err := a.pg.EnsureRole(ctx, pc.Superuser, false, spw); err != nil {
 			return fmt.Errorf("superuser password for %s: %w", pc.Superuser, err)
 		}
 	}
@@ -346,46 +352,37 @@ func (a *pgAgent) ensureReplicationRole(ctx context.Context) error {
 
 // clone copies the primary with pg_basebackup through this node's slot,
 // which the primary's sidecar creates first.
-func (a *pgAgent) clone(ctx context.Context, act action) error {
+func (a *Keeper) clone(ctx context.Context, act action) error {
 	p := act.Upstream
-	me := a.n.self()
+	me := a.self()
 	if err := a.askForSlot(ctx, p, me.SlotName, act.Term); err != nil {
 		return fmt.Errorf("clone from %s: %w", p.Name, err)
 	}
 	a.logger.Info("cloning from the primary", "primary", p.Name, "slot", me.SlotName)
-	start := time.Now()
-	if err := a.ctl.BaseBackup(ctx, a.upstreamConninfo(p, false), me.SlotName, a.passfile); err != nil {
+	start := a.clk.Now()
+	if err := a.pg.BaseBackup(ctx, a.upstreamConninfo(p, false), me.SlotName, a.passfile); err != nil {
 		return fmt.Errorf("clone from %s: %w", p.Name, err)
 	}
-	a.logger.Info("clone finished", "primary", p.Name, "took", time.Since(start).Round(time.Millisecond))
+	a.logger.Info("clone finished", "primary", p.Name, "took", a.clk.Now().Sub(start).Round(time.Millisecond))
 	return nil
 }
 
-func (a *pgAgent) askForSlot(ctx context.Context, p *pb.Node, slot string, term uint64) error {
-	conn, err := a.n.peers.get(p.GrpcAddress)
-	if err != nil {
-		return err
-	}
-	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if _, err := pb.NewPeerServiceClient(conn).EnsureSlot(cctx, &pb.EnsureSlotRequest{SlotName: slot, Term: term}); err != nil {
-		return fmt.Errorf("ask primary %s for slot %s: %w", p.Name, slot, err)
-	}
-	return nil
+func (a *Keeper) askForSlot(ctx context.Context, p *pb.Node, slot string, term uint64) error {
+	return a.peers.EnsureSlot(ctx, p, slot, term, 10*time.Second)
 }
 
 // rewind makes a former primary (or a diverged standby) a copy of the
 // primary's history with pg_rewind; when that cannot work, the data
 // directory is set aside (renamed, never deleted) and the next round clones.
-func (a *pgAgent) rewind(ctx context.Context, act action) error {
+func (a *Keeper) rewind(ctx context.Context, act action) error {
 	p := act.Upstream
-	if a.ctl.Running() {
+	if a.pg.Running() {
 		return errors.New("postgres is still running")
 	}
 	a.logger.Info("rewinding from the primary", "primary", p.Name, "term", act.Term)
-	err := a.ctl.Rewind(ctx, a.upstreamConninfo(p, true), a.passfile)
+	err := a.pg.Rewind(ctx, a.upstreamConninfo(p, true), a.passfile)
 	if err == nil {
-		a.recordEvent(ctx, fsm.EventNodeRewind, true, act.Term, fmt.Sprintf("%q rewound from %q", a.n.cfg.Name, p.Name))
+		a.recordEvent(ctx, fsm.EventNodeRewind, true, act.Term, fmt.Sprintf("%q rewound from %q", a.cfg.Name, p.Name))
 		return nil
 	}
 	if errors.Is(err, pgctl.ErrRewindImpossible) {
@@ -401,15 +398,15 @@ func (a *pgAgent) rewind(ctx context.Context, act action) error {
 
 // setDataDirAside moves the data directory aside for a re-clone (the older
 // set-aside copy, if any, is deleted: at most one is kept) and records it.
-func (a *pgAgent) setDataDirAside(ctx context.Context, term uint64, why string) error {
-	sa, err := a.ctl.RemoveDataDir(ctx)
+func (a *Keeper) setDataDirAside(ctx context.Context, term uint64, why string) error {
+	sa, err := a.pg.RemoveDataDir(ctx)
 	if err != nil {
 		return err
 	}
 	if sa.Path == "" {
 		return nil
 	}
-	details := fmt.Sprintf("%s: %s moved aside to %s", why, a.n.cfg.Postgres.DataDir, sa.Path)
+	details := fmt.Sprintf("%s: %s moved aside to %s", why, a.cfg.Postgres.DataDir, sa.Path)
 	if len(sa.Removed) > 0 {
 		details += "; older copies deleted: " + strings.Join(sa.Removed, ", ")
 	}

@@ -1,4 +1,4 @@
-package node
+package keeper
 
 import (
 	"context"
@@ -67,22 +67,22 @@ func diskTransition(reported, full bool) (event string) {
 
 // noteWriteError remembers err when it says the disk is full (a failed
 // health query or reconciler action).
-func (a *pgAgent) noteWriteError(err error) {
+func (a *Keeper) noteWriteError(err error) {
 	if !pgctl.IsDiskFull(err) {
 		return
 	}
 	a.disk.mu.Lock()
 	defer a.disk.mu.Unlock()
-	a.disk.writeErr, a.disk.writeErrAt = err.Error(), time.Now()
+	a.disk.writeErr, a.disk.writeErrAt = err.Error(), a.clk.Now()
 }
 
 // sampleDisk measures the disk, fills the status's disk fields and records
 // a disk_full / disk_ok event on a change. A disk-full write error counts
 // for 10 monitor intervals: the space it lacked may be freed and taken
 // again between two samples.
-func (a *pgAgent) sampleDisk(ctx context.Context, status *pb.PostgresStatus) {
-	threshold := uint64(a.n.cfg.Postgres.DiskFullThreshold)
-	ds, err := a.ctl.DiskSpace()
+func (a *Keeper) sampleDisk(ctx context.Context, status *pb.PostgresStatus) {
+	threshold := uint64(a.cfg.Postgres.DiskFullThreshold)
+	ds, err := a.pg.DiskSpace()
 	a.disk.mu.Lock()
 	if err != nil {
 		if msg := err.Error(); msg != a.disk.lastMeasure {
@@ -93,7 +93,7 @@ func (a *pgAgent) sampleDisk(ctx context.Context, status *pb.PostgresStatus) {
 		a.disk.lastMeasure = ""
 	}
 	writeErr := ""
-	if !a.disk.writeErrAt.IsZero() && time.Since(a.disk.writeErrAt) < 10*a.n.cfg.Timing.MonitorInterval.D() {
+	if !a.disk.writeErrAt.IsZero() && a.clk.Now().Sub(a.disk.writeErrAt) < 10*a.cfg.Timing.MonitorInterval.D() {
 		writeErr = a.disk.writeErr
 	}
 	reason := diskFullReason(ds, threshold, writeErr)
@@ -109,10 +109,10 @@ func (a *pgAgent) sampleDisk(ctx context.Context, status *pb.PostgresStatus) {
 		}
 		a.disk.fullSince, a.disk.fencedTerm = time.Time{}, 0
 	case a.disk.fullSince.IsZero():
-		a.disk.fullSince = time.Now()
+		a.disk.fullSince = a.clk.Now()
 	}
 	typ := diskTransition(a.disk.reported, reason != "")
-	if typ == "" || a.disk.proposing || a.n.self() == nil {
+	if typ == "" || a.disk.proposing || a.self() == nil {
 		a.disk.mu.Unlock()
 		return
 	}
@@ -126,7 +126,7 @@ func (a *pgAgent) sampleDisk(ctx context.Context, status *pb.PostgresStatus) {
 		a.logger.Error("disk full", "reason", reason, "free_bytes", ds.Data.Free, "threshold", threshold)
 	}
 	// Proposed aside: the reconciler does not wait for the log.
-	go func() {
+	a.goAside(func(ctx context.Context) {
 		ok := a.proposeEvent(ctx, typ, details)
 		a.disk.mu.Lock()
 		defer a.disk.mu.Unlock()
@@ -134,20 +134,18 @@ func (a *pgAgent) sampleDisk(ctx context.Context, status *pb.PostgresStatus) {
 		if ok {
 			a.disk.reported = typ == fsm.EventDiskFull
 		}
-	}()
+	})
 }
 
 // proposeEvent commits an event about this node in the current term; it
 // reports whether the event was committed.
-func (a *pgAgent) proposeEvent(ctx context.Context, typ, details string) bool {
-	me := a.n.self()
+func (a *Keeper) proposeEvent(ctx context.Context, typ, details string) bool {
+	me := a.self()
 	if me == nil {
 		return false
 	}
-	ectx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
 	ok := typ != fsm.EventDiskFull
-	_, err := a.n.Propose(ectx, &pb.Command{Cmd: &pb.Command_RecordEvent{RecordEvent: &pb.RecordEvent{NodeId: me.Id, Type: typ, Ok: ok, Term: a.n.fsm.State().Term, Details: details}}})
+	_, err := a.log.Propose(ctx, &pb.Command{Cmd: &pb.Command_RecordEvent{RecordEvent: &pb.RecordEvent{NodeId: me.Id, Type: typ, Ok: ok, Term: a.log.State().Term, Details: details}}}, 5*time.Second)
 	if err != nil {
 		a.logger.Warn("record event", "type", typ, "error", err)
 		return false

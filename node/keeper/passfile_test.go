@@ -1,4 +1,4 @@
-package node
+package keeper
 
 import (
 	"os"
@@ -6,13 +6,13 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
-	"github.com/hashicorp/go-hclog"
-	"github.com/hashicorp/raft"
 	"github.com/jackc/pgpassfile"
 
 	"github.com/hasidecar/hasidecar/config"
-	"github.com/hasidecar/hasidecar/fsm"
+	"github.com/hasidecar/hasidecar/internal/clock"
+	"github.com/hasidecar/hasidecar/internal/fakelog"
 	"github.com/hasidecar/hasidecar/pgctl"
 	pb "github.com/hasidecar/hasidecar/proto/hasidecar/v1"
 )
@@ -94,16 +94,11 @@ func TestPassfileEntries(t *testing.T) {
 // rewritten when its content changes.
 func TestRefreshPassfile(t *testing.T) {
 	dir := t.TempDir()
-	f := newRaftFSM(hclog.NewNullLogger())
-	index := uint64(0)
+	clk := clock.NewManual(time.Unix(1_700_000_000, 0))
+	f := fakelog.New(clk)
 	apply := func(cmd *pb.Command) {
 		t.Helper()
-		b, err := fsm.Encode(cmd)
-		if err != nil {
-			t.Fatal(err)
-		}
-		index++
-		if res := f.Apply(&raft.Log{Index: index, Term: 1, Type: raft.LogCommand, Data: b}).(fsm.Result); res.Err != nil {
+		if res := f.Apply(cmd); res.Err != nil {
 			t.Fatalf("apply %v: %v", cmd, res.Err)
 		}
 	}
@@ -115,8 +110,8 @@ func TestRefreshPassfile(t *testing.T) {
 	register("pg1", "host=10.0.0.1 port=5432 user=replicator application_name=pg1")
 
 	pc := &config.PostgresConfig{Host: "10.0.0.1", Port: 5432, Superuser: "postgres", ReplicationUser: "replicator"}
-	a := &pgAgent{n: &Node{cfg: &config.Config{Name: "pg1", Postgres: pc}, fsm: f}, logger: hclog.NewNullLogger(),
-		passfile: filepath.Join(dir, "pgpass"), passSecrets: []passSecret{{"replicator", "rpw"}, {"postgres", "spw"}}}
+	a := newTestKeeper(t, &config.Config{Name: "pg1", Postgres: pc}, clk, f, newFakePG())
+	a.passfile, a.passSecrets = filepath.Join(dir, "pgpass"), []passSecret{{"replicator", "rpw"}, {"postgres", "spw"}}
 	read := func() string {
 		t.Helper()
 		b, err := os.ReadFile(a.passfile)

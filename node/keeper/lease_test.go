@@ -1,4 +1,4 @@
-package node
+package keeper
 
 import (
 	"testing"
@@ -23,7 +23,7 @@ func TestLeaseRoom(t *testing.T) {
 		{time.Second, 100 * time.Millisecond, 416666667 * time.Nanosecond, false}, // lease/4 margin
 	} {
 		cfg := &config.Config{Timing: config.TimingConfig{Lease: config.Duration(tc.lease)}, Raft: config.RaftConfig{HeartbeatTimeout: config.Duration(tc.heartbeat)}}
-		room, need := leaseRoom(cfg)
+		room, need := LeaseRoom(cfg)
 		if room != tc.room || (room >= need) != tc.enough {
 			t.Errorf("lease %s, heartbeat %s: room %s, need %s; want room %s, enough %v", tc.lease, tc.heartbeat, room, need, tc.room, tc.enough)
 		}

@@ -1,4 +1,4 @@
-package node
+package keeper
 
 import (
 	"context"
@@ -72,7 +72,7 @@ func decideStorageFailover(after time.Duration, fullSince, now time.Time, standb
 }
 
 // storageFenced: this primary fenced itself for a storage failure in term.
-func (a *pgAgent) storageFenced(term uint64) bool {
+func (a *Keeper) storageFenced(term uint64) bool {
 	a.disk.mu.Lock()
 	defer a.disk.mu.Unlock()
 	return a.disk.fencedTerm != 0 && a.disk.fencedTerm == term
@@ -81,8 +81,8 @@ func (a *pgAgent) storageFenced(term uint64) bool {
 // checkStorage runs the storage-failure decision aside (it asks the
 // standbys over the network) when this node is the running primary and
 // holds the lease; one check at a time.
-func (a *pgAgent) checkStorage(ctx context.Context, o observed) {
-	st := a.n.fsm.State()
+func (a *Keeper) checkStorage(ctx context.Context, o observed) {
+	st := a.log.State()
 	after := time.Duration(st.Settings.GetStorageFailureFailoverMs()) * time.Millisecond
 	if after <= 0 || !o.Running || o.InRecovery || a.stopping.Load() {
 		return
@@ -93,24 +93,24 @@ func (a *pgAgent) checkStorage(ctx context.Context, o observed) {
 	}
 	a.disk.mu.Lock()
 	fullSince := a.disk.fullSince
-	if fullSince.IsZero() || a.disk.checking || a.disk.fencedTerm == st.Term || time.Since(fullSince) < after {
+	if fullSince.IsZero() || a.disk.checking || a.disk.fencedTerm == st.Term || a.clk.Now().Sub(fullSince) < after {
 		a.disk.mu.Unlock()
 		return
 	}
 	a.disk.checking = true
 	a.disk.mu.Unlock()
-	go func() {
+	a.goAside(func(ctx context.Context) {
 		defer func() {
 			a.disk.mu.Lock()
 			a.disk.checking = false
 			a.disk.mu.Unlock()
 		}()
 		a.storageFailure(ctx, st, me, after, fullSince)
-	}()
+	})
 }
 
-func (a *pgAgent) storageFailure(ctx context.Context, st *pb.ClusterState, me *pb.Node, after time.Duration, fullSince time.Time) {
-	v, details := decideStorageFailover(after, fullSince, time.Now(), func() (string, []string) {
+func (a *Keeper) storageFailure(ctx context.Context, st *pb.ClusterState, me *pb.Node, after time.Duration, fullSince time.Time) {
+	v, details := decideStorageFailover(after, fullSince, a.clk.Now(), func() (string, []string) {
 		return a.healthyStandby(ctx, st)
 	})
 	switch v {
@@ -124,7 +124,7 @@ func (a *pgAgent) storageFailure(ctx context.Context, st *pb.ClusterState, me *p
 			a.recordEvent(ctx, fsm.EventStorageFailure, false, st.Term, details)
 		}
 	case storageFailover:
-		if cur := a.n.fsm.State(); cur.Term != st.Term || cur.Lease.GetHolderId() != me.Id {
+		if cur := a.log.State(); cur.Term != st.Term || cur.Lease.GetHolderId() != me.Id {
 			return // the cluster moved on while the standbys were asked
 		}
 		a.disk.mu.Lock()
@@ -133,7 +133,7 @@ func (a *pgAgent) storageFailure(ctx context.Context, st *pb.ClusterState, me *p
 		a.logger.Error("storage failure: failing over", "details", details, "term", st.Term)
 		a.fence(ctx, "storage failure: "+details)
 		a.recordEvent(ctx, fsm.EventStorageFailure, true, st.Term, details)
-		a.release(ctx, a.n.fsm.State(), me, "storage failure: "+details)
+		a.release(ctx, a.log.State(), me, "storage failure: "+details)
 	}
 }
 
@@ -141,8 +141,18 @@ func (a *pgAgent) storageFailure(ctx context.Context, st *pb.ClusterState, me *p
 // streams: the leader's own choice (pickCandidate: promotable, healthy, in
 // recovery on the primary's timeline, within maximum_lag_on_failover or in
 // the synchronous set). "" with the reasons when there is none.
-func (a *pgAgent) healthyStandby(ctx context.Context, st *pb.ClusterState) (string, []string) {
-	best, _, reasons := a.n.pickCandidate(ctx, st, st.Lease)
+func (a *Keeper) healthyStandby(ctx context.Context, st *pb.ClusterState) (string, []string) {
+	best, _, reasons := fsm.PickCandidate(st, st.Lease, func(nodes []*pb.Node) []fsm.Candidate {
+		out := make([]fsm.Candidate, len(nodes))
+		answers := a.peers.LSNs(ctx, nodes, st.Term, max(a.cfg.Timing.MonitorInterval.D(), 500*time.Millisecond))
+		for i, n := range nodes {
+			out[i].Node = n
+			if i < len(answers) {
+				out[i].Answer = answers[i]
+			}
+		}
+		return out
+	})
 	if best == nil {
 		return "", reasons
 	}

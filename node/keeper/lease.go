@@ -1,4 +1,4 @@
-package node
+package keeper
 
 import (
 	"context"
@@ -38,29 +38,29 @@ type leaseState struct {
 // fenceMargin is how long before its deadline the primary stops Postgres.
 // A fast shutdown terminates every backend at once; the margin covers the
 // watchdog's tick and the signal delivery.
-func (a *pgAgent) fenceMargin() time.Duration { return fenceMargin(a.n.cfg) }
+func (a *Keeper) fenceMargin() time.Duration { return fenceMargin(a.cfg) }
 
 func fenceMargin(cfg *config.Config) time.Duration {
 	return min(500*time.Millisecond, cfg.Timing.Lease.D()/4)
 }
 
-// leaseRoom is the shortest time a primary keeps its lease without a Raft
+// LeaseRoom is the shortest time a primary keeps its lease without a Raft
 // leader (its last renewal sent up to lease/3 before the leader died, and
 // it fences fenceMargin before the deadline), and need what replacing a
 // dead leader takes: up to 2 × heartbeat_timeout until every surviving
 // voter stops following it, plus an election and a commit.
-func leaseRoom(cfg *config.Config) (room, need time.Duration) {
+func LeaseRoom(cfg *config.Config) (room, need time.Duration) {
 	lease := cfg.Timing.Lease.D()
 	return lease - lease/3 - fenceMargin(cfg), 2*cfg.Raft.HeartbeatTimeout.D() + 300*time.Millisecond
 }
 
-func (a *pgAgent) leaseValid() bool {
+func (a *Keeper) leaseValid() bool {
 	a.lease.mu.Lock()
 	defer a.lease.mu.Unlock()
-	return !a.lease.deadline.IsZero() && time.Now().Before(a.lease.deadline.Add(-a.fenceMargin())) && a.lease.term == a.n.fsm.State().Term
+	return !a.lease.deadline.IsZero() && a.clk.Now().Before(a.lease.deadline.Add(-a.fenceMargin())) && a.lease.term == a.log.State().Term
 }
 
-func (a *pgAgent) clearLease() {
+func (a *Keeper) clearLease() {
 	a.lease.mu.Lock()
 	a.lease.deadline = time.Time{}
 	a.lease.mu.Unlock()
@@ -68,8 +68,8 @@ func (a *pgAgent) clearLease() {
 
 // holdsLease: the FSM names this node primary and lease holder in the
 // current term.
-func (a *pgAgent) holdsLease(st *pb.ClusterState) (*pb.Node, bool) {
-	me := fsm.NodeByName(st, a.n.cfg.Name)
+func (a *Keeper) holdsLease(st *pb.ClusterState) (*pb.Node, bool) {
+	me := fsm.NodeByName(st, a.cfg.Name)
 	if me == nil || me.Role != pb.NodeRole_NODE_ROLE_PRIMARY {
 		return me, false
 	}
@@ -77,43 +77,52 @@ func (a *pgAgent) holdsLease(st *pb.ClusterState) (*pb.Node, bool) {
 	return me, l.GetHolderId() == me.Id && l.GetTerm() == st.Term
 }
 
-// leaseLoop renews the lease every lease/3 while this node should hold it,
-// and drops the local deadline at once when the FSM says otherwise.
-func (a *pgAgent) leaseLoop(ctx context.Context) {
-	every := a.n.cfg.Timing.Lease.D() / 3
-	next := time.Now()
+// leaseLoop drives RenewLease: at the time it asks for, or at once when
+// the FSM changes.
+func (a *Keeper) leaseLoop(ctx context.Context) {
 	for {
-		st := a.n.fsm.State()
-		if _, ok := a.holdsLease(st); !ok {
-			a.clearLease()
-		} else if !time.Now().Before(next) {
-			next = time.Now().Add(every)
-			if a.renewOrRelease(ctx, st) == renewFailed {
-				// No leader or no quorum for now (a Raft leader that
-				// died takes 1–2 s to replace): try again at once, so
-				// that the renewal lands as soon as a leader is there
-				// instead of a third of a lease later — with the
-				// default 4 s lease the difference decides whether a
-				// healthy primary gets fenced.
-				next = time.Now().Add(renewRetry)
-			}
-		}
-		wait := time.Until(next)
-		if wait <= 0 || wait > every {
-			wait = every
-		}
+		next := a.RenewLease(ctx)
 		select {
 		case <-ctx.Done():
 			return
-		case <-a.n.fsm.Changed():
-		case <-time.After(wait):
+		case <-a.log.Changed():
+		case <-a.clk.After(next.Sub(a.clk.Now())):
 		}
 	}
 }
 
+// RenewLease is one pass of the lease keeper: while this node should hold
+// the lease it renews every lease/3 (sooner after a renewal that found no
+// leader), and it drops the local deadline at once when the FSM says
+// otherwise. It returns when the next pass is due if nothing changes.
+func (a *Keeper) RenewLease(ctx context.Context) (next time.Time) {
+	every := a.cfg.Timing.Lease.D() / 3
+	st := a.log.State()
+	if _, ok := a.holdsLease(st); !ok {
+		a.clearLease()
+	} else if !a.clk.Now().Before(a.renewNext) {
+		a.renewNext = a.clk.Now().Add(every)
+		if a.renewOrRelease(ctx, st) == renewFailed {
+			// No leader or no quorum for now (a Raft leader that
+			// died takes 1–2 s to replace): try again at once, so
+			// that the renewal lands as soon as a leader is there
+			// instead of a third of a lease later — with the
+			// default 4 s lease the difference decides whether a
+			// healthy primary gets fenced.
+			a.renewNext = a.clk.Now().Add(renewRetry)
+		}
+	}
+	now := a.clk.Now()
+	wait := a.renewNext.Sub(now)
+	if wait <= 0 || wait > every {
+		wait = every
+	}
+	return now.Add(wait)
+}
+
 // renewNow renews at once (after a claim or a promotion decision).
-func (a *pgAgent) renewNow(ctx context.Context) {
-	st := a.n.fsm.State()
+func (a *Keeper) renewNow(ctx context.Context) {
+	st := a.log.State()
 	if _, ok := a.holdsLease(st); ok {
 		a.renewOrRelease(ctx, st)
 	}
@@ -136,7 +145,7 @@ const (
 // not left in reconnect backoff: Node.Propose, peerPool.forLeader).
 const renewRetry = 50 * time.Millisecond
 
-func (a *pgAgent) renewOrRelease(ctx context.Context, st *pb.ClusterState) renewOutcome {
+func (a *Keeper) renewOrRelease(ctx context.Context, st *pb.ClusterState) renewOutcome {
 	me, _ := a.holdsLease(st)
 	o := a.observed()
 	if a.stopping.Load() {
@@ -148,11 +157,11 @@ func (a *pgAgent) renewOrRelease(ctx context.Context, st *pb.ClusterState) renew
 		a.release(ctx, st, me, "storage failure: the disk stayed full for failover_on_storage_failure")
 		return renewSkipped
 	}
-	if a.ctl.Running() {
+	if a.pg.Running() {
 		// Renew only while Postgres answers its health query (observe
 		// runs every monitor interval); a hung Postgres lets the lease
 		// lapse, the watchdog fences it and the leader fails over.
-		if stale, since := healthStale(time.Now(), a.healthyAt.Load(), 3*a.n.cfg.Timing.MonitorInterval.D()); stale && since == 0 {
+		if stale, since := healthStale(a.clk.Now(), a.healthyAt.Load(), 3*a.cfg.Timing.MonitorInterval.D()); stale && since == 0 {
 			a.logger.Warn("not renewing the lease: postgres has not answered its health query yet")
 			return renewSkipped
 		} else if stale {
@@ -167,21 +176,19 @@ func (a *pgAgent) renewOrRelease(ctx context.Context, st *pb.ClusterState) renew
 		a.crashMu.Lock()
 		crashed := a.crashedAt
 		a.crashMu.Unlock()
-		if !crashed.IsZero() && time.Since(crashed) >= a.n.cfg.Postgres.RestartTimeout.D() {
+		if !crashed.IsZero() && a.clk.Now().Sub(crashed) >= a.cfg.Postgres.RestartTimeout.D() {
 			a.release(ctx, st, me, "postgres crashed and did not restart within postgres.restart_timeout")
 			return renewSkipped
 		}
 	}
-	lease := a.n.cfg.Timing.Lease.D()
-	tSend := time.Now()
-	rctx, cancel := context.WithTimeout(ctx, lease/3)
-	defer cancel()
+	lease := a.cfg.Timing.Lease.D()
+	tSend := a.clk.Now()
 	cmd := &pb.RenewLease{NodeId: me.Id, Term: st.Term, FlushLsn: max(o.GetFlushLsn(), o.GetReceiveLsn()), Timeline: o.GetTimeline(), DurationMs: lease.Milliseconds()}
 	if o.GetInRecovery() && st.Lease.GetTimeline() != 0 {
 		// A candidate about to promote keeps the timeline it was chosen on.
 		cmd.Timeline = st.Lease.GetTimeline()
 	}
-	_, err := a.n.Propose(rctx, &pb.Command{Cmd: &pb.Command_RenewLease{RenewLease: cmd}})
+	_, err := a.log.Propose(ctx, &pb.Command{Cmd: &pb.Command_RenewLease{RenewLease: cmd}}, lease/3)
 	if err != nil {
 		var fe *fsm.Error
 		if errors.As(err, &fe) {
@@ -214,96 +221,106 @@ func healthStale(now time.Time, healthyAt int64, limit time.Duration) (stale boo
 	return since > limit, since
 }
 
-func (a *pgAgent) release(ctx context.Context, st *pb.ClusterState, me *pb.Node, reason string) {
+func (a *Keeper) release(ctx context.Context, st *pb.ClusterState, me *pb.Node, reason string) {
 	if st.Lease.GetReleased() {
 		return
 	}
 	a.clearLease()
-	if a.ctl.Running() {
+	if a.pg.Running() {
 		return // never release while Postgres may still accept writes
 	}
-	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	if _, err := a.n.Propose(rctx, &pb.Command{Cmd: &pb.Command_ReleaseLease{ReleaseLease: &pb.ReleaseLease{NodeId: me.Id, Term: st.Term, Reason: reason}}}); err != nil {
+	if _, err := a.log.Propose(ctx, &pb.Command{Cmd: &pb.Command_ReleaseLease{ReleaseLease: &pb.ReleaseLease{NodeId: me.Id, Term: st.Term, Reason: reason}}}, 2*time.Second); err != nil {
 		a.logger.Warn("release lease", "error", err)
 		return
 	}
 	a.logger.Warn("lease released", "term", st.Term, "reason", reason)
 }
 
-// watchdog fences a Postgres that may accept writes without a valid lease.
-// It runs apart from the reconciler so that a long action (a clone, a
-// rewind) never delays a fence.
-func (a *pgAgent) watchdog(ctx context.Context) {
-	t := time.NewTicker(50 * time.Millisecond)
-	defer t.Stop()
-	wasRunning := false
+// watchdog drives WatchdogTick every WatchdogInterval and at once when
+// Postgres exits. It runs apart from the reconciler so that a long action
+// (a clone, a rewind) never delays a fence.
+func (a *Keeper) watchdog(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-a.exited():
-		case <-t.C:
+		case <-a.clk.After(WatchdogInterval):
 		}
-		running := a.ctl.Running()
-		if wasRunning && !running {
-			a.noteExit(ctx)
-		}
-		a.guardTick()
-		wasRunning = running
-		if !running || a.standbyMode.Load() || a.stopping.Load() {
-			continue
-		}
-		if !a.leaseValid() {
-			a.fence(ctx, "the lease is not held or about to expire")
-		}
+		a.WatchdogTick(ctx)
+	}
+}
+
+// WatchdogTick is one pass of the watchdog: it notes an exit nobody asked
+// for, keeps the guard process beside the postmaster armed with the lease
+// deadline, and fences a Postgres that may accept writes without a valid
+// lease.
+func (a *Keeper) WatchdogTick(ctx context.Context) {
+	running := a.pg.Running()
+	if a.wasRunning && !running {
+		a.noteExit(ctx)
+	}
+	a.guardTick()
+	a.wasRunning = running
+	if !running || a.standbyMode.Load() || a.stopping.Load() {
+		return
+	}
+	if !a.leaseValid() {
+		a.fence(ctx, "the lease is not held or about to expire")
 	}
 }
 
 // noteExit records an exit of Postgres that nobody asked for. With
 // postgres.restart_timeout 0 a primary gives its lease up at once: no
 // restart in place, the leader fails over without waiting for expiry.
-func (a *pgAgent) noteExit(ctx context.Context) {
+func (a *Keeper) noteExit(ctx context.Context) {
 	if a.stopping.Load() || a.expectStop() {
 		return
 	}
 	a.crashMu.Lock()
 	first := a.crashedAt.IsZero()
 	if first {
-		a.crashedAt = time.Now()
+		a.crashedAt = a.clk.Now()
 	}
 	a.crashMu.Unlock()
 	if !first {
 		return
 	}
 	a.logger.Warn("postgres exited unexpectedly")
-	st := a.n.fsm.State()
-	if me, ok := a.holdsLease(st); ok && a.n.cfg.Postgres.RestartTimeout.D() == 0 {
+	st := a.log.State()
+	if me, ok := a.holdsLease(st); ok && a.cfg.Postgres.RestartTimeout.D() == 0 {
 		a.clearLease()
-		go a.release(ctx, st, me, "postgres crashed (postgres.restart_timeout is 0: no restart in place)")
+		a.goAside(func(ctx context.Context) {
+			a.release(ctx, st, me, "postgres crashed (postgres.restart_timeout is 0: no restart in place)")
+		})
 	}
 }
 
 // fence stops Postgres now: a fast shutdown (every backend terminated at
 // once, no new connection) and, if that does not finish within a second, an
 // immediate one. Never a cancel (see CHAOS.md).
-func (a *pgAgent) fence(ctx context.Context, reason string) {
-	if !a.ctl.Running() {
+func (a *Keeper) fence(ctx context.Context, reason string) {
+	if !a.pg.Running() {
 		return
 	}
 	a.logger.Warn("fencing postgres", "reason", reason)
-	a.n.metrics.fences.Inc()
+	if a.hooks.Fenced != nil {
+		a.hooks.Fenced()
+	}
 	a.markExpectedStop()
 	sctx, cancel := context.WithTimeout(ctx, time.Second)
-	err := a.ctl.Stop(sctx, pgctl.StopFast)
+	err := a.pg.Stop(sctx, pgctl.StopFast)
 	cancel()
-	if err != nil || a.ctl.Running() {
-		ictx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		if err := a.ctl.Stop(ictx, pgctl.StopImmediate); err != nil {
-			a.ctl.Kill()
+	if err != nil || a.pg.Running() {
+		// Even when ctx ended (shutting down): the fence must finish.
+		ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		if err := a.pg.Stop(ictx, pgctl.StopImmediate); err != nil {
+			a.pg.Kill()
 		}
 		cancel()
 	}
-	st := a.n.fsm.State()
-	go a.recordEvent(context.Background(), fsm.EventFence, true, st.Term, "postgres stopped: "+reason)
+	st := a.log.State()
+	a.goAside(func(ctx context.Context) {
+		a.recordEvent(ctx, fsm.EventFence, true, st.Term, "postgres stopped: "+reason)
+	})
 }

@@ -1,0 +1,188 @@
+package keeper
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/hasidecar/hasidecar/config"
+	"github.com/hasidecar/hasidecar/internal/clock"
+	"github.com/hasidecar/hasidecar/internal/fakelog"
+	"github.com/hasidecar/hasidecar/pgctl"
+	pb "github.com/hasidecar/hasidecar/proto/hasidecar/v1"
+)
+
+// fakePG is a model of the local Postgres for the keeper's unit tests: a
+// postmaster that runs or not, in recovery or not, a status query that can
+// hang, and a guard whose deadline is recorded.
+type fakePG struct {
+	mu          sync.Mutex
+	running     bool
+	inRecovery  bool
+	statusErr   error // the status query's answer when set (a hung Postgres)
+	stops       []pgctl.StopMode
+	exited      chan struct{}
+	guardOn     bool
+	guardArmed  time.Time // the last deadline the guard was told (zero: disarmed)
+	guardStarts int
+	passWrites  int
+	markerTerm  uint64
+	markerLSN   uint64
+}
+
+func newFakePG() *fakePG { return &fakePG{exited: make(chan struct{})} }
+
+func (p *fakePG) Options() pgctl.Options              { return pgctl.Options{Port: 5432} }
+func (p *fakePG) PrepareDirs(context.Context) error   { return nil }
+func (p *fakePG) CheckPortFree(context.Context) error { return nil }
+func (p *fakePG) InspectDataDir(context.Context) (pgctl.DataDirState, error) {
+	return pgctl.DataDirValid, nil
+}
+func (p *fakePG) ControlData(context.Context) (*pgctl.ControlData, error) {
+	return &pgctl.ControlData{SystemIdentifier: 42, TimelineID: 1}, nil
+}
+func (p *fakePG) IsStandbySignal() bool                           { return p.inRecovery }
+func (p *fakePG) SetStandbySignal(on bool) (bool, error)          { return false, nil }
+func (p *fakePG) DiskSpace() (pgctl.DiskSpace, error)             { return pgctl.DiskSpace{}, nil }
+func (p *fakePG) InitDB(context.Context, pgctl.InitOptions) error { return nil }
+func (p *fakePG) BaseBackup(context.Context, pgctl.Conninfo, string, string) error {
+	return errors.New("fake: no clone")
+}
+func (p *fakePG) Rewind(context.Context, pgctl.Conninfo, string) error {
+	return errors.New("fake: no rewind")
+}
+func (p *fakePG) RemoveDataDir(context.Context) (pgctl.SetAside, error) {
+	return pgctl.SetAside{}, nil
+}
+func (p *fakePG) WriteManagedConfig(context.Context, map[string]string) (bool, error) {
+	return false, nil
+}
+func (p *fakePG) WriteHBA(context.Context, pgctl.HBAConfig) (bool, error)   { return false, nil }
+func (p *fakePG) SetRecovery(context.Context, string, string) (bool, error) { return false, nil }
+func (p *fakePG) WritePassfile(path string, entries []pgctl.PassEntry) error {
+	p.mu.Lock()
+	p.passWrites++
+	p.mu.Unlock()
+	return pgctl.WritePassfile(path, "", entries)
+}
+
+func (p *fakePG) Running() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.running
+}
+
+func (p *fakePG) Exited() <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.exited
+}
+
+func (p *fakePG) Start(context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.running, p.exited = true, make(chan struct{})
+	return nil
+}
+
+func (p *fakePG) Stop(_ context.Context, mode pgctl.StopMode) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.stops = append(p.stops, mode)
+	if p.running {
+		p.running = false
+		close(p.exited)
+	}
+	return nil
+}
+
+// crash makes the postmaster exit as if killed.
+func (p *fakePG) crash() { _ = p.Stop(context.Background(), pgctl.StopImmediate); p.stops = nil }
+
+func (p *fakePG) Kill()                         { p.crash() }
+func (p *fakePG) Reload(context.Context) error  { return nil }
+func (p *fakePG) Promote(context.Context) error { p.inRecovery = false; return nil }
+func (p *fakePG) Checkpoint(context.Context) error {
+	return nil
+}
+
+func (p *fakePG) Status(context.Context) (*pgctl.Status, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.statusErr != nil {
+		return nil, p.statusErr
+	}
+	return &pgctl.Status{Running: p.running, InRecovery: p.inRecovery, Timeline: 1, SystemIdentifier: 42, CurrentLSN: 1000, FlushLSN: 1000}, nil
+}
+
+func (p *fakePG) CurrentSetting(context.Context, string) (string, error) { return "", nil }
+func (p *fakePG) EnsureRole(context.Context, string, bool, string) error { return nil }
+func (p *fakePG) ListSlots(context.Context) ([]pgctl.Slot, error)        { return nil, nil }
+func (p *fakePG) EnsureSlot(context.Context, string) (bool, error)       { return false, nil }
+func (p *fakePG) DropSlot(context.Context, string) (bool, error)         { return false, nil }
+
+func (p *fakePG) SwitchoverMarker() (uint64, uint64, bool) {
+	return p.markerTerm, p.markerLSN, p.markerTerm != 0
+}
+
+func (p *fakePG) SetSwitchoverMarker(term, lsn uint64) error {
+	p.markerTerm, p.markerLSN = term, lsn
+	return nil
+}
+
+func (p *fakePG) StartGuard() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.guardOn {
+		p.guardOn = true
+		p.guardStarts++
+	}
+	return nil
+}
+
+func (p *fakePG) UpdateGuardDeadline(deadline time.Time) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.guardArmed = deadline
+	return nil
+}
+
+func (p *fakePG) StopGuard() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.guardOn, p.guardArmed = false, time.Time{}
+}
+
+// fakePeers: nobody answers; every Postgres answers TCP.
+type fakePeers struct{}
+
+func (fakePeers) LSNs(_ context.Context, nodes []*pb.Node, _ uint64, _ time.Duration) []*pb.LSNResponse {
+	return make([]*pb.LSNResponse, len(nodes))
+}
+func (fakePeers) EnsureSlot(context.Context, *pb.Node, string, uint64, time.Duration) error {
+	return nil
+}
+func (fakePeers) PostgresAnswers(*pb.Node, time.Duration) bool { return true }
+
+// testConfig is a data node's config named name with the default timings
+// (lease 4 s, monitor interval 1 s, restart_timeout 0 unless set).
+func testConfig(t interface{ Fatal(...any) }, name string) *config.Config {
+	cfg := &config.Config{Name: name, Postgres: &config.PostgresConfig{Port: 5432}}
+	cfg.ApplyDefaults()
+	if cfg.Timing.Lease.D() == 0 || cfg.Postgres == nil {
+		t.Fatal("config defaults: no lease")
+	}
+	return cfg
+}
+
+// newTestKeeper is a keeper on a fake log, Postgres and clock.
+func newTestKeeper(t interface{ Fatal(...any) }, cfg *config.Config, clk *clock.Manual, lg *fakelog.Log, pg *fakePG) *Keeper {
+	k, err := New(Config{Node: cfg, Logger: hclog.NewNullLogger(), Clock: clk, Started: clk.Now()}, lg, pg, fakePeers{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
