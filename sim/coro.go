@@ -18,7 +18,8 @@ type coro struct {
 
 type coroStopped struct{}
 
-func startCoro(f func(c *coro)) *coro {
+// startCoro starts f as a coroutine and runs it until it first blocks.
+func (s *Sim) startCoro(f func(c *coro)) *coro {
 	c := &coro{}
 	seq := func(yield func(struct{}) bool) {
 		defer func() {
@@ -32,8 +33,36 @@ func startCoro(f func(c *coro)) *coro {
 		f(c)
 	}
 	c.next, c.stop = iter.Pull(seq)
-	c.resume()
+	s.resume(c)
 	return c
+}
+
+// resume runs c with s.cur naming it, so that the adapters' blocking calls
+// know whom to suspend.
+func (s *Sim) resume(c *coro) {
+	prev := s.cur
+	s.cur = c
+	c.resume()
+	s.cur = prev
+}
+
+// block suspends the running coroutine until done() holds or ctx ended;
+// callbacks wake it with wakeCo.
+func (s *Sim) block(ctx interface{ Err() error }, done func() bool) {
+	c := s.cur
+	if c == nil {
+		panic("sim: a blocking call outside a coroutine")
+	}
+	for !done() && ctx.Err() == nil {
+		c.block()
+	}
+}
+
+// wakeCo resumes c in an event of process p (parked while p is frozen).
+func (s *Sim) wakeCo(c *coro, p procID) {
+	if c != nil && !c.done {
+		s.w.after(p, 0, func() { s.resume(c) })
+	}
 }
 
 // resume runs the coroutine until it blocks again or ends.

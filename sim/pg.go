@@ -49,6 +49,12 @@ type PG struct {
 	lastRecv     int64 // host clock: last time it streamed from its upstream
 	busy         string
 	seenAt       []int64 // host clock: last flush report of each standby
+	// Files and what is loaded: synchronous_standby_names and
+	// primary_conninfo take effect at a start or a reload.
+	syncFile, syncLoaded, connFile string
+	wantUpstream                   int
+	slots                          []string // the data directory's replication slots
+	gen                            int      // incremented by every stop or crash
 }
 
 func newPG(s *Sim, h *Host) *PG {
@@ -245,10 +251,14 @@ func (p *PG) receiverLoop(inc uint64) {
 // crash: the postmaster and every backend die; waiting commits get errors.
 func (p *PG) crash() {
 	p.s.w.kill(p.h.pgProc)
+	p.gen++
 	p.running = false
 	p.waiting = nil
 	p.busy = ""
 	p.s.trace("pg %s stopped/crashed", p.h.name)
+	if a := p.h.keeperA; a != nil {
+		p.s.w.after(p.h.sidecar, 0, a.onExit)
+	}
 }
 
 func (p *PG) start(asStandby bool, upstream int) {

@@ -46,10 +46,7 @@ func (a *leaderActor) step() {
 		if a.l != nil {
 			a.cancel() // leadership lost: the in-flight pass sees ctx end
 			a.l, a.adapter = nil, nil
-			if a.cur != nil && !a.cur.done {
-				c := a.cur
-				a.s.w.after(a.h.sidecar, 0, c.resume)
-			}
+			a.s.wakeCo(a.cur, a.h.sidecar)
 		}
 		return
 	}
@@ -72,12 +69,10 @@ func (a *leaderActor) step() {
 		a.again = true
 		return
 	}
-	l, ctx, io := a.l, a.ctx, a.adapter
+	l, ctx := a.l, a.ctx
 	a.again = false
-	a.cur = startCoro(func(c *coro) {
-		io.co = c
+	a.cur = a.s.startCoro(func(c *coro) {
 		l.Decide(ctx)
-		io.co = nil
 		a.s.w.after(a.h.sidecar, 0, a.afterDecide)
 	})
 }
@@ -104,27 +99,21 @@ func (a *leaderActor) crash() {
 	a.cur, a.l = nil, nil
 }
 
-// simLeaderIO is the leader's Log, Peers, Raft and Clock on a sim host.
+// simLeaderIO is the leader's Log, Peers, Raft and Clock on a sim host
+// (the keeper's too: realkeeper.go adds what only the keeper asks).
 type simLeaderIO struct {
-	s  *Sim
-	h  *Host
-	co *coro // the coroutine of the pass in progress
+	s *Sim
+	h *Host
+	// overlay: the promote-before-commit plant's view (realkeeper.go).
+	overlay *overlay
 }
 
-// wait blocks the pass until done() holds, resuming on the sidecar's events.
-func (io *simLeaderIO) wait(ctx context.Context, done func() bool) {
-	for !done() && ctx.Err() == nil {
-		io.co.block()
+func (io *simLeaderIO) State() *pb.ClusterState {
+	if o := io.overlay; o != nil && o.active(io.h) {
+		return o.st
 	}
+	return io.h.raft.State()
 }
-
-func (io *simLeaderIO) wake() {
-	if c := io.co; c != nil {
-		io.s.w.after(io.h.sidecar, 0, c.resume)
-	}
-}
-
-func (io *simLeaderIO) State() *pb.ClusterState { return io.h.raft.State() }
 
 func (io *simLeaderIO) Changed() <-chan struct{} { return make(chan struct{}) }
 
@@ -134,14 +123,21 @@ func (io *simLeaderIO) Lease() (*pb.Lease, time.Time) {
 }
 
 func (io *simLeaderIO) Propose(ctx context.Context, cmd *pb.Command, timeout time.Duration) (fsm.Result, error) {
+	if o := io.overlay; o != nil && o.active(io.h) {
+		return o.propose(cmd)
+	}
+	if timeout <= 0 {
+		timeout = 5 * time.Second // Node.Propose's default
+	}
 	var res fsm.Result
 	var err error
 	got := false
+	c := io.s.cur
 	io.h.raft.Propose(cmd, int64(timeout), func(r fsm.Result, e error) {
 		res, err, got = r, e, true
-		io.wake()
+		io.s.wakeCo(c, io.h.sidecar)
 	})
-	io.wait(ctx, func() bool { return got })
+	io.s.block(ctx, func() bool { return got })
 	if !got {
 		return fsm.Result{}, ctx.Err()
 	}
@@ -157,6 +153,7 @@ func (io *simLeaderIO) LSNs(ctx context.Context, nodes []*pb.Node, term uint64, 
 	pending := len(nodes)
 	expired := false
 	me := io.h
+	c := io.s.cur
 	for i, n := range nodes {
 		i, o := i, io.s.hosts[n.Id-1]
 		io.s.net.send(me.id, o.id, o.sidecar, func() {
@@ -166,7 +163,7 @@ func (io *simLeaderIO) LSNs(ctx context.Context, nodes []*pb.Node, term uint64, 
 					out[i] = a
 					pending--
 					if pending == 0 {
-						io.wake()
+						io.s.wakeCo(c, me.sidecar)
 					}
 				}
 			})
@@ -174,9 +171,9 @@ func (io *simLeaderIO) LSNs(ctx context.Context, nodes []*pb.Node, term uint64, 
 	}
 	me.clock.After(me.sidecar, int64(timeout), func() {
 		expired = true
-		io.wake()
+		io.s.wakeCo(c, me.sidecar)
 	})
-	io.wait(ctx, func() bool { return pending == 0 || expired })
+	io.s.block(ctx, func() bool { return pending == 0 || expired })
 	expired = true
 	return out
 }
@@ -187,15 +184,15 @@ func lsnResponse(o *Host) *pb.LSNResponse {
 	if o.pg == nil {
 		return nil // a witness refuses
 	}
-	a := o.keeper.lsnAnswer()
-	if !a.running {
+	g := o.pg
+	if !g.running || g.frozen() {
 		resp.Reason = "postgres is not running"
 		resp.Postgres = &pb.PostgresStatus{}
 		return resp
 	}
 	resp.Healthy = true
-	resp.Timeline = a.tli
-	resp.Postgres = &pb.PostgresStatus{Running: true, InRecovery: a.recovery, ReceiveLsn: a.lsn, ReplayLsn: a.lsn, FlushLsn: a.lsn}
+	resp.Timeline = g.t.num
+	resp.Postgres = &pb.PostgresStatus{Running: true, InRecovery: g.recovery, ReceiveLsn: g.lsn, ReplayLsn: g.lsn, FlushLsn: g.lsn, Timeline: g.t.num}
 	return resp
 }
 
@@ -212,19 +209,26 @@ func (io *simLeaderIO) TransferLeadership(leader.Server) error { return errNoTra
 // Now is the host's monotonic clock.
 func (io *simLeaderIO) Now() time.Time { return time.Unix(0, io.h.clock.Now()) }
 
-// After fires a channel on the host's clock (Run uses it; the sim drives
-// Decide itself).
+// After, inside a step, waits d of the host's clock and returns a channel
+// that is ready: a select on it and on channels nobody else can fill (a
+// context with a wall-clock deadline) then takes it.
 func (io *simLeaderIO) After(d time.Duration) <-chan time.Time {
 	ch := make(chan time.Time, 1)
-	io.h.clock.After(io.h.sidecar, int64(d), func() { ch <- io.Now() })
+	if io.s.cur == nil {
+		io.h.clock.After(io.h.sidecar, int64(d), func() { ch <- io.Now() })
+		return ch
+	}
+	_ = io.Sleep(context.Background(), d)
+	ch <- io.Now()
 	return ch
 }
 
-// Sleep waits d of the host's clock inside the pass.
+// Sleep waits d of the host's clock inside the step.
 func (io *simLeaderIO) Sleep(ctx context.Context, d time.Duration) error {
 	done := false
-	io.h.clock.After(io.h.sidecar, int64(d), func() { done = true; io.wake() })
-	io.wait(ctx, func() bool { return done })
+	c := io.s.cur
+	io.h.clock.After(io.h.sidecar, int64(d), func() { done = true; io.s.wakeCo(c, io.h.sidecar) })
+	io.s.block(ctx, func() bool { return done })
 	return ctx.Err()
 }
 

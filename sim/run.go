@@ -168,8 +168,15 @@ func (s *Sim) dump() {
 		s.trace("state %s: sidecar up %v raft role %d term %d leader %d commit %d applied %d last %d; fsm term %d primary %s lease serial %d",
 			h.name, h.sidecarUp, r.role, r.term, r.leaderID, r.commit, r.applied, r.lastIndex(), st.Term, prim, st.GetLease().GetSerial())
 		if p := h.pg; p != nil {
-			s.trace("  pg %s: data %v running %v recovery %v signal %v tli %d/%d lsn %d upstream %d busy %q sync %v gate %v; keeper deadline %d now %d",
-				h.name, p.hasData, p.running, p.recovery, p.standbySignal, p.t.num, p.t.uid, p.lsn, p.upstream, p.busy, p.syncNames, p.gateNamed, h.keeper.deadline, h.clock.Now())
+			s.trace("  pg %s: data %v running %v recovery %v signal %v tli %d/%d lsn %d upstream %d busy %q sync %v gate %v conninfo %q; keeper: %s",
+				h.name, p.hasData, p.running, p.recovery, p.standbySignal, p.t.num, p.t.uid, p.lsn, p.upstream, p.busy, p.syncNames, p.gateNamed, p.connFile, keeperState(h))
 		}
 	}
+}
+
+func keeperState(h *Host) string {
+	if h.keeperA == nil || h.keeperA.k == nil {
+		return "none"
+	}
+	return h.keeperA.k.StateText()
 }

@@ -27,7 +27,7 @@ const (
 // Plants lists the plants SIM_PLANT accepts.
 var Plants = []string{plantNoDriftMargin, plantPromoteEarly, plantNoFence, plantNoCommitGate}
 
-type config struct {
+type simConfig struct {
 	plant        string
 	driftPercent int
 	data         int  // data nodes; one witness besides
@@ -50,7 +50,7 @@ type Host struct {
 	sidecar, pgProc, guardProc procID
 	raft                       *Raft
 	pg                         *PG
-	keeper                     *Keeper
+	keeperA                    *keeperActor
 	leader                     *leaderActor
 	guard                      *Guard
 	sidecarUp                  bool
@@ -78,7 +78,7 @@ func (v *Violation) String() string {
 
 // Sim is one schedule's world.
 type Sim struct {
-	cfg   config
+	cfg   simConfig
 	w     *World
 	net   *Net
 	hosts []*Host
@@ -95,6 +95,8 @@ type Sim struct {
 	ackIDs        int
 	violation     *Violation
 	log           []string
+	cur           *coro // the coroutine running now, if any
+	overlays      []*overlay
 }
 
 func (s *Sim) trace(f string, a ...any) {
@@ -112,7 +114,7 @@ func (s *Sim) violate(name, f string, a ...any) {
 
 func newSim(seed uint64, sc *Schedule, o Options) *Sim {
 	s := &Sim{sched: sc, w: newWorld(seed), committed: map[uint64]uint64{}, promoteCommit: map[uint64]uint32{}, promotedIn: map[uint64]int{}}
-	s.cfg = config{plant: o.Plant, driftPercent: defaultDriftPercent, data: sc.Data, sync: sc.Sync, noGate: sc.NoGate, trace: o.Trace, asBuiltSyncNarrow: o.AsBuiltSyncNarrow}
+	s.cfg = simConfig{plant: o.Plant, driftPercent: defaultDriftPercent, data: sc.Data, sync: sc.Sync, noGate: sc.NoGate, trace: o.Trace, asBuiltSyncNarrow: o.AsBuiltSyncNarrow}
 	n := sc.Data + 1
 	s.net = newNet(s.w, n)
 	s.fsmTerm, s.raftTerm = make([]uint64, n), make([]uint64, n)
@@ -133,7 +135,7 @@ func newSim(seed uint64, sc *Schedule, o Options) *Sim {
 		h.applyDelay = 200_000
 		s.hosts = append(s.hosts, h)
 		initial = append(initial, &pb.Command{Cmd: &pb.Command_RegisterNode{RegisterNode: &pb.RegisterNode{Name: h.name, Kind: kind,
-			Priority: 100, Voter: true, ClusterName: "sim", RaftAddress: h.name + ":7000", GrpcAddress: h.name + ":7001"}}})
+			Priority: 100, Voter: true, ClusterName: "sim", RaftAddress: h.name + ":7000", GrpcAddress: h.name + ":7001", Conninfo: "host=" + h.name + " port=5432"}}})
 	}
 	initial = append(initial,
 		&pb.Command{Cmd: &pb.Command_SetSystemIdentifier{SetSystemIdentifier: &pb.SetSystemIdentifier{SystemIdentifier: 42}}},
@@ -147,13 +149,20 @@ func newSim(seed uint64, sc *Schedule, o Options) *Sim {
 		initial = append(initial, &pb.Command{Cmd: &pb.Command_SetSyncStandbys{SetSyncStandbys: &pb.SetSyncStandbys{Term: 1, PrimaryId: 1, NodeIds: members}}})
 	}
 	s.nextUID = 1
+	s.overlays = make([]*overlay, n)
+	for i := range s.overlays {
+		s.overlays[i] = &overlay{}
+	}
 	for _, h := range s.hosts {
 		h.raft = newRaft(s, h, initial)
 		h.guard = &Guard{s: s, h: h}
 		if h.data {
+			// Bootstrapped, stopped: the keepers start them (Postgres
+			// runs as the sidecar's child).
 			h.pg = newPG(s, h)
 			h.pg.hasData = true
 			h.pg.t = tli{num: 1, uid: 1}
+			h.pg.standbySignal = h.id != 0
 		}
 	}
 	// Raft-level commit of the bootstrap entries, known to all.
@@ -162,37 +171,25 @@ func newSim(seed uint64, sc *Schedule, o Options) *Sim {
 	}
 	for _, h := range s.hosts {
 		s.startSidecar(h, uint64(len(initial)))
-		if h.data {
-			if h.id == 0 {
-				h.pg.start(false, -1)
-			} else {
-				h.pg.start(true, 0)
-			}
-		}
 	}
-	// The bootstrap primary holds a lease from t=0.
-	p := s.hosts[0]
-	p.keeper.leaseTerm, p.keeper.deadline = 1, p.clock.Now()+leaseDur
-	p.keeper.last = p.keeper.deadline
-	p.keeper.renewedTerm, p.keeper.termStart = 1, p.clock.Now()
 	return s
 }
 
 func (s *Sim) startSidecar(h *Host, commit uint64) {
 	h.sidecarUp = true
 	s.fsmTerm[h.id] = 0 // a restarted node replays from an empty state
-	h.keeper = &Keeper{s: s, h: h}
 	h.leader = &leaderActor{s: s, h: h}
 	h.raft.onApply = func(idx uint64, cmd *pb.Command, res fsm.Result) { s.onApplied(h, idx, cmd, res) }
 	h.raft.onChange = func() {
-		if h.data {
-			h.keeper.onChange()
+		if h.keeperA != nil {
+			h.keeperA.onChange()
 		}
 		h.leader.step()
 	}
 	h.raft.start(commit)
 	if h.data {
-		h.keeper.start()
+		h.keeperA = &keeperActor{s: s, h: h}
+		h.keeperA.start()
 	}
 	h.leader.start()
 }
@@ -204,6 +201,9 @@ func (s *Sim) crashSidecar(h *Host) {
 	s.w.kill(h.sidecar)
 	h.sidecarUp = false
 	h.leader.crash()
+	if h.keeperA != nil {
+		h.keeperA.crash()
+	}
 	if h.pg != nil {
 		if h.pg.running {
 			h.pg.crash()
@@ -264,11 +264,7 @@ func (s *Sim) onApplied(h *Host, idx uint64, cmd *pb.Command, res fsm.Result) {
 // proposed: a command was appended to the leader's log (not committed).
 func (s *Sim) proposed(r *Raft, cmd *pb.Command) {
 	if p := cmd.GetPromote(); p != nil && s.cfg.plant == plantPromoteEarly {
-		h := s.hosts[p.NodeId-1]
-		s.w.after(h.sidecar, 0, func() {
-			h.keeper.plantTerm = p.Term
-			h.keeper.step()
-		})
+		s.plantPromote(p)
 	}
 }
 
