@@ -1,6 +1,10 @@
 package sim
 
-import "iter"
+import (
+	"context"
+	"iter"
+	"time"
+)
 
 // coro runs an actor's synchronous call (the real leader's Decide, which
 // blocks in Log.Propose and Peers.LSNs) as a coroutine of the scheduler:
@@ -9,18 +13,27 @@ import "iter"
 // coroutine is resumed by an event of its host's sidecar process (parked
 // while the sidecar is frozen); a crash stops it.
 type coro struct {
-	next    func() (struct{}, bool)
-	stop    func()
-	yield   func(struct{}) bool
-	running bool
-	done    bool
+	// cancelStep ends the step's context: the sim's stand-in for a
+	// deadline the step set with context.WithTimeout (see block).
+	cancelStep func()
+	expired    bool
+	proc       procID
+	next       func() (struct{}, bool)
+	stop       func()
+	yield      func(struct{}) bool
+	running    bool
+	done       bool
 }
 
 type coroStopped struct{}
 
-// startCoro starts f as a coroutine and runs it until it first blocks.
-func (s *Sim) startCoro(f func(c *coro)) *coro {
-	c := &coro{}
+// startCoro starts f as a coroutine of sidecar process p (cancel: its
+// step's context, nil: none) and runs it until it first blocks.
+func (s *Sim) startCoro(p procID, cancel context.CancelFunc, f func(c *coro)) *coro {
+	c := &coro{proc: p}
+	if cancel != nil {
+		c.cancelStep = func() { c.expired = true; cancel() }
+	}
 	seq := func(yield func(struct{}) bool) {
 		defer func() {
 			if r := recover(); r != nil {
@@ -40,21 +53,64 @@ func (s *Sim) startCoro(f func(c *coro)) *coro {
 // resume runs c with s.cur naming it, so that the adapters' blocking calls
 // know whom to suspend.
 func (s *Sim) resume(c *coro) {
-	prev := s.cur
-	s.cur = c
+	prev, prevP := s.cur, s.curProc
+	s.cur, s.curProc = c, c.proc
 	c.resume()
-	s.cur = prev
+	s.cur, s.curProc = prev, prevP
 }
 
 // block suspends the running coroutine until done() holds or ctx ended;
-// callbacks wake it with wakeCo.
-func (s *Sim) block(ctx interface{ Err() error }, done func() bool) {
+// callbacks wake it with wakeCo. A deadline on ctx (context.WithTimeout
+// in the actor: wall-clock time, which barely moves while a schedule runs)
+// is read as that much virtual time from when the sim first saw the ctx;
+// when it passes, the step's own context is cancelled, which ends ctx and
+// every context derived from the step's.
+func (s *Sim) block(ctx context.Context, done func() bool) {
 	c := s.cur
 	if c == nil {
 		panic("sim: a blocking call outside a coroutine")
 	}
+	vd, hasDL := s.deadlineOf(ctx)
+	if hasDL {
+		p := s.curProc
+		s.w.at(worldProc, vd, func() { s.wakeCo(c, p) })
+	}
 	for !done() && ctx.Err() == nil {
+		if hasDL && s.w.now >= vd {
+			c.expire()
+			return
+		}
 		c.block()
+	}
+}
+
+// checkDeadline: a non-blocking call with a ctx whose virtual deadline
+// passed ends the step's context.
+func (s *Sim) checkDeadline(ctx context.Context) {
+	if vd, ok := s.deadlineOf(ctx); ok && s.w.now >= vd && s.cur != nil {
+		s.cur.expire()
+	}
+}
+
+func (s *Sim) deadlineOf(ctx context.Context) (vtime, bool) {
+	d, ok := ctx.Deadline()
+	if !ok {
+		return 0, false
+	}
+	if v, ok := s.vdl[ctx]; ok {
+		return v, true
+	}
+	if s.vdl == nil {
+		s.vdl = map[context.Context]vtime{}
+	}
+	v := s.w.now + int64(time.Until(d))
+	s.vdl[ctx] = v
+	return v, true
+}
+
+func (c *coro) expire() {
+	if c.cancelStep != nil {
+		c.cancelStep()
 	}
 }
 
@@ -94,3 +150,5 @@ func (c *coro) kill() {
 		c.stop()
 	}
 }
+
+func (c *coro) stepCtxDone() bool { return c.expired }

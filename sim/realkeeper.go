@@ -43,26 +43,43 @@ type keeperActor struct {
 type kThread struct {
 	a      *keeperActor
 	name   string
-	cur    *coro
+	co     *coro // one coroutine for the thread's life: a step, then idle
+	idle   bool  // the coroutine waits for the next kick
 	again  bool
 	wakeAt int64
 	step   func(ctx context.Context) int64 // the next due time (host clock), -1: none
 }
 
 func (t *kThread) kick() {
-	if !t.a.ready || t.a.k == nil {
-		return
-	}
-	if t.cur != nil && !t.cur.done {
-		t.again = true
-		return
-	}
-	t.again = false
 	a := t.a
-	t.cur = a.s.startCoro(func(c *coro) {
-		next := t.step(a.ctx)
+	if !a.ready || a.k == nil {
+		return
+	}
+	switch {
+	case t.co == nil || t.co.done:
+		t.co = a.s.startCoro(a.h.sidecar, func() {}, t.loop)
+	case t.idle:
+		t.idle = false
+		a.s.resume(t.co)
+	default:
+		t.again = true // a step runs: another one after it
+	}
+}
+
+// loop runs a step per kick.
+func (t *kThread) loop(c *coro) {
+	a := t.a
+	for {
+		t.again = false
+		ctx, cancel := context.WithCancel(a.ctx)
+		c.expired = false
+		c.cancelStep = func() { c.expired = true; cancel() }
+		next := t.step(ctx)
+		cancel()
 		a.s.w.after(a.h.sidecar, 0, func() { t.finished(next) })
-	})
+		t.idle = true
+		c.block()
+	}
 }
 
 func (t *kThread) finished(next int64) {
@@ -168,8 +185,8 @@ func (a *keeperActor) crash() {
 		a.stop()
 	}
 	for _, t := range a.threads {
-		if t.cur != nil {
-			t.cur.kill()
+		if t.co != nil {
+			t.co.kill()
 		}
 	}
 	a.k, a.ready = nil, false
@@ -257,7 +274,7 @@ func (p *pgIO) copyFrom(ctx context.Context, src *Host, d int64, rewind bool) er
 			return
 		}
 		if rewind && sp.t.num == g.t.num && sp.t.uid != g.t.uid {
-			s.net.send(src.id, me.id, me.sidecar, func() { finish(pgctl.ErrSameTimeline) })
+			s.net.send(src.id, me.id, me.sidecar, func() { finish(fmt.Errorf("pg_rewind: %w (%w)", pgctl.ErrSameTimeline, pgctl.ErrRewindImpossible)) })
 			return
 		}
 		s.net.send(src.id, me.id, me.sidecar, func() { connected = true })
@@ -459,7 +476,8 @@ func (p *pgIO) Promote(ctx context.Context) error {
 
 func (p *pgIO) Checkpoint(context.Context) error { return nil }
 
-func (p *pgIO) Status(context.Context) (*pgctl.Status, error) {
+func (p *pgIO) Status(ctx context.Context) (*pgctl.Status, error) {
+	p.s.checkDeadline(ctx)
 	g := p.pg()
 	if !g.running {
 		return &pgctl.Status{}, nil
@@ -493,7 +511,8 @@ func (p *pgIO) Status(context.Context) (*pgctl.Status, error) {
 	return st, nil
 }
 
-func (p *pgIO) CurrentSetting(_ context.Context, name string) (string, error) {
+func (p *pgIO) CurrentSetting(ctx context.Context, name string) (string, error) {
+	p.s.checkDeadline(ctx)
 	if !p.pg().running {
 		return "", errors.New("sim: not running")
 	}

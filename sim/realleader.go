@@ -71,7 +71,7 @@ func (a *leaderActor) step() {
 	}
 	l, ctx := a.l, a.ctx
 	a.again = false
-	a.cur = a.s.startCoro(func(c *coro) {
+	a.cur = a.s.startCoro(a.h.sidecar, nil, func(c *coro) {
 		l.Decide(ctx)
 		a.s.w.after(a.h.sidecar, 0, a.afterDecide)
 	})
@@ -217,6 +217,9 @@ func (io *simLeaderIO) After(d time.Duration) <-chan time.Time {
 	if io.s.cur == nil {
 		io.h.clock.After(io.h.sidecar, int64(d), func() { ch <- io.Now() })
 		return ch
+	}
+	if c := io.s.cur; c.cancelStep != nil && c.stepCtxDone() {
+		return nil // the step's context ended: a select takes ctx.Done, never this
 	}
 	_ = io.Sleep(context.Background(), d)
 	ch <- io.Now()

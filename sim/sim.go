@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"context"
 	"fmt"
 	"strings"
 
@@ -97,6 +98,8 @@ type Sim struct {
 	log           []string
 	cur           *coro // the coroutine running now, if any
 	overlays      []*overlay
+	vdl           map[context.Context]vtime // virtual deadlines of contexts (coro.go)
+	curProc       procID                    // the sidecar process of the running coroutine
 }
 
 func (s *Sim) trace(f string, a ...any) {
