@@ -278,3 +278,14 @@ func (s *Sim) fire(f Fault) {
 		}
 	}
 }
+
+// Named hand-written schedules (SIM_SCHEDULE=name replays one).
+var Named = map[string]*Schedule{
+	// The defect in the keeper's manageSync (docs/SIMULATOR.md, "Defects
+	// found"): the primary is cut off, then its only synchronous standby's
+	// sidecar (and with it its Postgres) dies and comes back 3 s later.
+	"sync-narrow-empty": {Seed: 7, Data: 2, Sync: true, DriftPPM: []int64{0, 0, 0}, Faults: []Fault{
+		{Index: 0, At: 11200 * ms, Dur: 3 * sec, Kind: "crash", Target: "standby"},
+		{Index: 1, At: 11 * sec, Dur: 12 * sec, Kind: "partition", Target: "primary"},
+	}},
+}

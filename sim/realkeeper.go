@@ -411,16 +411,14 @@ func (p *pgIO) plantedNoFence() bool {
 
 func (p *pgIO) Stop(ctx context.Context, mode pgctl.StopMode) error {
 	g, s := p.pg(), p.s
-	if p.plantedNoFence() {
-		return nil
-	}
 	if !g.running {
 		return nil
 	}
+	planted := p.plantedNoFence()
 	c := s.cur
 	done := false
 	s.w.after(worldProc, s.w.between(5*ms, 40*ms), func() {
-		if g.running {
+		if g.running && !planted {
 			g.crash()
 		}
 		done = true

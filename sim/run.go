@@ -56,9 +56,8 @@ func (c *client) write() {
 
 // Options: a plant (or none), tracing, and the as-built order of a defect.
 type Options struct {
-	Plant             string
-	Trace             bool
-	AsBuiltSyncNarrow bool
+	Plant string
+	Trace bool
 }
 
 // Run plays one schedule to its end: a violation, or convergence after the
@@ -81,8 +80,17 @@ func Run(sc *Schedule, o Options) Result {
 	until := healAt + convergeBound
 	var since int64 = -1
 	nextPoll := healAt
+	var lastT vtime = -1
+	same := 0
 	for s.violation == nil && s.w.step(until) {
 		s.checkStep()
+		if s.w.now == lastT {
+			if same++; same > 200_000 {
+				s.violate("livelock", "200000 events at the same virtual instant: something spins without time passing")
+			}
+		} else {
+			lastT, same = s.w.now, 0
+		}
 		if s.w.now >= nextPoll {
 			nextPoll = s.w.now + convergePollEvery
 			if s.converged() {

@@ -35,9 +35,6 @@ type simConfig struct {
 	sync         bool // synchronous mode
 	noGate       bool // postgres.disable_lease_gate
 	trace        bool
-	// asBuiltSyncNarrow: empty the synchronous set in node/sync.go's
-	// order (Postgres first), see docs/SIMULATOR.md "Defects found".
-	asBuiltSyncNarrow bool
 }
 
 // Host is one machine: a sidecar (Raft, keeper, leader), its Postgres and
@@ -117,7 +114,7 @@ func (s *Sim) violate(name, f string, a ...any) {
 
 func newSim(seed uint64, sc *Schedule, o Options) *Sim {
 	s := &Sim{sched: sc, w: newWorld(seed), committed: map[uint64]uint64{}, promoteCommit: map[uint64]uint32{}, promotedIn: map[uint64]int{}}
-	s.cfg = simConfig{plant: o.Plant, driftPercent: defaultDriftPercent, data: sc.Data, sync: sc.Sync, noGate: sc.NoGate, trace: o.Trace, asBuiltSyncNarrow: o.AsBuiltSyncNarrow}
+	s.cfg = simConfig{plant: o.Plant, driftPercent: defaultDriftPercent, data: sc.Data, sync: sc.Sync, noGate: sc.NoGate, trace: o.Trace}
 	n := sc.Data + 1
 	s.net = newNet(s.w, n)
 	s.fsmTerm, s.raftTerm = make([]uint64, n), make([]uint64, n)

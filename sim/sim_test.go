@@ -18,7 +18,7 @@ import (
 // those fault events), with SIM_PLANT switching on a planted bug. `make
 // sim` runs it.
 func TestSim(t *testing.T) {
-	if testing.Short() && os.Getenv("SEED") == "" {
+	if testing.Short() && os.Getenv("SEED") == "" && os.Getenv("SIM_SCHEDULE") == "" {
 		t.Skip("make sim runs it")
 	}
 	plant := os.Getenv("SIM_PLANT")
@@ -26,12 +26,13 @@ func TestSim(t *testing.T) {
 		t.Fatalf("SIM_PLANT=%s: not one of %s", plant, strings.Join(Plants, ", "))
 	}
 	opts := Options{Plant: plant}
-	switch ab := os.Getenv("SIM_AS_BUILT"); ab {
-	case "":
-	case "sync-narrow":
-		opts.AsBuiltSyncNarrow = true
-	default:
-		t.Fatalf("SIM_AS_BUILT=%s: only sync-narrow", ab)
+	if name := os.Getenv("SIM_SCHEDULE"); name != "" {
+		sc, ok := Named[name]
+		if !ok {
+			t.Fatalf("SIM_SCHEDULE=%s: no such schedule", name)
+		}
+		replaySchedule(t, sc, opts)
+		return
 	}
 	if seed := os.Getenv("SEED"); seed != "" {
 		replay(t, seed, opts)
@@ -141,6 +142,10 @@ func replay(t *testing.T, seed string, opts Options) {
 		}
 		sc = sc.Keep(idx)
 	}
+	replaySchedule(t, sc, opts)
+}
+
+func replaySchedule(t *testing.T, sc *Schedule, opts Options) {
 	fmt.Print(sc)
 	opts.Trace = os.Getenv("SIM_TRACE") != ""
 	r := Run(sc, opts)
@@ -188,9 +193,6 @@ func optArgs(o Options) string {
 	s := ""
 	if o.Plant != "" {
 		s += " SIM_PLANT=" + o.Plant
-	}
-	if o.AsBuiltSyncNarrow {
-		s += " SIM_AS_BUILT=sync-narrow"
 	}
 	return s
 }
