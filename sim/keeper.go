@@ -27,6 +27,9 @@ type Guard struct {
 func (g *Guard) set(armed bool, dl int64) {
 	g.armed, g.deadline = armed, dl
 	if armed {
+		if g.h.pg != nil && g.h.pg.running {
+			g.h.pg.guarded = true
+		}
 		g.h.clock.AtLocal(g.h.guardProc, dl, g.check)
 	}
 }

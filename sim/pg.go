@@ -55,6 +55,7 @@ type PG struct {
 	wantUpstream                   int
 	slots                          []string // the data directory's replication slots
 	gen                            int      // incremented by every stop or crash
+	guarded                        bool     // the guard was armed since this postmaster started
 }
 
 func newPG(s *Sim, h *Host) *PG {
@@ -263,6 +264,7 @@ func (p *PG) crash() {
 
 func (p *PG) start(asStandby bool, upstream int) {
 	p.running = true
+	p.guarded = false
 	p.recovery = asStandby
 	p.standbySignal = asStandby
 	p.upstream = -1
