@@ -61,8 +61,9 @@ type ackRec struct {
 	t    tli
 	lsn  uint64
 	host int
-	// gateWithMembers: acknowledged through the lease gate (asynchronously)
-	// while the acknowledging node's FSM still named synchronous standbys:
+	// gateWithMembers: acknowledged without a synchronous standby (through
+	// the lease gate, or with the gate off at once) while the acknowledging
+	// node's FSM still named synchronous standbys:
 	// the known defect sync-narrow-empty (docs/SIMULATOR.md).
 	gateWithMembers bool
 }
@@ -301,7 +302,7 @@ func (s *Sim) promoted(h *Host, term uint64) {
 
 func (s *Sim) noteAck(p *PG, c commitWait) {
 	gw := false
-	if s.cfg.sync && p.gateNamed && len(p.syncNames) == 0 {
+	if s.cfg.sync && len(p.syncNames) == 0 {
 		for _, id := range p.h.raft.State().SyncStandbys {
 			if id != p.h.nodeID {
 				gw = true
