@@ -222,7 +222,7 @@ func (a *applier) promote(c *pb.Promote) error {
 	// (ANY 1: only one member is sure to hold each write), so the floor
 	// records what the new primary had received when chosen: the next
 	// failover promotes a member only if it got at least that far (see
-	// node/sync.go for the whole argument).
+	// node/keeper/sync.go for the whole argument).
 	a.st.SyncStandbys = slices.DeleteFunc(slices.Clone(a.st.SyncStandbys), func(id uint32) bool { return id == n.Id })
 	if len(a.st.SyncStandbys) == 0 {
 		a.st.SyncStandbys = nil

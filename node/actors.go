@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/hasidecar/hasidecar/fsm"
+	"github.com/hasidecar/hasidecar/node/keeper"
 	"github.com/hasidecar/hasidecar/node/leader"
 	"github.com/hasidecar/hasidecar/pgctl"
 	pb "github.com/hasidecar/hasidecar/proto/hasidecar/v1"
@@ -140,3 +141,13 @@ func (r nodeRaft) AppliedIndex() uint64 { return r.n.raft.AppliedIndex() }
 func (r nodeRaft) TransferLeadership(to leader.Server) error {
 	return r.n.raft.LeadershipTransferToServer(raft.ServerID(to.ID), raft.ServerAddress(to.Address)).Error()
 }
+
+// The adapters implement the actors' interfaces.
+var (
+	_ keeper.Log      = nodeLog{}
+	_ leader.Log      = nodeLog{}
+	_ keeper.Peers    = nodePeers{}
+	_ leader.Peers    = nodePeers{}
+	_ leader.Raft     = nodeRaft{}
+	_ keeper.Postgres = (*pgPostgres)(nil)
+)

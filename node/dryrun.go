@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -12,6 +13,8 @@ import (
 
 	"github.com/hasidecar/hasidecar/config"
 	"github.com/hasidecar/hasidecar/fsm"
+	"github.com/hasidecar/hasidecar/internal/clock"
+	"github.com/hasidecar/hasidecar/node/keeper"
 	"github.com/hasidecar/hasidecar/pgctl"
 	pb "github.com/hasidecar/hasidecar/proto/hasidecar/v1"
 )
@@ -48,66 +51,106 @@ func DryRun(ctx context.Context, cfg *config.Config) ([]string, error) {
 	if cfg.IsWitness() {
 		return append(out, "would: run as a witness (a Raft voter, no Postgres)"), nil
 	}
-	ctl, err := pgctl.New(pgctl.Options{
-		BinDir: cfg.Postgres.BinDir, DataDir: cfg.Postgres.DataDir, Port: cfg.Postgres.Port,
-		ListenAddresses: cfg.Postgres.ListenAddresses, SocketDir: cfg.Postgres.SocketDir, OSUser: cfg.Postgres.OSUser,
-		Superuser: cfg.Postgres.Superuser, LogFile: cfg.Postgres.LogFile, Logger: hclog.NewNullLogger(),
-	})
+	pgc, err := newPGPostgres(cfg, hclog.NewNullLogger())
+	if err != nil {
+		return out, err
+	}
+	state, err := pgc.InspectDataDir(ctx)
 	if err != nil {
 		return out, fmt.Errorf("postgres: %w", err)
 	}
-	state, err := ctl.InspectDataDir(ctx)
-	if err != nil {
-		return out, fmt.Errorf("postgres: %w", err)
-	}
-	var sysid uint64
-	standby := false
 	switch state {
 	case pgctl.DataDirNotPostgres:
 		out = append(out, "data directory "+cfg.Postgres.DataDir+": holds files but is not a Postgres data directory")
-		return out, fmt.Errorf("would refuse to start: empty %s or point postgres.data_dir elsewhere (nothing is changed)", cfg.Postgres.DataDir)
 	case pgctl.DataDirValid:
-		cd, err := ctl.ControlData(ctx)
+		cd, err := pgc.ControlData(ctx)
 		if err != nil {
 			return out, fmt.Errorf("postgres: %w", err)
 		}
-		sysid = cd.SystemIdentifier
-		standby = ctl.IsStandbySignal()
-		out = append(out, fmt.Sprintf("data directory %s: Postgres, system identifier %d, timeline %d, state %q, standby.signal %t", cfg.Postgres.DataDir, sysid, cd.TimelineID, cd.State, standby))
+		out = append(out, fmt.Sprintf("data directory %s: Postgres, system identifier %d, timeline %d, state %q, standby.signal %t", cfg.Postgres.DataDir, cd.SystemIdentifier, cd.TimelineID, cd.State, pgc.IsStandbySignal()))
 	default:
 		out = append(out, "data directory "+cfg.Postgres.DataDir+": empty or missing")
 	}
-	primary := ""
-	clusterSysID := uint64(0)
-	if view != nil {
-		clusterSysID = view.SystemIdentifier
-		for _, n := range view.Nodes {
-			if n.Role == pb.NodeRole_NODE_ROLE_PRIMARY {
-				primary = n.Name
+	// The decision is the agent's own: plan() for what was observed.
+	p, err := keeper.DryRun(ctx, cfg, pgc, viewState(view), clock.Real{})
+	if err != nil {
+		return out, err
+	}
+	if p.Refused {
+		return out, fmt.Errorf("would refuse to start: %s", p.Why)
+	}
+	out = append(out, describePlan(p, state == pgctl.DataDirValid, fsm.SlotName(cfg.Name)))
+	kinds := make([]string, len(p.Actions))
+	for i, a := range p.Actions {
+		kinds[i] = a.Kind
+	}
+	line := "plan: " + p.Why
+	if len(kinds) > 0 {
+		line += " (" + strings.Join(kinds, ", ") + ")"
+	}
+	return append(out, line), nil
+}
+
+// describePlan says in a user's words what the plan's first actions do.
+func describePlan(p keeper.DryRunPlan, dirValid bool, slot string) string {
+	find := func(kind string) (keeper.PlannedAction, bool) {
+		for _, a := range p.Actions {
+			if a.Kind == kind {
+				return a, true
 			}
 		}
+		return keeper.PlannedAction{}, false
 	}
-	switch {
-	case sysid != 0 && clusterSysID != 0 && sysid != clusterSysID:
-		return out, fmt.Errorf("would refuse: the data directory belongs to another cluster (system identifier %d, the cluster's is %d); nothing is changed", sysid, clusterSysID)
-	case primary == cfg.Name && state == pgctl.DataDirValid:
-		out = append(out, "would: start as the primary once its lease is renewed")
-	case primary == cfg.Name:
-		out = append(out, "would: wait: this node is the primary but its data directory is empty")
-	case primary != "" && state != pgctl.DataDirValid:
-		out = append(out, fmt.Sprintf("would: clone from %s (pg_basebackup through slot %s), start as its standby and register (standby_register)", primary, fsm.SlotName(cfg.Name)))
-	case primary != "" && !standby:
-		out = append(out, fmt.Sprintf("would: rewind from %s (pg_rewind; a fresh clone if that cannot work) and follow it as a standby", primary))
-	case primary != "":
-		out = append(out, fmt.Sprintf("would: follow %s as a standby (write primary_conninfo, start in recovery)", primary))
-	case state == pgctl.DataDirValid:
-		out = append(out, "would: adopt the existing data directory as the bootstrap primary")
-	case cfg.Bootstrap || view == nil:
-		out = append(out, "would: initdb a new cluster and start it as the bootstrap primary")
-	default:
-		out = append(out, "would: wait for a primary, then clone from it")
+	if a, ok := find("clone"); ok {
+		return fmt.Sprintf("would: clone from %s (pg_basebackup through slot %s), start as its standby and register (standby_register)", a.Upstream, slot)
 	}
-	return out, nil
+	if a, ok := find("rewind"); ok {
+		return fmt.Sprintf("would: rewind from %s (pg_rewind; a fresh clone if that cannot work) and follow it as a standby", a.Upstream)
+	}
+	if _, ok := find("initdb"); ok {
+		return "would: initdb a new cluster and start it as the bootstrap primary"
+	}
+	if _, ok := find("claim-primary"); ok {
+		if dirValid {
+			return "would: adopt the existing data directory as the bootstrap primary"
+		}
+		return "would: initdb a new cluster and start it as the bootstrap primary"
+	}
+	if a, ok := find("start"); ok {
+		switch {
+		case a.AsStandby && a.Upstream != "":
+			return fmt.Sprintf("would: follow %s as a standby (write primary_conninfo, start in recovery)", a.Upstream)
+		case a.AsStandby:
+			return "would: start in recovery, then promote"
+		}
+		return "would: start as the primary once its lease is renewed"
+	}
+	if len(p.Actions) == 0 {
+		return "would: wait: " + p.Why
+	}
+	return "would: " + p.Why
+}
+
+// viewState is the cluster state as far as a ShowResponse tells it (nil
+// when no member answered).
+func viewState(v *pb.ShowResponse) *pb.ClusterState {
+	if v == nil {
+		return nil
+	}
+	st := &pb.ClusterState{
+		ClusterName: v.Cluster, Term: v.Term, SystemIdentifier: v.SystemIdentifier, Lease: v.Lease, Switchover: v.Switchover,
+		Settings: &pb.Settings{Paused: v.Paused, FailoverMode: v.FailoverMode, Synchronous: v.Synchronous},
+	}
+	for _, n := range v.Nodes {
+		st.Nodes = append(st.Nodes, &pb.Node{
+			Id: n.Id, Name: n.Name, Kind: n.Kind, Role: n.Role, UpstreamId: n.UpstreamId, Location: n.Location,
+			Priority: n.Priority, Conninfo: n.Conninfo, Active: n.Active, Tags: n.Tags, GrpcAddress: n.GrpcAddress,
+		})
+		if n.SyncStandby {
+			st.SyncStandbys = append(st.SyncStandbys, n.Id)
+		}
+	}
+	return st
 }
 
 // askCluster asks the sidecar at this config's own address (if it runs) and

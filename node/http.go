@@ -106,15 +106,20 @@ func (n *Node) startHTTP() error {
 	mux.HandleFunc("/health", n.handleHealth)
 	mux.Handle("/metrics", promhttp.HandlerFor(n.metrics.reg, promhttp.HandlerOpts{}))
 	n.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() {
+	n.goLoop(func() {
 		if err := n.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.logger.Error("http server stopped", "error", err)
 		}
-	}()
+	})
 	return nil
 }
 
+// stopHTTP stops the HTTP server (a second call returns at once), so that
+// its goroutine ends before the shutdown waits for every loop.
 func (n *Node) stopHTTP() {
+	if n.http == nil {
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_ = n.http.Shutdown(ctx)

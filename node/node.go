@@ -229,6 +229,7 @@ func (n *Node) shutdown(stopLoops context.CancelFunc, pgDone <-chan struct{}) {
 		}
 	}
 	n.grpc.Stop()
+	n.stopHTTP()
 	n.wg.Wait()
 }
 

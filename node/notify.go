@@ -31,11 +31,13 @@ func (n *Node) notifyLoop(ctx context.Context) {
 		return
 	}
 	queue := make(chan *pb.Event, 256)
-	go func() {
+	// The runner joins the shutdown wait group; it ends once the queue is
+	// closed and drained (with ctx ended, each command is cut short).
+	n.goLoop(func() {
 		for e := range queue {
 			n.runEventCommand(ctx, e)
 		}
-	}()
+	})
 	defer close(queue)
 	next := n.fsm.State().NextEventId // events before the start are not replayed
 	for {

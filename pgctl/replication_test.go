@@ -389,7 +389,7 @@ func TestStandbyTimelineUpstreamGone(t *testing.T) {
 // managed config and reloaded while the instance is still a standby (which
 // ignores it) is in effect from the promotion on: the new primary's first
 // commit waits until the named standby streams from it and flushed it. The
-// sidecar relies on this (node/sync.go): it writes the set before
+// sidecar relies on this (node/keeper/sync.go): it writes the set before
 // pg_promote. The reload here comes right before pg_promote, the tightest
 // order; the sidecar's standbys have it loaded long before.
 func TestSyncNamesSetBeforePromote(t *testing.T) {

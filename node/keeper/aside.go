@@ -50,6 +50,14 @@ func (q *asideQueue) spawn(ctx context.Context, wg *sync.WaitGroup) {
 	}
 }
 
+// stop makes later tasks wait in the queue again (Run is over: nothing
+// would join their goroutines).
+func (q *asideQueue) stop() {
+	q.mu.Lock()
+	q.run = nil
+	q.mu.Unlock()
+}
+
 // Aside runs the tasks the steps queued aside, in the order they were
 // queued (the tasks they queue in turn included), and reports how many ran.
 // Under Run there is nothing to run: tasks start as they are queued.

@@ -29,6 +29,10 @@
 // WatchdogTick every WatchdogInterval. Rejoin (`hasidecar node rejoin`) is a
 // step of its own that must not run beside Reconcile.
 //
+// Observed, StateText, Writable and LeaseValid read the keeper's state
+// (safe from any goroutine); DryRun plans without acting (`agent
+// --dry-run`).
+//
 // Run(ctx) is what node/ uses: it waits for Log.WaitCaughtUp and then
 // drives the same step methods from the Clock's timers, Log.Changed and
 // Postgres's exit, in goroutines it joins before returning; tasks queued

@@ -201,7 +201,7 @@ func (a *Keeper) promote(ctx context.Context, act action) error {
 		}
 	}
 	// synchronous_standby_names must already name the set Promote kept
-	// (S_p ⊆ S_f from the first writable moment, node/sync.go): configure
+	// (S_p ⊆ S_f from the first writable moment, node/keeper/sync.go): configure
 	// wrote it just before; a standby ignores it, pg_promote puts it into
 	// effect.
 	want := a.syncSetting(st)
@@ -243,8 +243,11 @@ func (a *Keeper) promote(ctx context.Context, act action) error {
 // only once the postmaster re-read the file and signalled every child, the
 // checkpointer (which tells backends whether to wait at all) included.
 func (a *Keeper) waitSyncSetting(ctx context.Context, want string) error {
+	// The 5 s are on the Clock (a step-driven keeper's manual clock moves
+	// with each Sleep); the context bounds the real query too.
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
+	until := a.clk.Now().Add(5 * time.Second)
 	var got string
 	for {
 		var err error
@@ -252,13 +255,11 @@ func (a *Keeper) waitSyncSetting(ctx context.Context, want string) error {
 		if err == nil && got == want {
 			return nil
 		}
-		select {
-		case <-wctx.Done():
+		if wctx.Err() != nil || !a.clk.Now().Before(until) || a.clk.Sleep(wctx, 50*time.Millisecond) != nil {
 			if err != nil {
 				return fmt.Errorf("read synchronous_standby_names: %w", err)
 			}
 			return fmt.Errorf("postgres runs with synchronous_standby_names %q, not %q yet", got, want)
-		case <-a.clk.After(50 * time.Millisecond):
 		}
 	}
 }

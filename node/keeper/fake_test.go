@@ -31,6 +31,19 @@ type fakePG struct {
 	passWrites  int
 	markerTerm  uint64
 	markerLSN   uint64
+	// the data directory: its state (default valid), identifier,
+	// standby.signal, pg_controldata state and checkpoint.
+	dir           pgctl.DataDirState
+	dirSet        bool
+	sysID         uint64
+	standbySignal bool
+	cdState       string
+	checkpoint    uint64
+	// the primary's replication rows and flush LSN (status query), and
+	// the managed settings last written.
+	replication []pgctl.ReplicationRow
+	flush       uint64
+	settings    map[string]string
 }
 
 func newFakePG() *fakePG { return &fakePG{exited: make(chan struct{})} }
@@ -39,12 +52,19 @@ func (p *fakePG) Options() pgctl.Options              { return pgctl.Options{Por
 func (p *fakePG) PrepareDirs(context.Context) error   { return nil }
 func (p *fakePG) CheckPortFree(context.Context) error { return nil }
 func (p *fakePG) InspectDataDir(context.Context) (pgctl.DataDirState, error) {
+	if p.dirSet {
+		return p.dir, nil
+	}
 	return pgctl.DataDirValid, nil
 }
 func (p *fakePG) ControlData(context.Context) (*pgctl.ControlData, error) {
-	return &pgctl.ControlData{SystemIdentifier: 42, TimelineID: 1}, nil
+	id := p.sysID
+	if id == 0 {
+		id = 42
+	}
+	return &pgctl.ControlData{SystemIdentifier: id, TimelineID: 1, State: p.cdState, CheckpointLSN: p.checkpoint}, nil
 }
-func (p *fakePG) IsStandbySignal() bool                           { return p.inRecovery }
+func (p *fakePG) IsStandbySignal() bool                           { return p.inRecovery || p.standbySignal }
 func (p *fakePG) SetStandbySignal(on bool) (bool, error)          { return false, nil }
 func (p *fakePG) DiskSpace() (pgctl.DiskSpace, error)             { return pgctl.DiskSpace{}, nil }
 func (p *fakePG) InitDB(context.Context, pgctl.InitOptions) error { return nil }
@@ -57,11 +77,16 @@ func (p *fakePG) Rewind(context.Context, pgctl.Conninfo, string) error {
 func (p *fakePG) RemoveDataDir(context.Context) (pgctl.SetAside, error) {
 	return pgctl.SetAside{}, nil
 }
-func (p *fakePG) WriteManagedConfig(context.Context, map[string]string) (bool, error) {
-	return false, nil
-}
 func (p *fakePG) WriteHBA(context.Context, pgctl.HBAConfig) (bool, error)   { return false, nil }
 func (p *fakePG) SetRecovery(context.Context, string, string) (bool, error) { return false, nil }
+func (p *fakePG) WriteManagedConfig(_ context.Context, settings map[string]string) (bool, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	changed := p.settings["synchronous_standby_names"] != settings["synchronous_standby_names"]
+	p.settings = settings
+	return changed, nil
+}
+
 func (p *fakePG) WritePassfile(path string, entries []pgctl.PassEntry) error {
 	p.mu.Lock()
 	p.passWrites++
@@ -115,7 +140,11 @@ func (p *fakePG) Status(context.Context) (*pgctl.Status, error) {
 	if p.statusErr != nil {
 		return nil, p.statusErr
 	}
-	return &pgctl.Status{Running: p.running, InRecovery: p.inRecovery, Timeline: 1, SystemIdentifier: 42, CurrentLSN: 1000, FlushLSN: 1000}, nil
+	flush := p.flush
+	if flush == 0 {
+		flush = 1000
+	}
+	return &pgctl.Status{Running: p.running, InRecovery: p.inRecovery, Timeline: 1, SystemIdentifier: 42, CurrentLSN: flush, FlushLSN: flush, Replication: p.replication}, nil
 }
 
 func (p *fakePG) CurrentSetting(context.Context, string) (string, error) { return "", nil }
@@ -186,3 +215,10 @@ func newTestKeeper(t interface{ Fatal(...any) }, cfg *config.Config, clk *clock.
 	}
 	return k
 }
+
+// The test doubles implement the keeper's interfaces.
+var (
+	_ Log      = (*fakelog.Log)(nil)
+	_ Postgres = (*fakePG)(nil)
+	_ Peers    = fakePeers{}
+)

@@ -84,7 +84,7 @@ type Postgres interface {
 	Checkpoint(ctx context.Context) error
 	// Status is the status query: role, LSNs, timeline, replication rows.
 	Status(ctx context.Context) (*pgctl.Status, error)
-	// CurrentSetting is current_setting(name) of a new session.
+	// CurrentSetting is current_setting(name) as a session of the sidecar sees it (after a reload has reached it).
 	CurrentSetting(ctx context.Context, name string) (string, error)
 	// EnsureRole creates or updates a login role (replication or not) with password.
 	EnsureRole(ctx context.Context, name string, replication bool, password string) error

@@ -236,6 +236,7 @@ func (a *Keeper) Run(ctx context.Context) {
 	var loops sync.WaitGroup
 	defer loops.Wait()
 	a.aside.spawn(ctx, &loops)
+	defer a.aside.stop() // runs before loops.Wait: what was started is joined
 	loops.Add(2)
 	go func() { defer loops.Done(); a.leaseLoop(ctx) }()
 	go func() { defer loops.Done(); a.watchdog(ctx) }()

@@ -54,6 +54,11 @@ func LeaseRoom(cfg *config.Config) (room, need time.Duration) {
 	return lease - lease/3 - fenceMargin(cfg), 2*cfg.Raft.HeartbeatTimeout.D() + 300*time.Millisecond
 }
 
+// LeaseValid reports whether this node holds a lease in the current term
+// whose local deadline, less the fence margin, has not passed (Clock time):
+// only then may its Postgres accept writes.
+func (a *Keeper) LeaseValid() bool { return a.leaseValid() }
+
 func (a *Keeper) leaseValid() bool {
 	a.lease.mu.Lock()
 	defer a.lease.mu.Unlock()
@@ -141,8 +146,9 @@ const (
 // renewRetry is the pause before another attempt after renewFailed (each
 // attempt itself retries for up to lease/3 while no leader is known; a
 // renewal forwarded to a leader that loses the role is abandoned within
-// leaderPoll and sent to the new leader at once, over a connection that is
-// not left in reconnect backoff: Node.Propose, peerPool.forLeader).
+// the forwarding layer's leader poll and sent to the new leader at once,
+// over a connection that is not left in reconnect backoff: node/'s
+// Node.Propose, peerPool.forLeader behind Log.Propose).
 const renewRetry = 50 * time.Millisecond
 
 func (a *Keeper) renewOrRelease(ctx context.Context, st *pb.ClusterState) renewOutcome {

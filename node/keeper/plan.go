@@ -115,15 +115,12 @@ type action struct {
 // plan returns the actions to run now, in order, and a sentence saying what
 // the node is doing or waiting for.
 func plan(d desired, o observed) ([]action, string) {
-	if o.Dir == dirNotPostgres {
-		return nil, "the data directory holds files but is not a Postgres data directory: nothing was changed; empty it or point postgres.data_dir elsewhere"
-	}
-	if o.Dir == dirValid && d.ClusterSysID != 0 && o.SysID != 0 && o.SysID != d.ClusterSysID {
+	if why := refusal(d, o); why != "" {
 		var acts []action
-		if o.Running {
+		if o.Running && o.Dir == dirValid {
 			acts = append(acts, action{Kind: actStop, Term: d.Term})
 		}
-		return acts, fmt.Sprintf("the data directory belongs to another cluster (system identifier %d, this cluster's is %d): refusing to use it; nothing was changed", o.SysID, d.ClusterSysID)
+		return acts, why
 	}
 	if d.Me == nil {
 		return nil, "waiting to be registered in the cluster"
@@ -132,6 +129,18 @@ func plan(d desired, o observed) ([]action, string) {
 		return planPrimary(d, o)
 	}
 	return planStandby(d, o)
+}
+
+// refusal says why the data directory is not one this node may use (not
+// Postgres, or another cluster's); "" when it may.
+func refusal(d desired, o observed) string {
+	if o.Dir == dirNotPostgres {
+		return "the data directory holds files but is not a Postgres data directory: nothing was changed; empty it or point postgres.data_dir elsewhere"
+	}
+	if o.Dir == dirValid && d.ClusterSysID != 0 && o.SysID != 0 && o.SysID != d.ClusterSysID {
+		return fmt.Sprintf("the data directory belongs to another cluster (system identifier %d, this cluster's is %d): refusing to use it; nothing was changed", o.SysID, d.ClusterSysID)
+	}
+	return ""
 }
 
 func planPrimary(d desired, o observed) ([]action, string) {

@@ -307,3 +307,10 @@ func TestBalanceLeadership(t *testing.T) {
 		})
 	}
 }
+
+// The test doubles implement the leader's interfaces.
+var (
+	_ Log   = (*fakelog.Log)(nil)
+	_ Peers = (*fakePeers)(nil)
+	_ Raft  = (*fakeRaft)(nil)
+)

@@ -1,0 +1,243 @@
+package keeper
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/hasidecar/hasidecar/config"
+	"github.com/hasidecar/hasidecar/fsm"
+	"github.com/hasidecar/hasidecar/internal/clock"
+	"github.com/hasidecar/hasidecar/internal/fakelog"
+	"github.com/hasidecar/hasidecar/pgctl"
+	pb "github.com/hasidecar/hasidecar/proto/hasidecar/v1"
+)
+
+var t0 = time.Unix(1_700_000_000, 0)
+
+// primaryCluster: pg1 the primary of term 1 holding the lease, pg2 a
+// standby; the keeper is pg1's, its Postgres running and answering.
+func primaryCluster(t *testing.T) (*Keeper, *clock.Manual, *fakelog.Log, *fakePG) {
+	t.Helper()
+	clk := clock.NewManual(t0)
+	lg := fakelog.New(clk)
+	must := func(cmd *pb.Command) {
+		t.Helper()
+		if r := lg.Apply(cmd); r.Err != nil {
+			t.Fatalf("apply %v: %v", cmd, r.Err)
+		}
+	}
+	must(&pb.Command{Cmd: &pb.Command_InitCluster{InitCluster: &pb.InitCluster{ClusterName: "c1", Settings: &pb.Settings{LeaseMs: 4000}}}})
+	for _, n := range []string{"pg1", "pg2"} {
+		must(&pb.Command{Cmd: &pb.Command_RegisterNode{RegisterNode: &pb.RegisterNode{ClusterName: "c1", Name: n, Kind: pb.NodeKind_NODE_KIND_DATA, Priority: 100}}})
+	}
+	must(&pb.Command{Cmd: &pb.Command_RegisterPrimary{RegisterPrimary: &pb.RegisterPrimary{NodeId: 1, LeaseMs: 4000}}})
+	must(&pb.Command{Cmd: &pb.Command_SetStandby{SetStandby: &pb.SetStandby{NodeId: 2, UpstreamId: 1, Term: 1}}})
+	pg := newFakePG()
+	_ = pg.Start(context.Background())
+	k := newTestKeeper(t, testConfig(t, "pg1"), clk, lg, pg)
+	k.healthyAt.Store(clk.Now().UnixNano())
+	return k, clk, lg, pg
+}
+
+// renewals counts the RenewLease commands proposed.
+func renewals(lg *fakelog.Log) int {
+	n := 0
+	for _, c := range lg.Proposed() {
+		if c.GetRenewLease() != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// TestRenewLease: one pass of the lease keeper against a fake log and
+// clock (lease 4 s: renewed every 1.33 s, 50 ms after a failed attempt).
+func TestRenewLease(t *testing.T) {
+	every := 4 * time.Second / 3
+	cases := []struct {
+		name    string
+		setup   func(k *Keeper, clk *clock.Manual, lg *fakelog.Log, pg *fakePG)
+		renewed int           // RenewLease commands proposed
+		valid   bool          // the local lease is valid afterwards
+		next    time.Duration // from t0 (after setup's clock moves)
+		release bool          // a ReleaseLease was proposed
+	}{
+		{name: "holder, healthy: renews", renewed: 1, valid: true, next: every},
+		{name: "Postgres has not answered for 3 monitor intervals: no renewal", setup: func(k *Keeper, clk *clock.Manual, _ *fakelog.Log, _ *fakePG) {
+			clk.Advance(3*time.Second + time.Millisecond)
+		}, next: 3*time.Second + time.Millisecond + every},
+		{name: "Postgres never answered: no renewal", setup: func(k *Keeper, _ *clock.Manual, _ *fakelog.Log, _ *fakePG) {
+			k.healthyAt.Store(0)
+		}, next: every},
+		{name: "no leader: retried after 50 ms", setup: func(_ *Keeper, _ *clock.Manual, lg *fakelog.Log, _ *fakePG) {
+			lg.FailWith(func(*pb.Command) error { return errors.New("no leader") })
+		}, renewed: 1, next: renewRetry},
+		{name: "refused: the lease is gone", setup: func(_ *Keeper, _ *clock.Manual, lg *fakelog.Log, _ *fakePG) {
+			lg.FailWith(func(*pb.Command) error { return &fsm.Error{Code: fsm.CodeStaleTerm, Msg: "stale"} })
+		}, renewed: 1, next: every},
+		{name: "not the holder: nothing", setup: func(_ *Keeper, _ *clock.Manual, lg *fakelog.Log, _ *fakePG) {
+			lg.Apply(&pb.Command{Cmd: &pb.Command_Promote{Promote: &pb.Promote{NodeId: 2, Term: 2, Reason: fsm.EventFailover, LeaseSerial: lg.State().Lease.Serial, LeaseMs: 4000}}})
+		}, next: every},
+		{name: "stopping: nothing", setup: func(k *Keeper, _ *clock.Manual, _ *fakelog.Log, _ *fakePG) { k.SetStopping() }, next: every},
+		{name: "crashed longer than restart_timeout: released", setup: func(k *Keeper, clk *clock.Manual, _ *fakelog.Log, pg *fakePG) {
+			pg.crash()
+			k.crashedAt = clk.Now()
+			clk.Advance(k.cfg.Postgres.RestartTimeout.D())
+		}, release: true, next: every},
+		{name: "crashed, restart_timeout not over: keeps renewing", setup: func(k *Keeper, clk *clock.Manual, _ *fakelog.Log, pg *fakePG) {
+			k.cfg.Postgres.RestartTimeout = config.Duration(10 * time.Second)
+			pg.crash()
+			k.crashedAt = clk.Now()
+			clk.Advance(time.Second)
+		}, renewed: 1, valid: true, next: time.Second + every},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			k, clk, lg, pg := primaryCluster(t)
+			if tc.setup != nil {
+				tc.setup(k, clk, lg, pg)
+			}
+			next := k.RenewLease(context.Background())
+			if got := renewals(lg); got != tc.renewed {
+				t.Fatalf("%d renewals proposed, want %d", got, tc.renewed)
+			}
+			if got := k.leaseValid(); got != tc.valid {
+				t.Fatalf("leaseValid = %v, want %v", got, tc.valid)
+			}
+			if got := next.Sub(t0); got != tc.next {
+				t.Fatalf("next pass at t0+%v, want t0+%v", got, tc.next)
+			}
+			released := false
+			for _, c := range lg.Proposed() {
+				released = released || c.GetReleaseLease() != nil
+			}
+			if released != tc.release {
+				t.Fatalf("release proposed: %v, want %v", released, tc.release)
+			}
+		})
+	}
+}
+
+// TestRenewLeaseDeadline: the local deadline is t_send + lease, noted
+// before proposing, and a later pass renews only once a third of the lease
+// has passed.
+func TestRenewLeaseDeadline(t *testing.T) {
+	k, clk, lg, _ := primaryCluster(t)
+	k.RenewLease(context.Background())
+	if k.lease.deadline != t0.Add(4*time.Second) || k.lease.last != k.lease.deadline {
+		t.Fatalf("deadline %v (last %v), want t0+4s", k.lease.deadline, k.lease.last)
+	}
+	clk.Advance(time.Second)
+	k.healthyAt.Store(clk.Now().UnixNano())
+	if next := k.RenewLease(context.Background()); renewals(lg) != 1 || next != t0.Add(4*time.Second/3) {
+		t.Fatalf("a pass before lease/3: %d renewals, next %v", renewals(lg), next.Sub(t0))
+	}
+	clk.Advance(time.Second / 2)
+	k.RenewLease(context.Background())
+	if renewals(lg) != 2 || k.lease.deadline != clk.Now().Add(4*time.Second) {
+		t.Fatalf("after lease/3: %d renewals, deadline t0+%v", renewals(lg), k.lease.deadline.Sub(t0))
+	}
+}
+
+// TestWatchdog: the fencing watchdog against a fake Postgres and clock:
+// it fences fenceMargin (500 ms) before the deadline, at once when the FSM
+// names another primary, never a standby; it keeps the guard armed with
+// the deadline minus 100 ms; an unexpected exit with restart_timeout 0
+// releases the lease (aside).
+func TestWatchdog(t *testing.T) {
+	ctx := context.Background()
+	cases := []struct {
+		name    string
+		setup   func(k *Keeper, clk *clock.Manual, lg *fakelog.Log, pg *fakePG)
+		fenced  bool
+		guard   time.Duration // the guard's deadline from t0 (0: disarmed or stopped); told before the fence in the same tick
+		events  []string      // RecordEvent types proposed once Aside ran
+		release bool
+	}{
+		{name: "valid lease: nothing", setup: func(_ *Keeper, clk *clock.Manual, _ *fakelog.Log, _ *fakePG) {
+			clk.Advance(3500*time.Millisecond - time.Millisecond)
+		}, guard: 3900 * time.Millisecond},
+		{name: "fenceMargin before the deadline: fenced", setup: func(_ *Keeper, clk *clock.Manual, _ *fakelog.Log, _ *fakePG) {
+			clk.Advance(3500 * time.Millisecond)
+		}, fenced: true, guard: 3900 * time.Millisecond, events: []string{fsm.EventFence}},
+		{name: "another primary named: fenced at once", setup: func(_ *Keeper, _ *clock.Manual, lg *fakelog.Log, _ *fakePG) {
+			lg.Apply(&pb.Command{Cmd: &pb.Command_Promote{Promote: &pb.Promote{NodeId: 2, Term: 2, Reason: fsm.EventFailover, LeaseSerial: lg.State().Lease.Serial, LeaseMs: 4000}}})
+		}, fenced: true, guard: 3900 * time.Millisecond, events: []string{fsm.EventFence}},
+		{name: "a standby is never fenced", setup: func(k *Keeper, clk *clock.Manual, _ *fakelog.Log, _ *fakePG) {
+			k.standbyMode.Store(true)
+			clk.Advance(10 * time.Second)
+		}},
+		{name: "stopping: not fenced", setup: func(k *Keeper, clk *clock.Manual, _ *fakelog.Log, _ *fakePG) {
+			k.SetStopping()
+			clk.Advance(10 * time.Second)
+		}, guard: 3900 * time.Millisecond},
+		{name: "crash with restart_timeout 0: released", setup: func(k *Keeper, _ *clock.Manual, _ *fakelog.Log, pg *fakePG) {
+			k.WatchdogTick(ctx) // seen running
+			pg.crash()
+		}, release: true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			k, clk, lg, pg := primaryCluster(t)
+			fences := 0
+			k.hooks.Fenced = func() { fences++ }
+			k.RenewLease(ctx) // deadline t0+4s
+			tc.setup(k, clk, lg, pg)
+			k.WatchdogTick(ctx)
+			if got := len(pg.stops) > 0 && pg.stops[0] == pgctl.StopFast; got != tc.fenced || (fences == 1) != tc.fenced {
+				t.Fatalf("fenced %v (stops %v, hook %d), want %v", got, pg.stops, fences, tc.fenced)
+			}
+			if tc.fenced && pg.Running() {
+				t.Fatal("fenced but Postgres still runs")
+			}
+			want := time.Time{}
+			if tc.guard != 0 {
+				want = t0.Add(tc.guard)
+			}
+			if !pg.guardArmed.Equal(want) {
+				t.Fatalf("guard deadline %v, want %v", pg.guardArmed, want)
+			}
+			before := len(lg.Proposed())
+			k.Aside(ctx)
+			var events []string
+			released := false
+			for _, c := range lg.Proposed()[before:] {
+				if e := c.GetRecordEvent(); e != nil {
+					events = append(events, e.Type)
+				}
+				released = released || c.GetReleaseLease() != nil
+			}
+			if len(events) != len(tc.events) || (len(events) > 0 && events[0] != tc.events[0]) {
+				t.Fatalf("events %v, want %v", events, tc.events)
+			}
+			if released != tc.release {
+				t.Fatalf("released %v, want %v", released, tc.release)
+			}
+		})
+	}
+}
+
+// TestGuardFollowsPostgres: the guard runs only beside a running
+// postmaster and is disarmed on a standby.
+func TestGuardFollowsPostgres(t *testing.T) {
+	ctx := context.Background()
+	k, _, _, pg := primaryCluster(t)
+	k.RenewLease(ctx)
+	k.WatchdogTick(ctx)
+	if !pg.guardOn || pg.guardStarts != 1 || !pg.guardArmed.Equal(t0.Add(3900*time.Millisecond)) {
+		t.Fatalf("primary: guard on %v starts %d armed %v", pg.guardOn, pg.guardStarts, pg.guardArmed)
+	}
+	k.standbyMode.Store(true)
+	k.WatchdogTick(ctx)
+	if !pg.guardOn || !pg.guardArmed.IsZero() || pg.guardStarts != 1 {
+		t.Fatalf("standby: guard on %v armed %v starts %d, want on and disarmed", pg.guardOn, pg.guardArmed, pg.guardStarts)
+	}
+	k.SetStopping() // no crash handling
+	pg.crash()
+	k.WatchdogTick(ctx)
+	if pg.guardOn {
+		t.Fatal("the guard still runs after Postgres stopped")
+	}
+}
