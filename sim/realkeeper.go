@@ -520,12 +520,30 @@ func (p *pgIO) CurrentSetting(ctx context.Context, name string) (string, error) 
 	return "", fmt.Errorf("sim: setting %s not modelled", name)
 }
 func (p *pgIO) EnsureRole(context.Context, string, bool, string) error { return nil }
-func (p *pgIO) ListSlots(context.Context) ([]pgctl.Slot, error)        { return nil, nil }
-func (p *pgIO) EnsureSlot(context.Context, string) (bool, error)       { return false, nil }
-func (p *pgIO) DropSlot(context.Context, string) (bool, error)         { return false, nil }
-func (p *pgIO) SwitchoverMarker() (uint64, uint64, bool)               { return 0, 0, false }
-func (p *pgIO) SetSwitchoverMarker(uint64, uint64) error               { return nil }
-func (p *pgIO) StartGuard() error                                      { return nil }
+func (p *pgIO) ListSlots(context.Context) ([]pgctl.Slot, error) {
+	var out []pgctl.Slot
+	for _, n := range p.pg().slots {
+		out = append(out, pgctl.Slot{Name: n})
+	}
+	return out, nil
+}
+func (p *pgIO) EnsureSlot(_ context.Context, name string) (bool, error) {
+	g := p.pg()
+	if slices.Contains(g.slots, name) {
+		return false, nil
+	}
+	g.slots = append(g.slots, name)
+	return true, nil
+}
+func (p *pgIO) DropSlot(_ context.Context, name string) (bool, error) {
+	g := p.pg()
+	n := len(g.slots)
+	g.slots = slices.DeleteFunc(g.slots, func(x string) bool { return x == name })
+	return len(g.slots) != n, nil
+}
+func (p *pgIO) SwitchoverMarker() (uint64, uint64, bool) { return 0, 0, false }
+func (p *pgIO) SetSwitchoverMarker(uint64, uint64) error { return nil }
+func (p *pgIO) StartGuard() error                        { return nil }
 
 // UpdateGuardDeadline tells the guard process (over its pipe) the deadline.
 func (p *pgIO) UpdateGuardDeadline(deadline time.Time) error {
