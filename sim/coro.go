@@ -103,7 +103,12 @@ func (s *Sim) deadlineOf(ctx context.Context) (vtime, bool) {
 	if s.vdl == nil {
 		s.vdl = map[context.Context]vtime{}
 	}
-	v := s.w.now + int64(time.Until(d))
+	// The wall time between the context's creation and now (microseconds)
+	// must not leak into the schedule: round what is left to 50 ms (the
+	// actors' timeouts are whole multiples of it).
+	const q = int64(50 * time.Millisecond)
+	rem := (int64(time.Until(d)) + q/2) / q * q
+	v := s.w.now + rem
 	s.vdl[ctx] = v
 	return v, true
 }

@@ -79,6 +79,7 @@ func (t *kThread) loop(c *coro) {
 		a.s.w.after(a.h.sidecar, 0, func() { t.finished(next) })
 		t.idle = true
 		c.block()
+		t.idle = false
 	}
 }
 

@@ -26,7 +26,8 @@ type leaderActor struct {
 	term    uint64 // the Raft term of l's leadership
 	cancel  context.CancelFunc
 	ctx     context.Context
-	cur     *coro // the Decide in progress
+	cur     *coro // the coroutine of the passes
+	idle    bool  // it waits for the next pass
 	again   bool  // a change arrived while deciding
 	wakeAt  int64
 	adapter *simLeaderIO
@@ -65,16 +66,30 @@ func (a *leaderActor) step() {
 		a.l = leader.New(leader.Config{Name: a.h.name, Lease: time.Duration(leaseDur), DriftMarginPercent: drift,
 			MonitorInterval: time.Duration(monitorEvery), Clock: a.adapter, Logger: lg}, a.adapter, a.adapter, a.adapter)
 	}
-	if a.cur != nil && !a.cur.done {
-		a.again = true
-		return
+	switch {
+	case a.cur == nil || a.cur.done:
+		a.cur = a.s.startCoro(a.h.sidecar, nil, a.decideLoop)
+	case a.idle:
+		a.idle = false
+		a.s.resume(a.cur)
+	default:
+		a.again = true // a pass runs: another one after it
 	}
-	l, ctx := a.l, a.ctx
-	a.again = false
-	a.cur = a.s.startCoro(a.h.sidecar, nil, func(c *coro) {
-		l.Decide(ctx)
+}
+
+// decideLoop is the coroutine of this host's leader passes: one Decide per
+// resume, then idle.
+func (a *leaderActor) decideLoop(c *coro) {
+	for {
+		a.again = false
+		if l := a.l; l != nil {
+			l.Decide(a.ctx)
+		}
 		a.s.w.after(a.h.sidecar, 0, a.afterDecide)
-	})
+		a.idle = true
+		c.block()
+		a.idle = false
+	}
 }
 
 func (a *leaderActor) afterDecide() {
