@@ -10,7 +10,7 @@ LDFLAGS  := -X github.com/hasidecar/hasidecar/node.Version=$(VERSION)
 RACE_PKGS := ./fsm/... ./config/... ./node/... ./cmd/... ./internal/...
 LAB_DIR  ?= lab
 
-.PHONY: all build test test-unit test-integration chaos lint proto demo demo-down bench-failover bench-switchover bench-gate clean
+.PHONY: all build test test-unit test-integration sim chaos lint proto demo demo-down bench-failover bench-switchover bench-gate clean
 
 all: build
 
@@ -19,7 +19,19 @@ build:
 
 ## test: everything CI runs: unit tests (with -race), pgctl against real
 ## Postgres, and the integration suite with real processes.
-test: test-unit test-integration
+test: sim test-unit test-integration
+
+## sim: the deterministic simulator (sim/, docs/SIMULATOR.md): SCHEDULES
+## seeded schedules (default 10000) in virtual time, every invariant checked
+## after every step. SEED=n replays one (SIM_KEEP=i,j: only those fault
+## events; SIM_TRACE=1 prints its events), SIM_SCHEDULE=name a named one
+## (sim/faults.go); SIM_PLANT=name switches on a planted bug
+## (no-drift-margin, promote-before-commit, no-fence, no-commit-gate),
+## which must make it fail; SIM_STRICT=1 fails on known defects too.
+SCHEDULES ?= 10000
+sim:
+	SCHEDULES=$(SCHEDULES) SEED=$(SEED) SIM_KEEP=$(SIM_KEEP) SIM_PLANT=$(SIM_PLANT) SIM_TRACE=$(SIM_TRACE) SIM_SCHEDULE=$(SIM_SCHEDULE) SIM_STRICT=$(SIM_STRICT) \
+		$(GO) test -v -count=1 -timeout 10m -run '^Test' ./sim/ 2>&1 | grep -v '^\(ok \|FAIL\|=== RUN\|--- \|PASS\)' ; test $${PIPESTATUS[0]} -eq 0
 
 # Each fuzz target for FUZZTIME on top of its seed corpus (go test -fuzz takes
 # one package and one target at a time); a crasher lands in testdata/fuzz.

@@ -1,0 +1,220 @@
+package sim
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestSim runs SCHEDULES seeded schedules (default 10000) from seed
+// SIM_FIRST (default 1), or only SEED when given (with SIM_KEEP=i,j: only
+// those fault events), with SIM_PLANT switching on a planted bug. `make
+// sim` runs it.
+func TestSim(t *testing.T) {
+	if testing.Short() && os.Getenv("SEED") == "" && os.Getenv("SIM_SCHEDULE") == "" {
+		t.Skip("make sim runs it")
+	}
+	plant := os.Getenv("SIM_PLANT")
+	if plant != "" && !contains(Plants, plant) {
+		t.Fatalf("SIM_PLANT=%s: not one of %s", plant, strings.Join(Plants, ", "))
+	}
+	opts := Options{Plant: plant}
+	if name := os.Getenv("SIM_SCHEDULE"); name != "" {
+		sc, ok := Named[name]
+		if !ok {
+			t.Fatalf("SIM_SCHEDULE=%s: no such schedule", name)
+		}
+		replaySchedule(t, sc, opts)
+		return
+	}
+	if seed := os.Getenv("SEED"); seed != "" {
+		replay(t, seed, opts)
+		return
+	}
+	n := envInt(t, "SCHEDULES", 10000)
+	// Each schedule allocates a few MB of short-lived closures: collect
+	// less often.
+	defer debug.SetGCPercent(debug.SetGCPercent(400))
+	first := uint64(envInt(t, "SIM_FIRST", 1))
+	start := time.Now()
+	results := make([]Result, n)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	nextIdx := 0
+	stop := false
+	for range runtime.GOMAXPROCS(0) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				mu.Lock()
+				i := nextIdx
+				nextIdx++
+				halt := stop
+				mu.Unlock()
+				if i >= n || halt {
+					return
+				}
+				r := Run(Generate(first+uint64(i)), opts)
+				results[i] = r
+				if r.Violation != nil && r.Violation.Known == "" && plant != "" {
+					mu.Lock()
+					stop = true // a plant is caught: no need to go on
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	ran, bad, steps, worst := 0, 0, 0, int64(0)
+	strict := os.Getenv("SIM_STRICT") != ""
+	var firstBad *Result
+	known := map[string]int{}
+	firstKnown := map[string]uint64{}
+	byName := map[string]int{}
+	for i := range results {
+		r := &results[i]
+		if r.Seed == 0 {
+			continue
+		}
+		ran++
+		steps += r.Steps
+		if r.Violation != nil {
+			bad++
+			byName[r.Violation.Name]++
+			if k := r.Violation.Known; k != "" && !strict {
+				if known[k] == 0 {
+					firstKnown[k] = r.Seed
+				}
+				known[k]++
+				continue
+			}
+			if firstBad == nil {
+				firstBad = r
+			}
+		} else {
+			worst = max(worst, r.Converge)
+		}
+	}
+	fmt.Printf("sim: %d schedules, %d violations, %.1fs (%d steps, %d workers, longest convergence after healing %.2fs, bound %ds)\n",
+		ran, bad, elapsed.Seconds(), steps, runtime.GOMAXPROCS(0), float64(worst)/1e9, convergeBound/sec)
+	if len(byName) > 0 {
+		names := make([]string, 0, len(byName))
+		for k := range byName {
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		for _, k := range names {
+			fmt.Printf("sim: violation %s: %d schedules\n", k, byName[k])
+		}
+	}
+	for _, k := range sortedKeys(known) {
+		fmt.Printf("sim: %d of the violations are the known defect %s (docs/SIMULATOR.md \"Defects found\"), first seed %d: make sim SEED=%d SIM_TRACE=1\n", known[k], k, firstKnown[k], firstKnown[k])
+	}
+	if firstBad != nil {
+		sc := Generate(firstBad.Seed)
+		v := firstBad.Violation
+		fmt.Printf("sim: first failing seed %d: %s\n", firstBad.Seed, v)
+		small := Shrink(sc, opts, v.Name)
+		r := Run(small, opts)
+		fmt.Printf("sim: shortest schedule (%d of %d fault events) still fails: %s\n%s", len(small.Faults), len(sc.Faults), r.Violation, small)
+		keep := joinInts(small.indices())
+		if keep == "" {
+			keep = "none"
+		}
+		fmt.Printf("sim: replay: make sim SEED=%d SIM_KEEP=%s%s\n", firstBad.Seed, keep, optArgs(opts))
+		t.Fail()
+	}
+}
+
+func replay(t *testing.T, seed string, opts Options) {
+	s, err := strconv.ParseUint(seed, 10, 64)
+	if err != nil {
+		t.Fatalf("SEED=%s: %v", seed, err)
+	}
+	sc := Generate(s)
+	if k := os.Getenv("SIM_KEEP"); k != "" {
+		var idx []int
+		for _, f := range strings.Split(k, ",") {
+			if f == "" || f == "none" {
+				continue
+			}
+			i, err := strconv.Atoi(f)
+			if err != nil {
+				t.Fatalf("SIM_KEEP=%s: %v", k, err)
+			}
+			idx = append(idx, i)
+		}
+		sc = sc.Keep(idx)
+	}
+	replaySchedule(t, sc, opts)
+}
+
+func replaySchedule(t *testing.T, sc *Schedule, opts Options) {
+	fmt.Print(sc)
+	opts.Trace = os.Getenv("SIM_TRACE") != ""
+	r := Run(sc, opts)
+	for _, l := range r.Trace {
+		fmt.Println(l)
+	}
+	if r.Violation != nil {
+		fmt.Printf("sim: 1 schedules, 1 violations: %s\n", r.Violation)
+		t.Fail()
+		return
+	}
+	fmt.Printf("sim: 1 schedules, 0 violations (converged %.2fs after healing, %d steps, %d acknowledged writes)\n", float64(r.Converge)/1e9, r.Steps, r.Acks)
+}
+
+func envInt(t *testing.T, k string, def int) int {
+	v := os.Getenv(k)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		t.Fatalf("%s=%s: not a count", k, v)
+	}
+	return n
+}
+
+func contains(l []string, s string) bool {
+	for _, x := range l {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func joinInts(l []int) string {
+	var p []string
+	for _, i := range l {
+		p = append(p, strconv.Itoa(i))
+	}
+	return strings.Join(p, ",")
+}
+
+func optArgs(o Options) string {
+	s := ""
+	if o.Plant != "" {
+		s += " SIM_PLANT=" + o.Plant
+	}
+	return s
+}
+
+func sortedKeys(m map[string]int) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
