@@ -212,6 +212,9 @@ func (p *pgIO) Options() pgctl.Options {
 }
 func (p *pgIO) PrepareDirs(context.Context) error   { return nil }
 func (p *pgIO) CheckPortFree(context.Context) error { return nil }
+
+// ForeignPostmaster: the model has no postmaster outside the keeper's control.
+func (p *pgIO) ForeignPostmaster() int { return 0 }
 func (p *pgIO) InspectDataDir(context.Context) (pgctl.DataDirState, error) {
 	if p.pg().hasData {
 		return pgctl.DataDirValid, nil

@@ -61,11 +61,6 @@ type ackRec struct {
 	t    tli
 	lsn  uint64
 	host int
-	// gateWithMembers: acknowledged without a synchronous standby (through
-	// the lease gate, or with the gate off at once) while the acknowledging
-	// node's FSM still named synchronous standbys:
-	// the known defect sync-narrow-empty (docs/SIMULATOR.md).
-	gateWithMembers bool
 }
 
 // Violation is a broken invariant.
@@ -301,25 +296,13 @@ func (s *Sim) promoted(h *Host, term uint64) {
 }
 
 func (s *Sim) noteAck(p *PG, c commitWait) {
-	gw := false
-	if s.cfg.sync && len(p.syncNames) == 0 {
-		for _, id := range p.h.raft.State().SyncStandbys {
-			if id != p.h.nodeID {
-				gw = true
-			}
-		}
-	}
-	s.acks = append(s.acks, ackRec{id: c.id, t: p.t, lsn: c.lsn, host: p.h.id, gateWithMembers: gw})
+	s.acks = append(s.acks, ackRec{id: c.id, t: p.t, lsn: c.lsn, host: p.h.id})
 }
 
 // checkAcks: every acknowledged write is in p's history (synchronous mode).
 func (s *Sim) checkAcks(p *PG, when string) {
 	for _, a := range s.acks {
 		if !p.contains(a.t, a.lsn) {
-			if a.gateWithMembers {
-				s.known = "sync-narrow-empty"
-			}
-			defer func() { s.known = "" }()
 			s.violate("lost-acked-write", "write %d acknowledged by %s at tli %d lsn %d is not in the history of %s (%s, tli %d lsn %d)",
 				a.id, s.hosts[a.host].name, a.t.num, a.lsn, p.h.name, when, p.t.num, p.lsn)
 			return

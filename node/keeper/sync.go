@@ -192,9 +192,24 @@ func (a *Keeper) manageSync(ctx context.Context, term uint64) error {
 		}
 	}
 	switch {
+	case len(remove) > 0 && len(remove) == len(st.SyncStandbys):
+		// The last members go: commit the empty set first, then let
+		// Postgres commit without them (the lease gate alone). Narrowing
+		// Postgres first, as below, would acknowledge commits that no
+		// member holds while the FSM still names one: a primary cut off
+		// before the empty set commits would then lose them to that
+		// member's promotion (the simulator's sync-narrow-empty). Until
+		// the commit, Postgres still waits for the old members: writes
+		// block, none is lost.
+		if err := a.commitSync(ctx, st, me, nil); err != nil {
+			return err
+		}
+		a.syncExclude = nil
+		return a.configure(ctx, action{Kind: actConfigure, Term: term})
 	case len(remove) > 0:
 		// Narrow Postgres first (configure writes S_f minus these and
-		// reloads), then the FSM once Postgres runs with it.
+		// reloads), then the FSM once Postgres runs with it: the members
+		// kept still hold every commit acknowledged from then on.
 		a.syncExclude = map[uint32]bool{}
 		for _, id := range remove {
 			a.syncExclude[id] = true
