@@ -43,6 +43,7 @@ var methodAccess = map[string]access{
 	pb.NodeService_Rejoin_FullMethodName:  accessOperate,
 	pb.NodeService_History_FullMethodName: accessRead,
 	pb.NodeService_Cleanup_FullMethodName: accessOperate,
+	pb.NodeService_Leave_FullMethodName:   accessOperate,
 
 	pb.PeerService_EnsureSlot_FullMethodName: accessPeer,
 	pb.PeerService_Join_FullMethodName:       accessPeer,

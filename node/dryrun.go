@@ -14,6 +14,7 @@ import (
 	"github.com/hasidecar/hasidecar/config"
 	"github.com/hasidecar/hasidecar/fsm"
 	"github.com/hasidecar/hasidecar/internal/clock"
+	"github.com/hasidecar/hasidecar/internal/statelock"
 	"github.com/hasidecar/hasidecar/node/keeper"
 	"github.com/hasidecar/hasidecar/pgctl"
 	pb "github.com/hasidecar/hasidecar/proto/hasidecar/v1"
@@ -71,8 +72,15 @@ func DryRun(ctx context.Context, cfg *config.Config) ([]string, error) {
 	default:
 		out = append(out, "data directory "+cfg.Postgres.DataDir+": empty or missing")
 	}
-	// The decision is the agent's own: plan() for what was observed.
-	p, err := keeper.DryRun(ctx, cfg, pgc, viewState(view), clock.Real{})
+	// The decision is the agent's own: plan() for what was observed. When
+	// an agent runs with this state_dir, the running postmaster is its own,
+	// not a foreign one.
+	var pg keeper.Postgres = pgc
+	if pid := statelock.Holder(cfg.StateDir); pid != 0 {
+		out = append(out, fmt.Sprintf("agent: running (pid %d) with this state_dir; its Postgres is the one running", pid))
+		pg = ownedPostgres{pgc}
+	}
+	p, err := keeper.DryRun(ctx, cfg, pg, viewState(view), clock.Real{})
 	if err != nil {
 		return out, err
 	}
@@ -175,3 +183,9 @@ func askCluster(ctx context.Context, cfg *config.Config) (*pb.ShowResponse, stri
 	}
 	return nil, ""
 }
+
+// ownedPostgres is the data directory's Postgres as the running agent's
+// dry run sees it: the postmaster there is that agent's.
+type ownedPostgres struct{ *pgPostgres }
+
+func (ownedPostgres) ForeignPostmaster() int { return 0 }
