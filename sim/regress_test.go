@@ -53,8 +53,15 @@ func TestDefectSyncNarrowEmpty(t *testing.T) {
 	if r := Run(Named["sync-narrow-empty"], Options{}); r.Violation != nil {
 		t.Errorf("the sync-narrow-empty schedule: %v, want no violation (the fix in manageSync)", r.Violation)
 	}
-	// The random seed that first found it, kept as a regression seed.
-	if r := Run(Generate(3640).Keep([]int{1, 2}), Options{}); r.Violation != nil {
-		t.Errorf("SEED=3640 SIM_KEEP=1,2: %v, want no violation", r.Violation)
+	// The random seeds that found it: emptying the set (3640), and
+	// widening it from empty with the FSM first (9628: a member named
+	// before it held what the primary had acknowledged without it).
+	for _, c := range []struct {
+		seed uint64
+		keep []int
+	}{{3640, []int{1, 2}}, {9628, []int{0, 1, 2}}} {
+		if r := Run(Generate(c.seed).Keep(c.keep), Options{}); r.Violation != nil {
+			t.Errorf("SEED=%d SIM_KEEP=%v: %v, want no violation", c.seed, c.keep, r.Violation)
+		}
 	}
 }

@@ -78,9 +78,15 @@ type Keeper struct {
 	// synchronous_standby_names before the FSM shrinks, in term syncTerm,
 	// which this node began as primary at syncTermAt (reconciler only).
 	syncExclude map[uint32]bool
-	syncTerm    uint64
-	syncTermAt  time.Time
-	rejoinCh    chan rejoinRequest // node rejoin requests, run by the reconciler in Run
+	// syncInclude: standbys Postgres waits for before the FSM names them,
+	// when the committed set is empty (manageSync; reconciler only).
+	syncInclude []uint32
+	// syncIncludeFloor: the primary's flush position when Postgres first
+	// counted one of syncInclude as synchronous (0: not yet).
+	syncIncludeFloor uint64
+	syncTerm         uint64
+	syncTermAt       time.Time
+	rejoinCh         chan rejoinRequest // node rejoin requests, run by the reconciler in Run
 	// healthyAt: when Postgres last answered the status query (Clock
 	// time, unix nanos).
 	healthyAt atomic.Int64

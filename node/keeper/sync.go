@@ -108,7 +108,11 @@ func (a *Keeper) syncSetting(st *pb.ClusterState) string {
 	}
 	primary := me.Role == pb.NodeRole_NODE_ROLE_PRIMARY
 	var names []string
-	for _, id := range st.SyncStandbys {
+	ids := st.SyncStandbys
+	if primary && a.syncTerm == st.Term && len(st.SyncStandbys) == 0 {
+		ids = a.syncInclude // widening from an empty set: Postgres first (manageSync)
+	}
+	for _, id := range ids {
 		if id == me.Id || (primary && a.syncTerm == st.Term && a.syncExclude[id]) {
 			continue
 		}
@@ -165,7 +169,7 @@ func (a *Keeper) manageSync(ctx context.Context, term uint64) error {
 		return nil
 	}
 	if a.syncTerm != term {
-		a.syncTerm, a.syncTermAt, a.syncExclude = term, a.clk.Now(), nil
+		a.syncTerm, a.syncTermAt, a.syncExclude, a.syncInclude, a.syncIncludeFloor = term, a.clk.Now(), nil, nil, 0
 	}
 	if !st.Settings.GetSynchronous() {
 		a.syncExclude = nil
@@ -226,11 +230,62 @@ func (a *Keeper) manageSync(ctx context.Context, term uint64) error {
 			return err
 		}
 		a.syncExclude = nil
+	case len(add) > 0 && len(st.SyncStandbys) == 0:
+		// Widening from an empty set: the new members may lack what was
+		// acknowledged without them, so the FSM names them only once
+		// Postgres waits for them and they hold everything it flushed;
+		// until then the set stays empty (no automatic failover), and
+		// commits wait for them (the simulator found the FSM-first order
+		// losing those writes to a member's promotion).
+		if !slices.Equal(a.syncInclude, add) {
+			a.syncInclude, a.syncIncludeFloor = add, 0
+		}
+		if err := a.configure(ctx, action{Kind: actConfigure, Term: term}); err != nil {
+			return err
+		}
+		ok, err := a.caughtUpSync(ctx, st, add)
+		if err != nil || !ok {
+			return err // not yet: next round
+		}
+		if err := a.commitSync(ctx, st, me, add); err != nil {
+			return err
+		}
+		a.syncInclude, a.syncIncludeFloor = nil, 0
 	case len(add) > 0:
-		// Widen the FSM first; the next configure widens Postgres.
+		// Widen the FSM first; the next configure widens Postgres (the
+		// members already in the set hold every acknowledged commit).
 		return a.commitSync(ctx, st, me, append(slices.Clone(st.SyncStandbys), add...))
 	}
 	return nil
+}
+
+// caughtUpSync: one of ids holds every commit acknowledged so far. The
+// first time Postgres counts one of them as synchronous, every later commit
+// waits for it, and every earlier one is at most the primary's flush
+// position then (syncIncludeFloor); once that member flushed past it, it
+// holds them all. A fixed floor, not the moving flush position, so that it
+// ends under a steady stream of writes.
+func (a *Keeper) caughtUpSync(ctx context.Context, st *pb.ClusterState, ids []uint32) (bool, error) {
+	status, err := a.pg.Status(ctx)
+	if err != nil {
+		return false, err
+	}
+	for _, r := range status.Replication {
+		for _, id := range ids {
+			n := fsm.NodeByID(st, id)
+			if n == nil || r.ApplicationName != n.Name || (r.SyncState != "sync" && r.SyncState != "quorum") {
+				continue
+			}
+			if a.syncIncludeFloor == 0 {
+				a.syncIncludeFloor = status.FlushLSN
+				return false, nil
+			}
+			if r.FlushLSN >= a.syncIncludeFloor {
+				return true, nil
+			}
+		}
+	}
+	return false, nil
 }
 
 // narrowed: Postgres runs with the narrower synchronous_standby_names (the

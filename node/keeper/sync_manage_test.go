@@ -49,7 +49,8 @@ func syncCluster(t *testing.T, members []uint32, nosync bool) (*Keeper, *clock.M
 }
 
 // TestManageSync: the primary's synchronous-set management: widen the FSM
-// first; narrow Postgres first and commit only once the removed member's
+// first, except from an empty set (Postgres first, then the FSM once the
+// standby holds everything acknowledged before); narrow Postgres first and commit only once the removed member's
 // walsender no longer counts and a remaining member flushed everything;
 // keep inherited members during the grace after the term began.
 func TestManageSync(t *testing.T) {
@@ -67,8 +68,15 @@ func TestManageSync(t *testing.T) {
 		nosync  bool
 		rounds  []round
 	}{
-		{name: "widen: a streaming standby joins the FSM first", rounds: []round{
-			{replication: []pgctl.ReplicationRow{streaming("pg2", 1000, "async")}, commit: []uint32{2}, committed: true, names: "-"},
+		{name: "widen from empty: Postgres waits for the standby before the FSM names it", rounds: []round{
+			{replication: []pgctl.ReplicationRow{streaming("pg2", 1000, "async")}, names: `ANY 1 ("pg2")`},
+			// Counted as synchronous: the floor is the flush position now (1000).
+			{replication: []pgctl.ReplicationRow{streaming("pg2", 900, "quorum")}, names: `ANY 1 ("pg2")`},
+			{replication: []pgctl.ReplicationRow{streaming("pg2", 950, "quorum")}, names: `ANY 1 ("pg2")`},
+			{replication: []pgctl.ReplicationRow{streaming("pg2", 1000, "quorum")}, commit: []uint32{2}, committed: true, names: `ANY 1 ("pg2")`},
+		}},
+		{name: "widen a non-empty set: the FSM first", members: []uint32{3}, rounds: []round{
+			{replication: []pgctl.ReplicationRow{streaming("pg2", 1000, "async"), streaming("pg3", 1000, "quorum")}, commit: []uint32{3, 2}, committed: true, names: "-"},
 		}},
 		{name: "grace: an inherited member that does not stream yet stays", members: []uint32{2}, rounds: []round{
 			{advance: 7 * time.Second, names: "-"},
