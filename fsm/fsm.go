@@ -29,20 +29,20 @@ const (
 	// (a crash, a pg_ctl stop behind its back) and the sidecar started it
 	// again in place.
 	EventPostgresRestart = "postgres_restart"
-	EventDataDirSetAside   = "data_dir_set_aside" // moved aside for a re-clone; older copies deleted
-	EventFailover          = "failover"
-	EventSwitchover        = "switchover"
-	EventSwitchoverStart   = "switchover_start"
-	EventFence             = "fence"
-	EventLeaseRelease      = "lease_release"
-	EventClusterPause      = "cluster_pause"
-	EventClusterUnpause    = "cluster_unpause"
-	EventSettings          = "cluster_settings"
-	EventNodeActive        = "node_active"
-	EventNodeInactive      = "node_inactive"
-	EventSyncStandbys      = "sync_standbys"
-	EventDiskFull          = "disk_full" // free space below postgres.disk_full_threshold, or a write failed for lack of space
-	EventDiskOK            = "disk_ok"   // the disk_full condition ended
+	EventDataDirSetAside = "data_dir_set_aside" // moved aside for a re-clone; older copies deleted
+	EventFailover        = "failover"
+	EventSwitchover      = "switchover"
+	EventSwitchoverStart = "switchover_start"
+	EventFence           = "fence"
+	EventLeaseRelease    = "lease_release"
+	EventClusterPause    = "cluster_pause"
+	EventClusterUnpause  = "cluster_unpause"
+	EventSettings        = "cluster_settings"
+	EventNodeActive      = "node_active"
+	EventNodeInactive    = "node_inactive"
+	EventSyncStandbys    = "sync_standbys"
+	EventDiskFull        = "disk_full" // free space below postgres.disk_full_threshold, or a write failed for lack of space
+	EventDiskOK          = "disk_ok"   // the disk_full condition ended
 	// EventStorageFailure: the primary's disk stayed full for
 	// failover_on_storage_failure: it fenced itself and released its lease
 	// (ok), or stayed primary for want of a healthy standby (not ok).
