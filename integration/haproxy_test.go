@@ -2,10 +2,10 @@ package integration
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/csv"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -134,18 +134,11 @@ func startHAProxy(t *testing.T, bin, cfg string) {
 // haproxyStatus is each server's status ("UP", "DOWN", …) per listener, from
 // the statistics page's CSV.
 func haproxyStatus(statsPort int) (map[string]string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/;csv", statsPort), nil)
+	body, err := httpGet(fmt.Sprintf("http://127.0.0.1:%d/;csv", statsPort))
 	if err != nil {
 		return nil, err
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	rows, err := csv.NewReader(resp.Body).ReadAll()
+	rows, err := csv.NewReader(bytes.NewReader(body)).ReadAll()
 	if err != nil {
 		return nil, err
 	}

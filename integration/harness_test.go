@@ -11,7 +11,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,6 +25,7 @@ import (
 
 	"github.com/hasidecar/hasidecar/config"
 	"github.com/hasidecar/hasidecar/internal/lab"
+	"github.com/hasidecar/hasidecar/internal/showdoc"
 	pb "github.com/hasidecar/hasidecar/proto/hasidecar/v1"
 )
 
@@ -232,27 +235,26 @@ func (c *cluster) runCLI(operator bool, args ...string) (string, string, int) {
 	return out.String(), errb.String(), code
 }
 
-// showJSON is the JSON shape of `cluster show --json`, as a user reads it.
-type showJSON struct {
-	Cluster     string `json:"cluster"`
-	Term        uint64 `json:"term"`
-	RaftLeader  string `json:"raft_leader"`
-	Paused      bool   `json:"paused"`
-	Synchronous bool   `json:"synchronous"`
-	Nodes       []struct {
-		ID       uint32  `json:"id"`
-		Name     string  `json:"name"`
-		Kind     string  `json:"kind"`
-		Role     string  `json:"role"`
-		Status   string  `json:"status"`
-		Upstream string  `json:"upstream"`
-		Location string  `json:"location"`
-		Priority int32   `json:"priority"`
-		Timeline *uint32 `json:"timeline"`
-		LagBytes *int64  `json:"lag_bytes"`
-		Conninfo string  `json:"conninfo"`
-		Sync     bool    `json:"sync"`
-	} `json:"nodes"`
+// showJSON is the document of cluster show --json (internal/showdoc).
+type showJSON = showdoc.Doc
+
+// httpGet fetches url within 3 s; a status other than 200 is an error.
+func httpGet(url string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return io.ReadAll(resp.Body)
 }
 
 func (c *cluster) showJSON(name string) (*showJSON, error) {

@@ -2,10 +2,7 @@ package integration
 
 import (
 	"bytes"
-	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"os/exec"
 	"strings"
 	"testing"
@@ -18,22 +15,8 @@ import (
 // scrape fetches a node's /metrics.
 func scrape(t *testing.T, c *cluster, node string) ([]byte, error) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
 	n := c.node(node)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://%s:%d/metrics", n.Host, n.HTTPPort), nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET /metrics on %s: %s", node, resp.Status)
-	}
-	return io.ReadAll(resp.Body)
+	return httpGet(fmt.Sprintf("http://%s:%d/metrics", n.Host, n.HTTPPort))
 }
 
 // metricValue is the value of the one series of name in an exposition.
