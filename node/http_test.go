@@ -11,28 +11,10 @@ import (
 	pb "github.com/hasidecar/hasidecar/proto/hasidecar/v1"
 )
 
-// gauges gathers reg's gauges by name (one series each).
-func gauges(t *testing.T, reg *prometheus.Registry) map[string]float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]float64{}
-	for _, mf := range mfs {
-		for _, m := range mf.GetMetric() {
-			if g := m.GetGauge(); g != nil {
-				out[mf.GetName()] = g.GetValue()
-			}
-		}
-	}
-	return out
-}
-
 func TestMetricsDataDirSpace(t *testing.T) {
 	data := newMetrics(&Node{cfg: &config.Config{Cluster: "c", Name: "n1", Postgres: &config.PostgresConfig{}}})
 	data.observe(&pb.NodeReport{Postgres: &pb.PostgresStatus{FreeBytes: 1000, TotalBytes: 4000, DiskFull: true}}, 0)
-	got := gauges(t, data.reg)
+	got := series(t, data.reg)
 	for name, want := range map[string]float64{"hasidecar_data_dir_free_bytes": 1000, "hasidecar_data_dir_total_bytes": 4000, "hasidecar_disk_full": 1} {
 		if v, ok := got[name]; !ok || v != want {
 			t.Errorf("%s = %v (present %v), want %v", name, v, ok, want)
@@ -40,7 +22,7 @@ func TestMetricsDataDirSpace(t *testing.T) {
 	}
 	witness := newMetrics(&Node{cfg: &config.Config{Cluster: "c", Name: "w"}})
 	witness.observe(&pb.NodeReport{}, 0)
-	if _, ok := gauges(t, witness.reg)["hasidecar_data_dir_free_bytes"]; ok {
+	if _, ok := series(t, witness.reg)["hasidecar_data_dir_free_bytes"]; ok {
 		t.Error("a witness exports hasidecar_data_dir_free_bytes")
 	}
 }
