@@ -41,6 +41,20 @@ func (l *Log) FailWith(f func(cmd *pb.Command) error) {
 	l.fail = f
 }
 
+// TB is the part of testing.TB that MustApply uses.
+type TB interface {
+	Helper()
+	Fatalf(format string, args ...any)
+}
+
+// MustApply applies cmd and fails t when the FSM refuses it (test set-up).
+func (l *Log) MustApply(t TB, cmd *pb.Command) {
+	t.Helper()
+	if r := l.Apply(cmd); r.Err != nil {
+		t.Fatalf("apply %v: %v", cmd, r.Err)
+	}
+}
+
 // Apply applies cmd directly (test set-up; not counted as a proposal).
 func (l *Log) Apply(cmd *pb.Command) fsm.Result {
 	l.mu.Lock()

@@ -22,12 +22,7 @@ func primaryCluster(t *testing.T) (*Keeper, *clock.Manual, *fakelog.Log, *fakePG
 	t.Helper()
 	clk := clock.NewManual(t0)
 	lg := fakelog.New(clk)
-	must := func(cmd *pb.Command) {
-		t.Helper()
-		if r := lg.Apply(cmd); r.Err != nil {
-			t.Fatalf("apply %v: %v", cmd, r.Err)
-		}
-	}
+	must := func(cmd *pb.Command) { lg.MustApply(t, cmd) }
 	must(&pb.Command{Cmd: &pb.Command_InitCluster{InitCluster: &pb.InitCluster{ClusterName: "c1", Settings: &pb.Settings{LeaseMs: 4000}}}})
 	for _, n := range []string{"pg1", "pg2"} {
 		must(&pb.Command{Cmd: &pb.Command_RegisterNode{RegisterNode: &pb.RegisterNode{ClusterName: "c1", Name: n, Kind: pb.NodeKind_NODE_KIND_DATA, Priority: 100}}})

@@ -22,12 +22,7 @@ func syncCluster(t *testing.T, members []uint32, nosync bool) (*Keeper, *clock.M
 	t.Helper()
 	clk := clock.NewManual(t0)
 	lg := fakelog.New(clk)
-	must := func(cmd *pb.Command) {
-		t.Helper()
-		if r := lg.Apply(cmd); r.Err != nil {
-			t.Fatalf("apply %v: %v", cmd, r.Err)
-		}
-	}
+	must := func(cmd *pb.Command) { lg.MustApply(t, cmd) }
 	must(&pb.Command{Cmd: &pb.Command_InitCluster{InitCluster: &pb.InitCluster{ClusterName: "c1", Settings: &pb.Settings{LeaseMs: 4000, Synchronous: true}}}})
 	for _, n := range []string{"pg1", "pg2", "pg3"} {
 		var tags []string

@@ -58,12 +58,7 @@ func standbyAnswer(received uint64, timeline uint32) *pb.LSNResponse {
 func cluster(t *testing.T, clk clock.Clock, settings *pb.Settings) *fakelog.Log {
 	t.Helper()
 	lg := fakelog.New(clk)
-	must := func(cmd *pb.Command) {
-		t.Helper()
-		if r := lg.Apply(cmd); r.Err != nil {
-			t.Fatalf("apply %v: %v", cmd, r.Err)
-		}
-	}
+	must := func(cmd *pb.Command) { lg.MustApply(t, cmd) }
 	if settings == nil {
 		settings = &pb.Settings{}
 	}

@@ -6,6 +6,7 @@ package benchkit
 import (
 	"context"
 	"fmt"
+	"github.com/hasidecar/hasidecar/internal/clock"
 	"os"
 	"os/signal"
 	"sync"
@@ -108,14 +109,5 @@ func Logf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "%s  %s\n", time.Now().Format("15:04:05.000"), fmt.Sprintf(format, args...))
 }
 
-// Sleep waits d or until ctx ends.
-func Sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
+// Sleep waits d or until ctx ends (internal/clock's real clock).
+func Sleep(ctx context.Context, d time.Duration) error { return clock.Real{}.Sleep(ctx, d) }
