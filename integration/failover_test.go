@@ -100,6 +100,22 @@ func (c *cluster) events(via, typ string) []*pb.Event {
 	return out
 }
 
+// awaitEvents waits until via lists an event of typ and returns them,
+// oldest first: a sidecar records what it did (a promotion, say) through
+// the Raft leader a moment after it is visible, later still while Raft
+// elects a new leader.
+func (c *cluster) awaitEvents(via, typ string, timeout time.Duration) []*pb.Event {
+	c.t.Helper()
+	var out []*pb.Event
+	eventually(c.t, timeout, "a "+typ+" event on "+via, func() string {
+		if out = c.events(via, typ); len(out) == 0 {
+			return "none yet"
+		}
+		return ""
+	})
+	return out
+}
+
 // followsOn waits until node streams from upstream on timeline tli.
 func (c *cluster) followsOn(node, upstream string, tli uint32, timeout time.Duration) {
 	c.t.Helper()
@@ -352,7 +368,9 @@ func TestFailoverLeaderKilledMidway(t *testing.T) {
 	if ev := s.events(np, "failover"); len(ev) != 1 {
 		t.Fatalf("%d failover decisions, want exactly 1: %v", len(ev), ev)
 	}
-	if ev := s.events(np, "standby_promote"); len(ev) != 1 {
+	// np is writable before its standby_promote event is committed: the
+	// witness, the Raft leader, died a moment after the decision.
+	if ev := s.awaitEvents(np, "standby_promote", 20*time.Second); len(ev) != 1 {
 		t.Fatalf("%d promotions, want exactly 1: %v", len(ev), ev)
 	}
 	s.assertHas(np, acked)
