@@ -21,23 +21,23 @@ import (
 type pgGuard struct {
 	cmd  *exec.Cmd
 	w    io.WriteCloser
-	pid  int // the postmaster it guards
+	pid  int // the postmaster it guards (0: it waits for the one about to start)
 	last string
 	sent time.Time
 	done chan struct{}
 }
 
-// StartGuard makes sure a guard watches the running postmaster: a guard
-// of another postmaster, or one that exited, is replaced.
+// StartGuard makes sure a guard watches the running postmaster or, when
+// none runs, waits on the data directory for the one about to start (the
+// keeper arms it before a start as primary): a guard of another
+// postmaster, or one that exited, is replaced.
 func (p *pgPostgres) StartGuard() error {
+	p.guardMu.Lock()
+	defer p.guardMu.Unlock()
 	pm := p.ctl.PID()
-	if pm == 0 {
-		p.StopGuard()
-		return errors.New("no postmaster runs")
-	}
 	g := p.guard
-	if g != nil && (g.pid != pm || g.exited()) {
-		p.StopGuard()
+	if g != nil && (g.exited() || (g.pid != 0 && g.pid != pm)) {
+		p.stopGuard()
 		g = nil
 	}
 	if g == nil {
@@ -47,6 +47,9 @@ func (p *pgPostgres) StartGuard() error {
 		}
 		p.guard = g
 	}
+	if g.pid == 0 {
+		g.pid = pm // the waiting guard adopts it by itself, from postmaster.pid
+	}
 	return nil
 }
 
@@ -54,6 +57,8 @@ func (p *pgPostgres) StartGuard() error {
 // lines carry an absolute deadline: sent when it moved, and repeated once
 // a second anyway.
 func (p *pgPostgres) UpdateGuardDeadline(deadline time.Time) error {
+	p.guardMu.Lock()
+	defer p.guardMu.Unlock()
 	g := p.guard
 	if g == nil {
 		return errors.New("no guard runs")
@@ -91,6 +96,9 @@ func (p *pgPostgres) startGuard(pm int) (*pgGuard, error) {
 		return nil, err
 	}
 	args := []string{"pgguard", "--postmaster", strconv.Itoa(pm)}
+	if pm == 0 {
+		args = []string{"pgguard", "--data-dir", p.ctl.Options().DataDir}
+	}
 	if !p.cfg.Postgres.DisableLeaseGate {
 		// The lease gate (pgctl/gate.go): always running, so that a
 		// switch to asynchronous mode finds it connected.
@@ -127,15 +135,21 @@ func (g *pgGuard) exited() bool {
 	}
 }
 
-// stopGuard disarms and closes the guard of a postmaster that is gone (it
+// StopGuard disarms and closes the guard of a postmaster that is gone (it
 // then exits by itself).
 func (p *pgPostgres) StopGuard() {
+	p.guardMu.Lock()
+	defer p.guardMu.Unlock()
+	p.stopGuard()
+}
+
+func (p *pgPostgres) stopGuard() {
 	g := p.guard
 	if g == nil {
 		return
 	}
 	p.guard = nil
-	if !g.exited() && p.ctl.PID() == g.pid {
+	if !g.exited() && g.pid != 0 && p.ctl.PID() == g.pid {
 		_, _ = io.WriteString(g.w, "disarm\n")
 	}
 	_ = g.w.Close()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -20,7 +21,10 @@ type pgPostgres struct {
 	ctl    *pgctl.Controller
 	cfg    *config.Config
 	logger hclog.Logger
-	guard  *pgGuard // the guard process (the keeper's watchdog only)
+	// guard: the guard process (StartGuard, UpdateGuardDeadline and
+	// StopGuard, from the keeper's watchdog and its start and promotion).
+	guardMu sync.Mutex
+	guard   *pgGuard
 }
 
 func newPGPostgres(cfg *config.Config, logger hclog.Logger) (*pgPostgres, error) {

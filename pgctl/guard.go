@@ -28,6 +28,14 @@ import (
 // Postgres process tree. When the pipe closes (the sidecar died) it does the
 // same, and when the postmaster is gone it exits. DESIGN.md, "Lease and
 // fencing", point 3.
+//
+// Before a start as primary the sidecar starts the guard with no pid but
+// the data directory, and arms it, before the postmaster: the guard adopts
+// the postmaster that postmaster.pid then names (a live postgres process
+// whose working directory is that data directory), so no instant exists in
+// which a Postgres that may accept writes has no armed guard — not even
+// when the sidecar freezes right after it started Postgres. A deadline
+// that passes before the postmaster appears kills it as soon as it does.
 
 // MonotonicNow is CLOCK_MONOTONIC in nanoseconds: the same clock in every
 // process on the machine, unlike Go's per-process monotonic readings.
@@ -48,14 +56,15 @@ func GuardLine(armed bool, until time.Duration) string {
 	return "arm " + strconv.FormatInt(MonotonicNow()+until.Nanoseconds(), 10) + "\n"
 }
 
-// RunGuard runs the guard for the postmaster pid, reading commands from in,
-// and reports what it did on logf. With gate set it also runs the lease
-// gate (gate.go) over that connection, acknowledging WAL only while armed
-// and before the deadline. It returns when the postmaster is gone (killed
-// by the guard or not) or ctx ends.
-func RunGuard(ctx context.Context, pid int, in io.Reader, gate *pgconn.Config, logf func(format string, args ...any)) error {
-	if pid <= 0 {
-		return fmt.Errorf("pgguard: no postmaster pid")
+// RunGuard runs the guard for the postmaster pid (0: the one about to start
+// on dataDir), reading commands from in, and reports what it did on logf.
+// With gate set it also runs the lease gate (gate.go) over that
+// connection, acknowledging WAL only while armed and before the deadline.
+// It returns when the postmaster is gone (killed by the guard or not), when
+// the sidecar went away before any postmaster appeared, or when ctx ends.
+func RunGuard(ctx context.Context, pid int, dataDir string, in io.Reader, gate *pgconn.Config, logf func(format string, args ...any)) error {
+	if pid <= 0 && dataDir == "" {
+		return fmt.Errorf("pgguard: neither a postmaster pid nor a data directory to wait on")
 	}
 	var mu sync.Mutex
 	armed, deadline, eof := false, int64(0), false
@@ -105,12 +114,22 @@ func RunGuard(ctx context.Context, pid int, in io.Reader, gate *pgconn.Config, l
 			return ctx.Err()
 		case <-t.C:
 		}
-		if !processAlive(pid) {
-			return nil
-		}
 		mu.Lock()
 		a, d, gone := armed, deadline, eof
 		mu.Unlock()
+		if pid <= 0 {
+			if p, ok := PostmasterOn(dataDir); ok {
+				pid = p
+				logf("pgguard: guarding the postmaster (pid %d) on %s", pid, dataDir)
+			} else if gone {
+				return nil // the sidecar went away and no postmaster started
+			} else {
+				continue
+			}
+		}
+		if !processAlive(pid) {
+			return nil
+		}
 		switch {
 		case gone:
 			logf("pgguard: the sidecar is gone: killing postgres (pid %d)", pid)

@@ -3,6 +3,7 @@ package pgctl
 import (
 	"errors"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -98,7 +99,41 @@ func (c *Controller) ForeignPostmaster() int {
 // postmasterPID reads DataDir/postmaster.pid and reports whether that pid
 // is a live postgres process other than our own child.
 func (c *Controller) postmasterPID() (int, bool) {
-	b, err := os.ReadFile(c.opts.DataDir + "/postmaster.pid")
+	pid, alive := readPostmasterPID(c.opts.DataDir)
+	if ch := c.current(); alive && ch != nil && ch.pid == pid && !ch.exited() {
+		return pid, false
+	}
+	return pid, alive
+}
+
+// PostmasterOn is the pid of the live postmaster running on dataDir, from
+// its postmaster.pid, and whether there is one: a live process named
+// postgres whose working directory (the postmaster chdirs into its data
+// directory) is dataDir, so that a stale file naming a reused pid is not
+// taken for it.
+func PostmasterOn(dataDir string) (int, bool) {
+	pid, alive := readPostmasterPID(dataDir)
+	if !alive {
+		return 0, false
+	}
+	cwd, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/cwd")
+	if err != nil {
+		return 0, false
+	}
+	want, err := filepath.EvalSymlinks(dataDir)
+	if err != nil {
+		want = dataDir
+	}
+	if filepath.Clean(cwd) != filepath.Clean(want) {
+		return 0, false
+	}
+	return pid, true
+}
+
+// readPostmasterPID: the pid in dataDir/postmaster.pid and whether it is a
+// live postgres process.
+func readPostmasterPID(dataDir string) (int, bool) {
+	b, err := os.ReadFile(dataDir + "/postmaster.pid")
 	if err != nil {
 		return 0, false
 	}
@@ -106,9 +141,6 @@ func (c *Controller) postmasterPID() (int, bool) {
 	pid, err := strconv.Atoi(line)
 	if err != nil || pid <= 0 {
 		return 0, false
-	}
-	if ch := c.current(); ch != nil && ch.pid == pid && !ch.exited() {
-		return pid, false
 	}
 	if !processAlive(pid) {
 		return pid, false

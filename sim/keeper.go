@@ -22,6 +22,9 @@ type Guard struct {
 	h        *Host
 	armed    bool
 	deadline int64
+	// piped: the last line the sidecar wrote into the guard's pipe arms it
+	// (the guard reads it when it runs next, even if the sidecar froze).
+	piped bool
 }
 
 func (g *Guard) set(armed bool, dl int64) {
@@ -43,7 +46,7 @@ func (g *Guard) check() {
 		return // planted: nothing stops Postgres
 	}
 	g.s.trace("%s guard kills postgres", g.h.name)
-	g.armed = false
+	g.armed, g.piped = false, false // it exits: a new one is started and armed
 	pg.crash()
 }
 

@@ -55,7 +55,7 @@ type PG struct {
 	wantUpstream                   int
 	slots                          []string // the data directory's replication slots
 	gen                            int      // incremented by every stop or crash
-	guarded                        bool     // the guard was armed since this postmaster started
+	guarded                        bool     // an arm line was written to the guard's pipe since (or before) this postmaster started
 }
 
 func newPG(s *Sim, h *Host) *PG {
@@ -264,7 +264,13 @@ func (p *PG) crash() {
 
 func (p *PG) start(asStandby bool, upstream int) {
 	p.running = true
-	p.guarded = false
+	// A guard armed before the start (the keeper's start as primary) adopts
+	// this postmaster at once, and kills it if its deadline already passed.
+	g := p.h.guard
+	p.guarded = g.piped
+	if g.armed {
+		p.h.clock.AtLocal(p.h.guardProc, max(g.deadline, p.h.clock.Now()), g.check)
+	}
 	p.recovery = asStandby
 	p.standbySignal = asStandby
 	p.upstream = -1

@@ -554,6 +554,10 @@ func (p *pgIO) UpdateGuardDeadline(deadline time.Time) error {
 	g := p.h.guard
 	armed := !deadline.IsZero()
 	dl := deadline.UnixNano()
+	g.piped = armed
+	if pg := p.h.pg; armed && pg.running {
+		pg.guarded = true
+	}
 	if armed == g.armed && (!armed || dl == g.deadline) {
 		return nil
 	}
@@ -563,6 +567,7 @@ func (p *pgIO) UpdateGuardDeadline(deadline time.Time) error {
 
 func (p *pgIO) StopGuard() {
 	g := p.h.guard
+	g.piped = false
 	if g.armed {
 		p.s.w.after(p.h.guardProc, 20_000, func() { g.set(false, 0) })
 	}

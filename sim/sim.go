@@ -68,16 +68,10 @@ type Violation struct {
 	Name   string
 	At     vtime
 	Detail string
-	// Known names the known product defect that explains it ("": none).
-	Known string
 }
 
 func (v *Violation) String() string {
-	k := ""
-	if v.Known != "" {
-		k = " (known defect " + v.Known + ")"
-	}
-	return fmt.Sprintf("violation %s at %.3fs: %s%s", v.Name, float64(v.At)/1e9, v.Detail, k)
+	return fmt.Sprintf("violation %s at %.3fs: %s", v.Name, float64(v.At)/1e9, v.Detail)
 }
 
 // Sim is one schedule's world.
@@ -101,7 +95,6 @@ type Sim struct {
 	log           []string
 	cur           *coro // the coroutine running now, if any
 	overlays      []*overlay
-	known         string                    // set just before violate: the known defect that explains it
 	vdl           map[context.Context]vtime // virtual deadlines of contexts (coro.go)
 	curProc       procID                    // the sidecar process of the running coroutine
 }
@@ -114,7 +107,7 @@ func (s *Sim) trace(f string, a ...any) {
 
 func (s *Sim) violate(name, f string, a ...any) {
 	if s.violation == nil {
-		s.violation = &Violation{Name: name, At: s.w.now, Detail: fmt.Sprintf(f, a...), Known: s.known}
+		s.violation = &Violation{Name: name, At: s.w.now, Detail: fmt.Sprintf(f, a...)}
 		s.trace("VIOLATION %s", s.violation)
 	}
 }
@@ -216,10 +209,11 @@ func (s *Sim) crashSidecar(h *Host) {
 			h.pg.crash()
 		}
 		h.pg.busy = "" // an action of the dead sidecar (pg_rewind, clone) dies with it
+		h.pg.gen++     // and so does a start or promotion it was waiting for
 		s.w.kill(h.pgProc)
 	}
 	s.w.kill(h.guardProc)
-	h.guard.armed = false
+	h.guard.armed, h.guard.piped = false, false
 }
 
 func (s *Sim) restartSidecar(h *Host) {
@@ -313,12 +307,11 @@ func (s *Sim) checkAcks(p *PG, when string) {
 // checkStep runs after every event.
 func (s *Sim) checkStep() {
 	var w []string
-	defer func() { s.known = "" }()
 	for _, h := range s.hosts {
 		if h.pg != nil && h.pg.acceptsWrites() {
 			w = append(w, h.name)
-			if s.cfg.noGate && !h.pg.guarded {
-				s.known = "unguarded-start"
+			if !h.pg.guarded {
+				s.violate("unguarded-writable", "%s accepts writes but its guard was not told a deadline before or since its postmaster started", h.name)
 			}
 		}
 	}

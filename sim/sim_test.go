@@ -2,10 +2,11 @@ package sim
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"runtime"
 	"runtime/debug"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -64,7 +65,7 @@ func TestSim(t *testing.T) {
 				}
 				r := Run(Generate(first+uint64(i)), opts)
 				results[i] = r
-				if r.Violation != nil && r.Violation.Known == "" && plant != "" {
+				if r.Violation != nil && plant != "" {
 					mu.Lock()
 					stop = true // a plant is caught: no need to go on
 					mu.Unlock()
@@ -75,10 +76,7 @@ func TestSim(t *testing.T) {
 	wg.Wait()
 	elapsed := time.Since(start)
 	ran, bad, steps, worst := 0, 0, 0, int64(0)
-	strict := os.Getenv("SIM_STRICT") != ""
 	var firstBad *Result
-	known := map[string]int{}
-	firstKnown := map[string]uint64{}
 	byName := map[string]int{}
 	for i := range results {
 		r := &results[i]
@@ -90,13 +88,6 @@ func TestSim(t *testing.T) {
 		if r.Violation != nil {
 			bad++
 			byName[r.Violation.Name]++
-			if k := r.Violation.Known; k != "" && !strict {
-				if known[k] == 0 {
-					firstKnown[k] = r.Seed
-				}
-				known[k]++
-				continue
-			}
 			if firstBad == nil {
 				firstBad = r
 			}
@@ -106,18 +97,8 @@ func TestSim(t *testing.T) {
 	}
 	fmt.Printf("sim: %d schedules, %d violations, %.1fs (%d steps, %d workers, longest convergence after healing %.2fs, bound %ds)\n",
 		ran, bad, elapsed.Seconds(), steps, runtime.GOMAXPROCS(0), float64(worst)/1e9, convergeBound/sec)
-	if len(byName) > 0 {
-		names := make([]string, 0, len(byName))
-		for k := range byName {
-			names = append(names, k)
-		}
-		sort.Strings(names)
-		for _, k := range names {
-			fmt.Printf("sim: violation %s: %d schedules\n", k, byName[k])
-		}
-	}
-	for _, k := range sortedKeys(known) {
-		fmt.Printf("sim: %d of the violations are the known defect %s (docs/SIMULATOR.md \"Defects found\"), first seed %d: make sim SEED=%d SIM_TRACE=1\n", known[k], k, firstKnown[k], firstKnown[k])
+	for _, k := range slices.Sorted(maps.Keys(byName)) {
+		fmt.Printf("sim: violation %s: %d schedules\n", k, byName[k])
 	}
 	if firstBad != nil {
 		sc := Generate(firstBad.Seed)
@@ -208,13 +189,4 @@ func optArgs(o Options) string {
 		s += " SIM_PLANT=" + o.Plant
 	}
 	return s
-}
-
-func sortedKeys(m map[string]int) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

@@ -16,12 +16,12 @@ import (
 // that may accept writes (see pgctl/guard.go); not for operators.
 func newGuardCmd() *cobra.Command {
 	var (
-		pid          int
-		socket, user string
-		port         int
+		pid                   int
+		dataDir, socket, user string
+		port                  int
 	)
 	cmd := &cobra.Command{
-		Use:    "pgguard --postmaster PID [--gate-socket DIR --gate-port N --gate-user U]",
+		Use:    "pgguard (--postmaster PID | --data-dir DIR) [--gate-socket DIR --gate-port N --gate-user U]",
 		Short:  "Internal: kill Postgres when the sidecar stops renewing its write deadline",
 		Hidden: true,
 		Args:   cobra.NoArgs,
@@ -34,12 +34,13 @@ func newGuardCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return pgctl.RunGuard(cmd.Context(), pid, os.Stdin, gate, func(format string, args ...any) {
+			return pgctl.RunGuard(cmd.Context(), pid, dataDir, os.Stdin, gate, func(format string, args ...any) {
 				fmt.Fprintf(os.Stderr, format+"\n", args...)
 			})
 		},
 	}
 	cmd.Flags().IntVar(&pid, "postmaster", 0, "the postmaster's pid")
+	cmd.Flags().StringVar(&dataDir, "data-dir", "", "without --postmaster: guard the postmaster about to start on this data directory")
 	cmd.Flags().StringVar(&socket, "gate-socket", "", "run the lease gate over the unix socket in this directory")
 	cmd.Flags().IntVar(&port, "gate-port", 5432, "the lease gate's Postgres port")
 	cmd.Flags().StringVar(&user, "gate-user", "postgres", "the lease gate's Postgres user")

@@ -164,6 +164,16 @@ func (a *Keeper) start(ctx context.Context, act action) error {
 		return errors.New("refusing to start a standby without standby.signal")
 	}
 	a.standbyMode.Store(act.AsStandby)
+	if !act.AsStandby {
+		// The guard first, armed with the lease deadline, then the
+		// postmaster: a sidecar frozen right after the start must not
+		// leave a writable Postgres that nothing fences.
+		a.startingPrimary.Store(true)
+		defer a.startingPrimary.Store(false)
+		if err := a.armGuard(); err != nil {
+			return fmt.Errorf("start postgres as primary: %w", err)
+		}
+	}
 	a.crashMu.Lock()
 	crashed := a.crashedAt
 	a.crashedAt = time.Time{}
@@ -220,6 +230,11 @@ func (a *Keeper) promote(ctx context.Context, act action) error {
 	}
 	a.logger.Info("promoting", "node", me.Name, "term", st.Term, "decision_index", st.TermIndex, "synchronous_standby_names", want)
 	a.standbyMode.Store(false) // from here on the watchdog guards it
+	// Armed before pg_promote: writable only with an armed guard.
+	if err := a.armGuard(); err != nil {
+		a.standbyMode.Store(true)
+		return fmt.Errorf("promotion postponed: %w", err)
+	}
 	start := a.clk.Now()
 	if err := a.pg.Promote(ctx); err != nil {
 		a.recordEvent(ctx, fsm.EventStandbyPromote, false, act.Term, fmt.Sprintf("promotion of %q failed: %v", me.Name, err))

@@ -28,10 +28,12 @@ type fakePG struct {
 	guardOn     bool
 	guardArmed  time.Time // the last deadline the guard was told (zero: disarmed)
 	guardStarts int
-	passWrites  int
-	markerTerm  uint64
-	markerLSN   uint64
-	foreign     int // ForeignPostmaster's answer
+	// the guard's deadline when the postmaster was started, when pg_promote ran
+	armedAtStart, armedAtPromote time.Time
+	passWrites                   int
+	markerTerm                   uint64
+	markerLSN                    uint64
+	foreign                      int // ForeignPostmaster's answer
 	// the data directory: its state (default valid), identifier,
 	// standby.signal, pg_controldata state and checkpoint.
 	dir           pgctl.DataDirState
@@ -45,6 +47,7 @@ type fakePG struct {
 	replication []pgctl.ReplicationRow
 	flush       uint64
 	settings    map[string]string
+	loaded      map[string]string // CurrentSetting's answers
 }
 
 func newFakePG() *fakePG { return &fakePG{exited: make(chan struct{})} }
@@ -112,6 +115,7 @@ func (p *fakePG) Start(context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.running, p.exited = true, make(chan struct{})
+	p.armedAtStart = p.guardArmed
 	return nil
 }
 
@@ -129,9 +133,14 @@ func (p *fakePG) Stop(_ context.Context, mode pgctl.StopMode) error {
 // crash makes the postmaster exit as if killed.
 func (p *fakePG) crash() { _ = p.Stop(context.Background(), pgctl.StopImmediate); p.stops = nil }
 
-func (p *fakePG) Kill()                         { p.crash() }
-func (p *fakePG) Reload(context.Context) error  { return nil }
-func (p *fakePG) Promote(context.Context) error { p.inRecovery = false; return nil }
+func (p *fakePG) Kill()                        { p.crash() }
+func (p *fakePG) Reload(context.Context) error { return nil }
+func (p *fakePG) Promote(context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.inRecovery, p.armedAtPromote = false, p.guardArmed
+	return nil
+}
 func (p *fakePG) Checkpoint(context.Context) error {
 	return nil
 }
@@ -149,7 +158,11 @@ func (p *fakePG) Status(context.Context) (*pgctl.Status, error) {
 	return &pgctl.Status{Running: p.running, InRecovery: p.inRecovery, Timeline: 1, SystemIdentifier: 42, CurrentLSN: flush, FlushLSN: flush, Replication: p.replication}, nil
 }
 
-func (p *fakePG) CurrentSetting(context.Context, string) (string, error) { return "", nil }
+func (p *fakePG) CurrentSetting(_ context.Context, name string) (string, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.loaded[name], nil
+}
 func (p *fakePG) EnsureRole(context.Context, string, bool, string) error { return nil }
 func (p *fakePG) ListSlots(context.Context) ([]pgctl.Slot, error)        { return nil, nil }
 func (p *fakePG) EnsureSlot(context.Context, string) (bool, error)       { return false, nil }

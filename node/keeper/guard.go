@@ -1,6 +1,9 @@
 package keeper
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // guardMargin: the guard kills Postgres this long before the lease
 // deadline, so that it has stopped accepting writes by then.
@@ -10,15 +13,26 @@ const guardMargin = 100 * time.Millisecond
 // independent watchdog and lease gate: it kills Postgres when the deadline
 // passes, i.e. when this sidecar is frozen and cannot fence) and tells it
 // the latest deadline ever granted; a standby's guard is disarmed. Called
-// by WatchdogTick.
+// by WatchdogTick. While a start as primary is in flight the guard armed
+// before it (start) is kept.
 func (a *Keeper) guardTick() {
-	if !a.pg.Running() {
+	if !a.pg.Running() && !a.startingPrimary.Load() {
 		a.pg.StopGuard()
 		return
 	}
+	if err := a.armGuard(); err != nil {
+		a.logger.Warn("postgres guard", "error", err)
+	}
+}
+
+// armGuard makes sure a guard runs (beside the postmaster, or waiting for
+// the one about to start) and tells it the deadline: the lease's, less
+// guardMargin, unless Postgres runs (or starts) as a standby. The start
+// as primary and the promotion call it first, so that Postgres never
+// accepts writes before its guard is armed.
+func (a *Keeper) armGuard() error {
 	if err := a.pg.StartGuard(); err != nil {
-		a.logger.Error("start the postgres guard", "error", err)
-		return
+		return fmt.Errorf("start the postgres guard: %w", err)
 	}
 	var deadline time.Time // zero: disarm
 	if !a.standbyMode.Load() {
@@ -31,6 +45,7 @@ func (a *Keeper) guardTick() {
 		deadline = last.Add(-guardMargin)
 	}
 	if err := a.pg.UpdateGuardDeadline(deadline); err != nil {
-		a.logger.Warn("tell the postgres guard", "error", err)
+		return fmt.Errorf("tell the postgres guard its deadline: %w", err)
 	}
+	return nil
 }

@@ -48,6 +48,9 @@ type Keeper struct {
 	// standbyMode: the running postmaster was started in recovery and no
 	// promotion has been asked since; the watchdog never fences it.
 	standbyMode atomic.Bool
+	// startingPrimary: a start as primary is in flight; its guard, armed
+	// before the postmaster, stays although no postmaster runs yet.
+	startingPrimary atomic.Bool
 	// crashedAt: when Postgres last exited without being asked to (zero:
 	// running or stopped on purpose).
 	crashMu   sync.Mutex

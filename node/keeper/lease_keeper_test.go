@@ -236,3 +236,61 @@ func TestGuardFollowsPostgres(t *testing.T) {
 		t.Fatal("the guard still runs after Postgres stopped")
 	}
 }
+
+// TestGuardArmedBeforeWritable: the guard is told the lease deadline before
+// the postmaster starts as primary and before pg_promote, so that a sidecar
+// frozen right after either leaves no writable Postgres without an armed
+// guard (the simulator's unguarded-writable invariant); a standby starts
+// with its guard disarmed.
+func TestGuardArmedBeforeWritable(t *testing.T) {
+	ctx := context.Background()
+	want := t0.Add(3900 * time.Millisecond) // lease 4 s from t0, less guardMargin
+	t.Run("start as primary", func(t *testing.T) {
+		k, _, _, pg := primaryCluster(t)
+		k.RenewLease(ctx)
+		k.SetStopping()
+		pg.crash()
+		k.WatchdogTick(ctx) // Postgres is down: the guard goes
+		if pg.guardOn {
+			t.Fatal("a guard runs with Postgres down")
+		}
+		if err := k.start(ctx, action{Kind: actStart, Term: 1}); err != nil {
+			t.Fatal(err)
+		}
+		if !pg.armedAtStart.Equal(want) {
+			t.Fatalf("guard deadline when the postmaster started: %v, want %v", pg.armedAtStart, want)
+		}
+	})
+	t.Run("start as standby", func(t *testing.T) {
+		k, _, _, pg := primaryCluster(t)
+		k.RenewLease(ctx)
+		k.WatchdogTick(ctx)
+		k.SetStopping()
+		pg.crash()
+		k.WatchdogTick(ctx)
+		pg.standbySignal = true
+		if err := k.start(ctx, action{Kind: actStart, AsStandby: true, Term: 1}); err != nil {
+			t.Fatal(err)
+		}
+		if !pg.armedAtStart.IsZero() {
+			t.Fatalf("a standby's postmaster started with the guard armed until %v", pg.armedAtStart)
+		}
+	})
+	t.Run("promotion", func(t *testing.T) {
+		k, _, _, pg := primaryCluster(t)
+		k.RenewLease(ctx)
+		pg.inRecovery = true
+		pg.loaded = map[string]string{"synchronous_standby_names": k.syncSetting(k.log.State())}
+		k.standbyMode.Store(true)
+		k.WatchdogTick(ctx) // a standby: disarmed
+		if !pg.guardArmed.IsZero() {
+			t.Fatal("a standby's guard is armed")
+		}
+		if err := k.promote(ctx, action{Kind: actPromote, Term: 1}); err != nil {
+			t.Fatal(err)
+		}
+		if !pg.armedAtPromote.Equal(want) {
+			t.Fatalf("guard deadline when pg_promote ran: %v, want %v", pg.armedAtPromote, want)
+		}
+	})
+}
