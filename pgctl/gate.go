@@ -36,20 +36,32 @@ type Gate struct {
 	// was given has not passed on CLOCK_MONOTONIC).
 	OK     func() bool
 	Logger hclog.Logger
-	// Retry is the pause between connection attempts (default 50 ms).
+	// Retry is the longest pause between connection attempts (default
+	// 50 ms); see Run.
 	Retry time.Duration
 }
+
+// gateFirstRetry is the first pause after a stream ends: a promotion ends
+// the cascading stream and every commit of the new primary waits for the
+// gate's new connection, so the first attempts come quickly; they double
+// up to Retry while the server keeps refusing (a long crash recovery).
+const gateFirstRetry = 10 * time.Millisecond
 
 // Run connects, streams and answers until ctx ends, reconnecting after
 // every error (Postgres restarting, a promotion ending a cascading stream).
 func (g *Gate) Run(ctx context.Context) error {
-	retry := g.Retry
-	if retry <= 0 {
-		retry = 50 * time.Millisecond
+	longest := g.Retry
+	if longest <= 0 {
+		longest = 50 * time.Millisecond
 	}
+	retry := min(gateFirstRetry, longest)
 	var lastErr string
 	for {
+		began := time.Now()
 		err := g.stream(ctx)
+		if time.Since(began) > time.Second {
+			retry = min(gateFirstRetry, longest) // it streamed: a new outage
+		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -62,6 +74,7 @@ func (g *Gate) Run(ctx context.Context) error {
 			return ctx.Err()
 		case <-time.After(retry):
 		}
+		retry = min(2*retry, longest)
 	}
 }
 

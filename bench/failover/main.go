@@ -32,6 +32,8 @@ type options struct {
 	jsonPath string
 	keep     bool
 	warmup   time.Duration
+	jitter   bool  // add a random part of the renewal interval to the warm-up
+	seed     int64 // of the jitter
 	timeout  time.Duration
 	settle   time.Duration
 	rate     float64
@@ -59,6 +61,14 @@ func (c labConfig) tune() func(*config.Config) {
 		return nil
 	}
 	return func(cfg *config.Config) { cfg.Timing.Lease = config.Duration(c.Lease) }
+}
+
+// lease is the configuration's timing.lease.
+func (c labConfig) lease() time.Duration {
+	if c.Lease == 0 {
+		return config.DefaultLease.D()
+	}
+	return c.Lease
 }
 
 func (c labConfig) leaseText() string {
@@ -105,6 +115,8 @@ func main() {
 	flag.StringVar(&o.jsonPath, "json", "", "also write the results as JSON to this file")
 	flag.BoolVar(&o.keep, "keep", false, "keep the lab directory of a failed trial for inspection")
 	flag.DurationVar(&o.warmup, "warmup", 3*time.Second, "how long the writer runs before the kill")
+	flag.BoolVar(&o.jitter, "jitter", true, "add to the warm-up a random delay under a third of the lease (the renewal interval), so that the kills fall at random points of the lease's renewal cycle; without it a lab's nearly fixed start-up timing kills at nearly the same point each trial")
+	flag.Int64Var(&o.seed, "seed", 0, "seed of the jitter (0: from the clock; printed)")
 	flag.DurationVar(&o.timeout, "timeout", 60*time.Second, "a trial fails when no INSERT succeeds on another node this long after the kill")
 	flag.DurationVar(&o.settle, "settle", 2*time.Second, "how long to keep writing after the failover before counting promotions")
 	flag.Float64Var(&o.rate, "rate", 0, "INSERTs per second in kill trials (0: as fast as one connection goes)")
@@ -118,6 +130,9 @@ func main() {
 		flag.PrintDefaults()
 	}
 	flag.Parse()
+	if o.seed == 0 {
+		o.seed = time.Now().UnixNano() % 1e9
+	}
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "failover: unexpected arguments %q\n", flag.Args())
 		os.Exit(2)
@@ -177,8 +192,13 @@ func writeJSON(path string, v any) error {
 
 func runTrials(ctx context.Context, o options) error {
 	rep := newReport(o, "kill")
-	fmt.Printf("failover benchmark: %s, %d trial(s) per configuration, %d CPUs; kill = SIGKILL of the primary's sidecar and Postgres\n\n",
+	fmt.Printf("failover benchmark: %s, %d trial(s) per configuration, %d CPUs; kill = SIGKILL of the primary's sidecar and Postgres\n",
 		o.bin, o.trials, runtime.NumCPU())
+	if o.jitter {
+		fmt.Printf("kill after the %s warm-up plus a random delay under lease/3 (-seed %d)\n\n", o.warmup, o.seed)
+	} else {
+		fmt.Printf("kill after the %s warm-up, no jitter\n\n", o.warmup)
+	}
 	byConfig := map[string][]time.Duration{}
 	for _, c := range o.configs {
 		for i := 1; i <= o.trials && ctx.Err() == nil; i++ {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"time"
 
@@ -29,6 +30,8 @@ type trialResult struct {
 	DecisionS float64 `json:"decision_s,omitempty"`
 	PromotedS float64 `json:"promoted_s,omitempty"`
 
+	// JitterS: the random part of the warm-up (-jitter).
+	JitterS float64 `json:"jitter_s,omitempty"`
 	// KillCallS is how long KillHost itself took (t0 is taken before it).
 	KillCallS float64 `json:"kill_call_s"`
 
@@ -96,6 +99,10 @@ func runTrial(ctx context.Context, o options, c labConfig, trial int) (r trialRe
 	}
 	defer env.Close()
 	r.LabStartFailures = env.StartFailures
+	if o.jitter {
+		rng := rand.New(rand.NewPCG(uint64(o.seed), uint64(trial)<<32|uint64(len(c.Name))))
+		r.JitterS = benchkit.Seconds(time.Duration(rng.Int64N(int64(c.lease() / 3))))
+	}
 	if err := measure(ctx, o, env, &r); err != nil {
 		r.OK, r.Error = false, err.Error()
 		if ctx.Err() == nil {
@@ -117,7 +124,7 @@ func measure(ctx context.Context, o options, env *benchkit.Env, r *trialResult) 
 		return err
 	}
 	defer w.Stop()
-	if err := benchkit.Sleep(ctx, o.warmup); err != nil {
+	if err := benchkit.Sleep(ctx, o.warmup+time.Duration(r.JitterS*float64(time.Second))); err != nil {
 		return err
 	}
 	if n, _ := w.Counts(); n == 0 {
