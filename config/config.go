@@ -67,6 +67,11 @@ type Config struct {
 	// has been full this long fences its Postgres and releases its lease,
 	// when a standby could take over.
 	FailoverOnStorageFailure Duration `yaml:"failover_on_storage_failure"`
+	// SlotRetention (cluster-wide; 0: off): a standby whose slot on the
+	// primary has been inactive this long loses it, is marked needs
+	// re-clone and clones afresh when it returns, so that a standby that
+	// stays down cannot fill the primary's pg_wal.
+	SlotRetention Duration `yaml:"slot_retention"`
 
 	// EventCommand runs on every event (like repmgr's event_notification_command).
 	EventCommand        string   `yaml:"event_command"`
@@ -172,6 +177,10 @@ type PostgresConfig struct {
 	// place before the primary releases its lease (0: release at once).
 	RestartTimeout Duration `yaml:"restart_timeout"`
 	WALKeepSize    ByteSize `yaml:"wal_keep_size"`
+	// MaxSlotWALKeepSize is max_slot_wal_keep_size: the most WAL a
+	// replication slot may hold back (0: no cap). A slot past it loses its
+	// WAL; its standby is marked needs re-clone (slot_retention's byte cap).
+	MaxSlotWALKeepSize ByteSize `yaml:"max_slot_wal_keep_size"`
 	// ManualRejoin: a former primary (or a diverged standby) waits for
 	// `hasidecar node rejoin` instead of rewinding itself (repmgr's way).
 	ManualRejoin bool `yaml:"manual_rejoin"`

@@ -64,12 +64,14 @@ func expectedMinimalData(fx *fixture) *Config {
 			RestartTimeout:          sec(10),
 			WALKeepSize:             1 << 30,
 			DiskFullThreshold:       64 << 20,
+			MaxSlotWALKeepSize:      16 << 30,
 		},
 		Timing:               TimingConfig{MonitorInterval: sec(1), Lease: sec(4), DriftMarginPercent: 10},
 		Events:               EventsConfig{MaxCount: 1000, MaxAge: Duration(720 * time.Hour)},
 		Monitoring:           MonitoringConfig{HistoryRetention: DefaultHistoryRetention, HistoryInterval: DefaultHistoryInterval},
 		Failover:             FailoverAutomatic,
 		MaximumLagOnFailover: 16 << 20,
+		SlotRetention:        Duration(30 * time.Minute),
 		EventCommandTimeout:  sec(10),
 		LogLevel:             "info",
 	}
@@ -105,6 +107,7 @@ func expectedMinimalWitness(fx *fixture) *Config {
 		Monitoring:           MonitoringConfig{HistoryRetention: DefaultHistoryRetention, HistoryInterval: DefaultHistoryInterval},
 		Failover:             FailoverAutomatic,
 		MaximumLagOnFailover: 16 << 20,
+		SlotRetention:        Duration(30 * time.Minute),
 		EventCommandTimeout:  sec(10),
 		LogLevel:             "info",
 	}
@@ -184,12 +187,14 @@ func TestParseValid(t *testing.T) {
 			RestartTimeout:          sec(10),
 			WALKeepSize:             1 << 30,
 			DiskFullThreshold:       64 << 20,
+			MaxSlotWALKeepSize:      16 << 30,
 		},
 		Timing:               TimingConfig{MonitorInterval: sec(1), Lease: sec(4), DriftMarginPercent: 10},
 		Events:               EventsConfig{MaxCount: 1000, MaxAge: Duration(720 * time.Hour)},
 		Monitoring:           MonitoringConfig{HistoryRetention: DefaultHistoryRetention, HistoryInterval: DefaultHistoryInterval},
 		Failover:             FailoverAutomatic,
 		MaximumLagOnFailover: 16 << 20,
+		SlotRetention:        Duration(30 * time.Minute),
 		EventCommand:         "/usr/local/bin/notify-hasidecar-event",
 		EventCommandTimeout:  sec(10),
 		LogLevel:             "info",
@@ -372,6 +377,7 @@ failover: automatic
 synchronous: false
 maximum_lag_on_failover: 16MB
 failover_on_storage_failure: 0s
+slot_retention: 30m
 event_command_timeout: 10s
 log_level: info
 log_json: false

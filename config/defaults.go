@@ -35,6 +35,8 @@ const (
 	DefaultRestartTimeout       = Duration(10 * time.Second) // when absent; 0 releases the lease at once
 	DefaultWALKeepSize          = ByteSize(1 << 30)
 	DefaultDiskFullThreshold    = ByteSize(64 << 20)
+	DefaultMaxSlotWALKeepSize   = ByteSize(16 << 30)
+	DefaultSlotRetention        = Duration(30 * time.Minute) // when absent; 0 turns it off
 	DefaultMonitorInterval      = Duration(time.Second)
 	DefaultLease                = Duration(4 * time.Second)
 	DefaultDriftMarginPercent   = 10 // when absent
@@ -134,8 +136,14 @@ func (c *Config) fill(present map[string]bool) {
 		if unset("postgres.disk_full_threshold", p.DiskFullThreshold == 0) {
 			p.DiskFullThreshold = DefaultDiskFullThreshold
 		}
+		if absent("postgres.max_slot_wal_keep_size") {
+			p.MaxSlotWALKeepSize = DefaultMaxSlotWALKeepSize
+		}
 	}
 
+	if absent("slot_retention") {
+		c.SlotRetention = DefaultSlotRetention
+	}
 	setDur("timing.monitor_interval", &c.Timing.MonitorInterval, DefaultMonitorInterval)
 	setDur("timing.lease", &c.Timing.Lease, DefaultLease)
 	if absent("timing.drift_margin_percent") {

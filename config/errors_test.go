@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-const topKeys = "cluster, name, kind, state_dir, location, priority, tags, bootstrap, join, raft, grpc, http, tls, ctl, postgres, timing, events, monitoring, failover, synchronous, maximum_lag_on_failover, failover_on_storage_failure, event_command, event_command_timeout, log_level, log_json"
+const topKeys = "cluster, name, kind, state_dir, location, priority, tags, bootstrap, join, raft, grpc, http, tls, ctl, postgres, timing, events, monitoring, failover, synchronous, maximum_lag_on_failover, failover_on_storage_failure, slot_retention, event_command, event_command_timeout, log_level, log_json"
 
 // tlsRequired is the text for a config with mutual TLS on (the default) and
 // no certificate files; tlsIssue ends the one for mode off on an address

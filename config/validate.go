@@ -194,6 +194,9 @@ func (c *Config) validate(lines map[string]int) []Issue {
 	if c.FailoverOnStorageFailure != 0 {
 		v.durationMsg("failover_on_storage_failure", c.FailoverOnStorageFailure, 5*time.Second, 24*time.Hour, " (or 0s for off)")
 	}
+	if c.SlotRetention != 0 {
+		v.durationMsg("slot_retention", c.SlotRetention, 5*time.Second, 30*24*time.Hour, " (or 0s for off)")
+	}
 	v.duration("event_command_timeout", c.EventCommandTimeout, time.Second, 10*time.Minute)
 	switch c.LogLevel {
 	case "trace", "debug", "info", "warn", "error":

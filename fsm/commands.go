@@ -353,6 +353,9 @@ func (a *applier) setStandby(c *pb.SetStandby) error {
 	if p == nil || p.Id != c.UpstreamId {
 		return errorf(CodeInvalidTransition, "standby %q: upstream node %d is not the primary", n.Name, c.UpstreamId)
 	}
+	if n.NeedsReclone {
+		return errorf(CodeInvalidTransition, "standby %q needs a re-clone (%s): it follows again only after cloning afresh", n.Name, n.NeedsRecloneReason)
+	}
 	typ := c.EventType
 	switch typ {
 	case "":
@@ -378,6 +381,49 @@ func (a *applier) setStandby(c *pb.SetStandby) error {
 		details = fmt.Sprintf("node %q is a standby of %q in term %d", n.Name, p.Name, a.st.Term)
 	}
 	a.event(n.Id, typ, true, details)
+	return nil
+}
+
+// setNeedsReclone marks a standby whose slot the primary drops (proposed
+// by the primary of the term, primary_id) or clears the mark once the node
+// cloned afresh (proposed by the node itself, primary_id 0). A marked node
+// cannot register as a standby (setStandby) until it is cleared.
+func (a *applier) setNeedsReclone(c *pb.SetNeedsReclone) error {
+	n, err := a.node(c.NodeId)
+	if err != nil {
+		return err
+	}
+	if err := a.checkTerm(c.Term, "re-clone mark of "+n.Name); err != nil {
+		return err
+	}
+	if n.Kind != pb.NodeKind_NODE_KIND_DATA {
+		return errorf(CodeInvalidCommand, "node %q is a witness: it has no slot and nothing to clone", n.Name)
+	}
+	if !c.NeedsReclone {
+		if c.PrimaryId != 0 {
+			return errorf(CodeInvalidCommand, "the re-clone mark of %q is cleared by %q itself, after it cloned", n.Name, n.Name)
+		}
+		if !n.NeedsReclone {
+			return nil
+		}
+		n.NeedsReclone, n.NeedsRecloneReason = false, ""
+		a.touch(n)
+		a.event(n.Id, EventRecloned, true, fmt.Sprintf("%q cloned afresh from the primary", n.Name))
+		return nil
+	}
+	p := Primary(a.st)
+	if p == nil || p.Id != c.PrimaryId {
+		return errorf(CodeInvalidTransition, "re-clone mark of %q: node %d is not the primary in term %d", n.Name, c.PrimaryId, a.st.Term)
+	}
+	if n.Id == p.Id {
+		return errorf(CodeInvalidTransition, "node %q is the primary: it cannot need a re-clone", n.Name)
+	}
+	if n.NeedsReclone {
+		return nil
+	}
+	n.NeedsReclone, n.NeedsRecloneReason = true, c.Reason
+	a.touch(n)
+	a.event(n.Id, EventNeedsReclone, true, fmt.Sprintf("%q needs a re-clone: %s; its slot on %q is dropped", n.Name, c.Reason, p.Name))
 	return nil
 }
 

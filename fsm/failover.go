@@ -41,8 +41,8 @@ func LeaseExpired(l *pb.Lease, appliedAt, now time.Time, driftPercent int) bool 
 	return now.After(at)
 }
 
-// Promotable filters the nodes table: data standbys that are active, have a
-// priority above zero and no nofailover tag, in table order. skipped says,
+// Promotable filters the nodes table: data standbys that are active, not
+// marked needs_reclone, have a priority above zero and no nofailover tag, in table order. skipped says,
 // by name, why each other data node was left out (SkippedReasons sorts it).
 func Promotable(st *pb.ClusterState) (cands []*pb.Node, skipped map[string]string) {
 	skipped = map[string]string{}
@@ -55,6 +55,8 @@ func Promotable(st *pb.ClusterState) (cands []*pb.Node, skipped map[string]strin
 			skipped[n.Name] = "not a registered standby"
 		case !n.Active:
 			skipped[n.Name] = "inactive (has not rejoined)"
+		case n.NeedsReclone:
+			skipped[n.Name] = "needs a re-clone (" + n.NeedsRecloneReason + ")"
 		case n.Priority <= 0:
 			skipped[n.Name] = "priority 0"
 		case HasTag(n, "nofailover"):

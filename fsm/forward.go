@@ -43,6 +43,12 @@ func CheckForwarded(st *pb.ClusterState, caller string, cmd *pb.Command) error {
 		return self("RecordEvent", c.RecordEvent.NodeId)
 	case *pb.Command_SetSyncStandbys:
 		return self("SetSyncStandbys", c.SetSyncStandbys.PrimaryId)
+	case *pb.Command_SetNeedsReclone:
+		// The primary marks another node; a node clears its own mark.
+		if c.SetNeedsReclone.NeedsReclone {
+			return self("SetNeedsReclone", c.SetNeedsReclone.PrimaryId)
+		}
+		return self("SetNeedsReclone", c.SetNeedsReclone.NodeId)
 	case *pb.Command_UpdateSwitchover:
 		if st.Switchover == nil {
 			return errorf(CodeInvalidCommand, "UpdateSwitchover from %q: no switchover is running", caller)

@@ -30,6 +30,8 @@ const (
 	// again in place.
 	EventPostgresRestart = "postgres_restart"
 	EventDataDirSetAside = "data_dir_set_aside" // moved aside for a re-clone; older copies deleted
+	EventNeedsReclone    = "needs_reclone"      // the primary dropped a standby's slot (slot_retention, max_slot_wal_keep_size)
+	EventRecloned        = "node_recloned"      // a node marked needs_reclone cloned afresh
 	EventFailover        = "failover"
 	EventSwitchover      = "switchover"
 	EventSwitchoverStart = "switchover_start"
@@ -230,6 +232,8 @@ func (a *applier) dispatch(cmd *pb.Command) (uint32, error) {
 		return 0, a.endSwitchover(c.EndSwitchover)
 	case *pb.Command_SetSyncStandbys:
 		return 0, a.setSyncStandbys(c.SetSyncStandbys)
+	case *pb.Command_SetNeedsReclone:
+		return 0, a.setNeedsReclone(c.SetNeedsReclone)
 	default:
 		return 0, errorf(CodeInvalidCommand, "unknown command %T", cmd.Cmd)
 	}

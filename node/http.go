@@ -46,6 +46,7 @@ type metrics struct {
 	// standbyLag: on the primary, per standby (pg_stat_replication);
 	// replayLag: on a standby, its own lag behind the primary.
 	standbyLagBytes  *prometheus.GaugeVec
+	slotRetained     *prometheus.GaugeVec // on the primary, per slot
 	replayLagBytes   prometheus.Gauge
 	replayLagSeconds prometheus.Gauge
 }
@@ -79,7 +80,8 @@ func newMetrics(n *Node) *metrics {
 		m.standbyLagBytes = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "hasidecar_standby_lag_bytes", Help: "On the primary: how far each standby's replay is behind the primary's current WAL position (pg_stat_replication).", ConstLabels: labels}, []string{"standby"})
 		m.replayLagBytes = prometheus.NewGauge(prometheus.GaugeOpts{Name: "hasidecar_replication_lag_bytes", Help: "On a standby: how far its replay is behind the primary's flush position at the primary's last lease renewal (0 on the primary).", ConstLabels: labels})
 		m.replayLagSeconds = prometheus.NewGauge(prometheus.GaugeOpts{Name: "hasidecar_replication_lag_seconds", Help: "On a standby: now minus the commit time of the last replayed transaction, 0 when caught up (0 on the primary).", ConstLabels: labels})
-		m.reg.MustRegister(m.dataFree, m.dataTotal, m.diskFull, m.standbyLagBytes, m.replayLagBytes, m.replayLagSeconds)
+		m.slotRetained = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "hasidecar_slot_retained_bytes", Help: "On the primary: WAL each replication slot holds back in pg_wal (current WAL position minus the slot's restart_lsn); slot_retention drops a slot that stays inactive, max_slot_wal_keep_size caps it.", ConstLabels: labels}, []string{"slot"})
+		m.reg.MustRegister(m.dataFree, m.dataTotal, m.diskFull, m.standbyLagBytes, m.slotRetained, m.replayLagBytes, m.replayLagSeconds)
 	}
 	return m
 }
@@ -132,6 +134,10 @@ func (m *metrics) observe(r *pb.NodeReport, primaryFlush uint64) {
 		return
 	}
 	m.standbyLagBytes.Reset()
+	m.slotRetained.Reset()
+	for _, sl := range pg.GetSlots() {
+		m.slotRetained.WithLabelValues(sl.Name).Set(float64(max(0, sl.RetainedBytes)))
+	}
 	if !pg.GetRunning() || pg.GetInRecovery() {
 		m.replayLagSeconds.Set(float64(max(0, pg.GetReplayLagMs())) / 1000)
 		if l := primaryFlush; l > 0 && pg.GetReplayLsn() > 0 {

@@ -99,6 +99,7 @@ func (n *Node) initCluster(ctx context.Context) {
 		LeaseMs:              n.cfg.Timing.Lease.D().Milliseconds(),
 		// 0 (off) unless the bootstrapping node's config sets it.
 		StorageFailureFailoverMs: n.cfg.FailoverOnStorageFailure.D().Milliseconds(),
+		SlotRetentionMs:          n.cfg.SlotRetention.D().Milliseconds(),
 	}
 	if n.cfg.Failover == "manual" {
 		s.FailoverMode = pb.FailoverMode_FAILOVER_MODE_MANUAL

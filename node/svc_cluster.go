@@ -214,7 +214,15 @@ func (n *Node) clusterView(silent map[uint32]bool) *pb.ShowResponse {
 //	failed (former primary, term N)      demoted in term N, its sidecar is silent
 //	stopped / failed                Postgres down (failed: the node is inactive)
 //	unreachable (last report 2.1s ago)   its sidecar did not answer
+//	needs re-clone (...), ...       its slot was dropped: it clones afresh when back
 func nodeStatus(row *pb.Node, r *pb.NodeReport, fresh bool, age time.Duration) string {
+	if row.NeedsReclone {
+		return "needs re-clone, " + nodeStatusOf(row, r, fresh, age)
+	}
+	return nodeStatusOf(row, r, fresh, age)
+}
+
+func nodeStatusOf(row *pb.Node, r *pb.NodeReport, fresh bool, age time.Duration) string {
 	formerTerm, former := fsm.FormerPrimary(row)
 	if !fresh {
 		switch {

@@ -34,7 +34,17 @@ type Status struct {
 	Connections     int32 // client backends
 	ArchiveReady    int32 // pg_wal/archive_status/*.ready
 	Replication     []ReplicationRow
+	Slots           []SlotStatus // on a primary only
 	PostmasterStart time.Time
+}
+
+// SlotStatus is a physical replication slot of a primary and the WAL it
+// holds back (pg_current_wal_lsn() - restart_lsn).
+type SlotStatus struct {
+	Name          string
+	Active        bool
+	WalStatus     string
+	RetainedBytes int64
 }
 
 // ReplicationRow is one row of pg_stat_replication (with the slot in use).
@@ -160,6 +170,23 @@ func queryStatus(ctx context.Context, conn *pgx.Conn, st *Status) error {
 		r.FlushLSN, _ = parseLSNOrZero(flush)
 		r.ReplayLSN, _ = parseLSNOrZero(replay)
 		st.Replication = append(st.Replication, r)
+	}
+	if err := rows.Err(); err != nil || st.InRecovery {
+		return err
+	}
+	rows, err = conn.Query(ctx, `SELECT slot_name::text, active, coalesce(wal_status, ''),
+		coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn), 0)::bigint
+		FROM pg_replication_slots WHERE slot_type = 'physical' ORDER BY slot_name`)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var s SlotStatus
+		if err := rows.Scan(&s.Name, &s.Active, &s.WalStatus, &s.RetainedBytes); err != nil {
+			return err
+		}
+		st.Slots = append(st.Slots, s)
 	}
 	return rows.Err()
 }

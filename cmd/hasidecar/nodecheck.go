@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/hasidecar/hasidecar/config"
 	"github.com/hasidecar/hasidecar/fsm"
 	"github.com/hasidecar/hasidecar/internal/pki"
 	"github.com/hasidecar/hasidecar/pgctl"
@@ -26,9 +27,10 @@ const (
 var checkNames = []string{"OK", "WARNING", "CRITICAL", "UNKNOWN"}
 
 type thresholds struct {
-	LagWarnBytes, LagCritBytes int64
-	LagWarnMs, LagCritMs       int64
-	ArchiveWarn, ArchiveCrit   int32
+	LagWarnBytes, LagCritBytes   int64
+	LagWarnMs, LagCritMs         int64
+	ArchiveWarn, ArchiveCrit     int32
+	SlotWarnBytes, SlotCritBytes int64
 	// Now is the time certificate expiry is judged at (zero: the clock).
 	Now time.Time
 }
@@ -108,6 +110,8 @@ func newNodeCheckCmd() *cobra.Command {
 	cmd.Flags().Int64Var(&th.LagCritBytes, "lag-critical-bytes", 256<<20, "replication lag in bytes that makes a CRITICAL")
 	cmd.Flags().Int64Var(&lagWarn, "lag-warning-seconds", 60, "replay lag in seconds that makes a WARNING")
 	cmd.Flags().Int64Var(&lagCrit, "lag-critical-seconds", 300, "replay lag in seconds that makes a CRITICAL")
+	cmd.Flags().Int64Var(&th.SlotWarnBytes, "slot-retained-warning-bytes", 1<<30, "WAL held back in pg_wal by one replication slot that makes a WARNING")
+	cmd.Flags().Int64Var(&th.SlotCritBytes, "slot-retained-critical-bytes", 8<<30, "WAL held back in pg_wal by one replication slot that makes a CRITICAL")
 	cmd.Flags().Int32Var(&th.ArchiveWarn, "archive-ready-warning", 16, "WAL files waiting for archiving that make a WARNING")
 	cmd.Flags().Int32Var(&th.ArchiveCrit, "archive-ready-critical", 128, "WAL files waiting for archiving that make a CRITICAL")
 	return cmd
@@ -247,6 +251,8 @@ func nodeChecks(st *pb.StatusResponse, show *pb.ShowResponse, th thresholds) che
 		} else {
 			add("slots", checkOK, "every connected standby uses its slot")
 		}
+		code, detail := slotRetainedCheck(pg.Slots, th)
+		add("slot_retained", code, "%s", detail)
 	}
 	switch {
 	case pg.ArchiveReady >= th.ArchiveCrit:
@@ -257,6 +263,32 @@ func nodeChecks(st *pb.StatusResponse, show *pb.ShowResponse, th thresholds) che
 		add("archive_ready", checkOK, "%d WAL files waiting to be archived", pg.ArchiveReady)
 	}
 	return finish(rep)
+}
+
+// slotRetainedCheck: the slot holding back the most WAL on the primary,
+// against the thresholds (slot_retention drops a slot that stays inactive;
+// max_slot_wal_keep_size caps one in Postgres).
+func slotRetainedCheck(slots []*pb.SlotStatus, th thresholds) (int, string) {
+	var worst *pb.SlotStatus
+	for _, s := range slots {
+		if worst == nil || s.RetainedBytes > worst.RetainedBytes {
+			worst = s
+		}
+	}
+	if worst == nil {
+		return checkOK, "no replication slot"
+	}
+	state := "active"
+	if !worst.Active {
+		state = "inactive"
+	}
+	switch {
+	case worst.RetainedBytes >= th.SlotCritBytes:
+		return checkCritical, fmt.Sprintf("slot %s (%s) holds back %s of WAL (critical: %s)", worst.Name, state, config.ByteSize(worst.RetainedBytes), config.ByteSize(th.SlotCritBytes))
+	case worst.RetainedBytes >= th.SlotWarnBytes:
+		return checkWarning, fmt.Sprintf("slot %s (%s) holds back %s of WAL (warning: %s)", worst.Name, state, config.ByteSize(worst.RetainedBytes), config.ByteSize(th.SlotWarnBytes))
+	}
+	return checkOK, fmt.Sprintf("the most WAL a slot holds back: %s (%s, %s)", config.ByteSize(worst.RetainedBytes), worst.Name, state)
 }
 
 // defaultDiskFullThreshold is postgres.disk_full_threshold's default, for a

@@ -15,6 +15,7 @@ var defaultThresholds = thresholds{
 	LagWarnBytes: 16 << 20, LagCritBytes: 256 << 20,
 	LagWarnMs: 60_000, LagCritMs: 300_000,
 	ArchiveWarn: 16, ArchiveCrit: 128,
+	SlotWarnBytes: 1 << 30, SlotCritBytes: 8 << 30,
 }
 
 func fxStreaming(names ...string) []*pb.ReplicationRow {
@@ -99,7 +100,14 @@ func nodeCheckCases() []checkCase {
 		return func() checkReport { return nodeChecks(fxStatus("node1", fxPrimaryRole, pg), show, th) }
 	}
 	standbyOK := []string{"role=OK", "lag_bytes=OK", "lag_seconds=OK", "upstream=OK", "timeline=OK", "archive_ready=OK"}
-	primaryOK := []string{"role=OK", "downstream=OK", "slots=OK", "archive_ready=OK"}
+	primaryOK := []string{"role=OK", "downstream=OK", "slots=OK", "slot_retained=OK", "archive_ready=OK"}
+	slots := func(retained ...int64) func(*pb.PostgresStatus) {
+		return func(p *pb.PostgresStatus) {
+			for i, b := range retained {
+				p.Slots = append(p.Slots, &pb.SlotStatus{Name: fmt.Sprintf("hasidecar_node%d", i+2), Active: i == 0, RetainedBytes: b})
+			}
+		}
+	}
 	// with replaces the named checks' statuses in base.
 	with := func(base []string, replace ...string) []string {
 		out := slices.Clone(base)
@@ -186,6 +194,12 @@ func nodeCheckCases() []checkCase {
 			return nodeChecks(st, fxCluster(0), th)
 		}, wantStatus: "OK", wantCode: 0, wantChecks: []string{"role=OK"}},
 
+		{name: "slot_retained_below_warning", rep: primary(fxPG(fxPrimaryPG(2, fxStreaming("node2", "node3")...), slots(1<<20, 1<<30-1)), fxCluster(0)),
+			wantStatus: "OK", wantCode: 0, wantChecks: primaryOK},
+		{name: "slot_retained_at_warning", rep: primary(fxPG(fxPrimaryPG(2, fxStreaming("node2", "node3")...), slots(1<<20, 1<<30)), fxCluster(0)),
+			wantStatus: "WARNING", wantCode: 1, wantChecks: with(primaryOK, "slot_retained=WARNING")},
+		{name: "slot_retained_over_critical", rep: primary(fxPG(fxPrimaryPG(2, fxStreaming("node2", "node3")...), slots(9<<30, 1<<20)), fxCluster(0)),
+			wantStatus: "CRITICAL", wantCode: 2, wantChecks: with(primaryOK, "slot_retained=CRITICAL")},
 		{name: "archive_ready_below_warning", rep: primary(fxPG(fxPrimaryPG(2, fxStreaming("node2", "node3")...), func(p *pb.PostgresStatus) { p.ArchiveReady = 15 }), fxCluster(0)),
 			wantStatus: "OK", wantCode: 0, wantChecks: primaryOK},
 		{name: "archive_ready_at_warning", rep: primary(fxPG(fxPrimaryPG(2, fxStreaming("node2", "node3")...), func(p *pb.PostgresStatus) { p.ArchiveReady = 16 }), fxCluster(0)),

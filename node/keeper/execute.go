@@ -56,6 +56,20 @@ func (a *Keeper) execute(ctx context.Context, act action) error {
 		return nil
 	case actPrimaryDuties:
 		return a.primaryDuties(ctx, act.Term)
+	case actSetAside:
+		if a.pg.Running() {
+			return errors.New("postgres is still running")
+		}
+		me := a.self()
+		return a.setDataDirAside(ctx, act.Term, fmt.Sprintf("%q needs a re-clone (%s)", a.cfg.Name, me.GetNeedsRecloneReason()))
+	case actClearReclone:
+		me := a.self()
+		_, err := a.log.Propose(ctx, &pb.Command{Cmd: &pb.Command_SetNeedsReclone{SetNeedsReclone: &pb.SetNeedsReclone{
+			Term: act.Term, NodeId: me.GetId(), NeedsReclone: false}}}, 0)
+		if err != nil {
+			return fmt.Errorf("clear the re-clone mark: %w", err)
+		}
+		return nil
 	case actSwitchoverStop:
 		return a.switchoverStop(ctx, act.Term)
 	case actReportShutdown:
@@ -93,6 +107,10 @@ func (a *Keeper) managedSettings() map[string]string {
 		s[k] = v
 	}
 	s["wal_keep_size"] = fmt.Sprintf("%dkB", uint64(pc.WALKeepSize)/1024)
+	s["max_slot_wal_keep_size"] = "-1" // 0: no cap
+	if pc.MaxSlotWALKeepSize > 0 {
+		s["max_slot_wal_keep_size"] = fmt.Sprintf("%dMB", max(uint64(pc.MaxSlotWALKeepSize)>>20, 1))
+	}
 	s["cluster_name"] = a.cfg.Name
 	s["synchronous_standby_names"] = a.syncSetting(a.log.State())
 	return s
@@ -309,10 +327,13 @@ func (a *Keeper) primaryDuties(ctx context.Context, term uint64) error {
 		return err
 	}
 	st := a.log.State()
-	want := map[string]bool{}
+	// keep: every data node's slot; create: those of nodes not marked
+	// needs_reclone (a marked node asks for its slot when it clones).
+	keep, create := map[string]bool{}, map[string]bool{}
 	for _, n := range st.Nodes {
 		if n.Kind == pb.NodeKind_NODE_KIND_DATA && n.Name != a.cfg.Name && n.SlotName != "" {
-			want[n.SlotName] = true
+			keep[n.SlotName] = true
+			create[n.SlotName] = !n.NeedsReclone
 		}
 	}
 	slots, err := a.pg.ListSlots(ctx)
@@ -321,17 +342,22 @@ func (a *Keeper) primaryDuties(ctx context.Context, term uint64) error {
 	}
 	have := map[string]bool{}
 	for _, s := range slots {
-		have[s.Name] = true
-		if strings.HasPrefix(s.Name, "hasidecar_") && !want[s.Name] {
+		if strings.HasPrefix(s.Name, "hasidecar_") && !keep[s.Name] {
 			if _, err := a.pg.DropSlot(ctx, s.Name); err != nil {
 				return fmt.Errorf("drop slot %s of a removed node: %w", s.Name, err)
 			}
 			a.logger.Info("dropped the slot of a removed node", "slot", s.Name)
+			continue
 		}
+		dropped, err := a.retainSlot(ctx, st, term, s)
+		if err != nil {
+			return err
+		}
+		have[s.Name] = !dropped
 	}
 	// In name order: the slots are created the same way on every run.
-	for _, name := range slices.Sorted(maps.Keys(want)) {
-		if !have[name] {
+	for _, name := range slices.Sorted(maps.Keys(create)) {
+		if create[name] && !have[name] {
 			if _, err := a.pg.EnsureSlot(ctx, name); err != nil {
 				return fmt.Errorf("create slot %s: %w", name, err)
 			}
@@ -339,6 +365,61 @@ func (a *Keeper) primaryDuties(ctx context.Context, term uint64) error {
 		}
 	}
 	return a.manageSync(ctx, term)
+}
+
+// retainSlot applies slot_retention to one standby's slot: a slot whose WAL
+// Postgres invalidated (past max_slot_wal_keep_size), or that has been
+// inactive longer than the cluster's slot_retention (its standby is down),
+// is dropped, after its node was marked needs_reclone (an event records
+// it): that node clones afresh when it returns, and the primary's pg_wal
+// stops growing for it. The inactivity is timed on this primary's clock
+// from when it first saw the slot inactive (a new primary starts afresh).
+func (a *Keeper) retainSlot(ctx context.Context, st *pb.ClusterState, term uint64, s pgctl.Slot) (dropped bool, err error) {
+	var n *pb.Node
+	for _, x := range st.Nodes {
+		if x.SlotName == s.Name {
+			n = x
+		}
+	}
+	if n == nil {
+		return false, nil
+	}
+	if a.slotIdle == nil {
+		a.slotIdle = map[string]time.Time{}
+	}
+	now := a.clk.Now()
+	if s.Active {
+		delete(a.slotIdle, s.Name)
+		return false, nil
+	}
+	since, ok := a.slotIdle[s.Name]
+	if !ok {
+		since, a.slotIdle[s.Name] = now, now
+	}
+	retention := time.Duration(st.Settings.GetSlotRetentionMs()) * time.Millisecond
+	var reason string
+	switch {
+	case s.WalStatus == "lost":
+		reason = fmt.Sprintf("its slot lost the WAL it needs (more than max_slot_wal_keep_size %s)", a.cfg.Postgres.MaxSlotWALKeepSize)
+	case retention > 0 && now.Sub(since) >= retention:
+		reason = fmt.Sprintf("its slot was inactive for %s, past slot_retention %s", now.Sub(since).Round(time.Second), retention)
+	default:
+		return false, nil
+	}
+	if !n.NeedsReclone {
+		me := a.self()
+		_, err := a.log.Propose(ctx, &pb.Command{Cmd: &pb.Command_SetNeedsReclone{SetNeedsReclone: &pb.SetNeedsReclone{
+			Term: term, PrimaryId: me.GetId(), NodeId: n.Id, NeedsReclone: true, Reason: reason}}}, 0)
+		if err != nil {
+			return false, fmt.Errorf("mark %s as needing a re-clone: %w", n.Name, err)
+		}
+	}
+	if _, err := a.pg.DropSlot(ctx, s.Name); err != nil {
+		return false, fmt.Errorf("drop slot %s of %s: %w", s.Name, n.Name, err)
+	}
+	delete(a.slotIdle, s.Name)
+	a.logger.Warn("dropped a standby's slot: it needs a re-clone", "node", n.Name, "slot", s.Name, "reason", reason)
+	return true, nil
 }
 
 // EnsureReplicationRole creates (or updates) the replication role once per
@@ -390,6 +471,9 @@ func (a *Keeper) clone(ctx context.Context, act action) error {
 		return fmt.Errorf("clone from %s: %w", p.Name, err)
 	}
 	a.logger.Info("clone finished", "primary", p.Name, "took", a.clk.Now().Sub(start).Round(time.Millisecond))
+	if me.GetNeedsReclone() {
+		a.recloned.Store(true)
+	}
 	return nil
 }
 

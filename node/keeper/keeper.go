@@ -48,6 +48,12 @@ type Keeper struct {
 	// standbyMode: the running postmaster was started in recovery and no
 	// promotion has been asked since; the watchdog never fences it.
 	standbyMode atomic.Bool
+	// recloned: this process cloned afresh while the node was marked
+	// needs_reclone (the mark is cleared next; not cloned again).
+	recloned atomic.Bool
+	// slotIdle: on the primary, since when each standby's slot has been
+	// seen inactive (slot_retention; the reconciler only).
+	slotIdle map[string]time.Time
 	// startingPrimary: a start as primary is in flight; its guard, armed
 	// before the postmaster, stays although no postmaster runs yet.
 	startingPrimary atomic.Bool
@@ -360,6 +366,12 @@ func (a *Keeper) desired(ctx context.Context) desired {
 	st := a.log.State()
 	d := desired{ClusterSysID: st.SystemIdentifier, Term: st.Term, Me: fsm.NodeByName(st, a.cfg.Name), Primary: fsm.Primary(st),
 		ManualRejoin: a.cfg.Postgres.ManualRejoin, DiskFull: a.observed().GetDiskFull()}
+	if d.Me != nil {
+		if !d.Me.NeedsReclone {
+			a.recloned.Store(false) // a later mark asks for a new clone
+		}
+		d.Recloned = a.recloned.Load()
+	}
 	if d.Me != nil && d.Primary != nil && d.Primary.Id == d.Me.Id {
 		d.LeaseValid = a.leaseValid()
 		if st.Lease.GetHolderId() == d.Me.Id {
@@ -485,6 +497,9 @@ func StatusToProto(s *pgctl.Status, port int) *pb.PostgresStatus {
 			ApplicationName: r.ApplicationName, ClientAddr: r.ClientAddr, State: r.State, SentLsn: r.SentLSN,
 			WriteLsn: r.WriteLSN, FlushLsn: r.FlushLSN, ReplayLsn: r.ReplayLSN, SyncState: r.SyncState, SlotName: r.SlotName,
 		})
+	}
+	for _, sl := range s.Slots {
+		out.Slots = append(out.Slots, &pb.SlotStatus{Name: sl.Name, Active: sl.Active, WalStatus: sl.WalStatus, RetainedBytes: sl.RetainedBytes})
 	}
 	return out
 }

@@ -64,6 +64,9 @@ type desired struct {
 	// DiskFull: the local disk is full (disk.go): a former primary waits
 	// for space before pg_rewind writes into its data directory.
 	DiskFull bool
+	// Recloned: this node cloned afresh since it was marked needs_reclone
+	// (Me.NeedsReclone): it clears the mark instead of cloning again.
+	Recloned bool
 }
 
 type actionKind int
@@ -82,17 +85,19 @@ const (
 	actPrimaryDuties                     // slots, replication role
 	actSwitchoverStop                    // checkpoint, clean stop for a switchover
 	actReportShutdown                    // propose UpdateSwitchover with the shutdown checkpoint LSN
+	actSetAside                          // move the data directory aside for a re-clone
+	actClearReclone                      // propose SetNeedsReclone(false) after the re-clone
 )
 
 func (k actionKind) String() string {
-	return [...]string{"claim-primary", "initdb", "clone", "rewind", "configure", "start", "stop", "promote", "record-sysid", "register-standby", "primary-duties", "switchover-stop", "report-shutdown"}[k]
+	return [...]string{"claim-primary", "initdb", "clone", "rewind", "configure", "start", "stop", "promote", "record-sysid", "register-standby", "primary-duties", "switchover-stop", "report-shutdown", "set-aside", "clear-reclone"}[k]
 }
 
 // changesState: after this action the local Postgres is in another state,
 // so the reconciler plans again at once.
 func (k actionKind) changesState() bool {
 	switch k {
-	case actClaimPrimary, actInitDB, actClone, actRewind, actStart, actStop, actPromote, actSwitchoverStop, actReportShutdown:
+	case actClaimPrimary, actInitDB, actClone, actRewind, actStart, actStop, actPromote, actSwitchoverStop, actReportShutdown, actSetAside:
 		return true
 	}
 	return false
@@ -208,6 +213,15 @@ func planStandby(d desired, o observed) ([]action, string) {
 	if o.Running && !o.InRecovery {
 		return []action{{Kind: actStop, Term: t}}, fmt.Sprintf("fencing: Postgres is writable but %q is the primary in term %d", p.Name, t)
 	}
+	if d.Me.NeedsReclone && !d.Recloned && o.Dir != dirMissing {
+		// The primary dropped this node's slot (down past slot_retention,
+		// or its WAL lost): the history it needs is gone; clone afresh.
+		var acts []action
+		if o.Running {
+			acts = append(acts, action{Kind: actStop, Term: t})
+		}
+		return append(acts, action{Kind: actSetAside, Term: t}), fmt.Sprintf("needs a re-clone (%s): setting the data directory aside", d.Me.NeedsRecloneReason)
+	}
 	start := []action{
 		{Kind: actConfigure, Term: t, AsStandby: true, Upstream: p},
 		{Kind: actStart, Term: t, AsStandby: true, Upstream: p},
@@ -236,6 +250,11 @@ func planStandby(d desired, o observed) ([]action, string) {
 	}
 	acts := []action{{Kind: actConfigure, Term: t, AsStandby: true, Upstream: p}}
 	me := d.Me
+	if me.NeedsReclone {
+		// Re-cloned (above: a marked node with a data directory that is
+		// not fresh sets it aside first): clear the mark, then register.
+		acts = append(acts, action{Kind: actClearReclone, Term: t})
+	}
 	if me.Role != pb.NodeRole_NODE_ROLE_STANDBY || me.UpstreamId != p.Id || !me.Active {
 		ev := fsm.EventStandbyFollow
 		switch {

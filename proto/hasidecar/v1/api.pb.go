@@ -57,8 +57,11 @@ type PostgresStatus struct {
 	DiskFull               bool   `protobuf:"varint,34,opt,name=disk_full,json=diskFull,proto3" json:"disk_full,omitempty"`
 	DiskFullReason         string `protobuf:"bytes,35,opt,name=disk_full_reason,json=diskFullReason,proto3" json:"disk_full_reason,omitempty"`
 	DiskFullThresholdBytes uint64 `protobuf:"varint,36,opt,name=disk_full_threshold_bytes,json=diskFullThresholdBytes,proto3" json:"disk_full_threshold_bytes,omitempty"`
-	unknownFields          protoimpl.UnknownFields
-	sizeCache              protoimpl.SizeCache
+	// On a primary: its physical replication slots, with the WAL each holds
+	// back in pg_wal.
+	Slots         []*SlotStatus `protobuf:"bytes,37,rep,name=slots,proto3" json:"slots,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PostgresStatus) Reset() {
@@ -259,6 +262,81 @@ func (x *PostgresStatus) GetDiskFullThresholdBytes() uint64 {
 	return 0
 }
 
+func (x *PostgresStatus) GetSlots() []*SlotStatus {
+	if x != nil {
+		return x.Slots
+	}
+	return nil
+}
+
+type SlotStatus struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Active        bool                   `protobuf:"varint,2,opt,name=active,proto3" json:"active,omitempty"`
+	WalStatus     string                 `protobuf:"bytes,3,opt,name=wal_status,json=walStatus,proto3" json:"wal_status,omitempty"`              // reserved | extended | unreserved | lost
+	RetainedBytes int64                  `protobuf:"varint,4,opt,name=retained_bytes,json=retainedBytes,proto3" json:"retained_bytes,omitempty"` // pg_current_wal_lsn() - restart_lsn
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SlotStatus) Reset() {
+	*x = SlotStatus{}
+	mi := &file_hasidecar_v1_api_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SlotStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SlotStatus) ProtoMessage() {}
+
+func (x *SlotStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_hasidecar_v1_api_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SlotStatus.ProtoReflect.Descriptor instead.
+func (*SlotStatus) Descriptor() ([]byte, []int) {
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *SlotStatus) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SlotStatus) GetActive() bool {
+	if x != nil {
+		return x.Active
+	}
+	return false
+}
+
+func (x *SlotStatus) GetWalStatus() string {
+	if x != nil {
+		return x.WalStatus
+	}
+	return ""
+}
+
+func (x *SlotStatus) GetRetainedBytes() int64 {
+	if x != nil {
+		return x.RetainedBytes
+	}
+	return 0
+}
+
 type ReplicationRow struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	ApplicationName string                 `protobuf:"bytes,1,opt,name=application_name,json=applicationName,proto3" json:"application_name,omitempty"`
@@ -276,7 +354,7 @@ type ReplicationRow struct {
 
 func (x *ReplicationRow) Reset() {
 	*x = ReplicationRow{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[1]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -288,7 +366,7 @@ func (x *ReplicationRow) String() string {
 func (*ReplicationRow) ProtoMessage() {}
 
 func (x *ReplicationRow) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[1]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -301,7 +379,7 @@ func (x *ReplicationRow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicationRow.ProtoReflect.Descriptor instead.
 func (*ReplicationRow) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{1}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ReplicationRow) GetApplicationName() string {
@@ -384,7 +462,7 @@ type NodeReport struct {
 
 func (x *NodeReport) Reset() {
 	*x = NodeReport{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[2]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -396,7 +474,7 @@ func (x *NodeReport) String() string {
 func (*NodeReport) ProtoMessage() {}
 
 func (x *NodeReport) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[2]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -409,7 +487,7 @@ func (x *NodeReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeReport.ProtoReflect.Descriptor instead.
 func (*NodeReport) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{2}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *NodeReport) GetNodeId() uint32 {
@@ -473,7 +551,7 @@ type PeerReachability struct {
 
 func (x *PeerReachability) Reset() {
 	*x = PeerReachability{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[3]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -485,7 +563,7 @@ func (x *PeerReachability) String() string {
 func (*PeerReachability) ProtoMessage() {}
 
 func (x *PeerReachability) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[3]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -498,7 +576,7 @@ func (x *PeerReachability) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerReachability.ProtoReflect.Descriptor instead.
 func (*PeerReachability) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{3}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *PeerReachability) GetNodeId() uint32 {
@@ -537,7 +615,7 @@ type ShowRequest struct {
 
 func (x *ShowRequest) Reset() {
 	*x = ShowRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[4]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -549,7 +627,7 @@ func (x *ShowRequest) String() string {
 func (*ShowRequest) ProtoMessage() {}
 
 func (x *ShowRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[4]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -562,7 +640,7 @@ func (x *ShowRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShowRequest.ProtoReflect.Descriptor instead.
 func (*ShowRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{4}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{5}
 }
 
 type NodeView struct {
@@ -593,7 +671,7 @@ type NodeView struct {
 
 func (x *NodeView) Reset() {
 	*x = NodeView{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[5]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -605,7 +683,7 @@ func (x *NodeView) String() string {
 func (*NodeView) ProtoMessage() {}
 
 func (x *NodeView) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[5]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -618,7 +696,7 @@ func (x *NodeView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeView.ProtoReflect.Descriptor instead.
 func (*NodeView) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{5}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *NodeView) GetId() uint32 {
@@ -781,7 +859,7 @@ type ShowResponse struct {
 
 func (x *ShowResponse) Reset() {
 	*x = ShowResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[6]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -793,7 +871,7 @@ func (x *ShowResponse) String() string {
 func (*ShowResponse) ProtoMessage() {}
 
 func (x *ShowResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[6]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -806,7 +884,7 @@ func (x *ShowResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShowResponse.ProtoReflect.Descriptor instead.
 func (*ShowResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{6}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ShowResponse) GetCluster() string {
@@ -905,7 +983,7 @@ type EventsRequest struct {
 
 func (x *EventsRequest) Reset() {
 	*x = EventsRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[7]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -917,7 +995,7 @@ func (x *EventsRequest) String() string {
 func (*EventsRequest) ProtoMessage() {}
 
 func (x *EventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[7]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -930,7 +1008,7 @@ func (x *EventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsRequest.ProtoReflect.Descriptor instead.
 func (*EventsRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{7}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *EventsRequest) GetEventType() string {
@@ -970,7 +1048,7 @@ type EventsResponse struct {
 
 func (x *EventsResponse) Reset() {
 	*x = EventsResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[8]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -982,7 +1060,7 @@ func (x *EventsResponse) String() string {
 func (*EventsResponse) ProtoMessage() {}
 
 func (x *EventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[8]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -995,7 +1073,7 @@ func (x *EventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsResponse.ProtoReflect.Descriptor instead.
 func (*EventsResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{8}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *EventsResponse) GetEvents() []*Event {
@@ -1014,7 +1092,7 @@ type SetPausedRequest struct {
 
 func (x *SetPausedRequest) Reset() {
 	*x = SetPausedRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[9]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1026,7 +1104,7 @@ func (x *SetPausedRequest) String() string {
 func (*SetPausedRequest) ProtoMessage() {}
 
 func (x *SetPausedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[9]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1039,7 +1117,7 @@ func (x *SetPausedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPausedRequest.ProtoReflect.Descriptor instead.
 func (*SetPausedRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{9}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SetPausedRequest) GetPaused() bool {
@@ -1057,7 +1135,7 @@ type SetPausedResponse struct {
 
 func (x *SetPausedResponse) Reset() {
 	*x = SetPausedResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[10]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1069,7 +1147,7 @@ func (x *SetPausedResponse) String() string {
 func (*SetPausedResponse) ProtoMessage() {}
 
 func (x *SetPausedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[10]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1082,7 +1160,7 @@ func (x *SetPausedResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPausedResponse.ProtoReflect.Descriptor instead.
 func (*SetPausedResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{10}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{11}
 }
 
 type FailoverRequest struct {
@@ -1095,7 +1173,7 @@ type FailoverRequest struct {
 
 func (x *FailoverRequest) Reset() {
 	*x = FailoverRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[11]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1107,7 +1185,7 @@ func (x *FailoverRequest) String() string {
 func (*FailoverRequest) ProtoMessage() {}
 
 func (x *FailoverRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[11]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1120,7 +1198,7 @@ func (x *FailoverRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailoverRequest.ProtoReflect.Descriptor instead.
 func (*FailoverRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{11}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *FailoverRequest) GetTo() string {
@@ -1147,7 +1225,7 @@ type FailoverResponse struct {
 
 func (x *FailoverResponse) Reset() {
 	*x = FailoverResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[12]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1159,7 +1237,7 @@ func (x *FailoverResponse) String() string {
 func (*FailoverResponse) ProtoMessage() {}
 
 func (x *FailoverResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[12]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1172,7 +1250,7 @@ func (x *FailoverResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailoverResponse.ProtoReflect.Descriptor instead.
 func (*FailoverResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{12}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *FailoverResponse) GetChecks() []string {
@@ -1200,7 +1278,7 @@ type SwitchoverRequest struct {
 
 func (x *SwitchoverRequest) Reset() {
 	*x = SwitchoverRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[13]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1212,7 +1290,7 @@ func (x *SwitchoverRequest) String() string {
 func (*SwitchoverRequest) ProtoMessage() {}
 
 func (x *SwitchoverRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[13]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1225,7 +1303,7 @@ func (x *SwitchoverRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SwitchoverRequest.ProtoReflect.Descriptor instead.
 func (*SwitchoverRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{13}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SwitchoverRequest) GetTo() string {
@@ -1261,7 +1339,7 @@ type SwitchoverResponse struct {
 
 func (x *SwitchoverResponse) Reset() {
 	*x = SwitchoverResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[14]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1273,7 +1351,7 @@ func (x *SwitchoverResponse) String() string {
 func (*SwitchoverResponse) ProtoMessage() {}
 
 func (x *SwitchoverResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[14]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1286,7 +1364,7 @@ func (x *SwitchoverResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SwitchoverResponse.ProtoReflect.Descriptor instead.
 func (*SwitchoverResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{14}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SwitchoverResponse) GetChecks() []string {
@@ -1325,7 +1403,7 @@ type MatrixRequest struct {
 
 func (x *MatrixRequest) Reset() {
 	*x = MatrixRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[15]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1337,7 +1415,7 @@ func (x *MatrixRequest) String() string {
 func (*MatrixRequest) ProtoMessage() {}
 
 func (x *MatrixRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[15]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1350,7 +1428,7 @@ func (x *MatrixRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MatrixRequest.ProtoReflect.Descriptor instead.
 func (*MatrixRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{15}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{16}
 }
 
 type MatrixResponse struct {
@@ -1363,7 +1441,7 @@ type MatrixResponse struct {
 
 func (x *MatrixResponse) Reset() {
 	*x = MatrixResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[16]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1375,7 +1453,7 @@ func (x *MatrixResponse) String() string {
 func (*MatrixResponse) ProtoMessage() {}
 
 func (x *MatrixResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[16]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1388,7 +1466,7 @@ func (x *MatrixResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MatrixResponse.ProtoReflect.Descriptor instead.
 func (*MatrixResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{16}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *MatrixResponse) GetReports() []*NodeReport {
@@ -1417,7 +1495,7 @@ type HistoryRequest struct {
 
 func (x *HistoryRequest) Reset() {
 	*x = HistoryRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[17]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1429,7 +1507,7 @@ func (x *HistoryRequest) String() string {
 func (*HistoryRequest) ProtoMessage() {}
 
 func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[17]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1442,7 +1520,7 @@ func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryRequest.ProtoReflect.Descriptor instead.
 func (*HistoryRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{17}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *HistoryRequest) GetSinceUnixMs() int64 {
@@ -1468,7 +1546,7 @@ type HistoryResponse struct {
 
 func (x *HistoryResponse) Reset() {
 	*x = HistoryResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[18]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1480,7 +1558,7 @@ func (x *HistoryResponse) String() string {
 func (*HistoryResponse) ProtoMessage() {}
 
 func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[18]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1493,7 +1571,7 @@ func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryResponse.ProtoReflect.Descriptor instead.
 func (*HistoryResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{18}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *HistoryResponse) GetSamples() []*NodeReport {
@@ -1513,7 +1591,7 @@ type CleanupRequest struct {
 
 func (x *CleanupRequest) Reset() {
 	*x = CleanupRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[19]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1525,7 +1603,7 @@ func (x *CleanupRequest) String() string {
 func (*CleanupRequest) ProtoMessage() {}
 
 func (x *CleanupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[19]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1538,7 +1616,7 @@ func (x *CleanupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CleanupRequest.ProtoReflect.Descriptor instead.
 func (*CleanupRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{19}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CleanupRequest) GetKeepMs() int64 {
@@ -1557,7 +1635,7 @@ type CleanupResponse struct {
 
 func (x *CleanupResponse) Reset() {
 	*x = CleanupResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[20]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1569,7 +1647,7 @@ func (x *CleanupResponse) String() string {
 func (*CleanupResponse) ProtoMessage() {}
 
 func (x *CleanupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[20]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1582,7 +1660,7 @@ func (x *CleanupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CleanupResponse.ProtoReflect.Descriptor instead.
 func (*CleanupResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{20}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CleanupResponse) GetRemoved() int64 {
@@ -1600,7 +1678,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[21]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1612,7 +1690,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[21]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1625,7 +1703,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{21}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{22}
 }
 
 type StatusResponse struct {
@@ -1656,7 +1734,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[22]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1668,7 +1746,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[22]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1681,7 +1759,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{22}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *StatusResponse) GetNodeId() uint32 {
@@ -1816,7 +1894,7 @@ type LeaveRequest struct {
 
 func (x *LeaveRequest) Reset() {
 	*x = LeaveRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[23]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1828,7 +1906,7 @@ func (x *LeaveRequest) String() string {
 func (*LeaveRequest) ProtoMessage() {}
 
 func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[23]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1841,7 +1919,7 @@ func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveRequest.ProtoReflect.Descriptor instead.
 func (*LeaveRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{23}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *LeaveRequest) GetReason() string {
@@ -1860,7 +1938,7 @@ type LeaveResponse struct {
 
 func (x *LeaveResponse) Reset() {
 	*x = LeaveResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[24]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1872,7 +1950,7 @@ func (x *LeaveResponse) String() string {
 func (*LeaveResponse) ProtoMessage() {}
 
 func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[24]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1885,7 +1963,7 @@ func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveResponse.ProtoReflect.Descriptor instead.
 func (*LeaveResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{24}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *LeaveResponse) GetDataDir() string {
@@ -1906,7 +1984,7 @@ type RejoinRequest struct {
 
 func (x *RejoinRequest) Reset() {
 	*x = RejoinRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[25]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1918,7 +1996,7 @@ func (x *RejoinRequest) String() string {
 func (*RejoinRequest) ProtoMessage() {}
 
 func (x *RejoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[25]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1931,7 +2009,7 @@ func (x *RejoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RejoinRequest.ProtoReflect.Descriptor instead.
 func (*RejoinRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{25}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RejoinRequest) GetForceRewind() bool {
@@ -1964,7 +2042,7 @@ type RejoinResponse struct {
 
 func (x *RejoinResponse) Reset() {
 	*x = RejoinResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[26]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1976,7 +2054,7 @@ func (x *RejoinResponse) String() string {
 func (*RejoinResponse) ProtoMessage() {}
 
 func (x *RejoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[26]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1989,7 +2067,7 @@ func (x *RejoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RejoinResponse.ProtoReflect.Descriptor instead.
 func (*RejoinResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{26}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RejoinResponse) GetSteps() []string {
@@ -2018,7 +2096,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[27]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2030,7 +2108,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[27]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2043,7 +2121,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{27}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *JoinRequest) GetClusterName() string {
@@ -2134,7 +2212,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[28]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2146,7 +2224,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[28]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2159,7 +2237,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{28}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *JoinResponse) GetNodeId() uint32 {
@@ -2193,7 +2271,7 @@ type RemoveNodeRequest struct {
 
 func (x *RemoveNodeRequest) Reset() {
 	*x = RemoveNodeRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[29]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2205,7 +2283,7 @@ func (x *RemoveNodeRequest) String() string {
 func (*RemoveNodeRequest) ProtoMessage() {}
 
 func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[29]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2218,7 +2296,7 @@ func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
 func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{29}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RemoveNodeRequest) GetNodeId() uint32 {
@@ -2244,7 +2322,7 @@ type RemoveNodeResponse struct {
 
 func (x *RemoveNodeResponse) Reset() {
 	*x = RemoveNodeResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[30]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2256,7 +2334,7 @@ func (x *RemoveNodeResponse) String() string {
 func (*RemoveNodeResponse) ProtoMessage() {}
 
 func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[30]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2269,7 +2347,7 @@ func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
 func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{30}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RemoveNodeResponse) GetNodeId() uint32 {
@@ -2289,7 +2367,7 @@ type ApplyRequest struct {
 
 func (x *ApplyRequest) Reset() {
 	*x = ApplyRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[31]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2301,7 +2379,7 @@ func (x *ApplyRequest) String() string {
 func (*ApplyRequest) ProtoMessage() {}
 
 func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[31]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2314,7 +2392,7 @@ func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyRequest.ProtoReflect.Descriptor instead.
 func (*ApplyRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{31}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ApplyRequest) GetCommand() []byte {
@@ -2334,7 +2412,7 @@ type ApplyResponse struct {
 
 func (x *ApplyResponse) Reset() {
 	*x = ApplyResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[32]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2346,7 +2424,7 @@ func (x *ApplyResponse) String() string {
 func (*ApplyResponse) ProtoMessage() {}
 
 func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[32]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2359,7 +2437,7 @@ func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyResponse.ProtoReflect.Descriptor instead.
 func (*ApplyResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{32}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ApplyResponse) GetIndex() uint64 {
@@ -2385,7 +2463,7 @@ type ReportRequest struct {
 
 func (x *ReportRequest) Reset() {
 	*x = ReportRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[33]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2397,7 +2475,7 @@ func (x *ReportRequest) String() string {
 func (*ReportRequest) ProtoMessage() {}
 
 func (x *ReportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[33]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2410,7 +2488,7 @@ func (x *ReportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportRequest.ProtoReflect.Descriptor instead.
 func (*ReportRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{33}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ReportRequest) GetReport() *NodeReport {
@@ -2428,7 +2506,7 @@ type ReportResponse struct {
 
 func (x *ReportResponse) Reset() {
 	*x = ReportResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[34]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2440,7 +2518,7 @@ func (x *ReportResponse) String() string {
 func (*ReportResponse) ProtoMessage() {}
 
 func (x *ReportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[34]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2453,7 +2531,7 @@ func (x *ReportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportResponse.ProtoReflect.Descriptor instead.
 func (*ReportResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{34}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{35}
 }
 
 // The leader asks a standby for its freshest LSNs before choosing a candidate.
@@ -2466,7 +2544,7 @@ type LSNRequest struct {
 
 func (x *LSNRequest) Reset() {
 	*x = LSNRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[35]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2478,7 +2556,7 @@ func (x *LSNRequest) String() string {
 func (*LSNRequest) ProtoMessage() {}
 
 func (x *LSNRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[35]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2491,7 +2569,7 @@ func (x *LSNRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LSNRequest.ProtoReflect.Descriptor instead.
 func (*LSNRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{35}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *LSNRequest) GetTerm() uint64 {
@@ -2515,7 +2593,7 @@ type LSNResponse struct {
 
 func (x *LSNResponse) Reset() {
 	*x = LSNResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[36]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2527,7 +2605,7 @@ func (x *LSNResponse) String() string {
 func (*LSNResponse) ProtoMessage() {}
 
 func (x *LSNResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[36]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2540,7 +2618,7 @@ func (x *LSNResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LSNResponse.ProtoReflect.Descriptor instead.
 func (*LSNResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{36}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *LSNResponse) GetNodeId() uint32 {
@@ -2594,7 +2672,7 @@ type PingRequest struct {
 
 func (x *PingRequest) Reset() {
 	*x = PingRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[37]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2606,7 +2684,7 @@ func (x *PingRequest) String() string {
 func (*PingRequest) ProtoMessage() {}
 
 func (x *PingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[37]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2619,7 +2697,7 @@ func (x *PingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PingRequest.ProtoReflect.Descriptor instead.
 func (*PingRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{37}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *PingRequest) GetFrom() string {
@@ -2639,7 +2717,7 @@ type SampleRequest struct {
 
 func (x *SampleRequest) Reset() {
 	*x = SampleRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[38]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2651,7 +2729,7 @@ func (x *SampleRequest) String() string {
 func (*SampleRequest) ProtoMessage() {}
 
 func (x *SampleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[38]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2664,7 +2742,7 @@ func (x *SampleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SampleRequest.ProtoReflect.Descriptor instead.
 func (*SampleRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{38}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{39}
 }
 
 type SampleResponse struct {
@@ -2676,7 +2754,7 @@ type SampleResponse struct {
 
 func (x *SampleResponse) Reset() {
 	*x = SampleResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[39]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2688,7 +2766,7 @@ func (x *SampleResponse) String() string {
 func (*SampleResponse) ProtoMessage() {}
 
 func (x *SampleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[39]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2701,7 +2779,7 @@ func (x *SampleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SampleResponse.ProtoReflect.Descriptor instead.
 func (*SampleResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{39}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *SampleResponse) GetReport() *NodeReport {
@@ -2722,7 +2800,7 @@ type PingResponse struct {
 
 func (x *PingResponse) Reset() {
 	*x = PingResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[40]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2734,7 +2812,7 @@ func (x *PingResponse) String() string {
 func (*PingResponse) ProtoMessage() {}
 
 func (x *PingResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[40]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2747,7 +2825,7 @@ func (x *PingResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PingResponse.ProtoReflect.Descriptor instead.
 func (*PingResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{40}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *PingResponse) GetNodeId() uint32 {
@@ -2783,7 +2861,7 @@ type EnsureSlotRequest struct {
 
 func (x *EnsureSlotRequest) Reset() {
 	*x = EnsureSlotRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[41]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2795,7 +2873,7 @@ func (x *EnsureSlotRequest) String() string {
 func (*EnsureSlotRequest) ProtoMessage() {}
 
 func (x *EnsureSlotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[41]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2808,7 +2886,7 @@ func (x *EnsureSlotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnsureSlotRequest.ProtoReflect.Descriptor instead.
 func (*EnsureSlotRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{41}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *EnsureSlotRequest) GetSlotName() string {
@@ -2834,7 +2912,7 @@ type EnsureSlotResponse struct {
 
 func (x *EnsureSlotResponse) Reset() {
 	*x = EnsureSlotResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[42]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2846,7 +2924,7 @@ func (x *EnsureSlotResponse) String() string {
 func (*EnsureSlotResponse) ProtoMessage() {}
 
 func (x *EnsureSlotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[42]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2859,7 +2937,7 @@ func (x *EnsureSlotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnsureSlotResponse.ProtoReflect.Descriptor instead.
 func (*EnsureSlotResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{42}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *EnsureSlotResponse) GetCreated() bool {
@@ -2873,7 +2951,7 @@ var File_hasidecar_v1_api_proto protoreflect.FileDescriptor
 
 const file_hasidecar_v1_api_proto_rawDesc = "" +
 	"\n" +
-	"\x16hasidecar/v1/api.proto\x12\fhasidecar.v1\x1a\x16hasidecar/v1/fsm.proto\"\x8d\a\n" +
+	"\x16hasidecar/v1/api.proto\x12\fhasidecar.v1\x1a\x16hasidecar/v1/fsm.proto\"\xbd\a\n" +
 	"\x0ePostgresStatus\x12\x18\n" +
 	"\arunning\x18\x01 \x01(\bR\arunning\x12\x1f\n" +
 	"\vin_recovery\x18\x02 \x01(\bR\n" +
@@ -2905,7 +2983,15 @@ const file_hasidecar_v1_api_proto_rawDesc = "" +
 	"\x0fwal_total_bytes\x18! \x01(\x04R\rwalTotalBytes\x12\x1b\n" +
 	"\tdisk_full\x18\" \x01(\bR\bdiskFull\x12(\n" +
 	"\x10disk_full_reason\x18# \x01(\tR\x0ediskFullReason\x129\n" +
-	"\x19disk_full_threshold_bytes\x18$ \x01(\x04R\x16diskFullThresholdBytes\"\xa2\x02\n" +
+	"\x19disk_full_threshold_bytes\x18$ \x01(\x04R\x16diskFullThresholdBytes\x12.\n" +
+	"\x05slots\x18% \x03(\v2\x18.hasidecar.v1.SlotStatusR\x05slots\"~\n" +
+	"\n" +
+	"SlotStatus\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06active\x18\x02 \x01(\bR\x06active\x12\x1d\n" +
+	"\n" +
+	"wal_status\x18\x03 \x01(\tR\twalStatus\x12%\n" +
+	"\x0eretained_bytes\x18\x04 \x01(\x03R\rretainedBytes\"\xa2\x02\n" +
 	"\x0eReplicationRow\x12)\n" +
 	"\x10application_name\x18\x01 \x01(\tR\x0fapplicationName\x12\x1f\n" +
 	"\vclient_addr\x18\x02 \x01(\tR\n" +
@@ -3146,126 +3232,128 @@ func file_hasidecar_v1_api_proto_rawDescGZIP() []byte {
 	return file_hasidecar_v1_api_proto_rawDescData
 }
 
-var file_hasidecar_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
+var file_hasidecar_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
 var file_hasidecar_v1_api_proto_goTypes = []any{
 	(*PostgresStatus)(nil),     // 0: hasidecar.v1.PostgresStatus
-	(*ReplicationRow)(nil),     // 1: hasidecar.v1.ReplicationRow
-	(*NodeReport)(nil),         // 2: hasidecar.v1.NodeReport
-	(*PeerReachability)(nil),   // 3: hasidecar.v1.PeerReachability
-	(*ShowRequest)(nil),        // 4: hasidecar.v1.ShowRequest
-	(*NodeView)(nil),           // 5: hasidecar.v1.NodeView
-	(*ShowResponse)(nil),       // 6: hasidecar.v1.ShowResponse
-	(*EventsRequest)(nil),      // 7: hasidecar.v1.EventsRequest
-	(*EventsResponse)(nil),     // 8: hasidecar.v1.EventsResponse
-	(*SetPausedRequest)(nil),   // 9: hasidecar.v1.SetPausedRequest
-	(*SetPausedResponse)(nil),  // 10: hasidecar.v1.SetPausedResponse
-	(*FailoverRequest)(nil),    // 11: hasidecar.v1.FailoverRequest
-	(*FailoverResponse)(nil),   // 12: hasidecar.v1.FailoverResponse
-	(*SwitchoverRequest)(nil),  // 13: hasidecar.v1.SwitchoverRequest
-	(*SwitchoverResponse)(nil), // 14: hasidecar.v1.SwitchoverResponse
-	(*MatrixRequest)(nil),      // 15: hasidecar.v1.MatrixRequest
-	(*MatrixResponse)(nil),     // 16: hasidecar.v1.MatrixResponse
-	(*HistoryRequest)(nil),     // 17: hasidecar.v1.HistoryRequest
-	(*HistoryResponse)(nil),    // 18: hasidecar.v1.HistoryResponse
-	(*CleanupRequest)(nil),     // 19: hasidecar.v1.CleanupRequest
-	(*CleanupResponse)(nil),    // 20: hasidecar.v1.CleanupResponse
-	(*StatusRequest)(nil),      // 21: hasidecar.v1.StatusRequest
-	(*StatusResponse)(nil),     // 22: hasidecar.v1.StatusResponse
-	(*LeaveRequest)(nil),       // 23: hasidecar.v1.LeaveRequest
-	(*LeaveResponse)(nil),      // 24: hasidecar.v1.LeaveResponse
-	(*RejoinRequest)(nil),      // 25: hasidecar.v1.RejoinRequest
-	(*RejoinResponse)(nil),     // 26: hasidecar.v1.RejoinResponse
-	(*JoinRequest)(nil),        // 27: hasidecar.v1.JoinRequest
-	(*JoinResponse)(nil),       // 28: hasidecar.v1.JoinResponse
-	(*RemoveNodeRequest)(nil),  // 29: hasidecar.v1.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil), // 30: hasidecar.v1.RemoveNodeResponse
-	(*ApplyRequest)(nil),       // 31: hasidecar.v1.ApplyRequest
-	(*ApplyResponse)(nil),      // 32: hasidecar.v1.ApplyResponse
-	(*ReportRequest)(nil),      // 33: hasidecar.v1.ReportRequest
-	(*ReportResponse)(nil),     // 34: hasidecar.v1.ReportResponse
-	(*LSNRequest)(nil),         // 35: hasidecar.v1.LSNRequest
-	(*LSNResponse)(nil),        // 36: hasidecar.v1.LSNResponse
-	(*PingRequest)(nil),        // 37: hasidecar.v1.PingRequest
-	(*SampleRequest)(nil),      // 38: hasidecar.v1.SampleRequest
-	(*SampleResponse)(nil),     // 39: hasidecar.v1.SampleResponse
-	(*PingResponse)(nil),       // 40: hasidecar.v1.PingResponse
-	(*EnsureSlotRequest)(nil),  // 41: hasidecar.v1.EnsureSlotRequest
-	(*EnsureSlotResponse)(nil), // 42: hasidecar.v1.EnsureSlotResponse
-	(NodeKind)(0),              // 43: hasidecar.v1.NodeKind
-	(NodeRole)(0),              // 44: hasidecar.v1.NodeRole
-	(FailoverMode)(0),          // 45: hasidecar.v1.FailoverMode
-	(*Lease)(nil),              // 46: hasidecar.v1.Lease
-	(*Switchover)(nil),         // 47: hasidecar.v1.Switchover
-	(*Event)(nil),              // 48: hasidecar.v1.Event
-	(*Node)(nil),               // 49: hasidecar.v1.Node
+	(*SlotStatus)(nil),         // 1: hasidecar.v1.SlotStatus
+	(*ReplicationRow)(nil),     // 2: hasidecar.v1.ReplicationRow
+	(*NodeReport)(nil),         // 3: hasidecar.v1.NodeReport
+	(*PeerReachability)(nil),   // 4: hasidecar.v1.PeerReachability
+	(*ShowRequest)(nil),        // 5: hasidecar.v1.ShowRequest
+	(*NodeView)(nil),           // 6: hasidecar.v1.NodeView
+	(*ShowResponse)(nil),       // 7: hasidecar.v1.ShowResponse
+	(*EventsRequest)(nil),      // 8: hasidecar.v1.EventsRequest
+	(*EventsResponse)(nil),     // 9: hasidecar.v1.EventsResponse
+	(*SetPausedRequest)(nil),   // 10: hasidecar.v1.SetPausedRequest
+	(*SetPausedResponse)(nil),  // 11: hasidecar.v1.SetPausedResponse
+	(*FailoverRequest)(nil),    // 12: hasidecar.v1.FailoverRequest
+	(*FailoverResponse)(nil),   // 13: hasidecar.v1.FailoverResponse
+	(*SwitchoverRequest)(nil),  // 14: hasidecar.v1.SwitchoverRequest
+	(*SwitchoverResponse)(nil), // 15: hasidecar.v1.SwitchoverResponse
+	(*MatrixRequest)(nil),      // 16: hasidecar.v1.MatrixRequest
+	(*MatrixResponse)(nil),     // 17: hasidecar.v1.MatrixResponse
+	(*HistoryRequest)(nil),     // 18: hasidecar.v1.HistoryRequest
+	(*HistoryResponse)(nil),    // 19: hasidecar.v1.HistoryResponse
+	(*CleanupRequest)(nil),     // 20: hasidecar.v1.CleanupRequest
+	(*CleanupResponse)(nil),    // 21: hasidecar.v1.CleanupResponse
+	(*StatusRequest)(nil),      // 22: hasidecar.v1.StatusRequest
+	(*StatusResponse)(nil),     // 23: hasidecar.v1.StatusResponse
+	(*LeaveRequest)(nil),       // 24: hasidecar.v1.LeaveRequest
+	(*LeaveResponse)(nil),      // 25: hasidecar.v1.LeaveResponse
+	(*RejoinRequest)(nil),      // 26: hasidecar.v1.RejoinRequest
+	(*RejoinResponse)(nil),     // 27: hasidecar.v1.RejoinResponse
+	(*JoinRequest)(nil),        // 28: hasidecar.v1.JoinRequest
+	(*JoinResponse)(nil),       // 29: hasidecar.v1.JoinResponse
+	(*RemoveNodeRequest)(nil),  // 30: hasidecar.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil), // 31: hasidecar.v1.RemoveNodeResponse
+	(*ApplyRequest)(nil),       // 32: hasidecar.v1.ApplyRequest
+	(*ApplyResponse)(nil),      // 33: hasidecar.v1.ApplyResponse
+	(*ReportRequest)(nil),      // 34: hasidecar.v1.ReportRequest
+	(*ReportResponse)(nil),     // 35: hasidecar.v1.ReportResponse
+	(*LSNRequest)(nil),         // 36: hasidecar.v1.LSNRequest
+	(*LSNResponse)(nil),        // 37: hasidecar.v1.LSNResponse
+	(*PingRequest)(nil),        // 38: hasidecar.v1.PingRequest
+	(*SampleRequest)(nil),      // 39: hasidecar.v1.SampleRequest
+	(*SampleResponse)(nil),     // 40: hasidecar.v1.SampleResponse
+	(*PingResponse)(nil),       // 41: hasidecar.v1.PingResponse
+	(*EnsureSlotRequest)(nil),  // 42: hasidecar.v1.EnsureSlotRequest
+	(*EnsureSlotResponse)(nil), // 43: hasidecar.v1.EnsureSlotResponse
+	(NodeKind)(0),              // 44: hasidecar.v1.NodeKind
+	(NodeRole)(0),              // 45: hasidecar.v1.NodeRole
+	(FailoverMode)(0),          // 46: hasidecar.v1.FailoverMode
+	(*Lease)(nil),              // 47: hasidecar.v1.Lease
+	(*Switchover)(nil),         // 48: hasidecar.v1.Switchover
+	(*Event)(nil),              // 49: hasidecar.v1.Event
+	(*Node)(nil),               // 50: hasidecar.v1.Node
 }
 var file_hasidecar_v1_api_proto_depIdxs = []int32{
-	1,  // 0: hasidecar.v1.PostgresStatus.replication:type_name -> hasidecar.v1.ReplicationRow
-	0,  // 1: hasidecar.v1.NodeReport.postgres:type_name -> hasidecar.v1.PostgresStatus
-	3,  // 2: hasidecar.v1.NodeReport.peers:type_name -> hasidecar.v1.PeerReachability
-	43, // 3: hasidecar.v1.NodeView.kind:type_name -> hasidecar.v1.NodeKind
-	44, // 4: hasidecar.v1.NodeView.role:type_name -> hasidecar.v1.NodeRole
-	0,  // 5: hasidecar.v1.NodeView.postgres:type_name -> hasidecar.v1.PostgresStatus
-	45, // 6: hasidecar.v1.ShowResponse.failover_mode:type_name -> hasidecar.v1.FailoverMode
-	5,  // 7: hasidecar.v1.ShowResponse.nodes:type_name -> hasidecar.v1.NodeView
-	46, // 8: hasidecar.v1.ShowResponse.lease:type_name -> hasidecar.v1.Lease
-	47, // 9: hasidecar.v1.ShowResponse.switchover:type_name -> hasidecar.v1.Switchover
-	48, // 10: hasidecar.v1.EventsResponse.events:type_name -> hasidecar.v1.Event
-	2,  // 11: hasidecar.v1.MatrixResponse.reports:type_name -> hasidecar.v1.NodeReport
-	49, // 12: hasidecar.v1.MatrixResponse.nodes:type_name -> hasidecar.v1.Node
-	2,  // 13: hasidecar.v1.HistoryResponse.samples:type_name -> hasidecar.v1.NodeReport
-	43, // 14: hasidecar.v1.StatusResponse.kind:type_name -> hasidecar.v1.NodeKind
-	0,  // 15: hasidecar.v1.StatusResponse.postgres:type_name -> hasidecar.v1.PostgresStatus
-	44, // 16: hasidecar.v1.StatusResponse.role:type_name -> hasidecar.v1.NodeRole
-	43, // 17: hasidecar.v1.JoinRequest.kind:type_name -> hasidecar.v1.NodeKind
-	2,  // 18: hasidecar.v1.ReportRequest.report:type_name -> hasidecar.v1.NodeReport
-	0,  // 19: hasidecar.v1.LSNResponse.postgres:type_name -> hasidecar.v1.PostgresStatus
-	2,  // 20: hasidecar.v1.SampleResponse.report:type_name -> hasidecar.v1.NodeReport
-	4,  // 21: hasidecar.v1.ClusterService.Show:input_type -> hasidecar.v1.ShowRequest
-	7,  // 22: hasidecar.v1.ClusterService.Events:input_type -> hasidecar.v1.EventsRequest
-	9,  // 23: hasidecar.v1.ClusterService.SetPaused:input_type -> hasidecar.v1.SetPausedRequest
-	11, // 24: hasidecar.v1.ClusterService.Failover:input_type -> hasidecar.v1.FailoverRequest
-	13, // 25: hasidecar.v1.ClusterService.Switchover:input_type -> hasidecar.v1.SwitchoverRequest
-	15, // 26: hasidecar.v1.ClusterService.Matrix:input_type -> hasidecar.v1.MatrixRequest
-	29, // 27: hasidecar.v1.ClusterService.RemoveNode:input_type -> hasidecar.v1.RemoveNodeRequest
-	21, // 28: hasidecar.v1.NodeService.Status:input_type -> hasidecar.v1.StatusRequest
-	25, // 29: hasidecar.v1.NodeService.Rejoin:input_type -> hasidecar.v1.RejoinRequest
-	17, // 30: hasidecar.v1.NodeService.History:input_type -> hasidecar.v1.HistoryRequest
-	19, // 31: hasidecar.v1.NodeService.Cleanup:input_type -> hasidecar.v1.CleanupRequest
-	23, // 32: hasidecar.v1.NodeService.Leave:input_type -> hasidecar.v1.LeaveRequest
-	41, // 33: hasidecar.v1.PeerService.EnsureSlot:input_type -> hasidecar.v1.EnsureSlotRequest
-	27, // 34: hasidecar.v1.PeerService.Join:input_type -> hasidecar.v1.JoinRequest
-	29, // 35: hasidecar.v1.PeerService.Remove:input_type -> hasidecar.v1.RemoveNodeRequest
-	31, // 36: hasidecar.v1.PeerService.Apply:input_type -> hasidecar.v1.ApplyRequest
-	33, // 37: hasidecar.v1.PeerService.Report:input_type -> hasidecar.v1.ReportRequest
-	38, // 38: hasidecar.v1.PeerService.Sample:input_type -> hasidecar.v1.SampleRequest
-	35, // 39: hasidecar.v1.PeerService.LSN:input_type -> hasidecar.v1.LSNRequest
-	37, // 40: hasidecar.v1.PeerService.Ping:input_type -> hasidecar.v1.PingRequest
-	6,  // 41: hasidecar.v1.ClusterService.Show:output_type -> hasidecar.v1.ShowResponse
-	8,  // 42: hasidecar.v1.ClusterService.Events:output_type -> hasidecar.v1.EventsResponse
-	10, // 43: hasidecar.v1.ClusterService.SetPaused:output_type -> hasidecar.v1.SetPausedResponse
-	12, // 44: hasidecar.v1.ClusterService.Failover:output_type -> hasidecar.v1.FailoverResponse
-	14, // 45: hasidecar.v1.ClusterService.Switchover:output_type -> hasidecar.v1.SwitchoverResponse
-	16, // 46: hasidecar.v1.ClusterService.Matrix:output_type -> hasidecar.v1.MatrixResponse
-	30, // 47: hasidecar.v1.ClusterService.RemoveNode:output_type -> hasidecar.v1.RemoveNodeResponse
-	22, // 48: hasidecar.v1.NodeService.Status:output_type -> hasidecar.v1.StatusResponse
-	26, // 49: hasidecar.v1.NodeService.Rejoin:output_type -> hasidecar.v1.RejoinResponse
-	18, // 50: hasidecar.v1.NodeService.History:output_type -> hasidecar.v1.HistoryResponse
-	20, // 51: hasidecar.v1.NodeService.Cleanup:output_type -> hasidecar.v1.CleanupResponse
-	24, // 52: hasidecar.v1.NodeService.Leave:output_type -> hasidecar.v1.LeaveResponse
-	42, // 53: hasidecar.v1.PeerService.EnsureSlot:output_type -> hasidecar.v1.EnsureSlotResponse
-	28, // 54: hasidecar.v1.PeerService.Join:output_type -> hasidecar.v1.JoinResponse
-	30, // 55: hasidecar.v1.PeerService.Remove:output_type -> hasidecar.v1.RemoveNodeResponse
-	32, // 56: hasidecar.v1.PeerService.Apply:output_type -> hasidecar.v1.ApplyResponse
-	34, // 57: hasidecar.v1.PeerService.Report:output_type -> hasidecar.v1.ReportResponse
-	39, // 58: hasidecar.v1.PeerService.Sample:output_type -> hasidecar.v1.SampleResponse
-	36, // 59: hasidecar.v1.PeerService.LSN:output_type -> hasidecar.v1.LSNResponse
-	40, // 60: hasidecar.v1.PeerService.Ping:output_type -> hasidecar.v1.PingResponse
-	41, // [41:61] is the sub-list for method output_type
-	21, // [21:41] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	2,  // 0: hasidecar.v1.PostgresStatus.replication:type_name -> hasidecar.v1.ReplicationRow
+	1,  // 1: hasidecar.v1.PostgresStatus.slots:type_name -> hasidecar.v1.SlotStatus
+	0,  // 2: hasidecar.v1.NodeReport.postgres:type_name -> hasidecar.v1.PostgresStatus
+	4,  // 3: hasidecar.v1.NodeReport.peers:type_name -> hasidecar.v1.PeerReachability
+	44, // 4: hasidecar.v1.NodeView.kind:type_name -> hasidecar.v1.NodeKind
+	45, // 5: hasidecar.v1.NodeView.role:type_name -> hasidecar.v1.NodeRole
+	0,  // 6: hasidecar.v1.NodeView.postgres:type_name -> hasidecar.v1.PostgresStatus
+	46, // 7: hasidecar.v1.ShowResponse.failover_mode:type_name -> hasidecar.v1.FailoverMode
+	6,  // 8: hasidecar.v1.ShowResponse.nodes:type_name -> hasidecar.v1.NodeView
+	47, // 9: hasidecar.v1.ShowResponse.lease:type_name -> hasidecar.v1.Lease
+	48, // 10: hasidecar.v1.ShowResponse.switchover:type_name -> hasidecar.v1.Switchover
+	49, // 11: hasidecar.v1.EventsResponse.events:type_name -> hasidecar.v1.Event
+	3,  // 12: hasidecar.v1.MatrixResponse.reports:type_name -> hasidecar.v1.NodeReport
+	50, // 13: hasidecar.v1.MatrixResponse.nodes:type_name -> hasidecar.v1.Node
+	3,  // 14: hasidecar.v1.HistoryResponse.samples:type_name -> hasidecar.v1.NodeReport
+	44, // 15: hasidecar.v1.StatusResponse.kind:type_name -> hasidecar.v1.NodeKind
+	0,  // 16: hasidecar.v1.StatusResponse.postgres:type_name -> hasidecar.v1.PostgresStatus
+	45, // 17: hasidecar.v1.StatusResponse.role:type_name -> hasidecar.v1.NodeRole
+	44, // 18: hasidecar.v1.JoinRequest.kind:type_name -> hasidecar.v1.NodeKind
+	3,  // 19: hasidecar.v1.ReportRequest.report:type_name -> hasidecar.v1.NodeReport
+	0,  // 20: hasidecar.v1.LSNResponse.postgres:type_name -> hasidecar.v1.PostgresStatus
+	3,  // 21: hasidecar.v1.SampleResponse.report:type_name -> hasidecar.v1.NodeReport
+	5,  // 22: hasidecar.v1.ClusterService.Show:input_type -> hasidecar.v1.ShowRequest
+	8,  // 23: hasidecar.v1.ClusterService.Events:input_type -> hasidecar.v1.EventsRequest
+	10, // 24: hasidecar.v1.ClusterService.SetPaused:input_type -> hasidecar.v1.SetPausedRequest
+	12, // 25: hasidecar.v1.ClusterService.Failover:input_type -> hasidecar.v1.FailoverRequest
+	14, // 26: hasidecar.v1.ClusterService.Switchover:input_type -> hasidecar.v1.SwitchoverRequest
+	16, // 27: hasidecar.v1.ClusterService.Matrix:input_type -> hasidecar.v1.MatrixRequest
+	30, // 28: hasidecar.v1.ClusterService.RemoveNode:input_type -> hasidecar.v1.RemoveNodeRequest
+	22, // 29: hasidecar.v1.NodeService.Status:input_type -> hasidecar.v1.StatusRequest
+	26, // 30: hasidecar.v1.NodeService.Rejoin:input_type -> hasidecar.v1.RejoinRequest
+	18, // 31: hasidecar.v1.NodeService.History:input_type -> hasidecar.v1.HistoryRequest
+	20, // 32: hasidecar.v1.NodeService.Cleanup:input_type -> hasidecar.v1.CleanupRequest
+	24, // 33: hasidecar.v1.NodeService.Leave:input_type -> hasidecar.v1.LeaveRequest
+	42, // 34: hasidecar.v1.PeerService.EnsureSlot:input_type -> hasidecar.v1.EnsureSlotRequest
+	28, // 35: hasidecar.v1.PeerService.Join:input_type -> hasidecar.v1.JoinRequest
+	30, // 36: hasidecar.v1.PeerService.Remove:input_type -> hasidecar.v1.RemoveNodeRequest
+	32, // 37: hasidecar.v1.PeerService.Apply:input_type -> hasidecar.v1.ApplyRequest
+	34, // 38: hasidecar.v1.PeerService.Report:input_type -> hasidecar.v1.ReportRequest
+	39, // 39: hasidecar.v1.PeerService.Sample:input_type -> hasidecar.v1.SampleRequest
+	36, // 40: hasidecar.v1.PeerService.LSN:input_type -> hasidecar.v1.LSNRequest
+	38, // 41: hasidecar.v1.PeerService.Ping:input_type -> hasidecar.v1.PingRequest
+	7,  // 42: hasidecar.v1.ClusterService.Show:output_type -> hasidecar.v1.ShowResponse
+	9,  // 43: hasidecar.v1.ClusterService.Events:output_type -> hasidecar.v1.EventsResponse
+	11, // 44: hasidecar.v1.ClusterService.SetPaused:output_type -> hasidecar.v1.SetPausedResponse
+	13, // 45: hasidecar.v1.ClusterService.Failover:output_type -> hasidecar.v1.FailoverResponse
+	15, // 46: hasidecar.v1.ClusterService.Switchover:output_type -> hasidecar.v1.SwitchoverResponse
+	17, // 47: hasidecar.v1.ClusterService.Matrix:output_type -> hasidecar.v1.MatrixResponse
+	31, // 48: hasidecar.v1.ClusterService.RemoveNode:output_type -> hasidecar.v1.RemoveNodeResponse
+	23, // 49: hasidecar.v1.NodeService.Status:output_type -> hasidecar.v1.StatusResponse
+	27, // 50: hasidecar.v1.NodeService.Rejoin:output_type -> hasidecar.v1.RejoinResponse
+	19, // 51: hasidecar.v1.NodeService.History:output_type -> hasidecar.v1.HistoryResponse
+	21, // 52: hasidecar.v1.NodeService.Cleanup:output_type -> hasidecar.v1.CleanupResponse
+	25, // 53: hasidecar.v1.NodeService.Leave:output_type -> hasidecar.v1.LeaveResponse
+	43, // 54: hasidecar.v1.PeerService.EnsureSlot:output_type -> hasidecar.v1.EnsureSlotResponse
+	29, // 55: hasidecar.v1.PeerService.Join:output_type -> hasidecar.v1.JoinResponse
+	31, // 56: hasidecar.v1.PeerService.Remove:output_type -> hasidecar.v1.RemoveNodeResponse
+	33, // 57: hasidecar.v1.PeerService.Apply:output_type -> hasidecar.v1.ApplyResponse
+	35, // 58: hasidecar.v1.PeerService.Report:output_type -> hasidecar.v1.ReportResponse
+	40, // 59: hasidecar.v1.PeerService.Sample:output_type -> hasidecar.v1.SampleResponse
+	37, // 60: hasidecar.v1.PeerService.LSN:output_type -> hasidecar.v1.LSNResponse
+	41, // 61: hasidecar.v1.PeerService.Ping:output_type -> hasidecar.v1.PingResponse
+	42, // [42:62] is the sub-list for method output_type
+	22, // [22:42] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_hasidecar_v1_api_proto_init() }
@@ -3280,7 +3368,7 @@ func file_hasidecar_v1_api_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hasidecar_v1_api_proto_rawDesc), len(file_hasidecar_v1_api_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   43,
+			NumMessages:   44,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

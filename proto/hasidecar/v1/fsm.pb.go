@@ -198,8 +198,13 @@ type Node struct {
 	RoleTerm        uint64                 `protobuf:"varint,16,opt,name=role_term,json=roleTerm,proto3" json:"role_term,omitempty"`                      // the term in which the current role was assigned
 	Voter           bool                   `protobuf:"varint,17,opt,name=voter,proto3" json:"voter,omitempty"`                                            // a Raft voter (false: non-voter)
 	HttpAddress     string                 `protobuf:"bytes,18,opt,name=http_address,json=httpAddress,proto3" json:"http_address,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// needs_reclone: the primary dropped this standby's slot (down past
+	// slot_retention, or its WAL lost past max_slot_wal_keep_size); it sets
+	// its data directory aside and clones afresh before it follows again.
+	NeedsReclone       bool   `protobuf:"varint,19,opt,name=needs_reclone,json=needsReclone,proto3" json:"needs_reclone,omitempty"`
+	NeedsRecloneReason string `protobuf:"bytes,20,opt,name=needs_reclone_reason,json=needsRecloneReason,proto3" json:"needs_reclone_reason,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *Node) Reset() {
@@ -354,6 +359,20 @@ func (x *Node) GetVoter() bool {
 func (x *Node) GetHttpAddress() string {
 	if x != nil {
 		return x.HttpAddress
+	}
+	return ""
+}
+
+func (x *Node) GetNeedsReclone() bool {
+	if x != nil {
+		return x.NeedsReclone
+	}
+	return false
+}
+
+func (x *Node) GetNeedsRecloneReason() string {
+	if x != nil {
+		return x.NeedsRecloneReason
 	}
 	return ""
 }
@@ -590,8 +609,11 @@ type Settings struct {
 	// long fences itself and releases its lease when a standby can take
 	// over; 0 = off.
 	StorageFailureFailoverMs int64 `protobuf:"varint,8,opt,name=storage_failure_failover_ms,json=storageFailureFailoverMs,proto3" json:"storage_failure_failover_ms,omitempty"`
-	unknownFields            protoimpl.UnknownFields
-	sizeCache                protoimpl.SizeCache
+	// slot_retention: a standby's slot is dropped (and the standby marked
+	// needs_reclone) once it has been inactive this long; 0 = never by time.
+	SlotRetentionMs int64 `protobuf:"varint,9,opt,name=slot_retention_ms,json=slotRetentionMs,proto3" json:"slot_retention_ms,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Settings) Reset() {
@@ -676,6 +698,13 @@ func (x *Settings) GetLeaseMs() int64 {
 func (x *Settings) GetStorageFailureFailoverMs() int64 {
 	if x != nil {
 		return x.StorageFailureFailoverMs
+	}
+	return 0
+}
+
+func (x *Settings) GetSlotRetentionMs() int64 {
+	if x != nil {
+		return x.SlotRetentionMs
 	}
 	return 0
 }
@@ -951,6 +980,7 @@ type Command struct {
 	//	*Command_SetNodeActive
 	//	*Command_UpdateSwitchover
 	//	*Command_SetSyncStandbys
+	//	*Command_SetNeedsReclone
 	Cmd           isCommand_Cmd `protobuf_oneof:"cmd"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1144,6 +1174,15 @@ func (x *Command) GetSetSyncStandbys() *SetSyncStandbys {
 	return nil
 }
 
+func (x *Command) GetSetNeedsReclone() *SetNeedsReclone {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_SetNeedsReclone); ok {
+			return x.SetNeedsReclone
+		}
+	}
+	return nil
+}
+
 type isCommand_Cmd interface {
 	isCommand_Cmd()
 }
@@ -1212,6 +1251,10 @@ type Command_SetSyncStandbys struct {
 	SetSyncStandbys *SetSyncStandbys `protobuf:"bytes,25,opt,name=set_sync_standbys,json=setSyncStandbys,proto3,oneof"`
 }
 
+type Command_SetNeedsReclone struct {
+	SetNeedsReclone *SetNeedsReclone `protobuf:"bytes,26,opt,name=set_needs_reclone,json=setNeedsReclone,proto3,oneof"`
+}
+
 func (*Command_InitCluster) isCommand_Cmd() {}
 
 func (*Command_RegisterNode) isCommand_Cmd() {}
@@ -1243,6 +1286,8 @@ func (*Command_SetNodeActive) isCommand_Cmd() {}
 func (*Command_UpdateSwitchover) isCommand_Cmd() {}
 
 func (*Command_SetSyncStandbys) isCommand_Cmd() {}
+
+func (*Command_SetNeedsReclone) isCommand_Cmd() {}
 
 // Names the cluster and sets its settings; once only.
 type InitCluster struct {
@@ -2329,6 +2374,85 @@ func (x *SetSyncStandbys) GetNodeIds() []uint32 {
 	return nil
 }
 
+// Marks a standby as needing a re-clone (proposed by the primary of term,
+// primary_id, which then drops the standby's slot), or clears the mark
+// (proposed by the node itself once it cloned afresh; primary_id 0).
+type SetNeedsReclone struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Term          uint64                 `protobuf:"varint,1,opt,name=term,proto3" json:"term,omitempty"`
+	PrimaryId     uint32                 `protobuf:"varint,2,opt,name=primary_id,json=primaryId,proto3" json:"primary_id,omitempty"`
+	NodeId        uint32                 `protobuf:"varint,3,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	NeedsReclone  bool                   `protobuf:"varint,4,opt,name=needs_reclone,json=needsReclone,proto3" json:"needs_reclone,omitempty"`
+	Reason        string                 `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetNeedsReclone) Reset() {
+	*x = SetNeedsReclone{}
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetNeedsReclone) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetNeedsReclone) ProtoMessage() {}
+
+func (x *SetNeedsReclone) ProtoReflect() protoreflect.Message {
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetNeedsReclone.ProtoReflect.Descriptor instead.
+func (*SetNeedsReclone) Descriptor() ([]byte, []int) {
+	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *SetNeedsReclone) GetTerm() uint64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
+}
+
+func (x *SetNeedsReclone) GetPrimaryId() uint32 {
+	if x != nil {
+		return x.PrimaryId
+	}
+	return 0
+}
+
+func (x *SetNeedsReclone) GetNodeId() uint32 {
+	if x != nil {
+		return x.NodeId
+	}
+	return 0
+}
+
+func (x *SetNeedsReclone) GetNeedsReclone() bool {
+	if x != nil {
+		return x.NeedsReclone
+	}
+	return false
+}
+
+func (x *SetNeedsReclone) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 type EndSwitchover struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Term          uint64                 `protobuf:"varint,1,opt,name=term,proto3" json:"term,omitempty"` // the term the switchover began in
@@ -2340,7 +2464,7 @@ type EndSwitchover struct {
 
 func (x *EndSwitchover) Reset() {
 	*x = EndSwitchover{}
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[22]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2352,7 +2476,7 @@ func (x *EndSwitchover) String() string {
 func (*EndSwitchover) ProtoMessage() {}
 
 func (x *EndSwitchover) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[22]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2365,7 +2489,7 @@ func (x *EndSwitchover) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndSwitchover.ProtoReflect.Descriptor instead.
 func (*EndSwitchover) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{22}
+	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *EndSwitchover) GetTerm() uint64 {
@@ -2393,7 +2517,7 @@ var File_hasidecar_v1_fsm_proto protoreflect.FileDescriptor
 
 const file_hasidecar_v1_fsm_proto_rawDesc = "" +
 	"\n" +
-	"\x16hasidecar/v1/fsm.proto\x12\fhasidecar.v1\"\xae\x04\n" +
+	"\x16hasidecar/v1/fsm.proto\x12\fhasidecar.v1\"\x85\x05\n" +
 	"\x04Node\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\rR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12*\n" +
@@ -2414,7 +2538,9 @@ const file_hasidecar_v1_fsm_proto_rawDesc = "" +
 	"\x0emodified_index\x18\x0f \x01(\x04R\rmodifiedIndex\x12\x1b\n" +
 	"\trole_term\x18\x10 \x01(\x04R\broleTerm\x12\x14\n" +
 	"\x05voter\x18\x11 \x01(\bR\x05voter\x12!\n" +
-	"\fhttp_address\x18\x12 \x01(\tR\vhttpAddress\"\xe1\x01\n" +
+	"\fhttp_address\x18\x12 \x01(\tR\vhttpAddress\x12#\n" +
+	"\rneeds_reclone\x18\x13 \x01(\bR\fneedsReclone\x120\n" +
+	"\x14needs_reclone_reason\x18\x14 \x01(\tR\x12needsRecloneReason\"\xe1\x01\n" +
 	"\x05Event\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x17\n" +
 	"\anode_id\x18\x02 \x01(\rR\x06nodeId\x12\x1b\n" +
@@ -2435,7 +2561,7 @@ const file_hasidecar_v1_fsm_proto_rawDesc = "" +
 	"\x12renewed_at_unix_ms\x18\x06 \x01(\x03R\x0frenewedAtUnixMs\x12\x1a\n" +
 	"\breleased\x18\a \x01(\bR\breleased\x12%\n" +
 	"\x0erelease_reason\x18\b \x01(\tR\rreleaseReason\x12\x1a\n" +
-	"\btimeline\x18\t \x01(\rR\btimeline\"\xe7\x02\n" +
+	"\btimeline\x18\t \x01(\rR\btimeline\"\x93\x03\n" +
 	"\bSettings\x12?\n" +
 	"\rfailover_mode\x18\x01 \x01(\x0e2\x1a.hasidecar.v1.FailoverModeR\ffailoverMode\x12\x16\n" +
 	"\x06paused\x18\x02 \x01(\bR\x06paused\x12 \n" +
@@ -2444,7 +2570,8 @@ const file_hasidecar_v1_fsm_proto_rawDesc = "" +
 	"\x10event_max_age_ms\x18\x05 \x01(\x03R\reventMaxAgeMs\x125\n" +
 	"\x17maximum_lag_on_failover\x18\x06 \x01(\x04R\x14maximumLagOnFailover\x12\x19\n" +
 	"\blease_ms\x18\a \x01(\x03R\aleaseMs\x12=\n" +
-	"\x1bstorage_failure_failover_ms\x18\b \x01(\x03R\x18storageFailureFailoverMs\"\xde\x01\n" +
+	"\x1bstorage_failure_failover_ms\x18\b \x01(\x03R\x18storageFailureFailoverMs\x12*\n" +
+	"\x11slot_retention_ms\x18\t \x01(\x03R\x0fslotRetentionMs\"\xde\x01\n" +
 	"\n" +
 	"Switchover\x12\x17\n" +
 	"\afrom_id\x18\x01 \x01(\rR\x06fromId\x12\x13\n" +
@@ -2473,7 +2600,7 @@ const file_hasidecar_v1_fsm_proto_rawDesc = "" +
 	"switchover\x18\f \x01(\v2\x18.hasidecar.v1.SwitchoverR\n" +
 	"switchover\x12#\n" +
 	"\rsync_standbys\x18\r \x03(\rR\fsyncStandbys\x12$\n" +
-	"\x0esync_floor_lsn\x18\x0e \x01(\x04R\fsyncFloorLsn\"\xf8\b\n" +
+	"\x0esync_floor_lsn\x18\x0e \x01(\x04R\fsyncFloorLsn\"\xc5\t\n" +
 	"\aCommand\x12\x1c\n" +
 	"\n" +
 	"at_unix_ms\x18\x01 \x01(\x03R\batUnixMs\x12>\n" +
@@ -2496,7 +2623,8 @@ const file_hasidecar_v1_fsm_proto_rawDesc = "" +
 	"\x0eend_switchover\x18\x16 \x01(\v2\x1b.hasidecar.v1.EndSwitchoverH\x00R\rendSwitchover\x12E\n" +
 	"\x0fset_node_active\x18\x17 \x01(\v2\x1b.hasidecar.v1.SetNodeActiveH\x00R\rsetNodeActive\x12M\n" +
 	"\x11update_switchover\x18\x18 \x01(\v2\x1e.hasidecar.v1.UpdateSwitchoverH\x00R\x10updateSwitchover\x12K\n" +
-	"\x11set_sync_standbys\x18\x19 \x01(\v2\x1d.hasidecar.v1.SetSyncStandbysH\x00R\x0fsetSyncStandbysB\x05\n" +
+	"\x11set_sync_standbys\x18\x19 \x01(\v2\x1d.hasidecar.v1.SetSyncStandbysH\x00R\x0fsetSyncStandbys\x12K\n" +
+	"\x11set_needs_reclone\x18\x1a \x01(\v2\x1d.hasidecar.v1.SetNeedsRecloneH\x00R\x0fsetNeedsRecloneB\x05\n" +
 	"\x03cmd\"d\n" +
 	"\vInitCluster\x12!\n" +
 	"\fcluster_name\x18\x01 \x01(\tR\vclusterName\x122\n" +
@@ -2594,7 +2722,14 @@ const file_hasidecar_v1_fsm_proto_rawDesc = "" +
 	"\x04term\x18\x01 \x01(\x04R\x04term\x12\x1d\n" +
 	"\n" +
 	"primary_id\x18\x02 \x01(\rR\tprimaryId\x12\x19\n" +
-	"\bnode_ids\x18\x03 \x03(\rR\anodeIds\"M\n" +
+	"\bnode_ids\x18\x03 \x03(\rR\anodeIds\"\x9a\x01\n" +
+	"\x0fSetNeedsReclone\x12\x12\n" +
+	"\x04term\x18\x01 \x01(\x04R\x04term\x12\x1d\n" +
+	"\n" +
+	"primary_id\x18\x02 \x01(\rR\tprimaryId\x12\x17\n" +
+	"\anode_id\x18\x03 \x01(\rR\x06nodeId\x12#\n" +
+	"\rneeds_reclone\x18\x04 \x01(\bR\fneedsReclone\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\"M\n" +
 	"\rEndSwitchover\x12\x12\n" +
 	"\x04term\x18\x01 \x01(\x04R\x04term\x12\x0e\n" +
 	"\x02ok\x18\x02 \x01(\bR\x02ok\x12\x18\n" +
@@ -2626,7 +2761,7 @@ func file_hasidecar_v1_fsm_proto_rawDescGZIP() []byte {
 }
 
 var file_hasidecar_v1_fsm_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_hasidecar_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_hasidecar_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_hasidecar_v1_fsm_proto_goTypes = []any{
 	(NodeKind)(0),               // 0: hasidecar.v1.NodeKind
 	(NodeRole)(0),               // 1: hasidecar.v1.NodeRole
@@ -2653,7 +2788,8 @@ var file_hasidecar_v1_fsm_proto_goTypes = []any{
 	(*BeginSwitchover)(nil),     // 22: hasidecar.v1.BeginSwitchover
 	(*UpdateSwitchover)(nil),    // 23: hasidecar.v1.UpdateSwitchover
 	(*SetSyncStandbys)(nil),     // 24: hasidecar.v1.SetSyncStandbys
-	(*EndSwitchover)(nil),       // 25: hasidecar.v1.EndSwitchover
+	(*SetNeedsReclone)(nil),     // 25: hasidecar.v1.SetNeedsReclone
+	(*EndSwitchover)(nil),       // 26: hasidecar.v1.EndSwitchover
 }
 var file_hasidecar_v1_fsm_proto_depIdxs = []int32{
 	0,  // 0: hasidecar.v1.Node.kind:type_name -> hasidecar.v1.NodeKind
@@ -2676,18 +2812,19 @@ var file_hasidecar_v1_fsm_proto_depIdxs = []int32{
 	19, // 17: hasidecar.v1.Command.set_standby:type_name -> hasidecar.v1.SetStandby
 	21, // 18: hasidecar.v1.Command.set_settings:type_name -> hasidecar.v1.SetSettings
 	22, // 19: hasidecar.v1.Command.begin_switchover:type_name -> hasidecar.v1.BeginSwitchover
-	25, // 20: hasidecar.v1.Command.end_switchover:type_name -> hasidecar.v1.EndSwitchover
+	26, // 20: hasidecar.v1.Command.end_switchover:type_name -> hasidecar.v1.EndSwitchover
 	20, // 21: hasidecar.v1.Command.set_node_active:type_name -> hasidecar.v1.SetNodeActive
 	23, // 22: hasidecar.v1.Command.update_switchover:type_name -> hasidecar.v1.UpdateSwitchover
 	24, // 23: hasidecar.v1.Command.set_sync_standbys:type_name -> hasidecar.v1.SetSyncStandbys
-	6,  // 24: hasidecar.v1.InitCluster.settings:type_name -> hasidecar.v1.Settings
-	0,  // 25: hasidecar.v1.RegisterNode.kind:type_name -> hasidecar.v1.NodeKind
-	2,  // 26: hasidecar.v1.SetSettings.failover_mode:type_name -> hasidecar.v1.FailoverMode
-	27, // [27:27] is the sub-list for method output_type
-	27, // [27:27] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	25, // 24: hasidecar.v1.Command.set_needs_reclone:type_name -> hasidecar.v1.SetNeedsReclone
+	6,  // 25: hasidecar.v1.InitCluster.settings:type_name -> hasidecar.v1.Settings
+	0,  // 26: hasidecar.v1.RegisterNode.kind:type_name -> hasidecar.v1.NodeKind
+	2,  // 27: hasidecar.v1.SetSettings.failover_mode:type_name -> hasidecar.v1.FailoverMode
+	28, // [28:28] is the sub-list for method output_type
+	28, // [28:28] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_hasidecar_v1_fsm_proto_init() }
@@ -2712,6 +2849,7 @@ func file_hasidecar_v1_fsm_proto_init() {
 		(*Command_SetNodeActive)(nil),
 		(*Command_UpdateSwitchover)(nil),
 		(*Command_SetSyncStandbys)(nil),
+		(*Command_SetNeedsReclone)(nil),
 	}
 	file_hasidecar_v1_fsm_proto_msgTypes[18].OneofWrappers = []any{}
 	type x struct{}
@@ -2720,7 +2858,7 @@ func file_hasidecar_v1_fsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hasidecar_v1_fsm_proto_rawDesc), len(file_hasidecar_v1_fsm_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   23,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
