@@ -144,6 +144,9 @@ func (n *Node) clusterView(silent map[uint32]bool) *pb.ShowResponse {
 	if f := n.raft.GetConfiguration(); f.Error() == nil {
 		for _, s := range f.Configuration().Servers {
 			voters[string(s.ID)] = s.Suffrage == raft.Voter
+			if fsm.NodeByName(st, string(s.ID)) == nil {
+				resp.UnregisteredRaftServers = append(resp.UnregisteredRaftServers, string(s.ID))
+			}
 		}
 	}
 	fresh := 3 * n.cfg.Timing.MonitorInterval.D()

@@ -61,6 +61,7 @@ func (s *peerService) Join(ctx context.Context, req *pb.JoinRequest) (*pb.JoinRe
 	if other := fsm.NodeByName(st, req.Name); other != nil && other.RaftAddress != req.RaftAddress {
 		n.logger.Info("node rejoins with a new raft address", "node", req.Name, "old", other.RaftAddress, "new", req.RaftAddress)
 	}
+	wasMember := n.isRaftMember(req.Name)
 	voter, err := n.addRaftServer(req.Name, req.RaftAddress)
 	if err != nil {
 		return nil, err
@@ -72,6 +73,16 @@ func (s *peerService) Join(ctx context.Context, req *pb.JoinRequest) (*pb.JoinRe
 		HttpAddress: req.HttpAddress, Voter: voter,
 	}}})
 	if err != nil {
+		if !wasMember {
+			// Raft accepted the server but the registration failed: take
+			// it out again, or it would count towards the quorum with no
+			// row anyone sees.
+			if rerr := n.raft.RemoveServer(raft.ServerID(req.Name), 0, 10*time.Second).Error(); rerr != nil {
+				n.logger.Error("join rollback: removing the unregistered raft server failed: remove it with `hasidecar node remove`", "node", req.Name, "error", rerr)
+			} else {
+				n.logger.Warn("join rolled back: the raft server is removed again", "node", req.Name, "error", err)
+			}
+		}
 		return nil, fmt.Errorf("register joining node %s: %w", req.Name, err)
 	}
 	n.logger.Info("node joined", "node", req.Name, "node_id", res.NodeID, "voter", voter)
@@ -130,6 +141,14 @@ func (n *Node) removeNode(ctx context.Context, req *pb.RemoveNodeRequest) (*pb.R
 	row := fsm.NodeByID(st, req.NodeId)
 	if req.Name != "" {
 		row = fsm.NodeByName(st, req.Name)
+	}
+	if row == nil && req.Name != "" && req.Name != n.cfg.Name && n.isRaftMember(req.Name) {
+		// A Raft server with no row (a join that never registered).
+		if err := n.raft.RemoveServer(raft.ServerID(req.Name), 0, 10*time.Second).Error(); err != nil {
+			return nil, fmt.Errorf("remove %s from the raft configuration: %w", req.Name, err)
+		}
+		n.logger.Info("unregistered raft server removed", "node", req.Name)
+		return &pb.RemoveNodeResponse{}, nil
 	}
 	if row == nil {
 		return nil, notFound("no node with id %d or name %q", req.NodeId, req.Name)

@@ -108,6 +108,10 @@ func newNodeRemoveCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
+				if resp.NodeId == 0 {
+					fmt.Printf("%s removed from the Raft configuration (it had no node row)\n", req.Name)
+					return nil
+				}
 				fmt.Printf("node %d removed from the cluster\n", resp.NodeId)
 				return nil
 			})

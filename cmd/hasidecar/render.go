@@ -94,6 +94,9 @@ func renderShow(w io.Writer, r *pb.ShowResponse) {
 	if sw := r.Switchover; sw != nil {
 		fmt.Fprintf(w, "Switchover in flight: node %d -> node %d (began in term %d)\n", sw.FromId, sw.ToId, sw.Term)
 	}
+	if u := r.UnregisteredRaftServers; len(u) > 0 {
+		fmt.Fprintf(w, "WARNING: Raft members with no node row (they count towards the quorum): %s; remove each with `hasidecar node remove --name NAME`\n", strings.Join(u, ", "))
+	}
 }
 
 func humanBytes(b int64) string {

@@ -20,6 +20,8 @@ type Doc struct {
 	Failover    string `json:"failover_mode"`
 	Synchronous bool   `json:"synchronous"`
 	Nodes       []Node `json:"nodes"`
+	// UnregisteredRaftServers: Raft members with no node row (omitted when none).
+	UnregisteredRaftServers []string `json:"unregistered_raft_servers,omitempty"`
 }
 
 type Node struct {
@@ -49,7 +51,7 @@ func FailoverModeName(m pb.FailoverMode) string {
 
 // FromShow is the document of r.
 func FromShow(r *pb.ShowResponse) Doc {
-	out := Doc{Cluster: r.Cluster, Term: r.Term, RaftLeader: r.RaftLeader, Paused: r.Paused, Failover: FailoverModeName(r.FailoverMode), Synchronous: r.Synchronous, Nodes: []Node{}}
+	out := Doc{Cluster: r.Cluster, Term: r.Term, RaftLeader: r.RaftLeader, Paused: r.Paused, Failover: FailoverModeName(r.FailoverMode), Synchronous: r.Synchronous, Nodes: []Node{}, UnregisteredRaftServers: r.UnregisteredRaftServers}
 	for _, n := range r.Nodes {
 		j := Node{
 			ID: n.Id, Name: n.Name, Kind: fsm.KindName(n.Kind), Role: fsm.RoleName(n.Role), Status: n.Status,

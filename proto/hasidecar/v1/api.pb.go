@@ -853,8 +853,11 @@ type ShowResponse struct {
 	AnsweredBy       string                 `protobuf:"bytes,10,opt,name=answered_by,json=answeredBy,proto3" json:"answered_by,omitempty"` // the sidecar that built this view
 	SystemIdentifier uint64                 `protobuf:"varint,11,opt,name=system_identifier,json=systemIdentifier,proto3" json:"system_identifier,omitempty"`
 	Synchronous      bool                   `protobuf:"varint,12,opt,name=synchronous,proto3" json:"synchronous,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Servers of the Raft configuration with no row in the nodes table (a
+	// join that never registered): they count towards the quorum.
+	UnregisteredRaftServers []string `protobuf:"bytes,13,rep,name=unregistered_raft_servers,json=unregisteredRaftServers,proto3" json:"unregistered_raft_servers,omitempty"`
+	unknownFields           protoimpl.UnknownFields
+	sizeCache               protoimpl.SizeCache
 }
 
 func (x *ShowResponse) Reset() {
@@ -969,6 +972,13 @@ func (x *ShowResponse) GetSynchronous() bool {
 		return x.Synchronous
 	}
 	return false
+}
+
+func (x *ShowResponse) GetUnregisteredRaftServers() []string {
+	if x != nil {
+		return x.UnregisteredRaftServers
+	}
+	return nil
 }
 
 type EventsRequest struct {
@@ -3047,7 +3057,7 @@ const file_hasidecar_v1_api_proto_rawDesc = "" +
 	"\x13last_report_unix_ms\x18\x11 \x01(\x03R\x10lastReportUnixMs\x12!\n" +
 	"\fgrpc_address\x18\x12 \x01(\tR\vgrpcAddress\x128\n" +
 	"\bpostgres\x18\x13 \x01(\v2\x1c.hasidecar.v1.PostgresStatusR\bpostgres\x12!\n" +
-	"\fsync_standby\x18\x14 \x01(\bR\vsyncStandby\"\xde\x03\n" +
+	"\fsync_standby\x18\x14 \x01(\bR\vsyncStandby\"\x9a\x04\n" +
 	"\fShowResponse\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\x12\x12\n" +
 	"\x04term\x18\x02 \x01(\x04R\x04term\x12\x1f\n" +
@@ -3065,7 +3075,8 @@ const file_hasidecar_v1_api_proto_rawDesc = "" +
 	" \x01(\tR\n" +
 	"answeredBy\x12+\n" +
 	"\x11system_identifier\x18\v \x01(\x04R\x10systemIdentifier\x12 \n" +
-	"\vsynchronous\x18\f \x01(\bR\vsynchronous\"z\n" +
+	"\vsynchronous\x18\f \x01(\bR\vsynchronous\x12:\n" +
+	"\x19unregistered_raft_servers\x18\r \x03(\tR\x17unregisteredRaftServers\"z\n" +
 	"\rEventsRequest\x12\x1d\n" +
 	"\n" +
 	"event_type\x18\x01 \x01(\tR\teventType\x12\x17\n" +
