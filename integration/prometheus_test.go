@@ -19,7 +19,8 @@ func scrape(t *testing.T, c *cluster, node string) ([]byte, error) {
 	return httpGet(fmt.Sprintf("http://%s:%d/metrics", n.Host, n.HTTPPort))
 }
 
-// metricValue is the value of the one series of name in an exposition.
+// metricValue is the value of the one series of name in an exposition (of
+// a histogram: its sample count).
 func metricValue(body []byte, name string) (float64, bool) {
 	p := expfmt.NewTextParser(model.LegacyValidation)
 	mfs, err := p.TextToMetricFamilies(bytes.NewReader(body))
@@ -36,6 +37,8 @@ func metricValue(body []byte, name string) (float64, bool) {
 		return m.GetGauge().GetValue(), true
 	case m.GetCounter() != nil:
 		return m.GetCounter().GetValue(), true
+	case m.GetHistogram() != nil:
+		return float64(m.GetHistogram().GetSampleCount()), true
 	}
 	return 0, false
 }
@@ -108,6 +111,12 @@ func TestPrometheusMetrics(t *testing.T) {
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Errorf("promtool check metrics on %s's /metrics: %v\n%s", n, err, out)
 		}
+	}
+	// The Raft leader times its decision passes (at least one every 100 ms).
+	if body, err := scrape(t, c, v.RaftLeader); err != nil {
+		t.Fatal(err)
+	} else if n, ok := metricValue(body, "hasidecar_decision_loop_seconds"); !ok || n == 0 {
+		t.Errorf("the Raft leader %s: hasidecar_decision_loop_seconds counts %v passes (present %v), want some", v.RaftLeader, n, ok)
 	}
 	before := scrapeAll(all, onePrimary(v.Term, s.primary))
 	t.Logf("before: term %d, primary %s, %v", v.Term, s.primary, before)

@@ -40,12 +40,14 @@ type metrics struct {
 	leaseRemaining prometheus.Gauge
 	failovers      prometheus.Counter
 	switchovers    prometheus.Counter
+	decideSeconds  prometheus.Histogram // the leader's decision passes
 	// data nodes only
 	dataFree, dataTotal prometheus.Gauge
 	diskFull            prometheus.Gauge
 	// standbyLag: on the primary, per standby (pg_stat_replication);
 	// replayLag: on a standby, its own lag behind the primary.
 	standbyLagBytes  *prometheus.GaugeVec
+	standbyLagSecs   *prometheus.GaugeVec
 	slotRetained     *prometheus.GaugeVec // on the primary, per slot
 	replayLagBytes   prometheus.Gauge
 	replayLagSeconds prometheus.Gauge
@@ -70,8 +72,10 @@ func newMetrics(n *Node) *metrics {
 	m.leaseRemaining = prometheus.NewGauge(prometheus.GaugeOpts{Name: "hasidecar_lease_remaining_seconds", Help: "Time left on the primary's lease as this node applied its last renewal, drift margin not included (0: none held, released or expired).", ConstLabels: labels})
 	m.failovers = prometheus.NewCounter(prometheus.CounterOpts{Name: "hasidecar_failovers_total", Help: "Committed failover decisions (automatic and manual) this node applied since it started.", ConstLabels: labels})
 	m.switchovers = prometheus.NewCounter(prometheus.CounterOpts{Name: "hasidecar_switchovers_total", Help: "Committed switchover promotions this node applied since it started.", ConstLabels: labels})
+	m.decideSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "hasidecar_decision_loop_seconds", Help: "How long each pass of the Raft leader's decision loop took (lease check, candidates' LSNs, the promotion's commit), on the leader only.", ConstLabels: labels,
+		Buckets: []float64{0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5}})
 	m.reg.MustRegister(m.leaderChanges, m.promotions, m.fences, m.raftLeader, m.term, m.pgRunning, m.pgPrimary, m.lagBytes, m.timeline,
-		m.raftState, m.leaseRemaining, m.failovers, m.switchovers,
+		m.raftState, m.leaseRemaining, m.failovers, m.switchovers, m.decideSeconds,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if n.cfg.Postgres != nil {
 		m.dataFree = prometheus.NewGauge(prometheus.GaugeOpts{Name: "hasidecar_data_dir_free_bytes", Help: "Free bytes (for the postgres user) on the filesystem of the data directory.", ConstLabels: labels})
@@ -80,8 +84,9 @@ func newMetrics(n *Node) *metrics {
 		m.standbyLagBytes = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "hasidecar_standby_lag_bytes", Help: "On the primary: how far each standby's replay is behind the primary's current WAL position (pg_stat_replication).", ConstLabels: labels}, []string{"standby"})
 		m.replayLagBytes = prometheus.NewGauge(prometheus.GaugeOpts{Name: "hasidecar_replication_lag_bytes", Help: "On a standby: how far its replay is behind the primary's flush position at the primary's last lease renewal (0 on the primary).", ConstLabels: labels})
 		m.replayLagSeconds = prometheus.NewGauge(prometheus.GaugeOpts{Name: "hasidecar_replication_lag_seconds", Help: "On a standby: now minus the commit time of the last replayed transaction, 0 when caught up (0 on the primary).", ConstLabels: labels})
+		m.standbyLagSecs = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "hasidecar_standby_lag_seconds", Help: "On the primary: each standby's replay lag as Postgres measures it (pg_stat_replication.replay_lag; 0 when caught up and idle).", ConstLabels: labels}, []string{"standby"})
 		m.slotRetained = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "hasidecar_slot_retained_bytes", Help: "On the primary: WAL each replication slot holds back in pg_wal (current WAL position minus the slot's restart_lsn); slot_retention drops a slot that stays inactive, max_slot_wal_keep_size caps it.", ConstLabels: labels}, []string{"slot"})
-		m.reg.MustRegister(m.dataFree, m.dataTotal, m.diskFull, m.standbyLagBytes, m.slotRetained, m.replayLagBytes, m.replayLagSeconds)
+		m.reg.MustRegister(m.dataFree, m.dataTotal, m.diskFull, m.standbyLagBytes, m.standbyLagSecs, m.slotRetained, m.replayLagBytes, m.replayLagSeconds)
 	}
 	return m
 }
@@ -134,6 +139,7 @@ func (m *metrics) observe(r *pb.NodeReport, primaryFlush uint64) {
 		return
 	}
 	m.standbyLagBytes.Reset()
+	m.standbyLagSecs.Reset()
 	m.slotRetained.Reset()
 	for _, sl := range pg.GetSlots() {
 		m.slotRetained.WithLabelValues(sl.Name).Set(float64(max(0, sl.RetainedBytes)))
@@ -152,6 +158,7 @@ func (m *metrics) observe(r *pb.NodeReport, primaryFlush uint64) {
 			continue
 		}
 		m.standbyLagBytes.WithLabelValues(row.ApplicationName).Set(float64(max(0, int64(pg.GetCurrentLsn())-int64(row.ReplayLsn))))
+		m.standbyLagSecs.WithLabelValues(row.ApplicationName).Set(float64(max(0, row.ReplayLagMs)) / 1000)
 	}
 }
 

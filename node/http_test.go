@@ -65,26 +65,30 @@ func TestMetricsStateAndLag(t *testing.T) {
 
 	primary := newMetrics(&Node{cfg: cfg})
 	primary.observe(&pb.NodeReport{Postgres: &pb.PostgresStatus{Running: true, CurrentLsn: 5000, Replication: []*pb.ReplicationRow{
-		{ApplicationName: "n2", ReplayLsn: 4000},
+		{ApplicationName: "n2", ReplayLsn: 4000, ReplayLagMs: 1500},
 		{ApplicationName: "n3", ReplayLsn: 5000},
 		{ApplicationName: "hasidecar_gate", ReplayLsn: 5000},
-	}}}, 4800)
+	}, Slots: []*pb.SlotStatus{{Name: "hasidecar_n2", Active: true, RetainedBytes: 1000}, {Name: "hasidecar_n4", RetainedBytes: 3 << 20}}}}, 4800)
 	lease := &pb.Lease{HolderId: 1, DurationMs: 4000, Serial: 7}
 	primary.observeState(&pb.ClusterState{Term: 4}, "Leader", lease, now.Add(-time.Second), now)
 	primary.observePromote("failover")
 	primary.observePromote("manual")
 	primary.observePromote("switchover")
 	want := map[string]float64{
-		"hasidecar_voting_term":                   4,
-		"hasidecar_raft_state{state=leader}":      1,
-		"hasidecar_raft_state{state=follower}":    0,
-		"hasidecar_lease_remaining_seconds":       3,
-		"hasidecar_standby_lag_bytes{standby=n2}": 1000,
-		"hasidecar_standby_lag_bytes{standby=n3}": 0,
-		"hasidecar_replication_lag_bytes":         0,
-		"hasidecar_failovers_total":               2,
-		"hasidecar_switchovers_total":             1,
-		"hasidecar_postgres_primary":              1,
+		"hasidecar_voting_term":                            4,
+		"hasidecar_raft_state{state=leader}":               1,
+		"hasidecar_raft_state{state=follower}":             0,
+		"hasidecar_lease_remaining_seconds":                3,
+		"hasidecar_standby_lag_bytes{standby=n2}":          1000,
+		"hasidecar_standby_lag_bytes{standby=n3}":          0,
+		"hasidecar_standby_lag_seconds{standby=n2}":        1.5,
+		"hasidecar_standby_lag_seconds{standby=n3}":        0,
+		"hasidecar_slot_retained_bytes{slot=hasidecar_n2}": 1000,
+		"hasidecar_slot_retained_bytes{slot=hasidecar_n4}": 3 << 20,
+		"hasidecar_replication_lag_bytes":                  0,
+		"hasidecar_failovers_total":                        2,
+		"hasidecar_switchovers_total":                      1,
+		"hasidecar_postgres_primary":                       1,
 	}
 	got := series(t, primary.reg)
 	for k, v := range want {

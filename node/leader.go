@@ -83,6 +83,7 @@ func (n *Node) leaderLoop(ctx context.Context) {
 	l := leader.New(leader.Config{
 		Name: n.cfg.Name, Lease: n.cfg.Timing.Lease.D(), DriftMarginPercent: n.cfg.Timing.DriftMarginPercent,
 		MonitorInterval: n.cfg.Timing.MonitorInterval.D(), Logger: n.logger, Clock: clock.Real{},
+		Decided: func(d time.Duration) { n.metrics.decideSeconds.Observe(d.Seconds()) },
 	}, nodeLog{n}, nodePeers{n}, nodeRaft{n})
 	l.Run(ctx)
 }

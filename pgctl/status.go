@@ -52,6 +52,7 @@ type ReplicationRow struct {
 	ApplicationName, ClientAddr, State     string
 	SentLSN, WriteLSN, FlushLSN, ReplayLSN uint64
 	SyncState, SlotName                    string
+	ReplayLagMillis                        int64 // replay_lag (0: none measured)
 }
 
 // Status queries the local instance. When no postmaster runs it returns a
@@ -152,7 +153,7 @@ func queryStatus(ctx context.Context, conn *pgx.Conn, st *Status) error {
 	rows, err := conn.Query(ctx, `SELECT coalesce(r.application_name, ''), coalesce(host(r.client_addr), ''),
 		coalesce(r.state, ''), coalesce(r.sent_lsn::text, ''), coalesce(r.write_lsn::text, ''),
 		coalesce(r.flush_lsn::text, ''), coalesce(r.replay_lsn::text, ''), coalesce(r.sync_state, ''),
-		coalesce(s.slot_name::text, '')
+		coalesce(s.slot_name::text, ''), coalesce((extract(epoch FROM r.replay_lag) * 1000)::bigint, 0)
 		FROM pg_stat_replication r LEFT JOIN pg_replication_slots s ON s.active_pid = r.pid
 		ORDER BY r.application_name, r.pid`)
 	if err != nil {
@@ -162,7 +163,7 @@ func queryStatus(ctx context.Context, conn *pgx.Conn, st *Status) error {
 	for rows.Next() {
 		var r ReplicationRow
 		var sent, write, flush, replay string
-		if err := rows.Scan(&r.ApplicationName, &r.ClientAddr, &r.State, &sent, &write, &flush, &replay, &r.SyncState, &r.SlotName); err != nil {
+		if err := rows.Scan(&r.ApplicationName, &r.ClientAddr, &r.State, &sent, &write, &flush, &replay, &r.SyncState, &r.SlotName, &r.ReplayLagMillis); err != nil {
 			return err
 		}
 		r.SentLSN, _ = parseLSNOrZero(sent)

@@ -495,7 +495,7 @@ func StatusToProto(s *pgctl.Status, port int) *pb.PostgresStatus {
 	for _, r := range s.Replication {
 		out.Replication = append(out.Replication, &pb.ReplicationRow{
 			ApplicationName: r.ApplicationName, ClientAddr: r.ClientAddr, State: r.State, SentLsn: r.SentLSN,
-			WriteLsn: r.WriteLSN, FlushLsn: r.FlushLSN, ReplayLsn: r.ReplayLSN, SyncState: r.SyncState, SlotName: r.SlotName,
+			WriteLsn: r.WriteLSN, FlushLsn: r.FlushLSN, ReplayLsn: r.ReplayLSN, SyncState: r.SyncState, SlotName: r.SlotName, ReplayLagMs: r.ReplayLagMillis,
 		})
 	}
 	for _, sl := range s.Slots {

@@ -34,6 +34,8 @@ type Config struct {
 	MonitorInterval    time.Duration // timing.monitor_interval
 	Logger             hclog.Logger
 	Clock              Clock
+	// Decided, when set, is told how long each Decide pass took (on Clock).
+	Decided func(time.Duration)
 }
 
 // Leader is the Raft leader's decision loop: it watches the primary's
@@ -71,7 +73,11 @@ func New(cfg Config, log Log, peers Peers, raft Raft) *Leader {
 // the lease's expiry to the millisecond, and at least every DecideInterval.
 func (l *Leader) Run(ctx context.Context) {
 	for {
+		began := l.clk.Now()
 		l.Decide(ctx)
+		if l.cfg.Decided != nil {
+			l.cfg.Decided(l.clk.Now().Sub(began))
+		}
 		wait := l.NextWake().Sub(l.clk.Now())
 		select {
 		case <-ctx.Done():

@@ -348,6 +348,7 @@ type ReplicationRow struct {
 	ReplayLsn       uint64                 `protobuf:"varint,7,opt,name=replay_lsn,json=replayLsn,proto3" json:"replay_lsn,omitempty"`
 	SyncState       string                 `protobuf:"bytes,8,opt,name=sync_state,json=syncState,proto3" json:"sync_state,omitempty"`
 	SlotName        string                 `protobuf:"bytes,9,opt,name=slot_name,json=slotName,proto3" json:"slot_name,omitempty"`
+	ReplayLagMs     int64                  `protobuf:"varint,10,opt,name=replay_lag_ms,json=replayLagMs,proto3" json:"replay_lag_ms,omitempty"` // pg_stat_replication.replay_lag (0: caught up, or none measured)
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -443,6 +444,13 @@ func (x *ReplicationRow) GetSlotName() string {
 		return x.SlotName
 	}
 	return ""
+}
+
+func (x *ReplicationRow) GetReplayLagMs() int64 {
+	if x != nil {
+		return x.ReplayLagMs
+	}
+	return 0
 }
 
 // A monitoring sample a sidecar sends to the leader every monitor interval.
@@ -3001,7 +3009,7 @@ const file_hasidecar_v1_api_proto_rawDesc = "" +
 	"\x06active\x18\x02 \x01(\bR\x06active\x12\x1d\n" +
 	"\n" +
 	"wal_status\x18\x03 \x01(\tR\twalStatus\x12%\n" +
-	"\x0eretained_bytes\x18\x04 \x01(\x03R\rretainedBytes\"\xa2\x02\n" +
+	"\x0eretained_bytes\x18\x04 \x01(\x03R\rretainedBytes\"\xc6\x02\n" +
 	"\x0eReplicationRow\x12)\n" +
 	"\x10application_name\x18\x01 \x01(\tR\x0fapplicationName\x12\x1f\n" +
 	"\vclient_addr\x18\x02 \x01(\tR\n" +
@@ -3014,7 +3022,9 @@ const file_hasidecar_v1_api_proto_rawDesc = "" +
 	"replay_lsn\x18\a \x01(\x04R\treplayLsn\x12\x1d\n" +
 	"\n" +
 	"sync_state\x18\b \x01(\tR\tsyncState\x12\x1b\n" +
-	"\tslot_name\x18\t \x01(\tR\bslotName\"\x8b\x02\n" +
+	"\tslot_name\x18\t \x01(\tR\bslotName\x12\"\n" +
+	"\rreplay_lag_ms\x18\n" +
+	" \x01(\x03R\vreplayLagMs\"\x8b\x02\n" +
 	"\n" +
 	"NodeReport\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\rR\x06nodeId\x12\x12\n" +
