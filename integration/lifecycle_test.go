@@ -203,6 +203,9 @@ func TestLifecycle(t *testing.T) {
 				t.Fatal("pg4 was registered on pg3's data directory")
 			}
 		}
+		if len(v.UnregisteredRaftServers) > 0 {
+			t.Fatalf("Raft members with no node row: %v", v.UnregisteredRaftServers)
+		}
 		for _, n := range []string{"pg1", "pg2", "pg3", "witness"} {
 			if c.logContains(n, "server-id=pg4") || c.logContains(n, "node joined: node=pg4") {
 				t.Fatalf("%s's log shows pg4 in a Raft configuration change", n)
