@@ -614,3 +614,16 @@ func kindName(k pb.NodeKind) string {
 	}
 	return k.String()
 }
+
+// Urgent says whether followers act on cmd as soon as they apply it: a
+// promotion (the candidate promotes) and the steps of a switchover (the
+// old primary stops). The leader pushes its commit to them at once
+// (node/ issues a Raft barrier after it) instead of letting them learn it
+// with the next replication round.
+func Urgent(cmd *pb.Command) bool {
+	switch cmd.Cmd.(type) {
+	case *pb.Command_Promote, *pb.Command_BeginSwitchover, *pb.Command_UpdateSwitchover, *pb.Command_EndSwitchover:
+		return true
+	}
+	return false
+}

@@ -85,3 +85,24 @@ func TestNeedsRecloneForwarded(t *testing.T) {
 		}
 	}
 }
+
+// TestUrgent: what followers act on at once is pushed to them (a promotion,
+// a switchover's steps); the routine traffic is not.
+func TestUrgent(t *testing.T) {
+	for _, tc := range []struct {
+		cmd  *pb.Command
+		want bool
+	}{
+		{&pb.Command{Cmd: &pb.Command_Promote{Promote: &pb.Promote{}}}, true},
+		{&pb.Command{Cmd: &pb.Command_BeginSwitchover{BeginSwitchover: &pb.BeginSwitchover{}}}, true},
+		{&pb.Command{Cmd: &pb.Command_UpdateSwitchover{UpdateSwitchover: &pb.UpdateSwitchover{}}}, true},
+		{&pb.Command{Cmd: &pb.Command_EndSwitchover{EndSwitchover: &pb.EndSwitchover{}}}, true},
+		{&pb.Command{Cmd: &pb.Command_RenewLease{RenewLease: &pb.RenewLease{}}}, false},
+		{&pb.Command{Cmd: &pb.Command_RecordEvent{RecordEvent: &pb.RecordEvent{}}}, false},
+		{&pb.Command{Cmd: &pb.Command_SetStandby{SetStandby: &pb.SetStandby{}}}, false},
+	} {
+		if got := Urgent(tc.cmd); got != tc.want {
+			t.Errorf("Urgent(%s) = %v, want %v", commandName(tc.cmd), got, tc.want)
+		}
+	}
+}

@@ -410,6 +410,14 @@ func (n *Node) applyLocal(ctx context.Context, data []byte) (fsm.Result, error) 
 	if !ok {
 		return fsm.Result{}, fmt.Errorf("apply: unexpected fsm response %T", f.Response())
 	}
+	if res.Err == nil {
+		if cmd, err := fsm.Decode(data); err == nil && fsm.Urgent(cmd) {
+			// Followers learn a commit index with the next AppendEntries,
+			// which an idle leader sends only every CommitTimeout; a new
+			// entry (a barrier) carries it at once. Not waited for.
+			_ = n.raft.Barrier(time.Second)
+		}
+	}
 	return res, nil
 }
 

@@ -87,6 +87,14 @@ func RunGuard(ctx context.Context, pid int, dataDir string, in io.Reader, gate *
 		}()
 		defer func() { cancel(); wg.Wait() }()
 	}
+	// The reader applies each line and signals changed (eof included).
+	changed := make(chan struct{}, 1)
+	signal := func() {
+		select {
+		case changed <- struct{}{}:
+		default:
+		}
+	}
 	go func() {
 		sc := bufio.NewScanner(in)
 		for sc.Scan() {
@@ -101,36 +109,50 @@ func RunGuard(ctx context.Context, pid int, dataDir string, in io.Reader, gate *
 				}
 			}
 			mu.Unlock()
+			signal()
 		}
 		mu.Lock()
 		eof = true
 		mu.Unlock()
+		signal()
 	}()
-	t := time.NewTicker(10 * time.Millisecond)
-	defer t.Stop()
-	for {
+	state := func() (bool, int64, bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		return armed, deadline, eof
+	}
+	// Waiting for the postmaster about to start: postmaster.pid is read
+	// every 10 ms, only for as long as a start takes.
+	for pid <= 0 {
+		if p, ok := PostmasterOn(dataDir); ok {
+			pid = p
+			logf("pgguard: guarding the postmaster (pid %d) on %s", pid, dataDir)
+			break
+		}
+		if _, _, gone := state(); gone {
+			return nil // the sidecar went away and no postmaster started
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-t.C:
+		case <-changed:
+		case <-time.After(10 * time.Millisecond):
 		}
-		mu.Lock()
-		a, d, gone := armed, deadline, eof
-		mu.Unlock()
-		if pid <= 0 {
-			if p, ok := PostmasterOn(dataDir); ok {
-				pid = p
-				logf("pgguard: guarding the postmaster (pid %d) on %s", pid, dataDir)
-			} else if gone {
-				return nil // the sidecar went away and no postmaster started
-			} else {
-				continue
-			}
-		}
-		if !processAlive(pid) {
-			return nil
-		}
+	}
+	// Then nothing polls: the postmaster's exit (a pidfd), a new line, or
+	// a timer at the deadline wakes the guard. The timer runs on
+	// CLOCK_MONOTONIC like the deadline: a guard frozen past it and thawed
+	// fires at once.
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	exited := watchExit(wctx, pid)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		a, d, gone := state()
 		switch {
+		case !processAlive(pid):
+			return nil
 		case gone:
 			logf("pgguard: the sidecar is gone: killing postgres (pid %d)", pid)
 			KillTree(pid)
@@ -140,5 +162,54 @@ func RunGuard(ctx context.Context, pid int, dataDir string, in io.Reader, gate *
 			KillTree(pid)
 			return nil
 		}
+		wait := time.Hour
+		if a {
+			wait = time.Duration(d-MonotonicNow()) + time.Millisecond
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-exited:
+		case <-changed:
+		case <-timer.C:
+		}
 	}
+}
+
+// watchExit returns a channel closed when pid exits: a pidfd polled in a
+// goroutine (it wakes once a second only to see whether ctx ended), or,
+// where pidfds are missing, a check every 100 ms.
+func watchExit(ctx context.Context, pid int) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if fd, err := unix.PidfdOpen(pid, 0); err == nil {
+			defer unix.Close(fd)
+			for ctx.Err() == nil {
+				n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 1000)
+				if n > 0 {
+					return
+				}
+				if err != nil && err != unix.EINTR {
+					break // fall back to checking
+				}
+			}
+		}
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for ctx.Err() == nil && processAlive(pid) {
+			select {
+			case <-ctx.Done():
+			case <-t.C:
+			}
+		}
+	}()
+	return done
 }

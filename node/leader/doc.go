@@ -14,7 +14,7 @@
 // Decide(ctx) does one pass synchronously: no goroutine, no sleep, time
 // only from the Clock, no decision-relevant map iteration. NextWake says
 // when the next pass is due if nothing changes (the lease's expiry to the
-// millisecond, else DecideInterval later). A simulator drives it like this:
+// millisecond, at most IdleInterval away; DecideInterval once it expired). A simulator drives it like this:
 //
 //	l := leader.New(leader.Config{Name: "pg1", Lease: 4 * time.Second, DriftMarginPercent: 10,
 //		MonitorInterval: time.Second, Logger: log, Clock: clk}, lg, peers, rf)

@@ -14,8 +14,13 @@ import (
 
 // Timings of the leader's loop, as before the split.
 const (
-	// DecideInterval: Run decides at least this often.
+	// DecideInterval: Run decides at least this often while the lease has
+	// expired (a failover that could not be decided yet is retried), while
+	// a switchover runs, and while no lease is known.
 	DecideInterval = 100 * time.Millisecond
+	// IdleInterval: with a live lease, Run wakes at its expiry, at every
+	// apply (each renewal) and at least this often (leadership balancing).
+	IdleInterval = time.Second
 	// proposeTimeout bounds each decision's proposal.
 	proposeTimeout = 5 * time.Second
 	// balanceAfter: leadership is handed away no sooner after it was taken,
@@ -70,7 +75,8 @@ func New(cfg Config, log Log, peers Peers, raft Raft) *Leader {
 }
 
 // Run decides until ctx ends: at once, then whenever the state changes, at
-// the lease's expiry to the millisecond, and at least every DecideInterval.
+// the lease's expiry to the millisecond, and at least every IdleInterval
+// (every DecideInterval once the lease expired: see NextWake).
 func (l *Leader) Run(ctx context.Context) {
 	for {
 		began := l.clk.Now()
@@ -89,15 +95,16 @@ func (l *Leader) Run(ctx context.Context) {
 }
 
 // NextWake is when Decide is due next if nothing changes: the current
-// lease's expiry (plus a millisecond) when that comes within
-// DecideInterval, else DecideInterval from now.
+// lease's expiry (plus a millisecond), at most IdleInterval away; while
+// the lease has expired, a switchover runs or no lease is known,
+// DecideInterval from now.
 func (l *Leader) NextWake() time.Time {
 	now := l.clk.Now()
 	wait := DecideInterval
 	lease, appliedAt := l.log.Lease()
-	if at, ok := fsm.LeaseExpiry(lease, appliedAt, l.cfg.DriftMarginPercent); ok {
-		if until := at.Sub(now); until > 0 && until < wait {
-			wait = until + time.Millisecond
+	if at, ok := fsm.LeaseExpiry(lease, appliedAt, l.cfg.DriftMarginPercent); ok && l.log.State().Switchover == nil {
+		if until := at.Sub(now); until > 0 {
+			wait = min(until+time.Millisecond, IdleInterval)
 		}
 	}
 	return now.Add(wait)

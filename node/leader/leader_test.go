@@ -194,15 +194,16 @@ func TestDecideProposalFails(t *testing.T) {
 	}
 }
 
-// TestNextWake: the decider wakes at the lease's expiry (+1 ms) when that
-// comes within DecideInterval, else DecideInterval later.
+// TestNextWake: the decider wakes at the lease's expiry (+1 ms), at most
+// IdleInterval later; once the lease expired, every DecideInterval.
 func TestNextWake(t *testing.T) {
 	cases := []struct {
 		name    string
 		advance time.Duration
 		want    time.Duration // from the clock's time at the call
 	}{
-		{"far from expiry", time.Second, DecideInterval},
+		{"far from expiry: at most IdleInterval", time.Second, IdleInterval},
+		{"expiry in 800 ms", 3600 * time.Millisecond, 801 * time.Millisecond},
 		{"expiry in 50 ms", 4350 * time.Millisecond, 51 * time.Millisecond},
 		{"expired", 5 * time.Second, DecideInterval},
 	}
