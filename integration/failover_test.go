@@ -187,7 +187,7 @@ func TestFailoverHostDeath(t *testing.T) {
 	// Scenario 5: the old primary comes back as a standby of the new one.
 	s.start(old)
 	s.followsOn(old, np, 2, 60*time.Second)
-	if ev := s.events(np, "node_rejoin"); len(ev) != 1 || ev[0].NodeName != old {
+	if ev := s.awaitEvents(np, "node_rejoin", 10*time.Second); len(ev) != 1 || ev[0].NodeName != old {
 		t.Fatalf("node_rejoin events: %v", ev)
 	}
 	s.assertHas(old, acked)

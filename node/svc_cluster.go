@@ -258,7 +258,12 @@ func nodeStatusOf(row *pb.Node, r *pb.NodeReport, fresh bool, age time.Duration)
 	return "running"
 }
 
-func (s *clusterService) Events(_ context.Context, req *pb.EventsRequest) (*pb.EventsResponse, error) {
+func (s *clusterService) Events(ctx context.Context, req *pb.EventsRequest) (*pb.EventsResponse, error) {
+	// Read what the leader has committed (a follower learns a commit a
+	// moment later): at most a second, then this node's own view.
+	cctx, cancel := context.WithTimeout(ctx, time.Second)
+	_ = s.n.waitCaughtUp(cctx)
+	cancel()
 	st := s.n.fsm.State()
 	nodeID := req.NodeId
 	if req.NodeName != "" {
