@@ -47,8 +47,14 @@ func (p *pgPostgres) StartGuard() error {
 		}
 		p.guard = g
 	}
-	if g.pid == 0 {
-		g.pid = pm // the waiting guard adopts it by itself, from postmaster.pid
+	if g.pid == 0 && pm != 0 {
+		// The waiting guard adopts it from postmaster.pid by itself; it
+		// is told the pid too, in case it could not (the guard must never
+		// be believed to watch a postmaster it does not know).
+		if _, err := fmt.Fprintf(g.w, "pid %d\n", pm); err != nil {
+			return fmt.Errorf("tell the postgres guard the postmaster's pid: %w", err)
+		}
+		g.pid = pm
 	}
 	return nil
 }

@@ -22,6 +22,7 @@ import (
 //
 //	arm <deadline>   deadline in CLOCK_MONOTONIC nanoseconds (shared by all processes)
 //	disarm           Postgres runs in recovery: nothing to guard
+//	pid <pid>        (a guard started before the postmaster) the postmaster that started
 //
 // When an armed deadline passes without a newer one — the sidecar is frozen
 // (SIGSTOP, a stalled VM) and cannot fence — the guard kills the whole
@@ -32,7 +33,8 @@ import (
 // Before a start as primary the sidecar starts the guard with no pid but
 // the data directory, and arms it, before the postmaster: the guard adopts
 // the postmaster that postmaster.pid then names (a live postgres process
-// whose working directory is that data directory), so no instant exists in
+// whose working directory is that data directory), or the one a `pid` line
+// names once the sidecar's start returned, whichever comes first, so no instant exists in
 // which a Postgres that may accept writes has no armed guard — not even
 // when the sidecar freezes right after it started Postgres. A deadline
 // that passes before the postmaster appears kills it as soon as it does.
@@ -67,7 +69,7 @@ func RunGuard(ctx context.Context, pid int, dataDir string, in io.Reader, gate *
 		return fmt.Errorf("pgguard: neither a postmaster pid nor a data directory to wait on")
 	}
 	var mu sync.Mutex
-	armed, deadline, eof := false, int64(0), false
+	armed, deadline, eof, hint := false, int64(0), false, 0
 	if gate != nil {
 		ok := func() bool {
 			mu.Lock()
@@ -107,6 +109,10 @@ func RunGuard(ctx context.Context, pid int, dataDir string, in io.Reader, gate *
 				if d, err := strconv.ParseInt(f[1], 10, 64); err == nil {
 					armed, deadline = true, d
 				}
+			case len(f) == 2 && f[0] == "pid":
+				if p, err := strconv.Atoi(f[1]); err == nil && p > 0 {
+					hint = p
+				}
 			}
 			mu.Unlock()
 			signal()
@@ -124,8 +130,15 @@ func RunGuard(ctx context.Context, pid int, dataDir string, in io.Reader, gate *
 	// Waiting for the postmaster about to start: postmaster.pid is read
 	// every 10 ms, only for as long as a start takes.
 	for pid <= 0 {
+		mu.Lock()
+		h := hint
+		mu.Unlock()
 		if p, ok := PostmasterOn(dataDir); ok {
 			pid = p
+		} else if h > 0 && processAlive(h) {
+			pid = h
+		}
+		if pid > 0 {
 			logf("pgguard: guarding the postmaster (pid %d) on %s", pid, dataDir)
 			break
 		}

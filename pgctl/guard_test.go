@@ -12,8 +12,9 @@ import (
 // TestGuardWaitsForPostmaster: a guard started before the postmaster, with
 // only the data directory, adopts the postmaster once it starts; armed with
 // a deadline, it kills it when the deadline passes; a deadline already
-// passed when the postmaster appears kills it at once; with the sidecar gone
-// before any start it exits.
+// passed when the postmaster appears kills it at once; a pid line adopts
+// the postmaster when postmaster.pid cannot; with the sidecar gone before
+// any start it exits.
 func TestGuardWaitsForPostmaster(t *testing.T) {
 	needPG(t)
 	ctx := ctxT(t)
@@ -29,7 +30,7 @@ func TestGuardWaitsForPostmaster(t *testing.T) {
 		err error
 		log []string
 	}
-	run := func() (io.WriteCloser, <-chan result) {
+	runOn := func(dir string) (io.WriteCloser, <-chan result) {
 		r, w := io.Pipe()
 		out := make(chan result, 1)
 		go func() {
@@ -44,6 +45,7 @@ func TestGuardWaitsForPostmaster(t *testing.T) {
 		}()
 		return w, out
 	}
+	run := func() (io.WriteCloser, <-chan result) { return runOn(dir) }
 	wait := func(t *testing.T, out <-chan result, what string) result {
 		t.Helper()
 		select {
@@ -92,6 +94,28 @@ func TestGuardWaitsForPostmaster(t *testing.T) {
 			if !waitGone(pid, 5*time.Second) {
 				t.Fatalf("postmaster %d still runs: %v", pid, r.log)
 			}
+		}
+		if len(r.log) != 2 {
+			t.Fatalf("guard log %q: want the adoption, then the kill", r.log)
+		}
+		<-n1.Exited()
+	})
+	t.Run("told the pid when postmaster.pid cannot name it: guards it all the same", func(t *testing.T) {
+		// A data directory path the guard cannot match (as if the
+		// postmaster's working directory looked different): only the pid
+		// line the sidecar sends after the start tells it.
+		w, out := runOn(dir + "-elsewhere")
+		defer w.Close()
+		send(w, GuardLine(true, 2*time.Second))
+		mustStart(t, n1)
+		pid := n1.PID()
+		send(w, fmt.Sprintf("pid %d\n", pid))
+		r := wait(t, out, "after the deadline")
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		if !waitGone(pid, 5*time.Second) {
+			t.Fatalf("postmaster %d still runs after the guard returned: %v", pid, r.log)
 		}
 		if len(r.log) != 2 {
 			t.Fatalf("guard log %q: want the adoption, then the kill", r.log)
