@@ -3,6 +3,8 @@ package pgctl
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -102,5 +104,60 @@ func TestGate(t *testing.T) {
 		t.Log("the cancelled commit returned with Postgres's warning")
 	} else {
 		t.Logf("the cancelled commit: %v", err)
+	}
+}
+
+// TestEndGateStream: the call Promote makes right after leaving recovery
+// ends the lease gate's stream from this server (the gate reconnects) and
+// no other walsender's. Run on a standby, where nothing else would end it.
+func TestEndGateStream(t *testing.T) {
+	needPG(t)
+	ctx := ctxT(t)
+	base := baseDir(t)
+	n1 := newInstance(t, base, "n1")
+	fromTemplate(t, n1)
+	mustStart(t, n1)
+	source := func(c *Controller, app string) Conninfo {
+		return Conninfo{"host": c.opts.SocketDir, "port": strconv.Itoa(c.opts.Port), "user": "postgres", "dbname": "postgres", "application_name": app}
+	}
+	n2 := cloneStandby(ctx, t, base, "n2", source(n1, "n2"))
+	cloneStandby(ctx, t, base, "n3", source(n2, "n3")) // cascading from n2
+
+	cfg, err := n2.ConnConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	gctx, stopGate := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		g := &Gate{Config: &cfg.Config, OK: func() bool { return true }, Logger: testLogger(t, "gate")}
+		if err := g.Run(gctx); err != nil && !errors.Is(err, context.Canceled) {
+			t.Errorf("gate: %v", err)
+		}
+	}()
+	defer func() { stopGate(); wg.Wait() }()
+
+	pidOf := func(app string) int {
+		var pid int
+		if err := n2.QueryRow(ctx, "SELECT coalesce(max(pid), 0) FROM pg_stat_replication WHERE application_name = $1 AND state = 'streaming'", []any{app}, &pid); err != nil {
+			t.Fatal(err)
+		}
+		return pid
+	}
+	var gate, cascade int
+	waitFor(t, 30*time.Second, "the gate and n3 streaming from n2", func() (bool, string) {
+		gate, cascade = pidOf(GateApplicationName), pidOf("n3")
+		return gate != 0 && cascade != 0, fmt.Sprintf("gate pid %d, n3 pid %d", gate, cascade)
+	})
+
+	n2.endGateStream(ctx)
+	waitFor(t, 30*time.Second, "the gate streaming again over a new walsender", func() (bool, string) {
+		now := pidOf(GateApplicationName)
+		return now != 0 && now != gate, fmt.Sprintf("gate walsender pid %d (was %d)", now, gate)
+	})
+	if now := pidOf("n3"); now != cascade {
+		t.Fatalf("n3's walsender changed from pid %d to %d: only the gate's stream may end", cascade, now)
 	}
 }

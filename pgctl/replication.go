@@ -191,11 +191,33 @@ func (c *Controller) Promote(ctx context.Context) error {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	c.endGateStream(ctx)
 	// No CHECKPOINT here: the caller runs one in the background (a later
 	// pg_rewind from this node needs pg_control to show the new timeline,
 	// and Rewind checkpoints the source itself too).
 	c.log.Info("promoted", "took", time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// endGateStream ends the lease gate's replication stream from this server
+// right after a promotion. Until then it was a cascading walsender on the
+// old timeline, which notices the promotion only when it next wakes for new
+// WAL: after the end-of-recovery checkpoint, 0.2 s and more later. Every
+// commit of the new primary waits for the gate (synchronous_standby_names),
+// so that wait was part of every failover's write gap. Terminated, the gate
+// reconnects on the new timeline within its first retry (10 ms). Safe: the
+// gate acknowledges nothing it is not allowed to; commits only wait a
+// little. A failure is only logged: the stream then ends as before.
+func (c *Controller) endGateStream(ctx context.Context) {
+	var n int64
+	err := c.QueryRow(ctx, `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))
+		FROM pg_stat_activity WHERE backend_type = 'walsender' AND application_name = $1`,
+		[]any{GateApplicationName}, &n)
+	if err != nil {
+		c.log.Debug("end the lease gate's stream after the promotion", "error", err)
+		return
+	}
+	c.log.Debug("ended the lease gate's stream after the promotion", "walsenders", n)
 }
 
 // Checkpoint runs CHECKPOINT.

@@ -31,6 +31,7 @@ type options struct {
 	configs  []labConfig
 	jsonPath string
 	keep     bool
+	logs     string // copy every trial's logs under this directory
 	warmup   time.Duration
 	jitter   bool  // add a random part of the renewal interval to the warm-up
 	seed     int64 // of the jitter
@@ -113,6 +114,7 @@ func main() {
 	flag.IntVar(&o.trials, "trials", 5, "trials per configuration (a fresh lab each)")
 	flag.StringVar(&configs, "config", "default,lease2s", "configurations to measure, comma separated: default (lab defaults, lease 4s), lease<DURATION> (timing.lease set, e.g. lease2s)")
 	flag.StringVar(&o.jsonPath, "json", "", "also write the results as JSON to this file")
+	flag.StringVar(&o.logs, "logs", "", "copy every trial's hasidecar.log and postgres.log files to DIR/CONFIG-TRIAL/NODE/ before the lab is torn down (to read the timings of a trial that passed)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the lab directory of a failed trial for inspection")
 	flag.DurationVar(&o.warmup, "warmup", 3*time.Second, "how long the writer runs before the kill")
 	flag.BoolVar(&o.jitter, "jitter", true, "add to the warm-up a random delay under a third of the lease (the renewal interval), so that the kills fall at random points of the lease's renewal cycle; without it a lab's nearly fixed start-up timing kills at nearly the same point each trial")

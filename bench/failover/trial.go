@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -98,6 +99,9 @@ func runTrial(ctx context.Context, o options, c labConfig, trial int) (r trialRe
 		return r
 	}
 	defer env.Close()
+	if o.logs != "" {
+		defer env.CopyLogs(filepath.Join(o.logs, fmt.Sprintf("%s-%d", c.Name, trial)))
+	}
 	r.LabStartFailures = env.StartFailures
 	if o.jitter {
 		rng := rand.New(rand.NewPCG(uint64(o.seed), uint64(trial)<<32|uint64(len(c.Name))))

@@ -91,3 +91,23 @@ func (e *Env) DumpLogs(lines int) {
 
 // Tail is the last n lines of a file (see lab.Tail).
 func Tail(path string, n int) []string { return lab.Tail(path, n) }
+
+// CopyLogs copies every node's sidecar and Postgres log into dir/NODE/
+// (failures are logged: a missing log is not an error of the trial).
+func (e *Env) CopyLogs(dir string) {
+	for _, n := range e.Lab.Nodes {
+		for _, p := range []string{n.LogPath, filepath.Join(n.Dir, "postgres.log")} {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				continue
+			}
+			to := filepath.Join(dir, n.Name, filepath.Base(p))
+			if err := os.MkdirAll(filepath.Dir(to), 0o755); err == nil {
+				err = os.WriteFile(to, b, 0o644)
+			}
+			if err != nil {
+				Logf("copy %s: %v", p, err)
+			}
+		}
+	}
+}
