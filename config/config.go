@@ -204,6 +204,18 @@ type TimingConfig struct {
 	DriftMarginPercent int `yaml:"drift_margin_percent"`
 }
 
+// RenewalsPerLease: the primary renews its lease every lease/4. The
+// leader fails over at the last renewal's apply + lease + drift margin, so
+// a primary that dies at a random moment is declared dead lease + margin −
+// U(0, lease/4) after its death: more frequent renewals shorten the mean
+// failover (lease/3 gave 0.17 s more at the default 4 s lease) and leave
+// more attempts before the fence margin when a renewal fails, for one more
+// Raft commit per lease.
+const RenewalsPerLease = 4
+
+// RenewEvery is how often the primary renews its lease.
+func (t TimingConfig) RenewEvery() time.Duration { return t.Lease.D() / RenewalsPerLease }
+
 // EventsConfig caps the events table (cluster-wide).
 type EventsConfig struct {
 	MaxCount int      `yaml:"max_count"`

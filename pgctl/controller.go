@@ -129,6 +129,18 @@ type Controller struct {
 	connGen uint64    // bumped when the cache is invalidated
 
 	version int // major version of the binaries
+
+	tliMu    sync.Mutex
+	tliCache replayTLI // the last IDENTIFY_SYSTEM answer (Status)
+}
+
+// replayTLI is a standby's replay timeline as IDENTIFY_SYSTEM gave it, with
+// what identifies the moment: while the same postmaster has replayed and
+// received nothing more, the timeline cannot have changed.
+type replayTLI struct {
+	postmasterStart    time.Time
+	replayLSN, recvLSN uint64
+	tli                uint32
 }
 
 var requiredBinaries = []string{"postgres", "pg_ctl", "initdb", "pg_basebackup", "pg_rewind", "pg_controldata"}

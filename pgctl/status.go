@@ -75,7 +75,7 @@ func (c *Controller) Status(ctx context.Context) (*Status, error) {
 		// No WAL receiver (its upstream is gone): pg_control's timelines
 		// lag until the next restartpoint, which may never come, so ask the
 		// startup process's replay timeline.
-		if tli, err := c.replayTimeline(ctx); err == nil {
+		if tli, err := c.cachedReplayTimeline(ctx, st); err == nil {
 			st.Timeline = tli
 		} else {
 			c.log.Debug("replay timeline unknown, using pg_control's", "timeline", st.Timeline, "error", err)
@@ -238,6 +238,31 @@ func (c *Controller) PendingRestart(ctx context.Context) ([]string, error) {
 // cascading walsender answers with its replay timeline; SQL offers it only
 // through the WAL receiver, which is gone when the upstream is). Patroni
 // does the same.
+// cachedReplayTimeline is replayTimeline, asked again only when the
+// postmaster or its replay or receive position changed since the last
+// answer. A replication connection is a new backend (tens of milliseconds
+// on a busy host), and a standby whose upstream is gone — exactly the
+// failover candidate, whose every observation before its promotion counts —
+// would otherwise open one at every status query.
+func (c *Controller) cachedReplayTimeline(ctx context.Context, st *Status) (uint32, error) {
+	key := replayTLI{postmasterStart: st.PostmasterStart, replayLSN: st.ReplayLSN, recvLSN: st.ReceiveLSN}
+	c.tliMu.Lock()
+	cached := c.tliCache
+	c.tliMu.Unlock()
+	if cached.tli != 0 && cached.postmasterStart.Equal(key.postmasterStart) && cached.replayLSN == key.replayLSN && cached.recvLSN == key.recvLSN {
+		return cached.tli, nil
+	}
+	tli, err := c.replayTimeline(ctx)
+	if err != nil {
+		return 0, err
+	}
+	key.tli = tli
+	c.tliMu.Lock()
+	c.tliCache = key
+	c.tliMu.Unlock()
+	return tli, nil
+}
+
 func (c *Controller) replayTimeline(ctx context.Context) (uint32, error) {
 	cfg, err := c.ConnConfig()
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hasidecar/hasidecar/bench/internal/benchkit"
+	"github.com/hasidecar/hasidecar/config"
 	"github.com/hasidecar/hasidecar/fsm"
 	"github.com/hasidecar/hasidecar/internal/lab"
 	pb "github.com/hasidecar/hasidecar/proto/hasidecar/v1"
@@ -105,7 +106,7 @@ func runTrial(ctx context.Context, o options, c labConfig, trial int) (r trialRe
 	r.LabStartFailures = env.StartFailures
 	if o.jitter {
 		rng := rand.New(rand.NewPCG(uint64(o.seed), uint64(trial)<<32|uint64(len(c.Name))))
-		r.JitterS = benchkit.Seconds(time.Duration(rng.Int64N(int64(c.lease() / 3))))
+		r.JitterS = benchkit.Seconds(time.Duration(rng.Int64N(int64(c.lease() / config.RenewalsPerLease))))
 	}
 	if err := measure(ctx, o, env, &r); err != nil {
 		r.OK, r.Error = false, err.Error()

@@ -16,7 +16,7 @@ import (
 //
 //  1. While the FSM names this node primary and holder of the lease, and its
 //     Postgres answers (or is restarting within postgres.restart_timeout),
-//     it renews every lease/3. It notes its monotonic time t_send before
+//     it renews every lease/4 (config.RenewalsPerLease). It notes its monotonic time t_send before
 //     proposing; once the renewal commits it may accept writes until
 //     t_send + lease.
 //  2. The watchdog fences Postgres (stops it) fenceMargin before that
@@ -45,13 +45,13 @@ func fenceMargin(cfg *config.Config) time.Duration {
 }
 
 // LeaseRoom is the shortest time a primary keeps its lease without a Raft
-// leader (its last renewal sent up to lease/3 before the leader died, and
+// leader (its last renewal sent up to lease/4 before the leader died, and
 // it fences fenceMargin before the deadline), and need what replacing a
 // dead leader takes: up to 2 × heartbeat_timeout until every surviving
 // voter stops following it, plus an election and a commit.
 func LeaseRoom(cfg *config.Config) (room, need time.Duration) {
 	lease := cfg.Timing.Lease.D()
-	return lease - lease/3 - fenceMargin(cfg), 2*cfg.Raft.HeartbeatTimeout.D() + 300*time.Millisecond
+	return lease - cfg.Timing.RenewEvery() - fenceMargin(cfg), 2*cfg.Raft.HeartbeatTimeout.D() + 300*time.Millisecond
 }
 
 // LeaseValid reports whether this node holds a lease in the current term
@@ -97,11 +97,11 @@ func (a *Keeper) leaseLoop(ctx context.Context) {
 }
 
 // RenewLease is one pass of the lease keeper: while this node should hold
-// the lease it renews every lease/3 (sooner after a renewal that found no
+// the lease it renews every lease/4 (sooner after a renewal that found no
 // leader), and it drops the local deadline at once when the FSM says
 // otherwise. It returns when the next pass is due if nothing changes.
 func (a *Keeper) RenewLease(ctx context.Context) (next time.Time) {
-	every := a.cfg.Timing.Lease.D() / 3
+	every := a.cfg.Timing.RenewEvery()
 	st := a.log.State()
 	if _, ok := a.holdsLease(st); !ok {
 		a.clearLease()
@@ -144,7 +144,7 @@ const (
 )
 
 // renewRetry is the pause before another attempt after renewFailed (each
-// attempt itself retries for up to lease/3 while no leader is known; a
+// attempt itself retries for up to lease/4 while no leader is known; a
 // renewal forwarded to a leader that loses the role is abandoned within
 // the forwarding layer's leader poll and sent to the new leader at once,
 // over a connection that is not left in reconnect backoff: node/'s
@@ -182,9 +182,24 @@ func (a *Keeper) renewOrRelease(ctx context.Context, st *pb.ClusterState) renewO
 		a.crashMu.Lock()
 		crashed := a.crashedAt
 		a.crashMu.Unlock()
-		if !crashed.IsZero() && a.clk.Now().Sub(crashed) >= a.cfg.Postgres.RestartTimeout.D() {
-			a.release(ctx, st, me, "postgres crashed and did not restart within postgres.restart_timeout")
-			return renewSkipped
+		if rt := a.cfg.Postgres.RestartTimeout.D(); !crashed.IsZero() && a.clk.Now().Sub(crashed) >= rt {
+			if !st.Lease.GetReleased() || a.clk.Now().Sub(crashed) < 2*rt {
+				a.release(ctx, st, me, "postgres crashed and did not restart within postgres.restart_timeout")
+				return renewSkipped
+			}
+			// Released a restart_timeout ago, and still the primary of
+			// this term: the leader found no standby to promote (in
+			// synchronous mode none may hold every acknowledged write).
+			// Waiting on would leave the cluster without a primary for
+			// good (the simulator's seed 1004). Reclaim the lease and
+			// restart in place: the renewal un-releases it and bumps its
+			// serial, so a promotion decided on the released serial is
+			// refused by the FSM; if the restart fails again the lease is
+			// released again a restart_timeout later.
+			a.crashMu.Lock()
+			a.crashedAt = a.clk.Now()
+			a.crashMu.Unlock()
+			a.logger.Warn("the lease was released but no standby took over: reclaiming it to restart postgres in place", "term", st.Term)
 		}
 	}
 	lease := a.cfg.Timing.Lease.D()

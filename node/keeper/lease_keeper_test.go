@@ -48,9 +48,9 @@ func renewals(lg *fakelog.Log) int {
 }
 
 // TestRenewLease: one pass of the lease keeper against a fake log and
-// clock (lease 4 s: renewed every 1.33 s, 50 ms after a failed attempt).
+// clock (lease 4 s: renewed every 1 s, 50 ms after a failed attempt).
 func TestRenewLease(t *testing.T) {
-	every := 4 * time.Second / 3
+	every := 4 * time.Second / config.RenewalsPerLease
 	cases := []struct {
 		name    string
 		setup   func(k *Keeper, clk *clock.Manual, lg *fakelog.Log, pg *fakePG)
@@ -81,6 +81,20 @@ func TestRenewLease(t *testing.T) {
 			k.crashedAt = clk.Now()
 			clk.Advance(k.cfg.Postgres.RestartTimeout.D())
 		}, release: true, next: every},
+		{name: "released, a restart_timeout not over since: stays released", setup: func(k *Keeper, clk *clock.Manual, lg *fakelog.Log, pg *fakePG) {
+			k.cfg.Postgres.RestartTimeout = config.Duration(10 * time.Second)
+			pg.crash()
+			k.crashedAt = clk.Now()
+			releaseLease(t, lg)
+			clk.Advance(20*time.Second - time.Millisecond)
+		}, next: 20*time.Second - time.Millisecond + every},
+		{name: "released a restart_timeout ago, still the primary: reclaims the lease to restart in place", setup: func(k *Keeper, clk *clock.Manual, lg *fakelog.Log, pg *fakePG) {
+			k.cfg.Postgres.RestartTimeout = config.Duration(10 * time.Second)
+			pg.crash()
+			k.crashedAt = clk.Now()
+			releaseLease(t, lg)
+			clk.Advance(20 * time.Second)
+		}, renewed: 1, valid: true, next: 20*time.Second + every},
 		{name: "crashed, restart_timeout not over: keeps renewing", setup: func(k *Keeper, clk *clock.Manual, _ *fakelog.Log, pg *fakePG) {
 			k.cfg.Postgres.RestartTimeout = config.Duration(10 * time.Second)
 			pg.crash()
@@ -115,6 +129,15 @@ func TestRenewLease(t *testing.T) {
 	}
 }
 
+// releaseLease commits the holder's ReleaseLease on the fake log.
+func releaseLease(t *testing.T, lg *fakelog.Log) {
+	t.Helper()
+	st := lg.State()
+	if res := lg.Apply(&pb.Command{Cmd: &pb.Command_ReleaseLease{ReleaseLease: &pb.ReleaseLease{NodeId: st.Lease.HolderId, Term: st.Term, Reason: "test"}}}); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+}
+
 // TestRenewLeaseDeadline: the local deadline is t_send + lease, noted
 // before proposing, and a later pass renews only once a third of the lease
 // has passed.
@@ -124,15 +147,15 @@ func TestRenewLeaseDeadline(t *testing.T) {
 	if k.lease.deadline != t0.Add(4*time.Second) || k.lease.last != k.lease.deadline {
 		t.Fatalf("deadline %v (last %v), want t0+4s", k.lease.deadline, k.lease.last)
 	}
-	clk.Advance(time.Second)
+	clk.Advance(700 * time.Millisecond)
 	k.healthyAt.Store(clk.Now().UnixNano())
-	if next := k.RenewLease(context.Background()); renewals(lg) != 1 || next != t0.Add(4*time.Second/3) {
-		t.Fatalf("a pass before lease/3: %d renewals, next %v", renewals(lg), next.Sub(t0))
+	if next := k.RenewLease(context.Background()); renewals(lg) != 1 || next != t0.Add(4*time.Second/config.RenewalsPerLease) {
+		t.Fatalf("a pass before lease/4: %d renewals, next %v", renewals(lg), next.Sub(t0))
 	}
-	clk.Advance(time.Second / 2)
+	clk.Advance(400 * time.Millisecond)
 	k.RenewLease(context.Background())
 	if renewals(lg) != 2 || k.lease.deadline != clk.Now().Add(4*time.Second) {
-		t.Fatalf("after lease/3: %d renewals, deadline t0+%v", renewals(lg), k.lease.deadline.Sub(t0))
+		t.Fatalf("after lease/4: %d renewals, deadline t0+%v", renewals(lg), k.lease.deadline.Sub(t0))
 	}
 }
 
