@@ -117,7 +117,7 @@ func main() {
 	flag.StringVar(&o.logs, "logs", "", "copy every trial's hasidecar.log and postgres.log files to DIR/CONFIG-TRIAL/NODE/ before the lab is torn down (to read the timings of a trial that passed)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the lab directory of a failed trial for inspection")
 	flag.DurationVar(&o.warmup, "warmup", 3*time.Second, "how long the writer runs before the kill")
-	flag.BoolVar(&o.jitter, "jitter", true, "add to the warm-up a random delay under the renewal interval (lease/4), so that the kills fall at random points of the lease's renewal cycle; without it a lab's nearly fixed start-up timing kills at nearly the same point each trial")
+	flag.BoolVar(&o.jitter, "jitter", true, "add to the warm-up a random delay under the renewal interval (lease/3), so that the kills fall at random points of the lease's renewal cycle; without it a lab's nearly fixed start-up timing kills at nearly the same point each trial")
 	flag.Int64Var(&o.seed, "seed", 0, "seed of the jitter (0: from the clock; printed)")
 	flag.DurationVar(&o.timeout, "timeout", 60*time.Second, "a trial fails when no INSERT succeeds on another node this long after the kill")
 	flag.DurationVar(&o.settle, "settle", 2*time.Second, "how long to keep writing after the failover before counting promotions")
@@ -197,7 +197,7 @@ func runTrials(ctx context.Context, o options) error {
 	fmt.Printf("failover benchmark: %s, %d trial(s) per configuration, %d CPUs; kill = SIGKILL of the primary's sidecar and Postgres\n",
 		o.bin, o.trials, runtime.NumCPU())
 	if o.jitter {
-		fmt.Printf("kill after the %s warm-up plus a random delay under lease/4, the renewal interval (-seed %d)\n\n", o.warmup, o.seed)
+		fmt.Printf("kill after the %s warm-up plus a random delay under the renewal interval, lease/3 (-seed %d)\n\n", o.warmup, o.seed)
 	} else {
 		fmt.Printf("kill after the %s warm-up, no jitter\n\n", o.warmup)
 	}

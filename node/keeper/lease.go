@@ -16,7 +16,7 @@ import (
 //
 //  1. While the FSM names this node primary and holder of the lease, and its
 //     Postgres answers (or is restarting within postgres.restart_timeout),
-//     it renews every lease/4 (config.RenewalsPerLease). It notes its monotonic time t_send before
+//     it renews every lease/3 (config.RenewalsPerLease). It notes its monotonic time t_send before
 //     proposing; once the renewal commits it may accept writes until
 //     t_send + lease.
 //  2. The watchdog fences Postgres (stops it) fenceMargin before that
@@ -45,7 +45,7 @@ func fenceMargin(cfg *config.Config) time.Duration {
 }
 
 // LeaseRoom is the shortest time a primary keeps its lease without a Raft
-// leader (its last renewal sent up to lease/4 before the leader died, and
+// leader (its last renewal sent up to lease/3 before the leader died, and
 // it fences fenceMargin before the deadline), and need what replacing a
 // dead leader takes: up to 2 × heartbeat_timeout until every surviving
 // voter stops following it, plus an election and a commit.
@@ -97,7 +97,7 @@ func (a *Keeper) leaseLoop(ctx context.Context) {
 }
 
 // RenewLease is one pass of the lease keeper: while this node should hold
-// the lease it renews every lease/4 (sooner after a renewal that found no
+// the lease it renews every lease/3 (sooner after a renewal that found no
 // leader), and it drops the local deadline at once when the FSM says
 // otherwise. It returns when the next pass is due if nothing changes.
 func (a *Keeper) RenewLease(ctx context.Context) (next time.Time) {
@@ -144,7 +144,7 @@ const (
 )
 
 // renewRetry is the pause before another attempt after renewFailed (each
-// attempt itself retries for up to lease/4 while no leader is known; a
+// attempt itself retries for up to lease/3 while no leader is known; a
 // renewal forwarded to a leader that loses the role is abandoned within
 // the forwarding layer's leader poll and sent to the new leader at once,
 // over a connection that is not left in reconnect backoff: node/'s

@@ -15,13 +15,12 @@ func TestLeaseRoom(t *testing.T) {
 		room             time.Duration
 		enough           bool
 	}{
-		{4 * time.Second, 500 * time.Millisecond, 2500 * time.Millisecond, true},   // the defaults: 4 s − 1 s − 0.5 s
-		{4 * time.Second, 1200 * time.Millisecond, 2500 * time.Millisecond, false}, // a leader's death could fence
-		{4 * time.Second, time.Second, 2500 * time.Millisecond, true},              // hashicorp/raft's 1 s: just fits
-		{8 * time.Second, time.Second, 5500 * time.Millisecond, true},
-		{2 * time.Second, 500 * time.Millisecond, time.Second, false},
-		{2 * time.Second, 250 * time.Millisecond, time.Second, true},
-		{time.Second, 150 * time.Millisecond, 500 * time.Millisecond, false}, // lease/4 margin
+		{4 * time.Second, 500 * time.Millisecond, 2166666667 * time.Nanosecond, true}, // the defaults
+		{4 * time.Second, time.Second, 2166666667 * time.Nanosecond, false},           // hashicorp/raft's 1 s: a leader's death could fence
+		{8 * time.Second, time.Second, 4833333334 * time.Nanosecond, true},
+		{2 * time.Second, 500 * time.Millisecond, 833333334 * time.Nanosecond, false},
+		{2 * time.Second, 250 * time.Millisecond, 833333334 * time.Nanosecond, true},
+		{time.Second, 100 * time.Millisecond, 416666667 * time.Nanosecond, false}, // lease/4 margin
 	} {
 		cfg := &config.Config{Timing: config.TimingConfig{Lease: config.Duration(tc.lease)}, Raft: config.RaftConfig{HeartbeatTimeout: config.Duration(tc.heartbeat)}}
 		room, need := LeaseRoom(cfg)
