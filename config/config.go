@@ -89,6 +89,12 @@ type RaftConfig struct {
 	ElectionTimeout   Duration `yaml:"election_timeout"`
 	SnapshotThreshold uint64   `yaml:"snapshot_threshold"`
 	SnapshotInterval  Duration `yaml:"snapshot_interval"`
+	// MaxVoters (cluster-wide, odd): at most this many Raft voters; further
+	// members are non-voters, promoted when a voter goes.
+	MaxVoters int `yaml:"max_voters"`
+	// VoterReplaceAfter (cluster-wide): a voter whose reports have not
+	// reached the Raft leader this long is replaced by a healthy non-voter.
+	VoterReplaceAfter Duration `yaml:"voter_replace_after"`
 }
 
 // ListenConfig is a listen address and the address peers should use.

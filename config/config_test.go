@@ -41,6 +41,8 @@ func expectedMinimalData(fx *fixture) *Config {
 			ElectionTimeout:   Duration(500 * time.Millisecond),
 			SnapshotThreshold: 1024,
 			SnapshotInterval:  sec(30),
+			MaxVoters:         5,
+			VoterReplaceAfter: sec(30),
 		},
 		GRPC: ListenConfig{Listen: "10.0.0.1:7001", Advertise: "10.0.0.1:7001"},
 		TLS:  expectedTLS(fx),
@@ -99,6 +101,8 @@ func expectedMinimalWitness(fx *fixture) *Config {
 			ElectionTimeout:   Duration(500 * time.Millisecond),
 			SnapshotThreshold: 1024,
 			SnapshotInterval:  sec(30),
+			MaxVoters:         5,
+			VoterReplaceAfter: sec(30),
 		},
 		GRPC:                 ListenConfig{Listen: "10.0.0.9:7001", Advertise: "10.0.0.9:7001"},
 		TLS:                  expectedTLS(fx),
@@ -160,6 +164,8 @@ func TestParseValid(t *testing.T) {
 			ElectionTimeout:   sec(1),
 			SnapshotThreshold: 1024,
 			SnapshotInterval:  sec(30),
+			MaxVoters:         5,
+			VoterReplaceAfter: sec(30),
 		},
 		GRPC: ListenConfig{Listen: "0.0.0.0:7001", Advertise: "10.0.0.1:7001"},
 		HTTP: HTTPConfig{Listen: "0.0.0.0:8008"},
@@ -355,6 +361,8 @@ raft:
   election_timeout: 500ms
   snapshot_threshold: 1024
   snapshot_interval: 30s
+  max_voters: 5
+  voter_replace_after: 30s
 grpc:
   listen: 10.0.0.9:7001
   advertise: 10.0.0.9:7001

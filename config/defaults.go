@@ -19,10 +19,14 @@ const (
 	// what a 4 s lease leaves after its lease/3 renewal phase and the
 	// fencing margin, or a leader's death fences a healthy primary (the
 	// chaos test's witness-kill caught it with 1 s).
-	DefaultHeartbeatTimeout     = Duration(500 * time.Millisecond)
-	DefaultElectionTimeout      = Duration(500 * time.Millisecond)
-	DefaultSnapshotThreshold    = 1024
-	DefaultSnapshotInterval     = Duration(30 * time.Second)
+	DefaultHeartbeatTimeout  = Duration(500 * time.Millisecond)
+	DefaultElectionTimeout   = Duration(500 * time.Millisecond)
+	DefaultSnapshotThreshold = 1024
+	DefaultSnapshotInterval  = Duration(30 * time.Second)
+	// The same as fsm.DefaultMaxVoters and fsm.DefaultVoterReplaceAfter
+	// (what a cluster's settings without them mean).
+	DefaultMaxVoters            = 5
+	DefaultVoterReplaceAfter    = Duration(30 * time.Second)
 	DefaultPostgresHost         = "127.0.0.1"
 	DefaultPostgresPort         = 5432
 	DefaultOSUser               = "postgres"
@@ -100,6 +104,10 @@ func (c *Config) fill(present map[string]bool) {
 		c.Raft.SnapshotThreshold = DefaultSnapshotThreshold
 	}
 	setDur("raft.snapshot_interval", &c.Raft.SnapshotInterval, DefaultSnapshotInterval)
+	if unset("raft.max_voters", c.Raft.MaxVoters == 0) {
+		c.Raft.MaxVoters = DefaultMaxVoters
+	}
+	setDur("raft.voter_replace_after", &c.Raft.VoterReplaceAfter, DefaultVoterReplaceAfter)
 	if c.Raft.Advertise == "" && specificHost(c.Raft.Listen) {
 		c.Raft.Advertise = c.Raft.Listen
 	}

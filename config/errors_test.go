@@ -47,7 +47,7 @@ var errorCases = []errorCase{
 		name: "misspelt raft.listen also leaves it missing", exact: true,
 		yaml: withTLS("cluster: main\nname: w1\nkind: witness\nstate_dir: /var/lib/hasidecar\nbootstrap: true\ngrpc:\n  listen: 10.0.0.9:7001\nraft:\n  lisen: 10.0.0.9:7000\n"),
 		want: []string{
-			`config test.yaml: line 9: unknown key "raft.lisen" (did you mean "listen"? valid keys in raft: listen, advertise, heartbeat_timeout, election_timeout, snapshot_threshold, snapshot_interval)`,
+			`config test.yaml: line 9: unknown key "raft.lisen" (did you mean "listen"? valid keys in raft: listen, advertise, heartbeat_timeout, election_timeout, snapshot_threshold, snapshot_interval, max_voters, voter_replace_after)`,
 			`config test.yaml: key "raft.listen": required: the host:port to listen on, like "0.0.0.0:7000"`,
 		},
 	},
@@ -164,6 +164,21 @@ var errorCases = []errorCase{
 		name: "lease too short", exact: true,
 		yaml: witness("timing:\n  lease: 500ms\n"),
 		want: []string{`config test.yaml: line 11: key "timing.lease": 500ms is out of range; use a value from 1s to 2m`},
+	},
+	{
+		name: "max_voters even", exact: true,
+		yaml: withTLS("cluster: main\nname: w1\nkind: witness\nstate_dir: /var/lib/hasidecar\nbootstrap: true\nraft:\n  listen: 10.0.0.9:7000\n  max_voters: 4\ngrpc:\n  listen: 10.0.0.9:7001\n"),
+		want: []string{`config test.yaml: line 8: key "raft.max_voters": 4 is even; use 3 or 5: an even number of voters tolerates no more lost voters than one fewer, and needs one more for every commit`},
+	},
+	{
+		name: "max_voters zero", exact: true,
+		yaml: withTLS("cluster: main\nname: w1\nkind: witness\nstate_dir: /var/lib/hasidecar\nbootstrap: true\nraft:\n  listen: 10.0.0.9:7000\n  max_voters: 0\ngrpc:\n  listen: 10.0.0.9:7001\n"),
+		want: []string{`config test.yaml: line 8: key "raft.max_voters": 0 is too small; use an odd number of at least 1: 3 or 5 (default 5) tolerate one or two lost voters`},
+	},
+	{
+		name: "voter_replace_after too short", exact: true,
+		yaml: withTLS("cluster: main\nname: w1\nkind: witness\nstate_dir: /var/lib/hasidecar\nbootstrap: true\nraft:\n  listen: 10.0.0.9:7000\n  voter_replace_after: 1s\ngrpc:\n  listen: 10.0.0.9:7001\n"),
+		want: []string{`config test.yaml: line 8: key "raft.voter_replace_after": 1s is out of range; use a value from 5s to 24h`},
 	},
 	{
 		name: "heartbeat too long", exact: true,
@@ -601,7 +616,7 @@ var errorCases = []errorCase{
 		yaml: withTLS("cluster: main\nname: w1\nkind: witness\nstate_dir: /var/lib/hasidecar\nbootstrap: true\npriority: high\nraft:\n  listen: 10.0.0.9:7000\n  snapshot_treshold: 10\ngrpc:\n  listen: 10.0.0.9:7001\ntiming:\n  lease: 4\nlog_level: loud\n"),
 		want: []string{
 			`config test.yaml: line 6: key "priority": expected an integer, got "high"`,
-			`config test.yaml: line 9: unknown key "raft.snapshot_treshold" (did you mean "snapshot_threshold"? valid keys in raft: listen, advertise, heartbeat_timeout, election_timeout, snapshot_threshold, snapshot_interval)`,
+			`config test.yaml: line 9: unknown key "raft.snapshot_treshold" (did you mean "snapshot_threshold"? valid keys in raft: listen, advertise, heartbeat_timeout, election_timeout, snapshot_threshold, snapshot_interval, max_voters, voter_replace_after)`,
 			`config test.yaml: line 13: key "timing.lease": "4" is not a duration; write it with a unit, like "4s" or "500ms"`,
 			`config test.yaml: line 14: key "log_level": "loud" is not a log level; use trace, debug, info, warn or error`,
 		},
@@ -679,6 +694,8 @@ config: key "raft.heartbeat_timeout": 0s is out of range; use a value from 100ms
 config: key "raft.election_timeout": 0s is out of range; use a value from 100ms to 1m
 config: key "raft.snapshot_threshold": 0 is too small; use at least 16 (default 1024)
 config: key "raft.snapshot_interval": 0s is out of range; use a value from 1s to 24h
+config: key "raft.max_voters": 0 is too small; use an odd number of at least 1: 3 or 5 (default 5) tolerate one or two lost voters
+config: key "raft.voter_replace_after": 0s is out of range; use a value from 5s to 24h
 config: key "tls.mode": "" is not a TLS mode; use "on" (the default) or "off" (loopback only)
 config: key "postgres": required for a data node: set postgres.data_dir at least
 config: key "timing.monitor_interval": 0s is out of range; use a value from 100ms to 1m

@@ -134,6 +134,13 @@ func (c *Config) validate(lines map[string]int) []Issue {
 		v.add("raft.snapshot_threshold", "%d is too small; use at least 16 (default %d)", c.Raft.SnapshotThreshold, DefaultSnapshotThreshold)
 	}
 	v.duration("raft.snapshot_interval", c.Raft.SnapshotInterval, time.Second, 24*time.Hour)
+	switch m := c.Raft.MaxVoters; {
+	case m < 1:
+		v.add("raft.max_voters", "%d is too small; use an odd number of at least 1: 3 or 5 (default %d) tolerate one or two lost voters", m, DefaultMaxVoters)
+	case m%2 == 0:
+		v.add("raft.max_voters", "%d is even; use %d or %d: an even number of voters tolerates no more lost voters than one fewer, and needs one more for every commit", m, m-1, m+1)
+	}
+	v.duration("raft.voter_replace_after", c.Raft.VoterReplaceAfter, 5*time.Second, 24*time.Hour)
 	if raftPort != nil && grpcPort != nil && raftPort.clashes(*grpcPort) {
 		v.add("grpc.listen", "%s clashes with raft.listen %s; give Raft and gRPC different ports", quoteValue(c.GRPC.Listen), quoteValue(c.Raft.Listen))
 	}

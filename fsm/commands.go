@@ -427,6 +427,27 @@ func (a *applier) setNeedsReclone(c *pb.SetNeedsReclone) error {
 	return nil
 }
 
+// setVoter records a change of a member's suffrage the Raft leader made
+// (or found): the row's voter flag follows Raft's configuration, and every
+// SetVoter records voter_added or voter_demoted.
+func (a *applier) setVoter(c *pb.SetVoter) error {
+	n, err := a.node(c.NodeId)
+	if err != nil {
+		return err
+	}
+	n.Voter = c.Voter
+	a.touch(n)
+	typ, details := EventVoterDemoted, fmt.Sprintf("%q is a non-voter", n.Name)
+	if c.Voter {
+		typ, details = EventVoterAdded, fmt.Sprintf("%q is a voter", n.Name)
+	}
+	if c.Details != "" {
+		details += ": " + c.Details
+	}
+	a.event(n.Id, typ, true, details)
+	return nil
+}
+
 func (a *applier) setNodeActive(c *pb.SetNodeActive) error {
 	n, err := a.node(c.NodeId)
 	if err != nil {

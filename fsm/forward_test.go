@@ -38,6 +38,7 @@ func TestCheckForwarded(t *testing.T) {
 		{"target reports the shutdown LSN", st, "pg2", &pb.Command{Cmd: &pb.Command_UpdateSwitchover{UpdateSwitchover: &pb.UpdateSwitchover{ShutdownLsn: 5}}}, "about node 1"},
 		{"no switchover running", noSwitch, "pg1", &pb.Command{Cmd: &pb.Command_UpdateSwitchover{UpdateSwitchover: &pb.UpdateSwitchover{}}}, "no switchover is running"},
 		{"promote", st, "pg2", &pb.Command{Cmd: &pb.Command_Promote{Promote: &pb.Promote{NodeId: 2, Term: 2}}}, "Promote from \"pg2\": only the Raft leader proposes it"},
+		{"voter change", st, "pg2", &pb.Command{Cmd: &pb.Command_SetVoter{SetVoter: &pb.SetVoter{NodeId: 2, Voter: true}}}, "SetVoter from \"pg2\": only the Raft leader proposes it"},
 		{"pause", st, "pg2", &pb.Command{Cmd: &pb.Command_SetSettings{SetSettings: &pb.SetSettings{}}}, "SetSettings from \"pg2\": only the Raft leader"},
 		{"remove", st, "pg2", &pb.Command{Cmd: &pb.Command_RemoveNode{RemoveNode: &pb.RemoveNode{NodeId: 1}}}, "RemoveNode"},
 		{"init", st, "pg2", &pb.Command{Cmd: &pb.Command_InitCluster{InitCluster: &pb.InitCluster{}}}, "InitCluster"},

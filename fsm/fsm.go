@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"fmt"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -11,6 +12,12 @@ import (
 // Defaults applied when the settings leave a value at zero.
 const (
 	DefaultEventMaxCount = 1000
+	// DefaultMaxVoters and DefaultVoterReplaceAfter stand for Settings'
+	// max_voters and voter_replace_after_ms at zero (a cluster created
+	// before they existed); config's raft.max_voters and
+	// raft.voter_replace_after default to the same.
+	DefaultMaxVoters         = 5
+	DefaultVoterReplaceAfter = 30 * time.Second
 )
 
 // Event types, named after repmgr's where one exists.
@@ -56,6 +63,10 @@ const (
 	EventFailoverPaused  = "failover_paused"
 	EventFailoverPending = "failover_pending"
 	EventFailoverBlocked = "failover_blocked"
+	// Recorded by the Raft leader with each change of a member's suffrage
+	// (SetVoter): a non-voter promoted to voter, a voter demoted.
+	EventVoterAdded   = "voter_added"
+	EventVoterDemoted = "voter_demoted"
 )
 
 // Promotion reasons (Promote.reason) besides EventFailover and
@@ -234,6 +245,8 @@ func (a *applier) dispatch(cmd *pb.Command) (uint32, error) {
 		return 0, a.setSyncStandbys(c.SetSyncStandbys)
 	case *pb.Command_SetNeedsReclone:
 		return 0, a.setNeedsReclone(c.SetNeedsReclone)
+	case *pb.Command_SetVoter:
+		return 0, a.setVoter(c.SetVoter)
 	default:
 		return 0, errorf(CodeInvalidCommand, "unknown command %T", cmd.Cmd)
 	}

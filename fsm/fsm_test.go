@@ -129,6 +129,9 @@ func TestRejections(t *testing.T) {
 		{"promote on an old lease serial", func(h *harness) *pb.Command {
 			return &pb.Command{Cmd: &pb.Command_Promote{Promote: &pb.Promote{NodeId: 2, Term: 2, Reason: "failover", LeaseSerial: lease(h) - 1, LeaseMs: 4000}}}
 		}, CodeStaleTerm},
+		{"voter change of an unknown node", func(h *harness) *pb.Command {
+			return &pb.Command{Cmd: &pb.Command_SetVoter{SetVoter: &pb.SetVoter{NodeId: 42, Voter: true}}}
+		}, CodeUnknownNode},
 		{"promote an unknown node", func(h *harness) *pb.Command {
 			return &pb.Command{Cmd: &pb.Command_Promote{Promote: &pb.Promote{NodeId: 42, Term: 2, Reason: "failover", LeaseSerial: lease(h), LeaseMs: 4000}}}
 		}, CodeUnknownNode},
@@ -229,6 +232,24 @@ func TestRejections(t *testing.T) {
 				t.Fatalf("ParseError(%q) = %v, %v", r.Err.Error(), back, ok)
 			}
 		})
+	}
+}
+
+// TestSetVoter: the row's voter flag follows, with one event per change.
+func TestSetVoter(t *testing.T) {
+	h := threeNodes(t)
+	h.ok(&pb.Command{Cmd: &pb.Command_SetVoter{SetVoter: &pb.SetVoter{NodeId: 3, Voter: false, Details: "silent for 31s"}}})
+	h.ok(&pb.Command{Cmd: &pb.Command_SetVoter{SetVoter: &pb.SetVoter{NodeId: 2, Voter: true}}})
+	st := h.m.State()
+	if NodeByID(st, 3).Voter || !NodeByID(st, 2).Voter {
+		t.Fatalf("voter flags: pg2 %v, pg3 %v", NodeByID(st, 2).Voter, NodeByID(st, 3).Voter)
+	}
+	evs := st.Events[len(st.Events)-2:]
+	if evs[0].Type != EventVoterDemoted || evs[0].NodeName != "pg3" || evs[0].Details != `"pg3" is a non-voter: silent for 31s` {
+		t.Fatalf("first event %v", evs[0])
+	}
+	if evs[1].Type != EventVoterAdded || evs[1].NodeName != "pg2" || evs[1].Details != `"pg2" is a voter` {
+		t.Fatalf("second event %v", evs[1])
 	}
 }
 

@@ -34,7 +34,7 @@ func genCommand(t *rapid.T, st *pb.ClusterState, at int64) *pb.Command {
 		serial--
 	}
 	cmd := &pb.Command{AtUnixMs: at}
-	switch rapid.IntRange(0, 14).Draw(t, "kind") {
+	switch rapid.IntRange(0, 15).Draw(t, "kind") {
 	case 0:
 		name := rapid.SampledFrom(names).Draw(t, "name")
 		kind := pb.NodeKind_NODE_KIND_DATA
@@ -102,6 +102,8 @@ func genCommand(t *rapid.T, st *pb.ClusterState, at int64) *pb.Command {
 			}
 		}
 		cmd.Cmd = &pb.Command_SetSyncStandbys{SetSyncStandbys: &pb.SetSyncStandbys{Term: term, PrimaryId: primary, NodeIds: ids}}
+	case 15:
+		cmd.Cmd = &pb.Command_SetVoter{SetVoter: &pb.SetVoter{NodeId: id, Voter: rapid.Bool().Draw(t, "voter")}}
 	case 13:
 		cmd.Cmd = &pb.Command_SetNodeActive{SetNodeActive: &pb.SetNodeActive{NodeId: id, Term: term, Active: rapid.Bool().Draw(t, "active")}}
 	}

@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"strings"
+	"time"
 
 	pb "github.com/hasidecar/hasidecar/proto/hasidecar/v1"
 )
@@ -73,4 +74,22 @@ func KindName(k pb.NodeKind) string {
 		return "witness"
 	}
 	return "unknown"
+}
+
+// MaxVoters is the cluster's cap on Raft voters (Settings.max_voters, or
+// DefaultMaxVoters when unset).
+func MaxVoters(s *pb.Settings) int {
+	if v := s.GetMaxVoters(); v > 0 {
+		return int(v)
+	}
+	return DefaultMaxVoters
+}
+
+// VoterReplaceAfter is how long a voter may be silent before the leader
+// replaces it (Settings.voter_replace_after_ms, or DefaultVoterReplaceAfter).
+func VoterReplaceAfter(s *pb.Settings) time.Duration {
+	if v := s.GetVoterReplaceAfterMs(); v > 0 {
+		return time.Duration(v) * time.Millisecond
+	}
+	return DefaultVoterReplaceAfter
 }

@@ -122,18 +122,45 @@ func (n *Node) askLSNsFor(ctx context.Context, nodes []*pb.Node, term uint64) []
 // nodeRaft is Raft's membership and leadership for the leader.
 type nodeRaft struct{ n *Node }
 
-func (r nodeRaft) Voters() ([]leader.Server, error) {
+func (r nodeRaft) Servers() ([]leader.Server, uint64, error) {
 	f := r.n.raft.GetConfiguration()
 	if err := f.Error(); err != nil {
-		return nil, fmt.Errorf("read the raft configuration: %w", err)
+		return nil, 0, fmt.Errorf("read the raft configuration: %w", err)
 	}
 	var out []leader.Server
 	for _, s := range f.Configuration().Servers {
-		if s.Suffrage == raft.Voter {
-			out = append(out, leader.Server{ID: string(s.ID), Address: string(s.Address)})
-		}
+		out = append(out, leader.Server{ID: string(s.ID), Address: string(s.Address), Voter: s.Suffrage == raft.Voter})
 	}
-	return out, nil
+	return out, f.Index(), nil
+}
+
+// raftChangeTimeout bounds a membership change when ctx has no sooner
+// deadline (raft's futures take a timeout, not a context).
+const raftChangeTimeout = 10 * time.Second
+
+func changeTimeout(ctx context.Context) time.Duration {
+	if dl, ok := ctx.Deadline(); ok {
+		return min(time.Until(dl), raftChangeTimeout)
+	}
+	return raftChangeTimeout
+}
+
+func (r nodeRaft) AddVoter(ctx context.Context, s leader.Server, prevIndex uint64) error {
+	r.n.memberMu.Lock()
+	defer r.n.memberMu.Unlock()
+	if err := r.n.raft.AddVoter(raft.ServerID(s.ID), raft.ServerAddress(s.Address), prevIndex, changeTimeout(ctx)).Error(); err != nil {
+		return fmt.Errorf("make %s a raft voter: %w", s.ID, err)
+	}
+	return nil
+}
+
+func (r nodeRaft) DemoteVoter(ctx context.Context, id string, prevIndex uint64) error {
+	r.n.memberMu.Lock()
+	defer r.n.memberMu.Unlock()
+	if err := r.n.raft.DemoteVoter(raft.ServerID(id), prevIndex, changeTimeout(ctx)).Error(); err != nil {
+		return fmt.Errorf("make %s a raft non-voter: %w", id, err)
+	}
+	return nil
 }
 
 func (r nodeRaft) AppliedIndex() uint64 { return r.n.raft.AppliedIndex() }

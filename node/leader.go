@@ -101,6 +101,8 @@ func (n *Node) initCluster(ctx context.Context) {
 		// 0 (off) unless the bootstrapping node's config sets it.
 		StorageFailureFailoverMs: n.cfg.FailoverOnStorageFailure.D().Milliseconds(),
 		SlotRetentionMs:          n.cfg.SlotRetention.D().Milliseconds(),
+		MaxVoters:                int32(n.cfg.Raft.MaxVoters),
+		VoterReplaceAfterMs:      n.cfg.Raft.VoterReplaceAfter.D().Milliseconds(),
 	}
 	if n.cfg.Failover == "manual" {
 		s.FailoverMode = pb.FailoverMode_FAILOVER_MODE_MANUAL

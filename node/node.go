@@ -72,6 +72,10 @@ type Node struct {
 	leaderMu     sync.Mutex
 	leaderCancel context.CancelFunc
 	leaderDone   chan struct{}
+	// memberMu orders the Raft membership changes of joins and of the
+	// leader's voter management: each counts the voters only after the
+	// previous change committed.
+	memberMu sync.Mutex
 
 	reloadCh chan struct{} // SIGHUP: reload the certificate files
 

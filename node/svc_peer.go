@@ -16,9 +16,6 @@ import (
 	pb "github.com/hasidecar/hasidecar/proto/hasidecar/v1"
 )
 
-// maxVoters: further nodes join as non-voters (DESIGN.md "Raft group").
-const maxVoters = 7
-
 type peerService struct {
 	pb.UnimplementedPeerServiceServer
 	n *Node
@@ -62,7 +59,7 @@ func (s *peerService) Join(ctx context.Context, req *pb.JoinRequest) (*pb.JoinRe
 		n.logger.Info("node rejoins with a new raft address", "node", req.Name, "old", other.RaftAddress, "new", req.RaftAddress)
 	}
 	wasMember := n.isRaftMember(req.Name)
-	voter, err := n.addRaftServer(req.Name, req.RaftAddress)
+	voter, err := n.addRaftServer(req.Name, req.RaftAddress, fsm.MaxVoters(st.Settings))
 	if err != nil {
 		return nil, err
 	}
@@ -105,8 +102,14 @@ func (n *Node) isRaftMember(name string) bool {
 }
 
 // addRaftServer adds (or re-addresses) a server: a voter while there are
-// fewer than maxVoters, a non-voter after that.
-func (n *Node) addRaftServer(name, addr string) (voter bool, err error) {
+// fewer than maxVoters (the cluster's raft.max_voters), a non-voter after
+// that; the leader promotes non-voters later when a voter goes, and a
+// witness in place of a data voter (leader.PlanVoters).
+func (n *Node) addRaftServer(name, addr string, maxVoters int) (voter bool, err error) {
+	// Joins arrive at once (a lab starts every node together): without the
+	// lock each would count the voters before the others were added.
+	n.memberMu.Lock()
+	defer n.memberMu.Unlock()
 	f := n.raft.GetConfiguration()
 	if err := f.Error(); err != nil {
 		return false, fmt.Errorf("read raft configuration: %w", err)

@@ -215,7 +215,13 @@ func (io *simLeaderIO) Report(uint32) (uint64, time.Time, bool) { return 0, time
 
 var errNoTransfer = errors.New("sim: raft leadership transfer is not modelled")
 
-func (io *simLeaderIO) Voters() ([]leader.Server, error) { return nil, errNoTransfer }
+// Servers: membership is not modelled either, so the leader neither
+// balances leadership nor changes voters.
+func (io *simLeaderIO) Servers() ([]leader.Server, uint64, error) { return nil, 0, errNoTransfer }
+
+func (io *simLeaderIO) AddVoter(context.Context, leader.Server, uint64) error { return errNoTransfer }
+
+func (io *simLeaderIO) DemoteVoter(context.Context, string, uint64) error { return errNoTransfer }
 
 func (io *simLeaderIO) AppliedIndex() uint64 { return io.h.raft.applied }
 

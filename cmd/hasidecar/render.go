@@ -66,8 +66,11 @@ func renderShow(w io.Writer, r *pb.ShowResponse) {
 			lag = humanBytes(n.LagBytes)
 		}
 		raftState := strings.ToLower(n.RaftState)
-		if !n.Voter && raftState != "" {
+		switch {
+		case !n.Voter && raftState != "":
 			raftState += " (non-voter)"
+		case !n.Voter:
+			raftState = "non-voter" // not answering: its suffrage still shows
 		}
 		role := fsm.RoleName(n.Role)
 		if n.SyncStandby {

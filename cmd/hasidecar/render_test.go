@@ -93,6 +93,8 @@ func showCases() []showCase {
 				fxPrimaryView(1, "node1", 1),
 				fxStandbyView(2, "node2", "node1", 1, 3<<30),
 				fxWith(fxStandbyView(5, "node5", "node1", 1, 5<<20), func(v *pb.NodeView) { v.Voter, v.Priority, v.Location = false, 0, "dc3" }),
+				// A dead voter the leader demoted: no Raft state, still marked.
+				fxWith(fxStandbyView(6, "node6", "node1", 1, -1), func(v *pb.NodeView) { v.Voter, v.Status, v.RaftState, v.Timeline = false, "unreachable", "", 0 }),
 			}},
 		},
 		{

@@ -37,13 +37,20 @@ type Peers interface {
 
 // Raft is the consensus layer's membership and leadership.
 type Raft interface {
-	// Voters are the voting members of the configuration, in its order.
-	Voters() ([]Server, error)
+	// Servers are the members of the latest configuration (voters and non-voters), in its order, and its log index.
+	Servers() ([]Server, uint64, error)
+	// AddVoter makes s a voter (a non-voter is promoted), once committed; refused unless the configuration is still at prevIndex (0: any).
+	AddVoter(ctx context.Context, s Server, prevIndex uint64) error
+	// DemoteVoter makes the voter id a non-voter, once committed; refused unless the configuration is still at prevIndex (0: any).
+	DemoteVoter(ctx context.Context, id string, prevIndex uint64) error
 	// AppliedIndex is the last log index applied on this node.
 	AppliedIndex() uint64
 	// TransferLeadership hands Raft leadership to the voter to.
 	TransferLeadership(to Server) error
 }
 
-// Server is a Raft voter: its server id (the node name) and Raft address.
-type Server struct{ ID, Address string }
+// Server is a Raft member: its server id (the node name), Raft address and suffrage.
+type Server struct {
+	ID, Address string
+	Voter       bool
+}

@@ -63,6 +63,8 @@ type Leader struct {
 	// noted: the lease serial for which "primary failed, no candidate" or
 	// "waiting for a manual failover" was already recorded.
 	noted uint64
+	// seen: when this leadership first saw each Raft server (manageVoters).
+	seen map[string]time.Time
 }
 
 // New returns the leader of a leadership that begins now (Clock time).
@@ -71,7 +73,7 @@ func New(cfg Config, log Log, peers Peers, raft Raft) *Leader {
 	if lg == nil {
 		lg = hclog.NewNullLogger()
 	}
-	return &Leader{cfg: cfg, log: log, peers: peers, raft: raft, lg: lg, clk: cfg.Clock, since: cfg.Clock.Now()}
+	return &Leader{cfg: cfg, log: log, peers: peers, raft: raft, lg: lg, clk: cfg.Clock, since: cfg.Clock.Now(), seen: map[string]time.Time{}}
 }
 
 // Run decides until ctx ends: at once, then whenever the state changes, at
@@ -126,6 +128,9 @@ func (l *Leader) Decide(ctx context.Context) {
 	l.balanceLeadership(st, primary)
 	lease, appliedAt := l.log.Lease()
 	if !fsm.LeaseExpired(lease, appliedAt, l.clk.Now(), l.cfg.DriftMarginPercent) {
+		// Membership only while the primary holds its lease: a failover
+		// comes first.
+		l.manageVoters(ctx, st)
 		return
 	}
 	why := fmt.Sprintf("the lease of %q (term %d, serial %d) expired", primary.Name, st.Term, lease.Serial)
@@ -194,7 +199,7 @@ func (l *Leader) balanceLeadership(st *pb.ClusterState, primary *pb.Node) {
 	if primary.Name != l.cfg.Name || now.Sub(l.since) < balanceAfter || now.Sub(l.lastTransfer) < balanceEvery {
 		return
 	}
-	voters, err := l.raft.Voters()
+	servers, _, err := l.raft.Servers()
 	if err != nil {
 		return
 	}
@@ -202,8 +207,8 @@ func (l *Leader) balanceLeadership(st *pb.ClusterState, primary *pb.Node) {
 	applied := l.raft.AppliedIndex()
 	var best *Server
 	bestWitness := false
-	for _, s := range voters {
-		if s.ID == l.cfg.Name {
+	for _, s := range servers {
+		if !s.Voter || s.ID == l.cfg.Name {
 			continue
 		}
 		row := fsm.NodeByName(st, s.ID)

@@ -3,6 +3,7 @@ package leader
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -37,13 +38,53 @@ func (p *fakePeers) Report(id uint32) (uint64, time.Time, bool) {
 	return 100, at, ok
 }
 
+// fakeRaft is a Raft configuration the leader changes, at index (one more
+// per change); failAdd refuses every promotion, failDemote every demotion,
+// and a change at a stale prevIndex is refused as raft does.
 type fakeRaft struct {
-	voters      []Server
-	transferred []string
+	servers             []Server
+	index               uint64
+	transferred         []string
+	changes             []string // "+name" promoted, "-name" demoted, in order
+	failAdd, failDemote bool
 }
 
-func (r *fakeRaft) Voters() ([]Server, error) { return r.voters, nil }
-func (r *fakeRaft) AppliedIndex() uint64      { return 100 }
+func (r *fakeRaft) Servers() ([]Server, uint64, error) { return slices.Clone(r.servers), r.index, nil }
+
+func (r *fakeRaft) AddVoter(_ context.Context, s Server, prevIndex uint64) error {
+	if r.failAdd {
+		return errors.New("fake: no quorum")
+	}
+	if prevIndex != 0 && prevIndex != r.index {
+		return errors.New("fake: configuration changed since")
+	}
+	r.setVoter(s.ID, true)
+	r.changes = append(r.changes, "+"+s.ID)
+	return nil
+}
+
+func (r *fakeRaft) DemoteVoter(_ context.Context, id string, prevIndex uint64) error {
+	if r.failDemote {
+		return errors.New("fake: no quorum")
+	}
+	if prevIndex != 0 && prevIndex != r.index {
+		return errors.New("fake: configuration changed since")
+	}
+	r.setVoter(id, false)
+	r.changes = append(r.changes, "-"+id)
+	return nil
+}
+
+func (r *fakeRaft) setVoter(id string, voter bool) {
+	r.index++
+	for i := range r.servers {
+		if r.servers[i].ID == id {
+			r.servers[i].Voter = voter
+		}
+	}
+}
+
+func (r *fakeRaft) AppliedIndex() uint64 { return 100 }
 func (r *fakeRaft) TransferLeadership(to Server) error {
 	r.transferred = append(r.transferred, to.ID)
 	return nil
@@ -267,7 +308,7 @@ func TestDriveSwitchover(t *testing.T) {
 // TestBalanceLeadership: a leader that is the primary hands leadership to
 // a fresh witness (else a standby) after 5 s, at most every 15 s.
 func TestBalanceLeadership(t *testing.T) {
-	voters := []Server{{ID: "pg1", Address: "a1"}, {ID: "pg2", Address: "a2"}, {ID: "w1", Address: "a4"}}
+	voters := []Server{{ID: "pg1", Address: "a1", Voter: true}, {ID: "pg2", Address: "a2", Voter: true}, {ID: "w1", Address: "a4", Voter: true}}
 	cases := []struct {
 		name    string
 		self    string
@@ -285,7 +326,7 @@ func TestBalanceLeadership(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			clk := clock.NewManual(time.Unix(1_700_000_000, 0))
 			lg := cluster(t, clk, nil)
-			rf := &fakeRaft{voters: voters}
+			rf := &fakeRaft{servers: slices.Clone(voters)}
 			peers := &fakePeers{reports: map[uint32]time.Time{}}
 			l := newLeader(tc.self, clk, lg, peers, rf)
 			clk.Advance(tc.advance)

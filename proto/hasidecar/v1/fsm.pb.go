@@ -612,8 +612,14 @@ type Settings struct {
 	// slot_retention: a standby's slot is dropped (and the standby marked
 	// needs_reclone) once it has been inactive this long; 0 = never by time.
 	SlotRetentionMs int64 `protobuf:"varint,9,opt,name=slot_retention_ms,json=slotRetentionMs,proto3" json:"slot_retention_ms,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// raft.max_voters: at most this many Raft voters (odd); further members
+	// are non-voters, promoted when a voter is removed or dead. 0 = default (5).
+	MaxVoters int32 `protobuf:"varint,10,opt,name=max_voters,json=maxVoters,proto3" json:"max_voters,omitempty"`
+	// raft.voter_replace_after: a voter whose reports have not reached the
+	// leader this long is replaced by a healthy non-voter. 0 = default (30 s).
+	VoterReplaceAfterMs int64 `protobuf:"varint,11,opt,name=voter_replace_after_ms,json=voterReplaceAfterMs,proto3" json:"voter_replace_after_ms,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *Settings) Reset() {
@@ -705,6 +711,20 @@ func (x *Settings) GetStorageFailureFailoverMs() int64 {
 func (x *Settings) GetSlotRetentionMs() int64 {
 	if x != nil {
 		return x.SlotRetentionMs
+	}
+	return 0
+}
+
+func (x *Settings) GetMaxVoters() int32 {
+	if x != nil {
+		return x.MaxVoters
+	}
+	return 0
+}
+
+func (x *Settings) GetVoterReplaceAfterMs() int64 {
+	if x != nil {
+		return x.VoterReplaceAfterMs
 	}
 	return 0
 }
@@ -981,6 +1001,7 @@ type Command struct {
 	//	*Command_UpdateSwitchover
 	//	*Command_SetSyncStandbys
 	//	*Command_SetNeedsReclone
+	//	*Command_SetVoter
 	Cmd           isCommand_Cmd `protobuf_oneof:"cmd"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1183,6 +1204,15 @@ func (x *Command) GetSetNeedsReclone() *SetNeedsReclone {
 	return nil
 }
 
+func (x *Command) GetSetVoter() *SetVoter {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_SetVoter); ok {
+			return x.SetVoter
+		}
+	}
+	return nil
+}
+
 type isCommand_Cmd interface {
 	isCommand_Cmd()
 }
@@ -1255,6 +1285,10 @@ type Command_SetNeedsReclone struct {
 	SetNeedsReclone *SetNeedsReclone `protobuf:"bytes,26,opt,name=set_needs_reclone,json=setNeedsReclone,proto3,oneof"`
 }
 
+type Command_SetVoter struct {
+	SetVoter *SetVoter `protobuf:"bytes,27,opt,name=set_voter,json=setVoter,proto3,oneof"`
+}
+
 func (*Command_InitCluster) isCommand_Cmd() {}
 
 func (*Command_RegisterNode) isCommand_Cmd() {}
@@ -1289,6 +1323,71 @@ func (*Command_SetSyncStandbys) isCommand_Cmd() {}
 
 func (*Command_SetNeedsReclone) isCommand_Cmd() {}
 
+func (*Command_SetVoter) isCommand_Cmd() {}
+
+// The Raft leader changed a node's suffrage in the Raft configuration
+// (promoted a non-voter, demoted a voter): the row's voter flag follows,
+// with an event voter_added or voter_demoted when it changes.
+type SetVoter struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        uint32                 `protobuf:"varint,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Voter         bool                   `protobuf:"varint,2,opt,name=voter,proto3" json:"voter,omitempty"`
+	Details       string                 `protobuf:"bytes,3,opt,name=details,proto3" json:"details,omitempty"` // why, for the event
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetVoter) Reset() {
+	*x = SetVoter{}
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetVoter) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetVoter) ProtoMessage() {}
+
+func (x *SetVoter) ProtoReflect() protoreflect.Message {
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetVoter.ProtoReflect.Descriptor instead.
+func (*SetVoter) Descriptor() ([]byte, []int) {
+	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *SetVoter) GetNodeId() uint32 {
+	if x != nil {
+		return x.NodeId
+	}
+	return 0
+}
+
+func (x *SetVoter) GetVoter() bool {
+	if x != nil {
+		return x.Voter
+	}
+	return false
+}
+
+func (x *SetVoter) GetDetails() string {
+	if x != nil {
+		return x.Details
+	}
+	return ""
+}
+
 // Names the cluster and sets its settings; once only.
 type InitCluster struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1300,7 +1399,7 @@ type InitCluster struct {
 
 func (x *InitCluster) Reset() {
 	*x = InitCluster{}
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[7]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1312,7 +1411,7 @@ func (x *InitCluster) String() string {
 func (*InitCluster) ProtoMessage() {}
 
 func (x *InitCluster) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[7]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1325,7 +1424,7 @@ func (x *InitCluster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InitCluster.ProtoReflect.Descriptor instead.
 func (*InitCluster) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{7}
+	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *InitCluster) GetClusterName() string {
@@ -1363,7 +1462,7 @@ type RegisterNode struct {
 
 func (x *RegisterNode) Reset() {
 	*x = RegisterNode{}
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[8]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1375,7 +1474,7 @@ func (x *RegisterNode) String() string {
 func (*RegisterNode) ProtoMessage() {}
 
 func (x *RegisterNode) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[8]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1388,7 +1487,7 @@ func (x *RegisterNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterNode.ProtoReflect.Descriptor instead.
 func (*RegisterNode) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{8}
+	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RegisterNode) GetName() string {
@@ -1477,7 +1576,7 @@ type RemoveNode struct {
 
 func (x *RemoveNode) Reset() {
 	*x = RemoveNode{}
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[9]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1489,7 +1588,7 @@ func (x *RemoveNode) String() string {
 func (*RemoveNode) ProtoMessage() {}
 
 func (x *RemoveNode) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[9]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1502,7 +1601,7 @@ func (x *RemoveNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNode.ProtoReflect.Descriptor instead.
 func (*RemoveNode) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{9}
+	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RemoveNode) GetNodeId() uint32 {
@@ -1523,7 +1622,7 @@ type SetSystemIdentifier struct {
 
 func (x *SetSystemIdentifier) Reset() {
 	*x = SetSystemIdentifier{}
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[10]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1535,7 +1634,7 @@ func (x *SetSystemIdentifier) String() string {
 func (*SetSystemIdentifier) ProtoMessage() {}
 
 func (x *SetSystemIdentifier) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[10]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1548,7 +1647,7 @@ func (x *SetSystemIdentifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSystemIdentifier.ProtoReflect.Descriptor instead.
 func (*SetSystemIdentifier) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{10}
+	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SetSystemIdentifier) GetSystemIdentifier() uint64 {
@@ -1576,7 +1675,7 @@ type RegisterPrimary struct {
 
 func (x *RegisterPrimary) Reset() {
 	*x = RegisterPrimary{}
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[11]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1588,7 +1687,7 @@ func (x *RegisterPrimary) String() string {
 func (*RegisterPrimary) ProtoMessage() {}
 
 func (x *RegisterPrimary) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[11]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1601,7 +1700,7 @@ func (x *RegisterPrimary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterPrimary.ProtoReflect.Descriptor instead.
 func (*RegisterPrimary) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{11}
+	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RegisterPrimary) GetNodeId() uint32 {
@@ -1642,7 +1741,7 @@ type Promote struct {
 
 func (x *Promote) Reset() {
 	*x = Promote{}
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[12]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1654,7 +1753,7 @@ func (x *Promote) String() string {
 func (*Promote) ProtoMessage() {}
 
 func (x *Promote) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[12]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1667,7 +1766,7 @@ func (x *Promote) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Promote.ProtoReflect.Descriptor instead.
 func (*Promote) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{12}
+	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Promote) GetNodeId() uint32 {
@@ -1739,7 +1838,7 @@ type RenewLease struct {
 
 func (x *RenewLease) Reset() {
 	*x = RenewLease{}
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[13]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1751,7 +1850,7 @@ func (x *RenewLease) String() string {
 func (*RenewLease) ProtoMessage() {}
 
 func (x *RenewLease) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[13]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1764,7 +1863,7 @@ func (x *RenewLease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewLease.ProtoReflect.Descriptor instead.
 func (*RenewLease) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{13}
+	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RenewLease) GetNodeId() uint32 {
@@ -1813,7 +1912,7 @@ type ReleaseLease struct {
 
 func (x *ReleaseLease) Reset() {
 	*x = ReleaseLease{}
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[14]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1825,7 +1924,7 @@ func (x *ReleaseLease) String() string {
 func (*ReleaseLease) ProtoMessage() {}
 
 func (x *ReleaseLease) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[14]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1838,7 +1937,7 @@ func (x *ReleaseLease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseLease.ProtoReflect.Descriptor instead.
 func (*ReleaseLease) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{14}
+	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ReleaseLease) GetNodeId() uint32 {
@@ -1875,7 +1974,7 @@ type RecordEvent struct {
 
 func (x *RecordEvent) Reset() {
 	*x = RecordEvent{}
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[15]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1887,7 +1986,7 @@ func (x *RecordEvent) String() string {
 func (*RecordEvent) ProtoMessage() {}
 
 func (x *RecordEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[15]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1900,7 +1999,7 @@ func (x *RecordEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordEvent.ProtoReflect.Descriptor instead.
 func (*RecordEvent) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{15}
+	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RecordEvent) GetNodeId() uint32 {
@@ -1954,7 +2053,7 @@ type SetStandby struct {
 
 func (x *SetStandby) Reset() {
 	*x = SetStandby{}
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[16]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1966,7 +2065,7 @@ func (x *SetStandby) String() string {
 func (*SetStandby) ProtoMessage() {}
 
 func (x *SetStandby) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[16]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1979,7 +2078,7 @@ func (x *SetStandby) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetStandby.ProtoReflect.Descriptor instead.
 func (*SetStandby) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{16}
+	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SetStandby) GetNodeId() uint32 {
@@ -2036,7 +2135,7 @@ type SetNodeActive struct {
 
 func (x *SetNodeActive) Reset() {
 	*x = SetNodeActive{}
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[17]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2048,7 +2147,7 @@ func (x *SetNodeActive) String() string {
 func (*SetNodeActive) ProtoMessage() {}
 
 func (x *SetNodeActive) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[17]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2061,7 +2160,7 @@ func (x *SetNodeActive) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetNodeActive.ProtoReflect.Descriptor instead.
 func (*SetNodeActive) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{17}
+	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SetNodeActive) GetNodeId() uint32 {
@@ -2108,7 +2207,7 @@ type SetSettings struct {
 
 func (x *SetSettings) Reset() {
 	*x = SetSettings{}
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[18]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2120,7 +2219,7 @@ func (x *SetSettings) String() string {
 func (*SetSettings) ProtoMessage() {}
 
 func (x *SetSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[18]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2133,7 +2232,7 @@ func (x *SetSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSettings.ProtoReflect.Descriptor instead.
 func (*SetSettings) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{18}
+	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SetSettings) GetPaused() bool {
@@ -2204,7 +2303,7 @@ type BeginSwitchover struct {
 
 func (x *BeginSwitchover) Reset() {
 	*x = BeginSwitchover{}
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[19]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2216,7 +2315,7 @@ func (x *BeginSwitchover) String() string {
 func (*BeginSwitchover) ProtoMessage() {}
 
 func (x *BeginSwitchover) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[19]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2229,7 +2328,7 @@ func (x *BeginSwitchover) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BeginSwitchover.ProtoReflect.Descriptor instead.
 func (*BeginSwitchover) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{19}
+	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *BeginSwitchover) GetFromId() uint32 {
@@ -2270,7 +2369,7 @@ type UpdateSwitchover struct {
 
 func (x *UpdateSwitchover) Reset() {
 	*x = UpdateSwitchover{}
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[20]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2282,7 +2381,7 @@ func (x *UpdateSwitchover) String() string {
 func (*UpdateSwitchover) ProtoMessage() {}
 
 func (x *UpdateSwitchover) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[20]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2295,7 +2394,7 @@ func (x *UpdateSwitchover) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateSwitchover.ProtoReflect.Descriptor instead.
 func (*UpdateSwitchover) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{20}
+	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *UpdateSwitchover) GetTerm() uint64 {
@@ -2325,7 +2424,7 @@ type SetSyncStandbys struct {
 
 func (x *SetSyncStandbys) Reset() {
 	*x = SetSyncStandbys{}
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[21]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2337,7 +2436,7 @@ func (x *SetSyncStandbys) String() string {
 func (*SetSyncStandbys) ProtoMessage() {}
 
 func (x *SetSyncStandbys) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[21]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2350,7 +2449,7 @@ func (x *SetSyncStandbys) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSyncStandbys.ProtoReflect.Descriptor instead.
 func (*SetSyncStandbys) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{21}
+	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SetSyncStandbys) GetTerm() uint64 {
@@ -2390,7 +2489,7 @@ type SetNeedsReclone struct {
 
 func (x *SetNeedsReclone) Reset() {
 	*x = SetNeedsReclone{}
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[22]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2402,7 +2501,7 @@ func (x *SetNeedsReclone) String() string {
 func (*SetNeedsReclone) ProtoMessage() {}
 
 func (x *SetNeedsReclone) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[22]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2415,7 +2514,7 @@ func (x *SetNeedsReclone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetNeedsReclone.ProtoReflect.Descriptor instead.
 func (*SetNeedsReclone) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{22}
+	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SetNeedsReclone) GetTerm() uint64 {
@@ -2464,7 +2563,7 @@ type EndSwitchover struct {
 
 func (x *EndSwitchover) Reset() {
 	*x = EndSwitchover{}
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[23]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2476,7 +2575,7 @@ func (x *EndSwitchover) String() string {
 func (*EndSwitchover) ProtoMessage() {}
 
 func (x *EndSwitchover) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[23]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2489,7 +2588,7 @@ func (x *EndSwitchover) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndSwitchover.ProtoReflect.Descriptor instead.
 func (*EndSwitchover) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{23}
+	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *EndSwitchover) GetTerm() uint64 {
@@ -2561,7 +2660,7 @@ const file_hasidecar_v1_fsm_proto_rawDesc = "" +
 	"\x12renewed_at_unix_ms\x18\x06 \x01(\x03R\x0frenewedAtUnixMs\x12\x1a\n" +
 	"\breleased\x18\a \x01(\bR\breleased\x12%\n" +
 	"\x0erelease_reason\x18\b \x01(\tR\rreleaseReason\x12\x1a\n" +
-	"\btimeline\x18\t \x01(\rR\btimeline\"\x93\x03\n" +
+	"\btimeline\x18\t \x01(\rR\btimeline\"\xe7\x03\n" +
 	"\bSettings\x12?\n" +
 	"\rfailover_mode\x18\x01 \x01(\x0e2\x1a.hasidecar.v1.FailoverModeR\ffailoverMode\x12\x16\n" +
 	"\x06paused\x18\x02 \x01(\bR\x06paused\x12 \n" +
@@ -2571,7 +2670,11 @@ const file_hasidecar_v1_fsm_proto_rawDesc = "" +
 	"\x17maximum_lag_on_failover\x18\x06 \x01(\x04R\x14maximumLagOnFailover\x12\x19\n" +
 	"\blease_ms\x18\a \x01(\x03R\aleaseMs\x12=\n" +
 	"\x1bstorage_failure_failover_ms\x18\b \x01(\x03R\x18storageFailureFailoverMs\x12*\n" +
-	"\x11slot_retention_ms\x18\t \x01(\x03R\x0fslotRetentionMs\"\xde\x01\n" +
+	"\x11slot_retention_ms\x18\t \x01(\x03R\x0fslotRetentionMs\x12\x1d\n" +
+	"\n" +
+	"max_voters\x18\n" +
+	" \x01(\x05R\tmaxVoters\x123\n" +
+	"\x16voter_replace_after_ms\x18\v \x01(\x03R\x13voterReplaceAfterMs\"\xde\x01\n" +
 	"\n" +
 	"Switchover\x12\x17\n" +
 	"\afrom_id\x18\x01 \x01(\rR\x06fromId\x12\x13\n" +
@@ -2600,7 +2703,7 @@ const file_hasidecar_v1_fsm_proto_rawDesc = "" +
 	"switchover\x18\f \x01(\v2\x18.hasidecar.v1.SwitchoverR\n" +
 	"switchover\x12#\n" +
 	"\rsync_standbys\x18\r \x03(\rR\fsyncStandbys\x12$\n" +
-	"\x0esync_floor_lsn\x18\x0e \x01(\x04R\fsyncFloorLsn\"\xc5\t\n" +
+	"\x0esync_floor_lsn\x18\x0e \x01(\x04R\fsyncFloorLsn\"\xfc\t\n" +
 	"\aCommand\x12\x1c\n" +
 	"\n" +
 	"at_unix_ms\x18\x01 \x01(\x03R\batUnixMs\x12>\n" +
@@ -2624,8 +2727,13 @@ const file_hasidecar_v1_fsm_proto_rawDesc = "" +
 	"\x0fset_node_active\x18\x17 \x01(\v2\x1b.hasidecar.v1.SetNodeActiveH\x00R\rsetNodeActive\x12M\n" +
 	"\x11update_switchover\x18\x18 \x01(\v2\x1e.hasidecar.v1.UpdateSwitchoverH\x00R\x10updateSwitchover\x12K\n" +
 	"\x11set_sync_standbys\x18\x19 \x01(\v2\x1d.hasidecar.v1.SetSyncStandbysH\x00R\x0fsetSyncStandbys\x12K\n" +
-	"\x11set_needs_reclone\x18\x1a \x01(\v2\x1d.hasidecar.v1.SetNeedsRecloneH\x00R\x0fsetNeedsRecloneB\x05\n" +
-	"\x03cmd\"d\n" +
+	"\x11set_needs_reclone\x18\x1a \x01(\v2\x1d.hasidecar.v1.SetNeedsRecloneH\x00R\x0fsetNeedsReclone\x125\n" +
+	"\tset_voter\x18\x1b \x01(\v2\x16.hasidecar.v1.SetVoterH\x00R\bsetVoterB\x05\n" +
+	"\x03cmd\"S\n" +
+	"\bSetVoter\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\rR\x06nodeId\x12\x14\n" +
+	"\x05voter\x18\x02 \x01(\bR\x05voter\x12\x18\n" +
+	"\adetails\x18\x03 \x01(\tR\adetails\"d\n" +
 	"\vInitCluster\x12!\n" +
 	"\fcluster_name\x18\x01 \x01(\tR\vclusterName\x122\n" +
 	"\bsettings\x18\x02 \x01(\v2\x16.hasidecar.v1.SettingsR\bsettings\"\xd8\x02\n" +
@@ -2761,7 +2869,7 @@ func file_hasidecar_v1_fsm_proto_rawDescGZIP() []byte {
 }
 
 var file_hasidecar_v1_fsm_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_hasidecar_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_hasidecar_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_hasidecar_v1_fsm_proto_goTypes = []any{
 	(NodeKind)(0),               // 0: hasidecar.v1.NodeKind
 	(NodeRole)(0),               // 1: hasidecar.v1.NodeRole
@@ -2773,23 +2881,24 @@ var file_hasidecar_v1_fsm_proto_goTypes = []any{
 	(*Switchover)(nil),          // 7: hasidecar.v1.Switchover
 	(*ClusterState)(nil),        // 8: hasidecar.v1.ClusterState
 	(*Command)(nil),             // 9: hasidecar.v1.Command
-	(*InitCluster)(nil),         // 10: hasidecar.v1.InitCluster
-	(*RegisterNode)(nil),        // 11: hasidecar.v1.RegisterNode
-	(*RemoveNode)(nil),          // 12: hasidecar.v1.RemoveNode
-	(*SetSystemIdentifier)(nil), // 13: hasidecar.v1.SetSystemIdentifier
-	(*RegisterPrimary)(nil),     // 14: hasidecar.v1.RegisterPrimary
-	(*Promote)(nil),             // 15: hasidecar.v1.Promote
-	(*RenewLease)(nil),          // 16: hasidecar.v1.RenewLease
-	(*ReleaseLease)(nil),        // 17: hasidecar.v1.ReleaseLease
-	(*RecordEvent)(nil),         // 18: hasidecar.v1.RecordEvent
-	(*SetStandby)(nil),          // 19: hasidecar.v1.SetStandby
-	(*SetNodeActive)(nil),       // 20: hasidecar.v1.SetNodeActive
-	(*SetSettings)(nil),         // 21: hasidecar.v1.SetSettings
-	(*BeginSwitchover)(nil),     // 22: hasidecar.v1.BeginSwitchover
-	(*UpdateSwitchover)(nil),    // 23: hasidecar.v1.UpdateSwitchover
-	(*SetSyncStandbys)(nil),     // 24: hasidecar.v1.SetSyncStandbys
-	(*SetNeedsReclone)(nil),     // 25: hasidecar.v1.SetNeedsReclone
-	(*EndSwitchover)(nil),       // 26: hasidecar.v1.EndSwitchover
+	(*SetVoter)(nil),            // 10: hasidecar.v1.SetVoter
+	(*InitCluster)(nil),         // 11: hasidecar.v1.InitCluster
+	(*RegisterNode)(nil),        // 12: hasidecar.v1.RegisterNode
+	(*RemoveNode)(nil),          // 13: hasidecar.v1.RemoveNode
+	(*SetSystemIdentifier)(nil), // 14: hasidecar.v1.SetSystemIdentifier
+	(*RegisterPrimary)(nil),     // 15: hasidecar.v1.RegisterPrimary
+	(*Promote)(nil),             // 16: hasidecar.v1.Promote
+	(*RenewLease)(nil),          // 17: hasidecar.v1.RenewLease
+	(*ReleaseLease)(nil),        // 18: hasidecar.v1.ReleaseLease
+	(*RecordEvent)(nil),         // 19: hasidecar.v1.RecordEvent
+	(*SetStandby)(nil),          // 20: hasidecar.v1.SetStandby
+	(*SetNodeActive)(nil),       // 21: hasidecar.v1.SetNodeActive
+	(*SetSettings)(nil),         // 22: hasidecar.v1.SetSettings
+	(*BeginSwitchover)(nil),     // 23: hasidecar.v1.BeginSwitchover
+	(*UpdateSwitchover)(nil),    // 24: hasidecar.v1.UpdateSwitchover
+	(*SetSyncStandbys)(nil),     // 25: hasidecar.v1.SetSyncStandbys
+	(*SetNeedsReclone)(nil),     // 26: hasidecar.v1.SetNeedsReclone
+	(*EndSwitchover)(nil),       // 27: hasidecar.v1.EndSwitchover
 }
 var file_hasidecar_v1_fsm_proto_depIdxs = []int32{
 	0,  // 0: hasidecar.v1.Node.kind:type_name -> hasidecar.v1.NodeKind
@@ -2800,31 +2909,32 @@ var file_hasidecar_v1_fsm_proto_depIdxs = []int32{
 	5,  // 5: hasidecar.v1.ClusterState.lease:type_name -> hasidecar.v1.Lease
 	6,  // 6: hasidecar.v1.ClusterState.settings:type_name -> hasidecar.v1.Settings
 	7,  // 7: hasidecar.v1.ClusterState.switchover:type_name -> hasidecar.v1.Switchover
-	10, // 8: hasidecar.v1.Command.init_cluster:type_name -> hasidecar.v1.InitCluster
-	11, // 9: hasidecar.v1.Command.register_node:type_name -> hasidecar.v1.RegisterNode
-	12, // 10: hasidecar.v1.Command.remove_node:type_name -> hasidecar.v1.RemoveNode
-	13, // 11: hasidecar.v1.Command.set_system_identifier:type_name -> hasidecar.v1.SetSystemIdentifier
-	14, // 12: hasidecar.v1.Command.register_primary:type_name -> hasidecar.v1.RegisterPrimary
-	15, // 13: hasidecar.v1.Command.promote:type_name -> hasidecar.v1.Promote
-	16, // 14: hasidecar.v1.Command.renew_lease:type_name -> hasidecar.v1.RenewLease
-	17, // 15: hasidecar.v1.Command.release_lease:type_name -> hasidecar.v1.ReleaseLease
-	18, // 16: hasidecar.v1.Command.record_event:type_name -> hasidecar.v1.RecordEvent
-	19, // 17: hasidecar.v1.Command.set_standby:type_name -> hasidecar.v1.SetStandby
-	21, // 18: hasidecar.v1.Command.set_settings:type_name -> hasidecar.v1.SetSettings
-	22, // 19: hasidecar.v1.Command.begin_switchover:type_name -> hasidecar.v1.BeginSwitchover
-	26, // 20: hasidecar.v1.Command.end_switchover:type_name -> hasidecar.v1.EndSwitchover
-	20, // 21: hasidecar.v1.Command.set_node_active:type_name -> hasidecar.v1.SetNodeActive
-	23, // 22: hasidecar.v1.Command.update_switchover:type_name -> hasidecar.v1.UpdateSwitchover
-	24, // 23: hasidecar.v1.Command.set_sync_standbys:type_name -> hasidecar.v1.SetSyncStandbys
-	25, // 24: hasidecar.v1.Command.set_needs_reclone:type_name -> hasidecar.v1.SetNeedsReclone
-	6,  // 25: hasidecar.v1.InitCluster.settings:type_name -> hasidecar.v1.Settings
-	0,  // 26: hasidecar.v1.RegisterNode.kind:type_name -> hasidecar.v1.NodeKind
-	2,  // 27: hasidecar.v1.SetSettings.failover_mode:type_name -> hasidecar.v1.FailoverMode
-	28, // [28:28] is the sub-list for method output_type
-	28, // [28:28] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	11, // 8: hasidecar.v1.Command.init_cluster:type_name -> hasidecar.v1.InitCluster
+	12, // 9: hasidecar.v1.Command.register_node:type_name -> hasidecar.v1.RegisterNode
+	13, // 10: hasidecar.v1.Command.remove_node:type_name -> hasidecar.v1.RemoveNode
+	14, // 11: hasidecar.v1.Command.set_system_identifier:type_name -> hasidecar.v1.SetSystemIdentifier
+	15, // 12: hasidecar.v1.Command.register_primary:type_name -> hasidecar.v1.RegisterPrimary
+	16, // 13: hasidecar.v1.Command.promote:type_name -> hasidecar.v1.Promote
+	17, // 14: hasidecar.v1.Command.renew_lease:type_name -> hasidecar.v1.RenewLease
+	18, // 15: hasidecar.v1.Command.release_lease:type_name -> hasidecar.v1.ReleaseLease
+	19, // 16: hasidecar.v1.Command.record_event:type_name -> hasidecar.v1.RecordEvent
+	20, // 17: hasidecar.v1.Command.set_standby:type_name -> hasidecar.v1.SetStandby
+	22, // 18: hasidecar.v1.Command.set_settings:type_name -> hasidecar.v1.SetSettings
+	23, // 19: hasidecar.v1.Command.begin_switchover:type_name -> hasidecar.v1.BeginSwitchover
+	27, // 20: hasidecar.v1.Command.end_switchover:type_name -> hasidecar.v1.EndSwitchover
+	21, // 21: hasidecar.v1.Command.set_node_active:type_name -> hasidecar.v1.SetNodeActive
+	24, // 22: hasidecar.v1.Command.update_switchover:type_name -> hasidecar.v1.UpdateSwitchover
+	25, // 23: hasidecar.v1.Command.set_sync_standbys:type_name -> hasidecar.v1.SetSyncStandbys
+	26, // 24: hasidecar.v1.Command.set_needs_reclone:type_name -> hasidecar.v1.SetNeedsReclone
+	10, // 25: hasidecar.v1.Command.set_voter:type_name -> hasidecar.v1.SetVoter
+	6,  // 26: hasidecar.v1.InitCluster.settings:type_name -> hasidecar.v1.Settings
+	0,  // 27: hasidecar.v1.RegisterNode.kind:type_name -> hasidecar.v1.NodeKind
+	2,  // 28: hasidecar.v1.SetSettings.failover_mode:type_name -> hasidecar.v1.FailoverMode
+	29, // [29:29] is the sub-list for method output_type
+	29, // [29:29] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_hasidecar_v1_fsm_proto_init() }
@@ -2850,15 +2960,16 @@ func file_hasidecar_v1_fsm_proto_init() {
 		(*Command_UpdateSwitchover)(nil),
 		(*Command_SetSyncStandbys)(nil),
 		(*Command_SetNeedsReclone)(nil),
+		(*Command_SetVoter)(nil),
 	}
-	file_hasidecar_v1_fsm_proto_msgTypes[18].OneofWrappers = []any{}
+	file_hasidecar_v1_fsm_proto_msgTypes[19].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hasidecar_v1_fsm_proto_rawDesc), len(file_hasidecar_v1_fsm_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   24,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
