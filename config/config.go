@@ -199,6 +199,13 @@ type PostgresConfig struct {
 	// the guard's acknowledgement, and a primary frozen with its whole
 	// host may acknowledge writes after it thaws. For measurements.
 	DisableLeaseGate bool `yaml:"disable_lease_gate"`
+	// StopOnExit: a graceful stop of the sidecar stops Postgres too (and
+	// a primary releases its lease), and Postgres dies with the sidecar
+	// (parent-death signal). False (the default): the sidecar leaves
+	// Postgres running under its guard, which kills it at the lease
+	// deadline unless the next sidecar adopts it first (DESIGN.md,
+	// "Restarting the sidecar").
+	StopOnExit bool `yaml:"stop_on_exit"`
 }
 
 // TimingConfig holds the intervals of the protocol.

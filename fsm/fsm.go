@@ -36,6 +36,9 @@ const (
 	// (a crash, a pg_ctl stop behind its back) and the sidecar started it
 	// again in place.
 	EventPostgresRestart = "postgres_restart"
+	// EventPostgresAdopt: a restarted sidecar took over the postmaster
+	// (and its guard) that the previous sidecar on the host left running.
+	EventPostgresAdopt   = "postgres_adopt"
 	EventDataDirSetAside = "data_dir_set_aside" // moved aside for a re-clone; older copies deleted
 	EventNeedsReclone    = "needs_reclone"      // the primary dropped a standby's slot (slot_retention, max_slot_wal_keep_size)
 	EventRecloned        = "node_recloned"      // a node marked needs_reclone cloned afresh

@@ -6,6 +6,7 @@ import (
 	"math/rand"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -162,11 +163,12 @@ func (w *directWriter) stop() {
 }
 
 // hostProcesses: the sidecar and everything below it (the guard, the
-// postmaster, every backend), plus the postmaster's tree in case it is not
-// the sidecar's descendant.
-func hostProcesses(sidecar, postmaster int) []int {
+// postmaster, every backend), plus the postmaster's tree and the guard
+// listening on the node's control socket, in case they are not the
+// sidecar's descendants (adopted from a previous sidecar).
+func hostProcesses(sidecar, postmaster int, stateDir string) []int {
 	var out []int
-	for _, root := range []int{sidecar, postmaster} {
+	for _, root := range append([]int{sidecar, postmaster}, guardsOf(stateDir)...) {
 		if root <= 0 {
 			continue
 		}
@@ -174,6 +176,24 @@ func hostProcesses(sidecar, postmaster int) []int {
 			if !slices.Contains(out, p) {
 				out = append(out, p)
 			}
+		}
+	}
+	return out
+}
+
+// guardsOf: the guard processes whose control socket is in stateDir.
+func guardsOf(stateDir string) []int {
+	want := "--control " + pgctl.GuardSocket(stateDir)
+	ents, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if strings.Contains(strings.ReplaceAll(string(b), "\x00", " "), want) {
+			out = append(out, pid)
 		}
 	}
 	return out
@@ -282,7 +302,7 @@ func freezeHost(c *cluster, node string, shuffle func(n int, swap func(i, j int)
 	f := &hostFreeze{t: t, node: node, shuffle: shuffle}
 	for round := 0; round < 5; round++ {
 		var todo []int
-		for _, p := range hostProcesses(sidecar, pm) {
+		for _, p := range hostProcesses(sidecar, pm, n.Config.StateDir) {
 			if !slices.Contains(f.pids, p) {
 				todo = append(todo, p)
 			}

@@ -1,11 +1,13 @@
 package node
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"syscall"
 	"time"
@@ -15,16 +17,18 @@ import (
 
 // pgGuard is the independent watchdog process (`hasidecar pgguard`, see
 // pgctl/guard.go) beside a running postmaster: it kills Postgres when the
-// write deadline this sidecar gave it passes, i.e. when the sidecar is frozen
-// and cannot fence. The parent-death signal covers a dead sidecar; the guard
-// covers a stopped one.
+// write deadline this sidecar gave it passes, i.e. when the sidecar is frozen,
+// dead or restarting too slowly and cannot fence. Unless
+// postgres.stop_on_exit, it listens on a control socket in the state_dir
+// and outlives this sidecar, and the next one attaches to it (AdoptGuard)
+// with the postmaster under it; with stop_on_exit Postgres dies with the
+// sidecar (parent-death signal) and the guard kills it when its pipe closes.
 type pgGuard struct {
-	cmd  *exec.Cmd
-	w    io.WriteCloser
-	pid  int // the postmaster it guards (0: it waits for the one about to start)
+	w    io.WriteCloser // the guard's stdin, or the control connection
+	pid  int            // the postmaster it guards (0: it waits for the one about to start)
 	last string
 	sent time.Time
-	done chan struct{}
+	done <-chan struct{} // closed when the guard process exited
 }
 
 // StartGuard makes sure a guard watches the running postmaster or, when
@@ -59,10 +63,11 @@ func (p *pgPostgres) StartGuard() error {
 	return nil
 }
 
-// UpdateGuardDeadline tells the guard the deadline (zero: disarm). Arm
+// UpdateGuardDeadline tells the guard the deadline (zero: disarm) and the
+// lease term it belongs to. Arm
 // lines carry an absolute deadline: sent when it moved, and repeated once
 // a second anyway.
-func (p *pgPostgres) UpdateGuardDeadline(deadline time.Time) error {
+func (p *pgPostgres) UpdateGuardDeadline(deadline time.Time, term uint64) error {
 	p.guardMu.Lock()
 	defer p.guardMu.Unlock()
 	g := p.guard
@@ -71,7 +76,7 @@ func (p *pgPostgres) UpdateGuardDeadline(deadline time.Time) error {
 	}
 	line := "disarm\n"
 	if !deadline.IsZero() {
-		line = pgctl.GuardLine(true, time.Until(deadline))
+		line = pgctl.GuardArm(pgctl.MonotonicNow()+time.Until(deadline).Nanoseconds(), term)
 	}
 	if sameDeadline(line, g.last) && time.Since(g.sent) < time.Second {
 		return nil
@@ -86,10 +91,11 @@ func (p *pgPostgres) UpdateGuardDeadline(deadline time.Time) error {
 // sameDeadline: two arm lines within 10 ms of each other, or two disarms.
 func sameDeadline(a, b string) bool {
 	var x, y int64
-	if _, err := fmt.Sscanf(a, "arm %d", &x); err != nil {
+	var s, t uint64
+	if _, err := fmt.Sscanf(a, "arm %d %d", &x, &s); err != nil {
 		return a == b
 	}
-	if _, err := fmt.Sscanf(b, "arm %d", &y); err != nil {
+	if _, err := fmt.Sscanf(b, "arm %d %d", &y, &t); err != nil || s != t {
 		return false
 	}
 	d := x - y
@@ -105,6 +111,12 @@ func (p *pgPostgres) startGuard(pm int) (*pgGuard, error) {
 	if pm == 0 {
 		args = []string{"pgguard", "--data-dir", p.ctl.Options().DataDir}
 	}
+	if !p.cfg.Postgres.StopOnExit {
+		if err := os.MkdirAll(filepath.Dir(p.guardSocket()), 0o700); err != nil {
+			return nil, fmt.Errorf("postgres guard: control socket directory: %w", err)
+		}
+		args = append(args, "--control", p.guardSocket())
+	}
 	if !p.cfg.Postgres.DisableLeaseGate {
 		// The lease gate (pgctl/gate.go): always running, so that a
 		// switch to asynchronous mode finds it connected.
@@ -118,15 +130,17 @@ func (p *pgPostgres) startGuard(pm int) (*pgGuard, error) {
 	}
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	// Its own process group; no parent-death signal: when this sidecar
-	// dies the guard sees its pipe close, kills Postgres, and exits.
+	// dies the guard sees its pipe close and kills Postgres, at once with
+	// stop_on_exit, else at the last deadline unless a new sidecar attached.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s pgguard: %w", self, err)
 	}
-	g := &pgGuard{cmd: cmd, w: w, pid: pm, done: make(chan struct{})}
+	done := make(chan struct{})
+	g := &pgGuard{w: w, pid: pm, done: done}
 	go func() {
 		_ = cmd.Wait()
-		close(g.done)
+		close(done)
 	}()
 	p.logger.Debug("postgres guard started", "guard_pid", cmd.Process.Pid, "postmaster", pm)
 	return g, nil
@@ -139,6 +153,55 @@ func (g *pgGuard) exited() bool {
 	default:
 		return false
 	}
+}
+
+func (p *pgPostgres) guardSocket() string { return pgctl.GuardSocket(p.cfg.StateDir) }
+
+// GuardStatus asks the guard a previous sidecar left running (on the
+// control socket) what it guards, and detaches again.
+func (p *pgPostgres) GuardStatus(ctx context.Context) (pgctl.GuardStatus, error) {
+	if p.cfg.Postgres.StopOnExit {
+		return pgctl.GuardStatus{}, fmt.Errorf("postgres.stop_on_exit is set: no guard is adopted: %w", pgctl.ErrNoGuard)
+	}
+	c, st, err := pgctl.AttachGuard(ctx, p.guardSocket())
+	if err != nil {
+		return pgctl.GuardStatus{}, err
+	}
+	_ = c.Close()
+	return st, nil
+}
+
+// AdoptGuard attaches to the guard a previous sidecar left running beside
+// the postmaster pid and keeps the connection as this sidecar's guard.
+func (p *pgPostgres) AdoptGuard(ctx context.Context, pid int) (pgctl.GuardStatus, error) {
+	p.guardMu.Lock()
+	defer p.guardMu.Unlock()
+	c, st, err := pgctl.AttachGuard(ctx, p.guardSocket())
+	if err != nil {
+		return st, err
+	}
+	if st.PID != pid {
+		_ = c.Close()
+		return st, fmt.Errorf("the postgres guard (pid %d) guards postmaster %d, not %d", st.GuardPID, st.PID, pid)
+	}
+	p.stopGuard()
+	p.guard = &pgGuard{w: c, pid: pid, done: c.Done()}
+	p.logger.Info("attached to the running postgres guard", "guard_pid", st.GuardPID, "postmaster", pid, "armed", st.Armed, "term", st.Term)
+	return st, nil
+}
+
+// DetachGuard leaves the guard running with its last deadline (a graceful
+// exit that keeps Postgres running for the next sidecar).
+func (p *pgPostgres) DetachGuard() {
+	p.guardMu.Lock()
+	defer p.guardMu.Unlock()
+	g := p.guard
+	if g == nil {
+		return
+	}
+	p.guard = nil
+	_, _ = io.WriteString(g.w, "detach\n")
+	_ = g.w.Close()
 }
 
 // StopGuard disarms and closes the guard of a postmaster that is gone (it

@@ -218,13 +218,15 @@ func (n *Node) Run(ctx context.Context) error {
 		close(pgDone)
 	}
 
+	left := false
 	select {
 	case <-ctx.Done():
 	case <-n.exitCh:
 		n.logger.Info("left the cluster")
+		left = true
 	}
 	n.logger.Info("shutting down")
-	n.shutdown(stopLoops, pgDone)
+	n.shutdown(stopLoops, pgDone, left)
 	return nil
 }
 
@@ -237,10 +239,14 @@ func (n *Node) goLoop(f func()) {
 }
 
 // shutdown leaves in the safe order: the loops stop (no reconciler may
-// start Postgres again, no lease renewal), then Postgres stops (a primary
-// stops accepting writes) and the lease is released so that a failover need
-// not wait for its expiry, then Raft leadership is handed over.
-func (n *Node) shutdown(stopLoops context.CancelFunc, pgDone <-chan struct{}) {
+// start Postgres again, no lease renewal). Then, by default, Raft
+// leadership is handed over and Postgres is left running under its guard
+// for the next sidecar (a primary renews its lease once more first, through
+// the new leader: keeper.Shutdown). With postgres.stop_on_exit, or after
+// leaving the cluster, Postgres stops instead (a primary stops accepting
+// writes) and the lease is released so that a failover need not wait for
+// its expiry, then Raft leadership is handed over.
+func (n *Node) shutdown(stopLoops context.CancelFunc, pgDone <-chan struct{}, left bool) {
 	timeout := 10 * time.Second
 	if n.cfg.Postgres != nil {
 		timeout += n.cfg.Postgres.StopTimeout.D()
@@ -253,17 +259,31 @@ func (n *Node) shutdown(stopLoops context.CancelFunc, pgDone <-chan struct{}) {
 	stopLoops()
 	<-pgDone
 	n.stopLeaderLoop()
+	stopPG := n.cfg.Postgres == nil || n.cfg.Postgres.StopOnExit || left
+	if !stopPG {
+		n.transferLeadership()
+	}
 	if n.pg != nil {
-		n.pg.Shutdown(ctx)
+		n.pg.Shutdown(ctx, stopPG)
 	}
-	if n.raft.State() == raft.Leader {
-		if err := n.raft.LeadershipTransfer().Error(); err != nil {
-			n.logger.Debug("leadership transfer", "error", err)
-		}
-	}
+	n.transferLeadership()
 	n.grpc.Stop()
 	n.stopHTTP()
 	n.wg.Wait()
+}
+
+// transferLeadership hands Raft leadership to another voter if this node
+// leads.
+func (n *Node) transferLeadership() {
+	if n.raft.State() != raft.Leader {
+		return
+	}
+	start := time.Now()
+	if err := n.raft.LeadershipTransfer().Error(); err != nil {
+		n.logger.Debug("leadership transfer", "error", err)
+		return
+	}
+	n.logger.Info("raft leadership handed over", "took", time.Since(start).Round(time.Millisecond))
 }
 
 // State is the latest applied FSM state; callers must not modify it.

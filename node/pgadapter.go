@@ -41,6 +41,7 @@ func newPGPostgres(cfg *config.Config, logger hclog.Logger) (*pgPostgres, error)
 		Logger:          logger.Named("pgctl"),
 		StopTimeout:     pc.StopTimeout.D(),
 		StartTimeout:    pc.StartTimeout.D(),
+		SurviveExit:     !pc.StopOnExit,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)

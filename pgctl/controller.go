@@ -73,6 +73,11 @@ type Options struct {
 	StartTimeout time.Duration
 	// WALKeepSize is wal_keep_size in bytes for ManagedSettings (default 512 MiB).
 	WALKeepSize uint64
+	// SurviveExit: the postmaster outlives this process (no parent-death
+	// signal), so that the next sidecar can adopt it (Adopt); a guard
+	// process must then watch it (guard.go). False: Postgres dies with
+	// this process.
+	SurviveExit bool
 }
 
 // withDefaults fills in zero fields (no validation).

@@ -54,7 +54,8 @@ const immediateGrace = 10 * time.Second
 // Start starts `postgres -D DataDir` as a child of this process (never
 // daemonized): it gets SIGQUIT when the OS thread that forked it exits, and
 // that thread stays blocked in Wait for as long as the postmaster lives, so
-// Postgres dies with this process. The server's stderr is appended to
+// Postgres dies with this process — unless Options.SurviveExit, when it
+// outlives this process under its guard. The server's stderr is appended to
 // Options.LogFile. Start returns once Postgres accepts connections; if it
 // exits first the error carries the last lines of the log. Port,
 // listen_addresses and the socket directory from Options are passed on the
@@ -112,7 +113,11 @@ func (c *Controller) spawn(ctx context.Context) (*child, error) {
 	cmd.Env = c.env("")
 	cmd.Dir = c.homeDir()
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = c.sysProcAttr(syscall.SIGQUIT)
+	var deathSig syscall.Signal = syscall.SIGQUIT
+	if c.opts.SurviveExit {
+		deathSig = 0 // adopted by the next sidecar, or killed by its guard
+	}
+	cmd.SysProcAttr = c.sysProcAttr(deathSig)
 
 	ch := &child{done: make(chan struct{}), logFrom: from}
 	// Stop and Kill wait on spawnMu, so they never miss a postmaster that
@@ -187,7 +192,44 @@ func (c *Controller) waitReady(ctx context.Context, ch *child) error {
 	}
 }
 
-// Running reports whether the postmaster we started is alive.
+// Adopt takes over the postmaster pid that a previous process left running
+// on DataDir (Options.SurviveExit): postmaster.pid must name it, alive, with
+// the data directory as its working directory (PostmasterOn). From then on
+// Running, PID, Exited, Stop, Kill and Reload treat it as this
+// Controller's own (its exit is watched through a pidfd: it is not a child).
+func (c *Controller) Adopt(pid int) error {
+	c.opMu.Lock()
+	defer c.opMu.Unlock()
+	if ch := c.current(); ch != nil && !ch.exited() {
+		return fmt.Errorf("adopt postmaster %d: %w (pid %d, started by this process)", pid, ErrRunning, ch.pid)
+	}
+	got, ok := PostmasterOn(c.opts.DataDir)
+	if !ok || got != pid {
+		return fmt.Errorf("adopt postmaster %d: %s/postmaster.pid names no live postmaster %d working in that directory (found %d, alive %t)", pid, c.opts.DataDir, pid, got, ok)
+	}
+	ch := &child{pid: pid, done: make(chan struct{})}
+	if st, err := os.Stat(c.opts.LogFile); err == nil {
+		ch.logFrom = st.Size()
+	}
+	exited := watchExit(context.Background(), pid)
+	go func() {
+		<-exited
+		if ch.stopped.Load() {
+			c.log.Info("adopted postmaster exited", "pid", pid)
+		} else {
+			c.log.Warn("adopted postmaster exited unexpectedly", "pid", pid, "log", c.opts.LogFile)
+		}
+		close(ch.done)
+	}()
+	c.mu.Lock()
+	c.child = ch
+	c.mu.Unlock()
+	c.closeConn()
+	c.log.Info("adopted the running postmaster", "pid", pid, "data_dir", c.opts.DataDir)
+	return nil
+}
+
+// Running reports whether the postmaster we started (or adopted) is alive.
 func (c *Controller) Running() bool {
 	ch := c.current()
 	return ch != nil && !ch.exited()

@@ -105,6 +105,8 @@ func nodeConfig(s *Sim, h *Host) *config.Config {
 			DataDir: "/sim/" + h.name + "/data", Host: h.name, Port: 5432, SocketDir: "/sim/" + h.name + "/run",
 			OSUser: "postgres", Superuser: "postgres", ReplicationUser: "replicator", AuthMethod: "trust",
 			RestartTimeout: config.Duration(restartTimeout), DisableLeaseGate: s.cfg.noGate,
+			// The model's Postgres dies with its sidecar: no adoption.
+			StopOnExit: true,
 		},
 		Timing: config.TimingConfig{MonitorInterval: config.Duration(monitorEvery), Lease: config.Duration(leaseDur), DriftMarginPercent: s.cfg.driftPercent},
 	}
@@ -550,7 +552,7 @@ func (p *pgIO) SetSwitchoverMarker(uint64, uint64) error { return nil }
 func (p *pgIO) StartGuard() error                        { return nil }
 
 // UpdateGuardDeadline tells the guard process (over its pipe) the deadline.
-func (p *pgIO) UpdateGuardDeadline(deadline time.Time) error {
+func (p *pgIO) UpdateGuardDeadline(deadline time.Time, _ uint64) error {
 	g := p.h.guard
 	armed := !deadline.IsZero()
 	dl := deadline.UnixNano()
@@ -564,6 +566,16 @@ func (p *pgIO) UpdateGuardDeadline(deadline time.Time) error {
 	p.s.w.after(p.h.guardProc, 20_000, func() { g.set(armed, dl) })
 	return nil
 }
+
+// The model has no guard left by a previous sidecar (postgres.stop_on_exit).
+func (p *pgIO) GuardStatus(context.Context) (pgctl.GuardStatus, error) {
+	return pgctl.GuardStatus{}, pgctl.ErrNoGuard
+}
+func (p *pgIO) AdoptGuard(context.Context, int) (pgctl.GuardStatus, error) {
+	return pgctl.GuardStatus{}, pgctl.ErrNoGuard
+}
+func (p *pgIO) Adopt(int) error { return pgctl.ErrNoGuard }
+func (p *pgIO) DetachGuard()    {}
 
 func (p *pgIO) StopGuard() {
 	g := p.h.guard

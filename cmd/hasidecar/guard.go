@@ -18,10 +18,11 @@ func newGuardCmd() *cobra.Command {
 	var (
 		pid                   int
 		dataDir, socket, user string
+		control               string
 		port                  int
 	)
 	cmd := &cobra.Command{
-		Use:    "pgguard (--postmaster PID | --data-dir DIR) [--gate-socket DIR --gate-port N --gate-user U]",
+		Use:    "pgguard (--postmaster PID | --data-dir DIR) [--control SOCKET] [--gate-socket DIR --gate-port N --gate-user U]",
 		Short:  "Internal: kill Postgres when the sidecar stops renewing its write deadline",
 		Hidden: true,
 		Args:   cobra.NoArgs,
@@ -34,13 +35,15 @@ func newGuardCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return pgctl.RunGuard(cmd.Context(), pid, dataDir, os.Stdin, gate, func(format string, args ...any) {
-				fmt.Fprintf(os.Stderr, format+"\n", args...)
+			return pgctl.RunGuardWith(cmd.Context(), pgctl.GuardConfig{
+				PID: pid, DataDir: dataDir, In: os.Stdin, Control: control, Gate: gate,
+				Logf: func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) },
 			})
 		},
 	}
 	cmd.Flags().IntVar(&pid, "postmaster", 0, "the postmaster's pid")
 	cmd.Flags().StringVar(&dataDir, "data-dir", "", "without --postmaster: guard the postmaster about to start on this data directory")
+	cmd.Flags().StringVar(&control, "control", "", "listen on this unix socket for the next sidecar, and outlive this one (Postgres is killed at the last deadline)")
 	cmd.Flags().StringVar(&socket, "gate-socket", "", "run the lease gate over the unix socket in this directory")
 	cmd.Flags().IntVar(&port, "gate-port", 5432, "the lease gate's Postgres port")
 	cmd.Flags().StringVar(&user, "gate-user", "postgres", "the lease gate's Postgres user")

@@ -42,7 +42,10 @@ func DryRun(ctx context.Context, cfg *config.Config, pg Postgres, st *pb.Cluster
 		st = &pb.ClusterState{}
 	}
 	if pid := pg.ForeignPostmaster(); pid != 0 {
-		return DryRunPlan{}, foreignPostmasterError(cfg.Postgres.DataDir, pid)
+		// One a previous sidecar left under its guard is adopted (plan).
+		if gs, err := pg.GuardStatus(ctx); err != nil || gs.PID != pid {
+			return DryRunPlan{}, foreignPostmasterError(cfg.Postgres.DataDir, pid)
+		}
 	}
 	if fsm.NodeByName(st, cfg.Name) == nil {
 		st.Nodes = append(st.Nodes, &pb.Node{Name: cfg.Name, Kind: pb.NodeKind_NODE_KIND_DATA, Priority: int32(cfg.Priority), Tags: cfg.Tags})

@@ -37,6 +37,8 @@ func (a *Keeper) execute(ctx context.Context, act action) error {
 	case actStop:
 		a.fence(ctx, a.stateText())
 		return nil
+	case actAdopt:
+		return a.adopt(ctx, act)
 	case actPromote:
 		return a.promote(ctx, act)
 	case actRecordSysID:
@@ -532,4 +534,43 @@ func identUsers(osUser string) []string {
 		users = append(users, u)
 	}
 	return users
+}
+
+// adopt takes over the postmaster and the guard the previous sidecar on
+// this host left running (planAdopt decided it may): the guard's
+// connection first, so that the postmaster is never this sidecar's without
+// its guard, then the postmaster. With InheritLease the guard's deadline,
+// granted in this term to this node, becomes the local lease deadline (the
+// lease keeper renews it next); without it the local lease stays as it is
+// and the watchdog or the next action fences.
+func (a *Keeper) adopt(ctx context.Context, act action) error {
+	gs, err := a.pg.AdoptGuard(ctx, act.PID)
+	if err != nil {
+		return fmt.Errorf("adopt postmaster %d: %w", act.PID, err)
+	}
+	a.standbyMode.Store(act.AsStandby || !gs.Armed)
+	if err := a.pg.Adopt(act.PID); err != nil {
+		return fmt.Errorf("adopt postmaster %d: %w", act.PID, err)
+	}
+	inherit := act.InheritLease && gs.Armed && gs.Term == act.Term && gs.Left() > 0
+	if inherit {
+		dl := a.clk.Now().Add(gs.Left())
+		a.lease.mu.Lock()
+		if a.lease.term != act.Term || a.lease.deadline.Before(dl) {
+			a.lease.term, a.lease.deadline = act.Term, dl
+		}
+		if a.lease.last.Before(dl) {
+			a.lease.last = dl
+		}
+		a.lease.mu.Unlock()
+	}
+	if gs.Armed {
+		a.logger.Info("adopted the postmaster the previous sidecar left running", "pid", act.PID, "standby", act.AsStandby, "lease_inherited", inherit, "deadline_in", gs.Left().Round(time.Millisecond))
+	} else {
+		a.logger.Info("adopted the postmaster the previous sidecar left running", "pid", act.PID, "standby", act.AsStandby, "lease_inherited", inherit)
+	}
+	a.goAside(func(ctx context.Context) {
+		a.recordEvent(ctx, fsm.EventPostgresAdopt, true, act.Term, fmt.Sprintf("postmaster pid %d (standby %t, lease inherited %t)", act.PID, act.AsStandby, inherit))
+	})
+	return nil
 }

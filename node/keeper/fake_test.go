@@ -187,12 +187,21 @@ func (p *fakePG) StartGuard() error {
 	return nil
 }
 
-func (p *fakePG) UpdateGuardDeadline(deadline time.Time) error {
+func (p *fakePG) UpdateGuardDeadline(deadline time.Time, _ uint64) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.guardArmed = deadline
 	return nil
 }
+
+func (p *fakePG) GuardStatus(context.Context) (pgctl.GuardStatus, error) {
+	return pgctl.GuardStatus{}, pgctl.ErrNoGuard
+}
+func (p *fakePG) AdoptGuard(context.Context, int) (pgctl.GuardStatus, error) {
+	return pgctl.GuardStatus{}, pgctl.ErrNoGuard
+}
+func (p *fakePG) Adopt(int) error { return pgctl.ErrNoGuard }
+func (p *fakePG) DetachGuard()    {}
 
 func (p *fakePG) StopGuard() {
 	p.mu.Lock()

@@ -34,17 +34,18 @@ func (a *Keeper) armGuard() error {
 	if err := a.pg.StartGuard(); err != nil {
 		return fmt.Errorf("start the postgres guard: %w", err)
 	}
-	var deadline time.Time // zero: disarm
+	var deadline, last time.Time // zero: disarm
+	var term uint64
 	if !a.standbyMode.Load() {
 		a.lease.mu.Lock()
-		last := a.lease.last
+		last, term = a.lease.last, a.lease.term
 		a.lease.mu.Unlock()
 		if last.IsZero() {
 			last = a.clk.Now() // never granted: a deadline already past
 		}
 		deadline = last.Add(-guardMargin)
 	}
-	if err := a.pg.UpdateGuardDeadline(deadline); err != nil {
+	if err := a.pg.UpdateGuardDeadline(deadline, term); err != nil {
 		return fmt.Errorf("tell the postgres guard its deadline: %w", err)
 	}
 	return nil

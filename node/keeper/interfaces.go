@@ -102,10 +102,18 @@ type Postgres interface {
 	SetSwitchoverMarker(term, checkpointLSN uint64) error
 	// StartGuard makes sure a guard process watches the running postmaster (a no-op when one does).
 	StartGuard() error
-	// UpdateGuardDeadline arms the guard to kill Postgres at deadline (Clock time); zero disarms it.
-	UpdateGuardDeadline(deadline time.Time) error
+	// UpdateGuardDeadline arms the guard to kill Postgres at deadline (Clock time), granted in the lease's term; zero disarms it.
+	UpdateGuardDeadline(deadline time.Time, term uint64) error
 	// StopGuard disarms and closes the guard (no postmaster runs).
 	StopGuard()
+	// GuardStatus asks the guard a previous sidecar left running what it guards (pgctl.ErrNoGuard: none answers).
+	GuardStatus(ctx context.Context) (pgctl.GuardStatus, error)
+	// AdoptGuard attaches to that guard, which must guard the postmaster pid, as this sidecar's guard.
+	AdoptGuard(ctx context.Context, pid int) (pgctl.GuardStatus, error)
+	// Adopt takes over the postmaster pid a previous sidecar left running (Running, Stop, Exited... then apply to it).
+	Adopt(pid int) error
+	// DetachGuard leaves the guard running with its last deadline: this sidecar exits and leaves Postgres to the next one.
+	DetachGuard()
 }
 
 // Peers are the other sidecars, as the keeper asks them.

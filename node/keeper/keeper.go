@@ -160,14 +160,25 @@ func (a *Keeper) Preflight(ctx context.Context) error {
 	if st == pgctl.DataDirNotPostgres {
 		return fmt.Errorf("postgres.data_dir %s holds files but is not a Postgres data directory (no PG_VERSION): nothing was changed; empty it or point postgres.data_dir elsewhere", a.cfg.Postgres.DataDir)
 	}
-	// A postmaster this process did not start: our own of a previous run
-	// dies with that run (parent-death signal) within moments; one that
-	// stays is another node's (a data_dir shared by mistake) or started by
-	// hand. Refuse before joining: nothing is changed, no Raft membership
-	// is asked for.
+	// A postmaster this process did not start: one the previous sidecar
+	// left running under its guard is adopted (checked by planAdopt once
+	// caught up); with postgres.stop_on_exit our own of a previous run dies
+	// with that run (parent-death signal) within moments; one that stays is
+	// another node's (a data_dir shared by mistake) or started by hand.
+	// Refuse before joining: nothing is changed, no Raft membership is
+	// asked for.
+	adopt := false
 	for i := 0; ; i++ {
 		pid := a.pg.ForeignPostmaster()
 		if pid == 0 {
+			break
+		}
+		if ad := a.adoptable(ctx); ad != nil && ad.GuardPID == pid {
+			// Left running by the previous sidecar under its guard: the
+			// reconciler adopts it once caught up with the cluster, after
+			// checking it (planAdopt).
+			a.logger.Info("a postmaster the previous sidecar left running under its guard: adopting it once caught up with the cluster", "pid", pid, "armed", ad.Armed, "term", ad.Term)
+			adopt = true
 			break
 		}
 		if i == 50 {
@@ -184,6 +195,9 @@ func (a *Keeper) Preflight(ctx context.Context) error {
 		if err := a.writePassfile(); err != nil {
 			return err
 		}
+	}
+	if adopt {
+		return nil // its port is in use: by the postmaster to adopt
 	}
 	// Our own Postgres of a previous run dies with that run (parent-death
 	// signal) but may take a moment to release its port: retry for a while.
@@ -374,6 +388,7 @@ func (a *Keeper) desired(ctx context.Context) desired {
 	}
 	if d.Me != nil && d.Primary != nil && d.Primary.Id == d.Me.Id {
 		d.LeaseValid = a.leaseValid()
+		d.HoldsLease = st.Lease.GetHolderId() == d.Me.Id && st.Lease.GetTerm() == st.Term
 		if st.Lease.GetHolderId() == d.Me.Id {
 			d.PromoteTimeline = st.Lease.GetTimeline()
 		}
@@ -420,6 +435,9 @@ func (a *Keeper) observe(ctx context.Context) observed {
 	}
 	status := &pb.PostgresStatus{Port: uint32(a.cfg.Postgres.Port)}
 	o.Running = a.pg.Running()
+	if !o.Running && o.Dir == dirValid {
+		o.Adopt = a.adoptable(ctx)
+	}
 	if o.Dir == dirValid {
 		o.StandbySignal = a.pg.IsStandbySignal()
 	}
@@ -512,11 +530,16 @@ func (a *Keeper) Writable() bool {
 	return o.GetRunning() && !o.InRecovery && me != nil && me.Role == pb.NodeRole_NODE_ROLE_PRIMARY && a.leaseValid()
 }
 
-// Shutdown stops Postgres on a clean exit (after Run returned); a primary
-// then releases its lease so that the failover need not wait for it to
-// expire.
-func (a *Keeper) Shutdown(ctx context.Context) {
+// Shutdown leaves Postgres on a clean exit (after Run returned). Unless
+// stopPostgres, a running Postgres is left to the next sidecar under its
+// guard (Detach). Otherwise it stops Postgres and a primary then releases
+// its lease so that the failover need not wait for it to expire.
+func (a *Keeper) Shutdown(ctx context.Context, stopPostgres bool) {
 	a.stopping.Store(true)
+	if !stopPostgres && a.pg.Running() {
+		a.detach(ctx)
+		return
+	}
 	wasPrimary := a.pg.Running() && !a.standbyMode.Load()
 	if a.pg.Running() {
 		a.logger.Info("stopping postgres")
@@ -536,6 +559,46 @@ func (a *Keeper) Shutdown(ctx context.Context) {
 			a.logger.Info("lease released", "term", st.Term)
 		}
 	}
+}
+
+// detach leaves the running Postgres under its guard for the next sidecar
+// on this host (a restart or an upgrade): a primary holding a valid lease
+// renews it once more first, so that the next sidecar has a whole lease to
+// adopt it in, and arms the guard with it; then the guard is told this
+// sidecar goes. The guard kills Postgres at that deadline unless the next
+// sidecar renews before it (DESIGN.md, "Restarting the sidecar").
+func (a *Keeper) detach(ctx context.Context) {
+	st := a.log.State()
+	if _, ok := a.holdsLease(st); ok && !a.standbyMode.Load() && a.leaseValid() {
+		if a.renewOrRelease(ctx, st, true) == renewed {
+			if err := a.armGuard(); err != nil {
+				a.logger.Warn("postgres guard", "error", err)
+			}
+		}
+	}
+	a.lease.mu.Lock()
+	left := a.lease.last.Sub(a.clk.Now())
+	a.lease.mu.Unlock()
+	a.pg.DetachGuard()
+	if a.standbyMode.Load() {
+		a.logger.Info("leaving the standby postgres running under its guard for the next sidecar")
+	} else {
+		a.logger.Info("leaving postgres running under its guard for the next sidecar: it is stopped at the lease deadline unless the next sidecar renews before", "deadline_in", left.Round(time.Millisecond))
+	}
+}
+
+// adoptable asks the guard a previous sidecar may have left running
+// about the postmaster on the data directory (nil: none to adopt).
+func (a *Keeper) adoptable(ctx context.Context) *adoptable {
+	pid := a.pg.ForeignPostmaster()
+	if pid == 0 {
+		return nil
+	}
+	gs, err := a.pg.GuardStatus(ctx)
+	if err != nil {
+		return nil
+	}
+	return &adoptable{PID: pid, GuardPID: gs.PID, Armed: gs.Armed, Term: gs.Term, InTime: gs.Armed && gs.Left() > 0}
 }
 
 // recordEvent commits an event, best effort, in the term it belongs to.

@@ -107,7 +107,7 @@ func (a *Keeper) RenewLease(ctx context.Context) (next time.Time) {
 		a.clearLease()
 	} else if !a.clk.Now().Before(a.renewNext) {
 		a.renewNext = a.clk.Now().Add(every)
-		if a.renewOrRelease(ctx, st) == renewFailed {
+		if a.renewOrRelease(ctx, st, false) == renewFailed {
 			// No leader or no quorum for now (a Raft leader that
 			// died takes 1–2 s to replace): try again at once, so
 			// that the renewal lands as soon as a leader is there
@@ -129,7 +129,7 @@ func (a *Keeper) RenewLease(ctx context.Context) (next time.Time) {
 func (a *Keeper) renewNow(ctx context.Context) {
 	st := a.log.State()
 	if _, ok := a.holdsLease(st); ok {
-		a.renewOrRelease(ctx, st)
+		a.renewOrRelease(ctx, st, false)
 	}
 }
 
@@ -151,10 +151,13 @@ const (
 // Node.Propose, peerPool.forLeader behind Log.Propose).
 const renewRetry = 50 * time.Millisecond
 
-func (a *Keeper) renewOrRelease(ctx context.Context, st *pb.ClusterState) renewOutcome {
+// renewOrRelease renews (or releases) the lease of term st.Term; final is
+// the last renewal of a sidecar that leaves Postgres running (detach),
+// made although it is stopping.
+func (a *Keeper) renewOrRelease(ctx context.Context, st *pb.ClusterState, final bool) renewOutcome {
 	me, _ := a.holdsLease(st)
 	o := a.observed()
-	if a.stopping.Load() {
+	if a.stopping.Load() && !final {
 		return renewSkipped
 	}
 	if a.storageFenced(st.Term) {

@@ -37,6 +37,20 @@ type observed struct {
 	// StartFailed: the last start attempt failed; wait for the operator or
 	// the retry interval.
 	StartFailed bool
+	// Adopt: a postmaster this process did not start runs on the data
+	// directory under the guard a previous sidecar left running (nil:
+	// none; Running is false then).
+	Adopt *adoptable
+}
+
+// adoptable is a postmaster left running by the previous sidecar on this
+// host, as its guard describes it.
+type adoptable struct {
+	PID      int    // the live postmaster of postmaster.pid
+	GuardPID int    // the postmaster the guard says it guards
+	Armed    bool   // the guard would kill it at its deadline: it may be writable
+	Term     uint64 // the lease term of the guard's deadline
+	InTime   bool   // armed and the deadline has not passed
 }
 
 // desired is what the FSM (and this node's lease) say.
@@ -50,6 +64,8 @@ type desired struct {
 	MayClaimPrimary bool
 	// LeaseValid: this node holds a lease whose local deadline has not passed.
 	LeaseValid bool
+	// HoldsLease: the FSM names this node the lease holder in the current term.
+	HoldsLease bool
 	// PromoteTimeline: the timeline the leader saw when it chose this node.
 	PromoteTimeline uint32
 	// SwitchoverFrom: a switchover away from this node (the primary) is in
@@ -87,17 +103,18 @@ const (
 	actReportShutdown                    // propose UpdateSwitchover with the shutdown checkpoint LSN
 	actSetAside                          // move the data directory aside for a re-clone
 	actClearReclone                      // propose SetNeedsReclone(false) after the re-clone
+	actAdopt                             // take over the postmaster and guard a previous sidecar left running
 )
 
 func (k actionKind) String() string {
-	return [...]string{"claim-primary", "initdb", "clone", "rewind", "configure", "start", "stop", "promote", "record-sysid", "register-standby", "primary-duties", "switchover-stop", "report-shutdown", "set-aside", "clear-reclone"}[k]
+	return [...]string{"claim-primary", "initdb", "clone", "rewind", "configure", "start", "stop", "promote", "record-sysid", "register-standby", "primary-duties", "switchover-stop", "report-shutdown", "set-aside", "clear-reclone", "adopt"}[k]
 }
 
 // changesState: after this action the local Postgres is in another state,
 // so the reconciler plans again at once.
 func (k actionKind) changesState() bool {
 	switch k {
-	case actClaimPrimary, actInitDB, actClone, actRewind, actStart, actStop, actPromote, actSwitchoverStop, actReportShutdown, actSetAside:
+	case actClaimPrimary, actInitDB, actClone, actRewind, actStart, actStop, actPromote, actSwitchoverStop, actReportShutdown, actSetAside, actAdopt:
 		return true
 	}
 	return false
@@ -115,6 +132,11 @@ type action struct {
 	Upstream  *pb.Node
 	// EventType for actRegisterStandby.
 	EventType string
+	// PID for actAdopt: the postmaster to take over; InheritLease: its
+	// guard's deadline is this node's lease in the current term, which the
+	// keeper takes as its own (AsStandby: the guard was disarmed).
+	PID          int
+	InheritLease bool
 }
 
 // plan returns the actions to run now, in order, and a sentence saying what
@@ -126,6 +148,9 @@ func plan(d desired, o observed) ([]action, string) {
 			acts = append(acts, action{Kind: actStop, Term: d.Term})
 		}
 		return acts, why
+	}
+	if o.Adopt != nil {
+		return planAdopt(d, o)
 	}
 	if d.Me == nil {
 		return nil, "waiting to be registered in the cluster"
@@ -146,6 +171,40 @@ func refusal(d desired, o observed) string {
 		return fmt.Sprintf("the data directory belongs to another cluster (system identifier %d, this cluster's is %d): refusing to use it; nothing was changed", o.SysID, d.ClusterSysID)
 	}
 	return ""
+}
+
+// planAdopt decides about a postmaster the previous sidecar on this host
+// left running under its guard (a restart or an upgrade of the sidecar).
+// It is adopted only when it is this cluster's data directory's postmaster
+// and the one its guard guards; it keeps accepting writes only when the
+// guard's deadline is this node's lease in the current term and has not
+// passed — else it is adopted to be stopped at once (the fence), and the
+// table below decides its future from a stopped Postgres as after any
+// fence. A disarmed guard's postmaster is a standby: adopted as one.
+func planAdopt(d desired, o observed) ([]action, string) {
+	ad, t := o.Adopt, d.Term
+	switch {
+	case ad.GuardPID != ad.PID:
+		return nil, fmt.Sprintf("a postmaster (pid %d) runs on the data directory, but the guard left running guards pid %d: not adopting it; nothing was changed: stop it by hand (pg_ctl stop) and this sidecar starts its own", ad.PID, ad.GuardPID)
+	case d.ClusterSysID == 0 || o.SysID == 0:
+		return nil, fmt.Sprintf("a postmaster (pid %d) left running by the previous sidecar: waiting for the system identifiers of the cluster (%d) and of the data directory (%d) to check it before adopting it", ad.PID, d.ClusterSysID, o.SysID)
+	case d.Me == nil:
+		return nil, fmt.Sprintf("waiting to be registered before adopting the running postmaster (pid %d)", ad.PID)
+	}
+	primary := d.Primary != nil && d.Primary.Id == d.Me.Id
+	act := action{Kind: actAdopt, Term: t, PID: ad.PID, AsStandby: !ad.Armed}
+	switch {
+	case !ad.Armed:
+		return []action{act}, fmt.Sprintf("adopting the running standby postmaster (pid %d)", ad.PID)
+	case primary && d.HoldsLease && ad.Term == t && ad.InTime:
+		act.InheritLease = true
+		return []action{act}, fmt.Sprintf("adopting the running primary postmaster (pid %d) and its lease of term %d", ad.PID, t)
+	case ad.Term != t:
+		return []action{act, {Kind: actStop, Term: t}}, fmt.Sprintf("adopting the running postmaster (pid %d) to fence it: its guard's deadline belongs to term %d, the cluster is in term %d", ad.PID, ad.Term, t)
+	case !primary || !d.HoldsLease:
+		return []action{act, {Kind: actStop, Term: t}}, fmt.Sprintf("adopting the running postmaster (pid %d) to fence it: this node does not hold the lease of term %d", ad.PID, t)
+	}
+	return []action{act, {Kind: actStop, Term: t}}, fmt.Sprintf("adopting the running postmaster (pid %d) to fence it: its guard's deadline has passed", ad.PID)
 }
 
 func planPrimary(d desired, o observed) ([]action, string) {
