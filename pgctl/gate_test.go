@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -117,11 +116,8 @@ func TestEndGateStream(t *testing.T) {
 	n1 := newInstance(t, base, "n1")
 	fromTemplate(t, n1)
 	mustStart(t, n1)
-	source := func(c *Controller, app string) Conninfo {
-		return Conninfo{"host": c.opts.SocketDir, "port": strconv.Itoa(c.opts.Port), "user": "postgres", "dbname": "postgres", "application_name": app}
-	}
-	n2 := cloneStandby(ctx, t, base, "n2", source(n1, "n2"))
-	cloneStandby(ctx, t, base, "n3", source(n2, "n3")) // cascading from n2
+	n2 := cloneStandby(ctx, t, base, "n2", localSource(n1, "n2"))
+	cloneStandby(ctx, t, base, "n3", localSource(n2, "n3")) // cascading from n2
 
 	cfg, err := n2.ConnConfig()
 	if err != nil {

@@ -334,12 +334,9 @@ func TestStandbyTimelineUpstreamGone(t *testing.T) {
 	n1 := newInstance(t, base, "n1")
 	fromTemplate(t, n1)
 	mustStart(t, n1)
-	socketSource := func(c *Controller) Conninfo {
-		return Conninfo{"host": c.opts.SocketDir, "port": strconv.Itoa(c.opts.Port), "user": "postgres", "dbname": "postgres"}
-	}
 	var standbys []*Controller
 	for _, name := range []string{"n2", "n3"} {
-		standbys = append(standbys, cloneStandby(ctx, t, base, name, socketSource(n1)))
+		standbys = append(standbys, cloneStandby(ctx, t, base, name, localSource(n1, "")))
 	}
 	n2, n3 := standbys[0], standbys[1]
 	if err := n1.Stop(ctx, StopFast); err != nil {
@@ -351,7 +348,7 @@ func TestStandbyTimelineUpstreamGone(t *testing.T) {
 	if err := n2.Checkpoint(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := n3.SetRecovery(ctx, socketSource(n2).String(), ""); err != nil {
+	if _, err := n3.SetRecovery(ctx, localSource(n2, "").String(), ""); err != nil {
 		t.Fatal(err)
 	}
 	if err := n3.Reload(ctx); err != nil {
@@ -392,6 +389,16 @@ func TestStandbyTimelineUpstreamGone(t *testing.T) {
 // sidecar relies on this (node/keeper/sync.go): it writes the set before
 // pg_promote. The reload here comes right before pg_promote, the tightest
 // order; the sidecar's standbys have it loaded long before.
+// localSource is a connection to c over its socket, as the superuser.
+// (app "": no application_name).
+func localSource(c *Controller, app string) Conninfo {
+	ci := Conninfo{"host": c.opts.SocketDir, "port": strconv.Itoa(c.opts.Port), "user": "postgres", "dbname": "postgres"}
+	if app != "" {
+		ci["application_name"] = app
+	}
+	return ci
+}
+
 func TestSyncNamesSetBeforePromote(t *testing.T) {
 	needPG(t)
 	ctx := ctxT(t)
@@ -399,12 +406,9 @@ func TestSyncNamesSetBeforePromote(t *testing.T) {
 	n1 := newInstance(t, base, "n1")
 	fromTemplate(t, n1)
 	mustStart(t, n1)
-	source := func(c *Controller, app string) Conninfo {
-		return Conninfo{"host": c.opts.SocketDir, "port": strconv.Itoa(c.opts.Port), "user": "postgres", "dbname": "postgres", "application_name": app}
-	}
 	var standbys []*Controller
 	for _, name := range []string{"n2", "n3"} {
-		standbys = append(standbys, cloneStandby(ctx, t, base, name, source(n1, name)))
+		standbys = append(standbys, cloneStandby(ctx, t, base, name, localSource(n1, name)))
 	}
 	n2, n3 := standbys[0], standbys[1]
 	if err := n1.Stop(ctx, StopImmediate); err != nil {
@@ -452,7 +456,7 @@ func TestSyncNamesSetBeforePromote(t *testing.T) {
 	}
 
 	// n3 follows n2: the commit returns, and n3 has it.
-	if _, err := n3.SetRecovery(ctx, source(n2, "n3").String(), ""); err != nil {
+	if _, err := n3.SetRecovery(ctx, localSource(n2, "n3").String(), ""); err != nil {
 		t.Fatal(err)
 	}
 	if err := n3.Reload(ctx); err != nil {
