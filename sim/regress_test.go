@@ -87,4 +87,3 @@ func TestDefectUnguardedStart(t *testing.T) {
 		}
 	}
 }
-

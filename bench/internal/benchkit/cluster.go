@@ -102,7 +102,8 @@ func (e *Env) CopyLogs(dir string) {
 				continue
 			}
 			to := filepath.Join(dir, n.Name, filepath.Base(p))
-			if err := os.MkdirAll(filepath.Dir(to), 0o755); err == nil {
+			err = os.MkdirAll(filepath.Dir(to), 0o755)
+			if err == nil {
 				err = os.WriteFile(to, b, 0o644)
 			}
 			if err != nil {
