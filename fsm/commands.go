@@ -213,7 +213,7 @@ func (a *applier) promote(c *pb.Promote) error {
 	}
 	n.Role, n.UpstreamId, n.Active, n.RoleTerm = pb.NodeRole_NODE_ROLE_PRIMARY, 0, true, c.Term
 	a.touch(n)
-	a.st.Lease = &pb.Lease{HolderId: n.Id, Term: c.Term, Serial: a.st.Lease.GetSerial() + 1, DurationMs: c.LeaseMs, RenewedAtUnixMs: a.at, Timeline: c.Timeline}
+	a.st.Lease = &pb.Lease{HolderId: n.Id, Term: c.Term, Serial: a.st.Lease.GetSerial() + 1, DurationMs: c.LeaseMs, RenewedAtUnixMs: a.at, Timeline: c.Timeline, Anchor: c.LeaseAnchor}
 	// Synchronous mode: the other members of the committed set stay in it
 	// (minus the promoted node), so that the new primary, whose
 	// synchronous_standby_names names them before pg_promote, acknowledges
@@ -302,6 +302,7 @@ func (a *applier) renewLease(c *pb.RenewLease) error {
 	l.DurationMs = c.DurationMs
 	l.RenewedAtUnixMs = a.at
 	l.Released, l.ReleaseReason = false, ""
+	l.Anchor = 0
 	return nil
 }
 

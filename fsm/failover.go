@@ -235,6 +235,9 @@ type Promotion struct {
 	LeaseSerial uint64 // the lease serial the decision was made on
 	Timeline    uint32 // the timeline the candidate reported (the lease's for a rollback)
 	ReceivedLSN uint64 // what the candidate had received (0 for a rollback)
+	// LeaseAnchor: the candidate answer's lease_anchor (0: none), so that
+	// the promoted node's first lease runs from when it answered.
+	LeaseAnchor uint64
 	Details     string
 }
 
@@ -248,7 +251,7 @@ func Promote(st *pb.ClusterState, p Promotion, defaultLease time.Duration) *pb.C
 	}
 	return &pb.Command{Cmd: &pb.Command_Promote{Promote: &pb.Promote{
 		NodeId: p.NodeID, Term: st.GetTerm() + 1, Reason: p.Reason, LeaseSerial: p.LeaseSerial,
-		LeaseMs: leaseMs, Timeline: p.Timeline, ReceivedLsn: p.ReceivedLSN, Details: p.Details,
+		LeaseMs: leaseMs, Timeline: p.Timeline, ReceivedLsn: p.ReceivedLSN, LeaseAnchor: p.LeaseAnchor, Details: p.Details,
 	}}}
 }
 

@@ -101,7 +101,7 @@ func (n *Node) manualFailover(ctx context.Context, req *pb.FailoverRequest) (*pb
 	}
 	_, err := n.Propose(ctx, fsm.Promote(st, fsm.Promotion{
 		NodeID: target.Id, Reason: fsm.ReasonManual, LeaseSerial: lease.Serial,
-		Timeline: only.Answer.Timeline, ReceivedLSN: only.Received,
+		Timeline: only.Answer.Timeline, ReceivedLSN: only.Received, LeaseAnchor: only.Answer.GetLeaseAnchor(),
 		Details: "manual failover (hasidecar failover --to " + target.Name + ")",
 	}, n.cfg.Timing.Lease.D()))
 	if err != nil {

@@ -325,7 +325,7 @@ func (n *Node) lsnAnswer(ctx context.Context) (*pb.LSNResponse, error) {
 	if n.pg == nil {
 		return nil, refuse("%s is a witness: it has no Postgres", n.cfg.Name)
 	}
-	resp := &pb.LSNResponse{NodeId: n.ID()}
+	resp := &pb.LSNResponse{NodeId: n.ID(), LeaseAnchor: n.pg.NoteAnswer()}
 	if !n.pgc.Running() {
 		resp.Reason = "postgres is not running"
 		resp.Postgres = &pb.PostgresStatus{}

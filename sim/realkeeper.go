@@ -121,7 +121,11 @@ func (a *keeperActor) start() {
 	}
 	a.io = &simLeaderIO{s: a.s, h: a.h, overlay: a.s.overlays[a.h.id]}
 	a.pgio = &pgIO{s: a.s, h: a.h, a: a}
-	k, err := keeper.New(keeper.Config{Node: nodeConfig(a.s, a.h), Logger: lg, Clock: a.io, Started: a.io.Now()}, a.io, a.pgio, a.io)
+	// Answer tokens unique per host and incarnation, as the product's
+	// random nonce makes them, without a draw from the seeded source.
+	a.h.keeperStarts++
+	nonce := uint64(a.h.id+1)<<48 | a.h.keeperStarts<<32
+	k, err := keeper.New(keeper.Config{Node: nodeConfig(a.s, a.h), Logger: lg, Clock: a.io, Started: a.io.Now(), AnswerNonce: nonce}, a.io, a.pgio, a.io)
 	if err != nil {
 		panic(err)
 	}

@@ -199,6 +199,9 @@ func lsnResponse(o *Host) *pb.LSNResponse {
 	if o.pg == nil {
 		return nil // a witness refuses
 	}
+	if o.keeperA != nil && o.keeperA.k != nil {
+		resp.LeaseAnchor = o.keeperA.k.NoteAnswer()
+	}
 	g := o.pg
 	if !g.running || g.frozen() {
 		resp.Reason = "postgres is not running"

@@ -54,6 +54,7 @@ type Host struct {
 	sidecarUp                  bool
 	applyDelay, fsyncDelay     int64
 	promoteDelay               int64
+	keeperStarts               uint64 // keepers made on this host so far (their answer nonces)
 }
 
 type ackRec struct {

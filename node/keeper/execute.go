@@ -235,7 +235,10 @@ func (a *Keeper) promote(ctx context.Context, act action) error {
 		return fmt.Errorf("promotion in term %d is stale (cluster term %d)", act.Term, st.Term)
 	}
 	if !a.leaseValid() {
-		a.renewNow(ctx)
+		// The decision's own anchor first (no round trip); else renew.
+		if !a.anchorLease(st) || !a.leaseValid() {
+			a.renewNow(ctx)
+		}
 		if !a.leaseValid() {
 			return errors.New("no valid lease yet: promotion postponed")
 		}

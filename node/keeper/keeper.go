@@ -2,6 +2,8 @@ package keeper
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -45,6 +47,9 @@ type Keeper struct {
 
 	// lease keeping (lease.go)
 	lease leaseState
+	// answers: the LSN answers sent lately, for a promotion's first lease
+	// (lease.go anchorLease).
+	answers answerLog
 	// standbyMode: the running postmaster was started in recovery and no
 	// promotion has been asked since; the watchdog never fences it.
 	standbyMode atomic.Bool
@@ -118,6 +123,10 @@ type Config struct {
 	// Passfile is the generated libpq password file ("" with auth_method trust).
 	Passfile string
 	Hooks    Hooks
+	// AnswerNonce starts this process's LSN-answer tokens (lease.go
+	// NoteAnswer); 0 draws one from crypto/rand. The simulator sets it so
+	// that a seed replays.
+	AnswerNonce uint64
 }
 
 // New builds the keeper of a data node. It touches nothing yet.
@@ -136,6 +145,14 @@ func New(cfg Config, log Log, pg Postgres, peers Peers) (*Keeper, error) {
 		started: cfg.Started, passfile: cfg.Passfile, rejoinCh: make(chan rejoinRequest)}
 	a.obs.Store(&pb.PostgresStatus{Port: uint32(cfg.Node.Postgres.Port)})
 	a.state.Store("starting")
+	a.answers.next = cfg.AnswerNonce
+	if a.answers.next == 0 {
+		var b [8]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return nil, fmt.Errorf("keeper: draw the answer nonce: %w", err)
+		}
+		a.answers.next = binary.LittleEndian.Uint64(b[:])
+	}
 	return a, nil
 }
 

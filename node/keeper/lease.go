@@ -35,6 +35,87 @@ type leaseState struct {
 	last time.Time
 }
 
+// answerLog remembers when the latest LSN answers left, by token: a
+// promotion decided on one of them gives this node a first lease from
+// that moment (anchorLease).
+type answerLog struct {
+	mu   sync.Mutex
+	next uint64 // the next token; starts at a per-process random nonce
+	sent [answersKept]sentAnswer
+	at   int // where the next one goes in sent
+}
+
+type sentAnswer struct {
+	token uint64
+	at    time.Time // Clock time, taken before the answer's status query
+}
+
+// answersKept: a decision is made on one of the last few answers (one per
+// leader's ask; a leader asks at most every DecideInterval).
+const answersKept = 16
+
+// NoteAnswer is called when an LSN answer is being made, before its
+// status query, so that the time kept is before the answer leaves: it
+// returns the token the answer carries (LSNResponse.lease_anchor).
+func (a *Keeper) NoteAnswer() uint64 {
+	l := &a.answers
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.next++
+	if l.next == 0 {
+		l.next++ // 0 means "no anchor"
+	}
+	l.sent[l.at] = sentAnswer{token: l.next, at: a.clk.Now()}
+	l.at = (l.at + 1) % answersKept
+	return l.next
+}
+
+func (l *answerLog) sentAt(token uint64) (time.Time, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, s := range l.sent {
+		if token != 0 && s.token == token {
+			return s.at, true
+		}
+	}
+	return time.Time{}, false
+}
+
+// anchorLease gives a node just promoted its first local lease without a
+// renewal round trip: from the moment its LSN answer, on which the leader
+// chose it, left (st.Lease.anchor names that answer) until then + the
+// lease. That is as safe as a renewal sent at that moment: the leader got
+// the answer after it was sent, and every voter applies the Promote after
+// that, so each counts the new lease from later still (DESIGN.md "Lease
+// and fencing"). The anchor is only ever a token this process handed out
+// (a random nonce per process): an answer of an earlier run never
+// matches. It reports whether the anchor was found.
+func (a *Keeper) anchorLease(st *pb.ClusterState) bool {
+	l := st.GetLease()
+	at, ok := a.answers.sentAt(l.GetAnchor())
+	if !ok {
+		return false
+	}
+	deadline := at.Add(min(time.Duration(l.GetDurationMs())*time.Millisecond, a.cfg.Timing.Lease.D()))
+	if !deadline.After(a.clk.Now()) {
+		return false // the decision took longer than the lease: renew
+	}
+	a.lease.mu.Lock()
+	first := a.lease.term != st.Term
+	if first || a.lease.deadline.Before(deadline) {
+		a.lease.term = st.Term
+		a.lease.deadline = deadline
+		if deadline.After(a.lease.last) {
+			a.lease.last = deadline
+		}
+	}
+	a.lease.mu.Unlock()
+	if first {
+		a.logger.Info("first lease from the LSN answer the promotion was decided on", "term", st.Term, "valid_for", deadline.Sub(a.clk.Now()).Round(time.Millisecond))
+	}
+	return true
+}
+
 // fenceMargin is how long before its deadline the primary stops Postgres.
 // A fast shutdown terminates every backend at once; the margin covers the
 // watchdog's tick and the signal delivery.
@@ -105,7 +186,7 @@ func (a *Keeper) RenewLease(ctx context.Context) (next time.Time) {
 	st := a.log.State()
 	if _, ok := a.holdsLease(st); !ok {
 		a.clearLease()
-	} else if !a.clk.Now().Before(a.renewNext) {
+	} else if a.anchorLease(st); !a.clk.Now().Before(a.renewNext) {
 		a.renewNext = a.clk.Now().Add(every)
 		if a.renewOrRelease(ctx, st, false) == renewFailed {
 			// No leader or no quorum for now (a Raft leader that

@@ -317,3 +317,88 @@ func TestGuardArmedBeforeWritable(t *testing.T) {
 		}
 	})
 }
+
+// TestAnchorLease: a node promoted on one of its own LSN answers holds its
+// first lease from the moment that answer was made (the answer's time +
+// the lease), with no renewal before pg_promote; an anchor this process
+// did not hand out (an earlier run's, one pushed out of the log, none)
+// gives nothing and the promotion renews first, as before.
+func TestAnchorLease(t *testing.T) {
+	// clkOf: the test keeper's manual clock (to date an answer earlier).
+	clkOf := func(k *Keeper) *clock.Manual { return k.clk.(*clock.Manual) }
+	ctx := context.Background()
+	const decideAfter = 300 * time.Millisecond // the answer, then the decision's commit
+	cases := []struct {
+		name     string
+		anchor   func(k *Keeper) uint64 // the Promote's lease_anchor
+		leaseMs  int64                  // the cluster's lease (Settings.lease_ms)
+		anchored bool                   // the first lease came from the answer
+		deadline time.Duration          // from t0: the local deadline after promote
+	}{
+		{"own answer", func(k *Keeper) uint64 { return k.NoteAnswer() }, 4000, true, 4 * time.Second},
+		{"shorter cluster lease", func(k *Keeper) uint64 { return k.NoteAnswer() }, 2000, true, 2 * time.Second},
+		{"no anchor", func(k *Keeper) uint64 { k.NoteAnswer(); return 0 }, 4000, false, decideAfter + 4*time.Second},
+		{"another run's answer", func(k *Keeper) uint64 { return k.NoteAnswer() + 7 }, 4000, false, decideAfter + 4*time.Second},
+		{"decided after the answer's lease ran out", func(k *Keeper) uint64 {
+			tok := k.NoteAnswer()
+			clkOf(k).Advance(4100 * time.Millisecond)
+			return tok
+		}, 4000, false, 4100*time.Millisecond + decideAfter + 4*time.Second},
+		{"pushed out of the log", func(k *Keeper) uint64 {
+			tok := k.NoteAnswer()
+			for range answersKept {
+				k.NoteAnswer()
+			}
+			return tok
+		}, 4000, false, decideAfter + 4*time.Second},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := clock.NewManual(t0)
+			lg := fakelog.New(clk)
+			must := func(cmd *pb.Command) { lg.MustApply(t, cmd) }
+			must(&pb.Command{Cmd: &pb.Command_InitCluster{InitCluster: &pb.InitCluster{ClusterName: "c1", Settings: &pb.Settings{LeaseMs: tc.leaseMs}}}})
+			for _, n := range []string{"pg1", "pg2"} {
+				must(&pb.Command{Cmd: &pb.Command_RegisterNode{RegisterNode: &pb.RegisterNode{ClusterName: "c1", Name: n, Kind: pb.NodeKind_NODE_KIND_DATA, Priority: 100}}})
+			}
+			must(&pb.Command{Cmd: &pb.Command_RegisterPrimary{RegisterPrimary: &pb.RegisterPrimary{NodeId: 1, LeaseMs: tc.leaseMs}}})
+			must(&pb.Command{Cmd: &pb.Command_SetStandby{SetStandby: &pb.SetStandby{NodeId: 2, UpstreamId: 1, Term: 1}}})
+			pg := newFakePG()
+			pg.inRecovery = true
+			_ = pg.Start(ctx)
+			k := newTestKeeper(t, testConfig(t, "pg2"), clk, lg, pg)
+			k.healthyAt.Store(clk.Now().UnixNano())
+			k.standbyMode.Store(true)
+
+			anchor := tc.anchor(k) // the answer leaves at t0
+			clk.Advance(decideAfter)
+			st := lg.State()
+			must(fsm.Promote(st, fsm.Promotion{NodeID: 2, Reason: fsm.EventFailover, LeaseSerial: st.GetLease().GetSerial(),
+				Timeline: 1, LeaseAnchor: anchor}, 4*time.Second))
+			if got := lg.State().GetLease().GetAnchor(); got != anchor {
+				t.Fatalf("the Promote's anchor %d reached the lease as %d", anchor, got)
+			}
+			k.healthyAt.Store(clk.Now().UnixNano())
+			pg.loaded = map[string]string{"synchronous_standby_names": k.syncSetting(lg.State())}
+			before := renewals(lg)
+			if err := k.promote(ctx, action{Kind: actPromote, Term: 2}); err != nil {
+				t.Fatal(err)
+			}
+			// promote renews once more after pg_promote (the new timeline):
+			// one renewal in all when anchored, two when it had to renew first.
+			want := 2
+			if tc.anchored {
+				want = 1
+			}
+			if got := renewals(lg) - before; got != want {
+				t.Fatalf("%d renewals during the promotion, want %d", got, want)
+			}
+			if wantArm := t0.Add(tc.deadline - guardMargin); !pg.armedAtPromote.Equal(wantArm) {
+				t.Fatalf("guard armed until t0+%v when pg_promote ran, want t0+%v", pg.armedAtPromote.Sub(t0), wantArm.Sub(t0))
+			}
+			if lg.State().GetLease().GetAnchor() != 0 {
+				t.Fatal("a renewal left the anchor in the lease")
+			}
+		})
+	}
+}

@@ -181,7 +181,7 @@ func AskLSNs(ctx context.Context, peers Peers, nodes []*pb.Node, term uint64, ti
 func (l *Leader) promote(ctx context.Context, st *pb.ClusterState, c *fsm.Candidate, serial uint64, reason, details string) {
 	res, err := l.log.Propose(ctx, fsm.Promote(st, fsm.Promotion{
 		NodeID: c.Node.Id, Reason: reason, LeaseSerial: serial, Timeline: c.Answer.GetTimeline(),
-		ReceivedLSN: fsm.CandidateReceived(c), Details: details,
+		ReceivedLSN: fsm.CandidateReceived(c), LeaseAnchor: c.Answer.GetLeaseAnchor(), Details: details,
 	}, l.cfg.Lease), proposeTimeout)
 	if err != nil {
 		l.lg.Warn("promotion decision not committed", "candidate", c.Node.Name, "term", st.Term+1, "error", err)

@@ -2605,8 +2605,14 @@ type LSNResponse struct {
 	TimelineHistory string                 `protobuf:"bytes,4,opt,name=timeline_history,json=timelineHistory,proto3" json:"timeline_history,omitempty"` // the node's timeline history file contents ("" on tli 1)
 	Healthy         bool                   `protobuf:"varint,5,opt,name=healthy,proto3" json:"healthy,omitempty"`
 	Reason          string                 `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Names the moment this answer left (the answering sidecar keeps the
+	// token with its monotonic time; unique per sidecar process). A Promote
+	// chosen on this answer carries it (Promote.lease_anchor), and the
+	// promoted node's first lease runs from that moment: no renewal before
+	// pg_promote. 0: the sidecar offers no anchor.
+	LeaseAnchor   uint64 `protobuf:"varint,7,opt,name=lease_anchor,json=leaseAnchor,proto3" json:"lease_anchor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *LSNResponse) Reset() {
@@ -2679,6 +2685,13 @@ func (x *LSNResponse) GetReason() string {
 		return x.Reason
 	}
 	return ""
+}
+
+func (x *LSNResponse) GetLeaseAnchor() uint64 {
+	if x != nil {
+		return x.LeaseAnchor
+	}
+	return 0
 }
 
 type PingRequest struct {
@@ -3191,14 +3204,15 @@ const file_hasidecar_v1_api_proto_rawDesc = "" +
 	"\x0eReportResponse\" \n" +
 	"\n" +
 	"LSNRequest\x12\x12\n" +
-	"\x04term\x18\x01 \x01(\x04R\x04term\"\xd9\x01\n" +
+	"\x04term\x18\x01 \x01(\x04R\x04term\"\xfc\x01\n" +
 	"\vLSNResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\rR\x06nodeId\x128\n" +
 	"\bpostgres\x18\x02 \x01(\v2\x1c.hasidecar.v1.PostgresStatusR\bpostgres\x12\x1a\n" +
 	"\btimeline\x18\x03 \x01(\rR\btimeline\x12)\n" +
 	"\x10timeline_history\x18\x04 \x01(\tR\x0ftimelineHistory\x12\x18\n" +
 	"\ahealthy\x18\x05 \x01(\bR\ahealthy\x12\x16\n" +
-	"\x06reason\x18\x06 \x01(\tR\x06reason\"!\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\x12!\n" +
+	"\flease_anchor\x18\a \x01(\x04R\vleaseAnchor\"!\n" +
 	"\vPingRequest\x12\x12\n" +
 	"\x04from\x18\x01 \x01(\tR\x04from\"\x0f\n" +
 	"\rSampleRequest\"B\n" +

@@ -499,8 +499,12 @@ type Lease struct {
 	Released        bool                   `protobuf:"varint,7,opt,name=released,proto3" json:"released,omitempty"`
 	ReleaseReason   string                 `protobuf:"bytes,8,opt,name=release_reason,json=releaseReason,proto3" json:"release_reason,omitempty"`
 	Timeline        uint32                 `protobuf:"varint,9,opt,name=timeline,proto3" json:"timeline,omitempty"` // the primary's timeline as of the last renewal
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Set by a Promote from the candidate's LSN answer, cleared by any
+	// renewal: the holder's first local deadline is the answer's send time
+	// + duration_ms (node/keeper/lease.go anchorLease).
+	Anchor        uint64 `protobuf:"varint,10,opt,name=anchor,proto3" json:"anchor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Lease) Reset() {
@@ -592,6 +596,13 @@ func (x *Lease) GetReleaseReason() string {
 func (x *Lease) GetTimeline() uint32 {
 	if x != nil {
 		return x.Timeline
+	}
+	return 0
+}
+
+func (x *Lease) GetAnchor() uint64 {
+	if x != nil {
+		return x.Anchor
 	}
 	return 0
 }
@@ -1734,7 +1745,10 @@ type Promote struct {
 	// The candidate's received WAL position (max of received and replayed)
 	// when it was chosen: it holds every write acknowledged before. Becomes
 	// ClusterState.sync_floor_lsn.
-	ReceivedLsn   uint64 `protobuf:"varint,8,opt,name=received_lsn,json=receivedLsn,proto3" json:"received_lsn,omitempty"`
+	ReceivedLsn uint64 `protobuf:"varint,8,opt,name=received_lsn,json=receivedLsn,proto3" json:"received_lsn,omitempty"`
+	// The chosen candidate's LSNResponse.lease_anchor (0: none): becomes
+	// Lease.anchor.
+	LeaseAnchor   uint64 `protobuf:"varint,9,opt,name=lease_anchor,json=leaseAnchor,proto3" json:"lease_anchor,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1821,6 +1835,13 @@ func (x *Promote) GetTimeline() uint32 {
 func (x *Promote) GetReceivedLsn() uint64 {
 	if x != nil {
 		return x.ReceivedLsn
+	}
+	return 0
+}
+
+func (x *Promote) GetLeaseAnchor() uint64 {
+	if x != nil {
+		return x.LeaseAnchor
 	}
 	return 0
 }
@@ -2649,7 +2670,7 @@ const file_hasidecar_v1_fsm_proto_rawDesc = "" +
 	"\x11timestamp_unix_ms\x18\x06 \x01(\x03R\x0ftimestampUnixMs\x12\x18\n" +
 	"\adetails\x18\a \x01(\tR\adetails\x12\x12\n" +
 	"\x04term\x18\b \x01(\x04R\x04term\x12\x14\n" +
-	"\x05index\x18\t \x01(\x04R\x05index\"\x9a\x02\n" +
+	"\x05index\x18\t \x01(\x04R\x05index\"\xb2\x02\n" +
 	"\x05Lease\x12\x1b\n" +
 	"\tholder_id\x18\x01 \x01(\rR\bholderId\x12\x12\n" +
 	"\x04term\x18\x02 \x01(\x04R\x04term\x12\x1b\n" +
@@ -2660,7 +2681,9 @@ const file_hasidecar_v1_fsm_proto_rawDesc = "" +
 	"\x12renewed_at_unix_ms\x18\x06 \x01(\x03R\x0frenewedAtUnixMs\x12\x1a\n" +
 	"\breleased\x18\a \x01(\bR\breleased\x12%\n" +
 	"\x0erelease_reason\x18\b \x01(\tR\rreleaseReason\x12\x1a\n" +
-	"\btimeline\x18\t \x01(\rR\btimeline\"\xe7\x03\n" +
+	"\btimeline\x18\t \x01(\rR\btimeline\x12\x16\n" +
+	"\x06anchor\x18\n" +
+	" \x01(\x04R\x06anchor\"\xe7\x03\n" +
 	"\bSettings\x12?\n" +
 	"\rfailover_mode\x18\x01 \x01(\x0e2\x1a.hasidecar.v1.FailoverModeR\ffailoverMode\x12\x16\n" +
 	"\x06paused\x18\x02 \x01(\bR\x06paused\x12 \n" +
@@ -2758,7 +2781,7 @@ const file_hasidecar_v1_fsm_proto_rawDesc = "" +
 	"\anode_id\x18\x02 \x01(\rR\x06nodeId\"E\n" +
 	"\x0fRegisterPrimary\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\rR\x06nodeId\x12\x19\n" +
-	"\blease_ms\x18\x02 \x01(\x03R\aleaseMs\"\xe5\x01\n" +
+	"\blease_ms\x18\x02 \x01(\x03R\aleaseMs\"\x88\x02\n" +
 	"\aPromote\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\rR\x06nodeId\x12\x12\n" +
 	"\x04term\x18\x02 \x01(\x04R\x04term\x12\x16\n" +
@@ -2767,7 +2790,8 @@ const file_hasidecar_v1_fsm_proto_rawDesc = "" +
 	"\adetails\x18\x05 \x01(\tR\adetails\x12\x19\n" +
 	"\blease_ms\x18\x06 \x01(\x03R\aleaseMs\x12\x1a\n" +
 	"\btimeline\x18\a \x01(\rR\btimeline\x12!\n" +
-	"\freceived_lsn\x18\b \x01(\x04R\vreceivedLsn\"\x93\x01\n" +
+	"\freceived_lsn\x18\b \x01(\x04R\vreceivedLsn\x12!\n" +
+	"\flease_anchor\x18\t \x01(\x04R\vleaseAnchor\"\x93\x01\n" +
 	"\n" +
 	"RenewLease\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\rR\x06nodeId\x12\x12\n" +
