@@ -357,10 +357,14 @@ func (a *Keeper) Reconcile(ctx context.Context) (changed bool) {
 	}
 	o := a.observe(ctx)
 	a.checkStorage(ctx, o)
-	if o.Running && o.InRecovery {
-		// A standby the FSM just named primary renews the lease in the new
-		// term at once, so the plan can promote in this same round.
-		a.renewNow(ctx)
+	if o.Running && o.InRecovery && !a.leaseValid() {
+		// A standby the FSM just named primary takes its first lease from
+		// the decision's anchor, else renews in the new term at once, so
+		// that the plan can promote in this same round. (The lease keeper
+		// renews as well, in parallel.)
+		if st := a.log.State(); !a.anchorLease(st) || !a.leaseValid() {
+			a.renewNow(ctx)
+		}
 	}
 	d := a.desired(ctx)
 	acts, why := plan(d, o)

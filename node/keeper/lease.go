@@ -91,6 +91,9 @@ func (l *answerLog) sentAt(token uint64) (time.Time, bool) {
 // (a random nonce per process): an answer of an earlier run never
 // matches. It reports whether the anchor was found.
 func (a *Keeper) anchorLease(st *pb.ClusterState) bool {
+	if _, holds := a.holdsLease(st); !holds {
+		return false
+	}
 	l := st.GetLease()
 	at, ok := a.answers.sentAt(l.GetAnchor())
 	if !ok {
