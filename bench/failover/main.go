@@ -43,12 +43,33 @@ type options struct {
 	idleRate float64
 	attempts int
 	upTime   time.Duration
+	// the lab's shape and timings (-standbys, -lease, -raft, -monitor)
+	standbys int
+	lease    time.Duration // 0: each configuration's own
+	raft     time.Duration // raft.heartbeat_timeout and election_timeout (0: defaults)
+	monitor  time.Duration // timing.monitor_interval (0: default)
+	// pgbench: clients of a pgbench run on the primary from the warm-up
+	// until the kill (0: none), with the pgbench binary pgbenchBin.
+	pgbench    int
+	pgbenchBin string
 }
 
-// labOptions is the lab every mode runs: two standbys and a witness.
+// labOptions is the lab every mode runs: -standbys standbys (two by
+// default) and a witness, with the configuration's and the flags' timings.
 func (o options) labOptions(c labConfig) benchkit.LabOptions {
-	return benchkit.LabOptions{Binary: o.bin, Standbys: 2, Witness: true, Tune: c.tune(), Keep: o.keep,
-		Attempts: o.attempts, UpTimeout: o.upTime}
+	tune := c.tune()
+	return benchkit.LabOptions{Binary: o.bin, Standbys: o.standbys, Witness: true, Keep: o.keep,
+		Attempts: o.attempts, UpTimeout: o.upTime, Tune: func(cfg *config.Config) {
+			if tune != nil {
+				tune(cfg)
+			}
+			if o.raft > 0 {
+				cfg.Raft.HeartbeatTimeout, cfg.Raft.ElectionTimeout = config.Duration(o.raft), config.Duration(o.raft)
+			}
+			if o.monitor > 0 {
+				cfg.Timing.MonitorInterval = config.Duration(o.monitor)
+			}
+		}}
 }
 
 // labConfig is a named adjustment of the lab's node configs.
@@ -127,6 +148,12 @@ func main() {
 	flag.StringVar(&o.dsnExtra, "dsn-extra", "", "libpq keywords appended to the writer's multi-host connection string, e.g. sslmode=disable")
 	flag.IntVar(&o.attempts, "lab-attempts", 2, "fresh labs to try when one does not become healthy (each failure is reported)")
 	flag.DurationVar(&o.upTime, "up-timeout", 2*time.Minute, "how long a new lab may take to become healthy")
+	flag.IntVar(&o.standbys, "standbys", 2, "standbys in each lab (besides the primary and the witness)")
+	flag.DurationVar(&o.lease, "lease", 0, "timing.lease of the default configuration (0: the default, 4s); the same as -config leaseD")
+	flag.DurationVar(&o.raft, "raft", 0, "raft.heartbeat_timeout and raft.election_timeout on every node (0: the defaults, 500ms)")
+	flag.DurationVar(&o.monitor, "monitor", 0, "timing.monitor_interval on every node (0: the default, 1s)")
+	flag.IntVar(&o.pgbench, "pgbench", 0, "run pgbench with this many clients (-j 2) on the primary from the start of the warm-up until the kill (0: none)")
+	flag.StringVar(&o.pgbenchBin, "pgbench-bin", "/usr/lib/postgresql/15/bin/pgbench", "the pgbench binary for -pgbench")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: go run ./bench/failover -bin bin/hasidecar [flags]\n\n")
 		flag.PrintDefaults()
@@ -142,6 +169,17 @@ func main() {
 	var err error
 	if o.configs, err = parseConfigs(configs); err != nil {
 		fmt.Fprintln(os.Stderr, "failover:", err)
+		os.Exit(2)
+	}
+	if o.lease > 0 {
+		for i := range o.configs {
+			if o.configs[i].Name == "default" {
+				o.configs[i] = labConfig{Name: "lease" + o.lease.String(), Lease: o.lease}
+			}
+		}
+	}
+	if o.standbys < 1 {
+		fmt.Fprintln(os.Stderr, "failover: -standbys must be at least 1")
 		os.Exit(2)
 	}
 	if o.trials < 1 {

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -129,6 +131,13 @@ func measure(ctx context.Context, o options, env *benchkit.Env, r *trialResult) 
 		return err
 	}
 	defer w.Stop()
+	if o.pgbench > 0 {
+		stop, err := startPgbench(ctx, o, env)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	if err := benchkit.Sleep(ctx, o.warmup+time.Duration(r.JitterS*float64(time.Second))); err != nil {
 		return err
 	}
@@ -247,4 +256,32 @@ func describe(ctx context.Context, env *benchkit.Env, killed *lab.Node) string {
 		parts = append(parts, fmt.Sprintf("%s %s/%s", n.Name, strings.TrimPrefix(n.Role.String(), "NODE_ROLE_"), n.Status))
 	}
 	return fmt.Sprintf("term %d, raft leader %q, %s", v.Term, v.RaftLeader, strings.Join(parts, ", "))
+}
+
+// startPgbench loads pgbench's tables into the primary (scale 1) and runs
+// pgbench -c o.pgbench -j 2 on it in the background, until the kill ends
+// its connections or stop is called; its exit status is not looked at (it
+// fails when the primary dies, on purpose).
+func startPgbench(ctx context.Context, o options, env *benchkit.Env) (stop func(), err error) {
+	v, err := env.Show(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p := env.Primary(v)
+	if p == nil {
+		return nil, errors.New("pgbench: cluster show names no primary")
+	}
+	conn := []string{"-h", "127.0.0.1", "-p", strconv.Itoa(p.PGPort), "-U", "postgres"}
+	if out, err := exec.CommandContext(ctx, o.pgbenchBin, append(append([]string{"-i", "-q", "-s", "1"}, conn...), "postgres")...).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("pgbench -i on %s: %w: %s", p.Name, err, out)
+	}
+	bctx, cancel := context.WithCancel(ctx)
+	secs := int((o.warmup + o.timeout + o.settle).Seconds()) + 10
+	cmd := exec.CommandContext(bctx, o.pgbenchBin, append(append([]string{"-n", "-c", strconv.Itoa(o.pgbench), "-j", strconv.Itoa(min(o.pgbench, 2)), "-T", strconv.Itoa(secs)}, conn...), "postgres")...)
+	if err := cmd.Start(); err != nil {
+		cancel()
+		return nil, fmt.Errorf("start pgbench on %s: %w", p.Name, err)
+	}
+	benchkit.Logf("pgbench -c %d -j %d running on %s", o.pgbench, min(o.pgbench, 2), p.Name)
+	return func() { cancel(); _ = cmd.Wait() }, nil
 }

@@ -148,11 +148,9 @@ func (a *Keeper) configure(ctx context.Context, act action) error {
 			slot = me.SlotName
 		}
 	}
-	c3 := false
-	if !act.KeepRecovery {
-		if c3, err = a.pg.SetRecovery(ctx, conninfo, slot); err != nil {
-			return err
-		}
+	c3, err := a.pg.SetRecovery(ctx, conninfo, slot)
+	if err != nil {
+		return err
 	}
 	running := a.pg.Running()
 	if !running || !act.AsStandby || a.standbyMode.Load() {
