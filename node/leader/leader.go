@@ -145,12 +145,14 @@ func (l *Leader) Decide(ctx context.Context) {
 		l.noteOnce(ctx, lease.Serial, fsm.EventFailoverPending, why+": failover is manual, run `hasidecar failover --to NAME`")
 		return
 	}
+	asked := l.clk.Now()
 	best, answers, reasons := PickCandidate(ctx, l.peers, st, lease, l.cfg.MonitorInterval)
+	l.lg.Debug("candidates answered", "in", l.clk.Now().Sub(asked).Round(time.Millisecond), "asked", len(answers))
 	if best == nil {
 		l.noteOnce(ctx, lease.Serial, fsm.EventFailoverBlocked, fmt.Sprintf("%s: no standby can be promoted: %s", why, strings.Join(reasons, "; ")))
 		return
 	}
-	details := fmt.Sprintf("%s; promoting %q at %s (candidates: %s)", why, best.Node.Name, fsm.FormatLSN(best.Received), fsm.DescribeCandidates(answers))
+	details := fmt.Sprintf("%s; promoting %q at %s (candidates: %s; answered in %s)", why, best.Node.Name, fsm.FormatLSN(best.Received), fsm.DescribeCandidates(answers), l.clk.Now().Sub(asked).Round(time.Millisecond))
 	l.promote(ctx, st, best, lease.Serial, fsm.EventFailover, details)
 }
 
