@@ -424,7 +424,7 @@ func (a *applier) setNeedsReclone(c *pb.SetNeedsReclone) error {
 	}
 	n.NeedsReclone, n.NeedsRecloneReason = true, c.Reason
 	a.touch(n)
-	a.event(n.Id, EventNeedsReclone, true, fmt.Sprintf("%q needs a re-clone: %s; its slot on %q is dropped", n.Name, c.Reason, p.Name))
+	a.event(n.Id, EventNeedsReclone, true, fmt.Sprintf("%q needs a re-clone from %q: %s", n.Name, p.Name, c.Reason))
 	return nil
 }
 

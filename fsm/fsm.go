@@ -40,7 +40,7 @@ const (
 	// (and its guard) that the previous sidecar on the host left running.
 	EventPostgresAdopt   = "postgres_adopt"
 	EventDataDirSetAside = "data_dir_set_aside" // moved aside for a re-clone; older copies deleted
-	EventNeedsReclone    = "needs_reclone"      // the primary dropped a standby's slot (slot_retention, max_slot_wal_keep_size)
+	EventNeedsReclone    = "needs_reclone"      // a standby must clone afresh: its slot was dropped (slot_retention, max_slot_wal_keep_size), or `hasidecar reinit`
 	EventRecloned        = "node_recloned"      // a node marked needs_reclone cloned afresh
 	EventFailover        = "failover"
 	EventSwitchover      = "switchover"

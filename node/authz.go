@@ -37,6 +37,7 @@ var methodAccess = map[string]access{
 	pb.ClusterService_SetPaused_FullMethodName:  accessOperate,
 	pb.ClusterService_Failover_FullMethodName:   accessOperate,
 	pb.ClusterService_Switchover_FullMethodName: accessOperate,
+	pb.ClusterService_Reinit_FullMethodName:     accessOperate,
 	pb.ClusterService_RemoveNode_FullMethodName: accessOperate,
 
 	pb.NodeService_Status_FullMethodName:  accessRead,

@@ -414,7 +414,7 @@ func (a *Keeper) retainSlot(ctx context.Context, st *pb.ClusterState, term uint6
 	if !n.NeedsReclone {
 		me := a.self()
 		_, err := a.log.Propose(ctx, &pb.Command{Cmd: &pb.Command_SetNeedsReclone{SetNeedsReclone: &pb.SetNeedsReclone{
-			Term: term, PrimaryId: me.GetId(), NodeId: n.Id, NeedsReclone: true, Reason: reason}}}, 0)
+			Term: term, PrimaryId: me.GetId(), NodeId: n.Id, NeedsReclone: true, Reason: reason + "; its slot is dropped"}}}, 0)
 		if err != nil {
 			return false, fmt.Errorf("mark %s as needing a re-clone: %w", n.Name, err)
 		}

@@ -29,6 +29,7 @@ const (
 	ClusterService_Switchover_FullMethodName = "/hasidecar.v1.ClusterService/Switchover"
 	ClusterService_Matrix_FullMethodName     = "/hasidecar.v1.ClusterService/Matrix"
 	ClusterService_RemoveNode_FullMethodName = "/hasidecar.v1.ClusterService/RemoveNode"
+	ClusterService_Reinit_FullMethodName     = "/hasidecar.v1.ClusterService/Reinit"
 )
 
 // ClusterServiceClient is the client API for ClusterService service.
@@ -42,6 +43,7 @@ type ClusterServiceClient interface {
 	Switchover(ctx context.Context, in *SwitchoverRequest, opts ...grpc.CallOption) (*SwitchoverResponse, error)
 	Matrix(ctx context.Context, in *MatrixRequest, opts ...grpc.CallOption) (*MatrixResponse, error)
 	RemoveNode(ctx context.Context, in *RemoveNodeRequest, opts ...grpc.CallOption) (*RemoveNodeResponse, error)
+	Reinit(ctx context.Context, in *ReinitRequest, opts ...grpc.CallOption) (*ReinitResponse, error)
 }
 
 type clusterServiceClient struct {
@@ -122,6 +124,16 @@ func (c *clusterServiceClient) RemoveNode(ctx context.Context, in *RemoveNodeReq
 	return out, nil
 }
 
+func (c *clusterServiceClient) Reinit(ctx context.Context, in *ReinitRequest, opts ...grpc.CallOption) (*ReinitResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReinitResponse)
+	err := c.cc.Invoke(ctx, ClusterService_Reinit_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ClusterServiceServer is the server API for ClusterService service.
 // All implementations must embed UnimplementedClusterServiceServer
 // for forward compatibility.
@@ -133,6 +145,7 @@ type ClusterServiceServer interface {
 	Switchover(context.Context, *SwitchoverRequest) (*SwitchoverResponse, error)
 	Matrix(context.Context, *MatrixRequest) (*MatrixResponse, error)
 	RemoveNode(context.Context, *RemoveNodeRequest) (*RemoveNodeResponse, error)
+	Reinit(context.Context, *ReinitRequest) (*ReinitResponse, error)
 	mustEmbedUnimplementedClusterServiceServer()
 }
 
@@ -163,6 +176,9 @@ func (UnimplementedClusterServiceServer) Matrix(context.Context, *MatrixRequest)
 }
 func (UnimplementedClusterServiceServer) RemoveNode(context.Context, *RemoveNodeRequest) (*RemoveNodeResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method RemoveNode not implemented")
+}
+func (UnimplementedClusterServiceServer) Reinit(context.Context, *ReinitRequest) (*ReinitResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Reinit not implemented")
 }
 func (UnimplementedClusterServiceServer) mustEmbedUnimplementedClusterServiceServer() {}
 func (UnimplementedClusterServiceServer) testEmbeddedByValue()                        {}
@@ -311,6 +327,24 @@ func _ClusterService_RemoveNode_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ClusterService_Reinit_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReinitRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServiceServer).Reinit(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClusterService_Reinit_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServiceServer).Reinit(ctx, req.(*ReinitRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ClusterService_ServiceDesc is the grpc.ServiceDesc for ClusterService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -345,6 +379,10 @@ var ClusterService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RemoveNode",
 			Handler:    _ClusterService_RemoveNode_Handler,
+		},
+		{
+			MethodName: "Reinit",
+			Handler:    _ClusterService_Reinit_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
