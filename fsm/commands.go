@@ -428,6 +428,40 @@ func (a *applier) setNeedsReclone(c *pb.SetNeedsReclone) error {
 	return nil
 }
 
+// setMaintenance puts a standby into maintenance or takes it out. The
+// primary is refused (pausing the cluster is what keeps it from failing
+// over: `hasidecar pause`), and so is a witness (nothing to leave alone).
+func (a *applier) setMaintenance(c *pb.SetMaintenance) error {
+	n, err := a.node(c.NodeId)
+	if err != nil {
+		return err
+	}
+	if err := a.checkTerm(c.Term, "maintenance of "+n.Name); err != nil {
+		return err
+	}
+	if n.Kind != pb.NodeKind_NODE_KIND_DATA {
+		return errorf(CodeInvalidCommand, "node %q is a witness: it has no Postgres to leave alone", n.Name)
+	}
+	if c.On && n.Role == pb.NodeRole_NODE_ROLE_PRIMARY {
+		return errorf(CodeInvalidTransition, "node %q is the primary: switch over first, or pause the whole cluster (`hasidecar pause`)", n.Name)
+	}
+	if n.Maintenance == c.On {
+		return nil
+	}
+	n.Maintenance, n.MaintenanceReason = c.On, ""
+	details := fmt.Sprintf("%q is out of maintenance: its keeper manages its Postgres again", n.Name)
+	if c.On {
+		n.MaintenanceReason = c.Reason
+		details = fmt.Sprintf("%q is in maintenance: its keeper leaves its Postgres alone and it is never a failover candidate", n.Name)
+		if c.Reason != "" {
+			details += " (" + c.Reason + ")"
+		}
+	}
+	a.touch(n)
+	a.event(n.Id, EventMaintenance, true, details)
+	return nil
+}
+
 // setVoter records a change of a member's suffrage the Raft leader made
 // (or found): the row's voter flag follows Raft's configuration, and every
 // SetVoter records voter_added or voter_demoted.

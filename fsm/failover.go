@@ -57,6 +57,8 @@ func Promotable(st *pb.ClusterState) (cands []*pb.Node, skipped map[string]strin
 			skipped[n.Name] = "inactive (has not rejoined)"
 		case n.NeedsReclone:
 			skipped[n.Name] = "needs a re-clone (" + n.NeedsRecloneReason + ")"
+		case n.Maintenance:
+			skipped[n.Name] = "in maintenance"
 		case n.Priority <= 0:
 			skipped[n.Name] = "priority 0"
 		case HasTag(n, "nofailover"):

@@ -42,6 +42,7 @@ const (
 	EventDataDirSetAside = "data_dir_set_aside" // moved aside for a re-clone; older copies deleted
 	EventNeedsReclone    = "needs_reclone"      // a standby must clone afresh: its slot was dropped (slot_retention, max_slot_wal_keep_size), or `hasidecar reinit`
 	EventRecloned        = "node_recloned"      // a node marked needs_reclone cloned afresh
+	EventMaintenance     = "node_maintenance"   // `hasidecar node maintenance on|off`
 	EventFailover        = "failover"
 	EventSwitchover      = "switchover"
 	EventSwitchoverStart = "switchover_start"
@@ -250,6 +251,8 @@ func (a *applier) dispatch(cmd *pb.Command) (uint32, error) {
 		return 0, a.setNeedsReclone(c.SetNeedsReclone)
 	case *pb.Command_SetVoter:
 		return 0, a.setVoter(c.SetVoter)
+	case *pb.Command_SetMaintenance:
+		return 0, a.setMaintenance(c.SetMaintenance)
 	default:
 		return 0, errorf(CodeInvalidCommand, "unknown command %T", cmd.Cmd)
 	}

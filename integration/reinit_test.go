@@ -104,3 +104,47 @@ func TestReinit(t *testing.T) {
 		}
 	}
 }
+
+// TestMaintenance (issue 13's `node maintenance`): a standby in
+// maintenance is left alone — its Postgres, killed, stays down, where a
+// managed standby's comes back within a monitor interval — and shows so in
+// cluster show; the primary is refused; `maintenance off` and the keeper
+// starts it again and it streams.
+func TestMaintenance(t *testing.T) {
+	needPostgres(t)
+	c := newCluster(t, clusterOpts{standbys: 1, witness: true})
+	c.start()
+	v := c.waitHealthy(120 * time.Second)
+	primary := primaryName(v)
+	addr := c.node("witness").GRPCAddr()
+	if _, errOut, code := c.cli("node", "maintenance", "on", "--addr", addr, "--node", primary); code == 0 || !strings.Contains(errOut, "is the primary") {
+		t.Fatalf("maintenance on the primary: exit %d, %q: want a refusal", code, errOut)
+	}
+	out, errOut, code := c.cli("node", "maintenance", "on", "--addr", addr, "--node", "pg2", "--reason", "disk swap")
+	if code != 0 || !strings.Contains(out, "pg2 is in maintenance") {
+		t.Fatalf("maintenance on: exit %d, %q %q", code, out, errOut)
+	}
+	if ev := c.events("witness", fsm.EventMaintenance); len(ev) != 1 || !strings.Contains(ev[0].Details, "disk swap") {
+		t.Fatalf("node_maintenance events %v", ev)
+	}
+	c.lab.KillPostgres(c.node("pg2"))
+	// Left alone: still down after five monitor intervals.
+	time.Sleep(5 * c.node("pg2").Config.Timing.MonitorInterval.D())
+	v, err := c.show("witness")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, row := range v.Nodes {
+		if row.Name != "pg2" {
+			continue
+		}
+		if !row.Maintenance || !strings.HasPrefix(row.Status, "maintenance, ") || row.Postgres.GetRunning() {
+			t.Fatalf("pg2 in maintenance after its Postgres was killed: maintenance %v, status %q, running %v: want left down", row.Maintenance, row.Status, row.Postgres.GetRunning())
+		}
+	}
+	out, errOut, code = c.cli("node", "maintenance", "off", "--addr", addr, "--node", "pg2")
+	if code != 0 || !strings.Contains(out, "pg2 is out of maintenance") {
+		t.Fatalf("maintenance off: exit %d, %q %q", code, out, errOut)
+	}
+	c.followsOn("pg2", primary, 1, 60*time.Second)
+}

@@ -68,3 +68,32 @@ func (n *Node) reinit(ctx context.Context, req *pb.ReinitRequest) (*pb.ReinitRes
 	n.logger.Info("re-clone asked by an operator", "node", target.Name, "primary", primary.Name, "term", st.Term)
 	return resp, nil
 }
+
+// SetMaintenance is `hasidecar node maintenance on|off --node NAME`: a
+// standby in maintenance is left alone by its keeper (no start, stop,
+// rewind, re-point or clone; a writable one is still fenced) and is never
+// a failover candidate. The primary is refused by the FSM (switch over
+// first, or pause the cluster). Leader only, like every operator verb.
+func (s *clusterService) SetMaintenance(ctx context.Context, req *pb.SetMaintenanceRequest) (*pb.SetMaintenanceResponse, error) {
+	n := s.n
+	if !n.isLeader() {
+		return nil, n.notLeader()
+	}
+	st := n.fsm.State()
+	target := fsm.NodeByName(st, req.Name)
+	if req.Name == "" {
+		return nil, invalid("say which node: --node NAME")
+	}
+	if target == nil {
+		return nil, notFound("no node named %q", req.Name)
+	}
+	if target.Maintenance == req.On {
+		return &pb.SetMaintenanceResponse{}, nil
+	}
+	if _, err := n.Propose(ctx, &pb.Command{Cmd: &pb.Command_SetMaintenance{SetMaintenance: &pb.SetMaintenance{
+		Term: st.Term, NodeId: target.Id, On: req.On, Reason: req.Reason}}}); err != nil {
+		return nil, fmt.Errorf("maintenance of %s: %w", target.Name, err)
+	}
+	n.logger.Info("maintenance", "node", target.Name, "on", req.On, "reason", req.Reason)
+	return &pb.SetMaintenanceResponse{Changed: true}, nil
+}

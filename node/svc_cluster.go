@@ -161,7 +161,7 @@ func (n *Node) clusterView(silent map[uint32]bool) *pb.ShowResponse {
 			Id: row.Id, Name: row.Name, Kind: row.Kind, Role: row.Role, UpstreamId: row.UpstreamId,
 			Location: row.Location, Priority: row.Priority, Conninfo: row.Conninfo, Voter: voters[row.Name],
 			Active: row.Active, Tags: slices.Clone(row.Tags), GrpcAddress: row.GrpcAddress, LagBytes: -1,
-			SyncStandby: slices.Contains(st.SyncStandbys, row.Id),
+			SyncStandby: slices.Contains(st.SyncStandbys, row.Id), Maintenance: row.Maintenance,
 		}
 		if up := fsm.NodeByID(st, row.UpstreamId); up != nil {
 			v.Upstream = up.Name
@@ -218,11 +218,16 @@ func (n *Node) clusterView(silent map[uint32]bool) *pb.ShowResponse {
 //	stopped / failed                Postgres down (failed: the node is inactive)
 //	unreachable (last report 2.1s ago)   its sidecar did not answer
 //	needs re-clone (...), ...       its slot was dropped: it clones afresh when back
+//	maintenance, ...                `hasidecar node maintenance on`: left alone
 func nodeStatus(row *pb.Node, r *pb.NodeReport, fresh bool, age time.Duration) string {
+	s := nodeStatusOf(row, r, fresh, age)
 	if row.NeedsReclone {
-		return "needs re-clone, " + nodeStatusOf(row, r, fresh, age)
+		s = "needs re-clone, " + s
 	}
-	return nodeStatusOf(row, r, fresh, age)
+	if row.Maintenance {
+		s = "maintenance, " + s
+	}
+	return s
 }
 
 func nodeStatusOf(row *pb.Node, r *pb.NodeReport, fresh bool, age time.Duration) string {

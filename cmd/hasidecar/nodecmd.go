@@ -14,8 +14,51 @@ import (
 )
 
 func newNodeCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "node", Short: "One node: status, check, rejoin, remove"}
-	cmd.AddCommand(newNodeStatusCmd(), newNodeCheckCmd(), newNodeRejoinCmd(), newNodeRemoveCmd())
+	cmd := &cobra.Command{Use: "node", Short: "One node: status, check, rejoin, remove, maintenance"}
+	cmd.AddCommand(newNodeStatusCmd(), newNodeCheckCmd(), newNodeRejoinCmd(), newNodeRemoveCmd(), newNodeMaintenanceCmd())
+	return cmd
+}
+
+func newNodeMaintenanceCmd() *cobra.Command {
+	var t target
+	var req pb.SetMaintenanceRequest
+	cmd := &cobra.Command{
+		Use:       "maintenance on|off --node NAME",
+		Short:     "Leave a standby's Postgres alone (no start, stop, rewind or clone; never a failover candidate), or manage it again",
+		Args:      cobra.ExactArgs(1),
+		ValidArgs: []string{"on", "off"},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			switch args[0] {
+			case "on":
+				req.On = true
+			case "off":
+			default:
+				return fmt.Errorf("maintenance %q: say on or off", args[0])
+			}
+			if req.Name == "" {
+				return fmt.Errorf("say which node: --node NAME")
+			}
+			return t.do(cmd, func(ctx context.Context, c *client) error {
+				resp, err := c.cluster.SetMaintenance(ctx, &req)
+				if err != nil {
+					return err
+				}
+				state := "out of maintenance: its keeper manages its Postgres again"
+				if req.On {
+					state = "in maintenance: its keeper leaves its Postgres alone and it is never a failover candidate"
+				}
+				if !resp.Changed {
+					fmt.Printf("%s was already %s\n", req.Name, state)
+					return nil
+				}
+				fmt.Printf("%s is %s\n", req.Name, state)
+				return nil
+			})
+		},
+	}
+	t.flags(cmd, false)
+	cmd.Flags().StringVar(&req.Name, "node", "", "the standby")
+	cmd.Flags().StringVar(&req.Reason, "reason", "", "why, for cluster events")
 	return cmd
 }
 

@@ -262,12 +262,18 @@ func planPrimary(d desired, o observed) ([]action, string) {
 	return acts, "running as primary"
 }
 
+// maintenanceState is what a standby in maintenance is doing.
+const maintenanceState = "in maintenance: leaving Postgres alone (`hasidecar node maintenance off` to resume)"
+
 func planStandby(d desired, o observed) ([]action, string) {
 	t := d.Term
 	p := d.Primary
 	if p == nil {
 		if o.Running && !o.InRecovery {
 			return []action{{Kind: actStop, Term: t}}, "fencing: Postgres is writable but the cluster has no primary"
+		}
+		if d.Me.GetMaintenance() {
+			return nil, maintenanceState
 		}
 		if d.MayClaimPrimary {
 			return []action{{Kind: actClaimPrimary, Term: t}}, "claiming the bootstrap primary role"
@@ -276,6 +282,11 @@ func planStandby(d desired, o observed) ([]action, string) {
 	}
 	if o.Running && !o.InRecovery {
 		return []action{{Kind: actStop, Term: t}}, fmt.Sprintf("fencing: Postgres is writable but %q is the primary in term %d", p.Name, t)
+	}
+	if d.Me.GetMaintenance() {
+		// The operator's: nothing is started, stopped, rewound, re-pointed
+		// or cloned; the row above still fences a writable Postgres.
+		return nil, maintenanceState
 	}
 	if d.Me.NeedsReclone && !d.Recloned && o.Dir != dirMissing {
 		// The primary dropped this node's slot (down past slot_retention,

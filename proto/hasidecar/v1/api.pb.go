@@ -673,6 +673,7 @@ type NodeView struct {
 	GrpcAddress      string                 `protobuf:"bytes,18,opt,name=grpc_address,json=grpcAddress,proto3" json:"grpc_address,omitempty"`
 	Postgres         *PostgresStatus        `protobuf:"bytes,19,opt,name=postgres,proto3" json:"postgres,omitempty"`
 	SyncStandby      bool                   `protobuf:"varint,20,opt,name=sync_standby,json=syncStandby,proto3" json:"sync_standby,omitempty"` // a member of the committed synchronous set
+	Maintenance      bool                   `protobuf:"varint,21,opt,name=maintenance,proto3" json:"maintenance,omitempty"`                    // `hasidecar node maintenance on`: left alone, never a candidate
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
 }
@@ -843,6 +844,13 @@ func (x *NodeView) GetPostgres() *PostgresStatus {
 func (x *NodeView) GetSyncStandby() bool {
 	if x != nil {
 		return x.SyncStandby
+	}
+	return false
+}
+
+func (x *NodeView) GetMaintenance() bool {
+	if x != nil {
+		return x.Maintenance
 	}
 	return false
 }
@@ -1400,6 +1408,110 @@ func (x *ReinitResponse) GetTerm() uint64 {
 	return 0
 }
 
+type SetMaintenanceRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	On            bool                   `protobuf:"varint,2,opt,name=on,proto3" json:"on,omitempty"`
+	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"` // shown in cluster show and the event
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetMaintenanceRequest) Reset() {
+	*x = SetMaintenanceRequest{}
+	mi := &file_hasidecar_v1_api_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetMaintenanceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetMaintenanceRequest) ProtoMessage() {}
+
+func (x *SetMaintenanceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hasidecar_v1_api_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetMaintenanceRequest.ProtoReflect.Descriptor instead.
+func (*SetMaintenanceRequest) Descriptor() ([]byte, []int) {
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *SetMaintenanceRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SetMaintenanceRequest) GetOn() bool {
+	if x != nil {
+		return x.On
+	}
+	return false
+}
+
+func (x *SetMaintenanceRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type SetMaintenanceResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Changed       bool                   `protobuf:"varint,1,opt,name=changed,proto3" json:"changed,omitempty"` // false: it already was in that state
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetMaintenanceResponse) Reset() {
+	*x = SetMaintenanceResponse{}
+	mi := &file_hasidecar_v1_api_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetMaintenanceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetMaintenanceResponse) ProtoMessage() {}
+
+func (x *SetMaintenanceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hasidecar_v1_api_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetMaintenanceResponse.ProtoReflect.Descriptor instead.
+func (*SetMaintenanceResponse) Descriptor() ([]byte, []int) {
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *SetMaintenanceResponse) GetChanged() bool {
+	if x != nil {
+		return x.Changed
+	}
+	return false
+}
+
 type SwitchoverRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	To            string                 `protobuf:"bytes,1,opt,name=to,proto3" json:"to,omitempty"`
@@ -1411,7 +1523,7 @@ type SwitchoverRequest struct {
 
 func (x *SwitchoverRequest) Reset() {
 	*x = SwitchoverRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[16]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1423,7 +1535,7 @@ func (x *SwitchoverRequest) String() string {
 func (*SwitchoverRequest) ProtoMessage() {}
 
 func (x *SwitchoverRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[16]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1436,7 +1548,7 @@ func (x *SwitchoverRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SwitchoverRequest.ProtoReflect.Descriptor instead.
 func (*SwitchoverRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{16}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SwitchoverRequest) GetTo() string {
@@ -1472,7 +1584,7 @@ type SwitchoverResponse struct {
 
 func (x *SwitchoverResponse) Reset() {
 	*x = SwitchoverResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[17]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1484,7 +1596,7 @@ func (x *SwitchoverResponse) String() string {
 func (*SwitchoverResponse) ProtoMessage() {}
 
 func (x *SwitchoverResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[17]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1497,7 +1609,7 @@ func (x *SwitchoverResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SwitchoverResponse.ProtoReflect.Descriptor instead.
 func (*SwitchoverResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{17}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SwitchoverResponse) GetChecks() []string {
@@ -1536,7 +1648,7 @@ type MatrixRequest struct {
 
 func (x *MatrixRequest) Reset() {
 	*x = MatrixRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[18]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1548,7 +1660,7 @@ func (x *MatrixRequest) String() string {
 func (*MatrixRequest) ProtoMessage() {}
 
 func (x *MatrixRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[18]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1561,7 +1673,7 @@ func (x *MatrixRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MatrixRequest.ProtoReflect.Descriptor instead.
 func (*MatrixRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{18}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{20}
 }
 
 type MatrixResponse struct {
@@ -1574,7 +1686,7 @@ type MatrixResponse struct {
 
 func (x *MatrixResponse) Reset() {
 	*x = MatrixResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[19]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1586,7 +1698,7 @@ func (x *MatrixResponse) String() string {
 func (*MatrixResponse) ProtoMessage() {}
 
 func (x *MatrixResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[19]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1599,7 +1711,7 @@ func (x *MatrixResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MatrixResponse.ProtoReflect.Descriptor instead.
 func (*MatrixResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{19}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *MatrixResponse) GetReports() []*NodeReport {
@@ -1628,7 +1740,7 @@ type HistoryRequest struct {
 
 func (x *HistoryRequest) Reset() {
 	*x = HistoryRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[20]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1640,7 +1752,7 @@ func (x *HistoryRequest) String() string {
 func (*HistoryRequest) ProtoMessage() {}
 
 func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[20]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1653,7 +1765,7 @@ func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryRequest.ProtoReflect.Descriptor instead.
 func (*HistoryRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{20}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *HistoryRequest) GetSinceUnixMs() int64 {
@@ -1679,7 +1791,7 @@ type HistoryResponse struct {
 
 func (x *HistoryResponse) Reset() {
 	*x = HistoryResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[21]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1691,7 +1803,7 @@ func (x *HistoryResponse) String() string {
 func (*HistoryResponse) ProtoMessage() {}
 
 func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[21]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1704,7 +1816,7 @@ func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryResponse.ProtoReflect.Descriptor instead.
 func (*HistoryResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{21}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *HistoryResponse) GetSamples() []*NodeReport {
@@ -1724,7 +1836,7 @@ type CleanupRequest struct {
 
 func (x *CleanupRequest) Reset() {
 	*x = CleanupRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[22]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1736,7 +1848,7 @@ func (x *CleanupRequest) String() string {
 func (*CleanupRequest) ProtoMessage() {}
 
 func (x *CleanupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[22]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1749,7 +1861,7 @@ func (x *CleanupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CleanupRequest.ProtoReflect.Descriptor instead.
 func (*CleanupRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{22}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *CleanupRequest) GetKeepMs() int64 {
@@ -1768,7 +1880,7 @@ type CleanupResponse struct {
 
 func (x *CleanupResponse) Reset() {
 	*x = CleanupResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[23]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1780,7 +1892,7 @@ func (x *CleanupResponse) String() string {
 func (*CleanupResponse) ProtoMessage() {}
 
 func (x *CleanupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[23]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1793,7 +1905,7 @@ func (x *CleanupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CleanupResponse.ProtoReflect.Descriptor instead.
 func (*CleanupResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{23}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *CleanupResponse) GetRemoved() int64 {
@@ -1811,7 +1923,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[24]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1823,7 +1935,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[24]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1836,7 +1948,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{24}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{26}
 }
 
 type StatusResponse struct {
@@ -1867,7 +1979,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[25]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1879,7 +1991,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[25]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1892,7 +2004,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{25}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *StatusResponse) GetNodeId() uint32 {
@@ -2027,7 +2139,7 @@ type LeaveRequest struct {
 
 func (x *LeaveRequest) Reset() {
 	*x = LeaveRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[26]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2039,7 +2151,7 @@ func (x *LeaveRequest) String() string {
 func (*LeaveRequest) ProtoMessage() {}
 
 func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[26]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2052,7 +2164,7 @@ func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveRequest.ProtoReflect.Descriptor instead.
 func (*LeaveRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{26}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *LeaveRequest) GetReason() string {
@@ -2071,7 +2183,7 @@ type LeaveResponse struct {
 
 func (x *LeaveResponse) Reset() {
 	*x = LeaveResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[27]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2083,7 +2195,7 @@ func (x *LeaveResponse) String() string {
 func (*LeaveResponse) ProtoMessage() {}
 
 func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[27]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2096,7 +2208,7 @@ func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveResponse.ProtoReflect.Descriptor instead.
 func (*LeaveResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{27}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *LeaveResponse) GetDataDir() string {
@@ -2117,7 +2229,7 @@ type RejoinRequest struct {
 
 func (x *RejoinRequest) Reset() {
 	*x = RejoinRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[28]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2129,7 +2241,7 @@ func (x *RejoinRequest) String() string {
 func (*RejoinRequest) ProtoMessage() {}
 
 func (x *RejoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[28]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2142,7 +2254,7 @@ func (x *RejoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RejoinRequest.ProtoReflect.Descriptor instead.
 func (*RejoinRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{28}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RejoinRequest) GetForceRewind() bool {
@@ -2175,7 +2287,7 @@ type RejoinResponse struct {
 
 func (x *RejoinResponse) Reset() {
 	*x = RejoinResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[29]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2187,7 +2299,7 @@ func (x *RejoinResponse) String() string {
 func (*RejoinResponse) ProtoMessage() {}
 
 func (x *RejoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[29]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2200,7 +2312,7 @@ func (x *RejoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RejoinResponse.ProtoReflect.Descriptor instead.
 func (*RejoinResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{29}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RejoinResponse) GetSteps() []string {
@@ -2229,7 +2341,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[30]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2241,7 +2353,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[30]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2254,7 +2366,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{30}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *JoinRequest) GetClusterName() string {
@@ -2345,7 +2457,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[31]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2357,7 +2469,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[31]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2370,7 +2482,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{31}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *JoinResponse) GetNodeId() uint32 {
@@ -2404,7 +2516,7 @@ type RemoveNodeRequest struct {
 
 func (x *RemoveNodeRequest) Reset() {
 	*x = RemoveNodeRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[32]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2416,7 +2528,7 @@ func (x *RemoveNodeRequest) String() string {
 func (*RemoveNodeRequest) ProtoMessage() {}
 
 func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[32]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2429,7 +2541,7 @@ func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
 func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{32}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *RemoveNodeRequest) GetNodeId() uint32 {
@@ -2455,7 +2567,7 @@ type RemoveNodeResponse struct {
 
 func (x *RemoveNodeResponse) Reset() {
 	*x = RemoveNodeResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[33]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2467,7 +2579,7 @@ func (x *RemoveNodeResponse) String() string {
 func (*RemoveNodeResponse) ProtoMessage() {}
 
 func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[33]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2480,7 +2592,7 @@ func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
 func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{33}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *RemoveNodeResponse) GetNodeId() uint32 {
@@ -2500,7 +2612,7 @@ type ApplyRequest struct {
 
 func (x *ApplyRequest) Reset() {
 	*x = ApplyRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[34]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2512,7 +2624,7 @@ func (x *ApplyRequest) String() string {
 func (*ApplyRequest) ProtoMessage() {}
 
 func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[34]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2525,7 +2637,7 @@ func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyRequest.ProtoReflect.Descriptor instead.
 func (*ApplyRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{34}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ApplyRequest) GetCommand() []byte {
@@ -2545,7 +2657,7 @@ type ApplyResponse struct {
 
 func (x *ApplyResponse) Reset() {
 	*x = ApplyResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[35]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2557,7 +2669,7 @@ func (x *ApplyResponse) String() string {
 func (*ApplyResponse) ProtoMessage() {}
 
 func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[35]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2570,7 +2682,7 @@ func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyResponse.ProtoReflect.Descriptor instead.
 func (*ApplyResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{35}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ApplyResponse) GetIndex() uint64 {
@@ -2596,7 +2708,7 @@ type ReportRequest struct {
 
 func (x *ReportRequest) Reset() {
 	*x = ReportRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[36]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2608,7 +2720,7 @@ func (x *ReportRequest) String() string {
 func (*ReportRequest) ProtoMessage() {}
 
 func (x *ReportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[36]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2621,7 +2733,7 @@ func (x *ReportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportRequest.ProtoReflect.Descriptor instead.
 func (*ReportRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{36}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ReportRequest) GetReport() *NodeReport {
@@ -2639,7 +2751,7 @@ type ReportResponse struct {
 
 func (x *ReportResponse) Reset() {
 	*x = ReportResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[37]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2651,7 +2763,7 @@ func (x *ReportResponse) String() string {
 func (*ReportResponse) ProtoMessage() {}
 
 func (x *ReportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[37]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2664,7 +2776,7 @@ func (x *ReportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportResponse.ProtoReflect.Descriptor instead.
 func (*ReportResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{37}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{39}
 }
 
 // The leader asks a standby for its freshest LSNs before choosing a candidate.
@@ -2677,7 +2789,7 @@ type LSNRequest struct {
 
 func (x *LSNRequest) Reset() {
 	*x = LSNRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[38]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2689,7 +2801,7 @@ func (x *LSNRequest) String() string {
 func (*LSNRequest) ProtoMessage() {}
 
 func (x *LSNRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[38]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2702,7 +2814,7 @@ func (x *LSNRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LSNRequest.ProtoReflect.Descriptor instead.
 func (*LSNRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{38}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *LSNRequest) GetTerm() uint64 {
@@ -2732,7 +2844,7 @@ type LSNResponse struct {
 
 func (x *LSNResponse) Reset() {
 	*x = LSNResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[39]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2744,7 +2856,7 @@ func (x *LSNResponse) String() string {
 func (*LSNResponse) ProtoMessage() {}
 
 func (x *LSNResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[39]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2757,7 +2869,7 @@ func (x *LSNResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LSNResponse.ProtoReflect.Descriptor instead.
 func (*LSNResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{39}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *LSNResponse) GetNodeId() uint32 {
@@ -2818,7 +2930,7 @@ type PingRequest struct {
 
 func (x *PingRequest) Reset() {
 	*x = PingRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[40]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2830,7 +2942,7 @@ func (x *PingRequest) String() string {
 func (*PingRequest) ProtoMessage() {}
 
 func (x *PingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[40]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2843,7 +2955,7 @@ func (x *PingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PingRequest.ProtoReflect.Descriptor instead.
 func (*PingRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{40}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *PingRequest) GetFrom() string {
@@ -2863,7 +2975,7 @@ type SampleRequest struct {
 
 func (x *SampleRequest) Reset() {
 	*x = SampleRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[41]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2875,7 +2987,7 @@ func (x *SampleRequest) String() string {
 func (*SampleRequest) ProtoMessage() {}
 
 func (x *SampleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[41]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2888,7 +3000,7 @@ func (x *SampleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SampleRequest.ProtoReflect.Descriptor instead.
 func (*SampleRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{41}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{43}
 }
 
 type SampleResponse struct {
@@ -2900,7 +3012,7 @@ type SampleResponse struct {
 
 func (x *SampleResponse) Reset() {
 	*x = SampleResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[42]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2912,7 +3024,7 @@ func (x *SampleResponse) String() string {
 func (*SampleResponse) ProtoMessage() {}
 
 func (x *SampleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[42]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2925,7 +3037,7 @@ func (x *SampleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SampleResponse.ProtoReflect.Descriptor instead.
 func (*SampleResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{42}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *SampleResponse) GetReport() *NodeReport {
@@ -2946,7 +3058,7 @@ type PingResponse struct {
 
 func (x *PingResponse) Reset() {
 	*x = PingResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[43]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2958,7 +3070,7 @@ func (x *PingResponse) String() string {
 func (*PingResponse) ProtoMessage() {}
 
 func (x *PingResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[43]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2971,7 +3083,7 @@ func (x *PingResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PingResponse.ProtoReflect.Descriptor instead.
 func (*PingResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{43}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *PingResponse) GetNodeId() uint32 {
@@ -3007,7 +3119,7 @@ type EnsureSlotRequest struct {
 
 func (x *EnsureSlotRequest) Reset() {
 	*x = EnsureSlotRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[44]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3019,7 +3131,7 @@ func (x *EnsureSlotRequest) String() string {
 func (*EnsureSlotRequest) ProtoMessage() {}
 
 func (x *EnsureSlotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[44]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3032,7 +3144,7 @@ func (x *EnsureSlotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnsureSlotRequest.ProtoReflect.Descriptor instead.
 func (*EnsureSlotRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{44}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *EnsureSlotRequest) GetSlotName() string {
@@ -3058,7 +3170,7 @@ type EnsureSlotResponse struct {
 
 func (x *EnsureSlotResponse) Reset() {
 	*x = EnsureSlotResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[45]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3070,7 +3182,7 @@ func (x *EnsureSlotResponse) String() string {
 func (*EnsureSlotResponse) ProtoMessage() {}
 
 func (x *EnsureSlotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[45]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3083,7 +3195,7 @@ func (x *EnsureSlotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnsureSlotResponse.ProtoReflect.Descriptor instead.
 func (*EnsureSlotResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{45}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *EnsureSlotResponse) GetCreated() bool {
@@ -3171,7 +3283,7 @@ const file_hasidecar_v1_api_proto_rawDesc = "" +
 	"\vpostgres_ok\x18\x03 \x01(\bR\n" +
 	"postgresOk\x12\x14\n" +
 	"\x05error\x18\x04 \x01(\tR\x05error\"\r\n" +
-	"\vShowRequest\"\xf8\x04\n" +
+	"\vShowRequest\"\x9a\x05\n" +
 	"\bNodeView\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\rR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12*\n" +
@@ -3195,7 +3307,8 @@ const file_hasidecar_v1_api_proto_rawDesc = "" +
 	"\x13last_report_unix_ms\x18\x11 \x01(\x03R\x10lastReportUnixMs\x12!\n" +
 	"\fgrpc_address\x18\x12 \x01(\tR\vgrpcAddress\x128\n" +
 	"\bpostgres\x18\x13 \x01(\v2\x1c.hasidecar.v1.PostgresStatusR\bpostgres\x12!\n" +
-	"\fsync_standby\x18\x14 \x01(\bR\vsyncStandby\"\x9a\x04\n" +
+	"\fsync_standby\x18\x14 \x01(\bR\vsyncStandby\x12 \n" +
+	"\vmaintenance\x18\x15 \x01(\bR\vmaintenance\"\x9a\x04\n" +
 	"\fShowResponse\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\x12\x12\n" +
 	"\x04term\x18\x02 \x01(\x04R\x04term\x12\x1f\n" +
@@ -3238,7 +3351,13 @@ const file_hasidecar_v1_api_proto_rawDesc = "" +
 	"\x0eReinitResponse\x12\x16\n" +
 	"\x06checks\x18\x01 \x03(\tR\x06checks\x12\x18\n" +
 	"\aprimary\x18\x02 \x01(\tR\aprimary\x12\x12\n" +
-	"\x04term\x18\x03 \x01(\x04R\x04term\"[\n" +
+	"\x04term\x18\x03 \x01(\x04R\x04term\"S\n" +
+	"\x15SetMaintenanceRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x0e\n" +
+	"\x02on\x18\x02 \x01(\bR\x02on\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"2\n" +
+	"\x16SetMaintenanceResponse\x12\x18\n" +
+	"\achanged\x18\x01 \x01(\bR\achanged\"[\n" +
 	"\x11SwitchoverRequest\x12\x0e\n" +
 	"\x02to\x18\x01 \x01(\tR\x02to\x12\x17\n" +
 	"\adry_run\x18\x02 \x01(\bR\x06dryRun\x12\x1d\n" +
@@ -3349,7 +3468,7 @@ const file_hasidecar_v1_api_proto_rawDesc = "" +
 	"\tslot_name\x18\x01 \x01(\tR\bslotName\x12\x12\n" +
 	"\x04term\x18\x02 \x01(\x04R\x04term\".\n" +
 	"\x12EnsureSlotResponse\x12\x18\n" +
-	"\acreated\x18\x01 \x01(\bR\acreated2\xd9\x04\n" +
+	"\acreated\x18\x01 \x01(\bR\acreated2\xb6\x05\n" +
 	"\x0eClusterService\x12=\n" +
 	"\x04Show\x12\x19.hasidecar.v1.ShowRequest\x1a\x1a.hasidecar.v1.ShowResponse\x12C\n" +
 	"\x06Events\x12\x1b.hasidecar.v1.EventsRequest\x1a\x1c.hasidecar.v1.EventsResponse\x12L\n" +
@@ -3360,7 +3479,8 @@ const file_hasidecar_v1_api_proto_rawDesc = "" +
 	"\x06Matrix\x12\x1b.hasidecar.v1.MatrixRequest\x1a\x1c.hasidecar.v1.MatrixResponse\x12O\n" +
 	"\n" +
 	"RemoveNode\x12\x1f.hasidecar.v1.RemoveNodeRequest\x1a .hasidecar.v1.RemoveNodeResponse\x12C\n" +
-	"\x06Reinit\x12\x1b.hasidecar.v1.ReinitRequest\x1a\x1c.hasidecar.v1.ReinitResponse2\xe9\x02\n" +
+	"\x06Reinit\x12\x1b.hasidecar.v1.ReinitRequest\x1a\x1c.hasidecar.v1.ReinitResponse\x12[\n" +
+	"\x0eSetMaintenance\x12#.hasidecar.v1.SetMaintenanceRequest\x1a$.hasidecar.v1.SetMaintenanceResponse2\xe9\x02\n" +
 	"\vNodeService\x12C\n" +
 	"\x06Status\x12\x1b.hasidecar.v1.StatusRequest\x1a\x1c.hasidecar.v1.StatusResponse\x12C\n" +
 	"\x06Rejoin\x12\x1b.hasidecar.v1.RejoinRequest\x1a\x1c.hasidecar.v1.RejoinResponse\x12F\n" +
@@ -3390,82 +3510,84 @@ func file_hasidecar_v1_api_proto_rawDescGZIP() []byte {
 	return file_hasidecar_v1_api_proto_rawDescData
 }
 
-var file_hasidecar_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
+var file_hasidecar_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
 var file_hasidecar_v1_api_proto_goTypes = []any{
-	(*PostgresStatus)(nil),     // 0: hasidecar.v1.PostgresStatus
-	(*SlotStatus)(nil),         // 1: hasidecar.v1.SlotStatus
-	(*ReplicationRow)(nil),     // 2: hasidecar.v1.ReplicationRow
-	(*NodeReport)(nil),         // 3: hasidecar.v1.NodeReport
-	(*PeerReachability)(nil),   // 4: hasidecar.v1.PeerReachability
-	(*ShowRequest)(nil),        // 5: hasidecar.v1.ShowRequest
-	(*NodeView)(nil),           // 6: hasidecar.v1.NodeView
-	(*ShowResponse)(nil),       // 7: hasidecar.v1.ShowResponse
-	(*EventsRequest)(nil),      // 8: hasidecar.v1.EventsRequest
-	(*EventsResponse)(nil),     // 9: hasidecar.v1.EventsResponse
-	(*SetPausedRequest)(nil),   // 10: hasidecar.v1.SetPausedRequest
-	(*SetPausedResponse)(nil),  // 11: hasidecar.v1.SetPausedResponse
-	(*FailoverRequest)(nil),    // 12: hasidecar.v1.FailoverRequest
-	(*FailoverResponse)(nil),   // 13: hasidecar.v1.FailoverResponse
-	(*ReinitRequest)(nil),      // 14: hasidecar.v1.ReinitRequest
-	(*ReinitResponse)(nil),     // 15: hasidecar.v1.ReinitResponse
-	(*SwitchoverRequest)(nil),  // 16: hasidecar.v1.SwitchoverRequest
-	(*SwitchoverResponse)(nil), // 17: hasidecar.v1.SwitchoverResponse
-	(*MatrixRequest)(nil),      // 18: hasidecar.v1.MatrixRequest
-	(*MatrixResponse)(nil),     // 19: hasidecar.v1.MatrixResponse
-	(*HistoryRequest)(nil),     // 20: hasidecar.v1.HistoryRequest
-	(*HistoryResponse)(nil),    // 21: hasidecar.v1.HistoryResponse
-	(*CleanupRequest)(nil),     // 22: hasidecar.v1.CleanupRequest
-	(*CleanupResponse)(nil),    // 23: hasidecar.v1.CleanupResponse
-	(*StatusRequest)(nil),      // 24: hasidecar.v1.StatusRequest
-	(*StatusResponse)(nil),     // 25: hasidecar.v1.StatusResponse
-	(*LeaveRequest)(nil),       // 26: hasidecar.v1.LeaveRequest
-	(*LeaveResponse)(nil),      // 27: hasidecar.v1.LeaveResponse
-	(*RejoinRequest)(nil),      // 28: hasidecar.v1.RejoinRequest
-	(*RejoinResponse)(nil),     // 29: hasidecar.v1.RejoinResponse
-	(*JoinRequest)(nil),        // 30: hasidecar.v1.JoinRequest
-	(*JoinResponse)(nil),       // 31: hasidecar.v1.JoinResponse
-	(*RemoveNodeRequest)(nil),  // 32: hasidecar.v1.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil), // 33: hasidecar.v1.RemoveNodeResponse
-	(*ApplyRequest)(nil),       // 34: hasidecar.v1.ApplyRequest
-	(*ApplyResponse)(nil),      // 35: hasidecar.v1.ApplyResponse
-	(*ReportRequest)(nil),      // 36: hasidecar.v1.ReportRequest
-	(*ReportResponse)(nil),     // 37: hasidecar.v1.ReportResponse
-	(*LSNRequest)(nil),         // 38: hasidecar.v1.LSNRequest
-	(*LSNResponse)(nil),        // 39: hasidecar.v1.LSNResponse
-	(*PingRequest)(nil),        // 40: hasidecar.v1.PingRequest
-	(*SampleRequest)(nil),      // 41: hasidecar.v1.SampleRequest
-	(*SampleResponse)(nil),     // 42: hasidecar.v1.SampleResponse
-	(*PingResponse)(nil),       // 43: hasidecar.v1.PingResponse
-	(*EnsureSlotRequest)(nil),  // 44: hasidecar.v1.EnsureSlotRequest
-	(*EnsureSlotResponse)(nil), // 45: hasidecar.v1.EnsureSlotResponse
-	(NodeKind)(0),              // 46: hasidecar.v1.NodeKind
-	(NodeRole)(0),              // 47: hasidecar.v1.NodeRole
-	(FailoverMode)(0),          // 48: hasidecar.v1.FailoverMode
-	(*Lease)(nil),              // 49: hasidecar.v1.Lease
-	(*Switchover)(nil),         // 50: hasidecar.v1.Switchover
-	(*Event)(nil),              // 51: hasidecar.v1.Event
-	(*Node)(nil),               // 52: hasidecar.v1.Node
+	(*PostgresStatus)(nil),         // 0: hasidecar.v1.PostgresStatus
+	(*SlotStatus)(nil),             // 1: hasidecar.v1.SlotStatus
+	(*ReplicationRow)(nil),         // 2: hasidecar.v1.ReplicationRow
+	(*NodeReport)(nil),             // 3: hasidecar.v1.NodeReport
+	(*PeerReachability)(nil),       // 4: hasidecar.v1.PeerReachability
+	(*ShowRequest)(nil),            // 5: hasidecar.v1.ShowRequest
+	(*NodeView)(nil),               // 6: hasidecar.v1.NodeView
+	(*ShowResponse)(nil),           // 7: hasidecar.v1.ShowResponse
+	(*EventsRequest)(nil),          // 8: hasidecar.v1.EventsRequest
+	(*EventsResponse)(nil),         // 9: hasidecar.v1.EventsResponse
+	(*SetPausedRequest)(nil),       // 10: hasidecar.v1.SetPausedRequest
+	(*SetPausedResponse)(nil),      // 11: hasidecar.v1.SetPausedResponse
+	(*FailoverRequest)(nil),        // 12: hasidecar.v1.FailoverRequest
+	(*FailoverResponse)(nil),       // 13: hasidecar.v1.FailoverResponse
+	(*ReinitRequest)(nil),          // 14: hasidecar.v1.ReinitRequest
+	(*ReinitResponse)(nil),         // 15: hasidecar.v1.ReinitResponse
+	(*SetMaintenanceRequest)(nil),  // 16: hasidecar.v1.SetMaintenanceRequest
+	(*SetMaintenanceResponse)(nil), // 17: hasidecar.v1.SetMaintenanceResponse
+	(*SwitchoverRequest)(nil),      // 18: hasidecar.v1.SwitchoverRequest
+	(*SwitchoverResponse)(nil),     // 19: hasidecar.v1.SwitchoverResponse
+	(*MatrixRequest)(nil),          // 20: hasidecar.v1.MatrixRequest
+	(*MatrixResponse)(nil),         // 21: hasidecar.v1.MatrixResponse
+	(*HistoryRequest)(nil),         // 22: hasidecar.v1.HistoryRequest
+	(*HistoryResponse)(nil),        // 23: hasidecar.v1.HistoryResponse
+	(*CleanupRequest)(nil),         // 24: hasidecar.v1.CleanupRequest
+	(*CleanupResponse)(nil),        // 25: hasidecar.v1.CleanupResponse
+	(*StatusRequest)(nil),          // 26: hasidecar.v1.StatusRequest
+	(*StatusResponse)(nil),         // 27: hasidecar.v1.StatusResponse
+	(*LeaveRequest)(nil),           // 28: hasidecar.v1.LeaveRequest
+	(*LeaveResponse)(nil),          // 29: hasidecar.v1.LeaveResponse
+	(*RejoinRequest)(nil),          // 30: hasidecar.v1.RejoinRequest
+	(*RejoinResponse)(nil),         // 31: hasidecar.v1.RejoinResponse
+	(*JoinRequest)(nil),            // 32: hasidecar.v1.JoinRequest
+	(*JoinResponse)(nil),           // 33: hasidecar.v1.JoinResponse
+	(*RemoveNodeRequest)(nil),      // 34: hasidecar.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),     // 35: hasidecar.v1.RemoveNodeResponse
+	(*ApplyRequest)(nil),           // 36: hasidecar.v1.ApplyRequest
+	(*ApplyResponse)(nil),          // 37: hasidecar.v1.ApplyResponse
+	(*ReportRequest)(nil),          // 38: hasidecar.v1.ReportRequest
+	(*ReportResponse)(nil),         // 39: hasidecar.v1.ReportResponse
+	(*LSNRequest)(nil),             // 40: hasidecar.v1.LSNRequest
+	(*LSNResponse)(nil),            // 41: hasidecar.v1.LSNResponse
+	(*PingRequest)(nil),            // 42: hasidecar.v1.PingRequest
+	(*SampleRequest)(nil),          // 43: hasidecar.v1.SampleRequest
+	(*SampleResponse)(nil),         // 44: hasidecar.v1.SampleResponse
+	(*PingResponse)(nil),           // 45: hasidecar.v1.PingResponse
+	(*EnsureSlotRequest)(nil),      // 46: hasidecar.v1.EnsureSlotRequest
+	(*EnsureSlotResponse)(nil),     // 47: hasidecar.v1.EnsureSlotResponse
+	(NodeKind)(0),                  // 48: hasidecar.v1.NodeKind
+	(NodeRole)(0),                  // 49: hasidecar.v1.NodeRole
+	(FailoverMode)(0),              // 50: hasidecar.v1.FailoverMode
+	(*Lease)(nil),                  // 51: hasidecar.v1.Lease
+	(*Switchover)(nil),             // 52: hasidecar.v1.Switchover
+	(*Event)(nil),                  // 53: hasidecar.v1.Event
+	(*Node)(nil),                   // 54: hasidecar.v1.Node
 }
 var file_hasidecar_v1_api_proto_depIdxs = []int32{
 	2,  // 0: hasidecar.v1.PostgresStatus.replication:type_name -> hasidecar.v1.ReplicationRow
 	1,  // 1: hasidecar.v1.PostgresStatus.slots:type_name -> hasidecar.v1.SlotStatus
 	0,  // 2: hasidecar.v1.NodeReport.postgres:type_name -> hasidecar.v1.PostgresStatus
 	4,  // 3: hasidecar.v1.NodeReport.peers:type_name -> hasidecar.v1.PeerReachability
-	46, // 4: hasidecar.v1.NodeView.kind:type_name -> hasidecar.v1.NodeKind
-	47, // 5: hasidecar.v1.NodeView.role:type_name -> hasidecar.v1.NodeRole
+	48, // 4: hasidecar.v1.NodeView.kind:type_name -> hasidecar.v1.NodeKind
+	49, // 5: hasidecar.v1.NodeView.role:type_name -> hasidecar.v1.NodeRole
 	0,  // 6: hasidecar.v1.NodeView.postgres:type_name -> hasidecar.v1.PostgresStatus
-	48, // 7: hasidecar.v1.ShowResponse.failover_mode:type_name -> hasidecar.v1.FailoverMode
+	50, // 7: hasidecar.v1.ShowResponse.failover_mode:type_name -> hasidecar.v1.FailoverMode
 	6,  // 8: hasidecar.v1.ShowResponse.nodes:type_name -> hasidecar.v1.NodeView
-	49, // 9: hasidecar.v1.ShowResponse.lease:type_name -> hasidecar.v1.Lease
-	50, // 10: hasidecar.v1.ShowResponse.switchover:type_name -> hasidecar.v1.Switchover
-	51, // 11: hasidecar.v1.EventsResponse.events:type_name -> hasidecar.v1.Event
+	51, // 9: hasidecar.v1.ShowResponse.lease:type_name -> hasidecar.v1.Lease
+	52, // 10: hasidecar.v1.ShowResponse.switchover:type_name -> hasidecar.v1.Switchover
+	53, // 11: hasidecar.v1.EventsResponse.events:type_name -> hasidecar.v1.Event
 	3,  // 12: hasidecar.v1.MatrixResponse.reports:type_name -> hasidecar.v1.NodeReport
-	52, // 13: hasidecar.v1.MatrixResponse.nodes:type_name -> hasidecar.v1.Node
+	54, // 13: hasidecar.v1.MatrixResponse.nodes:type_name -> hasidecar.v1.Node
 	3,  // 14: hasidecar.v1.HistoryResponse.samples:type_name -> hasidecar.v1.NodeReport
-	46, // 15: hasidecar.v1.StatusResponse.kind:type_name -> hasidecar.v1.NodeKind
+	48, // 15: hasidecar.v1.StatusResponse.kind:type_name -> hasidecar.v1.NodeKind
 	0,  // 16: hasidecar.v1.StatusResponse.postgres:type_name -> hasidecar.v1.PostgresStatus
-	47, // 17: hasidecar.v1.StatusResponse.role:type_name -> hasidecar.v1.NodeRole
-	46, // 18: hasidecar.v1.JoinRequest.kind:type_name -> hasidecar.v1.NodeKind
+	49, // 17: hasidecar.v1.StatusResponse.role:type_name -> hasidecar.v1.NodeRole
+	48, // 18: hasidecar.v1.JoinRequest.kind:type_name -> hasidecar.v1.NodeKind
 	3,  // 19: hasidecar.v1.ReportRequest.report:type_name -> hasidecar.v1.NodeReport
 	0,  // 20: hasidecar.v1.LSNResponse.postgres:type_name -> hasidecar.v1.PostgresStatus
 	3,  // 21: hasidecar.v1.SampleResponse.report:type_name -> hasidecar.v1.NodeReport
@@ -3473,46 +3595,48 @@ var file_hasidecar_v1_api_proto_depIdxs = []int32{
 	8,  // 23: hasidecar.v1.ClusterService.Events:input_type -> hasidecar.v1.EventsRequest
 	10, // 24: hasidecar.v1.ClusterService.SetPaused:input_type -> hasidecar.v1.SetPausedRequest
 	12, // 25: hasidecar.v1.ClusterService.Failover:input_type -> hasidecar.v1.FailoverRequest
-	16, // 26: hasidecar.v1.ClusterService.Switchover:input_type -> hasidecar.v1.SwitchoverRequest
-	18, // 27: hasidecar.v1.ClusterService.Matrix:input_type -> hasidecar.v1.MatrixRequest
-	32, // 28: hasidecar.v1.ClusterService.RemoveNode:input_type -> hasidecar.v1.RemoveNodeRequest
+	18, // 26: hasidecar.v1.ClusterService.Switchover:input_type -> hasidecar.v1.SwitchoverRequest
+	20, // 27: hasidecar.v1.ClusterService.Matrix:input_type -> hasidecar.v1.MatrixRequest
+	34, // 28: hasidecar.v1.ClusterService.RemoveNode:input_type -> hasidecar.v1.RemoveNodeRequest
 	14, // 29: hasidecar.v1.ClusterService.Reinit:input_type -> hasidecar.v1.ReinitRequest
-	24, // 30: hasidecar.v1.NodeService.Status:input_type -> hasidecar.v1.StatusRequest
-	28, // 31: hasidecar.v1.NodeService.Rejoin:input_type -> hasidecar.v1.RejoinRequest
-	20, // 32: hasidecar.v1.NodeService.History:input_type -> hasidecar.v1.HistoryRequest
-	22, // 33: hasidecar.v1.NodeService.Cleanup:input_type -> hasidecar.v1.CleanupRequest
-	26, // 34: hasidecar.v1.NodeService.Leave:input_type -> hasidecar.v1.LeaveRequest
-	44, // 35: hasidecar.v1.PeerService.EnsureSlot:input_type -> hasidecar.v1.EnsureSlotRequest
-	30, // 36: hasidecar.v1.PeerService.Join:input_type -> hasidecar.v1.JoinRequest
-	32, // 37: hasidecar.v1.PeerService.Remove:input_type -> hasidecar.v1.RemoveNodeRequest
-	34, // 38: hasidecar.v1.PeerService.Apply:input_type -> hasidecar.v1.ApplyRequest
-	36, // 39: hasidecar.v1.PeerService.Report:input_type -> hasidecar.v1.ReportRequest
-	41, // 40: hasidecar.v1.PeerService.Sample:input_type -> hasidecar.v1.SampleRequest
-	38, // 41: hasidecar.v1.PeerService.LSN:input_type -> hasidecar.v1.LSNRequest
-	40, // 42: hasidecar.v1.PeerService.Ping:input_type -> hasidecar.v1.PingRequest
-	7,  // 43: hasidecar.v1.ClusterService.Show:output_type -> hasidecar.v1.ShowResponse
-	9,  // 44: hasidecar.v1.ClusterService.Events:output_type -> hasidecar.v1.EventsResponse
-	11, // 45: hasidecar.v1.ClusterService.SetPaused:output_type -> hasidecar.v1.SetPausedResponse
-	13, // 46: hasidecar.v1.ClusterService.Failover:output_type -> hasidecar.v1.FailoverResponse
-	17, // 47: hasidecar.v1.ClusterService.Switchover:output_type -> hasidecar.v1.SwitchoverResponse
-	19, // 48: hasidecar.v1.ClusterService.Matrix:output_type -> hasidecar.v1.MatrixResponse
-	33, // 49: hasidecar.v1.ClusterService.RemoveNode:output_type -> hasidecar.v1.RemoveNodeResponse
-	15, // 50: hasidecar.v1.ClusterService.Reinit:output_type -> hasidecar.v1.ReinitResponse
-	25, // 51: hasidecar.v1.NodeService.Status:output_type -> hasidecar.v1.StatusResponse
-	29, // 52: hasidecar.v1.NodeService.Rejoin:output_type -> hasidecar.v1.RejoinResponse
-	21, // 53: hasidecar.v1.NodeService.History:output_type -> hasidecar.v1.HistoryResponse
-	23, // 54: hasidecar.v1.NodeService.Cleanup:output_type -> hasidecar.v1.CleanupResponse
-	27, // 55: hasidecar.v1.NodeService.Leave:output_type -> hasidecar.v1.LeaveResponse
-	45, // 56: hasidecar.v1.PeerService.EnsureSlot:output_type -> hasidecar.v1.EnsureSlotResponse
-	31, // 57: hasidecar.v1.PeerService.Join:output_type -> hasidecar.v1.JoinResponse
-	33, // 58: hasidecar.v1.PeerService.Remove:output_type -> hasidecar.v1.RemoveNodeResponse
-	35, // 59: hasidecar.v1.PeerService.Apply:output_type -> hasidecar.v1.ApplyResponse
-	37, // 60: hasidecar.v1.PeerService.Report:output_type -> hasidecar.v1.ReportResponse
-	42, // 61: hasidecar.v1.PeerService.Sample:output_type -> hasidecar.v1.SampleResponse
-	39, // 62: hasidecar.v1.PeerService.LSN:output_type -> hasidecar.v1.LSNResponse
-	43, // 63: hasidecar.v1.PeerService.Ping:output_type -> hasidecar.v1.PingResponse
-	43, // [43:64] is the sub-list for method output_type
-	22, // [22:43] is the sub-list for method input_type
+	16, // 30: hasidecar.v1.ClusterService.SetMaintenance:input_type -> hasidecar.v1.SetMaintenanceRequest
+	26, // 31: hasidecar.v1.NodeService.Status:input_type -> hasidecar.v1.StatusRequest
+	30, // 32: hasidecar.v1.NodeService.Rejoin:input_type -> hasidecar.v1.RejoinRequest
+	22, // 33: hasidecar.v1.NodeService.History:input_type -> hasidecar.v1.HistoryRequest
+	24, // 34: hasidecar.v1.NodeService.Cleanup:input_type -> hasidecar.v1.CleanupRequest
+	28, // 35: hasidecar.v1.NodeService.Leave:input_type -> hasidecar.v1.LeaveRequest
+	46, // 36: hasidecar.v1.PeerService.EnsureSlot:input_type -> hasidecar.v1.EnsureSlotRequest
+	32, // 37: hasidecar.v1.PeerService.Join:input_type -> hasidecar.v1.JoinRequest
+	34, // 38: hasidecar.v1.PeerService.Remove:input_type -> hasidecar.v1.RemoveNodeRequest
+	36, // 39: hasidecar.v1.PeerService.Apply:input_type -> hasidecar.v1.ApplyRequest
+	38, // 40: hasidecar.v1.PeerService.Report:input_type -> hasidecar.v1.ReportRequest
+	43, // 41: hasidecar.v1.PeerService.Sample:input_type -> hasidecar.v1.SampleRequest
+	40, // 42: hasidecar.v1.PeerService.LSN:input_type -> hasidecar.v1.LSNRequest
+	42, // 43: hasidecar.v1.PeerService.Ping:input_type -> hasidecar.v1.PingRequest
+	7,  // 44: hasidecar.v1.ClusterService.Show:output_type -> hasidecar.v1.ShowResponse
+	9,  // 45: hasidecar.v1.ClusterService.Events:output_type -> hasidecar.v1.EventsResponse
+	11, // 46: hasidecar.v1.ClusterService.SetPaused:output_type -> hasidecar.v1.SetPausedResponse
+	13, // 47: hasidecar.v1.ClusterService.Failover:output_type -> hasidecar.v1.FailoverResponse
+	19, // 48: hasidecar.v1.ClusterService.Switchover:output_type -> hasidecar.v1.SwitchoverResponse
+	21, // 49: hasidecar.v1.ClusterService.Matrix:output_type -> hasidecar.v1.MatrixResponse
+	35, // 50: hasidecar.v1.ClusterService.RemoveNode:output_type -> hasidecar.v1.RemoveNodeResponse
+	15, // 51: hasidecar.v1.ClusterService.Reinit:output_type -> hasidecar.v1.ReinitResponse
+	17, // 52: hasidecar.v1.ClusterService.SetMaintenance:output_type -> hasidecar.v1.SetMaintenanceResponse
+	27, // 53: hasidecar.v1.NodeService.Status:output_type -> hasidecar.v1.StatusResponse
+	31, // 54: hasidecar.v1.NodeService.Rejoin:output_type -> hasidecar.v1.RejoinResponse
+	23, // 55: hasidecar.v1.NodeService.History:output_type -> hasidecar.v1.HistoryResponse
+	25, // 56: hasidecar.v1.NodeService.Cleanup:output_type -> hasidecar.v1.CleanupResponse
+	29, // 57: hasidecar.v1.NodeService.Leave:output_type -> hasidecar.v1.LeaveResponse
+	47, // 58: hasidecar.v1.PeerService.EnsureSlot:output_type -> hasidecar.v1.EnsureSlotResponse
+	33, // 59: hasidecar.v1.PeerService.Join:output_type -> hasidecar.v1.JoinResponse
+	35, // 60: hasidecar.v1.PeerService.Remove:output_type -> hasidecar.v1.RemoveNodeResponse
+	37, // 61: hasidecar.v1.PeerService.Apply:output_type -> hasidecar.v1.ApplyResponse
+	39, // 62: hasidecar.v1.PeerService.Report:output_type -> hasidecar.v1.ReportResponse
+	44, // 63: hasidecar.v1.PeerService.Sample:output_type -> hasidecar.v1.SampleResponse
+	41, // 64: hasidecar.v1.PeerService.LSN:output_type -> hasidecar.v1.LSNResponse
+	45, // 65: hasidecar.v1.PeerService.Ping:output_type -> hasidecar.v1.PingResponse
+	44, // [44:66] is the sub-list for method output_type
+	22, // [22:44] is the sub-list for method input_type
 	22, // [22:22] is the sub-list for extension type_name
 	22, // [22:22] is the sub-list for extension extendee
 	0,  // [0:22] is the sub-list for field type_name
@@ -3530,7 +3654,7 @@ func file_hasidecar_v1_api_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hasidecar_v1_api_proto_rawDesc), len(file_hasidecar_v1_api_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   46,
+			NumMessages:   48,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

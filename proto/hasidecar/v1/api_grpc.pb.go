@@ -22,14 +22,15 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	ClusterService_Show_FullMethodName       = "/hasidecar.v1.ClusterService/Show"
-	ClusterService_Events_FullMethodName     = "/hasidecar.v1.ClusterService/Events"
-	ClusterService_SetPaused_FullMethodName  = "/hasidecar.v1.ClusterService/SetPaused"
-	ClusterService_Failover_FullMethodName   = "/hasidecar.v1.ClusterService/Failover"
-	ClusterService_Switchover_FullMethodName = "/hasidecar.v1.ClusterService/Switchover"
-	ClusterService_Matrix_FullMethodName     = "/hasidecar.v1.ClusterService/Matrix"
-	ClusterService_RemoveNode_FullMethodName = "/hasidecar.v1.ClusterService/RemoveNode"
-	ClusterService_Reinit_FullMethodName     = "/hasidecar.v1.ClusterService/Reinit"
+	ClusterService_Show_FullMethodName           = "/hasidecar.v1.ClusterService/Show"
+	ClusterService_Events_FullMethodName         = "/hasidecar.v1.ClusterService/Events"
+	ClusterService_SetPaused_FullMethodName      = "/hasidecar.v1.ClusterService/SetPaused"
+	ClusterService_Failover_FullMethodName       = "/hasidecar.v1.ClusterService/Failover"
+	ClusterService_Switchover_FullMethodName     = "/hasidecar.v1.ClusterService/Switchover"
+	ClusterService_Matrix_FullMethodName         = "/hasidecar.v1.ClusterService/Matrix"
+	ClusterService_RemoveNode_FullMethodName     = "/hasidecar.v1.ClusterService/RemoveNode"
+	ClusterService_Reinit_FullMethodName         = "/hasidecar.v1.ClusterService/Reinit"
+	ClusterService_SetMaintenance_FullMethodName = "/hasidecar.v1.ClusterService/SetMaintenance"
 )
 
 // ClusterServiceClient is the client API for ClusterService service.
@@ -44,6 +45,7 @@ type ClusterServiceClient interface {
 	Matrix(ctx context.Context, in *MatrixRequest, opts ...grpc.CallOption) (*MatrixResponse, error)
 	RemoveNode(ctx context.Context, in *RemoveNodeRequest, opts ...grpc.CallOption) (*RemoveNodeResponse, error)
 	Reinit(ctx context.Context, in *ReinitRequest, opts ...grpc.CallOption) (*ReinitResponse, error)
+	SetMaintenance(ctx context.Context, in *SetMaintenanceRequest, opts ...grpc.CallOption) (*SetMaintenanceResponse, error)
 }
 
 type clusterServiceClient struct {
@@ -134,6 +136,16 @@ func (c *clusterServiceClient) Reinit(ctx context.Context, in *ReinitRequest, op
 	return out, nil
 }
 
+func (c *clusterServiceClient) SetMaintenance(ctx context.Context, in *SetMaintenanceRequest, opts ...grpc.CallOption) (*SetMaintenanceResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetMaintenanceResponse)
+	err := c.cc.Invoke(ctx, ClusterService_SetMaintenance_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ClusterServiceServer is the server API for ClusterService service.
 // All implementations must embed UnimplementedClusterServiceServer
 // for forward compatibility.
@@ -146,6 +158,7 @@ type ClusterServiceServer interface {
 	Matrix(context.Context, *MatrixRequest) (*MatrixResponse, error)
 	RemoveNode(context.Context, *RemoveNodeRequest) (*RemoveNodeResponse, error)
 	Reinit(context.Context, *ReinitRequest) (*ReinitResponse, error)
+	SetMaintenance(context.Context, *SetMaintenanceRequest) (*SetMaintenanceResponse, error)
 	mustEmbedUnimplementedClusterServiceServer()
 }
 
@@ -179,6 +192,9 @@ func (UnimplementedClusterServiceServer) RemoveNode(context.Context, *RemoveNode
 }
 func (UnimplementedClusterServiceServer) Reinit(context.Context, *ReinitRequest) (*ReinitResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Reinit not implemented")
+}
+func (UnimplementedClusterServiceServer) SetMaintenance(context.Context, *SetMaintenanceRequest) (*SetMaintenanceResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method SetMaintenance not implemented")
 }
 func (UnimplementedClusterServiceServer) mustEmbedUnimplementedClusterServiceServer() {}
 func (UnimplementedClusterServiceServer) testEmbeddedByValue()                        {}
@@ -345,6 +361,24 @@ func _ClusterService_Reinit_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ClusterService_SetMaintenance_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetMaintenanceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServiceServer).SetMaintenance(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClusterService_SetMaintenance_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServiceServer).SetMaintenance(ctx, req.(*SetMaintenanceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ClusterService_ServiceDesc is the grpc.ServiceDesc for ClusterService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -383,6 +417,10 @@ var ClusterService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Reinit",
 			Handler:    _ClusterService_Reinit_Handler,
+		},
+		{
+			MethodName: "SetMaintenance",
+			Handler:    _ClusterService_SetMaintenance_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -203,8 +203,13 @@ type Node struct {
 	// its data directory aside and clones afresh before it follows again.
 	NeedsReclone       bool   `protobuf:"varint,19,opt,name=needs_reclone,json=needsReclone,proto3" json:"needs_reclone,omitempty"`
 	NeedsRecloneReason string `protobuf:"bytes,20,opt,name=needs_reclone_reason,json=needsRecloneReason,proto3" json:"needs_reclone_reason,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// `hasidecar node maintenance on`: its keeper leaves its Postgres alone
+	// (no start, stop, rewind or re-clone; a writable non-primary is still
+	// fenced) and it is never a failover candidate. Standbys only.
+	Maintenance       bool   `protobuf:"varint,21,opt,name=maintenance,proto3" json:"maintenance,omitempty"`
+	MaintenanceReason string `protobuf:"bytes,22,opt,name=maintenance_reason,json=maintenanceReason,proto3" json:"maintenance_reason,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Node) Reset() {
@@ -373,6 +378,20 @@ func (x *Node) GetNeedsReclone() bool {
 func (x *Node) GetNeedsRecloneReason() string {
 	if x != nil {
 		return x.NeedsRecloneReason
+	}
+	return ""
+}
+
+func (x *Node) GetMaintenance() bool {
+	if x != nil {
+		return x.Maintenance
+	}
+	return false
+}
+
+func (x *Node) GetMaintenanceReason() string {
+	if x != nil {
+		return x.MaintenanceReason
 	}
 	return ""
 }
@@ -1013,6 +1032,7 @@ type Command struct {
 	//	*Command_SetSyncStandbys
 	//	*Command_SetNeedsReclone
 	//	*Command_SetVoter
+	//	*Command_SetMaintenance
 	Cmd           isCommand_Cmd `protobuf_oneof:"cmd"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1224,6 +1244,15 @@ func (x *Command) GetSetVoter() *SetVoter {
 	return nil
 }
 
+func (x *Command) GetSetMaintenance() *SetMaintenance {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_SetMaintenance); ok {
+			return x.SetMaintenance
+		}
+	}
+	return nil
+}
+
 type isCommand_Cmd interface {
 	isCommand_Cmd()
 }
@@ -1300,6 +1329,10 @@ type Command_SetVoter struct {
 	SetVoter *SetVoter `protobuf:"bytes,27,opt,name=set_voter,json=setVoter,proto3,oneof"`
 }
 
+type Command_SetMaintenance struct {
+	SetMaintenance *SetMaintenance `protobuf:"bytes,28,opt,name=set_maintenance,json=setMaintenance,proto3,oneof"`
+}
+
 func (*Command_InitCluster) isCommand_Cmd() {}
 
 func (*Command_RegisterNode) isCommand_Cmd() {}
@@ -1335,6 +1368,8 @@ func (*Command_SetSyncStandbys) isCommand_Cmd() {}
 func (*Command_SetNeedsReclone) isCommand_Cmd() {}
 
 func (*Command_SetVoter) isCommand_Cmd() {}
+
+func (*Command_SetMaintenance) isCommand_Cmd() {}
 
 // The Raft leader changed a node's suffrage in the Raft configuration
 // (promoted a non-voter, demoted a voter): the row's voter flag follows,
@@ -2497,6 +2532,76 @@ func (x *SetSyncStandbys) GetNodeIds() []uint32 {
 // Marks a standby as needing a re-clone (proposed by the primary of term,
 // primary_id, which then drops the standby's slot), or clears the mark
 // (proposed by the node itself once it cloned afresh; primary_id 0).
+// An operator's `hasidecar node maintenance on|off` (never forwarded by a
+// follower: operator verbs run on the leader).
+type SetMaintenance struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Term          uint64                 `protobuf:"varint,1,opt,name=term,proto3" json:"term,omitempty"`
+	NodeId        uint32                 `protobuf:"varint,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	On            bool                   `protobuf:"varint,3,opt,name=on,proto3" json:"on,omitempty"`
+	Reason        string                 `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetMaintenance) Reset() {
+	*x = SetMaintenance{}
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetMaintenance) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetMaintenance) ProtoMessage() {}
+
+func (x *SetMaintenance) ProtoReflect() protoreflect.Message {
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetMaintenance.ProtoReflect.Descriptor instead.
+func (*SetMaintenance) Descriptor() ([]byte, []int) {
+	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *SetMaintenance) GetTerm() uint64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
+}
+
+func (x *SetMaintenance) GetNodeId() uint32 {
+	if x != nil {
+		return x.NodeId
+	}
+	return 0
+}
+
+func (x *SetMaintenance) GetOn() bool {
+	if x != nil {
+		return x.On
+	}
+	return false
+}
+
+func (x *SetMaintenance) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 type SetNeedsReclone struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Term          uint64                 `protobuf:"varint,1,opt,name=term,proto3" json:"term,omitempty"`
@@ -2510,7 +2615,7 @@ type SetNeedsReclone struct {
 
 func (x *SetNeedsReclone) Reset() {
 	*x = SetNeedsReclone{}
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[23]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2522,7 +2627,7 @@ func (x *SetNeedsReclone) String() string {
 func (*SetNeedsReclone) ProtoMessage() {}
 
 func (x *SetNeedsReclone) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[23]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2535,7 +2640,7 @@ func (x *SetNeedsReclone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetNeedsReclone.ProtoReflect.Descriptor instead.
 func (*SetNeedsReclone) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{23}
+	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SetNeedsReclone) GetTerm() uint64 {
@@ -2584,7 +2689,7 @@ type EndSwitchover struct {
 
 func (x *EndSwitchover) Reset() {
 	*x = EndSwitchover{}
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[24]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2596,7 +2701,7 @@ func (x *EndSwitchover) String() string {
 func (*EndSwitchover) ProtoMessage() {}
 
 func (x *EndSwitchover) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[24]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2609,7 +2714,7 @@ func (x *EndSwitchover) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndSwitchover.ProtoReflect.Descriptor instead.
 func (*EndSwitchover) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{24}
+	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *EndSwitchover) GetTerm() uint64 {
@@ -2637,7 +2742,7 @@ var File_hasidecar_v1_fsm_proto protoreflect.FileDescriptor
 
 const file_hasidecar_v1_fsm_proto_rawDesc = "" +
 	"\n" +
-	"\x16hasidecar/v1/fsm.proto\x12\fhasidecar.v1\"\x85\x05\n" +
+	"\x16hasidecar/v1/fsm.proto\x12\fhasidecar.v1\"\xd6\x05\n" +
 	"\x04Node\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\rR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12*\n" +
@@ -2660,7 +2765,9 @@ const file_hasidecar_v1_fsm_proto_rawDesc = "" +
 	"\x05voter\x18\x11 \x01(\bR\x05voter\x12!\n" +
 	"\fhttp_address\x18\x12 \x01(\tR\vhttpAddress\x12#\n" +
 	"\rneeds_reclone\x18\x13 \x01(\bR\fneedsReclone\x120\n" +
-	"\x14needs_reclone_reason\x18\x14 \x01(\tR\x12needsRecloneReason\"\xe1\x01\n" +
+	"\x14needs_reclone_reason\x18\x14 \x01(\tR\x12needsRecloneReason\x12 \n" +
+	"\vmaintenance\x18\x15 \x01(\bR\vmaintenance\x12-\n" +
+	"\x12maintenance_reason\x18\x16 \x01(\tR\x11maintenanceReason\"\xe1\x01\n" +
 	"\x05Event\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x17\n" +
 	"\anode_id\x18\x02 \x01(\rR\x06nodeId\x12\x1b\n" +
@@ -2726,7 +2833,8 @@ const file_hasidecar_v1_fsm_proto_rawDesc = "" +
 	"switchover\x18\f \x01(\v2\x18.hasidecar.v1.SwitchoverR\n" +
 	"switchover\x12#\n" +
 	"\rsync_standbys\x18\r \x03(\rR\fsyncStandbys\x12$\n" +
-	"\x0esync_floor_lsn\x18\x0e \x01(\x04R\fsyncFloorLsn\"\xfc\t\n" +
+	"\x0esync_floor_lsn\x18\x0e \x01(\x04R\fsyncFloorLsn\"\xc5\n" +
+	"\n" +
 	"\aCommand\x12\x1c\n" +
 	"\n" +
 	"at_unix_ms\x18\x01 \x01(\x03R\batUnixMs\x12>\n" +
@@ -2751,7 +2859,8 @@ const file_hasidecar_v1_fsm_proto_rawDesc = "" +
 	"\x11update_switchover\x18\x18 \x01(\v2\x1e.hasidecar.v1.UpdateSwitchoverH\x00R\x10updateSwitchover\x12K\n" +
 	"\x11set_sync_standbys\x18\x19 \x01(\v2\x1d.hasidecar.v1.SetSyncStandbysH\x00R\x0fsetSyncStandbys\x12K\n" +
 	"\x11set_needs_reclone\x18\x1a \x01(\v2\x1d.hasidecar.v1.SetNeedsRecloneH\x00R\x0fsetNeedsReclone\x125\n" +
-	"\tset_voter\x18\x1b \x01(\v2\x16.hasidecar.v1.SetVoterH\x00R\bsetVoterB\x05\n" +
+	"\tset_voter\x18\x1b \x01(\v2\x16.hasidecar.v1.SetVoterH\x00R\bsetVoter\x12G\n" +
+	"\x0fset_maintenance\x18\x1c \x01(\v2\x1c.hasidecar.v1.SetMaintenanceH\x00R\x0esetMaintenanceB\x05\n" +
 	"\x03cmd\"S\n" +
 	"\bSetVoter\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\rR\x06nodeId\x12\x14\n" +
@@ -2854,7 +2963,12 @@ const file_hasidecar_v1_fsm_proto_rawDesc = "" +
 	"\x04term\x18\x01 \x01(\x04R\x04term\x12\x1d\n" +
 	"\n" +
 	"primary_id\x18\x02 \x01(\rR\tprimaryId\x12\x19\n" +
-	"\bnode_ids\x18\x03 \x03(\rR\anodeIds\"\x9a\x01\n" +
+	"\bnode_ids\x18\x03 \x03(\rR\anodeIds\"e\n" +
+	"\x0eSetMaintenance\x12\x12\n" +
+	"\x04term\x18\x01 \x01(\x04R\x04term\x12\x17\n" +
+	"\anode_id\x18\x02 \x01(\rR\x06nodeId\x12\x0e\n" +
+	"\x02on\x18\x03 \x01(\bR\x02on\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"\x9a\x01\n" +
 	"\x0fSetNeedsReclone\x12\x12\n" +
 	"\x04term\x18\x01 \x01(\x04R\x04term\x12\x1d\n" +
 	"\n" +
@@ -2893,7 +3007,7 @@ func file_hasidecar_v1_fsm_proto_rawDescGZIP() []byte {
 }
 
 var file_hasidecar_v1_fsm_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_hasidecar_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_hasidecar_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_hasidecar_v1_fsm_proto_goTypes = []any{
 	(NodeKind)(0),               // 0: hasidecar.v1.NodeKind
 	(NodeRole)(0),               // 1: hasidecar.v1.NodeRole
@@ -2921,8 +3035,9 @@ var file_hasidecar_v1_fsm_proto_goTypes = []any{
 	(*BeginSwitchover)(nil),     // 23: hasidecar.v1.BeginSwitchover
 	(*UpdateSwitchover)(nil),    // 24: hasidecar.v1.UpdateSwitchover
 	(*SetSyncStandbys)(nil),     // 25: hasidecar.v1.SetSyncStandbys
-	(*SetNeedsReclone)(nil),     // 26: hasidecar.v1.SetNeedsReclone
-	(*EndSwitchover)(nil),       // 27: hasidecar.v1.EndSwitchover
+	(*SetMaintenance)(nil),      // 26: hasidecar.v1.SetMaintenance
+	(*SetNeedsReclone)(nil),     // 27: hasidecar.v1.SetNeedsReclone
+	(*EndSwitchover)(nil),       // 28: hasidecar.v1.EndSwitchover
 }
 var file_hasidecar_v1_fsm_proto_depIdxs = []int32{
 	0,  // 0: hasidecar.v1.Node.kind:type_name -> hasidecar.v1.NodeKind
@@ -2945,20 +3060,21 @@ var file_hasidecar_v1_fsm_proto_depIdxs = []int32{
 	20, // 17: hasidecar.v1.Command.set_standby:type_name -> hasidecar.v1.SetStandby
 	22, // 18: hasidecar.v1.Command.set_settings:type_name -> hasidecar.v1.SetSettings
 	23, // 19: hasidecar.v1.Command.begin_switchover:type_name -> hasidecar.v1.BeginSwitchover
-	27, // 20: hasidecar.v1.Command.end_switchover:type_name -> hasidecar.v1.EndSwitchover
+	28, // 20: hasidecar.v1.Command.end_switchover:type_name -> hasidecar.v1.EndSwitchover
 	21, // 21: hasidecar.v1.Command.set_node_active:type_name -> hasidecar.v1.SetNodeActive
 	24, // 22: hasidecar.v1.Command.update_switchover:type_name -> hasidecar.v1.UpdateSwitchover
 	25, // 23: hasidecar.v1.Command.set_sync_standbys:type_name -> hasidecar.v1.SetSyncStandbys
-	26, // 24: hasidecar.v1.Command.set_needs_reclone:type_name -> hasidecar.v1.SetNeedsReclone
+	27, // 24: hasidecar.v1.Command.set_needs_reclone:type_name -> hasidecar.v1.SetNeedsReclone
 	10, // 25: hasidecar.v1.Command.set_voter:type_name -> hasidecar.v1.SetVoter
-	6,  // 26: hasidecar.v1.InitCluster.settings:type_name -> hasidecar.v1.Settings
-	0,  // 27: hasidecar.v1.RegisterNode.kind:type_name -> hasidecar.v1.NodeKind
-	2,  // 28: hasidecar.v1.SetSettings.failover_mode:type_name -> hasidecar.v1.FailoverMode
-	29, // [29:29] is the sub-list for method output_type
-	29, // [29:29] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	26, // 26: hasidecar.v1.Command.set_maintenance:type_name -> hasidecar.v1.SetMaintenance
+	6,  // 27: hasidecar.v1.InitCluster.settings:type_name -> hasidecar.v1.Settings
+	0,  // 28: hasidecar.v1.RegisterNode.kind:type_name -> hasidecar.v1.NodeKind
+	2,  // 29: hasidecar.v1.SetSettings.failover_mode:type_name -> hasidecar.v1.FailoverMode
+	30, // [30:30] is the sub-list for method output_type
+	30, // [30:30] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_hasidecar_v1_fsm_proto_init() }
@@ -2985,6 +3101,7 @@ func file_hasidecar_v1_fsm_proto_init() {
 		(*Command_SetSyncStandbys)(nil),
 		(*Command_SetNeedsReclone)(nil),
 		(*Command_SetVoter)(nil),
+		(*Command_SetMaintenance)(nil),
 	}
 	file_hasidecar_v1_fsm_proto_msgTypes[19].OneofWrappers = []any{}
 	type x struct{}
@@ -2993,7 +3110,7 @@ func file_hasidecar_v1_fsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hasidecar_v1_fsm_proto_rawDesc), len(file_hasidecar_v1_fsm_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   25,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
