@@ -79,8 +79,18 @@ type Node struct {
 
 	reloadCh chan struct{} // SIGHUP: reload the certificate files
 
+	// fileKeys: the key paths the node's config file gives (SetFileKeys),
+	// for the drift check of cluster-wide keys; nil: none known.
+	fileKeys map[string]bool
+
 	wg sync.WaitGroup
 }
+
+// SetFileKeys records the key paths the node's config file gives
+// (config.GivenKeys), so that `config show` and the start-up warning name
+// the cluster-wide keys whose file value differs from the replicated one.
+// Call it before Run.
+func (n *Node) SetFileKeys(keys map[string]bool) { n.fileKeys = keys }
 
 // New builds a sidecar from a validated config. It opens nothing yet.
 func New(cfg *config.Config, logger hclog.Logger) (*Node, error) {

@@ -59,9 +59,12 @@ type PostgresStatus struct {
 	DiskFullThresholdBytes uint64 `protobuf:"varint,36,opt,name=disk_full_threshold_bytes,json=diskFullThresholdBytes,proto3" json:"disk_full_threshold_bytes,omitempty"`
 	// On a primary: its physical replication slots, with the WAL each holds
 	// back in pg_wal.
-	Slots         []*SlotStatus `protobuf:"bytes,37,rep,name=slots,proto3" json:"slots,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Slots []*SlotStatus `protobuf:"bytes,37,rep,name=slots,proto3" json:"slots,omitempty"`
+	// Settings changed in the configuration files that take effect only
+	// after a restart (pg_settings.pending_restart), sorted.
+	PendingRestart []string `protobuf:"bytes,42,rep,name=pending_restart,json=pendingRestart,proto3" json:"pending_restart,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *PostgresStatus) Reset() {
@@ -265,6 +268,13 @@ func (x *PostgresStatus) GetDiskFullThresholdBytes() uint64 {
 func (x *PostgresStatus) GetSlots() []*SlotStatus {
 	if x != nil {
 		return x.Slots
+	}
+	return nil
+}
+
+func (x *PostgresStatus) GetPendingRestart() []string {
+	if x != nil {
+		return x.PendingRestart
 	}
 	return nil
 }
@@ -1746,8 +1756,14 @@ type StatusResponse struct {
 	SetAsideCopies []string `protobuf:"bytes,16,rep,name=set_aside_copies,json=setAsideCopies,proto3" json:"set_aside_copies,omitempty"`
 	// When this sidecar's TLS certificate expires (0: tls.mode off).
 	TlsCertNotAfterUnix int64 `protobuf:"varint,17,opt,name=tls_cert_not_after_unix,json=tlsCertNotAfterUnix,proto3" json:"tls_cert_not_after_unix,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// Cluster-wide keys this node's YAML gives with another value than the
+	// replicated configuration (the replicated value applies).
+	ConfigDrift []*ConfigDrift `protobuf:"bytes,22,rep,name=config_drift,json=configDrift,proto3" json:"config_drift,omitempty"`
+	// This node's postgres.parameters: they win over the cluster's
+	// postgresql.parameters on this node.
+	LocalParameters map[string]string `protobuf:"bytes,23,rep,name=local_parameters,json=localParameters,proto3" json:"local_parameters,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
@@ -1899,6 +1915,88 @@ func (x *StatusResponse) GetTlsCertNotAfterUnix() int64 {
 	return 0
 }
 
+func (x *StatusResponse) GetConfigDrift() []*ConfigDrift {
+	if x != nil {
+		return x.ConfigDrift
+	}
+	return nil
+}
+
+func (x *StatusResponse) GetLocalParameters() map[string]string {
+	if x != nil {
+		return x.LocalParameters
+	}
+	return nil
+}
+
+type ConfigDrift struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`                        // the cluster key (timing.lease)
+	YamlKey       string                 `protobuf:"bytes,2,opt,name=yaml_key,json=yamlKey,proto3" json:"yaml_key,omitempty"` // where the node's file gives it
+	Local         string                 `protobuf:"bytes,3,opt,name=local,proto3" json:"local,omitempty"`                    // the file's value, in the key's text form
+	Cluster       string                 `protobuf:"bytes,4,opt,name=cluster,proto3" json:"cluster,omitempty"`                // the replicated value
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfigDrift) Reset() {
+	*x = ConfigDrift{}
+	mi := &file_hasidecar_v1_api_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfigDrift) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfigDrift) ProtoMessage() {}
+
+func (x *ConfigDrift) ProtoReflect() protoreflect.Message {
+	mi := &file_hasidecar_v1_api_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfigDrift.ProtoReflect.Descriptor instead.
+func (*ConfigDrift) Descriptor() ([]byte, []int) {
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ConfigDrift) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *ConfigDrift) GetYamlKey() string {
+	if x != nil {
+		return x.YamlKey
+	}
+	return ""
+}
+
+func (x *ConfigDrift) GetLocal() string {
+	if x != nil {
+		return x.Local
+	}
+	return ""
+}
+
+func (x *ConfigDrift) GetCluster() string {
+	if x != nil {
+		return x.Cluster
+	}
+	return ""
+}
+
 // NodeService.Leave: `node remove` tells a live node first. It stops its
 // Postgres cleanly (never a primary), keeps its data directory untouched,
 // marks its state_dir as left and exits; the CLI then removes it from the
@@ -1912,7 +2010,7 @@ type LeaveRequest struct {
 
 func (x *LeaveRequest) Reset() {
 	*x = LeaveRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[24]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1924,7 +2022,7 @@ func (x *LeaveRequest) String() string {
 func (*LeaveRequest) ProtoMessage() {}
 
 func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[24]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1937,7 +2035,7 @@ func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveRequest.ProtoReflect.Descriptor instead.
 func (*LeaveRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{24}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *LeaveRequest) GetReason() string {
@@ -1956,7 +2054,7 @@ type LeaveResponse struct {
 
 func (x *LeaveResponse) Reset() {
 	*x = LeaveResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[25]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1968,7 +2066,7 @@ func (x *LeaveResponse) String() string {
 func (*LeaveResponse) ProtoMessage() {}
 
 func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[25]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1981,7 +2079,7 @@ func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveResponse.ProtoReflect.Descriptor instead.
 func (*LeaveResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{25}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *LeaveResponse) GetDataDir() string {
@@ -2002,7 +2100,7 @@ type RejoinRequest struct {
 
 func (x *RejoinRequest) Reset() {
 	*x = RejoinRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[26]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2014,7 +2112,7 @@ func (x *RejoinRequest) String() string {
 func (*RejoinRequest) ProtoMessage() {}
 
 func (x *RejoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[26]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2027,7 +2125,7 @@ func (x *RejoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RejoinRequest.ProtoReflect.Descriptor instead.
 func (*RejoinRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{26}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RejoinRequest) GetForceRewind() bool {
@@ -2060,7 +2158,7 @@ type RejoinResponse struct {
 
 func (x *RejoinResponse) Reset() {
 	*x = RejoinResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[27]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2072,7 +2170,7 @@ func (x *RejoinResponse) String() string {
 func (*RejoinResponse) ProtoMessage() {}
 
 func (x *RejoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[27]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2085,7 +2183,7 @@ func (x *RejoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RejoinResponse.ProtoReflect.Descriptor instead.
 func (*RejoinResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{27}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RejoinResponse) GetSteps() []string {
@@ -2114,7 +2212,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[28]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2126,7 +2224,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[28]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2139,7 +2237,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{28}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *JoinRequest) GetClusterName() string {
@@ -2230,7 +2328,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[29]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2242,7 +2340,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[29]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2255,7 +2353,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{29}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *JoinResponse) GetNodeId() uint32 {
@@ -2289,7 +2387,7 @@ type RemoveNodeRequest struct {
 
 func (x *RemoveNodeRequest) Reset() {
 	*x = RemoveNodeRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[30]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2301,7 +2399,7 @@ func (x *RemoveNodeRequest) String() string {
 func (*RemoveNodeRequest) ProtoMessage() {}
 
 func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[30]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2314,7 +2412,7 @@ func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
 func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{30}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RemoveNodeRequest) GetNodeId() uint32 {
@@ -2340,7 +2438,7 @@ type RemoveNodeResponse struct {
 
 func (x *RemoveNodeResponse) Reset() {
 	*x = RemoveNodeResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[31]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2352,7 +2450,7 @@ func (x *RemoveNodeResponse) String() string {
 func (*RemoveNodeResponse) ProtoMessage() {}
 
 func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[31]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2365,7 +2463,7 @@ func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
 func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{31}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *RemoveNodeResponse) GetNodeId() uint32 {
@@ -2385,7 +2483,7 @@ type ApplyRequest struct {
 
 func (x *ApplyRequest) Reset() {
 	*x = ApplyRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[32]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2397,7 +2495,7 @@ func (x *ApplyRequest) String() string {
 func (*ApplyRequest) ProtoMessage() {}
 
 func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[32]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2410,7 +2508,7 @@ func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyRequest.ProtoReflect.Descriptor instead.
 func (*ApplyRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{32}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ApplyRequest) GetCommand() []byte {
@@ -2430,7 +2528,7 @@ type ApplyResponse struct {
 
 func (x *ApplyResponse) Reset() {
 	*x = ApplyResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[33]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2442,7 +2540,7 @@ func (x *ApplyResponse) String() string {
 func (*ApplyResponse) ProtoMessage() {}
 
 func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[33]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2455,7 +2553,7 @@ func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyResponse.ProtoReflect.Descriptor instead.
 func (*ApplyResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{33}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ApplyResponse) GetIndex() uint64 {
@@ -2481,7 +2579,7 @@ type ReportRequest struct {
 
 func (x *ReportRequest) Reset() {
 	*x = ReportRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[34]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2493,7 +2591,7 @@ func (x *ReportRequest) String() string {
 func (*ReportRequest) ProtoMessage() {}
 
 func (x *ReportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[34]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2506,7 +2604,7 @@ func (x *ReportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportRequest.ProtoReflect.Descriptor instead.
 func (*ReportRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{34}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ReportRequest) GetReport() *NodeReport {
@@ -2524,7 +2622,7 @@ type ReportResponse struct {
 
 func (x *ReportResponse) Reset() {
 	*x = ReportResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[35]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2536,7 +2634,7 @@ func (x *ReportResponse) String() string {
 func (*ReportResponse) ProtoMessage() {}
 
 func (x *ReportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[35]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2549,7 +2647,7 @@ func (x *ReportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportResponse.ProtoReflect.Descriptor instead.
 func (*ReportResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{35}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{36}
 }
 
 // The leader asks a standby for its freshest LSNs before choosing a candidate.
@@ -2562,7 +2660,7 @@ type LSNRequest struct {
 
 func (x *LSNRequest) Reset() {
 	*x = LSNRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[36]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2574,7 +2672,7 @@ func (x *LSNRequest) String() string {
 func (*LSNRequest) ProtoMessage() {}
 
 func (x *LSNRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[36]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2587,7 +2685,7 @@ func (x *LSNRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LSNRequest.ProtoReflect.Descriptor instead.
 func (*LSNRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{36}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *LSNRequest) GetTerm() uint64 {
@@ -2611,7 +2709,7 @@ type LSNResponse struct {
 
 func (x *LSNResponse) Reset() {
 	*x = LSNResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[37]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2623,7 +2721,7 @@ func (x *LSNResponse) String() string {
 func (*LSNResponse) ProtoMessage() {}
 
 func (x *LSNResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[37]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2636,7 +2734,7 @@ func (x *LSNResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LSNResponse.ProtoReflect.Descriptor instead.
 func (*LSNResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{37}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *LSNResponse) GetNodeId() uint32 {
@@ -2690,7 +2788,7 @@ type PingRequest struct {
 
 func (x *PingRequest) Reset() {
 	*x = PingRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[38]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2702,7 +2800,7 @@ func (x *PingRequest) String() string {
 func (*PingRequest) ProtoMessage() {}
 
 func (x *PingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[38]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2715,7 +2813,7 @@ func (x *PingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PingRequest.ProtoReflect.Descriptor instead.
 func (*PingRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{38}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *PingRequest) GetFrom() string {
@@ -2735,7 +2833,7 @@ type SampleRequest struct {
 
 func (x *SampleRequest) Reset() {
 	*x = SampleRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[39]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2747,7 +2845,7 @@ func (x *SampleRequest) String() string {
 func (*SampleRequest) ProtoMessage() {}
 
 func (x *SampleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[39]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2760,7 +2858,7 @@ func (x *SampleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SampleRequest.ProtoReflect.Descriptor instead.
 func (*SampleRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{39}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{40}
 }
 
 type SampleResponse struct {
@@ -2772,7 +2870,7 @@ type SampleResponse struct {
 
 func (x *SampleResponse) Reset() {
 	*x = SampleResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[40]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2784,7 +2882,7 @@ func (x *SampleResponse) String() string {
 func (*SampleResponse) ProtoMessage() {}
 
 func (x *SampleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[40]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2797,7 +2895,7 @@ func (x *SampleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SampleResponse.ProtoReflect.Descriptor instead.
 func (*SampleResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{40}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *SampleResponse) GetReport() *NodeReport {
@@ -2818,7 +2916,7 @@ type PingResponse struct {
 
 func (x *PingResponse) Reset() {
 	*x = PingResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[41]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2830,7 +2928,7 @@ func (x *PingResponse) String() string {
 func (*PingResponse) ProtoMessage() {}
 
 func (x *PingResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[41]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2843,7 +2941,7 @@ func (x *PingResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PingResponse.ProtoReflect.Descriptor instead.
 func (*PingResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{41}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *PingResponse) GetNodeId() uint32 {
@@ -2879,7 +2977,7 @@ type EnsureSlotRequest struct {
 
 func (x *EnsureSlotRequest) Reset() {
 	*x = EnsureSlotRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[42]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2891,7 +2989,7 @@ func (x *EnsureSlotRequest) String() string {
 func (*EnsureSlotRequest) ProtoMessage() {}
 
 func (x *EnsureSlotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[42]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2904,7 +3002,7 @@ func (x *EnsureSlotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnsureSlotRequest.ProtoReflect.Descriptor instead.
 func (*EnsureSlotRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{42}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *EnsureSlotRequest) GetSlotName() string {
@@ -2930,7 +3028,7 @@ type EnsureSlotResponse struct {
 
 func (x *EnsureSlotResponse) Reset() {
 	*x = EnsureSlotResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[43]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2942,7 +3040,7 @@ func (x *EnsureSlotResponse) String() string {
 func (*EnsureSlotResponse) ProtoMessage() {}
 
 func (x *EnsureSlotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[43]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2955,7 +3053,7 @@ func (x *EnsureSlotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnsureSlotResponse.ProtoReflect.Descriptor instead.
 func (*EnsureSlotResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{43}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *EnsureSlotResponse) GetCreated() bool {
@@ -2965,11 +3063,548 @@ func (x *EnsureSlotResponse) GetCreated() bool {
 	return false
 }
 
+type ConfigShowRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfigShowRequest) Reset() {
+	*x = ConfigShowRequest{}
+	mi := &file_hasidecar_v1_api_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfigShowRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfigShowRequest) ProtoMessage() {}
+
+func (x *ConfigShowRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hasidecar_v1_api_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfigShowRequest.ProtoReflect.Descriptor instead.
+func (*ConfigShowRequest) Descriptor() ([]byte, []int) {
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{45}
+}
+
+type ConfigShowResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Settings      *Settings              `protobuf:"bytes,1,opt,name=settings,proto3" json:"settings,omitempty"` // the replicated configuration, with its version
+	Nodes         []*NodeConfig          `protobuf:"bytes,2,rep,name=nodes,proto3" json:"nodes,omitempty"`       // every registered data node, by name
+	AnsweredBy    string                 `protobuf:"bytes,3,opt,name=answered_by,json=answeredBy,proto3" json:"answered_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfigShowResponse) Reset() {
+	*x = ConfigShowResponse{}
+	mi := &file_hasidecar_v1_api_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfigShowResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfigShowResponse) ProtoMessage() {}
+
+func (x *ConfigShowResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hasidecar_v1_api_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfigShowResponse.ProtoReflect.Descriptor instead.
+func (*ConfigShowResponse) Descriptor() ([]byte, []int) {
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *ConfigShowResponse) GetSettings() *Settings {
+	if x != nil {
+		return x.Settings
+	}
+	return nil
+}
+
+func (x *ConfigShowResponse) GetNodes() []*NodeConfig {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+func (x *ConfigShowResponse) GetAnsweredBy() string {
+	if x != nil {
+		return x.AnsweredBy
+	}
+	return ""
+}
+
+type NodeConfig struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The node's own postgres.parameters: they win over the cluster's
+	// postgresql.parameters on that node.
+	LocalParameters map[string]string `protobuf:"bytes,2,rep,name=local_parameters,json=localParameters,proto3" json:"local_parameters,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Drift           []*ConfigDrift    `protobuf:"bytes,3,rep,name=drift,proto3" json:"drift,omitempty"`
+	PendingRestart  []string          `protobuf:"bytes,4,rep,name=pending_restart,json=pendingRestart,proto3" json:"pending_restart,omitempty"`
+	Error           string            `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"` // the node did not answer
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *NodeConfig) Reset() {
+	*x = NodeConfig{}
+	mi := &file_hasidecar_v1_api_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeConfig) ProtoMessage() {}
+
+func (x *NodeConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_hasidecar_v1_api_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeConfig.ProtoReflect.Descriptor instead.
+func (*NodeConfig) Descriptor() ([]byte, []int) {
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *NodeConfig) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *NodeConfig) GetLocalParameters() map[string]string {
+	if x != nil {
+		return x.LocalParameters
+	}
+	return nil
+}
+
+func (x *NodeConfig) GetDrift() []*ConfigDrift {
+	if x != nil {
+		return x.Drift
+	}
+	return nil
+}
+
+func (x *NodeConfig) GetPendingRestart() []string {
+	if x != nil {
+		return x.PendingRestart
+	}
+	return nil
+}
+
+func (x *NodeConfig) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+type ConfigSetRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The configuration version the changes were made against; 0: whatever
+	// is current when the leader reads it.
+	Version       uint64          `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	Changes       []*ConfigChange `protobuf:"bytes,2,rep,name=changes,proto3" json:"changes,omitempty"`
+	DryRun        bool            `protobuf:"varint,3,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"` // validate only
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfigSetRequest) Reset() {
+	*x = ConfigSetRequest{}
+	mi := &file_hasidecar_v1_api_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfigSetRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfigSetRequest) ProtoMessage() {}
+
+func (x *ConfigSetRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hasidecar_v1_api_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfigSetRequest.ProtoReflect.Descriptor instead.
+func (*ConfigSetRequest) Descriptor() ([]byte, []int) {
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *ConfigSetRequest) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *ConfigSetRequest) GetChanges() []*ConfigChange {
+	if x != nil {
+		return x.Changes
+	}
+	return nil
+}
+
+func (x *ConfigSetRequest) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+type ConfigSetResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Version uint64                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"` // after the change (dry run or no change: the current one)
+	// `key "old" → "new"`, one per changed key; empty when nothing changed.
+	Diff []string `protobuf:"bytes,2,rep,name=diff,proto3" json:"diff,omitempty"`
+	// Postgres settings among the changes that take effect only after a
+	// restart (context postmaster on the primary).
+	Restart       []string `protobuf:"bytes,3,rep,name=restart,proto3" json:"restart,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfigSetResponse) Reset() {
+	*x = ConfigSetResponse{}
+	mi := &file_hasidecar_v1_api_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfigSetResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfigSetResponse) ProtoMessage() {}
+
+func (x *ConfigSetResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hasidecar_v1_api_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfigSetResponse.ProtoReflect.Descriptor instead.
+func (*ConfigSetResponse) Descriptor() ([]byte, []int) {
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *ConfigSetResponse) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *ConfigSetResponse) GetDiff() []string {
+	if x != nil {
+		return x.Diff
+	}
+	return nil
+}
+
+func (x *ConfigSetResponse) GetRestart() []string {
+	if x != nil {
+		return x.Restart
+	}
+	return nil
+}
+
+type ConfigHistoryRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Limit         int32                  `protobuf:"varint,1,opt,name=limit,proto3" json:"limit,omitempty"` // 0: every config_changed event the events table holds
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfigHistoryRequest) Reset() {
+	*x = ConfigHistoryRequest{}
+	mi := &file_hasidecar_v1_api_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfigHistoryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfigHistoryRequest) ProtoMessage() {}
+
+func (x *ConfigHistoryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hasidecar_v1_api_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfigHistoryRequest.ProtoReflect.Descriptor instead.
+func (*ConfigHistoryRequest) Descriptor() ([]byte, []int) {
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *ConfigHistoryRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type ConfigHistoryResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Events        []*Event               `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"` // config_changed events, newest first
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfigHistoryResponse) Reset() {
+	*x = ConfigHistoryResponse{}
+	mi := &file_hasidecar_v1_api_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfigHistoryResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfigHistoryResponse) ProtoMessage() {}
+
+func (x *ConfigHistoryResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hasidecar_v1_api_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfigHistoryResponse.ProtoReflect.Descriptor instead.
+func (*ConfigHistoryResponse) Descriptor() ([]byte, []int) {
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *ConfigHistoryResponse) GetEvents() []*Event {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+// PeerService.CheckParameters: the leader asks the primary's sidecar
+// whether Postgres accepts these GUC values (pgctl.CheckSettings).
+type CheckParametersRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Parameters    map[string]string      `protobuf:"bytes,1,rep,name=parameters,proto3" json:"parameters,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckParametersRequest) Reset() {
+	*x = CheckParametersRequest{}
+	mi := &file_hasidecar_v1_api_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckParametersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckParametersRequest) ProtoMessage() {}
+
+func (x *CheckParametersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hasidecar_v1_api_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckParametersRequest.ProtoReflect.Descriptor instead.
+func (*CheckParametersRequest) Descriptor() ([]byte, []int) {
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *CheckParametersRequest) GetParameters() map[string]string {
+	if x != nil {
+		return x.Parameters
+	}
+	return nil
+}
+
+type CheckParametersResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Problems      []*ParameterProblem    `protobuf:"bytes,1,rep,name=problems,proto3" json:"problems,omitempty"`
+	Restart       []string               `protobuf:"bytes,2,rep,name=restart,proto3" json:"restart,omitempty"` // accepted, but a change needs a restart
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckParametersResponse) Reset() {
+	*x = CheckParametersResponse{}
+	mi := &file_hasidecar_v1_api_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckParametersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckParametersResponse) ProtoMessage() {}
+
+func (x *CheckParametersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hasidecar_v1_api_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckParametersResponse.ProtoReflect.Descriptor instead.
+func (*CheckParametersResponse) Descriptor() ([]byte, []int) {
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *CheckParametersResponse) GetProblems() []*ParameterProblem {
+	if x != nil {
+		return x.Problems
+	}
+	return nil
+}
+
+func (x *CheckParametersResponse) GetRestart() []string {
+	if x != nil {
+		return x.Restart
+	}
+	return nil
+}
+
+type ParameterProblem struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"` // Postgres's words
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ParameterProblem) Reset() {
+	*x = ParameterProblem{}
+	mi := &file_hasidecar_v1_api_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ParameterProblem) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ParameterProblem) ProtoMessage() {}
+
+func (x *ParameterProblem) ProtoReflect() protoreflect.Message {
+	mi := &file_hasidecar_v1_api_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ParameterProblem.ProtoReflect.Descriptor instead.
+func (*ParameterProblem) Descriptor() ([]byte, []int) {
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *ParameterProblem) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ParameterProblem) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 var File_hasidecar_v1_api_proto protoreflect.FileDescriptor
 
 const file_hasidecar_v1_api_proto_rawDesc = "" +
 	"\n" +
-	"\x16hasidecar/v1/api.proto\x12\fhasidecar.v1\x1a\x16hasidecar/v1/fsm.proto\"\xbd\a\n" +
+	"\x16hasidecar/v1/api.proto\x12\fhasidecar.v1\x1a\x16hasidecar/v1/fsm.proto\"\xe6\a\n" +
 	"\x0ePostgresStatus\x12\x18\n" +
 	"\arunning\x18\x01 \x01(\bR\arunning\x12\x1f\n" +
 	"\vin_recovery\x18\x02 \x01(\bR\n" +
@@ -3002,7 +3637,8 @@ const file_hasidecar_v1_api_proto_rawDesc = "" +
 	"\tdisk_full\x18\" \x01(\bR\bdiskFull\x12(\n" +
 	"\x10disk_full_reason\x18# \x01(\tR\x0ediskFullReason\x129\n" +
 	"\x19disk_full_threshold_bytes\x18$ \x01(\x04R\x16diskFullThresholdBytes\x12.\n" +
-	"\x05slots\x18% \x03(\v2\x18.hasidecar.v1.SlotStatusR\x05slots\"~\n" +
+	"\x05slots\x18% \x03(\v2\x18.hasidecar.v1.SlotStatusR\x05slots\x12'\n" +
+	"\x0fpending_restart\x18* \x03(\tR\x0ependingRestart\"~\n" +
 	"\n" +
 	"SlotStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
@@ -3127,7 +3763,7 @@ const file_hasidecar_v1_api_proto_rawDesc = "" +
 	"\akeep_ms\x18\x01 \x01(\x03R\x06keepMs\"+\n" +
 	"\x0fCleanupResponse\x12\x18\n" +
 	"\aremoved\x18\x01 \x01(\x03R\aremoved\"\x0f\n" +
-	"\rStatusRequest\"\xeb\x04\n" +
+	"\rStatusRequest\"\xcb\x06\n" +
 	"\x0eStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\rR\x06nodeId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12*\n" +
@@ -3148,7 +3784,17 @@ const file_hasidecar_v1_api_proto_rawDesc = "" +
 	"\fcommit_index\x18\x0e \x01(\x04R\vcommitIndex\x12$\n" +
 	"\x0elast_log_index\x18\x0f \x01(\x04R\flastLogIndex\x12(\n" +
 	"\x10set_aside_copies\x18\x10 \x03(\tR\x0esetAsideCopies\x124\n" +
-	"\x17tls_cert_not_after_unix\x18\x11 \x01(\x03R\x13tlsCertNotAfterUnix\"&\n" +
+	"\x17tls_cert_not_after_unix\x18\x11 \x01(\x03R\x13tlsCertNotAfterUnix\x12<\n" +
+	"\fconfig_drift\x18\x16 \x03(\v2\x19.hasidecar.v1.ConfigDriftR\vconfigDrift\x12\\\n" +
+	"\x10local_parameters\x18\x17 \x03(\v21.hasidecar.v1.StatusResponse.LocalParametersEntryR\x0flocalParameters\x1aB\n" +
+	"\x14LocalParametersEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"j\n" +
+	"\vConfigDrift\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x19\n" +
+	"\byaml_key\x18\x02 \x01(\tR\ayamlKey\x12\x14\n" +
+	"\x05local\x18\x03 \x01(\tR\x05local\x12\x18\n" +
+	"\acluster\x18\x04 \x01(\tR\acluster\"&\n" +
 	"\fLeaveRequest\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\"*\n" +
 	"\rLeaveResponse\x12\x19\n" +
@@ -3213,7 +3859,48 @@ const file_hasidecar_v1_api_proto_rawDesc = "" +
 	"\tslot_name\x18\x01 \x01(\tR\bslotName\x12\x12\n" +
 	"\x04term\x18\x02 \x01(\x04R\x04term\".\n" +
 	"\x12EnsureSlotResponse\x12\x18\n" +
-	"\acreated\x18\x01 \x01(\bR\acreated2\x94\x04\n" +
+	"\acreated\x18\x01 \x01(\bR\acreated\"\x13\n" +
+	"\x11ConfigShowRequest\"\x99\x01\n" +
+	"\x12ConfigShowResponse\x122\n" +
+	"\bsettings\x18\x01 \x01(\v2\x16.hasidecar.v1.SettingsR\bsettings\x12.\n" +
+	"\x05nodes\x18\x02 \x03(\v2\x18.hasidecar.v1.NodeConfigR\x05nodes\x12\x1f\n" +
+	"\vanswered_by\x18\x03 \x01(\tR\n" +
+	"answeredBy\"\xae\x02\n" +
+	"\n" +
+	"NodeConfig\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12X\n" +
+	"\x10local_parameters\x18\x02 \x03(\v2-.hasidecar.v1.NodeConfig.LocalParametersEntryR\x0flocalParameters\x12/\n" +
+	"\x05drift\x18\x03 \x03(\v2\x19.hasidecar.v1.ConfigDriftR\x05drift\x12'\n" +
+	"\x0fpending_restart\x18\x04 \x03(\tR\x0ependingRestart\x12\x14\n" +
+	"\x05error\x18\x05 \x01(\tR\x05error\x1aB\n" +
+	"\x14LocalParametersEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"{\n" +
+	"\x10ConfigSetRequest\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\x04R\aversion\x124\n" +
+	"\achanges\x18\x02 \x03(\v2\x1a.hasidecar.v1.ConfigChangeR\achanges\x12\x17\n" +
+	"\adry_run\x18\x03 \x01(\bR\x06dryRun\"[\n" +
+	"\x11ConfigSetResponse\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x12\n" +
+	"\x04diff\x18\x02 \x03(\tR\x04diff\x12\x18\n" +
+	"\arestart\x18\x03 \x03(\tR\arestart\",\n" +
+	"\x14ConfigHistoryRequest\x12\x14\n" +
+	"\x05limit\x18\x01 \x01(\x05R\x05limit\"D\n" +
+	"\x15ConfigHistoryResponse\x12+\n" +
+	"\x06events\x18\x01 \x03(\v2\x13.hasidecar.v1.EventR\x06events\"\xad\x01\n" +
+	"\x16CheckParametersRequest\x12T\n" +
+	"\n" +
+	"parameters\x18\x01 \x03(\v24.hasidecar.v1.CheckParametersRequest.ParametersEntryR\n" +
+	"parameters\x1a=\n" +
+	"\x0fParametersEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"o\n" +
+	"\x17CheckParametersResponse\x12:\n" +
+	"\bproblems\x18\x01 \x03(\v2\x1e.hasidecar.v1.ParameterProblemR\bproblems\x12\x18\n" +
+	"\arestart\x18\x02 \x03(\tR\arestart\">\n" +
+	"\x10ParameterProblem\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason2\x94\x04\n" +
 	"\x0eClusterService\x12=\n" +
 	"\x04Show\x12\x19.hasidecar.v1.ShowRequest\x1a\x1a.hasidecar.v1.ShowResponse\x12C\n" +
 	"\x06Events\x12\x1b.hasidecar.v1.EventsRequest\x1a\x1c.hasidecar.v1.EventsResponse\x12L\n" +
@@ -3229,8 +3916,13 @@ const file_hasidecar_v1_api_proto_rawDesc = "" +
 	"\x06Rejoin\x12\x1b.hasidecar.v1.RejoinRequest\x1a\x1c.hasidecar.v1.RejoinResponse\x12F\n" +
 	"\aHistory\x12\x1c.hasidecar.v1.HistoryRequest\x1a\x1d.hasidecar.v1.HistoryResponse\x12F\n" +
 	"\aCleanup\x12\x1c.hasidecar.v1.CleanupRequest\x1a\x1d.hasidecar.v1.CleanupResponse\x12@\n" +
-	"\x05Leave\x12\x1a.hasidecar.v1.LeaveRequest\x1a\x1b.hasidecar.v1.LeaveResponse2\xb1\x04\n" +
-	"\vPeerService\x12O\n" +
+	"\x05Leave\x12\x1a.hasidecar.v1.LeaveRequest\x1a\x1b.hasidecar.v1.LeaveResponse2\xf6\x01\n" +
+	"\rConfigService\x12I\n" +
+	"\x04Show\x12\x1f.hasidecar.v1.ConfigShowRequest\x1a .hasidecar.v1.ConfigShowResponse\x12F\n" +
+	"\x03Set\x12\x1e.hasidecar.v1.ConfigSetRequest\x1a\x1f.hasidecar.v1.ConfigSetResponse\x12R\n" +
+	"\aHistory\x12\".hasidecar.v1.ConfigHistoryRequest\x1a#.hasidecar.v1.ConfigHistoryResponse2\x91\x05\n" +
+	"\vPeerService\x12^\n" +
+	"\x0fCheckParameters\x12$.hasidecar.v1.CheckParametersRequest\x1a%.hasidecar.v1.CheckParametersResponse\x12O\n" +
 	"\n" +
 	"EnsureSlot\x12\x1f.hasidecar.v1.EnsureSlotRequest\x1a .hasidecar.v1.EnsureSlotResponse\x12=\n" +
 	"\x04Join\x12\x19.hasidecar.v1.JoinRequest\x1a\x1a.hasidecar.v1.JoinResponse\x12K\n" +
@@ -3253,128 +3945,162 @@ func file_hasidecar_v1_api_proto_rawDescGZIP() []byte {
 	return file_hasidecar_v1_api_proto_rawDescData
 }
 
-var file_hasidecar_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
+var file_hasidecar_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 58)
 var file_hasidecar_v1_api_proto_goTypes = []any{
-	(*PostgresStatus)(nil),     // 0: hasidecar.v1.PostgresStatus
-	(*SlotStatus)(nil),         // 1: hasidecar.v1.SlotStatus
-	(*ReplicationRow)(nil),     // 2: hasidecar.v1.ReplicationRow
-	(*NodeReport)(nil),         // 3: hasidecar.v1.NodeReport
-	(*PeerReachability)(nil),   // 4: hasidecar.v1.PeerReachability
-	(*ShowRequest)(nil),        // 5: hasidecar.v1.ShowRequest
-	(*NodeView)(nil),           // 6: hasidecar.v1.NodeView
-	(*ShowResponse)(nil),       // 7: hasidecar.v1.ShowResponse
-	(*EventsRequest)(nil),      // 8: hasidecar.v1.EventsRequest
-	(*EventsResponse)(nil),     // 9: hasidecar.v1.EventsResponse
-	(*SetPausedRequest)(nil),   // 10: hasidecar.v1.SetPausedRequest
-	(*SetPausedResponse)(nil),  // 11: hasidecar.v1.SetPausedResponse
-	(*FailoverRequest)(nil),    // 12: hasidecar.v1.FailoverRequest
-	(*FailoverResponse)(nil),   // 13: hasidecar.v1.FailoverResponse
-	(*SwitchoverRequest)(nil),  // 14: hasidecar.v1.SwitchoverRequest
-	(*SwitchoverResponse)(nil), // 15: hasidecar.v1.SwitchoverResponse
-	(*MatrixRequest)(nil),      // 16: hasidecar.v1.MatrixRequest
-	(*MatrixResponse)(nil),     // 17: hasidecar.v1.MatrixResponse
-	(*HistoryRequest)(nil),     // 18: hasidecar.v1.HistoryRequest
-	(*HistoryResponse)(nil),    // 19: hasidecar.v1.HistoryResponse
-	(*CleanupRequest)(nil),     // 20: hasidecar.v1.CleanupRequest
-	(*CleanupResponse)(nil),    // 21: hasidecar.v1.CleanupResponse
-	(*StatusRequest)(nil),      // 22: hasidecar.v1.StatusRequest
-	(*StatusResponse)(nil),     // 23: hasidecar.v1.StatusResponse
-	(*LeaveRequest)(nil),       // 24: hasidecar.v1.LeaveRequest
-	(*LeaveResponse)(nil),      // 25: hasidecar.v1.LeaveResponse
-	(*RejoinRequest)(nil),      // 26: hasidecar.v1.RejoinRequest
-	(*RejoinResponse)(nil),     // 27: hasidecar.v1.RejoinResponse
-	(*JoinRequest)(nil),        // 28: hasidecar.v1.JoinRequest
-	(*JoinResponse)(nil),       // 29: hasidecar.v1.JoinResponse
-	(*RemoveNodeRequest)(nil),  // 30: hasidecar.v1.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil), // 31: hasidecar.v1.RemoveNodeResponse
-	(*ApplyRequest)(nil),       // 32: hasidecar.v1.ApplyRequest
-	(*ApplyResponse)(nil),      // 33: hasidecar.v1.ApplyResponse
-	(*ReportRequest)(nil),      // 34: hasidecar.v1.ReportRequest
-	(*ReportResponse)(nil),     // 35: hasidecar.v1.ReportResponse
-	(*LSNRequest)(nil),         // 36: hasidecar.v1.LSNRequest
-	(*LSNResponse)(nil),        // 37: hasidecar.v1.LSNResponse
-	(*PingRequest)(nil),        // 38: hasidecar.v1.PingRequest
-	(*SampleRequest)(nil),      // 39: hasidecar.v1.SampleRequest
-	(*SampleResponse)(nil),     // 40: hasidecar.v1.SampleResponse
-	(*PingResponse)(nil),       // 41: hasidecar.v1.PingResponse
-	(*EnsureSlotRequest)(nil),  // 42: hasidecar.v1.EnsureSlotRequest
-	(*EnsureSlotResponse)(nil), // 43: hasidecar.v1.EnsureSlotResponse
-	(NodeKind)(0),              // 44: hasidecar.v1.NodeKind
-	(NodeRole)(0),              // 45: hasidecar.v1.NodeRole
-	(FailoverMode)(0),          // 46: hasidecar.v1.FailoverMode
-	(*Lease)(nil),              // 47: hasidecar.v1.Lease
-	(*Switchover)(nil),         // 48: hasidecar.v1.Switchover
-	(*Event)(nil),              // 49: hasidecar.v1.Event
-	(*Node)(nil),               // 50: hasidecar.v1.Node
+	(*PostgresStatus)(nil),          // 0: hasidecar.v1.PostgresStatus
+	(*SlotStatus)(nil),              // 1: hasidecar.v1.SlotStatus
+	(*ReplicationRow)(nil),          // 2: hasidecar.v1.ReplicationRow
+	(*NodeReport)(nil),              // 3: hasidecar.v1.NodeReport
+	(*PeerReachability)(nil),        // 4: hasidecar.v1.PeerReachability
+	(*ShowRequest)(nil),             // 5: hasidecar.v1.ShowRequest
+	(*NodeView)(nil),                // 6: hasidecar.v1.NodeView
+	(*ShowResponse)(nil),            // 7: hasidecar.v1.ShowResponse
+	(*EventsRequest)(nil),           // 8: hasidecar.v1.EventsRequest
+	(*EventsResponse)(nil),          // 9: hasidecar.v1.EventsResponse
+	(*SetPausedRequest)(nil),        // 10: hasidecar.v1.SetPausedRequest
+	(*SetPausedResponse)(nil),       // 11: hasidecar.v1.SetPausedResponse
+	(*FailoverRequest)(nil),         // 12: hasidecar.v1.FailoverRequest
+	(*FailoverResponse)(nil),        // 13: hasidecar.v1.FailoverResponse
+	(*SwitchoverRequest)(nil),       // 14: hasidecar.v1.SwitchoverRequest
+	(*SwitchoverResponse)(nil),      // 15: hasidecar.v1.SwitchoverResponse
+	(*MatrixRequest)(nil),           // 16: hasidecar.v1.MatrixRequest
+	(*MatrixResponse)(nil),          // 17: hasidecar.v1.MatrixResponse
+	(*HistoryRequest)(nil),          // 18: hasidecar.v1.HistoryRequest
+	(*HistoryResponse)(nil),         // 19: hasidecar.v1.HistoryResponse
+	(*CleanupRequest)(nil),          // 20: hasidecar.v1.CleanupRequest
+	(*CleanupResponse)(nil),         // 21: hasidecar.v1.CleanupResponse
+	(*StatusRequest)(nil),           // 22: hasidecar.v1.StatusRequest
+	(*StatusResponse)(nil),          // 23: hasidecar.v1.StatusResponse
+	(*ConfigDrift)(nil),             // 24: hasidecar.v1.ConfigDrift
+	(*LeaveRequest)(nil),            // 25: hasidecar.v1.LeaveRequest
+	(*LeaveResponse)(nil),           // 26: hasidecar.v1.LeaveResponse
+	(*RejoinRequest)(nil),           // 27: hasidecar.v1.RejoinRequest
+	(*RejoinResponse)(nil),          // 28: hasidecar.v1.RejoinResponse
+	(*JoinRequest)(nil),             // 29: hasidecar.v1.JoinRequest
+	(*JoinResponse)(nil),            // 30: hasidecar.v1.JoinResponse
+	(*RemoveNodeRequest)(nil),       // 31: hasidecar.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),      // 32: hasidecar.v1.RemoveNodeResponse
+	(*ApplyRequest)(nil),            // 33: hasidecar.v1.ApplyRequest
+	(*ApplyResponse)(nil),           // 34: hasidecar.v1.ApplyResponse
+	(*ReportRequest)(nil),           // 35: hasidecar.v1.ReportRequest
+	(*ReportResponse)(nil),          // 36: hasidecar.v1.ReportResponse
+	(*LSNRequest)(nil),              // 37: hasidecar.v1.LSNRequest
+	(*LSNResponse)(nil),             // 38: hasidecar.v1.LSNResponse
+	(*PingRequest)(nil),             // 39: hasidecar.v1.PingRequest
+	(*SampleRequest)(nil),           // 40: hasidecar.v1.SampleRequest
+	(*SampleResponse)(nil),          // 41: hasidecar.v1.SampleResponse
+	(*PingResponse)(nil),            // 42: hasidecar.v1.PingResponse
+	(*EnsureSlotRequest)(nil),       // 43: hasidecar.v1.EnsureSlotRequest
+	(*EnsureSlotResponse)(nil),      // 44: hasidecar.v1.EnsureSlotResponse
+	(*ConfigShowRequest)(nil),       // 45: hasidecar.v1.ConfigShowRequest
+	(*ConfigShowResponse)(nil),      // 46: hasidecar.v1.ConfigShowResponse
+	(*NodeConfig)(nil),              // 47: hasidecar.v1.NodeConfig
+	(*ConfigSetRequest)(nil),        // 48: hasidecar.v1.ConfigSetRequest
+	(*ConfigSetResponse)(nil),       // 49: hasidecar.v1.ConfigSetResponse
+	(*ConfigHistoryRequest)(nil),    // 50: hasidecar.v1.ConfigHistoryRequest
+	(*ConfigHistoryResponse)(nil),   // 51: hasidecar.v1.ConfigHistoryResponse
+	(*CheckParametersRequest)(nil),  // 52: hasidecar.v1.CheckParametersRequest
+	(*CheckParametersResponse)(nil), // 53: hasidecar.v1.CheckParametersResponse
+	(*ParameterProblem)(nil),        // 54: hasidecar.v1.ParameterProblem
+	nil,                             // 55: hasidecar.v1.StatusResponse.LocalParametersEntry
+	nil,                             // 56: hasidecar.v1.NodeConfig.LocalParametersEntry
+	nil,                             // 57: hasidecar.v1.CheckParametersRequest.ParametersEntry
+	(NodeKind)(0),                   // 58: hasidecar.v1.NodeKind
+	(NodeRole)(0),                   // 59: hasidecar.v1.NodeRole
+	(FailoverMode)(0),               // 60: hasidecar.v1.FailoverMode
+	(*Lease)(nil),                   // 61: hasidecar.v1.Lease
+	(*Switchover)(nil),              // 62: hasidecar.v1.Switchover
+	(*Event)(nil),                   // 63: hasidecar.v1.Event
+	(*Node)(nil),                    // 64: hasidecar.v1.Node
+	(*Settings)(nil),                // 65: hasidecar.v1.Settings
+	(*ConfigChange)(nil),            // 66: hasidecar.v1.ConfigChange
 }
 var file_hasidecar_v1_api_proto_depIdxs = []int32{
 	2,  // 0: hasidecar.v1.PostgresStatus.replication:type_name -> hasidecar.v1.ReplicationRow
 	1,  // 1: hasidecar.v1.PostgresStatus.slots:type_name -> hasidecar.v1.SlotStatus
 	0,  // 2: hasidecar.v1.NodeReport.postgres:type_name -> hasidecar.v1.PostgresStatus
 	4,  // 3: hasidecar.v1.NodeReport.peers:type_name -> hasidecar.v1.PeerReachability
-	44, // 4: hasidecar.v1.NodeView.kind:type_name -> hasidecar.v1.NodeKind
-	45, // 5: hasidecar.v1.NodeView.role:type_name -> hasidecar.v1.NodeRole
+	58, // 4: hasidecar.v1.NodeView.kind:type_name -> hasidecar.v1.NodeKind
+	59, // 5: hasidecar.v1.NodeView.role:type_name -> hasidecar.v1.NodeRole
 	0,  // 6: hasidecar.v1.NodeView.postgres:type_name -> hasidecar.v1.PostgresStatus
-	46, // 7: hasidecar.v1.ShowResponse.failover_mode:type_name -> hasidecar.v1.FailoverMode
+	60, // 7: hasidecar.v1.ShowResponse.failover_mode:type_name -> hasidecar.v1.FailoverMode
 	6,  // 8: hasidecar.v1.ShowResponse.nodes:type_name -> hasidecar.v1.NodeView
-	47, // 9: hasidecar.v1.ShowResponse.lease:type_name -> hasidecar.v1.Lease
-	48, // 10: hasidecar.v1.ShowResponse.switchover:type_name -> hasidecar.v1.Switchover
-	49, // 11: hasidecar.v1.EventsResponse.events:type_name -> hasidecar.v1.Event
+	61, // 9: hasidecar.v1.ShowResponse.lease:type_name -> hasidecar.v1.Lease
+	62, // 10: hasidecar.v1.ShowResponse.switchover:type_name -> hasidecar.v1.Switchover
+	63, // 11: hasidecar.v1.EventsResponse.events:type_name -> hasidecar.v1.Event
 	3,  // 12: hasidecar.v1.MatrixResponse.reports:type_name -> hasidecar.v1.NodeReport
-	50, // 13: hasidecar.v1.MatrixResponse.nodes:type_name -> hasidecar.v1.Node
+	64, // 13: hasidecar.v1.MatrixResponse.nodes:type_name -> hasidecar.v1.Node
 	3,  // 14: hasidecar.v1.HistoryResponse.samples:type_name -> hasidecar.v1.NodeReport
-	44, // 15: hasidecar.v1.StatusResponse.kind:type_name -> hasidecar.v1.NodeKind
+	58, // 15: hasidecar.v1.StatusResponse.kind:type_name -> hasidecar.v1.NodeKind
 	0,  // 16: hasidecar.v1.StatusResponse.postgres:type_name -> hasidecar.v1.PostgresStatus
-	45, // 17: hasidecar.v1.StatusResponse.role:type_name -> hasidecar.v1.NodeRole
-	44, // 18: hasidecar.v1.JoinRequest.kind:type_name -> hasidecar.v1.NodeKind
-	3,  // 19: hasidecar.v1.ReportRequest.report:type_name -> hasidecar.v1.NodeReport
-	0,  // 20: hasidecar.v1.LSNResponse.postgres:type_name -> hasidecar.v1.PostgresStatus
-	3,  // 21: hasidecar.v1.SampleResponse.report:type_name -> hasidecar.v1.NodeReport
-	5,  // 22: hasidecar.v1.ClusterService.Show:input_type -> hasidecar.v1.ShowRequest
-	8,  // 23: hasidecar.v1.ClusterService.Events:input_type -> hasidecar.v1.EventsRequest
-	10, // 24: hasidecar.v1.ClusterService.SetPaused:input_type -> hasidecar.v1.SetPausedRequest
-	12, // 25: hasidecar.v1.ClusterService.Failover:input_type -> hasidecar.v1.FailoverRequest
-	14, // 26: hasidecar.v1.ClusterService.Switchover:input_type -> hasidecar.v1.SwitchoverRequest
-	16, // 27: hasidecar.v1.ClusterService.Matrix:input_type -> hasidecar.v1.MatrixRequest
-	30, // 28: hasidecar.v1.ClusterService.RemoveNode:input_type -> hasidecar.v1.RemoveNodeRequest
-	22, // 29: hasidecar.v1.NodeService.Status:input_type -> hasidecar.v1.StatusRequest
-	26, // 30: hasidecar.v1.NodeService.Rejoin:input_type -> hasidecar.v1.RejoinRequest
-	18, // 31: hasidecar.v1.NodeService.History:input_type -> hasidecar.v1.HistoryRequest
-	20, // 32: hasidecar.v1.NodeService.Cleanup:input_type -> hasidecar.v1.CleanupRequest
-	24, // 33: hasidecar.v1.NodeService.Leave:input_type -> hasidecar.v1.LeaveRequest
-	42, // 34: hasidecar.v1.PeerService.EnsureSlot:input_type -> hasidecar.v1.EnsureSlotRequest
-	28, // 35: hasidecar.v1.PeerService.Join:input_type -> hasidecar.v1.JoinRequest
-	30, // 36: hasidecar.v1.PeerService.Remove:input_type -> hasidecar.v1.RemoveNodeRequest
-	32, // 37: hasidecar.v1.PeerService.Apply:input_type -> hasidecar.v1.ApplyRequest
-	34, // 38: hasidecar.v1.PeerService.Report:input_type -> hasidecar.v1.ReportRequest
-	39, // 39: hasidecar.v1.PeerService.Sample:input_type -> hasidecar.v1.SampleRequest
-	36, // 40: hasidecar.v1.PeerService.LSN:input_type -> hasidecar.v1.LSNRequest
-	38, // 41: hasidecar.v1.PeerService.Ping:input_type -> hasidecar.v1.PingRequest
-	7,  // 42: hasidecar.v1.ClusterService.Show:output_type -> hasidecar.v1.ShowResponse
-	9,  // 43: hasidecar.v1.ClusterService.Events:output_type -> hasidecar.v1.EventsResponse
-	11, // 44: hasidecar.v1.ClusterService.SetPaused:output_type -> hasidecar.v1.SetPausedResponse
-	13, // 45: hasidecar.v1.ClusterService.Failover:output_type -> hasidecar.v1.FailoverResponse
-	15, // 46: hasidecar.v1.ClusterService.Switchover:output_type -> hasidecar.v1.SwitchoverResponse
-	17, // 47: hasidecar.v1.ClusterService.Matrix:output_type -> hasidecar.v1.MatrixResponse
-	31, // 48: hasidecar.v1.ClusterService.RemoveNode:output_type -> hasidecar.v1.RemoveNodeResponse
-	23, // 49: hasidecar.v1.NodeService.Status:output_type -> hasidecar.v1.StatusResponse
-	27, // 50: hasidecar.v1.NodeService.Rejoin:output_type -> hasidecar.v1.RejoinResponse
-	19, // 51: hasidecar.v1.NodeService.History:output_type -> hasidecar.v1.HistoryResponse
-	21, // 52: hasidecar.v1.NodeService.Cleanup:output_type -> hasidecar.v1.CleanupResponse
-	25, // 53: hasidecar.v1.NodeService.Leave:output_type -> hasidecar.v1.LeaveResponse
-	43, // 54: hasidecar.v1.PeerService.EnsureSlot:output_type -> hasidecar.v1.EnsureSlotResponse
-	29, // 55: hasidecar.v1.PeerService.Join:output_type -> hasidecar.v1.JoinResponse
-	31, // 56: hasidecar.v1.PeerService.Remove:output_type -> hasidecar.v1.RemoveNodeResponse
-	33, // 57: hasidecar.v1.PeerService.Apply:output_type -> hasidecar.v1.ApplyResponse
-	35, // 58: hasidecar.v1.PeerService.Report:output_type -> hasidecar.v1.ReportResponse
-	40, // 59: hasidecar.v1.PeerService.Sample:output_type -> hasidecar.v1.SampleResponse
-	37, // 60: hasidecar.v1.PeerService.LSN:output_type -> hasidecar.v1.LSNResponse
-	41, // 61: hasidecar.v1.PeerService.Ping:output_type -> hasidecar.v1.PingResponse
-	42, // [42:62] is the sub-list for method output_type
-	22, // [22:42] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	59, // 17: hasidecar.v1.StatusResponse.role:type_name -> hasidecar.v1.NodeRole
+	24, // 18: hasidecar.v1.StatusResponse.config_drift:type_name -> hasidecar.v1.ConfigDrift
+	55, // 19: hasidecar.v1.StatusResponse.local_parameters:type_name -> hasidecar.v1.StatusResponse.LocalParametersEntry
+	58, // 20: hasidecar.v1.JoinRequest.kind:type_name -> hasidecar.v1.NodeKind
+	3,  // 21: hasidecar.v1.ReportRequest.report:type_name -> hasidecar.v1.NodeReport
+	0,  // 22: hasidecar.v1.LSNResponse.postgres:type_name -> hasidecar.v1.PostgresStatus
+	3,  // 23: hasidecar.v1.SampleResponse.report:type_name -> hasidecar.v1.NodeReport
+	65, // 24: hasidecar.v1.ConfigShowResponse.settings:type_name -> hasidecar.v1.Settings
+	47, // 25: hasidecar.v1.ConfigShowResponse.nodes:type_name -> hasidecar.v1.NodeConfig
+	56, // 26: hasidecar.v1.NodeConfig.local_parameters:type_name -> hasidecar.v1.NodeConfig.LocalParametersEntry
+	24, // 27: hasidecar.v1.NodeConfig.drift:type_name -> hasidecar.v1.ConfigDrift
+	66, // 28: hasidecar.v1.ConfigSetRequest.changes:type_name -> hasidecar.v1.ConfigChange
+	63, // 29: hasidecar.v1.ConfigHistoryResponse.events:type_name -> hasidecar.v1.Event
+	57, // 30: hasidecar.v1.CheckParametersRequest.parameters:type_name -> hasidecar.v1.CheckParametersRequest.ParametersEntry
+	54, // 31: hasidecar.v1.CheckParametersResponse.problems:type_name -> hasidecar.v1.ParameterProblem
+	5,  // 32: hasidecar.v1.ClusterService.Show:input_type -> hasidecar.v1.ShowRequest
+	8,  // 33: hasidecar.v1.ClusterService.Events:input_type -> hasidecar.v1.EventsRequest
+	10, // 34: hasidecar.v1.ClusterService.SetPaused:input_type -> hasidecar.v1.SetPausedRequest
+	12, // 35: hasidecar.v1.ClusterService.Failover:input_type -> hasidecar.v1.FailoverRequest
+	14, // 36: hasidecar.v1.ClusterService.Switchover:input_type -> hasidecar.v1.SwitchoverRequest
+	16, // 37: hasidecar.v1.ClusterService.Matrix:input_type -> hasidecar.v1.MatrixRequest
+	31, // 38: hasidecar.v1.ClusterService.RemoveNode:input_type -> hasidecar.v1.RemoveNodeRequest
+	22, // 39: hasidecar.v1.NodeService.Status:input_type -> hasidecar.v1.StatusRequest
+	27, // 40: hasidecar.v1.NodeService.Rejoin:input_type -> hasidecar.v1.RejoinRequest
+	18, // 41: hasidecar.v1.NodeService.History:input_type -> hasidecar.v1.HistoryRequest
+	20, // 42: hasidecar.v1.NodeService.Cleanup:input_type -> hasidecar.v1.CleanupRequest
+	25, // 43: hasidecar.v1.NodeService.Leave:input_type -> hasidecar.v1.LeaveRequest
+	45, // 44: hasidecar.v1.ConfigService.Show:input_type -> hasidecar.v1.ConfigShowRequest
+	48, // 45: hasidecar.v1.ConfigService.Set:input_type -> hasidecar.v1.ConfigSetRequest
+	50, // 46: hasidecar.v1.ConfigService.History:input_type -> hasidecar.v1.ConfigHistoryRequest
+	52, // 47: hasidecar.v1.PeerService.CheckParameters:input_type -> hasidecar.v1.CheckParametersRequest
+	43, // 48: hasidecar.v1.PeerService.EnsureSlot:input_type -> hasidecar.v1.EnsureSlotRequest
+	29, // 49: hasidecar.v1.PeerService.Join:input_type -> hasidecar.v1.JoinRequest
+	31, // 50: hasidecar.v1.PeerService.Remove:input_type -> hasidecar.v1.RemoveNodeRequest
+	33, // 51: hasidecar.v1.PeerService.Apply:input_type -> hasidecar.v1.ApplyRequest
+	35, // 52: hasidecar.v1.PeerService.Report:input_type -> hasidecar.v1.ReportRequest
+	40, // 53: hasidecar.v1.PeerService.Sample:input_type -> hasidecar.v1.SampleRequest
+	37, // 54: hasidecar.v1.PeerService.LSN:input_type -> hasidecar.v1.LSNRequest
+	39, // 55: hasidecar.v1.PeerService.Ping:input_type -> hasidecar.v1.PingRequest
+	7,  // 56: hasidecar.v1.ClusterService.Show:output_type -> hasidecar.v1.ShowResponse
+	9,  // 57: hasidecar.v1.ClusterService.Events:output_type -> hasidecar.v1.EventsResponse
+	11, // 58: hasidecar.v1.ClusterService.SetPaused:output_type -> hasidecar.v1.SetPausedResponse
+	13, // 59: hasidecar.v1.ClusterService.Failover:output_type -> hasidecar.v1.FailoverResponse
+	15, // 60: hasidecar.v1.ClusterService.Switchover:output_type -> hasidecar.v1.SwitchoverResponse
+	17, // 61: hasidecar.v1.ClusterService.Matrix:output_type -> hasidecar.v1.MatrixResponse
+	32, // 62: hasidecar.v1.ClusterService.RemoveNode:output_type -> hasidecar.v1.RemoveNodeResponse
+	23, // 63: hasidecar.v1.NodeService.Status:output_type -> hasidecar.v1.StatusResponse
+	28, // 64: hasidecar.v1.NodeService.Rejoin:output_type -> hasidecar.v1.RejoinResponse
+	19, // 65: hasidecar.v1.NodeService.History:output_type -> hasidecar.v1.HistoryResponse
+	21, // 66: hasidecar.v1.NodeService.Cleanup:output_type -> hasidecar.v1.CleanupResponse
+	26, // 67: hasidecar.v1.NodeService.Leave:output_type -> hasidecar.v1.LeaveResponse
+	46, // 68: hasidecar.v1.ConfigService.Show:output_type -> hasidecar.v1.ConfigShowResponse
+	49, // 69: hasidecar.v1.ConfigService.Set:output_type -> hasidecar.v1.ConfigSetResponse
+	51, // 70: hasidecar.v1.ConfigService.History:output_type -> hasidecar.v1.ConfigHistoryResponse
+	53, // 71: hasidecar.v1.PeerService.CheckParameters:output_type -> hasidecar.v1.CheckParametersResponse
+	44, // 72: hasidecar.v1.PeerService.EnsureSlot:output_type -> hasidecar.v1.EnsureSlotResponse
+	30, // 73: hasidecar.v1.PeerService.Join:output_type -> hasidecar.v1.JoinResponse
+	32, // 74: hasidecar.v1.PeerService.Remove:output_type -> hasidecar.v1.RemoveNodeResponse
+	34, // 75: hasidecar.v1.PeerService.Apply:output_type -> hasidecar.v1.ApplyResponse
+	36, // 76: hasidecar.v1.PeerService.Report:output_type -> hasidecar.v1.ReportResponse
+	41, // 77: hasidecar.v1.PeerService.Sample:output_type -> hasidecar.v1.SampleResponse
+	38, // 78: hasidecar.v1.PeerService.LSN:output_type -> hasidecar.v1.LSNResponse
+	42, // 79: hasidecar.v1.PeerService.Ping:output_type -> hasidecar.v1.PingResponse
+	56, // [56:80] is the sub-list for method output_type
+	32, // [32:56] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_hasidecar_v1_api_proto_init() }
@@ -3389,9 +4115,9 @@ func file_hasidecar_v1_api_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hasidecar_v1_api_proto_rawDesc), len(file_hasidecar_v1_api_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   44,
+			NumMessages:   58,
 			NumExtensions: 0,
-			NumServices:   3,
+			NumServices:   4,
 		},
 		GoTypes:           file_hasidecar_v1_api_proto_goTypes,
 		DependencyIndexes: file_hasidecar_v1_api_proto_depIdxs,
