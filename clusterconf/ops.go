@@ -61,7 +61,7 @@ func Apply(s *pb.Settings, changes []*pb.ConfigChange) (*pb.Settings, []Diff, er
 		}
 		if k.Name == ParamPrefix {
 			if why, ok := config.ManagedParameters[sub]; ok {
-				return nil, nil, fmt.Errorf("%s: hasidecar manages %s (%s); it cannot be set here", c.Key, sub, why)
+				return nil, nil, fmt.Errorf("%s: %s", c.Key, why) // what config.Validate says of postgres.parameters
 			}
 		}
 		old, had := k.get(next, sub)
@@ -71,9 +71,15 @@ func Apply(s *pb.Settings, changes []*pb.ConfigChange) (*pb.Settings, []Diff, er
 			return nil, nil, fmt.Errorf("%s: %v", c.Key, err)
 		}
 		nv, has := k.get(next, sub)
-		if k.Family() {
-			// A parameter is set or not; a fixed key always has a value.
-		} else {
+		if !k.Family() {
+			// A parameter is set or not; a fixed key always has a value,
+			// its default when the settings carry none.
+			if !had {
+				old = k.Default
+			}
+			if !has {
+				nv = k.Default
+			}
 			had, has = true, true
 		}
 		if old != nv || had != has {

@@ -291,7 +291,7 @@ func parseOnOff(v string) (bool, error) {
 func parseSize(v string) (uint64, error) {
 	n, err := config.ParseByteSize(v)
 	if err != nil {
-		return 0, fmt.Errorf("%q is not a size: %v", v, err)
+		return 0, err // names the value and the units
 	}
 	return n, nil
 }
@@ -302,7 +302,7 @@ func msText(ms int64) string { return config.Duration(time.Duration(ms) * time.M
 func setDuration(ms *int64, v string, lo, hi time.Duration, zeroOK bool) error {
 	d, err := config.ParseDuration(v)
 	if err != nil {
-		return fmt.Errorf("%q is not a duration: %v", v, err)
+		return err // names the value and how to write one
 	}
 	off := ""
 	if zeroOK {

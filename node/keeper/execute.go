@@ -107,9 +107,10 @@ func (a *Keeper) claimPrimary(ctx context.Context) error {
 // postgresql.parameters, this node's postgres.parameters, then what the
 // keeper sets itself. Parameters naming a config.ManagedParameters setting
 // are dropped (the leader and the node file's validation refuse them).
-func (a *Keeper) managedSettings() map[string]string {
+func (a *Keeper) managedSettings() map[string]string { return a.settingsFor(a.log.State()) }
+
+func (a *Keeper) settingsFor(st *pb.ClusterState) map[string]string {
 	pc := a.cfg.Postgres
-	st := a.log.State()
 	s := pgctl.ManagedSettings(a.pg.Options())
 	for _, params := range []map[string]string{st.GetSettings().GetPostgresParameters(), pc.Parameters} {
 		for k, v := range params {
