@@ -145,7 +145,8 @@ var Keys = []*Key{
 	{
 		Name: "events.max_age", Type: "duration", Default: config.DefaultEventsMaxAge.String(), Applies: AppliesLive, YAML: "events.max_age",
 		Doc: "events older than this are dropped (0s: no age limit)",
-		get: func(s *pb.Settings, _ string) (string, bool) { return msText(s.EventMaxAgeMs), s.EventMaxAgeMs != 0 },
+		// 0 is "no age limit" in the settings, not "unset".
+		get: func(s *pb.Settings, _ string) (string, bool) { return msText(s.EventMaxAgeMs), true },
 		set: func(s *pb.Settings, _, v string) error {
 			return setDuration(&s.EventMaxAgeMs, v, time.Minute, 87600*time.Hour, true)
 		},
@@ -155,9 +156,8 @@ var Keys = []*Key{
 	{
 		Name: "slot_retention", Type: "duration", Default: config.DefaultSlotRetention.String(), Applies: AppliesLive, YAML: "slot_retention",
 		Doc: "a standby's slot inactive this long is dropped and the standby re-clones when it returns (0s: never by time)",
-		get: func(s *pb.Settings, _ string) (string, bool) {
-			return msText(s.SlotRetentionMs), s.SlotRetentionMs != 0
-		},
+		// 0 is "never by time" in the settings, not "unset".
+		get: func(s *pb.Settings, _ string) (string, bool) { return msText(s.SlotRetentionMs), true },
 		set: func(s *pb.Settings, _, v string) error {
 			return setDuration(&s.SlotRetentionMs, v, 5*time.Second, 30*24*time.Hour, true)
 		},
