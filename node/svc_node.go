@@ -43,7 +43,7 @@ func (n *Node) status() *pb.StatusResponse {
 		resp.Role = me.Role
 	}
 	resp.ConfigDrift = clusterconf.Drift(n.cfg, n.fileKeys, st.GetSettings())
-	if len(n.cfg.Postgres.Parameters) > 0 {
+	if n.cfg.Postgres != nil && len(n.cfg.Postgres.Parameters) > 0 {
 		resp.LocalParameters = maps.Clone(n.cfg.Postgres.Parameters)
 	}
 	if n.tls != nil {
