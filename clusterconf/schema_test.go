@@ -1,6 +1,8 @@
 package clusterconf
 
 import (
+	"os"
+	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -181,5 +183,28 @@ func TestDrift(t *testing.T) {
 	}
 	if got := Drift(c, nil, s); len(got) != 0 {
 		t.Errorf("a key the file does not give drifted: %v", got)
+	}
+}
+
+// TestREADMEListsEveryKey: the README's cluster key reference names every
+// row of the table (adding a key means documenting it).
+func TestREADMEListsEveryKey(t *testing.T) {
+	b, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(b), "### Cluster keys")
+	if !ok {
+		t.Fatal("README.md has no \"### Cluster keys\" section")
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
+	for _, k := range Keys {
+		name := k.Name
+		if k.Family() {
+			name += "NAME"
+		}
+		if !strings.Contains(section, "| `"+name+"` |") {
+			t.Errorf("README.md's cluster keys do not list %s", name)
+		}
 	}
 }
