@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -187,8 +189,29 @@ func TestClusterConfig(t *testing.T) {
 		t.Errorf("work_mem %q after the refusals, want 8MB", got)
 	}
 
-	// 5. config history: both changes, newest first.
-	out, errOut, code := c.cli("config", "history", "--json", "--addr", addr)
+	// 5. config edit: the same file through $EDITOR, applied at the version
+	// it was read at.
+	script := filepath.Join(t.TempDir(), "ed.sh")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\nsed -i 's/\"8MB\"/\"16MB\"/' \"$1\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code := c.runCLIEnv([]string{"EDITOR=" + script, "VISUAL="}, "config", "edit", "--yes", "--addr", addr)
+	if code != 0 || !strings.Contains(out, `postgresql.parameters.work_mem "8MB" → "16MB"`) {
+		t.Fatalf("config edit exited %d:\n%s%s", code, out, errOut)
+	}
+	eventually(t, 15*time.Second, "work_mem=16MB on every node after config edit", func() string {
+		var missing []string
+		for _, n := range data {
+			if got := showSetting(n, "work_mem"); got != "16MB" {
+				missing = append(missing, n+": "+got)
+			}
+		}
+		return strings.Join(missing, "; ")
+	})
+	after = show()
+
+	// 6. config history: the three changes, newest first.
+	out, errOut, code = c.cli("config", "history", "--json", "--addr", addr)
 	if code != 0 {
 		t.Fatalf("config history: %s", errOut)
 	}
@@ -201,7 +224,8 @@ func TestClusterConfig(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &hist); err != nil {
 		t.Fatalf("config history --json: %v: %s", err, out)
 	}
-	if len(hist) != 2 || hist[0].Version != after.Version || hist[0].Changes[0].Key != "postgresql.parameters.max_connections" || hist[1].Changes[0].Key != "postgresql.parameters.work_mem" {
+	if len(hist) != 3 || hist[0].Version != after.Version || hist[0].Changes[0].Key != "postgresql.parameters.work_mem" ||
+		hist[1].Changes[0].Key != "postgresql.parameters.max_connections" || hist[2].Changes[0].Key != "postgresql.parameters.work_mem" {
 		t.Errorf("config history: %s", out)
 	}
 }

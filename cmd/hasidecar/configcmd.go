@@ -1,15 +1,20 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"maps"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/hasidecar/hasidecar/clusterconf"
 	pb "github.com/hasidecar/hasidecar/proto/hasidecar/v1"
@@ -18,9 +23,9 @@ import (
 func newConfigCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "config",
-		Short: "The runtime cluster configuration: show, set, history",
+		Short: "The runtime cluster configuration: show, set, edit, history",
 	}
-	cmd.AddCommand(newConfigShowCmd(), newConfigSetCmd(), newConfigHistoryCmd())
+	cmd.AddCommand(newConfigShowCmd(), newConfigSetCmd(), newConfigEditCmd(), newConfigHistoryCmd())
 	return cmd
 }
 
@@ -316,4 +321,146 @@ func deref(s *string) string {
 		return ""
 	}
 	return *s
+}
+
+func newConfigEditCmd() *cobra.Command {
+	var t target
+	var yes bool
+	cmd := &cobra.Command{
+		Use:   "edit [--yes]",
+		Short: "Edit the cluster configuration as YAML in $EDITOR: validated, the diff shown, applied once confirmed",
+		Long: "Opens the cluster configuration in $VISUAL or $EDITOR (default vi). On save it is validated\n" +
+			"(and Postgres settings checked with the primary), the diff is shown and, once confirmed, applied\n" +
+			"at the version it was read at: a change made meanwhile by someone else is refused, not overwritten.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var cur *pb.Settings
+			if err := t.do(cmd, func(ctx context.Context, c *client) error {
+				resp, err := c.config.Show(ctx, &pb.ConfigShowRequest{})
+				cur = resp.GetSettings()
+				return err
+			}); err != nil {
+				return err
+			}
+			edited, err := editText(renderEditable(cur))
+			if err != nil {
+				return err
+			}
+			vals, err := parseEditable(edited)
+			if err != nil {
+				return fmt.Errorf("%v; nothing changed", err)
+			}
+			changes := clusterconf.Changes(cur, vals)
+			out := cmd.OutOrStdout()
+			if len(changes) == 0 {
+				fmt.Fprintf(out, "nothing changed (version %d)\n", cur.GetConfigVersion())
+				return nil
+			}
+			req := &pb.ConfigSetRequest{Version: cur.GetConfigVersion(), Changes: changes, DryRun: true}
+			return t.do(cmd, func(ctx context.Context, c *client) error {
+				dry, err := c.config.Set(ctx, req)
+				if err != nil {
+					return err
+				}
+				renderConfigSet(out, dry, true)
+				if len(dry.Diff) == 0 {
+					return nil
+				}
+				if !yes && !confirm(cmd.InOrStdin(), out, "apply? [y/N] ") {
+					fmt.Fprintln(out, "nothing changed")
+					return nil
+				}
+				req.DryRun = false
+				res, err := c.config.Set(ctx, req)
+				if err != nil {
+					return err
+				}
+				renderConfigSet(out, res, false)
+				return nil
+			})
+		},
+	}
+	t.flags(cmd, false)
+	cmd.Flags().BoolVar(&yes, "yes", false, "apply without asking")
+	return cmd
+}
+
+// renderEditable is the configuration as `config edit` shows it: one
+// "key: value" line per key in table order, every value double-quoted.
+func renderEditable(s *pb.Settings) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# hasidecar cluster configuration, version %d (hasidecar config show lists the keys).\n", s.GetConfigVersion())
+	b.WriteString("# Edit values and save; add a postgresql.parameters.NAME line to set a Postgres setting,\n")
+	b.WriteString("# remove one to unset it. An empty file changes nothing.\n")
+	for _, e := range clusterconf.Entries(s) {
+		fmt.Fprintf(&b, "%s: %s\n", e.Key, strconv.Quote(e.Value))
+	}
+	return b.String()
+}
+
+// parseEditable reads the edited file: a mapping of key to scalar value.
+// An empty file is refused (it would unset every parameter).
+func parseEditable(text string) (map[string]string, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal([]byte(text), &doc); err != nil {
+		return nil, fmt.Errorf("the edited configuration is not YAML: %v", err)
+	}
+	if len(doc.Content) == 0 {
+		return nil, fmt.Errorf("the edited configuration is empty")
+	}
+	root := doc.Content[0]
+	if root.Kind != yaml.MappingNode {
+		return nil, fmt.Errorf("line %d: the edited configuration must be KEY: VALUE lines", root.Line)
+	}
+	out := map[string]string{}
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		k, v := root.Content[i], root.Content[i+1]
+		if v.Kind != yaml.ScalarNode {
+			return nil, fmt.Errorf("line %d: %s: give the value on one line, quoted", v.Line, k.Value)
+		}
+		if _, dup := out[k.Value]; dup {
+			return nil, fmt.Errorf("line %d: %s given twice; keep one", k.Line, k.Value)
+		}
+		out[k.Value] = v.Value
+	}
+	return out, nil
+}
+
+// editText opens text in $VISUAL or $EDITOR (default vi) and returns what
+// was saved.
+func editText(text string) (string, error) {
+	editor := os.Getenv("VISUAL")
+	if editor == "" {
+		editor = os.Getenv("EDITOR")
+	}
+	if editor == "" {
+		editor = "vi"
+	}
+	dir, err := os.MkdirTemp("", "hasidecar-config-")
+	if err != nil {
+		return "", fmt.Errorf("a file to edit: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, "cluster.yaml")
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		return "", fmt.Errorf("a file to edit: %w", err)
+	}
+	cmd := exec.Command("sh", "-c", editor+` "$1"`, "sh", path)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("the editor %q: %v; nothing changed", editor, err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("reading the edited file: %w", err)
+	}
+	return string(b), nil
+}
+
+// confirm asks on out and reads one answer from in: true for y or yes.
+func confirm(in io.Reader, out io.Writer, prompt string) bool {
+	fmt.Fprint(out, prompt)
+	line, _ := bufio.NewReader(in).ReadString('\n')
+	a := strings.ToLower(strings.TrimSpace(line))
+	return a == "y" || a == "yes"
 }

@@ -3,6 +3,11 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/hasidecar/hasidecar/clusterconf"
@@ -104,5 +109,61 @@ func TestParseConfigChanges(t *testing.T) {
 	got, _ := parseConfigChanges([]string{"a=b=c"}, []string{"timing.lease"})
 	if got[0].Key != "a" || got[0].Value != "b=c" || !got[1].Unset || got[1].Key != "timing.lease" {
 		t.Errorf("parsed %v", got)
+	}
+}
+
+// TestConfigEditPieces: what `config edit` shows reads back as the same
+// values (saving unchanged changes nothing); an edit through $EDITOR
+// becomes exactly the changes made; bad files are refused.
+func TestConfigEditPieces(t *testing.T) {
+	s := configFixture().Settings
+	text := renderEditable(s)
+	golden(t, "config_edit.golden", []byte(text))
+	vals, err := parseEditable(text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ch := clusterconf.Changes(s, vals); len(ch) != 0 {
+		t.Fatalf("an unchanged file gives changes: %v", ch)
+	}
+
+	// An editor that raises work_mem, removes max_connections, adds a GUC.
+	script := filepath.Join(t.TempDir(), "ed.sh")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\nsed -i -e 's/\"8MB\"/\"16MB\"/' -e '/max_connections/d' \"$1\"\necho 'postgresql.parameters.jit: off' >> \"$1\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("VISUAL", "")
+	t.Setenv("EDITOR", script)
+	edited, err := editText(text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vals, err = parseEditable(edited)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range clusterconf.Changes(s, vals) {
+		got = append(got, fmt.Sprintf("%s=%s unset=%t", c.Key, c.Value, c.Unset))
+	}
+	want := []string{"postgresql.parameters.jit=off unset=false", "postgresql.parameters.work_mem=16MB unset=false", "postgresql.parameters.max_connections= unset=true"}
+	if !slices.Equal(got, want) {
+		t.Errorf("changes %q, want %q", got, want)
+	}
+
+	for _, tc := range []struct{ text, want string }{
+		{"", "the edited configuration is empty"},
+		{"- a\n- b\n", "line 1: the edited configuration must be KEY: VALUE lines"},
+		{"failover: auto\nfailover: manual\n", "line 2: failover given twice; keep one"},
+		{"postgresql.hba:\n  - host all all 10.0.0.0/8 trust\n", "line 2: postgresql.hba: give the value on one line, quoted"},
+	} {
+		if _, err := parseEditable(tc.text); err == nil || err.Error() != tc.want {
+			t.Errorf("%q: got %v, want %s", tc.text, err, tc.want)
+		}
+	}
+
+	var out bytes.Buffer
+	if !confirm(strings.NewReader("yes\n"), &out, "apply? ") || confirm(strings.NewReader("\n"), &out, "apply? ") || confirm(strings.NewReader("nope\n"), &out, "apply? ") {
+		t.Error("confirm: only y or yes is a yes")
 	}
 }
