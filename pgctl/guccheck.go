@@ -59,7 +59,7 @@ func (c *Controller) CheckSettings(ctx context.Context, settings map[string]stri
 					return err
 				}
 			} else {
-				reason = CheckSettingValue(name, value, si)
+				reason = checkSettingValue(name, value, si)
 			}
 			if reason != "" {
 				problems = append(problems, SettingProblem{name, reason})
@@ -109,28 +109,20 @@ var (
 
 // gucUnit reads pg_settings.unit ("8kB", "ms", "") as a kind and factor.
 func gucUnit(u string) (table map[string]float64, factor float64) {
-	if u == "" {
-		return nil, 1
-	}
-	mult := 1.0
-	i := strings.IndexFunc(u, func(r rune) bool { return r < '0' || r > '9' })
-	if i > 0 {
-		m, _ := strconv.Atoi(u[:i])
-		mult, u = float64(m), u[i:]
-	}
-	if f, ok := memoryUnits[u]; ok {
+	mult, base := unitParts(u)
+	if f, ok := memoryUnits[base]; ok {
 		return memoryUnits, mult * f
 	}
-	if f, ok := timeUnits[u]; ok {
+	if f, ok := timeUnits[base]; ok {
 		return timeUnits, mult * f
 	}
 	return nil, 1
 }
 
-// CheckSettingValue checks value against a pg_settings row the way
+// checkSettingValue checks value against a pg_settings row the way
 // Postgres parses a configuration file; "" when it would accept it, else
 // Postgres's wording of the refusal.
-func CheckSettingValue(name, value string, si settingInfo) string {
+func checkSettingValue(name, value string, si settingInfo) string {
 	invalid := fmt.Sprintf("invalid value for parameter %q: %q", name, value)
 	switch si.vartype {
 	case "bool":
@@ -172,11 +164,30 @@ func CheckSettingValue(name, value string, si settingInfo) string {
 		lo, err1 := strconv.ParseFloat(si.minVal, 64)
 		hi, err2 := strconv.ParseFloat(si.maxVal, 64)
 		if err1 == nil && err2 == nil && (v < lo || v > hi) {
-			return fmt.Sprintf("%s%s is outside the valid range for parameter %q (%s%s .. %s%s)",
-				strconv.FormatFloat(v, 'f', -1, 64), si.unit, name, si.minVal, si.unit, si.maxVal, si.unit)
+			// In Postgres's words, the range in the unit without its
+			// multiplier ("8kB": 16 .. → 128 kB ..).
+			mult, base := unitParts(si.unit)
+			num := func(x float64) string {
+				if base == "" {
+					return strconv.FormatFloat(x*mult, 'f', -1, 64)
+				}
+				return strconv.FormatFloat(x*mult, 'f', -1, 64) + " " + base
+			}
+			return fmt.Sprintf("%s is outside the valid range for parameter %q (%s .. %s)", strings.TrimSpace(value), name, num(lo), num(hi))
 		}
 	}
 	return ""
+}
+
+// unitParts splits pg_settings.unit ("8kB", "ms", "") into its
+// multiplier and base unit.
+func unitParts(u string) (float64, string) {
+	i := strings.IndexFunc(u, func(r rune) bool { return r < '0' || r > '9' })
+	if i <= 0 {
+		return 1, u
+	}
+	m, _ := strconv.Atoi(u[:i])
+	return float64(m), u[i:]
 }
 
 func unitList(table map[string]float64) string {
