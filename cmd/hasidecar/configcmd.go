@@ -66,7 +66,7 @@ func newConfigSetCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			changes, err := parseConfigChanges(args, unset)
 			if err != nil {
-				return err
+				return usageError("%v", err)
 			}
 			return t.do(cmd, func(ctx context.Context, c *client) error {
 				resp, err := c.config.Set(ctx, &pb.ConfigSetRequest{Changes: changes, DryRun: dryRun})
