@@ -177,6 +177,46 @@ var Keys = []*Key{
 		local: func(c *config.Config) string { return c.FailoverOnStorageFailure.String() },
 	},
 	{
+		Name: "raft.max_voters", Type: "odd integer", Default: fmt.Sprint(config.DefaultMaxVoters), Applies: AppliesLive, YAML: "raft.max_voters",
+		Doc: "at most this many Raft voters; further members are non-voters. A lower cap applies to joins and replacements: voters above it stay until they die or are removed",
+		get: func(s *pb.Settings, _ string) (string, bool) {
+			if s.MaxVoters == 0 {
+				return fmt.Sprint(config.DefaultMaxVoters), false
+			}
+			return fmt.Sprint(s.MaxVoters), true
+		},
+		set: func(s *pb.Settings, _, v string) error {
+			var n int32
+			if _, err := fmt.Sscan(v, &n); err != nil || fmt.Sprint(n) != v {
+				return fmt.Errorf("%q is not a whole number; use an odd number like 3 or 5", v)
+			}
+			switch {
+			case n < 1:
+				return fmt.Errorf("%d is too small; use an odd number of at least 1: 3 or 5 (default %d) tolerate one or two lost voters", n, config.DefaultMaxVoters)
+			case n > 99:
+				return fmt.Errorf("%d is too large; use an odd number up to 99 (every commit waits for a majority of them)", n)
+			case n%2 == 0:
+				return fmt.Errorf("%d is even; use %d or %d: an even number of voters tolerates no more lost voters than one fewer, and needs one more for every commit", n, n-1, n+1)
+			}
+			s.MaxVoters = n
+			return nil
+		},
+		unset: func(s *pb.Settings, _ string) { s.MaxVoters = config.DefaultMaxVoters },
+		local: func(c *config.Config) string { return fmt.Sprint(c.Raft.MaxVoters) },
+	},
+	{
+		Name: "raft.voter_replace_after", Type: "duration", Default: config.DefaultVoterReplaceAfter.String(), Applies: AppliesLive, YAML: "raft.voter_replace_after",
+		Doc: "a voter whose reports have not reached the Raft leader this long is replaced by a healthy, caught-up non-voter",
+		get: func(s *pb.Settings, _ string) (string, bool) {
+			return msText(s.VoterReplaceAfterMs), s.VoterReplaceAfterMs != 0
+		},
+		set: func(s *pb.Settings, _, v string) error {
+			return setDuration(&s.VoterReplaceAfterMs, v, 5*time.Second, 24*time.Hour, false)
+		},
+		unset: func(s *pb.Settings, _ string) { s.VoterReplaceAfterMs = config.DefaultVoterReplaceAfter.D().Milliseconds() },
+		local: func(c *config.Config) string { return c.Raft.VoterReplaceAfter.String() },
+	},
+	{
 		Name: "postgresql.parameters.", Type: "GUC value", Default: "", Applies: AppliesGUC,
 		Doc: "a Postgres setting on every data node (a node's own postgres.parameters win); checked against the primary's pg_settings before commit",
 		get: func(s *pb.Settings, sub string) (string, bool) {

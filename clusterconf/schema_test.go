@@ -37,6 +37,10 @@ func TestApplyRefuses(t *testing.T) {
 		{"size zero", set("maximum_lag_on_failover", "0"), "maximum_lag_on_failover: 0 is too small; use at least 1B (default 16MB)"},
 		{"retention out of range", set("slot_retention", "1s"), "slot_retention: 1s is out of range; use 5s to 720h (or 0s for off)"},
 		{"storage failure out of range", set("failover_on_storage_failure", "1s"), "failover_on_storage_failure: 1s is out of range; use 5s to 24h (or 0s for off)"},
+		{"voters even", set("raft.max_voters", "4"), "raft.max_voters: 4 is even; use 3 or 5: an even number of voters tolerates no more lost voters than one fewer, and needs one more for every commit"},
+		{"voters zero", set("raft.max_voters", "0"), "raft.max_voters: 0 is too small; use an odd number of at least 1: 3 or 5 (default 5) tolerate one or two lost voters"},
+		{"voters not a number", set("raft.max_voters", "five"), `raft.max_voters: "five" is not a whole number; use an odd number like 3 or 5`},
+		{"voter replacement too quick", set("raft.voter_replace_after", "1s"), "raft.voter_replace_after: 1s is out of range; use 5s to 24h"},
 		{"managed GUC", set("postgresql.parameters.primary_conninfo", "host=x"), "postgresql.parameters.primary_conninfo: managed by hasidecar; remove it"},
 		{"managed GUC with a node key instead", set("postgresql.parameters.port", "5433"), "postgresql.parameters.port: set postgres.port instead"},
 		{"managed GUC: synchronous names", set("postgresql.parameters.synchronous_standby_names", "*"), "postgresql.parameters.synchronous_standby_names: managed by hasidecar (set synchronous: true for synchronous replication); remove it"},
@@ -98,6 +102,8 @@ func TestApplyAccepts(t *testing.T) {
 		{"retention off", set("slot_retention", "0s"), func(s *pb.Settings) bool { return s.SlotRetentionMs == 0 }, nil},
 		{"hba", set("postgresql.hba", `["host all app 10.0.0.0/24 scram-sha-256", "local all app peer"]`),
 			func(s *pb.Settings) bool { return len(s.PostgresHba) == 2 }, nil},
+		{"voters", set("raft.max_voters", "3"), func(s *pb.Settings) bool { return s.MaxVoters == 3 }, []string{`raft.max_voters "5" → "3"`}},
+		{"voter replacement", set("raft.voter_replace_after", "1m"), func(s *pb.Settings) bool { return s.VoterReplaceAfterMs == 60000 }, []string{`raft.voter_replace_after "30s" → "1m"`}},
 		{"size", set("maximum_lag_on_failover", "1GB"), func(s *pb.Settings) bool { return s.MaximumLagOnFailover == 1<<30 }, nil},
 	}
 	for _, tc := range tests {
