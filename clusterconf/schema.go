@@ -213,7 +213,9 @@ var Keys = []*Key{
 		set: func(s *pb.Settings, _, v string) error {
 			return setDuration(&s.VoterReplaceAfterMs, v, 5*time.Second, 24*time.Hour, false)
 		},
-		unset: func(s *pb.Settings, _ string) { s.VoterReplaceAfterMs = config.DefaultVoterReplaceAfter.D().Milliseconds() },
+		unset: func(s *pb.Settings, _ string) {
+			s.VoterReplaceAfterMs = config.DefaultVoterReplaceAfter.D().Milliseconds()
+		},
 		local: func(c *config.Config) string { return c.Raft.VoterReplaceAfter.String() },
 	},
 	{
