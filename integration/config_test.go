@@ -208,9 +208,18 @@ func TestClusterConfig(t *testing.T) {
 		}
 		return strings.Join(missing, "; ")
 	})
-	after = show()
 
-	// 6. config history: the three changes, newest first.
+	// 6. Removing max_connections again also needs a restart: said so.
+	out = set("--unset", "postgresql.parameters.max_connections")
+	if !strings.Contains(out, `postgresql.parameters.max_connections "150" → unset`) || !strings.Contains(out, "takes effect only after a restart of each data node: max_connections") {
+		t.Fatalf("config set --unset max_connections printed:\n%s", out)
+	}
+	after = show()
+	if _, ok := after.value("postgresql.parameters.max_connections"); ok {
+		t.Errorf("max_connections still listed after --unset")
+	}
+
+	// 7. config history: the four changes, newest first.
 	out, errOut, code = c.cli("config", "history", "--json", "--addr", addr)
 	if code != 0 {
 		t.Fatalf("config history: %s", errOut)
@@ -224,8 +233,11 @@ func TestClusterConfig(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &hist); err != nil {
 		t.Fatalf("config history --json: %v: %s", err, out)
 	}
-	if len(hist) != 3 || hist[0].Version != after.Version || hist[0].Changes[0].Key != "postgresql.parameters.work_mem" ||
-		hist[1].Changes[0].Key != "postgresql.parameters.max_connections" || hist[2].Changes[0].Key != "postgresql.parameters.work_mem" {
+	var keys []string
+	for _, h := range hist {
+		keys = append(keys, h.Changes[0].Key)
+	}
+	if want := []string{"postgresql.parameters.max_connections", "postgresql.parameters.work_mem", "postgresql.parameters.max_connections", "postgresql.parameters.work_mem"}; !slices.Equal(keys, want) || hist[0].Version != after.Version {
 		t.Errorf("config history: %s", out)
 	}
 }

@@ -115,13 +115,18 @@ func (s *configService) Set(ctx context.Context, req *pb.ConfigSetRequest) (*pb.
 		return resp, nil
 	}
 	params := map[string]string{}
+	var unset []string
 	for _, d := range diffs {
-		if name, ok := strings.CutPrefix(d.Key, clusterconf.ParamPrefix); ok && d.Has {
-			params[name] = d.New
+		if name, ok := strings.CutPrefix(d.Key, clusterconf.ParamPrefix); ok {
+			if d.Has {
+				params[name] = d.New
+			} else {
+				unset = append(unset, name)
+			}
 		}
 	}
-	if len(params) > 0 {
-		check, err := n.checkParameters(ctx, params)
+	if len(params) > 0 || len(unset) > 0 {
+		check, err := n.checkParameters(ctx, params, unset)
 		if err != nil {
 			return nil, err
 		}
@@ -152,14 +157,14 @@ func (s *configService) Set(ctx context.Context, req *pb.ConfigSetRequest) (*pb.
 // sidecar (PeerService.CheckParameters). Without a running primary the
 // change is refused: an unchecked value could stop every Postgres at its
 // next start.
-func (n *Node) checkParameters(ctx context.Context, params map[string]string) (*pb.CheckParametersResponse, error) {
+func (n *Node) checkParameters(ctx context.Context, params map[string]string, unset []string) (*pb.CheckParametersResponse, error) {
 	st := n.fsm.State()
 	p := fsm.Primary(st)
 	if p == nil {
 		return nil, refuse("the cluster has no primary to check the Postgres settings with; nothing changed, try again when it has one")
 	}
 	if p.Id == n.ID() {
-		return n.checkParametersLocal(ctx, params)
+		return n.checkParametersLocal(ctx, params, unset)
 	}
 	conn, err := n.peers.get(p.GrpcAddress)
 	if err != nil {
@@ -167,20 +172,28 @@ func (n *Node) checkParameters(ctx context.Context, params map[string]string) (*
 	}
 	cctx, cancel := context.WithTimeout(ctx, peerTimeout)
 	defer cancel()
-	resp, err := pb.NewPeerServiceClient(conn).CheckParameters(cctx, &pb.CheckParametersRequest{Parameters: params})
+	resp, err := pb.NewPeerServiceClient(conn).CheckParameters(cctx, &pb.CheckParametersRequest{Parameters: params, Unset: unset})
 	if err != nil {
 		return nil, refuse("checking the Postgres settings with the primary %q: %s; nothing changed", p.Name, status.Convert(err).Message())
 	}
 	return resp, nil
 }
 
-func (n *Node) checkParametersLocal(ctx context.Context, params map[string]string) (*pb.CheckParametersResponse, error) {
+func (n *Node) checkParametersLocal(ctx context.Context, params map[string]string, unset []string) (*pb.CheckParametersResponse, error) {
 	if n.pgc == nil {
 		return nil, status.Error(codes.Unavailable, n.cfg.Name+" has no Postgres")
 	}
 	problems, restart, err := n.pgc.CheckSettings(ctx, params)
 	if err != nil {
 		return nil, status.Error(codes.Unavailable, err.Error())
+	}
+	if len(unset) > 0 {
+		more, err := n.pgc.RestartSettings(ctx, unset)
+		if err != nil {
+			return nil, status.Error(codes.Unavailable, err.Error())
+		}
+		restart = append(restart, more...)
+		slices.Sort(restart)
 	}
 	return checkResponse(problems, restart), nil
 }
@@ -200,7 +213,7 @@ func (s *peerService) CheckParameters(ctx context.Context, req *pb.CheckParamete
 	if n.pgc == nil || me == nil || me.Role != pb.NodeRole_NODE_ROLE_PRIMARY {
 		return nil, status.Error(codes.Unavailable, n.cfg.Name+" is not the primary")
 	}
-	return n.checkParametersLocal(ctx, maps.Clone(req.Parameters))
+	return n.checkParametersLocal(ctx, maps.Clone(req.Parameters), slices.Clone(req.Unset))
 }
 
 // History lists the config_changed events the events table holds.

@@ -77,6 +77,19 @@ func (c *Controller) CheckSettings(ctx context.Context, settings map[string]stri
 	return problems, restart, nil
 }
 
+// RestartSettings lists which of names take effect only after a restart
+// (pg_settings context postmaster), sorted; unknown names are left out.
+func (c *Controller) RestartSettings(ctx context.Context, names []string) ([]string, error) {
+	var out []string
+	err := c.withConn(ctx, true, func(conn *pgx.Conn) error {
+		return conn.QueryRow(ctx, `SELECT coalesce(array_agg(name::text ORDER BY name), '{}') FROM pg_settings WHERE name = ANY($1) AND context = 'postmaster'`, names).Scan(&out)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("asking pg_settings which settings need a restart: %w", err)
+	}
+	return out, nil
+}
+
 // trySetConfig sets name in a transaction it rolls back: "" when Postgres
 // accepts value, else its message (and hint).
 func trySetConfig(ctx context.Context, conn *pgx.Conn, name, value string) (string, error) {

@@ -3453,8 +3453,11 @@ func (x *ConfigHistoryResponse) GetEvents() []*Event {
 // PeerService.CheckParameters: the leader asks the primary's sidecar
 // whether Postgres accepts these GUC values (pgctl.CheckSettings).
 type CheckParametersRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Parameters    map[string]string      `protobuf:"bytes,1,rep,name=parameters,proto3" json:"parameters,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Parameters map[string]string      `protobuf:"bytes,1,rep,name=parameters,proto3" json:"parameters,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Settings being removed (back to Postgres's default): only whether a
+	// change of them needs a restart is asked.
+	Unset         []string `protobuf:"bytes,2,rep,name=unset,proto3" json:"unset,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3492,6 +3495,13 @@ func (*CheckParametersRequest) Descriptor() ([]byte, []int) {
 func (x *CheckParametersRequest) GetParameters() map[string]string {
 	if x != nil {
 		return x.Parameters
+	}
+	return nil
+}
+
+func (x *CheckParametersRequest) GetUnset() []string {
+	if x != nil {
+		return x.Unset
 	}
 	return nil
 }
@@ -3887,11 +3897,12 @@ const file_hasidecar_v1_api_proto_rawDesc = "" +
 	"\x14ConfigHistoryRequest\x12\x14\n" +
 	"\x05limit\x18\x01 \x01(\x05R\x05limit\"D\n" +
 	"\x15ConfigHistoryResponse\x12+\n" +
-	"\x06events\x18\x01 \x03(\v2\x13.hasidecar.v1.EventR\x06events\"\xad\x01\n" +
+	"\x06events\x18\x01 \x03(\v2\x13.hasidecar.v1.EventR\x06events\"\xc3\x01\n" +
 	"\x16CheckParametersRequest\x12T\n" +
 	"\n" +
 	"parameters\x18\x01 \x03(\v24.hasidecar.v1.CheckParametersRequest.ParametersEntryR\n" +
-	"parameters\x1a=\n" +
+	"parameters\x12\x14\n" +
+	"\x05unset\x18\x02 \x03(\tR\x05unset\x1a=\n" +
 	"\x0fParametersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"o\n" +
