@@ -7,7 +7,7 @@ BIN      := bin/hasidecar
 VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X github.com/hasidecar/hasidecar/node.Version=$(VERSION)
 # Packages whose tests start no external process run under the race detector.
-RACE_PKGS := ./fsm/... ./config/... ./node/... ./cmd/... ./internal/...
+RACE_PKGS := ./fsm/... ./clusterconf/... ./config/... ./node/... ./cmd/... ./internal/...
 LAB_DIR  ?= lab
 
 .PHONY: all build test test-unit test-integration sim chaos lint proto demo demo-down bench-failover bench-switchover bench-gate clean
@@ -47,6 +47,7 @@ test-unit:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./fsm/
 	$(GO) test -run '^$$' -fuzz '^FuzzRestore$$' -fuzztime $(FUZZTIME) ./fsm/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./internal/history/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseDetails$$' -fuzztime $(FUZZTIME) ./clusterconf/
 
 test-integration:
 	$(GO) test -count=1 -timeout 40m -v ./integration/... 2>&1 | tee integration.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go' ; test $${PIPESTATUS[0]} -eq 0

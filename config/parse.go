@@ -720,3 +720,21 @@ func sectionType(prefix string) reflect.Type {
 	}
 	return t
 }
+
+// GivenKeys lists the dotted key paths a config file gives with a value
+// ("timing.lease", "synchronous"), so that a check of cluster-wide keys
+// against the replicated configuration names only what the file says, not
+// the defaults. A file that does not parse gives none.
+func GivenKeys(data []byte) map[string]bool {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil || doc.Kind != yaml.DocumentNode || len(doc.Content) != 1 {
+		return map[string]bool{}
+	}
+	root := deref(doc.Content[0])
+	if root == nil || root.Kind != yaml.MappingNode {
+		return map[string]bool{}
+	}
+	ck := newChecker()
+	ck.mapping(root, configType, "")
+	return ck.present
+}

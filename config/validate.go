@@ -31,13 +31,20 @@ var validTags = []string{"nofailover", "noloadbalance", "nosync"}
 // Binaries postgres.bin_dir must hold.
 var requiredBinaries = []string{"postgres", "pg_ctl", "initdb", "pg_basebackup", "pg_rewind", "pg_controldata"}
 
-// managedParameters are postgresql.conf settings the sidecar writes itself;
-// the value says what to do instead of setting them under parameters.
-var managedParameters = map[string]string{
+// ManagedParameters are the postgresql.conf settings hasidecar writes
+// itself, each with what to do instead: the one list of them. A node's
+// postgres.parameters and the cluster's postgresql.parameters (clusterconf)
+// may not name them, and the keeper drops them from both before writing
+// its managed file. The other settings pgctl.ManagedSettings writes
+// (log_line_prefix, max_wal_senders, ...) are defaults a parameter may
+// override.
+var ManagedParameters = map[string]string{
 	"port":                      "set postgres.port instead",
 	"listen_addresses":          "set postgres.listen_addresses instead",
 	"unix_socket_directories":   "set postgres.socket_dir instead",
 	"wal_keep_size":             "set postgres.wal_keep_size instead",
+	"max_slot_wal_keep_size":    "set postgres.max_slot_wal_keep_size instead",
+	"cluster_name":              "managed by hasidecar (each node's name); remove it",
 	"hba_file":                  "managed by hasidecar (add lines with postgres.hba); remove it",
 	"ident_file":                "managed by hasidecar; remove it",
 	"config_file":               "managed by hasidecar; remove it",
@@ -47,6 +54,7 @@ var managedParameters = map[string]string{
 	"wal_level":                 "managed by hasidecar; remove it",
 	"hot_standby":               "managed by hasidecar; remove it",
 	"wal_log_hints":             "managed by hasidecar (pg_rewind needs it); remove it",
+	"recovery_target_timeline":  "managed by hasidecar (a standby follows the latest timeline); remove it",
 	"synchronous_standby_names": "managed by hasidecar (set synchronous: true for synchronous replication); remove it",
 }
 
@@ -559,8 +567,8 @@ func (v *validator) postgres(p *PostgresConfig, stateDirOK bool) {
 	for _, name := range sortedKeys(p.Parameters) {
 		key := "postgres.parameters." + name
 		switch {
-		case managedParameters[name] != "":
-			v.add(key, "%s", managedParameters[name])
+		case ManagedParameters[name] != "":
+			v.add(key, "%s", ManagedParameters[name])
 		case !paramNameRE.MatchString(name):
 			v.add(key, "not a Postgres parameter name; write it in lowercase letters, digits, '_' and '.', like shared_buffers")
 		case strings.ContainsAny(p.Parameters[name], "\n\r\x00"):

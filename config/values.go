@@ -172,3 +172,13 @@ func ParseByteSize(s string) (uint64, error) {
 	}
 	return v, nil
 }
+
+// ParseDuration reads a duration as the config does ("4s", "500ms", "7d",
+// "0"): for values outside a config file, such as `config set`.
+func ParseDuration(s string) (time.Duration, error) {
+	v, msg := parseDuration(s)
+	if msg != "" {
+		return 0, errors.New(msg)
+	}
+	return v, nil
+}

@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/hasidecar/hasidecar/clusterconf"
 	pb "github.com/hasidecar/hasidecar/proto/hasidecar/v1"
 )
 
@@ -562,8 +563,30 @@ func (a *applier) setSettings(c *pb.SetSettings) error {
 		changes = append(changes, fmt.Sprintf("storage_failure_failover_ms=%d", *c.StorageFailureFailoverMs))
 	}
 	if len(changes) > 0 {
+		s.ConfigVersion++
 		a.event(0, EventSettings, true, strings.Join(changes, " "))
 	}
+	return nil
+}
+
+// setConfig: compare-and-set on the configuration version, every change
+// validated by the key table (clusterconf.Apply), one event listing them.
+// A command that changes no value is accepted and changes nothing.
+func (a *applier) setConfig(c *pb.SetConfig) error {
+	cur := a.st.Settings
+	if c.Version != cur.GetConfigVersion() {
+		return errorf(CodeConflict, "the configuration is at version %d, not %d: it changed since it was read; read it again and redo the change", cur.GetConfigVersion(), c.Version)
+	}
+	next, diffs, err := clusterconf.Apply(cur, c.Changes)
+	if err != nil {
+		return errorf(CodeInvalidCommand, "%v", err)
+	}
+	if len(diffs) == 0 {
+		return nil
+	}
+	next.ConfigVersion++
+	a.st.Settings = next
+	a.event(0, EventConfigChanged, true, clusterconf.Details(next.ConfigVersion, diffs))
 	return nil
 }
 

@@ -40,6 +40,8 @@ func TestCheckForwarded(t *testing.T) {
 		{"promote", st, "pg2", &pb.Command{Cmd: &pb.Command_Promote{Promote: &pb.Promote{NodeId: 2, Term: 2}}}, "Promote from \"pg2\": only the Raft leader proposes it"},
 		{"voter change", st, "pg2", &pb.Command{Cmd: &pb.Command_SetVoter{SetVoter: &pb.SetVoter{NodeId: 2, Voter: true}}}, "SetVoter from \"pg2\": only the Raft leader proposes it"},
 		{"pause", st, "pg2", &pb.Command{Cmd: &pb.Command_SetSettings{SetSettings: &pb.SetSettings{}}}, "SetSettings from \"pg2\": only the Raft leader"},
+		// Configuration changes are the operator's, on the leader (ConfigService.Set): even the primary may not forward one.
+		{"config change", st, "pg1", setConfig(0, "postgresql.parameters.work_mem", "8MB"), "SetConfig from \"pg1\": only the Raft leader proposes it"},
 		{"remove", st, "pg2", &pb.Command{Cmd: &pb.Command_RemoveNode{RemoveNode: &pb.RemoveNode{NodeId: 1}}}, "RemoveNode"},
 		{"init", st, "pg2", &pb.Command{Cmd: &pb.Command_InitCluster{InitCluster: &pb.InitCluster{}}}, "InitCluster"},
 		{"begin switchover", st, "pg1", &pb.Command{Cmd: &pb.Command_BeginSwitchover{BeginSwitchover: &pb.BeginSwitchover{}}}, "BeginSwitchover"},

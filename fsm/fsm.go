@@ -51,11 +51,15 @@ const (
 	EventClusterPause    = "cluster_pause"
 	EventClusterUnpause  = "cluster_unpause"
 	EventSettings        = "cluster_settings"
-	EventNodeActive      = "node_active"
-	EventNodeInactive    = "node_inactive"
-	EventSyncStandbys    = "sync_standbys"
-	EventDiskFull        = "disk_full" // free space below postgres.disk_full_threshold, or a write failed for lack of space
-	EventDiskOK          = "disk_ok"   // the disk_full condition ended
+	// EventConfigChanged: a SetConfig changed the runtime cluster
+	// configuration; details are clusterconf.Details (the new version and
+	// each key's old → new value).
+	EventConfigChanged = "config_changed"
+	EventNodeActive    = "node_active"
+	EventNodeInactive  = "node_inactive"
+	EventSyncStandbys  = "sync_standbys"
+	EventDiskFull      = "disk_full" // free space below postgres.disk_full_threshold, or a write failed for lack of space
+	EventDiskOK        = "disk_ok"   // the disk_full condition ended
 	// EventStorageFailure: the primary's disk stayed full for
 	// failover_on_storage_failure: it fenced itself and released its lease
 	// (ok), or stayed primary for want of a healthy standby (not ok).
@@ -253,6 +257,8 @@ func (a *applier) dispatch(cmd *pb.Command) (uint32, error) {
 		return 0, a.setVoter(c.SetVoter)
 	case *pb.Command_SetMaintenance:
 		return 0, a.setMaintenance(c.SetMaintenance)
+	case *pb.Command_SetConfig:
+		return 0, a.setConfig(c.SetConfig)
 	default:
 		return 0, errorf(CodeInvalidCommand, "unknown command %T", cmd.Cmd)
 	}

@@ -34,7 +34,7 @@ func genCommand(t *rapid.T, st *pb.ClusterState, at int64) *pb.Command {
 		serial--
 	}
 	cmd := &pb.Command{AtUnixMs: at}
-	switch rapid.IntRange(0, 15).Draw(t, "kind") {
+	switch rapid.IntRange(0, 16).Draw(t, "kind") {
 	case 0:
 		name := rapid.SampledFrom(names).Draw(t, "name")
 		kind := pb.NodeKind_NODE_KIND_DATA
@@ -104,6 +104,23 @@ func genCommand(t *rapid.T, st *pb.ClusterState, at int64) *pb.Command {
 		cmd.Cmd = &pb.Command_SetSyncStandbys{SetSyncStandbys: &pb.SetSyncStandbys{Term: term, PrimaryId: primary, NodeIds: ids}}
 	case 15:
 		cmd.Cmd = &pb.Command_SetVoter{SetVoter: &pb.SetVoter{NodeId: id, Voter: rapid.Bool().Draw(t, "voter")}}
+	case 16:
+		// Often at the current version, sometimes stale; keys good and bad.
+		version := st.GetSettings().GetConfigVersion()
+		if rapid.IntRange(0, 3).Draw(t, "staleConfig") == 0 {
+			version = rapid.Uint64Range(0, version+1).Draw(t, "configVersion")
+		}
+		c := &pb.SetConfig{Version: version}
+		for i := rapid.IntRange(0, 3).Draw(t, "changes"); i > 0; i-- {
+			kv := rapid.SampledFrom([][2]string{
+				{"postgresql.parameters.work_mem", "8MB"}, {"postgresql.parameters.work_mem", "16MB"},
+				{"postgresql.parameters.primary_conninfo", "x"}, {"timing.lease", "2s"}, {"timing.lease", "0s"},
+				{"events.max_count", "10"}, {"events.max_count", "50"}, {"synchronous", "on"}, {"bogus", "1"},
+				{"postgresql.hba", `["local all all peer"]`},
+			}).Draw(t, "change")
+			c.Changes = append(c.Changes, &pb.ConfigChange{Key: kv[0], Value: kv[1], Unset: rapid.IntRange(0, 5).Draw(t, "unset") == 0})
+		}
+		cmd.Cmd = &pb.Command_SetConfig{SetConfig: c}
 	case 13:
 		cmd.Cmd = &pb.Command_SetNodeActive{SetNodeActive: &pb.SetNodeActive{NodeId: id, Term: term, Active: rapid.Bool().Draw(t, "active")}}
 	}
@@ -154,6 +171,12 @@ func checkInvariants(t fataler, prev, st *pb.ClusterState) {
 	}
 	if st.Term < prev.Term || st.Term > prev.Term+1 {
 		t.Fatalf("term moved from %d to %d", prev.Term, st.Term)
+	}
+	if v, pv := st.GetSettings().GetConfigVersion(), prev.GetSettings().GetConfigVersion(); v != pv && v != pv+1 {
+		t.Fatalf("configuration version moved from %d to %d", pv, v)
+	}
+	if _, ok := st.GetSettings().GetPostgresParameters()["primary_conninfo"]; ok {
+		t.Fatalf("a managed setting in the cluster parameters: %v", st.Settings.PostgresParameters)
 	}
 	if st.Lease.Serial < prev.Lease.Serial {
 		t.Fatalf("lease serial went back from %d to %d", prev.Lease.Serial, st.Lease.Serial)

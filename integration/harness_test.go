@@ -209,7 +209,18 @@ func (c *cluster) cliPlain(args ...string) (string, string, int) {
 	return c.runCLI(false, args...)
 }
 
+// runCLIEnv is cli with extra environment variables (KEY=VALUE).
+func (c *cluster) runCLIEnv(env []string, args ...string) (string, string, int) {
+	c.t.Helper()
+	return c.runCLIWith(true, env, args...)
+}
+
 func (c *cluster) runCLI(operator bool, args ...string) (string, string, int) {
+	c.t.Helper()
+	return c.runCLIWith(operator, nil, args...)
+}
+
+func (c *cluster) runCLIWith(operator bool, env []string, args ...string) (string, string, int) {
 	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
@@ -223,6 +234,7 @@ func (c *cluster) runCLI(operator bool, args ...string) (string, string, int) {
 	if operator {
 		cmd.Env = append(cmd.Env, "HASIDECAR_TLS_DIR="+c.lab.TLSDir())
 	}
+	cmd.Env = append(cmd.Env, env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()

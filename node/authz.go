@@ -47,13 +47,18 @@ var methodAccess = map[string]access{
 	pb.NodeService_Cleanup_FullMethodName: accessOperate,
 	pb.NodeService_Leave_FullMethodName:   accessOperate,
 
-	pb.PeerService_EnsureSlot_FullMethodName: accessPeer,
-	pb.PeerService_Join_FullMethodName:       accessPeer,
-	pb.PeerService_Apply_FullMethodName:      accessPeer,
-	pb.PeerService_Report_FullMethodName:     accessPeer,
-	pb.PeerService_Sample_FullMethodName:     accessPeer,
-	pb.PeerService_LSN_FullMethodName:        accessPeer,
-	pb.PeerService_Ping_FullMethodName:       accessPeer,
+	pb.ConfigService_Show_FullMethodName:    accessRead,
+	pb.ConfigService_History_FullMethodName: accessRead,
+	pb.ConfigService_Set_FullMethodName:     accessOperate,
+
+	pb.PeerService_CheckParameters_FullMethodName: accessPeer,
+	pb.PeerService_EnsureSlot_FullMethodName:      accessPeer,
+	pb.PeerService_Join_FullMethodName:            accessPeer,
+	pb.PeerService_Apply_FullMethodName:           accessPeer,
+	pb.PeerService_Report_FullMethodName:          accessPeer,
+	pb.PeerService_Sample_FullMethodName:          accessPeer,
+	pb.PeerService_LSN_FullMethodName:             accessPeer,
+	pb.PeerService_Ping_FullMethodName:            accessPeer,
 	// Remove is the operator's verb; followers no longer forward it.
 	pb.PeerService_Remove_FullMethodName: accessOperate,
 }

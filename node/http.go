@@ -44,6 +44,7 @@ type metrics struct {
 	// data nodes only
 	dataFree, dataTotal prometheus.Gauge
 	diskFull            prometheus.Gauge
+	pendingRestart      prometheus.Gauge
 	// standbyLag: on the primary, per standby (pg_stat_replication);
 	// replayLag: on a standby, its own lag behind the primary.
 	standbyLagBytes  *prometheus.GaugeVec
@@ -86,6 +87,8 @@ func newMetrics(n *Node) *metrics {
 		m.replayLagSeconds = prometheus.NewGauge(prometheus.GaugeOpts{Name: "hasidecar_replication_lag_seconds", Help: "On a standby: now minus the commit time of the last replayed transaction, 0 when caught up (0 on the primary).", ConstLabels: labels})
 		m.standbyLagSecs = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "hasidecar_standby_lag_seconds", Help: "On the primary: each standby's replay lag as Postgres measures it (pg_stat_replication.replay_lag; 0 when caught up and idle).", ConstLabels: labels}, []string{"standby"})
 		m.slotRetained = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "hasidecar_slot_retained_bytes", Help: "On the primary: WAL each replication slot holds back in pg_wal (current WAL position minus the slot's restart_lsn); slot_retention drops a slot that stays inactive, max_slot_wal_keep_size caps it.", ConstLabels: labels}, []string{"slot"})
+		m.pendingRestart = prometheus.NewGauge(prometheus.GaugeOpts{Name: "hasidecar_postgres_pending_restart", Help: "How many Postgres settings changed in the configuration files take effect only after a restart (pg_settings.pending_restart); 0: none.", ConstLabels: labels})
+		m.reg.MustRegister(m.pendingRestart)
 		m.reg.MustRegister(m.dataFree, m.dataTotal, m.diskFull, m.standbyLagBytes, m.standbyLagSecs, m.slotRetained, m.replayLagBytes, m.replayLagSeconds)
 	}
 	return m
@@ -129,6 +132,9 @@ func (m *metrics) observe(r *pb.NodeReport, primaryFlush uint64) {
 	}
 	if m.diskFull != nil {
 		m.diskFull.Set(b2f(pg.GetDiskFull()))
+	}
+	if m.pendingRestart != nil {
+		m.pendingRestart.Set(float64(len(pg.GetPendingRestart())))
 	}
 	if pg.GetInRecovery() {
 		m.lagBytes.Set(float64(pg.GetReplayLsn()))

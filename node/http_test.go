@@ -13,9 +13,9 @@ import (
 
 func TestMetricsDataDirSpace(t *testing.T) {
 	data := newMetrics(&Node{cfg: &config.Config{Cluster: "c", Name: "n1", Postgres: &config.PostgresConfig{}}})
-	data.observe(&pb.NodeReport{Postgres: &pb.PostgresStatus{FreeBytes: 1000, TotalBytes: 4000, DiskFull: true}}, 0)
+	data.observe(&pb.NodeReport{Postgres: &pb.PostgresStatus{FreeBytes: 1000, TotalBytes: 4000, DiskFull: true, PendingRestart: []string{"max_connections", "shared_buffers"}}}, 0)
 	got := series(t, data.reg)
-	for name, want := range map[string]float64{"hasidecar_data_dir_free_bytes": 1000, "hasidecar_data_dir_total_bytes": 4000, "hasidecar_disk_full": 1} {
+	for name, want := range map[string]float64{"hasidecar_data_dir_free_bytes": 1000, "hasidecar_data_dir_total_bytes": 4000, "hasidecar_disk_full": 1, "hasidecar_postgres_pending_restart": 2} {
 		if v, ok := got[name]; !ok || v != want {
 			t.Errorf("%s = %v (present %v), want %v", name, v, ok, want)
 		}

@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,6 +25,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/hasidecar/hasidecar/clusterconf"
 	"github.com/hasidecar/hasidecar/config"
 	"github.com/hasidecar/hasidecar/fsm"
 	"github.com/hasidecar/hasidecar/internal/clock"
@@ -79,8 +81,18 @@ type Node struct {
 
 	reloadCh chan struct{} // SIGHUP: reload the certificate files
 
+	// fileKeys: the key paths the node's config file gives (SetFileKeys),
+	// for the drift check of cluster-wide keys; nil: none known.
+	fileKeys map[string]bool
+
 	wg sync.WaitGroup
 }
+
+// SetFileKeys records the key paths the node's config file gives
+// (config.GivenKeys), so that `config show` and the start-up warning name
+// the cluster-wide keys whose file value differs from the replicated one.
+// Call it before Run.
+func (n *Node) SetFileKeys(keys map[string]bool) { n.fileKeys = keys }
 
 // New builds a sidecar from a validated config. It opens nothing yet.
 func New(cfg *config.Config, logger hclog.Logger) (*Node, error) {
@@ -494,9 +506,11 @@ func (n *Node) leaderCommitIndex(ctx context.Context) (uint64, error) {
 // registerSelfLoop keeps this node's row in the nodes table in line with its
 // config (addresses, priority, tags...), once there is a leader.
 func (n *Node) registerSelfLoop(ctx context.Context) {
+	warned := ""
 	for {
 		st := n.fsm.State()
 		if st.ClusterName != "" {
+			warned = n.warnDrift(st, warned)
 			want := n.registerCommand()
 			if row := fsm.NodeByName(st, n.cfg.Name); row == nil || !sameRegistration(row, want) {
 				pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -517,6 +531,22 @@ func (n *Node) registerSelfLoop(ctx context.Context) {
 		case <-time.After(2 * time.Second):
 		}
 	}
+}
+
+// warnDrift logs the cluster-wide keys this node's file gives with another
+// value than the replicated configuration (which applies), once per
+// distinct set: at start, and again when either side changes. It returns
+// what it warned about.
+func (n *Node) warnDrift(st *pb.ClusterState, warned string) string {
+	var parts []string
+	for _, d := range clusterconf.Drift(n.cfg, n.fileKeys, st.GetSettings()) {
+		parts = append(parts, fmt.Sprintf("%s: the file says %s, the cluster %s", d.YamlKey, d.Local, d.Cluster))
+	}
+	text := strings.Join(parts, "; ")
+	if text != "" && text != warned {
+		n.logger.Warn("cluster-wide keys in this node's config file differ from the cluster's configuration; the cluster's apply (change them with `hasidecar config set`, or remove them from the file)", "drift", text)
+	}
+	return text
 }
 
 func (n *Node) registerCommand() *pb.RegisterNode {

@@ -26,6 +26,7 @@ func (n *Node) newGRPCServer() *grpc.Server {
 	pb.RegisterClusterServiceServer(s, &clusterService{n: n})
 	pb.RegisterNodeServiceServer(s, &nodeService{n: n})
 	pb.RegisterPeerServiceServer(s, &peerService{n: n})
+	pb.RegisterConfigServiceServer(s, &configService{n: n})
 	return s
 }
 

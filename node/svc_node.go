@@ -2,11 +2,13 @@ package node
 
 import (
 	"context"
+	"maps"
 	"strconv"
 	"time"
 
 	"github.com/hashicorp/raft"
 
+	"github.com/hasidecar/hasidecar/clusterconf"
 	"github.com/hasidecar/hasidecar/pgctl"
 	pb "github.com/hasidecar/hasidecar/proto/hasidecar/v1"
 )
@@ -39,6 +41,10 @@ func (n *Node) status() *pb.StatusResponse {
 	}
 	if me := n.self(); me != nil {
 		resp.Role = me.Role
+	}
+	resp.ConfigDrift = clusterconf.Drift(n.cfg, n.fileKeys, st.GetSettings())
+	if n.cfg.Postgres != nil && len(n.cfg.Postgres.Parameters) > 0 {
+		resp.LocalParameters = maps.Clone(n.cfg.Postgres.Parameters)
 	}
 	if n.tls != nil {
 		resp.TlsCertNotAfterUnix = n.tls.NotAfter().Unix()

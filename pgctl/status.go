@@ -36,6 +36,9 @@ type Status struct {
 	Replication     []ReplicationRow
 	Slots           []SlotStatus // on a primary only
 	PostmasterStart time.Time
+	// PendingRestart: settings changed in the configuration files that
+	// take effect only after a restart (pg_settings.pending_restart).
+	PendingRestart []string
 }
 
 // SlotStatus is a physical replication slot of a primary and the WAL it
@@ -98,6 +101,10 @@ func queryStatus(ctx context.Context, conn *pgx.Conn, st *Status) error {
 		return err
 	}
 	st.SystemIdentifier = uint64(sysid)
+	if err := conn.QueryRow(ctx, `SELECT coalesce(array_agg(name::text ORDER BY name), '{}') FROM pg_settings WHERE pending_restart`).
+		Scan(&st.PendingRestart); err != nil {
+		return err
+	}
 
 	if !st.InRecovery {
 		var cur, flush, walfile string

@@ -46,6 +46,9 @@ func newAgentCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if data, err := os.ReadFile(path); err == nil {
+				n.SetFileKeys(config.GivenKeys(data))
+			}
 			// SIGHUP: read the certificate files again (a renewed certificate).
 			hup := make(chan os.Signal, 1)
 			signal.Notify(hup, syscall.SIGHUP)

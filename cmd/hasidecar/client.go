@@ -70,6 +70,7 @@ type client struct {
 	conn    *grpc.ClientConn
 	cluster pb.ClusterServiceClient
 	node    pb.NodeServiceClient
+	config  pb.ConfigServiceClient
 	timeout time.Duration
 	opts    []grpc.DialOption
 	plain   bool // no TLS
@@ -124,7 +125,7 @@ func (t *target) dial() (*client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sidecar address %s: %w", addr, err)
 	}
-	return &client{addr: addr, conn: conn, cluster: pb.NewClusterServiceClient(conn), node: pb.NewNodeServiceClient(conn), timeout: t.timeout, opts: opts, plain: !tlsCfg.Enabled()}, nil
+	return &client{addr: addr, conn: conn, cluster: pb.NewClusterServiceClient(conn), node: pb.NewNodeServiceClient(conn), config: pb.NewConfigServiceClient(conn), timeout: t.timeout, opts: opts, plain: !tlsCfg.Enabled()}, nil
 }
 
 // redial connects the client to another sidecar (the Raft leader) with the
@@ -136,7 +137,7 @@ func (c *client) redial(addr string) error {
 	}
 	_ = c.conn.Close()
 	c.addr, c.conn = addr, conn
-	c.cluster, c.node = pb.NewClusterServiceClient(conn), pb.NewNodeServiceClient(conn)
+	c.cluster, c.node, c.config = pb.NewClusterServiceClient(conn), pb.NewNodeServiceClient(conn), pb.NewConfigServiceClient(conn)
 	return nil
 }
 

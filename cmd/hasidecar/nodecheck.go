@@ -179,6 +179,11 @@ func nodeChecks(st *pb.StatusResponse, show *pb.ShowResponse, th thresholds) che
 	default:
 		add("role", checkOK, "node is %s", role)
 	}
+	if p := pg.PendingRestart; len(p) > 0 {
+		add("pending_restart", checkWarning, "settings changed that take effect only after a restart of Postgres: %s", strings.Join(p, ", "))
+	} else {
+		add("pending_restart", checkOK, "no setting waits for a restart")
+	}
 	if pg.InRecovery {
 		lag := int64(-1)
 		if me != nil {

@@ -99,8 +99,8 @@ func nodeCheckCases() []checkCase {
 	primary := func(pg *pb.PostgresStatus, show *pb.ShowResponse) func() checkReport {
 		return func() checkReport { return nodeChecks(fxStatus("node1", fxPrimaryRole, pg), show, th) }
 	}
-	standbyOK := []string{"role=OK", "lag_bytes=OK", "lag_seconds=OK", "upstream=OK", "timeline=OK", "archive_ready=OK"}
-	primaryOK := []string{"role=OK", "downstream=OK", "slots=OK", "slot_retained=OK", "archive_ready=OK"}
+	standbyOK := []string{"role=OK", "pending_restart=OK", "lag_bytes=OK", "lag_seconds=OK", "upstream=OK", "timeline=OK", "archive_ready=OK"}
+	primaryOK := []string{"role=OK", "pending_restart=OK", "downstream=OK", "slots=OK", "slot_retained=OK", "archive_ready=OK"}
 	slots := func(retained ...int64) func(*pb.PostgresStatus) {
 		return func(p *pb.PostgresStatus) {
 			for i, b := range retained {
@@ -173,6 +173,9 @@ func nodeCheckCases() []checkCase {
 			show := fxShow(fxCluster(0), func(s *pb.ShowResponse) { s.Nodes = s.Nodes[1:] })
 			return nodeChecks(fxStatus("node2", fxStandbyRole, fxStandbyPG(2, 0)), show, th)
 		}, wantStatus: "UNKNOWN", wantCode: 3, wantChecks: with(standbyOK, "timeline=UNKNOWN")},
+
+		{name: "pending_restart", rep: standby(fxPG(fxStandbyPG(2, 0), func(p *pb.PostgresStatus) { p.PendingRestart = []string{"max_connections", "shared_buffers"} }), 0),
+			wantStatus: "WARNING", wantCode: 1, wantChecks: with(standbyOK, "pending_restart=WARNING")},
 
 		{name: "role_primary_but_in_recovery", rep: primary(fxStandbyPG(2, 0), fxCluster(0)),
 			wantStatus: "CRITICAL", wantCode: 2, wantChecks: []string{"role=CRITICAL"}},

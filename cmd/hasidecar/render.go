@@ -97,6 +97,15 @@ func renderShow(w io.Writer, r *pb.ShowResponse) {
 	if sw := r.Switchover; sw != nil {
 		fmt.Fprintf(w, "Switchover in flight: node %d -> node %d (began in term %d)\n", sw.FromId, sw.ToId, sw.Term)
 	}
+	var pending []string
+	for _, n := range r.Nodes {
+		if p := n.Postgres.GetPendingRestart(); len(p) > 0 {
+			pending = append(pending, fmt.Sprintf("%s (%s)", n.Name, strings.Join(p, ", ")))
+		}
+	}
+	if len(pending) > 0 {
+		fmt.Fprintf(w, "Pending restart (settings that take effect only after a restart): %s\n", strings.Join(pending, "; "))
+	}
 	if u := r.UnregisteredRaftServers; len(u) > 0 {
 		fmt.Fprintf(w, "WARNING: Raft members with no node row (they count towards the quorum): %s; remove each with `hasidecar node remove --name NAME`\n", strings.Join(u, ", "))
 	}

@@ -107,6 +107,18 @@ func showCases() []showCase {
 			unknown: []string{"node1", "witness"},
 		},
 		{
+			name: "pending_restart",
+			resp: &pb.ShowResponse{Cluster: "main", Term: 3, RaftLeader: "node1", Nodes: []*pb.NodeView{
+				fxWith(fxPrimaryView(1, "node1", 1), func(v *pb.NodeView) {
+					v.Postgres = &pb.PostgresStatus{PendingRestart: []string{"max_connections", "shared_buffers"}}
+				}),
+				fxWith(fxStandbyView(2, "node2", "node1", 1, 0), func(v *pb.NodeView) {
+					v.Postgres = &pb.PostgresStatus{PendingRestart: []string{"max_connections"}}
+				}),
+				fxStandbyView(3, "node3", "node1", 1, 0),
+			}},
+		},
+		{
 			name: "paused_manual",
 			resp: &pb.ShowResponse{Cluster: "main", Term: 4, RaftLeader: "node1", Paused: true, FailoverMode: pb.FailoverMode_FAILOVER_MODE_MANUAL, Nodes: []*pb.NodeView{
 				fxPrimaryView(1, "node1", 2),
@@ -137,7 +149,7 @@ func sortedKeys(m map[string]any) []string {
 
 func TestToShowJSON(t *testing.T) {
 	wantTop := []string{"cluster", "failover_mode", "nodes", "paused", "raft_leader", "synchronous", "term"}
-	wantNode := []string{"conninfo", "id", "kind", "lag_bytes", "location", "name", "priority", "raft_state", "role", "status", "sync", "timeline", "upstream", "voter"}
+	wantNode := []string{"conninfo", "id", "kind", "lag_bytes", "location", "name", "pending_restart", "priority", "raft_state", "role", "status", "sync", "timeline", "upstream", "voter"}
 	for _, tc := range showCases() {
 		t.Run(tc.name, func(t *testing.T) {
 			b, err := json.MarshalIndent(toShowJSON(tc.resp), "", "  ")

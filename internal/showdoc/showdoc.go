@@ -39,6 +39,10 @@ type Node struct {
 	RaftState string  `json:"raft_state"`
 	Voter     bool    `json:"voter"`
 	Sync      bool    `json:"sync"`
+	// PendingRestart: Postgres settings changed in its configuration that
+	// take effect only after a restart (pg_settings.pending_restart); []
+	// when none or unknown.
+	PendingRestart []string `json:"pending_restart"`
 }
 
 // FailoverModeName is the failover_mode field of the document.
@@ -66,6 +70,7 @@ func FromShow(r *pb.ShowResponse) Doc {
 			lag := n.LagBytes
 			j.LagBytes = &lag
 		}
+		j.PendingRestart = append([]string{}, n.Postgres.GetPendingRestart()...)
 		out.Nodes = append(out.Nodes, j)
 	}
 	return out

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hasidecar/hasidecar/config"
 	"github.com/hasidecar/hasidecar/fsm"
 	"github.com/hasidecar/hasidecar/pgctl"
 	pb "github.com/hasidecar/hasidecar/proto/hasidecar/v1"
@@ -86,7 +87,7 @@ func (a *Keeper) claimPrimary(ctx context.Context) error {
 		return errors.New("not registered")
 	}
 	_, err := a.log.Propose(ctx, &pb.Command{Cmd: &pb.Command_RegisterPrimary{RegisterPrimary: &pb.RegisterPrimary{
-		NodeId: me.Id, LeaseMs: a.cfg.Timing.Lease.D().Milliseconds(),
+		NodeId: me.Id, LeaseMs: a.leaseLength(a.log.State()).Milliseconds(),
 	}}}, 0)
 	if err != nil {
 		var fe *fsm.Error
@@ -101,12 +102,22 @@ func (a *Keeper) claimPrimary(ctx context.Context) error {
 	return nil
 }
 
-// managedSettings: what every instance of this cluster runs with.
-func (a *Keeper) managedSettings() map[string]string {
+// managedSettings: what every instance of this cluster runs with. In
+// order, later winning: pgctl's managed settings, the cluster's
+// postgresql.parameters, this node's postgres.parameters, then what the
+// keeper sets itself. Parameters naming a config.ManagedParameters setting
+// are dropped (the leader and the node file's validation refuse them).
+func (a *Keeper) managedSettings() map[string]string { return a.settingsFor(a.log.State()) }
+
+func (a *Keeper) settingsFor(st *pb.ClusterState) map[string]string {
 	pc := a.cfg.Postgres
 	s := pgctl.ManagedSettings(a.pg.Options())
-	for k, v := range pc.Parameters {
-		s[k] = v
+	for _, params := range []map[string]string{st.GetSettings().GetPostgresParameters(), pc.Parameters} {
+		for k, v := range params {
+			if _, managed := config.ManagedParameters[k]; !managed {
+				s[k] = v
+			}
+		}
 	}
 	s["wal_keep_size"] = fmt.Sprintf("%dkB", uint64(pc.WALKeepSize)/1024)
 	s["max_slot_wal_keep_size"] = "-1" // 0: no cap
@@ -114,7 +125,7 @@ func (a *Keeper) managedSettings() map[string]string {
 		s["max_slot_wal_keep_size"] = fmt.Sprintf("%dMB", max(uint64(pc.MaxSlotWALKeepSize)>>20, 1))
 	}
 	s["cluster_name"] = a.cfg.Name
-	s["synchronous_standby_names"] = a.syncSetting(a.log.State())
+	s["synchronous_standby_names"] = a.syncSetting(st)
 	return s
 }
 
@@ -126,7 +137,8 @@ func (a *Keeper) hbaConfig() pgctl.HBAConfig {
 		ReplicationUser: pc.ReplicationUser,
 		Superuser:       pc.Superuser,
 		IdentUsers:      identUsers(pc.OSUser),
-		Extra:           pc.HBA,
+		// The node's own lines first: pg_hba.conf takes the first match.
+		Extra: append(slices.Clone(pc.HBA), a.log.State().Settings.GetPostgresHba()...),
 	}
 }
 

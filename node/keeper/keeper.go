@@ -527,6 +527,7 @@ func StatusToProto(s *pgctl.Status, port int) *pb.PostgresStatus {
 		CurrentLsn: s.CurrentLSN, FlushLsn: s.FlushLSN, ReceiveLsn: s.ReceiveLSN, ReplayLsn: s.ReplayLSN,
 		WalReceiverStatus: s.WalReceiverStatus, UpstreamConninfo: s.UpstreamConninfo, ReplayLagMs: s.ReplayLagMillis,
 		Port: uint32(port), Connections: s.Connections, ArchiveReady: s.ArchiveReady,
+		PendingRestart: s.PendingRestart,
 	}
 	if !s.PostmasterStart.IsZero() {
 		out.PostmasterStartUnixMs = s.PostmasterStart.UnixMilli()

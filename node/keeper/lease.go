@@ -33,6 +33,8 @@ type leaseState struct {
 	// last: the latest deadline ever granted, never cleared: the guard
 	// process kills Postgres shortly before it when the sidecar is frozen.
 	last time.Time
+	// length: the lease the latest renewal asked for (0: none yet).
+	length time.Duration
 }
 
 // answerLog remembers when the latest LSN answers left, by token: a
@@ -122,10 +124,21 @@ func (a *Keeper) anchorLease(st *pb.ClusterState) bool {
 // fenceMargin is how long before its deadline the primary stops Postgres.
 // A fast shutdown terminates every backend at once; the margin covers the
 // watchdog's tick and the signal delivery.
-func (a *Keeper) fenceMargin() time.Duration { return fenceMargin(a.cfg) }
+func (a *Keeper) fenceMargin() time.Duration { return fenceMarginOf(a.leaseLength(a.log.State())) }
 
-func fenceMargin(cfg *config.Config) time.Duration {
-	return min(500*time.Millisecond, cfg.Timing.Lease.D()/4)
+func fenceMargin(cfg *config.Config) time.Duration { return fenceMarginOf(cfg.Timing.Lease.D()) }
+
+func fenceMarginOf(lease time.Duration) time.Duration { return min(500*time.Millisecond, lease/4) }
+
+// leaseLength is the lease a renewal asks for: the cluster's timing.lease
+// (a `config set` applies from the next renewal; the leader's expiry check
+// uses the length the renewal carried), this node's own timing.lease on a
+// cluster whose settings carry none.
+func (a *Keeper) leaseLength(st *pb.ClusterState) time.Duration {
+	if ms := st.GetSettings().GetLeaseMs(); ms > 0 {
+		return time.Duration(ms) * time.Millisecond
+	}
+	return a.cfg.Timing.Lease.D()
 }
 
 // LeaseRoom is the shortest time a primary keeps its lease without a Raft
@@ -185,8 +198,8 @@ func (a *Keeper) leaseLoop(ctx context.Context) {
 // leader), and it drops the local deadline at once when the FSM says
 // otherwise. It returns when the next pass is due if nothing changes.
 func (a *Keeper) RenewLease(ctx context.Context) (next time.Time) {
-	every := a.cfg.Timing.RenewEvery()
 	st := a.log.State()
+	every := a.leaseLength(st) / config.RenewalsPerLease
 	if _, ok := a.holdsLease(st); !ok {
 		a.clearLease()
 	} else if a.anchorLease(st); !a.clk.Now().Before(a.renewNext) {
@@ -289,12 +302,21 @@ func (a *Keeper) renewOrRelease(ctx context.Context, st *pb.ClusterState, final 
 			a.logger.Warn("the lease was released but no standby took over: reclaiming it to restart postgres in place", "term", st.Term)
 		}
 	}
-	lease := a.cfg.Timing.Lease.D()
+	lease := a.leaseLength(st)
 	tSend := a.clk.Now()
 	cmd := &pb.RenewLease{NodeId: me.Id, Term: st.Term, FlushLsn: max(o.GetFlushLsn(), o.GetReceiveLsn()), Timeline: o.GetTimeline(), DurationMs: lease.Milliseconds()}
 	if o.GetInRecovery() && st.Lease.GetTimeline() != 0 {
 		// A candidate about to promote keeps the timeline it was chosen on.
 		cmd.Timeline = st.Lease.GetTimeline()
+	}
+	if capped := a.capLease(tSend, lease); capped && a.pg.Running() {
+		// The guard too, before the renewal can commit: a sidecar frozen
+		// right after proposing must not leave the guard on the longer
+		// deadline.
+		if err := a.armGuard(); err != nil {
+			a.logger.Warn("lease renewal not sent: the guard did not take the shorter deadline", "error", err)
+			return renewFailed
+		}
 	}
 	_, err := a.log.Propose(ctx, &pb.Command{Cmd: &pb.Command_RenewLease{RenewLease: cmd}}, lease/3)
 	if err != nil {
@@ -308,6 +330,8 @@ func (a *Keeper) renewOrRelease(ctx context.Context, st *pb.ClusterState, final 
 		return renewFailed
 	}
 	a.lease.mu.Lock()
+	// An answer to an older, longer renewal counts with the newest length.
+	lease = min(lease, a.lease.length)
 	if a.lease.term != st.Term || a.lease.deadline.Before(tSend.Add(lease)) {
 		a.lease.term = st.Term
 		a.lease.deadline = tSend.Add(lease)
@@ -315,6 +339,30 @@ func (a *Keeper) renewOrRelease(ctx context.Context, st *pb.ClusterState, final 
 	}
 	a.lease.mu.Unlock()
 	return renewed
+}
+
+// capLease prepares a renewal of length lease sent at tSend: when it is
+// shorter than the previous renewal's (config set timing.lease), the local
+// deadline and the guard's (last) are cut to tSend + lease first. Once the
+// renewal commits — even unanswered — the leader counts the shorter length
+// from its apply, which is after tSend, so a deadline from the longer lease
+// could outlast the leader's expiry. It reports whether it cut either.
+// A longer lease changes nothing here: it extends the deadline only once
+// its renewal is answered, like any renewal.
+func (a *Keeper) capLease(tSend time.Time, lease time.Duration) (capped bool) {
+	a.lease.mu.Lock()
+	defer a.lease.mu.Unlock()
+	if a.lease.length == 0 || lease < a.lease.length {
+		limit := tSend.Add(lease)
+		if a.lease.deadline.After(limit) {
+			a.lease.deadline, capped = limit, true
+		}
+		if a.lease.last.After(limit) {
+			a.lease.last, capped = limit, true
+		}
+	}
+	a.lease.length = lease
+	return capped
 }
 
 // healthStale reports whether the last answer to the health query

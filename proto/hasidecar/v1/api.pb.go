@@ -59,9 +59,12 @@ type PostgresStatus struct {
 	DiskFullThresholdBytes uint64 `protobuf:"varint,36,opt,name=disk_full_threshold_bytes,json=diskFullThresholdBytes,proto3" json:"disk_full_threshold_bytes,omitempty"`
 	// On a primary: its physical replication slots, with the WAL each holds
 	// back in pg_wal.
-	Slots         []*SlotStatus `protobuf:"bytes,37,rep,name=slots,proto3" json:"slots,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Slots []*SlotStatus `protobuf:"bytes,37,rep,name=slots,proto3" json:"slots,omitempty"`
+	// Settings changed in the configuration files that take effect only
+	// after a restart (pg_settings.pending_restart), sorted.
+	PendingRestart []string `protobuf:"bytes,42,rep,name=pending_restart,json=pendingRestart,proto3" json:"pending_restart,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *PostgresStatus) Reset() {
@@ -265,6 +268,13 @@ func (x *PostgresStatus) GetDiskFullThresholdBytes() uint64 {
 func (x *PostgresStatus) GetSlots() []*SlotStatus {
 	if x != nil {
 		return x.Slots
+	}
+	return nil
+}
+
+func (x *PostgresStatus) GetPendingRestart() []string {
+	if x != nil {
+		return x.PendingRestart
 	}
 	return nil
 }
@@ -1973,8 +1983,14 @@ type StatusResponse struct {
 	SetAsideCopies []string `protobuf:"bytes,16,rep,name=set_aside_copies,json=setAsideCopies,proto3" json:"set_aside_copies,omitempty"`
 	// When this sidecar's TLS certificate expires (0: tls.mode off).
 	TlsCertNotAfterUnix int64 `protobuf:"varint,17,opt,name=tls_cert_not_after_unix,json=tlsCertNotAfterUnix,proto3" json:"tls_cert_not_after_unix,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// Cluster-wide keys this node's YAML gives with another value than the
+	// replicated configuration (the replicated value applies).
+	ConfigDrift []*ConfigDrift `protobuf:"bytes,22,rep,name=config_drift,json=configDrift,proto3" json:"config_drift,omitempty"`
+	// This node's postgres.parameters: they win over the cluster's
+	// postgresql.parameters on this node.
+	LocalParameters map[string]string `protobuf:"bytes,23,rep,name=local_parameters,json=localParameters,proto3" json:"local_parameters,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
@@ -2126,6 +2142,88 @@ func (x *StatusResponse) GetTlsCertNotAfterUnix() int64 {
 	return 0
 }
 
+func (x *StatusResponse) GetConfigDrift() []*ConfigDrift {
+	if x != nil {
+		return x.ConfigDrift
+	}
+	return nil
+}
+
+func (x *StatusResponse) GetLocalParameters() map[string]string {
+	if x != nil {
+		return x.LocalParameters
+	}
+	return nil
+}
+
+type ConfigDrift struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`                        // the cluster key (timing.lease)
+	YamlKey       string                 `protobuf:"bytes,2,opt,name=yaml_key,json=yamlKey,proto3" json:"yaml_key,omitempty"` // where the node's file gives it
+	Local         string                 `protobuf:"bytes,3,opt,name=local,proto3" json:"local,omitempty"`                    // the file's value, in the key's text form
+	Cluster       string                 `protobuf:"bytes,4,opt,name=cluster,proto3" json:"cluster,omitempty"`                // the replicated value
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfigDrift) Reset() {
+	*x = ConfigDrift{}
+	mi := &file_hasidecar_v1_api_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfigDrift) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfigDrift) ProtoMessage() {}
+
+func (x *ConfigDrift) ProtoReflect() protoreflect.Message {
+	mi := &file_hasidecar_v1_api_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfigDrift.ProtoReflect.Descriptor instead.
+func (*ConfigDrift) Descriptor() ([]byte, []int) {
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *ConfigDrift) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *ConfigDrift) GetYamlKey() string {
+	if x != nil {
+		return x.YamlKey
+	}
+	return ""
+}
+
+func (x *ConfigDrift) GetLocal() string {
+	if x != nil {
+		return x.Local
+	}
+	return ""
+}
+
+func (x *ConfigDrift) GetCluster() string {
+	if x != nil {
+		return x.Cluster
+	}
+	return ""
+}
+
 // NodeService.Leave: `node remove` tells a live node first. It stops its
 // Postgres cleanly (never a primary), keeps its data directory untouched,
 // marks its state_dir as left and exits; the CLI then removes it from the
@@ -2139,7 +2237,7 @@ type LeaveRequest struct {
 
 func (x *LeaveRequest) Reset() {
 	*x = LeaveRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[28]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2151,7 +2249,7 @@ func (x *LeaveRequest) String() string {
 func (*LeaveRequest) ProtoMessage() {}
 
 func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[28]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2164,7 +2262,7 @@ func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveRequest.ProtoReflect.Descriptor instead.
 func (*LeaveRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{28}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *LeaveRequest) GetReason() string {
@@ -2183,7 +2281,7 @@ type LeaveResponse struct {
 
 func (x *LeaveResponse) Reset() {
 	*x = LeaveResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[29]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2195,7 +2293,7 @@ func (x *LeaveResponse) String() string {
 func (*LeaveResponse) ProtoMessage() {}
 
 func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[29]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2208,7 +2306,7 @@ func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveResponse.ProtoReflect.Descriptor instead.
 func (*LeaveResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{29}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *LeaveResponse) GetDataDir() string {
@@ -2229,7 +2327,7 @@ type RejoinRequest struct {
 
 func (x *RejoinRequest) Reset() {
 	*x = RejoinRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[30]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2241,7 +2339,7 @@ func (x *RejoinRequest) String() string {
 func (*RejoinRequest) ProtoMessage() {}
 
 func (x *RejoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[30]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2254,7 +2352,7 @@ func (x *RejoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RejoinRequest.ProtoReflect.Descriptor instead.
 func (*RejoinRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{30}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RejoinRequest) GetForceRewind() bool {
@@ -2287,7 +2385,7 @@ type RejoinResponse struct {
 
 func (x *RejoinResponse) Reset() {
 	*x = RejoinResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[31]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2299,7 +2397,7 @@ func (x *RejoinResponse) String() string {
 func (*RejoinResponse) ProtoMessage() {}
 
 func (x *RejoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[31]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2312,7 +2410,7 @@ func (x *RejoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RejoinResponse.ProtoReflect.Descriptor instead.
 func (*RejoinResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{31}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *RejoinResponse) GetSteps() []string {
@@ -2341,7 +2439,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[32]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2353,7 +2451,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[32]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2366,7 +2464,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{32}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *JoinRequest) GetClusterName() string {
@@ -2457,7 +2555,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[33]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2469,7 +2567,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[33]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2482,7 +2580,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{33}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *JoinResponse) GetNodeId() uint32 {
@@ -2516,7 +2614,7 @@ type RemoveNodeRequest struct {
 
 func (x *RemoveNodeRequest) Reset() {
 	*x = RemoveNodeRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[34]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2528,7 +2626,7 @@ func (x *RemoveNodeRequest) String() string {
 func (*RemoveNodeRequest) ProtoMessage() {}
 
 func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[34]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2541,7 +2639,7 @@ func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
 func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{34}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *RemoveNodeRequest) GetNodeId() uint32 {
@@ -2567,7 +2665,7 @@ type RemoveNodeResponse struct {
 
 func (x *RemoveNodeResponse) Reset() {
 	*x = RemoveNodeResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[35]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2579,7 +2677,7 @@ func (x *RemoveNodeResponse) String() string {
 func (*RemoveNodeResponse) ProtoMessage() {}
 
 func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[35]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2592,7 +2690,7 @@ func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
 func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{35}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *RemoveNodeResponse) GetNodeId() uint32 {
@@ -2612,7 +2710,7 @@ type ApplyRequest struct {
 
 func (x *ApplyRequest) Reset() {
 	*x = ApplyRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[36]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2624,7 +2722,7 @@ func (x *ApplyRequest) String() string {
 func (*ApplyRequest) ProtoMessage() {}
 
 func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[36]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2637,7 +2735,7 @@ func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyRequest.ProtoReflect.Descriptor instead.
 func (*ApplyRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{36}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ApplyRequest) GetCommand() []byte {
@@ -2657,7 +2755,7 @@ type ApplyResponse struct {
 
 func (x *ApplyResponse) Reset() {
 	*x = ApplyResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[37]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2669,7 +2767,7 @@ func (x *ApplyResponse) String() string {
 func (*ApplyResponse) ProtoMessage() {}
 
 func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[37]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2682,7 +2780,7 @@ func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyResponse.ProtoReflect.Descriptor instead.
 func (*ApplyResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{37}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ApplyResponse) GetIndex() uint64 {
@@ -2708,7 +2806,7 @@ type ReportRequest struct {
 
 func (x *ReportRequest) Reset() {
 	*x = ReportRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[38]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2720,7 +2818,7 @@ func (x *ReportRequest) String() string {
 func (*ReportRequest) ProtoMessage() {}
 
 func (x *ReportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[38]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2733,7 +2831,7 @@ func (x *ReportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportRequest.ProtoReflect.Descriptor instead.
 func (*ReportRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{38}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ReportRequest) GetReport() *NodeReport {
@@ -2751,7 +2849,7 @@ type ReportResponse struct {
 
 func (x *ReportResponse) Reset() {
 	*x = ReportResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[39]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2763,7 +2861,7 @@ func (x *ReportResponse) String() string {
 func (*ReportResponse) ProtoMessage() {}
 
 func (x *ReportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[39]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2776,7 +2874,7 @@ func (x *ReportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportResponse.ProtoReflect.Descriptor instead.
 func (*ReportResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{39}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{40}
 }
 
 // The leader asks a standby for its freshest LSNs before choosing a candidate.
@@ -2789,7 +2887,7 @@ type LSNRequest struct {
 
 func (x *LSNRequest) Reset() {
 	*x = LSNRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[40]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2801,7 +2899,7 @@ func (x *LSNRequest) String() string {
 func (*LSNRequest) ProtoMessage() {}
 
 func (x *LSNRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[40]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2814,7 +2912,7 @@ func (x *LSNRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LSNRequest.ProtoReflect.Descriptor instead.
 func (*LSNRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{40}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *LSNRequest) GetTerm() uint64 {
@@ -2844,7 +2942,7 @@ type LSNResponse struct {
 
 func (x *LSNResponse) Reset() {
 	*x = LSNResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[41]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2856,7 +2954,7 @@ func (x *LSNResponse) String() string {
 func (*LSNResponse) ProtoMessage() {}
 
 func (x *LSNResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[41]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2869,7 +2967,7 @@ func (x *LSNResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LSNResponse.ProtoReflect.Descriptor instead.
 func (*LSNResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{41}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *LSNResponse) GetNodeId() uint32 {
@@ -2930,7 +3028,7 @@ type PingRequest struct {
 
 func (x *PingRequest) Reset() {
 	*x = PingRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[42]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2942,7 +3040,7 @@ func (x *PingRequest) String() string {
 func (*PingRequest) ProtoMessage() {}
 
 func (x *PingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[42]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2955,7 +3053,7 @@ func (x *PingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PingRequest.ProtoReflect.Descriptor instead.
 func (*PingRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{42}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *PingRequest) GetFrom() string {
@@ -2975,7 +3073,7 @@ type SampleRequest struct {
 
 func (x *SampleRequest) Reset() {
 	*x = SampleRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[43]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2987,7 +3085,7 @@ func (x *SampleRequest) String() string {
 func (*SampleRequest) ProtoMessage() {}
 
 func (x *SampleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[43]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3000,7 +3098,7 @@ func (x *SampleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SampleRequest.ProtoReflect.Descriptor instead.
 func (*SampleRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{43}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{44}
 }
 
 type SampleResponse struct {
@@ -3012,7 +3110,7 @@ type SampleResponse struct {
 
 func (x *SampleResponse) Reset() {
 	*x = SampleResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[44]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3024,7 +3122,7 @@ func (x *SampleResponse) String() string {
 func (*SampleResponse) ProtoMessage() {}
 
 func (x *SampleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[44]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3037,7 +3135,7 @@ func (x *SampleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SampleResponse.ProtoReflect.Descriptor instead.
 func (*SampleResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{44}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *SampleResponse) GetReport() *NodeReport {
@@ -3058,7 +3156,7 @@ type PingResponse struct {
 
 func (x *PingResponse) Reset() {
 	*x = PingResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[45]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3070,7 +3168,7 @@ func (x *PingResponse) String() string {
 func (*PingResponse) ProtoMessage() {}
 
 func (x *PingResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[45]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3083,7 +3181,7 @@ func (x *PingResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PingResponse.ProtoReflect.Descriptor instead.
 func (*PingResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{45}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *PingResponse) GetNodeId() uint32 {
@@ -3119,7 +3217,7 @@ type EnsureSlotRequest struct {
 
 func (x *EnsureSlotRequest) Reset() {
 	*x = EnsureSlotRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[46]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3131,7 +3229,7 @@ func (x *EnsureSlotRequest) String() string {
 func (*EnsureSlotRequest) ProtoMessage() {}
 
 func (x *EnsureSlotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[46]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3144,7 +3242,7 @@ func (x *EnsureSlotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnsureSlotRequest.ProtoReflect.Descriptor instead.
 func (*EnsureSlotRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{46}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *EnsureSlotRequest) GetSlotName() string {
@@ -3170,7 +3268,7 @@ type EnsureSlotResponse struct {
 
 func (x *EnsureSlotResponse) Reset() {
 	*x = EnsureSlotResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[47]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3182,7 +3280,7 @@ func (x *EnsureSlotResponse) String() string {
 func (*EnsureSlotResponse) ProtoMessage() {}
 
 func (x *EnsureSlotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[47]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3195,7 +3293,7 @@ func (x *EnsureSlotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnsureSlotResponse.ProtoReflect.Descriptor instead.
 func (*EnsureSlotResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{47}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *EnsureSlotResponse) GetCreated() bool {
@@ -3205,11 +3303,558 @@ func (x *EnsureSlotResponse) GetCreated() bool {
 	return false
 }
 
+type ConfigShowRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfigShowRequest) Reset() {
+	*x = ConfigShowRequest{}
+	mi := &file_hasidecar_v1_api_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfigShowRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfigShowRequest) ProtoMessage() {}
+
+func (x *ConfigShowRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hasidecar_v1_api_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfigShowRequest.ProtoReflect.Descriptor instead.
+func (*ConfigShowRequest) Descriptor() ([]byte, []int) {
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{49}
+}
+
+type ConfigShowResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Settings      *Settings              `protobuf:"bytes,1,opt,name=settings,proto3" json:"settings,omitempty"` // the replicated configuration, with its version
+	Nodes         []*NodeConfig          `protobuf:"bytes,2,rep,name=nodes,proto3" json:"nodes,omitempty"`       // every registered data node, by name
+	AnsweredBy    string                 `protobuf:"bytes,3,opt,name=answered_by,json=answeredBy,proto3" json:"answered_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfigShowResponse) Reset() {
+	*x = ConfigShowResponse{}
+	mi := &file_hasidecar_v1_api_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfigShowResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfigShowResponse) ProtoMessage() {}
+
+func (x *ConfigShowResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hasidecar_v1_api_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfigShowResponse.ProtoReflect.Descriptor instead.
+func (*ConfigShowResponse) Descriptor() ([]byte, []int) {
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *ConfigShowResponse) GetSettings() *Settings {
+	if x != nil {
+		return x.Settings
+	}
+	return nil
+}
+
+func (x *ConfigShowResponse) GetNodes() []*NodeConfig {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+func (x *ConfigShowResponse) GetAnsweredBy() string {
+	if x != nil {
+		return x.AnsweredBy
+	}
+	return ""
+}
+
+type NodeConfig struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The node's own postgres.parameters: they win over the cluster's
+	// postgresql.parameters on that node.
+	LocalParameters map[string]string `protobuf:"bytes,2,rep,name=local_parameters,json=localParameters,proto3" json:"local_parameters,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Drift           []*ConfigDrift    `protobuf:"bytes,3,rep,name=drift,proto3" json:"drift,omitempty"`
+	PendingRestart  []string          `protobuf:"bytes,4,rep,name=pending_restart,json=pendingRestart,proto3" json:"pending_restart,omitempty"`
+	Error           string            `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"` // the node did not answer
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *NodeConfig) Reset() {
+	*x = NodeConfig{}
+	mi := &file_hasidecar_v1_api_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeConfig) ProtoMessage() {}
+
+func (x *NodeConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_hasidecar_v1_api_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeConfig.ProtoReflect.Descriptor instead.
+func (*NodeConfig) Descriptor() ([]byte, []int) {
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *NodeConfig) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *NodeConfig) GetLocalParameters() map[string]string {
+	if x != nil {
+		return x.LocalParameters
+	}
+	return nil
+}
+
+func (x *NodeConfig) GetDrift() []*ConfigDrift {
+	if x != nil {
+		return x.Drift
+	}
+	return nil
+}
+
+func (x *NodeConfig) GetPendingRestart() []string {
+	if x != nil {
+		return x.PendingRestart
+	}
+	return nil
+}
+
+func (x *NodeConfig) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+type ConfigSetRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The configuration version the changes were made against; 0: whatever
+	// is current when the leader reads it.
+	Version       uint64          `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	Changes       []*ConfigChange `protobuf:"bytes,2,rep,name=changes,proto3" json:"changes,omitempty"`
+	DryRun        bool            `protobuf:"varint,3,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"` // validate only
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfigSetRequest) Reset() {
+	*x = ConfigSetRequest{}
+	mi := &file_hasidecar_v1_api_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfigSetRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfigSetRequest) ProtoMessage() {}
+
+func (x *ConfigSetRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hasidecar_v1_api_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfigSetRequest.ProtoReflect.Descriptor instead.
+func (*ConfigSetRequest) Descriptor() ([]byte, []int) {
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *ConfigSetRequest) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *ConfigSetRequest) GetChanges() []*ConfigChange {
+	if x != nil {
+		return x.Changes
+	}
+	return nil
+}
+
+func (x *ConfigSetRequest) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+type ConfigSetResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Version uint64                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"` // after the change (dry run or no change: the current one)
+	// `key "old" → "new"`, one per changed key; empty when nothing changed.
+	Diff []string `protobuf:"bytes,2,rep,name=diff,proto3" json:"diff,omitempty"`
+	// Postgres settings among the changes that take effect only after a
+	// restart (context postmaster on the primary).
+	Restart       []string `protobuf:"bytes,3,rep,name=restart,proto3" json:"restart,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfigSetResponse) Reset() {
+	*x = ConfigSetResponse{}
+	mi := &file_hasidecar_v1_api_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfigSetResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfigSetResponse) ProtoMessage() {}
+
+func (x *ConfigSetResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hasidecar_v1_api_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfigSetResponse.ProtoReflect.Descriptor instead.
+func (*ConfigSetResponse) Descriptor() ([]byte, []int) {
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *ConfigSetResponse) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *ConfigSetResponse) GetDiff() []string {
+	if x != nil {
+		return x.Diff
+	}
+	return nil
+}
+
+func (x *ConfigSetResponse) GetRestart() []string {
+	if x != nil {
+		return x.Restart
+	}
+	return nil
+}
+
+type ConfigHistoryRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Limit         int32                  `protobuf:"varint,1,opt,name=limit,proto3" json:"limit,omitempty"` // 0: every config_changed event the events table holds
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfigHistoryRequest) Reset() {
+	*x = ConfigHistoryRequest{}
+	mi := &file_hasidecar_v1_api_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfigHistoryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfigHistoryRequest) ProtoMessage() {}
+
+func (x *ConfigHistoryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hasidecar_v1_api_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfigHistoryRequest.ProtoReflect.Descriptor instead.
+func (*ConfigHistoryRequest) Descriptor() ([]byte, []int) {
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *ConfigHistoryRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type ConfigHistoryResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Events        []*Event               `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"` // config_changed events, newest first
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfigHistoryResponse) Reset() {
+	*x = ConfigHistoryResponse{}
+	mi := &file_hasidecar_v1_api_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfigHistoryResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfigHistoryResponse) ProtoMessage() {}
+
+func (x *ConfigHistoryResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hasidecar_v1_api_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfigHistoryResponse.ProtoReflect.Descriptor instead.
+func (*ConfigHistoryResponse) Descriptor() ([]byte, []int) {
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *ConfigHistoryResponse) GetEvents() []*Event {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+// PeerService.CheckParameters: the leader asks the primary's sidecar
+// whether Postgres accepts these GUC values (pgctl.CheckSettings).
+type CheckParametersRequest struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Parameters map[string]string      `protobuf:"bytes,1,rep,name=parameters,proto3" json:"parameters,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Settings being removed (back to Postgres's default): only whether a
+	// change of them needs a restart is asked.
+	Unset         []string `protobuf:"bytes,2,rep,name=unset,proto3" json:"unset,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckParametersRequest) Reset() {
+	*x = CheckParametersRequest{}
+	mi := &file_hasidecar_v1_api_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckParametersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckParametersRequest) ProtoMessage() {}
+
+func (x *CheckParametersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hasidecar_v1_api_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckParametersRequest.ProtoReflect.Descriptor instead.
+func (*CheckParametersRequest) Descriptor() ([]byte, []int) {
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *CheckParametersRequest) GetParameters() map[string]string {
+	if x != nil {
+		return x.Parameters
+	}
+	return nil
+}
+
+func (x *CheckParametersRequest) GetUnset() []string {
+	if x != nil {
+		return x.Unset
+	}
+	return nil
+}
+
+type CheckParametersResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Problems      []*ParameterProblem    `protobuf:"bytes,1,rep,name=problems,proto3" json:"problems,omitempty"`
+	Restart       []string               `protobuf:"bytes,2,rep,name=restart,proto3" json:"restart,omitempty"` // accepted, but a change needs a restart
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckParametersResponse) Reset() {
+	*x = CheckParametersResponse{}
+	mi := &file_hasidecar_v1_api_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckParametersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckParametersResponse) ProtoMessage() {}
+
+func (x *CheckParametersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hasidecar_v1_api_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckParametersResponse.ProtoReflect.Descriptor instead.
+func (*CheckParametersResponse) Descriptor() ([]byte, []int) {
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *CheckParametersResponse) GetProblems() []*ParameterProblem {
+	if x != nil {
+		return x.Problems
+	}
+	return nil
+}
+
+func (x *CheckParametersResponse) GetRestart() []string {
+	if x != nil {
+		return x.Restart
+	}
+	return nil
+}
+
+type ParameterProblem struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"` // Postgres's words
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ParameterProblem) Reset() {
+	*x = ParameterProblem{}
+	mi := &file_hasidecar_v1_api_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ParameterProblem) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ParameterProblem) ProtoMessage() {}
+
+func (x *ParameterProblem) ProtoReflect() protoreflect.Message {
+	mi := &file_hasidecar_v1_api_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ParameterProblem.ProtoReflect.Descriptor instead.
+func (*ParameterProblem) Descriptor() ([]byte, []int) {
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *ParameterProblem) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ParameterProblem) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 var File_hasidecar_v1_api_proto protoreflect.FileDescriptor
 
 const file_hasidecar_v1_api_proto_rawDesc = "" +
 	"\n" +
-	"\x16hasidecar/v1/api.proto\x12\fhasidecar.v1\x1a\x16hasidecar/v1/fsm.proto\"\xbd\a\n" +
+	"\x16hasidecar/v1/api.proto\x12\fhasidecar.v1\x1a\x16hasidecar/v1/fsm.proto\"\xe6\a\n" +
 	"\x0ePostgresStatus\x12\x18\n" +
 	"\arunning\x18\x01 \x01(\bR\arunning\x12\x1f\n" +
 	"\vin_recovery\x18\x02 \x01(\bR\n" +
@@ -3242,7 +3887,8 @@ const file_hasidecar_v1_api_proto_rawDesc = "" +
 	"\tdisk_full\x18\" \x01(\bR\bdiskFull\x12(\n" +
 	"\x10disk_full_reason\x18# \x01(\tR\x0ediskFullReason\x129\n" +
 	"\x19disk_full_threshold_bytes\x18$ \x01(\x04R\x16diskFullThresholdBytes\x12.\n" +
-	"\x05slots\x18% \x03(\v2\x18.hasidecar.v1.SlotStatusR\x05slots\"~\n" +
+	"\x05slots\x18% \x03(\v2\x18.hasidecar.v1.SlotStatusR\x05slots\x12'\n" +
+	"\x0fpending_restart\x18* \x03(\tR\x0ependingRestart\"~\n" +
 	"\n" +
 	"SlotStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
@@ -3381,7 +4027,7 @@ const file_hasidecar_v1_api_proto_rawDesc = "" +
 	"\akeep_ms\x18\x01 \x01(\x03R\x06keepMs\"+\n" +
 	"\x0fCleanupResponse\x12\x18\n" +
 	"\aremoved\x18\x01 \x01(\x03R\aremoved\"\x0f\n" +
-	"\rStatusRequest\"\xeb\x04\n" +
+	"\rStatusRequest\"\xcb\x06\n" +
 	"\x0eStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\rR\x06nodeId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12*\n" +
@@ -3402,7 +4048,17 @@ const file_hasidecar_v1_api_proto_rawDesc = "" +
 	"\fcommit_index\x18\x0e \x01(\x04R\vcommitIndex\x12$\n" +
 	"\x0elast_log_index\x18\x0f \x01(\x04R\flastLogIndex\x12(\n" +
 	"\x10set_aside_copies\x18\x10 \x03(\tR\x0esetAsideCopies\x124\n" +
-	"\x17tls_cert_not_after_unix\x18\x11 \x01(\x03R\x13tlsCertNotAfterUnix\"&\n" +
+	"\x17tls_cert_not_after_unix\x18\x11 \x01(\x03R\x13tlsCertNotAfterUnix\x12<\n" +
+	"\fconfig_drift\x18\x16 \x03(\v2\x19.hasidecar.v1.ConfigDriftR\vconfigDrift\x12\\\n" +
+	"\x10local_parameters\x18\x17 \x03(\v21.hasidecar.v1.StatusResponse.LocalParametersEntryR\x0flocalParameters\x1aB\n" +
+	"\x14LocalParametersEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"j\n" +
+	"\vConfigDrift\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x19\n" +
+	"\byaml_key\x18\x02 \x01(\tR\ayamlKey\x12\x14\n" +
+	"\x05local\x18\x03 \x01(\tR\x05local\x12\x18\n" +
+	"\acluster\x18\x04 \x01(\tR\acluster\"&\n" +
 	"\fLeaveRequest\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\"*\n" +
 	"\rLeaveResponse\x12\x19\n" +
@@ -3468,7 +4124,49 @@ const file_hasidecar_v1_api_proto_rawDesc = "" +
 	"\tslot_name\x18\x01 \x01(\tR\bslotName\x12\x12\n" +
 	"\x04term\x18\x02 \x01(\x04R\x04term\".\n" +
 	"\x12EnsureSlotResponse\x12\x18\n" +
-	"\acreated\x18\x01 \x01(\bR\acreated2\xb6\x05\n" +
+	"\acreated\x18\x01 \x01(\bR\acreated\"\x13\n" +
+	"\x11ConfigShowRequest\"\x99\x01\n" +
+	"\x12ConfigShowResponse\x122\n" +
+	"\bsettings\x18\x01 \x01(\v2\x16.hasidecar.v1.SettingsR\bsettings\x12.\n" +
+	"\x05nodes\x18\x02 \x03(\v2\x18.hasidecar.v1.NodeConfigR\x05nodes\x12\x1f\n" +
+	"\vanswered_by\x18\x03 \x01(\tR\n" +
+	"answeredBy\"\xae\x02\n" +
+	"\n" +
+	"NodeConfig\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12X\n" +
+	"\x10local_parameters\x18\x02 \x03(\v2-.hasidecar.v1.NodeConfig.LocalParametersEntryR\x0flocalParameters\x12/\n" +
+	"\x05drift\x18\x03 \x03(\v2\x19.hasidecar.v1.ConfigDriftR\x05drift\x12'\n" +
+	"\x0fpending_restart\x18\x04 \x03(\tR\x0ependingRestart\x12\x14\n" +
+	"\x05error\x18\x05 \x01(\tR\x05error\x1aB\n" +
+	"\x14LocalParametersEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"{\n" +
+	"\x10ConfigSetRequest\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\x04R\aversion\x124\n" +
+	"\achanges\x18\x02 \x03(\v2\x1a.hasidecar.v1.ConfigChangeR\achanges\x12\x17\n" +
+	"\adry_run\x18\x03 \x01(\bR\x06dryRun\"[\n" +
+	"\x11ConfigSetResponse\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x12\n" +
+	"\x04diff\x18\x02 \x03(\tR\x04diff\x12\x18\n" +
+	"\arestart\x18\x03 \x03(\tR\arestart\",\n" +
+	"\x14ConfigHistoryRequest\x12\x14\n" +
+	"\x05limit\x18\x01 \x01(\x05R\x05limit\"D\n" +
+	"\x15ConfigHistoryResponse\x12+\n" +
+	"\x06events\x18\x01 \x03(\v2\x13.hasidecar.v1.EventR\x06events\"\xc3\x01\n" +
+	"\x16CheckParametersRequest\x12T\n" +
+	"\n" +
+	"parameters\x18\x01 \x03(\v24.hasidecar.v1.CheckParametersRequest.ParametersEntryR\n" +
+	"parameters\x12\x14\n" +
+	"\x05unset\x18\x02 \x03(\tR\x05unset\x1a=\n" +
+	"\x0fParametersEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"o\n" +
+	"\x17CheckParametersResponse\x12:\n" +
+	"\bproblems\x18\x01 \x03(\v2\x1e.hasidecar.v1.ParameterProblemR\bproblems\x12\x18\n" +
+	"\arestart\x18\x02 \x03(\tR\arestart\">\n" +
+	"\x10ParameterProblem\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason2\xb6\x05\n" +
 	"\x0eClusterService\x12=\n" +
 	"\x04Show\x12\x19.hasidecar.v1.ShowRequest\x1a\x1a.hasidecar.v1.ShowResponse\x12C\n" +
 	"\x06Events\x12\x1b.hasidecar.v1.EventsRequest\x1a\x1c.hasidecar.v1.EventsResponse\x12L\n" +
@@ -3486,8 +4184,13 @@ const file_hasidecar_v1_api_proto_rawDesc = "" +
 	"\x06Rejoin\x12\x1b.hasidecar.v1.RejoinRequest\x1a\x1c.hasidecar.v1.RejoinResponse\x12F\n" +
 	"\aHistory\x12\x1c.hasidecar.v1.HistoryRequest\x1a\x1d.hasidecar.v1.HistoryResponse\x12F\n" +
 	"\aCleanup\x12\x1c.hasidecar.v1.CleanupRequest\x1a\x1d.hasidecar.v1.CleanupResponse\x12@\n" +
-	"\x05Leave\x12\x1a.hasidecar.v1.LeaveRequest\x1a\x1b.hasidecar.v1.LeaveResponse2\xb1\x04\n" +
-	"\vPeerService\x12O\n" +
+	"\x05Leave\x12\x1a.hasidecar.v1.LeaveRequest\x1a\x1b.hasidecar.v1.LeaveResponse2\xf6\x01\n" +
+	"\rConfigService\x12I\n" +
+	"\x04Show\x12\x1f.hasidecar.v1.ConfigShowRequest\x1a .hasidecar.v1.ConfigShowResponse\x12F\n" +
+	"\x03Set\x12\x1e.hasidecar.v1.ConfigSetRequest\x1a\x1f.hasidecar.v1.ConfigSetResponse\x12R\n" +
+	"\aHistory\x12\".hasidecar.v1.ConfigHistoryRequest\x1a#.hasidecar.v1.ConfigHistoryResponse2\x91\x05\n" +
+	"\vPeerService\x12^\n" +
+	"\x0fCheckParameters\x12$.hasidecar.v1.CheckParametersRequest\x1a%.hasidecar.v1.CheckParametersResponse\x12O\n" +
 	"\n" +
 	"EnsureSlot\x12\x1f.hasidecar.v1.EnsureSlotRequest\x1a .hasidecar.v1.EnsureSlotResponse\x12=\n" +
 	"\x04Join\x12\x19.hasidecar.v1.JoinRequest\x1a\x1a.hasidecar.v1.JoinResponse\x12K\n" +
@@ -3510,136 +4213,170 @@ func file_hasidecar_v1_api_proto_rawDescGZIP() []byte {
 	return file_hasidecar_v1_api_proto_rawDescData
 }
 
-var file_hasidecar_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
+var file_hasidecar_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
 var file_hasidecar_v1_api_proto_goTypes = []any{
-	(*PostgresStatus)(nil),         // 0: hasidecar.v1.PostgresStatus
-	(*SlotStatus)(nil),             // 1: hasidecar.v1.SlotStatus
-	(*ReplicationRow)(nil),         // 2: hasidecar.v1.ReplicationRow
-	(*NodeReport)(nil),             // 3: hasidecar.v1.NodeReport
-	(*PeerReachability)(nil),       // 4: hasidecar.v1.PeerReachability
-	(*ShowRequest)(nil),            // 5: hasidecar.v1.ShowRequest
-	(*NodeView)(nil),               // 6: hasidecar.v1.NodeView
-	(*ShowResponse)(nil),           // 7: hasidecar.v1.ShowResponse
-	(*EventsRequest)(nil),          // 8: hasidecar.v1.EventsRequest
-	(*EventsResponse)(nil),         // 9: hasidecar.v1.EventsResponse
-	(*SetPausedRequest)(nil),       // 10: hasidecar.v1.SetPausedRequest
-	(*SetPausedResponse)(nil),      // 11: hasidecar.v1.SetPausedResponse
-	(*FailoverRequest)(nil),        // 12: hasidecar.v1.FailoverRequest
-	(*FailoverResponse)(nil),       // 13: hasidecar.v1.FailoverResponse
-	(*ReinitRequest)(nil),          // 14: hasidecar.v1.ReinitRequest
-	(*ReinitResponse)(nil),         // 15: hasidecar.v1.ReinitResponse
-	(*SetMaintenanceRequest)(nil),  // 16: hasidecar.v1.SetMaintenanceRequest
-	(*SetMaintenanceResponse)(nil), // 17: hasidecar.v1.SetMaintenanceResponse
-	(*SwitchoverRequest)(nil),      // 18: hasidecar.v1.SwitchoverRequest
-	(*SwitchoverResponse)(nil),     // 19: hasidecar.v1.SwitchoverResponse
-	(*MatrixRequest)(nil),          // 20: hasidecar.v1.MatrixRequest
-	(*MatrixResponse)(nil),         // 21: hasidecar.v1.MatrixResponse
-	(*HistoryRequest)(nil),         // 22: hasidecar.v1.HistoryRequest
-	(*HistoryResponse)(nil),        // 23: hasidecar.v1.HistoryResponse
-	(*CleanupRequest)(nil),         // 24: hasidecar.v1.CleanupRequest
-	(*CleanupResponse)(nil),        // 25: hasidecar.v1.CleanupResponse
-	(*StatusRequest)(nil),          // 26: hasidecar.v1.StatusRequest
-	(*StatusResponse)(nil),         // 27: hasidecar.v1.StatusResponse
-	(*LeaveRequest)(nil),           // 28: hasidecar.v1.LeaveRequest
-	(*LeaveResponse)(nil),          // 29: hasidecar.v1.LeaveResponse
-	(*RejoinRequest)(nil),          // 30: hasidecar.v1.RejoinRequest
-	(*RejoinResponse)(nil),         // 31: hasidecar.v1.RejoinResponse
-	(*JoinRequest)(nil),            // 32: hasidecar.v1.JoinRequest
-	(*JoinResponse)(nil),           // 33: hasidecar.v1.JoinResponse
-	(*RemoveNodeRequest)(nil),      // 34: hasidecar.v1.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil),     // 35: hasidecar.v1.RemoveNodeResponse
-	(*ApplyRequest)(nil),           // 36: hasidecar.v1.ApplyRequest
-	(*ApplyResponse)(nil),          // 37: hasidecar.v1.ApplyResponse
-	(*ReportRequest)(nil),          // 38: hasidecar.v1.ReportRequest
-	(*ReportResponse)(nil),         // 39: hasidecar.v1.ReportResponse
-	(*LSNRequest)(nil),             // 40: hasidecar.v1.LSNRequest
-	(*LSNResponse)(nil),            // 41: hasidecar.v1.LSNResponse
-	(*PingRequest)(nil),            // 42: hasidecar.v1.PingRequest
-	(*SampleRequest)(nil),          // 43: hasidecar.v1.SampleRequest
-	(*SampleResponse)(nil),         // 44: hasidecar.v1.SampleResponse
-	(*PingResponse)(nil),           // 45: hasidecar.v1.PingResponse
-	(*EnsureSlotRequest)(nil),      // 46: hasidecar.v1.EnsureSlotRequest
-	(*EnsureSlotResponse)(nil),     // 47: hasidecar.v1.EnsureSlotResponse
-	(NodeKind)(0),                  // 48: hasidecar.v1.NodeKind
-	(NodeRole)(0),                  // 49: hasidecar.v1.NodeRole
-	(FailoverMode)(0),              // 50: hasidecar.v1.FailoverMode
-	(*Lease)(nil),                  // 51: hasidecar.v1.Lease
-	(*Switchover)(nil),             // 52: hasidecar.v1.Switchover
-	(*Event)(nil),                  // 53: hasidecar.v1.Event
-	(*Node)(nil),                   // 54: hasidecar.v1.Node
+	(*PostgresStatus)(nil),          // 0: hasidecar.v1.PostgresStatus
+	(*SlotStatus)(nil),              // 1: hasidecar.v1.SlotStatus
+	(*ReplicationRow)(nil),          // 2: hasidecar.v1.ReplicationRow
+	(*NodeReport)(nil),              // 3: hasidecar.v1.NodeReport
+	(*PeerReachability)(nil),        // 4: hasidecar.v1.PeerReachability
+	(*ShowRequest)(nil),             // 5: hasidecar.v1.ShowRequest
+	(*NodeView)(nil),                // 6: hasidecar.v1.NodeView
+	(*ShowResponse)(nil),            // 7: hasidecar.v1.ShowResponse
+	(*EventsRequest)(nil),           // 8: hasidecar.v1.EventsRequest
+	(*EventsResponse)(nil),          // 9: hasidecar.v1.EventsResponse
+	(*SetPausedRequest)(nil),        // 10: hasidecar.v1.SetPausedRequest
+	(*SetPausedResponse)(nil),       // 11: hasidecar.v1.SetPausedResponse
+	(*FailoverRequest)(nil),         // 12: hasidecar.v1.FailoverRequest
+	(*FailoverResponse)(nil),        // 13: hasidecar.v1.FailoverResponse
+	(*ReinitRequest)(nil),           // 14: hasidecar.v1.ReinitRequest
+	(*ReinitResponse)(nil),          // 15: hasidecar.v1.ReinitResponse
+	(*SetMaintenanceRequest)(nil),   // 16: hasidecar.v1.SetMaintenanceRequest
+	(*SetMaintenanceResponse)(nil),  // 17: hasidecar.v1.SetMaintenanceResponse
+	(*SwitchoverRequest)(nil),       // 18: hasidecar.v1.SwitchoverRequest
+	(*SwitchoverResponse)(nil),      // 19: hasidecar.v1.SwitchoverResponse
+	(*MatrixRequest)(nil),           // 20: hasidecar.v1.MatrixRequest
+	(*MatrixResponse)(nil),          // 21: hasidecar.v1.MatrixResponse
+	(*HistoryRequest)(nil),          // 22: hasidecar.v1.HistoryRequest
+	(*HistoryResponse)(nil),         // 23: hasidecar.v1.HistoryResponse
+	(*CleanupRequest)(nil),          // 24: hasidecar.v1.CleanupRequest
+	(*CleanupResponse)(nil),         // 25: hasidecar.v1.CleanupResponse
+	(*StatusRequest)(nil),           // 26: hasidecar.v1.StatusRequest
+	(*StatusResponse)(nil),          // 27: hasidecar.v1.StatusResponse
+	(*ConfigDrift)(nil),             // 28: hasidecar.v1.ConfigDrift
+	(*LeaveRequest)(nil),            // 29: hasidecar.v1.LeaveRequest
+	(*LeaveResponse)(nil),           // 30: hasidecar.v1.LeaveResponse
+	(*RejoinRequest)(nil),           // 31: hasidecar.v1.RejoinRequest
+	(*RejoinResponse)(nil),          // 32: hasidecar.v1.RejoinResponse
+	(*JoinRequest)(nil),             // 33: hasidecar.v1.JoinRequest
+	(*JoinResponse)(nil),            // 34: hasidecar.v1.JoinResponse
+	(*RemoveNodeRequest)(nil),       // 35: hasidecar.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),      // 36: hasidecar.v1.RemoveNodeResponse
+	(*ApplyRequest)(nil),            // 37: hasidecar.v1.ApplyRequest
+	(*ApplyResponse)(nil),           // 38: hasidecar.v1.ApplyResponse
+	(*ReportRequest)(nil),           // 39: hasidecar.v1.ReportRequest
+	(*ReportResponse)(nil),          // 40: hasidecar.v1.ReportResponse
+	(*LSNRequest)(nil),              // 41: hasidecar.v1.LSNRequest
+	(*LSNResponse)(nil),             // 42: hasidecar.v1.LSNResponse
+	(*PingRequest)(nil),             // 43: hasidecar.v1.PingRequest
+	(*SampleRequest)(nil),           // 44: hasidecar.v1.SampleRequest
+	(*SampleResponse)(nil),          // 45: hasidecar.v1.SampleResponse
+	(*PingResponse)(nil),            // 46: hasidecar.v1.PingResponse
+	(*EnsureSlotRequest)(nil),       // 47: hasidecar.v1.EnsureSlotRequest
+	(*EnsureSlotResponse)(nil),      // 48: hasidecar.v1.EnsureSlotResponse
+	(*ConfigShowRequest)(nil),       // 49: hasidecar.v1.ConfigShowRequest
+	(*ConfigShowResponse)(nil),      // 50: hasidecar.v1.ConfigShowResponse
+	(*NodeConfig)(nil),              // 51: hasidecar.v1.NodeConfig
+	(*ConfigSetRequest)(nil),        // 52: hasidecar.v1.ConfigSetRequest
+	(*ConfigSetResponse)(nil),       // 53: hasidecar.v1.ConfigSetResponse
+	(*ConfigHistoryRequest)(nil),    // 54: hasidecar.v1.ConfigHistoryRequest
+	(*ConfigHistoryResponse)(nil),   // 55: hasidecar.v1.ConfigHistoryResponse
+	(*CheckParametersRequest)(nil),  // 56: hasidecar.v1.CheckParametersRequest
+	(*CheckParametersResponse)(nil), // 57: hasidecar.v1.CheckParametersResponse
+	(*ParameterProblem)(nil),        // 58: hasidecar.v1.ParameterProblem
+	nil,                             // 59: hasidecar.v1.StatusResponse.LocalParametersEntry
+	nil,                             // 60: hasidecar.v1.NodeConfig.LocalParametersEntry
+	nil,                             // 61: hasidecar.v1.CheckParametersRequest.ParametersEntry
+	(NodeKind)(0),                   // 62: hasidecar.v1.NodeKind
+	(NodeRole)(0),                   // 63: hasidecar.v1.NodeRole
+	(FailoverMode)(0),               // 64: hasidecar.v1.FailoverMode
+	(*Lease)(nil),                   // 65: hasidecar.v1.Lease
+	(*Switchover)(nil),              // 66: hasidecar.v1.Switchover
+	(*Event)(nil),                   // 67: hasidecar.v1.Event
+	(*Node)(nil),                    // 68: hasidecar.v1.Node
+	(*Settings)(nil),                // 69: hasidecar.v1.Settings
+	(*ConfigChange)(nil),            // 70: hasidecar.v1.ConfigChange
 }
 var file_hasidecar_v1_api_proto_depIdxs = []int32{
 	2,  // 0: hasidecar.v1.PostgresStatus.replication:type_name -> hasidecar.v1.ReplicationRow
 	1,  // 1: hasidecar.v1.PostgresStatus.slots:type_name -> hasidecar.v1.SlotStatus
 	0,  // 2: hasidecar.v1.NodeReport.postgres:type_name -> hasidecar.v1.PostgresStatus
 	4,  // 3: hasidecar.v1.NodeReport.peers:type_name -> hasidecar.v1.PeerReachability
-	48, // 4: hasidecar.v1.NodeView.kind:type_name -> hasidecar.v1.NodeKind
-	49, // 5: hasidecar.v1.NodeView.role:type_name -> hasidecar.v1.NodeRole
+	62, // 4: hasidecar.v1.NodeView.kind:type_name -> hasidecar.v1.NodeKind
+	63, // 5: hasidecar.v1.NodeView.role:type_name -> hasidecar.v1.NodeRole
 	0,  // 6: hasidecar.v1.NodeView.postgres:type_name -> hasidecar.v1.PostgresStatus
-	50, // 7: hasidecar.v1.ShowResponse.failover_mode:type_name -> hasidecar.v1.FailoverMode
+	64, // 7: hasidecar.v1.ShowResponse.failover_mode:type_name -> hasidecar.v1.FailoverMode
 	6,  // 8: hasidecar.v1.ShowResponse.nodes:type_name -> hasidecar.v1.NodeView
-	51, // 9: hasidecar.v1.ShowResponse.lease:type_name -> hasidecar.v1.Lease
-	52, // 10: hasidecar.v1.ShowResponse.switchover:type_name -> hasidecar.v1.Switchover
-	53, // 11: hasidecar.v1.EventsResponse.events:type_name -> hasidecar.v1.Event
+	65, // 9: hasidecar.v1.ShowResponse.lease:type_name -> hasidecar.v1.Lease
+	66, // 10: hasidecar.v1.ShowResponse.switchover:type_name -> hasidecar.v1.Switchover
+	67, // 11: hasidecar.v1.EventsResponse.events:type_name -> hasidecar.v1.Event
 	3,  // 12: hasidecar.v1.MatrixResponse.reports:type_name -> hasidecar.v1.NodeReport
-	54, // 13: hasidecar.v1.MatrixResponse.nodes:type_name -> hasidecar.v1.Node
+	68, // 13: hasidecar.v1.MatrixResponse.nodes:type_name -> hasidecar.v1.Node
 	3,  // 14: hasidecar.v1.HistoryResponse.samples:type_name -> hasidecar.v1.NodeReport
-	48, // 15: hasidecar.v1.StatusResponse.kind:type_name -> hasidecar.v1.NodeKind
+	62, // 15: hasidecar.v1.StatusResponse.kind:type_name -> hasidecar.v1.NodeKind
 	0,  // 16: hasidecar.v1.StatusResponse.postgres:type_name -> hasidecar.v1.PostgresStatus
-	49, // 17: hasidecar.v1.StatusResponse.role:type_name -> hasidecar.v1.NodeRole
-	48, // 18: hasidecar.v1.JoinRequest.kind:type_name -> hasidecar.v1.NodeKind
-	3,  // 19: hasidecar.v1.ReportRequest.report:type_name -> hasidecar.v1.NodeReport
-	0,  // 20: hasidecar.v1.LSNResponse.postgres:type_name -> hasidecar.v1.PostgresStatus
-	3,  // 21: hasidecar.v1.SampleResponse.report:type_name -> hasidecar.v1.NodeReport
-	5,  // 22: hasidecar.v1.ClusterService.Show:input_type -> hasidecar.v1.ShowRequest
-	8,  // 23: hasidecar.v1.ClusterService.Events:input_type -> hasidecar.v1.EventsRequest
-	10, // 24: hasidecar.v1.ClusterService.SetPaused:input_type -> hasidecar.v1.SetPausedRequest
-	12, // 25: hasidecar.v1.ClusterService.Failover:input_type -> hasidecar.v1.FailoverRequest
-	18, // 26: hasidecar.v1.ClusterService.Switchover:input_type -> hasidecar.v1.SwitchoverRequest
-	20, // 27: hasidecar.v1.ClusterService.Matrix:input_type -> hasidecar.v1.MatrixRequest
-	34, // 28: hasidecar.v1.ClusterService.RemoveNode:input_type -> hasidecar.v1.RemoveNodeRequest
-	14, // 29: hasidecar.v1.ClusterService.Reinit:input_type -> hasidecar.v1.ReinitRequest
-	16, // 30: hasidecar.v1.ClusterService.SetMaintenance:input_type -> hasidecar.v1.SetMaintenanceRequest
-	26, // 31: hasidecar.v1.NodeService.Status:input_type -> hasidecar.v1.StatusRequest
-	30, // 32: hasidecar.v1.NodeService.Rejoin:input_type -> hasidecar.v1.RejoinRequest
-	22, // 33: hasidecar.v1.NodeService.History:input_type -> hasidecar.v1.HistoryRequest
-	24, // 34: hasidecar.v1.NodeService.Cleanup:input_type -> hasidecar.v1.CleanupRequest
-	28, // 35: hasidecar.v1.NodeService.Leave:input_type -> hasidecar.v1.LeaveRequest
-	46, // 36: hasidecar.v1.PeerService.EnsureSlot:input_type -> hasidecar.v1.EnsureSlotRequest
-	32, // 37: hasidecar.v1.PeerService.Join:input_type -> hasidecar.v1.JoinRequest
-	34, // 38: hasidecar.v1.PeerService.Remove:input_type -> hasidecar.v1.RemoveNodeRequest
-	36, // 39: hasidecar.v1.PeerService.Apply:input_type -> hasidecar.v1.ApplyRequest
-	38, // 40: hasidecar.v1.PeerService.Report:input_type -> hasidecar.v1.ReportRequest
-	43, // 41: hasidecar.v1.PeerService.Sample:input_type -> hasidecar.v1.SampleRequest
-	40, // 42: hasidecar.v1.PeerService.LSN:input_type -> hasidecar.v1.LSNRequest
-	42, // 43: hasidecar.v1.PeerService.Ping:input_type -> hasidecar.v1.PingRequest
-	7,  // 44: hasidecar.v1.ClusterService.Show:output_type -> hasidecar.v1.ShowResponse
-	9,  // 45: hasidecar.v1.ClusterService.Events:output_type -> hasidecar.v1.EventsResponse
-	11, // 46: hasidecar.v1.ClusterService.SetPaused:output_type -> hasidecar.v1.SetPausedResponse
-	13, // 47: hasidecar.v1.ClusterService.Failover:output_type -> hasidecar.v1.FailoverResponse
-	19, // 48: hasidecar.v1.ClusterService.Switchover:output_type -> hasidecar.v1.SwitchoverResponse
-	21, // 49: hasidecar.v1.ClusterService.Matrix:output_type -> hasidecar.v1.MatrixResponse
-	35, // 50: hasidecar.v1.ClusterService.RemoveNode:output_type -> hasidecar.v1.RemoveNodeResponse
-	15, // 51: hasidecar.v1.ClusterService.Reinit:output_type -> hasidecar.v1.ReinitResponse
-	17, // 52: hasidecar.v1.ClusterService.SetMaintenance:output_type -> hasidecar.v1.SetMaintenanceResponse
-	27, // 53: hasidecar.v1.NodeService.Status:output_type -> hasidecar.v1.StatusResponse
-	31, // 54: hasidecar.v1.NodeService.Rejoin:output_type -> hasidecar.v1.RejoinResponse
-	23, // 55: hasidecar.v1.NodeService.History:output_type -> hasidecar.v1.HistoryResponse
-	25, // 56: hasidecar.v1.NodeService.Cleanup:output_type -> hasidecar.v1.CleanupResponse
-	29, // 57: hasidecar.v1.NodeService.Leave:output_type -> hasidecar.v1.LeaveResponse
-	47, // 58: hasidecar.v1.PeerService.EnsureSlot:output_type -> hasidecar.v1.EnsureSlotResponse
-	33, // 59: hasidecar.v1.PeerService.Join:output_type -> hasidecar.v1.JoinResponse
-	35, // 60: hasidecar.v1.PeerService.Remove:output_type -> hasidecar.v1.RemoveNodeResponse
-	37, // 61: hasidecar.v1.PeerService.Apply:output_type -> hasidecar.v1.ApplyResponse
-	39, // 62: hasidecar.v1.PeerService.Report:output_type -> hasidecar.v1.ReportResponse
-	44, // 63: hasidecar.v1.PeerService.Sample:output_type -> hasidecar.v1.SampleResponse
-	41, // 64: hasidecar.v1.PeerService.LSN:output_type -> hasidecar.v1.LSNResponse
-	45, // 65: hasidecar.v1.PeerService.Ping:output_type -> hasidecar.v1.PingResponse
-	44, // [44:66] is the sub-list for method output_type
-	22, // [22:44] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	63, // 17: hasidecar.v1.StatusResponse.role:type_name -> hasidecar.v1.NodeRole
+	28, // 18: hasidecar.v1.StatusResponse.config_drift:type_name -> hasidecar.v1.ConfigDrift
+	59, // 19: hasidecar.v1.StatusResponse.local_parameters:type_name -> hasidecar.v1.StatusResponse.LocalParametersEntry
+	62, // 20: hasidecar.v1.JoinRequest.kind:type_name -> hasidecar.v1.NodeKind
+	3,  // 21: hasidecar.v1.ReportRequest.report:type_name -> hasidecar.v1.NodeReport
+	0,  // 22: hasidecar.v1.LSNResponse.postgres:type_name -> hasidecar.v1.PostgresStatus
+	3,  // 23: hasidecar.v1.SampleResponse.report:type_name -> hasidecar.v1.NodeReport
+	69, // 24: hasidecar.v1.ConfigShowResponse.settings:type_name -> hasidecar.v1.Settings
+	51, // 25: hasidecar.v1.ConfigShowResponse.nodes:type_name -> hasidecar.v1.NodeConfig
+	60, // 26: hasidecar.v1.NodeConfig.local_parameters:type_name -> hasidecar.v1.NodeConfig.LocalParametersEntry
+	28, // 27: hasidecar.v1.NodeConfig.drift:type_name -> hasidecar.v1.ConfigDrift
+	70, // 28: hasidecar.v1.ConfigSetRequest.changes:type_name -> hasidecar.v1.ConfigChange
+	67, // 29: hasidecar.v1.ConfigHistoryResponse.events:type_name -> hasidecar.v1.Event
+	61, // 30: hasidecar.v1.CheckParametersRequest.parameters:type_name -> hasidecar.v1.CheckParametersRequest.ParametersEntry
+	58, // 31: hasidecar.v1.CheckParametersResponse.problems:type_name -> hasidecar.v1.ParameterProblem
+	5,  // 32: hasidecar.v1.ClusterService.Show:input_type -> hasidecar.v1.ShowRequest
+	8,  // 33: hasidecar.v1.ClusterService.Events:input_type -> hasidecar.v1.EventsRequest
+	10, // 34: hasidecar.v1.ClusterService.SetPaused:input_type -> hasidecar.v1.SetPausedRequest
+	12, // 35: hasidecar.v1.ClusterService.Failover:input_type -> hasidecar.v1.FailoverRequest
+	18, // 36: hasidecar.v1.ClusterService.Switchover:input_type -> hasidecar.v1.SwitchoverRequest
+	20, // 37: hasidecar.v1.ClusterService.Matrix:input_type -> hasidecar.v1.MatrixRequest
+	35, // 38: hasidecar.v1.ClusterService.RemoveNode:input_type -> hasidecar.v1.RemoveNodeRequest
+	14, // 39: hasidecar.v1.ClusterService.Reinit:input_type -> hasidecar.v1.ReinitRequest
+	16, // 40: hasidecar.v1.ClusterService.SetMaintenance:input_type -> hasidecar.v1.SetMaintenanceRequest
+	26, // 41: hasidecar.v1.NodeService.Status:input_type -> hasidecar.v1.StatusRequest
+	31, // 42: hasidecar.v1.NodeService.Rejoin:input_type -> hasidecar.v1.RejoinRequest
+	22, // 43: hasidecar.v1.NodeService.History:input_type -> hasidecar.v1.HistoryRequest
+	24, // 44: hasidecar.v1.NodeService.Cleanup:input_type -> hasidecar.v1.CleanupRequest
+	29, // 45: hasidecar.v1.NodeService.Leave:input_type -> hasidecar.v1.LeaveRequest
+	49, // 46: hasidecar.v1.ConfigService.Show:input_type -> hasidecar.v1.ConfigShowRequest
+	52, // 47: hasidecar.v1.ConfigService.Set:input_type -> hasidecar.v1.ConfigSetRequest
+	54, // 48: hasidecar.v1.ConfigService.History:input_type -> hasidecar.v1.ConfigHistoryRequest
+	56, // 49: hasidecar.v1.PeerService.CheckParameters:input_type -> hasidecar.v1.CheckParametersRequest
+	47, // 50: hasidecar.v1.PeerService.EnsureSlot:input_type -> hasidecar.v1.EnsureSlotRequest
+	33, // 51: hasidecar.v1.PeerService.Join:input_type -> hasidecar.v1.JoinRequest
+	35, // 52: hasidecar.v1.PeerService.Remove:input_type -> hasidecar.v1.RemoveNodeRequest
+	37, // 53: hasidecar.v1.PeerService.Apply:input_type -> hasidecar.v1.ApplyRequest
+	39, // 54: hasidecar.v1.PeerService.Report:input_type -> hasidecar.v1.ReportRequest
+	44, // 55: hasidecar.v1.PeerService.Sample:input_type -> hasidecar.v1.SampleRequest
+	41, // 56: hasidecar.v1.PeerService.LSN:input_type -> hasidecar.v1.LSNRequest
+	43, // 57: hasidecar.v1.PeerService.Ping:input_type -> hasidecar.v1.PingRequest
+	7,  // 58: hasidecar.v1.ClusterService.Show:output_type -> hasidecar.v1.ShowResponse
+	9,  // 59: hasidecar.v1.ClusterService.Events:output_type -> hasidecar.v1.EventsResponse
+	11, // 60: hasidecar.v1.ClusterService.SetPaused:output_type -> hasidecar.v1.SetPausedResponse
+	13, // 61: hasidecar.v1.ClusterService.Failover:output_type -> hasidecar.v1.FailoverResponse
+	19, // 62: hasidecar.v1.ClusterService.Switchover:output_type -> hasidecar.v1.SwitchoverResponse
+	21, // 63: hasidecar.v1.ClusterService.Matrix:output_type -> hasidecar.v1.MatrixResponse
+	36, // 64: hasidecar.v1.ClusterService.RemoveNode:output_type -> hasidecar.v1.RemoveNodeResponse
+	15, // 65: hasidecar.v1.ClusterService.Reinit:output_type -> hasidecar.v1.ReinitResponse
+	17, // 66: hasidecar.v1.ClusterService.SetMaintenance:output_type -> hasidecar.v1.SetMaintenanceResponse
+	27, // 67: hasidecar.v1.NodeService.Status:output_type -> hasidecar.v1.StatusResponse
+	32, // 68: hasidecar.v1.NodeService.Rejoin:output_type -> hasidecar.v1.RejoinResponse
+	23, // 69: hasidecar.v1.NodeService.History:output_type -> hasidecar.v1.HistoryResponse
+	25, // 70: hasidecar.v1.NodeService.Cleanup:output_type -> hasidecar.v1.CleanupResponse
+	30, // 71: hasidecar.v1.NodeService.Leave:output_type -> hasidecar.v1.LeaveResponse
+	50, // 72: hasidecar.v1.ConfigService.Show:output_type -> hasidecar.v1.ConfigShowResponse
+	53, // 73: hasidecar.v1.ConfigService.Set:output_type -> hasidecar.v1.ConfigSetResponse
+	55, // 74: hasidecar.v1.ConfigService.History:output_type -> hasidecar.v1.ConfigHistoryResponse
+	57, // 75: hasidecar.v1.PeerService.CheckParameters:output_type -> hasidecar.v1.CheckParametersResponse
+	48, // 76: hasidecar.v1.PeerService.EnsureSlot:output_type -> hasidecar.v1.EnsureSlotResponse
+	34, // 77: hasidecar.v1.PeerService.Join:output_type -> hasidecar.v1.JoinResponse
+	36, // 78: hasidecar.v1.PeerService.Remove:output_type -> hasidecar.v1.RemoveNodeResponse
+	38, // 79: hasidecar.v1.PeerService.Apply:output_type -> hasidecar.v1.ApplyResponse
+	40, // 80: hasidecar.v1.PeerService.Report:output_type -> hasidecar.v1.ReportResponse
+	45, // 81: hasidecar.v1.PeerService.Sample:output_type -> hasidecar.v1.SampleResponse
+	42, // 82: hasidecar.v1.PeerService.LSN:output_type -> hasidecar.v1.LSNResponse
+	46, // 83: hasidecar.v1.PeerService.Ping:output_type -> hasidecar.v1.PingResponse
+	58, // [58:84] is the sub-list for method output_type
+	32, // [32:58] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_hasidecar_v1_api_proto_init() }
@@ -3654,9 +4391,9 @@ func file_hasidecar_v1_api_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hasidecar_v1_api_proto_rawDesc), len(file_hasidecar_v1_api_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   48,
+			NumMessages:   62,
 			NumExtensions: 0,
-			NumServices:   3,
+			NumServices:   4,
 		},
 		GoTypes:           file_hasidecar_v1_api_proto_goTypes,
 		DependencyIndexes: file_hasidecar_v1_api_proto_depIdxs,

@@ -682,20 +682,200 @@ var NodeService_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	PeerService_EnsureSlot_FullMethodName = "/hasidecar.v1.PeerService/EnsureSlot"
-	PeerService_Join_FullMethodName       = "/hasidecar.v1.PeerService/Join"
-	PeerService_Remove_FullMethodName     = "/hasidecar.v1.PeerService/Remove"
-	PeerService_Apply_FullMethodName      = "/hasidecar.v1.PeerService/Apply"
-	PeerService_Report_FullMethodName     = "/hasidecar.v1.PeerService/Report"
-	PeerService_Sample_FullMethodName     = "/hasidecar.v1.PeerService/Sample"
-	PeerService_LSN_FullMethodName        = "/hasidecar.v1.PeerService/LSN"
-	PeerService_Ping_FullMethodName       = "/hasidecar.v1.PeerService/Ping"
+	ConfigService_Show_FullMethodName    = "/hasidecar.v1.ConfigService/Show"
+	ConfigService_Set_FullMethodName     = "/hasidecar.v1.ConfigService/Set"
+	ConfigService_History_FullMethodName = "/hasidecar.v1.ConfigService/History"
+)
+
+// ConfigServiceClient is the client API for ConfigService service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+type ConfigServiceClient interface {
+	Show(ctx context.Context, in *ConfigShowRequest, opts ...grpc.CallOption) (*ConfigShowResponse, error)
+	Set(ctx context.Context, in *ConfigSetRequest, opts ...grpc.CallOption) (*ConfigSetResponse, error)
+	History(ctx context.Context, in *ConfigHistoryRequest, opts ...grpc.CallOption) (*ConfigHistoryResponse, error)
+}
+
+type configServiceClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewConfigServiceClient(cc grpc.ClientConnInterface) ConfigServiceClient {
+	return &configServiceClient{cc}
+}
+
+func (c *configServiceClient) Show(ctx context.Context, in *ConfigShowRequest, opts ...grpc.CallOption) (*ConfigShowResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ConfigShowResponse)
+	err := c.cc.Invoke(ctx, ConfigService_Show_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *configServiceClient) Set(ctx context.Context, in *ConfigSetRequest, opts ...grpc.CallOption) (*ConfigSetResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ConfigSetResponse)
+	err := c.cc.Invoke(ctx, ConfigService_Set_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *configServiceClient) History(ctx context.Context, in *ConfigHistoryRequest, opts ...grpc.CallOption) (*ConfigHistoryResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ConfigHistoryResponse)
+	err := c.cc.Invoke(ctx, ConfigService_History_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// ConfigServiceServer is the server API for ConfigService service.
+// All implementations must embed UnimplementedConfigServiceServer
+// for forward compatibility.
+type ConfigServiceServer interface {
+	Show(context.Context, *ConfigShowRequest) (*ConfigShowResponse, error)
+	Set(context.Context, *ConfigSetRequest) (*ConfigSetResponse, error)
+	History(context.Context, *ConfigHistoryRequest) (*ConfigHistoryResponse, error)
+	mustEmbedUnimplementedConfigServiceServer()
+}
+
+// UnimplementedConfigServiceServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedConfigServiceServer struct{}
+
+func (UnimplementedConfigServiceServer) Show(context.Context, *ConfigShowRequest) (*ConfigShowResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Show not implemented")
+}
+func (UnimplementedConfigServiceServer) Set(context.Context, *ConfigSetRequest) (*ConfigSetResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Set not implemented")
+}
+func (UnimplementedConfigServiceServer) History(context.Context, *ConfigHistoryRequest) (*ConfigHistoryResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method History not implemented")
+}
+func (UnimplementedConfigServiceServer) mustEmbedUnimplementedConfigServiceServer() {}
+func (UnimplementedConfigServiceServer) testEmbeddedByValue()                       {}
+
+// UnsafeConfigServiceServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to ConfigServiceServer will
+// result in compilation errors.
+type UnsafeConfigServiceServer interface {
+	mustEmbedUnimplementedConfigServiceServer()
+}
+
+func RegisterConfigServiceServer(s grpc.ServiceRegistrar, srv ConfigServiceServer) {
+	// If the following call pancis, it indicates UnimplementedConfigServiceServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&ConfigService_ServiceDesc, srv)
+}
+
+func _ConfigService_Show_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ConfigShowRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConfigServiceServer).Show(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConfigService_Show_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConfigServiceServer).Show(ctx, req.(*ConfigShowRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ConfigService_Set_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ConfigSetRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConfigServiceServer).Set(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConfigService_Set_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConfigServiceServer).Set(ctx, req.(*ConfigSetRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ConfigService_History_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ConfigHistoryRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConfigServiceServer).History(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConfigService_History_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConfigServiceServer).History(ctx, req.(*ConfigHistoryRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// ConfigService_ServiceDesc is the grpc.ServiceDesc for ConfigService service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var ConfigService_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "hasidecar.v1.ConfigService",
+	HandlerType: (*ConfigServiceServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "Show",
+			Handler:    _ConfigService_Show_Handler,
+		},
+		{
+			MethodName: "Set",
+			Handler:    _ConfigService_Set_Handler,
+		},
+		{
+			MethodName: "History",
+			Handler:    _ConfigService_History_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "hasidecar/v1/api.proto",
+}
+
+const (
+	PeerService_CheckParameters_FullMethodName = "/hasidecar.v1.PeerService/CheckParameters"
+	PeerService_EnsureSlot_FullMethodName      = "/hasidecar.v1.PeerService/EnsureSlot"
+	PeerService_Join_FullMethodName            = "/hasidecar.v1.PeerService/Join"
+	PeerService_Remove_FullMethodName          = "/hasidecar.v1.PeerService/Remove"
+	PeerService_Apply_FullMethodName           = "/hasidecar.v1.PeerService/Apply"
+	PeerService_Report_FullMethodName          = "/hasidecar.v1.PeerService/Report"
+	PeerService_Sample_FullMethodName          = "/hasidecar.v1.PeerService/Sample"
+	PeerService_LSN_FullMethodName             = "/hasidecar.v1.PeerService/LSN"
+	PeerService_Ping_FullMethodName            = "/hasidecar.v1.PeerService/Ping"
 )
 
 // PeerServiceClient is the client API for PeerService service.
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 type PeerServiceClient interface {
+	CheckParameters(ctx context.Context, in *CheckParametersRequest, opts ...grpc.CallOption) (*CheckParametersResponse, error)
 	EnsureSlot(ctx context.Context, in *EnsureSlotRequest, opts ...grpc.CallOption) (*EnsureSlotResponse, error)
 	Join(ctx context.Context, in *JoinRequest, opts ...grpc.CallOption) (*JoinResponse, error)
 	Remove(ctx context.Context, in *RemoveNodeRequest, opts ...grpc.CallOption) (*RemoveNodeResponse, error)
@@ -712,6 +892,16 @@ type peerServiceClient struct {
 
 func NewPeerServiceClient(cc grpc.ClientConnInterface) PeerServiceClient {
 	return &peerServiceClient{cc}
+}
+
+func (c *peerServiceClient) CheckParameters(ctx context.Context, in *CheckParametersRequest, opts ...grpc.CallOption) (*CheckParametersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CheckParametersResponse)
+	err := c.cc.Invoke(ctx, PeerService_CheckParameters_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 func (c *peerServiceClient) EnsureSlot(ctx context.Context, in *EnsureSlotRequest, opts ...grpc.CallOption) (*EnsureSlotResponse, error) {
@@ -798,6 +988,7 @@ func (c *peerServiceClient) Ping(ctx context.Context, in *PingRequest, opts ...g
 // All implementations must embed UnimplementedPeerServiceServer
 // for forward compatibility.
 type PeerServiceServer interface {
+	CheckParameters(context.Context, *CheckParametersRequest) (*CheckParametersResponse, error)
 	EnsureSlot(context.Context, *EnsureSlotRequest) (*EnsureSlotResponse, error)
 	Join(context.Context, *JoinRequest) (*JoinResponse, error)
 	Remove(context.Context, *RemoveNodeRequest) (*RemoveNodeResponse, error)
@@ -816,6 +1007,9 @@ type PeerServiceServer interface {
 // pointer dereference when methods are called.
 type UnimplementedPeerServiceServer struct{}
 
+func (UnimplementedPeerServiceServer) CheckParameters(context.Context, *CheckParametersRequest) (*CheckParametersResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CheckParameters not implemented")
+}
 func (UnimplementedPeerServiceServer) EnsureSlot(context.Context, *EnsureSlotRequest) (*EnsureSlotResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method EnsureSlot not implemented")
 }
@@ -859,6 +1053,24 @@ func RegisterPeerServiceServer(s grpc.ServiceRegistrar, srv PeerServiceServer) {
 		t.testEmbeddedByValue()
 	}
 	s.RegisterService(&PeerService_ServiceDesc, srv)
+}
+
+func _PeerService_CheckParameters_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CheckParametersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PeerServiceServer).CheckParameters(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PeerService_CheckParameters_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PeerServiceServer).CheckParameters(ctx, req.(*CheckParametersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
 }
 
 func _PeerService_EnsureSlot_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
@@ -1012,6 +1224,10 @@ var PeerService_ServiceDesc = grpc.ServiceDesc{
 	ServiceName: "hasidecar.v1.PeerService",
 	HandlerType: (*PeerServiceServer)(nil),
 	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "CheckParameters",
+			Handler:    _PeerService_CheckParameters_Handler,
+		},
 		{
 			MethodName: "EnsureSlot",
 			Handler:    _PeerService_EnsureSlot_Handler,

@@ -648,8 +648,19 @@ type Settings struct {
 	// raft.voter_replace_after: a voter whose reports have not reached the
 	// leader this long is replaced by a healthy non-voter. 0 = default (30 s).
 	VoterReplaceAfterMs int64 `protobuf:"varint,11,opt,name=voter_replace_after_ms,json=voterReplaceAfterMs,proto3" json:"voter_replace_after_ms,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// The runtime cluster configuration (the key table is clusterconf/):
+	// config_version grows by one with every change of a key's value, and a
+	// SetConfig must name the version it was made against (compare-and-set).
+	// 0 on a cluster created before versions existed.
+	ConfigVersion uint64 `protobuf:"varint,14,opt,name=config_version,json=configVersion,proto3" json:"config_version,omitempty"`
+	// postgresql.parameters.NAME: GUCs every data node writes into its
+	// managed configuration file (a node's own postgres.parameters win).
+	PostgresParameters map[string]string `protobuf:"bytes,15,rep,name=postgres_parameters,json=postgresParameters,proto3" json:"postgres_parameters,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// postgresql.hba: extra pg_hba.conf lines on every data node, after the
+	// node's own postgres.hba lines.
+	PostgresHba   []string `protobuf:"bytes,16,rep,name=postgres_hba,json=postgresHba,proto3" json:"postgres_hba,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Settings) Reset() {
@@ -757,6 +768,27 @@ func (x *Settings) GetVoterReplaceAfterMs() int64 {
 		return x.VoterReplaceAfterMs
 	}
 	return 0
+}
+
+func (x *Settings) GetConfigVersion() uint64 {
+	if x != nil {
+		return x.ConfigVersion
+	}
+	return 0
+}
+
+func (x *Settings) GetPostgresParameters() map[string]string {
+	if x != nil {
+		return x.PostgresParameters
+	}
+	return nil
+}
+
+func (x *Settings) GetPostgresHba() []string {
+	if x != nil {
+		return x.PostgresHba
+	}
+	return nil
 }
 
 // A switchover in flight (issue: planned switchover).
@@ -1033,6 +1065,7 @@ type Command struct {
 	//	*Command_SetNeedsReclone
 	//	*Command_SetVoter
 	//	*Command_SetMaintenance
+	//	*Command_SetConfig
 	Cmd           isCommand_Cmd `protobuf_oneof:"cmd"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1253,6 +1286,15 @@ func (x *Command) GetSetMaintenance() *SetMaintenance {
 	return nil
 }
 
+func (x *Command) GetSetConfig() *SetConfig {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_SetConfig); ok {
+			return x.SetConfig
+		}
+	}
+	return nil
+}
+
 type isCommand_Cmd interface {
 	isCommand_Cmd()
 }
@@ -1333,6 +1375,10 @@ type Command_SetMaintenance struct {
 	SetMaintenance *SetMaintenance `protobuf:"bytes,28,opt,name=set_maintenance,json=setMaintenance,proto3,oneof"`
 }
 
+type Command_SetConfig struct {
+	SetConfig *SetConfig `protobuf:"bytes,31,opt,name=set_config,json=setConfig,proto3,oneof"`
+}
+
 func (*Command_InitCluster) isCommand_Cmd() {}
 
 func (*Command_RegisterNode) isCommand_Cmd() {}
@@ -1370,6 +1416,8 @@ func (*Command_SetNeedsReclone) isCommand_Cmd() {}
 func (*Command_SetVoter) isCommand_Cmd() {}
 
 func (*Command_SetMaintenance) isCommand_Cmd() {}
+
+func (*Command_SetConfig) isCommand_Cmd() {}
 
 // The Raft leader changed a node's suffrage in the Raft configuration
 // (promoted a non-voter, demoted a voter): the row's voter flag follows,
@@ -2738,6 +2786,124 @@ func (x *EndSwitchover) GetDetails() string {
 	return ""
 }
 
+// One key of the runtime cluster configuration (clusterconf.Keys): its new
+// value in the key's text form, or unset (back to the default; for
+// postgresql.parameters.NAME: removed).
+type ConfigChange struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Value         string                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	Unset         bool                   `protobuf:"varint,3,opt,name=unset,proto3" json:"unset,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfigChange) Reset() {
+	*x = ConfigChange{}
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfigChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfigChange) ProtoMessage() {}
+
+func (x *ConfigChange) ProtoReflect() protoreflect.Message {
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfigChange.ProtoReflect.Descriptor instead.
+func (*ConfigChange) Descriptor() ([]byte, []int) {
+	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *ConfigChange) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *ConfigChange) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+func (x *ConfigChange) GetUnset() bool {
+	if x != nil {
+		return x.Unset
+	}
+	return false
+}
+
+// Changes keys of the runtime cluster configuration; refused whole unless
+// version equals Settings.config_version (compare-and-set) and every change
+// is valid. Applied: config_version + 1 and one config_changed event.
+type SetConfig struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Version       uint64                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	Changes       []*ConfigChange        `protobuf:"bytes,2,rep,name=changes,proto3" json:"changes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetConfig) Reset() {
+	*x = SetConfig{}
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetConfig) ProtoMessage() {}
+
+func (x *SetConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetConfig.ProtoReflect.Descriptor instead.
+func (*SetConfig) Descriptor() ([]byte, []int) {
+	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *SetConfig) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *SetConfig) GetChanges() []*ConfigChange {
+	if x != nil {
+		return x.Changes
+	}
+	return nil
+}
+
 var File_hasidecar_v1_fsm_proto protoreflect.FileDescriptor
 
 const file_hasidecar_v1_fsm_proto_rawDesc = "" +
@@ -2790,7 +2956,7 @@ const file_hasidecar_v1_fsm_proto_rawDesc = "" +
 	"\x0erelease_reason\x18\b \x01(\tR\rreleaseReason\x12\x1a\n" +
 	"\btimeline\x18\t \x01(\rR\btimeline\x12\x16\n" +
 	"\x06anchor\x18\n" +
-	" \x01(\x04R\x06anchor\"\xe7\x03\n" +
+	" \x01(\x04R\x06anchor\"\xd9\x05\n" +
 	"\bSettings\x12?\n" +
 	"\rfailover_mode\x18\x01 \x01(\x0e2\x1a.hasidecar.v1.FailoverModeR\ffailoverMode\x12\x16\n" +
 	"\x06paused\x18\x02 \x01(\bR\x06paused\x12 \n" +
@@ -2804,7 +2970,13 @@ const file_hasidecar_v1_fsm_proto_rawDesc = "" +
 	"\n" +
 	"max_voters\x18\n" +
 	" \x01(\x05R\tmaxVoters\x123\n" +
-	"\x16voter_replace_after_ms\x18\v \x01(\x03R\x13voterReplaceAfterMs\"\xde\x01\n" +
+	"\x16voter_replace_after_ms\x18\v \x01(\x03R\x13voterReplaceAfterMs\x12%\n" +
+	"\x0econfig_version\x18\x0e \x01(\x04R\rconfigVersion\x12_\n" +
+	"\x13postgres_parameters\x18\x0f \x03(\v2..hasidecar.v1.Settings.PostgresParametersEntryR\x12postgresParameters\x12!\n" +
+	"\fpostgres_hba\x18\x10 \x03(\tR\vpostgresHba\x1aE\n" +
+	"\x17PostgresParametersEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xde\x01\n" +
 	"\n" +
 	"Switchover\x12\x17\n" +
 	"\afrom_id\x18\x01 \x01(\rR\x06fromId\x12\x13\n" +
@@ -2833,7 +3005,7 @@ const file_hasidecar_v1_fsm_proto_rawDesc = "" +
 	"switchover\x18\f \x01(\v2\x18.hasidecar.v1.SwitchoverR\n" +
 	"switchover\x12#\n" +
 	"\rsync_standbys\x18\r \x03(\rR\fsyncStandbys\x12$\n" +
-	"\x0esync_floor_lsn\x18\x0e \x01(\x04R\fsyncFloorLsn\"\xc5\n" +
+	"\x0esync_floor_lsn\x18\x0e \x01(\x04R\fsyncFloorLsn\"\xff\n" +
 	"\n" +
 	"\aCommand\x12\x1c\n" +
 	"\n" +
@@ -2860,7 +3032,9 @@ const file_hasidecar_v1_fsm_proto_rawDesc = "" +
 	"\x11set_sync_standbys\x18\x19 \x01(\v2\x1d.hasidecar.v1.SetSyncStandbysH\x00R\x0fsetSyncStandbys\x12K\n" +
 	"\x11set_needs_reclone\x18\x1a \x01(\v2\x1d.hasidecar.v1.SetNeedsRecloneH\x00R\x0fsetNeedsReclone\x125\n" +
 	"\tset_voter\x18\x1b \x01(\v2\x16.hasidecar.v1.SetVoterH\x00R\bsetVoter\x12G\n" +
-	"\x0fset_maintenance\x18\x1c \x01(\v2\x1c.hasidecar.v1.SetMaintenanceH\x00R\x0esetMaintenanceB\x05\n" +
+	"\x0fset_maintenance\x18\x1c \x01(\v2\x1c.hasidecar.v1.SetMaintenanceH\x00R\x0esetMaintenance\x128\n" +
+	"\n" +
+	"set_config\x18\x1f \x01(\v2\x17.hasidecar.v1.SetConfigH\x00R\tsetConfigB\x05\n" +
 	"\x03cmd\"S\n" +
 	"\bSetVoter\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\rR\x06nodeId\x12\x14\n" +
@@ -2979,7 +3153,14 @@ const file_hasidecar_v1_fsm_proto_rawDesc = "" +
 	"\rEndSwitchover\x12\x12\n" +
 	"\x04term\x18\x01 \x01(\x04R\x04term\x12\x0e\n" +
 	"\x02ok\x18\x02 \x01(\bR\x02ok\x12\x18\n" +
-	"\adetails\x18\x03 \x01(\tR\adetails*P\n" +
+	"\adetails\x18\x03 \x01(\tR\adetails\"L\n" +
+	"\fConfigChange\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\x12\x14\n" +
+	"\x05unset\x18\x03 \x01(\bR\x05unset\"[\n" +
+	"\tSetConfig\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\x04R\aversion\x124\n" +
+	"\achanges\x18\x02 \x03(\v2\x1a.hasidecar.v1.ConfigChangeR\achanges*P\n" +
 	"\bNodeKind\x12\x19\n" +
 	"\x15NODE_KIND_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eNODE_KIND_DATA\x10\x01\x12\x15\n" +
@@ -3007,7 +3188,7 @@ func file_hasidecar_v1_fsm_proto_rawDescGZIP() []byte {
 }
 
 var file_hasidecar_v1_fsm_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_hasidecar_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_hasidecar_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_hasidecar_v1_fsm_proto_goTypes = []any{
 	(NodeKind)(0),               // 0: hasidecar.v1.NodeKind
 	(NodeRole)(0),               // 1: hasidecar.v1.NodeRole
@@ -3038,43 +3219,49 @@ var file_hasidecar_v1_fsm_proto_goTypes = []any{
 	(*SetMaintenance)(nil),      // 26: hasidecar.v1.SetMaintenance
 	(*SetNeedsReclone)(nil),     // 27: hasidecar.v1.SetNeedsReclone
 	(*EndSwitchover)(nil),       // 28: hasidecar.v1.EndSwitchover
+	(*ConfigChange)(nil),        // 29: hasidecar.v1.ConfigChange
+	(*SetConfig)(nil),           // 30: hasidecar.v1.SetConfig
+	nil,                         // 31: hasidecar.v1.Settings.PostgresParametersEntry
 }
 var file_hasidecar_v1_fsm_proto_depIdxs = []int32{
 	0,  // 0: hasidecar.v1.Node.kind:type_name -> hasidecar.v1.NodeKind
 	1,  // 1: hasidecar.v1.Node.role:type_name -> hasidecar.v1.NodeRole
 	2,  // 2: hasidecar.v1.Settings.failover_mode:type_name -> hasidecar.v1.FailoverMode
-	3,  // 3: hasidecar.v1.ClusterState.nodes:type_name -> hasidecar.v1.Node
-	4,  // 4: hasidecar.v1.ClusterState.events:type_name -> hasidecar.v1.Event
-	5,  // 5: hasidecar.v1.ClusterState.lease:type_name -> hasidecar.v1.Lease
-	6,  // 6: hasidecar.v1.ClusterState.settings:type_name -> hasidecar.v1.Settings
-	7,  // 7: hasidecar.v1.ClusterState.switchover:type_name -> hasidecar.v1.Switchover
-	11, // 8: hasidecar.v1.Command.init_cluster:type_name -> hasidecar.v1.InitCluster
-	12, // 9: hasidecar.v1.Command.register_node:type_name -> hasidecar.v1.RegisterNode
-	13, // 10: hasidecar.v1.Command.remove_node:type_name -> hasidecar.v1.RemoveNode
-	14, // 11: hasidecar.v1.Command.set_system_identifier:type_name -> hasidecar.v1.SetSystemIdentifier
-	15, // 12: hasidecar.v1.Command.register_primary:type_name -> hasidecar.v1.RegisterPrimary
-	16, // 13: hasidecar.v1.Command.promote:type_name -> hasidecar.v1.Promote
-	17, // 14: hasidecar.v1.Command.renew_lease:type_name -> hasidecar.v1.RenewLease
-	18, // 15: hasidecar.v1.Command.release_lease:type_name -> hasidecar.v1.ReleaseLease
-	19, // 16: hasidecar.v1.Command.record_event:type_name -> hasidecar.v1.RecordEvent
-	20, // 17: hasidecar.v1.Command.set_standby:type_name -> hasidecar.v1.SetStandby
-	22, // 18: hasidecar.v1.Command.set_settings:type_name -> hasidecar.v1.SetSettings
-	23, // 19: hasidecar.v1.Command.begin_switchover:type_name -> hasidecar.v1.BeginSwitchover
-	28, // 20: hasidecar.v1.Command.end_switchover:type_name -> hasidecar.v1.EndSwitchover
-	21, // 21: hasidecar.v1.Command.set_node_active:type_name -> hasidecar.v1.SetNodeActive
-	24, // 22: hasidecar.v1.Command.update_switchover:type_name -> hasidecar.v1.UpdateSwitchover
-	25, // 23: hasidecar.v1.Command.set_sync_standbys:type_name -> hasidecar.v1.SetSyncStandbys
-	27, // 24: hasidecar.v1.Command.set_needs_reclone:type_name -> hasidecar.v1.SetNeedsReclone
-	10, // 25: hasidecar.v1.Command.set_voter:type_name -> hasidecar.v1.SetVoter
-	26, // 26: hasidecar.v1.Command.set_maintenance:type_name -> hasidecar.v1.SetMaintenance
-	6,  // 27: hasidecar.v1.InitCluster.settings:type_name -> hasidecar.v1.Settings
-	0,  // 28: hasidecar.v1.RegisterNode.kind:type_name -> hasidecar.v1.NodeKind
-	2,  // 29: hasidecar.v1.SetSettings.failover_mode:type_name -> hasidecar.v1.FailoverMode
-	30, // [30:30] is the sub-list for method output_type
-	30, // [30:30] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	31, // 3: hasidecar.v1.Settings.postgres_parameters:type_name -> hasidecar.v1.Settings.PostgresParametersEntry
+	3,  // 4: hasidecar.v1.ClusterState.nodes:type_name -> hasidecar.v1.Node
+	4,  // 5: hasidecar.v1.ClusterState.events:type_name -> hasidecar.v1.Event
+	5,  // 6: hasidecar.v1.ClusterState.lease:type_name -> hasidecar.v1.Lease
+	6,  // 7: hasidecar.v1.ClusterState.settings:type_name -> hasidecar.v1.Settings
+	7,  // 8: hasidecar.v1.ClusterState.switchover:type_name -> hasidecar.v1.Switchover
+	11, // 9: hasidecar.v1.Command.init_cluster:type_name -> hasidecar.v1.InitCluster
+	12, // 10: hasidecar.v1.Command.register_node:type_name -> hasidecar.v1.RegisterNode
+	13, // 11: hasidecar.v1.Command.remove_node:type_name -> hasidecar.v1.RemoveNode
+	14, // 12: hasidecar.v1.Command.set_system_identifier:type_name -> hasidecar.v1.SetSystemIdentifier
+	15, // 13: hasidecar.v1.Command.register_primary:type_name -> hasidecar.v1.RegisterPrimary
+	16, // 14: hasidecar.v1.Command.promote:type_name -> hasidecar.v1.Promote
+	17, // 15: hasidecar.v1.Command.renew_lease:type_name -> hasidecar.v1.RenewLease
+	18, // 16: hasidecar.v1.Command.release_lease:type_name -> hasidecar.v1.ReleaseLease
+	19, // 17: hasidecar.v1.Command.record_event:type_name -> hasidecar.v1.RecordEvent
+	20, // 18: hasidecar.v1.Command.set_standby:type_name -> hasidecar.v1.SetStandby
+	22, // 19: hasidecar.v1.Command.set_settings:type_name -> hasidecar.v1.SetSettings
+	23, // 20: hasidecar.v1.Command.begin_switchover:type_name -> hasidecar.v1.BeginSwitchover
+	28, // 21: hasidecar.v1.Command.end_switchover:type_name -> hasidecar.v1.EndSwitchover
+	21, // 22: hasidecar.v1.Command.set_node_active:type_name -> hasidecar.v1.SetNodeActive
+	24, // 23: hasidecar.v1.Command.update_switchover:type_name -> hasidecar.v1.UpdateSwitchover
+	25, // 24: hasidecar.v1.Command.set_sync_standbys:type_name -> hasidecar.v1.SetSyncStandbys
+	27, // 25: hasidecar.v1.Command.set_needs_reclone:type_name -> hasidecar.v1.SetNeedsReclone
+	10, // 26: hasidecar.v1.Command.set_voter:type_name -> hasidecar.v1.SetVoter
+	26, // 27: hasidecar.v1.Command.set_maintenance:type_name -> hasidecar.v1.SetMaintenance
+	30, // 28: hasidecar.v1.Command.set_config:type_name -> hasidecar.v1.SetConfig
+	6,  // 29: hasidecar.v1.InitCluster.settings:type_name -> hasidecar.v1.Settings
+	0,  // 30: hasidecar.v1.RegisterNode.kind:type_name -> hasidecar.v1.NodeKind
+	2,  // 31: hasidecar.v1.SetSettings.failover_mode:type_name -> hasidecar.v1.FailoverMode
+	29, // 32: hasidecar.v1.SetConfig.changes:type_name -> hasidecar.v1.ConfigChange
+	33, // [33:33] is the sub-list for method output_type
+	33, // [33:33] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_hasidecar_v1_fsm_proto_init() }
@@ -3102,6 +3289,7 @@ func file_hasidecar_v1_fsm_proto_init() {
 		(*Command_SetNeedsReclone)(nil),
 		(*Command_SetVoter)(nil),
 		(*Command_SetMaintenance)(nil),
+		(*Command_SetConfig)(nil),
 	}
 	file_hasidecar_v1_fsm_proto_msgTypes[19].OneofWrappers = []any{}
 	type x struct{}
@@ -3110,7 +3298,7 @@ func file_hasidecar_v1_fsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hasidecar_v1_fsm_proto_rawDesc), len(file_hasidecar_v1_fsm_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   26,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
