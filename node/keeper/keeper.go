@@ -109,6 +109,8 @@ type Keeper struct {
 	aside asideQueue
 	// dogWake: a WatchdogTick is wanted now (pokeWatchdog; Run's watchdog).
 	dogWake chan struct{}
+	// conf: the inputs of the last successful configure (reconciler only).
+	conf confMemo
 }
 
 // Config is how a Keeper is built.
