@@ -22,6 +22,7 @@ import (
 	"github.com/hashicorp/raft"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/hasidecar/hasidecar/config"
@@ -481,6 +482,7 @@ func (n *Node) leaderCommitIndex(ctx context.Context) (uint64, error) {
 	}
 	cctx, cancel := context.WithTimeout(ctx, peerTimeout)
 	defer cancel()
+	cctx = metadata.AppendToOutgoingContext(cctx, catchUpHeader, "1")
 	st, err := pb.NewNodeServiceClient(conn).Status(cctx, &pb.StatusRequest{})
 	if err != nil {
 		return 0, err

@@ -37,14 +37,18 @@ sleep "$WINDOW"
 end=$(date +%s.%N)
 secs=$(echo "$end - $start" | bc -l)
 total=0
-printf '%-8s %-9s %-10s %8s %8s\n' pid kind node 'cpu%' 'rss_mb'
+printf '%-8s %-9s %-10s %8s %8s %8s %8s\n' pid kind node 'cpu%' 'rss_mb' 'pss_mb' 'anon_mb'
 for p in $(printf '%s\n' "${!t0[@]}" | sort -n); do
 	t1=$(ticks "$p")
 	if [ "$t1" = -1 ] || [ "${t0[$p]}" = -1 ]; then continue; fi
 	pct=$(echo "100 * ($t1 - ${t0[$p]}) / $TCK / $secs" | bc -l)
 	rss=$(awk '/^VmRSS/ {printf "%.1f", $2/1024}' "/proc/$p/status")
+	# PSS counts the binary's pages shared by the lab's processes once in
+	# all; anon is the process's own memory.
+	pss=$(awk '/^Pss:/ {printf "%.1f", $2/1024}' "/proc/$p/smaps_rollup")
+	anon=$(awk '/^Anonymous:/ {printf "%.1f", $2/1024}' "/proc/$p/smaps_rollup")
 	total=$(echo "$total + $pct" | bc -l)
 	read -r kind node <<<"${name[$p]}"
-	printf '%-8s %-9s %-10s %8.2f %8s\n' "$p" "$kind" "$node" "$pct" "$rss"
+	printf '%-8s %-9s %-10s %8.2f %8s %8s %8s\n' "$p" "$kind" "$node" "$pct" "$rss" "$pss" "$anon"
 done
 printf 'total %.2f%% of one core over %.1f s (CLK_TCK %s)\n' "$total" "$secs" "$TCK"
