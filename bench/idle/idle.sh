@@ -22,7 +22,7 @@ trap cleanup EXIT
 sleep "$SETTLE"
 
 # Only this lab's processes: their command line names a file under DIR.
-pids() { pgrep -f "hasidecar (agent|pgguard).*$DIR" || true; }
+pids() { pgrep -f " (agent|pgguard) .*$DIR/" || true; }
 ticks() { awk '{print $14+$15}' "/proc/$1/stat" 2>/dev/null || echo -1; }
 label() {
 	local cmd; cmd=$(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null || true)
