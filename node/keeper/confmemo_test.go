@@ -1,6 +1,7 @@
 package keeper
 
 import (
+	"context"
 	"testing"
 	"time"
 )
@@ -34,5 +35,35 @@ func TestConfMemo(t *testing.T) {
 	}
 	if (&confMemo{}).fresh(configureKey(nil, nil, "", "", false, false), t0) {
 		t.Fatal("an empty memo is fresh")
+	}
+}
+
+// TestConfigureMemo: the reconciler's configure writes the managed files
+// once for the same inputs, again once configureRecheck has passed, and
+// again after an action that may have rewritten them.
+func TestConfigureMemo(t *testing.T) {
+	ctx := context.Background()
+	k, clk, _, pg := primaryCluster(t)
+	writes := func() int { pg.mu.Lock(); defer pg.mu.Unlock(); return pg.configWrites }
+	act := action{Kind: actConfigure, Term: 1}
+	for i := 0; i < 3; i++ {
+		if err := k.execute(ctx, act); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := writes(); n != 1 {
+		t.Fatalf("%d writes for three rounds with the same inputs, want 1", n)
+	}
+	clk.Advance(configureRecheck)
+	if err := k.execute(ctx, act); err != nil || writes() != 2 {
+		t.Fatalf("after configureRecheck: %d writes (%v), want 2", writes(), err)
+	}
+	// A state-changing action (here a stop, then a start) forgets the memo.
+	if err := k.execute(ctx, action{Kind: actStop, Term: 1}); err != nil {
+		t.Fatal(err)
+	}
+	_ = pg.Start(ctx)
+	if err := k.execute(ctx, act); err != nil || writes() != 3 {
+		t.Fatalf("after a stop and start: %d writes (%v), want 3", writes(), err)
 	}
 }
