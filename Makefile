@@ -10,7 +10,7 @@ LDFLAGS  := -X github.com/hasidecar/hasidecar/node.Version=$(VERSION)
 RACE_PKGS := ./fsm/... ./clusterconf/... ./config/... ./node/... ./cmd/... ./internal/...
 LAB_DIR  ?= lab
 
-.PHONY: all build test test-unit test-integration sim chaos lint proto demo demo-down bench-failover bench-switchover bench-gate clean
+.PHONY: all build test test-unit test-integration sim chaos lint proto demo demo-down bench-failover bench-switchover bench-gate bench-idle clean
 
 all: build
 
@@ -88,6 +88,12 @@ bench-switchover: build
 
 bench-gate: build
 	$(GO) run ./bench/gate -bin $(BIN) $(BENCH_ARGS)
+
+## bench-idle: CPU and memory of every hasidecar process of a lab at rest
+## (2 standbys + witness, 30 s; bench/idle/idle.sh says the knobs). On a
+## shared machine: flock /tmp/heavy.lock make bench-idle
+bench-idle: build
+	BIN=$(BIN) ./bench/idle/idle.sh
 
 clean:
 	rm -rf bin integration.log chaos.log

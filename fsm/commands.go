@@ -694,15 +694,15 @@ func kindName(k pb.NodeKind) string {
 	return k.String()
 }
 
-// Urgent says whether followers act on cmd as soon as they apply it: a
-// promotion (the candidate promotes) and the steps of a switchover (the
-// old primary stops). The leader pushes its commit to them at once
+// Urgent says whether the leader pushes cmd's commit to followers at once
 // (node/ issues a Raft barrier after it) instead of letting them learn it
-// with the next replication round.
+// with the next replication round, up to 2 × raft CommitTimeout later:
+// every command but the lease renewal, the one command of a cluster at
+// rest, which only the proposer (answered by the leader) and the leader's
+// decider act on. Followers act on the others as soon as they apply them
+// (a promotion, a switchover's steps, a standby's new upstream) or show
+// them (events, roles).
 func Urgent(cmd *pb.Command) bool {
-	switch cmd.Cmd.(type) {
-	case *pb.Command_Promote, *pb.Command_BeginSwitchover, *pb.Command_UpdateSwitchover, *pb.Command_EndSwitchover:
-		return true
-	}
-	return false
+	_, renewal := cmd.Cmd.(*pb.Command_RenewLease)
+	return !renewal
 }

@@ -86,8 +86,8 @@ func TestNeedsRecloneForwarded(t *testing.T) {
 	}
 }
 
-// TestUrgent: what followers act on at once is pushed to them (a promotion,
-// a switchover's steps); the routine traffic is not.
+// TestUrgent: what followers act on or show is pushed to them; the lease
+// renewals of a cluster at rest are not.
 func TestUrgent(t *testing.T) {
 	for _, tc := range []struct {
 		cmd  *pb.Command
@@ -98,8 +98,9 @@ func TestUrgent(t *testing.T) {
 		{&pb.Command{Cmd: &pb.Command_UpdateSwitchover{UpdateSwitchover: &pb.UpdateSwitchover{}}}, true},
 		{&pb.Command{Cmd: &pb.Command_EndSwitchover{EndSwitchover: &pb.EndSwitchover{}}}, true},
 		{&pb.Command{Cmd: &pb.Command_RenewLease{RenewLease: &pb.RenewLease{}}}, false},
-		{&pb.Command{Cmd: &pb.Command_RecordEvent{RecordEvent: &pb.RecordEvent{}}}, false},
-		{&pb.Command{Cmd: &pb.Command_SetStandby{SetStandby: &pb.SetStandby{}}}, false},
+		{&pb.Command{Cmd: &pb.Command_RecordEvent{RecordEvent: &pb.RecordEvent{}}}, true},
+		{&pb.Command{Cmd: &pb.Command_SetStandby{SetStandby: &pb.SetStandby{}}}, true},
+		{&pb.Command{Cmd: &pb.Command_ReleaseLease{ReleaseLease: &pb.ReleaseLease{}}}, true},
 	} {
 		if got := Urgent(tc.cmd); got != tc.want {
 			t.Errorf("Urgent(%s) = %v, want %v", commandName(tc.cmd), got, tc.want)

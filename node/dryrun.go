@@ -168,6 +168,10 @@ func askCluster(ctx context.Context, cfg *config.Config) (*pb.ShowResponse, stri
 	if err != nil {
 		return nil, ""
 	}
+	// A member that has not caught up yet (restarted a moment ago, no
+	// leader known) answers with an empty cluster: ask the next one then.
+	var first *pb.ShowResponse
+	firstAddr := ""
 	for _, addr := range append([]string{cfg.GRPCAdvertise()}, cfg.Join...) {
 		conn, err := grpc.NewClient(addr, opts...)
 		if err != nil {
@@ -177,11 +181,17 @@ func askCluster(ctx context.Context, cfg *config.Config) (*pb.ShowResponse, stri
 		resp, err := pb.NewClusterServiceClient(conn).Show(cctx, &pb.ShowRequest{})
 		cancel()
 		_ = conn.Close()
-		if err == nil {
+		if err != nil {
+			continue
+		}
+		if resp.Cluster != "" {
 			return resp, addr
 		}
+		if first == nil {
+			first, firstAddr = resp, addr
+		}
 	}
-	return nil, ""
+	return first, firstAddr
 }
 
 // ownedPostgres is the data directory's Postgres as the running agent's

@@ -23,6 +23,7 @@ import (
 	"github.com/hashicorp/raft"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/hasidecar/hasidecar/clusterconf"
@@ -493,6 +494,7 @@ func (n *Node) leaderCommitIndex(ctx context.Context) (uint64, error) {
 	}
 	cctx, cancel := context.WithTimeout(ctx, peerTimeout)
 	defer cancel()
+	cctx = metadata.AppendToOutgoingContext(cctx, catchUpHeader, "1")
 	st, err := pb.NewNodeServiceClient(conn).Status(cctx, &pb.StatusRequest{})
 	if err != nil {
 		return 0, err

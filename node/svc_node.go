@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/hasidecar/hasidecar/clusterconf"
 	"github.com/hasidecar/hasidecar/pgctl"
@@ -18,8 +19,25 @@ type nodeService struct {
 	n *Node
 }
 
-func (s *nodeService) Status(_ context.Context, _ *pb.StatusRequest) (*pb.StatusResponse, error) {
-	return s.n.status(), nil
+func (s *nodeService) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.StatusResponse, error) {
+	resp := s.n.status()
+	if catchUpAsked(ctx) && s.n.isLeader() {
+		// A follower catching up (waitCaughtUp) learns a commit index
+		// with the next AppendEntries, which an idle leader sends only
+		// every raft CommitTimeout: a barrier sends one at once, carrying
+		// the commit index answered here. Not waited for.
+		_ = s.n.raft.Barrier(time.Second)
+	}
+	return resp, nil
+}
+
+// catchUpHeader marks a Status call made to catch up with the leader
+// (waitCaughtUp): the leader then pushes its commit index to followers.
+const catchUpHeader = "hasidecar-catch-up"
+
+func catchUpAsked(ctx context.Context) bool {
+	md, ok := metadata.FromIncomingContext(ctx)
+	return ok && len(md.Get(catchUpHeader)) > 0
 }
 
 func (n *Node) status() *pb.StatusResponse {

@@ -177,6 +177,13 @@ func TestReplicationFailoverRewind(t *testing.T) {
 	if err != nil || len(slots) != 1 || slots[0].Name != "n2" || !slots[0].Active || slots[0].RestartLSN == 0 || slots[0].WalStatus == "" {
 		t.Fatalf("slots on n1: %+v %v", slots, err)
 	}
+	// The status sample's slots (the primary's) and the standby's none.
+	if st, err := n1.Status(ctx); err != nil || len(st.Slots) != 1 || st.Slots[0].Name != "n2" || !st.Slots[0].Active || st.Slots[0].WalStatus == "" || st.Slots[0].RetainedBytes < 0 {
+		t.Fatalf("status slots on n1: %+v %v", st.Slots, err)
+	}
+	if st, err := n2.Status(ctx); err != nil || len(st.Slots) != 0 || !st.InRecovery || st.ReplayLSN == 0 {
+		t.Fatalf("status on n2: %+v %v", st, err)
+	}
 
 	// Failover: promote n2.
 	start = time.Now()

@@ -2,7 +2,7 @@ package pgctl
 
 import (
 	"context"
-	"errors"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -90,29 +90,68 @@ func (c *Controller) Status(ctx context.Context) (*Status, error) {
 	return st, nil
 }
 
+// statusQuery is the whole status sample in one round trip (the reconciler
+// takes one every monitor interval on every node): the primary's or the
+// standby's positions (each branch only evaluated in its mode), the WAL
+// receiver, the replication rows and slots as JSON, and the settings that
+// wait for a restart (pg_settings.pending_restart).
+const statusQuery = `SELECT m.rec,
+	(SELECT system_identifier FROM pg_control_system()),
+	pg_postmaster_start_time(),
+	(SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')::int4,
+	CASE WHEN m.rec THEN '' ELSE pg_current_wal_lsn()::text END,
+	CASE WHEN m.rec THEN '' ELSE pg_current_wal_flush_lsn()::text END,
+	CASE WHEN m.rec THEN '' ELSE pg_walfile_name(pg_current_wal_lsn()) END,
+	CASE WHEN m.rec THEN coalesce(pg_last_wal_receive_lsn()::text, '') ELSE '' END,
+	CASE WHEN m.rec THEN coalesce(pg_last_wal_replay_lsn()::text, '') ELSE '' END,
+	CASE WHEN NOT m.rec OR pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn() THEN 0
+	     ELSE coalesce((extract(epoch FROM now() - pg_last_xact_replay_timestamp()) * 1000)::int8, 0) END,
+	(SELECT timeline_id FROM pg_control_checkpoint()),
+	(SELECT min_recovery_end_timeline FROM pg_control_recovery()),
+	CASE WHEN m.rec THEN coalesce(w.status, '') ELSE '' END,
+	CASE WHEN m.rec THEN coalesce(w.received_tli, 0) ELSE 0 END,
+	CASE WHEN m.rec THEN coalesce(w.conninfo, '') ELSE '' END,
+	(SELECT coalesce(json_agg(json_build_object(
+		'app', coalesce(r.application_name, ''), 'addr', coalesce(host(r.client_addr), ''),
+		'state', coalesce(r.state, ''), 'sent', coalesce(r.sent_lsn::text, ''), 'write', coalesce(r.write_lsn::text, ''),
+		'flush', coalesce(r.flush_lsn::text, ''), 'replay', coalesce(r.replay_lsn::text, ''), 'sync', coalesce(r.sync_state, ''),
+		'slot', coalesce(s.slot_name::text, ''), 'lag', coalesce((extract(epoch FROM r.replay_lag) * 1000)::bigint, 0))
+		ORDER BY r.application_name, r.pid), '[]')
+		FROM pg_stat_replication r LEFT JOIN pg_replication_slots s ON s.active_pid = r.pid)::text,
+	CASE WHEN m.rec THEN '[]' ELSE (SELECT coalesce(json_agg(json_build_object(
+		'name', slot_name::text, 'active', active, 'wal', coalesce(wal_status, ''),
+		'retained', coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn), 0)::bigint)
+		ORDER BY slot_name), '[]')
+		FROM pg_replication_slots WHERE slot_type = 'physical')::text END,
+	(SELECT coalesce(array_agg(name::text ORDER BY name), '{}') FROM pg_settings WHERE pending_restart)
+FROM (SELECT pg_is_in_recovery() AS rec) m
+LEFT JOIN (SELECT status, received_tli, conninfo FROM pg_stat_wal_receiver LIMIT 1) w ON true`
+
+// statusReplRow and statusSlot are the JSON rows of statusQuery.
+type statusReplRow struct {
+	App, Addr, State, Sent, Write, Flush, Replay, Sync, Slot string
+	Lag                                                      int64
+}
+
+type statusSlot struct {
+	Name     string
+	Active   bool
+	Wal      string
+	Retained int64
+}
+
 func queryStatus(ctx context.Context, conn *pgx.Conn, st *Status) error {
 	var sysid int64
-	err := conn.QueryRow(ctx, `SELECT pg_is_in_recovery(),
-		(SELECT system_identifier FROM pg_control_system()),
-		pg_postmaster_start_time(),
-		(SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')::int4`).
-		Scan(&st.InRecovery, &sysid, &st.PostmasterStart, &st.Connections)
+	var cur, flush, walfile, recv, replay, repl, slots string
+	var ckptTLI, minRecTLI, recvTLI int32
+	err := conn.QueryRow(ctx, statusQuery).Scan(&st.InRecovery, &sysid, &st.PostmasterStart, &st.Connections,
+		&cur, &flush, &walfile, &recv, &replay, &st.ReplayLagMillis, &ckptTLI, &minRecTLI,
+		&st.WalReceiverStatus, &recvTLI, &st.UpstreamConninfo, &repl, &slots, &st.PendingRestart)
 	if err != nil {
 		return err
 	}
 	st.SystemIdentifier = uint64(sysid)
-	if err := conn.QueryRow(ctx, `SELECT coalesce(array_agg(name::text ORDER BY name), '{}') FROM pg_settings WHERE pending_restart`).
-		Scan(&st.PendingRestart); err != nil {
-		return err
-	}
-
 	if !st.InRecovery {
-		var cur, flush, walfile string
-		err := conn.QueryRow(ctx, `SELECT pg_current_wal_lsn()::text, pg_current_wal_flush_lsn()::text,
-			pg_walfile_name(pg_current_wal_lsn())`).Scan(&cur, &flush, &walfile)
-		if err != nil {
-			return err
-		}
 		if st.CurrentLSN, err = ParseLSN(cur); err != nil {
 			return err
 		}
@@ -123,80 +162,35 @@ func queryStatus(ctx context.Context, conn *pgx.Conn, st *Status) error {
 			return err
 		}
 	} else {
-		var recv, replay string
-		var ckptTLI, minRecTLI int32
-		err := conn.QueryRow(ctx, `SELECT coalesce(pg_last_wal_receive_lsn()::text, ''),
-			coalesce(pg_last_wal_replay_lsn()::text, ''),
-			CASE WHEN pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn() THEN 0
-			     ELSE coalesce((extract(epoch FROM now() - pg_last_xact_replay_timestamp()) * 1000)::int8, 0) END,
-			(SELECT timeline_id FROM pg_control_checkpoint()),
-			(SELECT min_recovery_end_timeline FROM pg_control_recovery())`).
-			Scan(&recv, &replay, &st.ReplayLagMillis, &ckptTLI, &minRecTLI)
-		if err != nil {
-			return err
-		}
 		st.ReceiveLSN, _ = parseLSNOrZero(recv)
 		st.ReplayLSN, _ = parseLSNOrZero(replay)
 		st.FlushLSN = st.ReceiveLSN
 		st.CurrentLSN = max(st.ReceiveLSN, st.ReplayLSN)
 		st.Timeline = uint32(max(ckptTLI, minRecTLI))
-
-		var status, conninfo string
-		var tli int32
-		err = conn.QueryRow(ctx, `SELECT coalesce(status, ''), coalesce(received_tli, 0), coalesce(conninfo, '')
-			FROM pg_stat_wal_receiver`).Scan(&status, &tli, &conninfo)
-		switch {
-		case errors.Is(err, pgx.ErrNoRows):
-		case err != nil:
-			return err
-		default:
-			st.WalReceiverStatus, st.UpstreamConninfo = status, conninfo
-			if tli > 0 {
-				st.Timeline = uint32(tli)
-			}
+		if recvTLI > 0 {
+			st.Timeline = uint32(recvTLI)
 		}
 	}
-
-	rows, err := conn.Query(ctx, `SELECT coalesce(r.application_name, ''), coalesce(host(r.client_addr), ''),
-		coalesce(r.state, ''), coalesce(r.sent_lsn::text, ''), coalesce(r.write_lsn::text, ''),
-		coalesce(r.flush_lsn::text, ''), coalesce(r.replay_lsn::text, ''), coalesce(r.sync_state, ''),
-		coalesce(s.slot_name::text, ''), coalesce((extract(epoch FROM r.replay_lag) * 1000)::bigint, 0)
-		FROM pg_stat_replication r LEFT JOIN pg_replication_slots s ON s.active_pid = r.pid
-		ORDER BY r.application_name, r.pid`)
-	if err != nil {
-		return err
+	var rows []statusReplRow
+	if err := json.Unmarshal([]byte(repl), &rows); err != nil {
+		return fmt.Errorf("decode pg_stat_replication rows: %w", err)
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var r ReplicationRow
-		var sent, write, flush, replay string
-		if err := rows.Scan(&r.ApplicationName, &r.ClientAddr, &r.State, &sent, &write, &flush, &replay, &r.SyncState, &r.SlotName, &r.ReplayLagMillis); err != nil {
-			return err
-		}
-		r.SentLSN, _ = parseLSNOrZero(sent)
-		r.WriteLSN, _ = parseLSNOrZero(write)
-		r.FlushLSN, _ = parseLSNOrZero(flush)
-		r.ReplayLSN, _ = parseLSNOrZero(replay)
+	for _, j := range rows {
+		r := ReplicationRow{ApplicationName: j.App, ClientAddr: j.Addr, State: j.State, SyncState: j.Sync, SlotName: j.Slot, ReplayLagMillis: j.Lag}
+		r.SentLSN, _ = parseLSNOrZero(j.Sent)
+		r.WriteLSN, _ = parseLSNOrZero(j.Write)
+		r.FlushLSN, _ = parseLSNOrZero(j.Flush)
+		r.ReplayLSN, _ = parseLSNOrZero(j.Replay)
 		st.Replication = append(st.Replication, r)
 	}
-	if err := rows.Err(); err != nil || st.InRecovery {
-		return err
+	var ss []statusSlot
+	if err := json.Unmarshal([]byte(slots), &ss); err != nil {
+		return fmt.Errorf("decode replication slots: %w", err)
 	}
-	rows, err = conn.Query(ctx, `SELECT slot_name::text, active, coalesce(wal_status, ''),
-		coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn), 0)::bigint
-		FROM pg_replication_slots WHERE slot_type = 'physical' ORDER BY slot_name`)
-	if err != nil {
-		return err
+	for _, j := range ss {
+		st.Slots = append(st.Slots, SlotStatus{Name: j.Name, Active: j.Active, WalStatus: j.Wal, RetainedBytes: j.Retained})
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var s SlotStatus
-		if err := rows.Scan(&s.Name, &s.Active, &s.WalStatus, &s.RetainedBytes); err != nil {
-			return err
-		}
-		st.Slots = append(st.Slots, s)
-	}
-	return rows.Err()
+	return nil
 }
 
 func parseLSNOrZero(s string) (uint64, error) {

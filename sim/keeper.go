@@ -7,7 +7,6 @@ const (
 	fenceMarginDur   = 500 * ms
 	monitorEvery     = 1 * sec
 	restartTimeout   = 10 * sec
-	watchdogEvery    = 50 * ms
 	walSenderTimeout = 10 * sec
 )
 

@@ -21,7 +21,8 @@ import (
 // a keeper.Keeper per sidecar incarnation, driven like keeper.Run drives
 // it — Reconcile (every monitor interval, at once after a change of the
 // local state, on every apply and on a Postgres exit), RenewLease (when it
-// asks, and on every apply), WatchdogTick (every 50 ms and on an exit) and
+// asks, and on every apply), WatchdogTick (when it asks, on every apply, on an exit and after each
+// Reconcile and RenewLease) and
 // Aside after each — each step in a coroutine of its own, so that a step
 // blocked in a long call (pg_rewind, a proposal) does not hold up the
 // others, as the product's goroutines do not. pgIO is the sim's
@@ -135,6 +136,7 @@ func (a *keeperActor) start() {
 	a.reconcile = &kThread{a: a, name: "reconcile", step: func(ctx context.Context) int64 {
 		changed := k.Reconcile(ctx)
 		a.aside.kick()
+		a.dog.kick() // Run's reconciler pokes the watchdog after an action
 		if changed {
 			return a.h.clock.Now()
 		}
@@ -143,12 +145,13 @@ func (a *keeperActor) start() {
 	a.lease = &kThread{a: a, name: "lease", step: func(ctx context.Context) int64 {
 		next := k.RenewLease(ctx)
 		a.aside.kick()
+		a.dog.kick() // Run's lease keeper pokes the watchdog after a renewal
 		return next.UnixNano()
 	}}
 	a.dog = &kThread{a: a, name: "watchdog", step: func(ctx context.Context) int64 {
-		k.WatchdogTick(ctx)
+		next := k.WatchdogTick(ctx)
 		a.aside.kick()
-		return every(watchdogEvery)
+		return next.UnixNano()
 	}}
 	a.aside = &kThread{a: a, name: "aside", step: func(ctx context.Context) int64 {
 		k.Aside(ctx)
@@ -171,11 +174,13 @@ func (a *keeperActor) waitCaughtUp() {
 	a.h.clock.After(a.h.sidecar, 20*ms, a.waitCaughtUp)
 }
 
-// onChange: an apply (Log.Changed) wakes the reconciler and the lease keeper.
+// onChange: an apply (Log.Changed) wakes the reconciler, the lease keeper
+// and the watchdog.
 func (a *keeperActor) onChange() {
 	if a.ready {
 		a.reconcile.kick()
 		a.lease.kick()
+		a.dog.kick()
 	}
 }
 

@@ -42,6 +42,9 @@ func newAgentCmd() *cobra.Command {
 				Output:     os.Stderr,
 				TimeFormat: "2006-01-02T15:04:05.000Z0700",
 			}).With("node", cfg.Name)
+			if err := startPprof(logger); err != nil {
+				return err
+			}
 			n, err := node.New(cfg, logger)
 			if err != nil {
 				return err

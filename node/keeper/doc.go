@@ -20,13 +20,17 @@
 //	...
 //	k.Reconcile(ctx)    // one reconciler round; true: the local state changed, call again at once
 //	k.RenewLease(ctx)   // one pass of the lease keeper; returns when it wants the next pass
-//	k.WatchdogTick(ctx) // one fencing check and guard update (Run: every WatchdogInterval)
+//	k.WatchdogTick(ctx) // one fencing check and guard update; returns when it wants the next
 //	k.Aside(ctx)        // runs the tasks the steps queued aside (event proposals, the release
 //	                    // after a crash, the storage-failure check, the post-promotion checkpoint)
 //
 // Reconcile is due every monitor interval and whenever Log.Changed fires or
 // Postgres exits; RenewLease at the time it returned or on a change;
-// WatchdogTick every WatchdogInterval. Rejoin (`hasidecar node rejoin`) is a
+// WatchdogTick at the time it returned (the lease's fence time on a
+// writable primary, else a monitor interval on), on a change, on a
+// Postgres exit and after every Reconcile and RenewLease pass (Run pokes
+// it from inside them, after an action that changed the local state and
+// after a renewal). Rejoin (`hasidecar node rejoin`) is a
 // step of its own that must not run beside Reconcile.
 //
 // Observed, StateText, Writable and LeaseValid read the keeper's state

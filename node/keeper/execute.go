@@ -17,6 +17,9 @@ import (
 
 // execute runs one planned action through pgctl or the log.
 func (a *Keeper) execute(ctx context.Context, act action) error {
+	if act.Kind.changesState() {
+		a.conf = confMemo{} // the files may be rewritten (clone, rewind, initdb...)
+	}
 	switch act.Kind {
 	case actClaimPrimary:
 		return a.claimPrimary(ctx)
@@ -145,14 +148,7 @@ func (a *Keeper) hbaConfig() pgctl.HBAConfig {
 // configure writes the managed settings, pg_hba and the recovery settings
 // for the role, and reloads a running Postgres when anything changed.
 func (a *Keeper) configure(ctx context.Context, act action) error {
-	c1, err := a.pg.WriteManagedConfig(ctx, a.managedSettings())
-	if err != nil {
-		return err
-	}
-	c2, err := a.pg.WriteHBA(ctx, a.hbaConfig())
-	if err != nil {
-		return err
-	}
+	settings, hba := a.managedSettings(), a.hbaConfig()
 	conninfo, slot := "", ""
 	if act.AsStandby && act.Upstream != nil {
 		conninfo = a.upstreamConninfo(act.Upstream, false).String()
@@ -160,11 +156,23 @@ func (a *Keeper) configure(ctx context.Context, act action) error {
 			slot = me.SlotName
 		}
 	}
+	running := a.pg.Running()
+	key := configureKey(settings, hba, conninfo, slot, act.AsStandby, running)
+	if a.conf.fresh(key, a.clk.Now()) {
+		return nil // written from the same inputs a moment ago (confmemo.go)
+	}
+	c1, err := a.pg.WriteManagedConfig(ctx, settings)
+	if err != nil {
+		return err
+	}
+	c2, err := a.pg.WriteHBA(ctx, hba)
+	if err != nil {
+		return err
+	}
 	c3, err := a.pg.SetRecovery(ctx, conninfo, slot)
 	if err != nil {
 		return err
 	}
-	running := a.pg.Running()
 	if !running || !act.AsStandby || a.standbyMode.Load() {
 		// The signal file only matters at start; never remove it under a
 		// running standby (a promotion does that itself).
@@ -185,6 +193,7 @@ func (a *Keeper) configure(ctx context.Context, act action) error {
 			}
 		}
 	}
+	a.conf = confMemo{key: key, at: a.clk.Now()}
 	return nil
 }
 

@@ -44,10 +44,11 @@ type fakePG struct {
 	checkpoint    uint64
 	// the primary's replication rows and flush LSN (status query), and
 	// the managed settings last written.
-	replication []pgctl.ReplicationRow
-	flush       uint64
-	settings    map[string]string
-	loaded      map[string]string // CurrentSetting's answers
+	replication  []pgctl.ReplicationRow
+	flush        uint64
+	settings     map[string]string
+	configWrites int               // WriteManagedConfig calls
+	loaded       map[string]string // CurrentSetting's answers
 }
 
 func newFakePG() *fakePG { return &fakePG{exited: make(chan struct{})} }
@@ -89,6 +90,7 @@ func (p *fakePG) WriteManagedConfig(_ context.Context, settings map[string]strin
 	defer p.mu.Unlock()
 	changed := p.settings["synchronous_standby_names"] != settings["synchronous_standby_names"]
 	p.settings = settings
+	p.configWrites++
 	return changed, nil
 }
 

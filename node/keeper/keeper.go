@@ -112,6 +112,10 @@ type Keeper struct {
 	renewNext time.Time
 	// aside: tasks queued aside by the steps (see Aside, goAside).
 	aside asideQueue
+	// dogWake: a WatchdogTick is wanted now (pokeWatchdog; Run's watchdog).
+	dogWake chan struct{}
+	// conf: the inputs of the last successful configure (reconciler only).
+	conf confMemo
 }
 
 // Config is how a Keeper is built.
@@ -142,7 +146,7 @@ func New(cfg Config, log Log, pg Postgres, peers Peers) (*Keeper, error) {
 		lg = hclog.NewNullLogger()
 	}
 	a := &Keeper{cfg: cfg.Node, logger: lg, clk: cfg.Clock, log: log, pg: pg, peers: peers, hooks: cfg.Hooks,
-		started: cfg.Started, passfile: cfg.Passfile, rejoinCh: make(chan rejoinRequest)}
+		started: cfg.Started, passfile: cfg.Passfile, rejoinCh: make(chan rejoinRequest), dogWake: make(chan struct{}, 1)}
 	a.obs.Store(&pb.PostgresStatus{Port: uint32(cfg.Node.Postgres.Port)})
 	a.state.Store("starting")
 	a.answers.next = cfg.AnswerNonce
@@ -290,13 +294,11 @@ func (a *Keeper) setState(s string) {
 	}
 }
 
-// WatchdogInterval is how often Run calls WatchdogTick.
-const WatchdogInterval = 50 * time.Millisecond
-
 // Run drives the keeper until ctx ends: after catching up with the leader
 // (so that a restarted node never acts on a stale FSM), the reconciler
 // every monitor interval, FSM change or Postgres exit; the lease keeper;
-// the watchdog every WatchdogInterval; and the tasks queued aside. Every
+// the watchdog at the time it asks for and whenever something it watches
+// changes; and the tasks queued aside. Every
 // goroutine it starts has ended when it returns.
 func (a *Keeper) Run(ctx context.Context) {
 	a.setState("catching up with the raft leader")
@@ -378,7 +380,11 @@ func (a *Keeper) Reconcile(ctx context.Context) (changed bool) {
 			a.logger.Info("dropping an action from an older term", "action", act.Kind, "term", act.Term, "current", cur)
 			return true
 		}
-		if err := a.execute(ctx, act); err != nil {
+		err := a.execute(ctx, act)
+		if act.Kind.changesState() {
+			a.pokeWatchdog() // Postgres may have started, stopped or been promoted
+		}
+		if err != nil {
 			a.noteWriteError(err)
 			// The same failure every interval is logged once, then at debug.
 			if msg := err.Error(); msg != a.lastErr {

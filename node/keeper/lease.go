@@ -166,6 +166,7 @@ func (a *Keeper) clearLease() {
 	a.lease.mu.Lock()
 	a.lease.deadline = time.Time{}
 	a.lease.mu.Unlock()
+	a.pokeWatchdog() // a writable primary is fenced at once
 }
 
 // holdsLease: the FSM names this node primary and lease holder in the
@@ -338,6 +339,7 @@ func (a *Keeper) renewOrRelease(ctx context.Context, st *pb.ClusterState, final 
 		a.lease.last = a.lease.deadline
 	}
 	a.lease.mu.Unlock()
+	a.pokeWatchdog() // the guard learns the new deadline
 	return renewed
 }
 
@@ -392,38 +394,78 @@ func (a *Keeper) release(ctx context.Context, st *pb.ClusterState, me *pb.Node, 
 	a.logger.Warn("lease released", "term", st.Term, "reason", reason)
 }
 
-// watchdog drives WatchdogTick every WatchdogInterval and at once when
-// Postgres exits. It runs apart from the reconciler so that a long action
-// (a clone, a rewind) never delays a fence.
+// watchdog drives WatchdogTick at the time it asks for (the fence time of
+// the lease while this node is a writable primary, else a slow heartbeat),
+// at once when Postgres exits, the FSM changes or another step pokes it
+// (a renewal moved the deadline, an action started, stopped or promoted
+// Postgres). It runs apart from the reconciler so that a long action (a
+// clone, a rewind) never delays a fence. The timer is the Clock's: on the
+// real clock a monotonic timer, so a sidecar frozen past the fence time
+// (SIGSTOP, a stalled VM) fences the moment it runs again.
 func (a *Keeper) watchdog(ctx context.Context) {
 	for {
+		next := a.WatchdogTick(ctx)
 		select {
 		case <-ctx.Done():
 			return
 		case <-a.exited():
-		case <-a.clk.After(WatchdogInterval):
+		case <-a.log.Changed():
+		case <-a.dogWake:
+		case <-a.clk.After(next.Sub(a.clk.Now())):
 		}
-		a.WatchdogTick(ctx)
+	}
+}
+
+// pokeWatchdog asks for a WatchdogTick now (Run's watchdog; a driver by
+// steps calls WatchdogTick after every other step instead). Never blocks.
+func (a *Keeper) pokeWatchdog() {
+	select {
+	case a.dogWake <- struct{}{}:
+	default:
 	}
 }
 
 // WatchdogTick is one pass of the watchdog: it notes an exit nobody asked
 // for, keeps the guard process beside the postmaster armed with the lease
 // deadline, and fences a Postgres that may accept writes without a valid
-// lease.
-func (a *Keeper) WatchdogTick(ctx context.Context) {
+// lease. It returns when it is due again if nothing else happens: the
+// moment the lease stops being valid (its deadline less the fence margin)
+// on a writable primary, else a monitor interval on (watchdogIdle).
+func (a *Keeper) WatchdogTick(ctx context.Context) (next time.Time) {
 	running := a.pg.Running()
 	if a.wasRunning && !running {
 		a.noteExit(ctx)
 	}
 	a.guardTick()
 	a.wasRunning = running
+	next = a.clk.Now().Add(a.watchdogIdle())
 	if !running || a.standbyMode.Load() || a.stopping.Load() {
-		return
+		return next
 	}
 	if !a.leaseValid() {
 		a.fence(ctx, "the lease is not held or about to expire")
+		return next
 	}
+	if at := a.fenceAt(); at.Before(next) {
+		next = at
+	}
+	return next
+}
+
+// watchdogIdle is the watchdog's heartbeat when no fence time is near: a
+// monitor interval. Everything that needs it sooner wakes it (exits, FSM
+// changes, pokeWatchdog) or is its fence time.
+func (a *Keeper) watchdogIdle() time.Duration { return a.cfg.Timing.MonitorInterval.D() }
+
+// fenceAt is the moment leaseValid turns false by time alone: the lease's
+// local deadline less the fence margin (zero: no lease).
+func (a *Keeper) fenceAt() time.Time {
+	a.lease.mu.Lock()
+	defer a.lease.mu.Unlock()
+	if a.lease.deadline.IsZero() {
+		return time.Time{}
+	}
+	return a.lease.deadline.Add(-a.fenceMargin())
 }
 
 // noteExit records an exit of Postgres that nobody asked for. With

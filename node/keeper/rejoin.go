@@ -52,6 +52,7 @@ func (a *Keeper) RequestRejoin(ctx context.Context, req *pb.RejoinRequest) ([]st
 // fresh clone only when rewind cannot work and allow_reclone is set. A step
 // of its own: it must not run beside Reconcile (Run: RequestRejoin).
 func (a *Keeper) Rejoin(ctx context.Context, req *pb.RejoinRequest) ([]string, error) {
+	a.conf = confMemo{} // the rewind or clone rewrites the managed files
 	st := a.log.State()
 	p := fsm.Primary(st)
 	me := a.self()
