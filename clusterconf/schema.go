@@ -281,7 +281,7 @@ func suggest(key string) string {
 		if k.Family() {
 			continue
 		}
-		if d := editDistance(key, k.Name); d < bestD {
+		if d := config.EditDistance(key, k.Name); d < bestD {
 			best, bestD = k.Name, d
 		}
 	}
@@ -289,26 +289,6 @@ func suggest(key string) string {
 		return ""
 	}
 	return fmt.Sprintf(" (did you mean %s?)", best)
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur := make([]int, len(b)+1)
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev = cur
-	}
-	return prev[len(b)]
 }
 
 func onOff(b bool) string {

@@ -460,15 +460,15 @@ func closest(s string, candidates []string) string {
 		return ""
 	}
 	for _, c := range candidates {
-		if d := editDistance(ls, c); d < bestD {
+		if d := EditDistance(ls, c); d < bestD {
 			best, bestD = c, d
 		}
 	}
 	return best
 }
 
-// editDistance is the Levenshtein distance between a and b, by bytes.
-func editDistance(a, b string) int {
+// EditDistance is the Levenshtein distance between a and b, by bytes.
+func EditDistance(a, b string) int {
 	prev := make([]int, len(b)+1)
 	cur := make([]int, len(b)+1)
 	for j := range prev {
