@@ -41,11 +41,12 @@ var methodAccess = map[string]access{
 	pb.ClusterService_SetMaintenance_FullMethodName: accessOperate,
 	pb.ClusterService_RemoveNode_FullMethodName:     accessOperate,
 
-	pb.NodeService_Status_FullMethodName:  accessRead,
-	pb.NodeService_Rejoin_FullMethodName:  accessOperate,
-	pb.NodeService_History_FullMethodName: accessRead,
-	pb.NodeService_Cleanup_FullMethodName: accessOperate,
-	pb.NodeService_Leave_FullMethodName:   accessOperate,
+	pb.NodeService_Status_FullMethodName:          accessRead,
+	pb.NodeService_Rejoin_FullMethodName:          accessOperate,
+	pb.NodeService_History_FullMethodName:         accessRead,
+	pb.NodeService_Cleanup_FullMethodName:         accessOperate,
+	pb.NodeService_Leave_FullMethodName:           accessOperate,
+	pb.NodeService_RestartPostgres_FullMethodName: accessOperate,
 
 	pb.ConfigService_Show_FullMethodName:    accessRead,
 	pb.ConfigService_History_FullMethodName: accessRead,

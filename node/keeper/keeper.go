@@ -100,7 +100,8 @@ type Keeper struct {
 	syncIncludeFloor uint64
 	syncTerm         uint64
 	syncTermAt       time.Time
-	rejoinCh         chan rejoinRequest // node rejoin requests, run by the reconciler in Run
+	rejoinCh         chan rejoinRequest  // node rejoin requests, run by the reconciler in Run
+	restartCh        chan restartRequest // operator restarts, run by the reconciler in Run (restart.go)
 	// healthyAt: when Postgres last answered the status query (Clock
 	// time, unix nanos).
 	healthyAt atomic.Int64
@@ -146,7 +147,7 @@ func New(cfg Config, log Log, pg Postgres, peers Peers) (*Keeper, error) {
 		lg = hclog.NewNullLogger()
 	}
 	a := &Keeper{cfg: cfg.Node, logger: lg, clk: cfg.Clock, log: log, pg: pg, peers: peers, hooks: cfg.Hooks,
-		started: cfg.Started, passfile: cfg.Passfile, rejoinCh: make(chan rejoinRequest), dogWake: make(chan struct{}, 1)}
+		started: cfg.Started, passfile: cfg.Passfile, rejoinCh: make(chan rejoinRequest), restartCh: make(chan restartRequest), dogWake: make(chan struct{}, 1)}
 	a.obs.Store(&pb.PostgresStatus{Port: uint32(cfg.Node.Postgres.Port)})
 	a.state.Store("starting")
 	a.answers.next = cfg.AnswerNonce
@@ -328,6 +329,8 @@ func (a *Keeper) Run(ctx context.Context) {
 		case r := <-a.rejoinCh:
 			steps, err := a.Rejoin(ctx, r.req)
 			r.reply <- rejoinReply{steps: steps, err: err}
+		case r := <-a.restartCh:
+			r.reply <- a.restartPostgres(ctx)
 		}
 	}
 }

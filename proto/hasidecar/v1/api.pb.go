@@ -2420,6 +2420,97 @@ func (x *RejoinResponse) GetSteps() []string {
 	return nil
 }
 
+// RestartPostgres: this node's keeper stops its Postgres (fast) and starts
+// it again with the settings on disk (`hasidecar restart`): a standby as a
+// standby, a primary in place under its lease.
+type RestartPostgresRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestartPostgresRequest) Reset() {
+	*x = RestartPostgresRequest{}
+	mi := &file_hasidecar_v1_api_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestartPostgresRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestartPostgresRequest) ProtoMessage() {}
+
+func (x *RestartPostgresRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hasidecar_v1_api_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestartPostgresRequest.ProtoReflect.Descriptor instead.
+func (*RestartPostgresRequest) Descriptor() ([]byte, []int) {
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{33}
+}
+
+type RestartPostgresResponse struct {
+	state                 protoimpl.MessageState `protogen:"open.v1"`
+	Role                  NodeRole               `protobuf:"varint,1,opt,name=role,proto3,enum=hasidecar.v1.NodeRole" json:"role,omitempty"`                                         // the role it restarts in
+	PostmasterStartUnixMs int64                  `protobuf:"varint,2,opt,name=postmaster_start_unix_ms,json=postmasterStartUnixMs,proto3" json:"postmaster_start_unix_ms,omitempty"` // of the postmaster it stopped
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
+}
+
+func (x *RestartPostgresResponse) Reset() {
+	*x = RestartPostgresResponse{}
+	mi := &file_hasidecar_v1_api_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestartPostgresResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestartPostgresResponse) ProtoMessage() {}
+
+func (x *RestartPostgresResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hasidecar_v1_api_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestartPostgresResponse.ProtoReflect.Descriptor instead.
+func (*RestartPostgresResponse) Descriptor() ([]byte, []int) {
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *RestartPostgresResponse) GetRole() NodeRole {
+	if x != nil {
+		return x.Role
+	}
+	return NodeRole_NODE_ROLE_UNSPECIFIED
+}
+
+func (x *RestartPostgresResponse) GetPostmasterStartUnixMs() int64 {
+	if x != nil {
+		return x.PostmasterStartUnixMs
+	}
+	return 0
+}
+
 type JoinRequest struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
 	ClusterName      string                 `protobuf:"bytes,1,opt,name=cluster_name,json=clusterName,proto3" json:"cluster_name,omitempty"`
@@ -2439,7 +2530,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[33]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2451,7 +2542,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[33]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2464,7 +2555,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{33}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *JoinRequest) GetClusterName() string {
@@ -2555,7 +2646,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[34]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2567,7 +2658,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[34]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2580,7 +2671,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{34}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *JoinResponse) GetNodeId() uint32 {
@@ -2614,7 +2705,7 @@ type RemoveNodeRequest struct {
 
 func (x *RemoveNodeRequest) Reset() {
 	*x = RemoveNodeRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[35]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2626,7 +2717,7 @@ func (x *RemoveNodeRequest) String() string {
 func (*RemoveNodeRequest) ProtoMessage() {}
 
 func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[35]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2639,7 +2730,7 @@ func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
 func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{35}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RemoveNodeRequest) GetNodeId() uint32 {
@@ -2665,7 +2756,7 @@ type RemoveNodeResponse struct {
 
 func (x *RemoveNodeResponse) Reset() {
 	*x = RemoveNodeResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[36]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2677,7 +2768,7 @@ func (x *RemoveNodeResponse) String() string {
 func (*RemoveNodeResponse) ProtoMessage() {}
 
 func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[36]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2690,7 +2781,7 @@ func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
 func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{36}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *RemoveNodeResponse) GetNodeId() uint32 {
@@ -2710,7 +2801,7 @@ type ApplyRequest struct {
 
 func (x *ApplyRequest) Reset() {
 	*x = ApplyRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[37]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2722,7 +2813,7 @@ func (x *ApplyRequest) String() string {
 func (*ApplyRequest) ProtoMessage() {}
 
 func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[37]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2735,7 +2826,7 @@ func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyRequest.ProtoReflect.Descriptor instead.
 func (*ApplyRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{37}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ApplyRequest) GetCommand() []byte {
@@ -2755,7 +2846,7 @@ type ApplyResponse struct {
 
 func (x *ApplyResponse) Reset() {
 	*x = ApplyResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[38]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2767,7 +2858,7 @@ func (x *ApplyResponse) String() string {
 func (*ApplyResponse) ProtoMessage() {}
 
 func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[38]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2780,7 +2871,7 @@ func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyResponse.ProtoReflect.Descriptor instead.
 func (*ApplyResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{38}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ApplyResponse) GetIndex() uint64 {
@@ -2806,7 +2897,7 @@ type ReportRequest struct {
 
 func (x *ReportRequest) Reset() {
 	*x = ReportRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[39]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2818,7 +2909,7 @@ func (x *ReportRequest) String() string {
 func (*ReportRequest) ProtoMessage() {}
 
 func (x *ReportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[39]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2831,7 +2922,7 @@ func (x *ReportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportRequest.ProtoReflect.Descriptor instead.
 func (*ReportRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{39}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ReportRequest) GetReport() *NodeReport {
@@ -2849,7 +2940,7 @@ type ReportResponse struct {
 
 func (x *ReportResponse) Reset() {
 	*x = ReportResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[40]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2861,7 +2952,7 @@ func (x *ReportResponse) String() string {
 func (*ReportResponse) ProtoMessage() {}
 
 func (x *ReportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[40]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2874,7 +2965,7 @@ func (x *ReportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportResponse.ProtoReflect.Descriptor instead.
 func (*ReportResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{40}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{42}
 }
 
 // The leader asks a standby for its freshest LSNs before choosing a candidate.
@@ -2887,7 +2978,7 @@ type LSNRequest struct {
 
 func (x *LSNRequest) Reset() {
 	*x = LSNRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[41]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2899,7 +2990,7 @@ func (x *LSNRequest) String() string {
 func (*LSNRequest) ProtoMessage() {}
 
 func (x *LSNRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[41]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2912,7 +3003,7 @@ func (x *LSNRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LSNRequest.ProtoReflect.Descriptor instead.
 func (*LSNRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{41}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *LSNRequest) GetTerm() uint64 {
@@ -2942,7 +3033,7 @@ type LSNResponse struct {
 
 func (x *LSNResponse) Reset() {
 	*x = LSNResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[42]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2954,7 +3045,7 @@ func (x *LSNResponse) String() string {
 func (*LSNResponse) ProtoMessage() {}
 
 func (x *LSNResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[42]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2967,7 +3058,7 @@ func (x *LSNResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LSNResponse.ProtoReflect.Descriptor instead.
 func (*LSNResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{42}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *LSNResponse) GetNodeId() uint32 {
@@ -3028,7 +3119,7 @@ type PingRequest struct {
 
 func (x *PingRequest) Reset() {
 	*x = PingRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[43]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3040,7 +3131,7 @@ func (x *PingRequest) String() string {
 func (*PingRequest) ProtoMessage() {}
 
 func (x *PingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[43]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3053,7 +3144,7 @@ func (x *PingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PingRequest.ProtoReflect.Descriptor instead.
 func (*PingRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{43}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *PingRequest) GetFrom() string {
@@ -3073,7 +3164,7 @@ type SampleRequest struct {
 
 func (x *SampleRequest) Reset() {
 	*x = SampleRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[44]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3085,7 +3176,7 @@ func (x *SampleRequest) String() string {
 func (*SampleRequest) ProtoMessage() {}
 
 func (x *SampleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[44]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3098,7 +3189,7 @@ func (x *SampleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SampleRequest.ProtoReflect.Descriptor instead.
 func (*SampleRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{44}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{46}
 }
 
 type SampleResponse struct {
@@ -3110,7 +3201,7 @@ type SampleResponse struct {
 
 func (x *SampleResponse) Reset() {
 	*x = SampleResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[45]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3122,7 +3213,7 @@ func (x *SampleResponse) String() string {
 func (*SampleResponse) ProtoMessage() {}
 
 func (x *SampleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[45]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3135,7 +3226,7 @@ func (x *SampleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SampleResponse.ProtoReflect.Descriptor instead.
 func (*SampleResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{45}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *SampleResponse) GetReport() *NodeReport {
@@ -3156,7 +3247,7 @@ type PingResponse struct {
 
 func (x *PingResponse) Reset() {
 	*x = PingResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[46]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3168,7 +3259,7 @@ func (x *PingResponse) String() string {
 func (*PingResponse) ProtoMessage() {}
 
 func (x *PingResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[46]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3181,7 +3272,7 @@ func (x *PingResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PingResponse.ProtoReflect.Descriptor instead.
 func (*PingResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{46}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *PingResponse) GetNodeId() uint32 {
@@ -3217,7 +3308,7 @@ type EnsureSlotRequest struct {
 
 func (x *EnsureSlotRequest) Reset() {
 	*x = EnsureSlotRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[47]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3229,7 +3320,7 @@ func (x *EnsureSlotRequest) String() string {
 func (*EnsureSlotRequest) ProtoMessage() {}
 
 func (x *EnsureSlotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[47]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3242,7 +3333,7 @@ func (x *EnsureSlotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnsureSlotRequest.ProtoReflect.Descriptor instead.
 func (*EnsureSlotRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{47}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *EnsureSlotRequest) GetSlotName() string {
@@ -3268,7 +3359,7 @@ type EnsureSlotResponse struct {
 
 func (x *EnsureSlotResponse) Reset() {
 	*x = EnsureSlotResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[48]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3280,7 +3371,7 @@ func (x *EnsureSlotResponse) String() string {
 func (*EnsureSlotResponse) ProtoMessage() {}
 
 func (x *EnsureSlotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[48]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3293,7 +3384,7 @@ func (x *EnsureSlotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnsureSlotResponse.ProtoReflect.Descriptor instead.
 func (*EnsureSlotResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{48}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *EnsureSlotResponse) GetCreated() bool {
@@ -3311,7 +3402,7 @@ type ConfigShowRequest struct {
 
 func (x *ConfigShowRequest) Reset() {
 	*x = ConfigShowRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[49]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3323,7 +3414,7 @@ func (x *ConfigShowRequest) String() string {
 func (*ConfigShowRequest) ProtoMessage() {}
 
 func (x *ConfigShowRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[49]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3336,7 +3427,7 @@ func (x *ConfigShowRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigShowRequest.ProtoReflect.Descriptor instead.
 func (*ConfigShowRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{49}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{51}
 }
 
 type ConfigShowResponse struct {
@@ -3350,7 +3441,7 @@ type ConfigShowResponse struct {
 
 func (x *ConfigShowResponse) Reset() {
 	*x = ConfigShowResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[50]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3362,7 +3453,7 @@ func (x *ConfigShowResponse) String() string {
 func (*ConfigShowResponse) ProtoMessage() {}
 
 func (x *ConfigShowResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[50]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3375,7 +3466,7 @@ func (x *ConfigShowResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigShowResponse.ProtoReflect.Descriptor instead.
 func (*ConfigShowResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{50}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ConfigShowResponse) GetSettings() *Settings {
@@ -3414,7 +3505,7 @@ type NodeConfig struct {
 
 func (x *NodeConfig) Reset() {
 	*x = NodeConfig{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[51]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3426,7 +3517,7 @@ func (x *NodeConfig) String() string {
 func (*NodeConfig) ProtoMessage() {}
 
 func (x *NodeConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[51]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3439,7 +3530,7 @@ func (x *NodeConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeConfig.ProtoReflect.Descriptor instead.
 func (*NodeConfig) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{51}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *NodeConfig) GetName() string {
@@ -3490,7 +3581,7 @@ type ConfigSetRequest struct {
 
 func (x *ConfigSetRequest) Reset() {
 	*x = ConfigSetRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[52]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3502,7 +3593,7 @@ func (x *ConfigSetRequest) String() string {
 func (*ConfigSetRequest) ProtoMessage() {}
 
 func (x *ConfigSetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[52]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3515,7 +3606,7 @@ func (x *ConfigSetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigSetRequest.ProtoReflect.Descriptor instead.
 func (*ConfigSetRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{52}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ConfigSetRequest) GetVersion() uint64 {
@@ -3553,7 +3644,7 @@ type ConfigSetResponse struct {
 
 func (x *ConfigSetResponse) Reset() {
 	*x = ConfigSetResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[53]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3565,7 +3656,7 @@ func (x *ConfigSetResponse) String() string {
 func (*ConfigSetResponse) ProtoMessage() {}
 
 func (x *ConfigSetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[53]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3578,7 +3669,7 @@ func (x *ConfigSetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigSetResponse.ProtoReflect.Descriptor instead.
 func (*ConfigSetResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{53}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ConfigSetResponse) GetVersion() uint64 {
@@ -3611,7 +3702,7 @@ type ConfigHistoryRequest struct {
 
 func (x *ConfigHistoryRequest) Reset() {
 	*x = ConfigHistoryRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[54]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3623,7 +3714,7 @@ func (x *ConfigHistoryRequest) String() string {
 func (*ConfigHistoryRequest) ProtoMessage() {}
 
 func (x *ConfigHistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[54]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3636,7 +3727,7 @@ func (x *ConfigHistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigHistoryRequest.ProtoReflect.Descriptor instead.
 func (*ConfigHistoryRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{54}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ConfigHistoryRequest) GetLimit() int32 {
@@ -3655,7 +3746,7 @@ type ConfigHistoryResponse struct {
 
 func (x *ConfigHistoryResponse) Reset() {
 	*x = ConfigHistoryResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[55]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3667,7 +3758,7 @@ func (x *ConfigHistoryResponse) String() string {
 func (*ConfigHistoryResponse) ProtoMessage() {}
 
 func (x *ConfigHistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[55]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3680,7 +3771,7 @@ func (x *ConfigHistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigHistoryResponse.ProtoReflect.Descriptor instead.
 func (*ConfigHistoryResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{55}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ConfigHistoryResponse) GetEvents() []*Event {
@@ -3704,7 +3795,7 @@ type CheckParametersRequest struct {
 
 func (x *CheckParametersRequest) Reset() {
 	*x = CheckParametersRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[56]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3716,7 +3807,7 @@ func (x *CheckParametersRequest) String() string {
 func (*CheckParametersRequest) ProtoMessage() {}
 
 func (x *CheckParametersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[56]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3729,7 +3820,7 @@ func (x *CheckParametersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckParametersRequest.ProtoReflect.Descriptor instead.
 func (*CheckParametersRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{56}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *CheckParametersRequest) GetParameters() map[string]string {
@@ -3756,7 +3847,7 @@ type CheckParametersResponse struct {
 
 func (x *CheckParametersResponse) Reset() {
 	*x = CheckParametersResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[57]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3768,7 +3859,7 @@ func (x *CheckParametersResponse) String() string {
 func (*CheckParametersResponse) ProtoMessage() {}
 
 func (x *CheckParametersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[57]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3781,7 +3872,7 @@ func (x *CheckParametersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckParametersResponse.ProtoReflect.Descriptor instead.
 func (*CheckParametersResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{57}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *CheckParametersResponse) GetProblems() []*ParameterProblem {
@@ -3808,7 +3899,7 @@ type ParameterProblem struct {
 
 func (x *ParameterProblem) Reset() {
 	*x = ParameterProblem{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[58]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3820,7 +3911,7 @@ func (x *ParameterProblem) String() string {
 func (*ParameterProblem) ProtoMessage() {}
 
 func (x *ParameterProblem) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[58]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3833,7 +3924,7 @@ func (x *ParameterProblem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ParameterProblem.ProtoReflect.Descriptor instead.
 func (*ParameterProblem) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{58}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *ParameterProblem) GetName() string {
@@ -4068,7 +4159,11 @@ const file_hasidecar_v1_api_proto_rawDesc = "" +
 	"\rallow_reclone\x18\x02 \x01(\bR\fallowReclone\x12\x17\n" +
 	"\adry_run\x18\x03 \x01(\bR\x06dryRun\"&\n" +
 	"\x0eRejoinResponse\x12\x14\n" +
-	"\x05steps\x18\x01 \x03(\tR\x05steps\"\xee\x02\n" +
+	"\x05steps\x18\x01 \x03(\tR\x05steps\"\x18\n" +
+	"\x16RestartPostgresRequest\"~\n" +
+	"\x17RestartPostgresResponse\x12*\n" +
+	"\x04role\x18\x01 \x01(\x0e2\x16.hasidecar.v1.NodeRoleR\x04role\x127\n" +
+	"\x18postmaster_start_unix_ms\x18\x02 \x01(\x03R\x15postmasterStartUnixMs\"\xee\x02\n" +
 	"\vJoinRequest\x12!\n" +
 	"\fcluster_name\x18\x01 \x01(\tR\vclusterName\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12*\n" +
@@ -4178,9 +4273,10 @@ const file_hasidecar_v1_api_proto_rawDesc = "" +
 	"\n" +
 	"RemoveNode\x12\x1f.hasidecar.v1.RemoveNodeRequest\x1a .hasidecar.v1.RemoveNodeResponse\x12C\n" +
 	"\x06Reinit\x12\x1b.hasidecar.v1.ReinitRequest\x1a\x1c.hasidecar.v1.ReinitResponse\x12[\n" +
-	"\x0eSetMaintenance\x12#.hasidecar.v1.SetMaintenanceRequest\x1a$.hasidecar.v1.SetMaintenanceResponse2\xe9\x02\n" +
+	"\x0eSetMaintenance\x12#.hasidecar.v1.SetMaintenanceRequest\x1a$.hasidecar.v1.SetMaintenanceResponse2\xc9\x03\n" +
 	"\vNodeService\x12C\n" +
-	"\x06Status\x12\x1b.hasidecar.v1.StatusRequest\x1a\x1c.hasidecar.v1.StatusResponse\x12C\n" +
+	"\x06Status\x12\x1b.hasidecar.v1.StatusRequest\x1a\x1c.hasidecar.v1.StatusResponse\x12^\n" +
+	"\x0fRestartPostgres\x12$.hasidecar.v1.RestartPostgresRequest\x1a%.hasidecar.v1.RestartPostgresResponse\x12C\n" +
 	"\x06Rejoin\x12\x1b.hasidecar.v1.RejoinRequest\x1a\x1c.hasidecar.v1.RejoinResponse\x12F\n" +
 	"\aHistory\x12\x1c.hasidecar.v1.HistoryRequest\x1a\x1d.hasidecar.v1.HistoryResponse\x12F\n" +
 	"\aCleanup\x12\x1c.hasidecar.v1.CleanupRequest\x1a\x1d.hasidecar.v1.CleanupResponse\x12@\n" +
@@ -4213,7 +4309,7 @@ func file_hasidecar_v1_api_proto_rawDescGZIP() []byte {
 	return file_hasidecar_v1_api_proto_rawDescData
 }
 
-var file_hasidecar_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
+var file_hasidecar_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 64)
 var file_hasidecar_v1_api_proto_goTypes = []any{
 	(*PostgresStatus)(nil),          // 0: hasidecar.v1.PostgresStatus
 	(*SlotStatus)(nil),              // 1: hasidecar.v1.SlotStatus
@@ -4248,135 +4344,140 @@ var file_hasidecar_v1_api_proto_goTypes = []any{
 	(*LeaveResponse)(nil),           // 30: hasidecar.v1.LeaveResponse
 	(*RejoinRequest)(nil),           // 31: hasidecar.v1.RejoinRequest
 	(*RejoinResponse)(nil),          // 32: hasidecar.v1.RejoinResponse
-	(*JoinRequest)(nil),             // 33: hasidecar.v1.JoinRequest
-	(*JoinResponse)(nil),            // 34: hasidecar.v1.JoinResponse
-	(*RemoveNodeRequest)(nil),       // 35: hasidecar.v1.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil),      // 36: hasidecar.v1.RemoveNodeResponse
-	(*ApplyRequest)(nil),            // 37: hasidecar.v1.ApplyRequest
-	(*ApplyResponse)(nil),           // 38: hasidecar.v1.ApplyResponse
-	(*ReportRequest)(nil),           // 39: hasidecar.v1.ReportRequest
-	(*ReportResponse)(nil),          // 40: hasidecar.v1.ReportResponse
-	(*LSNRequest)(nil),              // 41: hasidecar.v1.LSNRequest
-	(*LSNResponse)(nil),             // 42: hasidecar.v1.LSNResponse
-	(*PingRequest)(nil),             // 43: hasidecar.v1.PingRequest
-	(*SampleRequest)(nil),           // 44: hasidecar.v1.SampleRequest
-	(*SampleResponse)(nil),          // 45: hasidecar.v1.SampleResponse
-	(*PingResponse)(nil),            // 46: hasidecar.v1.PingResponse
-	(*EnsureSlotRequest)(nil),       // 47: hasidecar.v1.EnsureSlotRequest
-	(*EnsureSlotResponse)(nil),      // 48: hasidecar.v1.EnsureSlotResponse
-	(*ConfigShowRequest)(nil),       // 49: hasidecar.v1.ConfigShowRequest
-	(*ConfigShowResponse)(nil),      // 50: hasidecar.v1.ConfigShowResponse
-	(*NodeConfig)(nil),              // 51: hasidecar.v1.NodeConfig
-	(*ConfigSetRequest)(nil),        // 52: hasidecar.v1.ConfigSetRequest
-	(*ConfigSetResponse)(nil),       // 53: hasidecar.v1.ConfigSetResponse
-	(*ConfigHistoryRequest)(nil),    // 54: hasidecar.v1.ConfigHistoryRequest
-	(*ConfigHistoryResponse)(nil),   // 55: hasidecar.v1.ConfigHistoryResponse
-	(*CheckParametersRequest)(nil),  // 56: hasidecar.v1.CheckParametersRequest
-	(*CheckParametersResponse)(nil), // 57: hasidecar.v1.CheckParametersResponse
-	(*ParameterProblem)(nil),        // 58: hasidecar.v1.ParameterProblem
-	nil,                             // 59: hasidecar.v1.StatusResponse.LocalParametersEntry
-	nil,                             // 60: hasidecar.v1.NodeConfig.LocalParametersEntry
-	nil,                             // 61: hasidecar.v1.CheckParametersRequest.ParametersEntry
-	(NodeKind)(0),                   // 62: hasidecar.v1.NodeKind
-	(NodeRole)(0),                   // 63: hasidecar.v1.NodeRole
-	(FailoverMode)(0),               // 64: hasidecar.v1.FailoverMode
-	(*Lease)(nil),                   // 65: hasidecar.v1.Lease
-	(*Switchover)(nil),              // 66: hasidecar.v1.Switchover
-	(*Event)(nil),                   // 67: hasidecar.v1.Event
-	(*Node)(nil),                    // 68: hasidecar.v1.Node
-	(*Settings)(nil),                // 69: hasidecar.v1.Settings
-	(*ConfigChange)(nil),            // 70: hasidecar.v1.ConfigChange
+	(*RestartPostgresRequest)(nil),  // 33: hasidecar.v1.RestartPostgresRequest
+	(*RestartPostgresResponse)(nil), // 34: hasidecar.v1.RestartPostgresResponse
+	(*JoinRequest)(nil),             // 35: hasidecar.v1.JoinRequest
+	(*JoinResponse)(nil),            // 36: hasidecar.v1.JoinResponse
+	(*RemoveNodeRequest)(nil),       // 37: hasidecar.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),      // 38: hasidecar.v1.RemoveNodeResponse
+	(*ApplyRequest)(nil),            // 39: hasidecar.v1.ApplyRequest
+	(*ApplyResponse)(nil),           // 40: hasidecar.v1.ApplyResponse
+	(*ReportRequest)(nil),           // 41: hasidecar.v1.ReportRequest
+	(*ReportResponse)(nil),          // 42: hasidecar.v1.ReportResponse
+	(*LSNRequest)(nil),              // 43: hasidecar.v1.LSNRequest
+	(*LSNResponse)(nil),             // 44: hasidecar.v1.LSNResponse
+	(*PingRequest)(nil),             // 45: hasidecar.v1.PingRequest
+	(*SampleRequest)(nil),           // 46: hasidecar.v1.SampleRequest
+	(*SampleResponse)(nil),          // 47: hasidecar.v1.SampleResponse
+	(*PingResponse)(nil),            // 48: hasidecar.v1.PingResponse
+	(*EnsureSlotRequest)(nil),       // 49: hasidecar.v1.EnsureSlotRequest
+	(*EnsureSlotResponse)(nil),      // 50: hasidecar.v1.EnsureSlotResponse
+	(*ConfigShowRequest)(nil),       // 51: hasidecar.v1.ConfigShowRequest
+	(*ConfigShowResponse)(nil),      // 52: hasidecar.v1.ConfigShowResponse
+	(*NodeConfig)(nil),              // 53: hasidecar.v1.NodeConfig
+	(*ConfigSetRequest)(nil),        // 54: hasidecar.v1.ConfigSetRequest
+	(*ConfigSetResponse)(nil),       // 55: hasidecar.v1.ConfigSetResponse
+	(*ConfigHistoryRequest)(nil),    // 56: hasidecar.v1.ConfigHistoryRequest
+	(*ConfigHistoryResponse)(nil),   // 57: hasidecar.v1.ConfigHistoryResponse
+	(*CheckParametersRequest)(nil),  // 58: hasidecar.v1.CheckParametersRequest
+	(*CheckParametersResponse)(nil), // 59: hasidecar.v1.CheckParametersResponse
+	(*ParameterProblem)(nil),        // 60: hasidecar.v1.ParameterProblem
+	nil,                             // 61: hasidecar.v1.StatusResponse.LocalParametersEntry
+	nil,                             // 62: hasidecar.v1.NodeConfig.LocalParametersEntry
+	nil,                             // 63: hasidecar.v1.CheckParametersRequest.ParametersEntry
+	(NodeKind)(0),                   // 64: hasidecar.v1.NodeKind
+	(NodeRole)(0),                   // 65: hasidecar.v1.NodeRole
+	(FailoverMode)(0),               // 66: hasidecar.v1.FailoverMode
+	(*Lease)(nil),                   // 67: hasidecar.v1.Lease
+	(*Switchover)(nil),              // 68: hasidecar.v1.Switchover
+	(*Event)(nil),                   // 69: hasidecar.v1.Event
+	(*Node)(nil),                    // 70: hasidecar.v1.Node
+	(*Settings)(nil),                // 71: hasidecar.v1.Settings
+	(*ConfigChange)(nil),            // 72: hasidecar.v1.ConfigChange
 }
 var file_hasidecar_v1_api_proto_depIdxs = []int32{
 	2,  // 0: hasidecar.v1.PostgresStatus.replication:type_name -> hasidecar.v1.ReplicationRow
 	1,  // 1: hasidecar.v1.PostgresStatus.slots:type_name -> hasidecar.v1.SlotStatus
 	0,  // 2: hasidecar.v1.NodeReport.postgres:type_name -> hasidecar.v1.PostgresStatus
 	4,  // 3: hasidecar.v1.NodeReport.peers:type_name -> hasidecar.v1.PeerReachability
-	62, // 4: hasidecar.v1.NodeView.kind:type_name -> hasidecar.v1.NodeKind
-	63, // 5: hasidecar.v1.NodeView.role:type_name -> hasidecar.v1.NodeRole
+	64, // 4: hasidecar.v1.NodeView.kind:type_name -> hasidecar.v1.NodeKind
+	65, // 5: hasidecar.v1.NodeView.role:type_name -> hasidecar.v1.NodeRole
 	0,  // 6: hasidecar.v1.NodeView.postgres:type_name -> hasidecar.v1.PostgresStatus
-	64, // 7: hasidecar.v1.ShowResponse.failover_mode:type_name -> hasidecar.v1.FailoverMode
+	66, // 7: hasidecar.v1.ShowResponse.failover_mode:type_name -> hasidecar.v1.FailoverMode
 	6,  // 8: hasidecar.v1.ShowResponse.nodes:type_name -> hasidecar.v1.NodeView
-	65, // 9: hasidecar.v1.ShowResponse.lease:type_name -> hasidecar.v1.Lease
-	66, // 10: hasidecar.v1.ShowResponse.switchover:type_name -> hasidecar.v1.Switchover
-	67, // 11: hasidecar.v1.EventsResponse.events:type_name -> hasidecar.v1.Event
+	67, // 9: hasidecar.v1.ShowResponse.lease:type_name -> hasidecar.v1.Lease
+	68, // 10: hasidecar.v1.ShowResponse.switchover:type_name -> hasidecar.v1.Switchover
+	69, // 11: hasidecar.v1.EventsResponse.events:type_name -> hasidecar.v1.Event
 	3,  // 12: hasidecar.v1.MatrixResponse.reports:type_name -> hasidecar.v1.NodeReport
-	68, // 13: hasidecar.v1.MatrixResponse.nodes:type_name -> hasidecar.v1.Node
+	70, // 13: hasidecar.v1.MatrixResponse.nodes:type_name -> hasidecar.v1.Node
 	3,  // 14: hasidecar.v1.HistoryResponse.samples:type_name -> hasidecar.v1.NodeReport
-	62, // 15: hasidecar.v1.StatusResponse.kind:type_name -> hasidecar.v1.NodeKind
+	64, // 15: hasidecar.v1.StatusResponse.kind:type_name -> hasidecar.v1.NodeKind
 	0,  // 16: hasidecar.v1.StatusResponse.postgres:type_name -> hasidecar.v1.PostgresStatus
-	63, // 17: hasidecar.v1.StatusResponse.role:type_name -> hasidecar.v1.NodeRole
+	65, // 17: hasidecar.v1.StatusResponse.role:type_name -> hasidecar.v1.NodeRole
 	28, // 18: hasidecar.v1.StatusResponse.config_drift:type_name -> hasidecar.v1.ConfigDrift
-	59, // 19: hasidecar.v1.StatusResponse.local_parameters:type_name -> hasidecar.v1.StatusResponse.LocalParametersEntry
-	62, // 20: hasidecar.v1.JoinRequest.kind:type_name -> hasidecar.v1.NodeKind
-	3,  // 21: hasidecar.v1.ReportRequest.report:type_name -> hasidecar.v1.NodeReport
-	0,  // 22: hasidecar.v1.LSNResponse.postgres:type_name -> hasidecar.v1.PostgresStatus
-	3,  // 23: hasidecar.v1.SampleResponse.report:type_name -> hasidecar.v1.NodeReport
-	69, // 24: hasidecar.v1.ConfigShowResponse.settings:type_name -> hasidecar.v1.Settings
-	51, // 25: hasidecar.v1.ConfigShowResponse.nodes:type_name -> hasidecar.v1.NodeConfig
-	60, // 26: hasidecar.v1.NodeConfig.local_parameters:type_name -> hasidecar.v1.NodeConfig.LocalParametersEntry
-	28, // 27: hasidecar.v1.NodeConfig.drift:type_name -> hasidecar.v1.ConfigDrift
-	70, // 28: hasidecar.v1.ConfigSetRequest.changes:type_name -> hasidecar.v1.ConfigChange
-	67, // 29: hasidecar.v1.ConfigHistoryResponse.events:type_name -> hasidecar.v1.Event
-	61, // 30: hasidecar.v1.CheckParametersRequest.parameters:type_name -> hasidecar.v1.CheckParametersRequest.ParametersEntry
-	58, // 31: hasidecar.v1.CheckParametersResponse.problems:type_name -> hasidecar.v1.ParameterProblem
-	5,  // 32: hasidecar.v1.ClusterService.Show:input_type -> hasidecar.v1.ShowRequest
-	8,  // 33: hasidecar.v1.ClusterService.Events:input_type -> hasidecar.v1.EventsRequest
-	10, // 34: hasidecar.v1.ClusterService.SetPaused:input_type -> hasidecar.v1.SetPausedRequest
-	12, // 35: hasidecar.v1.ClusterService.Failover:input_type -> hasidecar.v1.FailoverRequest
-	18, // 36: hasidecar.v1.ClusterService.Switchover:input_type -> hasidecar.v1.SwitchoverRequest
-	20, // 37: hasidecar.v1.ClusterService.Matrix:input_type -> hasidecar.v1.MatrixRequest
-	35, // 38: hasidecar.v1.ClusterService.RemoveNode:input_type -> hasidecar.v1.RemoveNodeRequest
-	14, // 39: hasidecar.v1.ClusterService.Reinit:input_type -> hasidecar.v1.ReinitRequest
-	16, // 40: hasidecar.v1.ClusterService.SetMaintenance:input_type -> hasidecar.v1.SetMaintenanceRequest
-	26, // 41: hasidecar.v1.NodeService.Status:input_type -> hasidecar.v1.StatusRequest
-	31, // 42: hasidecar.v1.NodeService.Rejoin:input_type -> hasidecar.v1.RejoinRequest
-	22, // 43: hasidecar.v1.NodeService.History:input_type -> hasidecar.v1.HistoryRequest
-	24, // 44: hasidecar.v1.NodeService.Cleanup:input_type -> hasidecar.v1.CleanupRequest
-	29, // 45: hasidecar.v1.NodeService.Leave:input_type -> hasidecar.v1.LeaveRequest
-	49, // 46: hasidecar.v1.ConfigService.Show:input_type -> hasidecar.v1.ConfigShowRequest
-	52, // 47: hasidecar.v1.ConfigService.Set:input_type -> hasidecar.v1.ConfigSetRequest
-	54, // 48: hasidecar.v1.ConfigService.History:input_type -> hasidecar.v1.ConfigHistoryRequest
-	56, // 49: hasidecar.v1.PeerService.CheckParameters:input_type -> hasidecar.v1.CheckParametersRequest
-	47, // 50: hasidecar.v1.PeerService.EnsureSlot:input_type -> hasidecar.v1.EnsureSlotRequest
-	33, // 51: hasidecar.v1.PeerService.Join:input_type -> hasidecar.v1.JoinRequest
-	35, // 52: hasidecar.v1.PeerService.Remove:input_type -> hasidecar.v1.RemoveNodeRequest
-	37, // 53: hasidecar.v1.PeerService.Apply:input_type -> hasidecar.v1.ApplyRequest
-	39, // 54: hasidecar.v1.PeerService.Report:input_type -> hasidecar.v1.ReportRequest
-	44, // 55: hasidecar.v1.PeerService.Sample:input_type -> hasidecar.v1.SampleRequest
-	41, // 56: hasidecar.v1.PeerService.LSN:input_type -> hasidecar.v1.LSNRequest
-	43, // 57: hasidecar.v1.PeerService.Ping:input_type -> hasidecar.v1.PingRequest
-	7,  // 58: hasidecar.v1.ClusterService.Show:output_type -> hasidecar.v1.ShowResponse
-	9,  // 59: hasidecar.v1.ClusterService.Events:output_type -> hasidecar.v1.EventsResponse
-	11, // 60: hasidecar.v1.ClusterService.SetPaused:output_type -> hasidecar.v1.SetPausedResponse
-	13, // 61: hasidecar.v1.ClusterService.Failover:output_type -> hasidecar.v1.FailoverResponse
-	19, // 62: hasidecar.v1.ClusterService.Switchover:output_type -> hasidecar.v1.SwitchoverResponse
-	21, // 63: hasidecar.v1.ClusterService.Matrix:output_type -> hasidecar.v1.MatrixResponse
-	36, // 64: hasidecar.v1.ClusterService.RemoveNode:output_type -> hasidecar.v1.RemoveNodeResponse
-	15, // 65: hasidecar.v1.ClusterService.Reinit:output_type -> hasidecar.v1.ReinitResponse
-	17, // 66: hasidecar.v1.ClusterService.SetMaintenance:output_type -> hasidecar.v1.SetMaintenanceResponse
-	27, // 67: hasidecar.v1.NodeService.Status:output_type -> hasidecar.v1.StatusResponse
-	32, // 68: hasidecar.v1.NodeService.Rejoin:output_type -> hasidecar.v1.RejoinResponse
-	23, // 69: hasidecar.v1.NodeService.History:output_type -> hasidecar.v1.HistoryResponse
-	25, // 70: hasidecar.v1.NodeService.Cleanup:output_type -> hasidecar.v1.CleanupResponse
-	30, // 71: hasidecar.v1.NodeService.Leave:output_type -> hasidecar.v1.LeaveResponse
-	50, // 72: hasidecar.v1.ConfigService.Show:output_type -> hasidecar.v1.ConfigShowResponse
-	53, // 73: hasidecar.v1.ConfigService.Set:output_type -> hasidecar.v1.ConfigSetResponse
-	55, // 74: hasidecar.v1.ConfigService.History:output_type -> hasidecar.v1.ConfigHistoryResponse
-	57, // 75: hasidecar.v1.PeerService.CheckParameters:output_type -> hasidecar.v1.CheckParametersResponse
-	48, // 76: hasidecar.v1.PeerService.EnsureSlot:output_type -> hasidecar.v1.EnsureSlotResponse
-	34, // 77: hasidecar.v1.PeerService.Join:output_type -> hasidecar.v1.JoinResponse
-	36, // 78: hasidecar.v1.PeerService.Remove:output_type -> hasidecar.v1.RemoveNodeResponse
-	38, // 79: hasidecar.v1.PeerService.Apply:output_type -> hasidecar.v1.ApplyResponse
-	40, // 80: hasidecar.v1.PeerService.Report:output_type -> hasidecar.v1.ReportResponse
-	45, // 81: hasidecar.v1.PeerService.Sample:output_type -> hasidecar.v1.SampleResponse
-	42, // 82: hasidecar.v1.PeerService.LSN:output_type -> hasidecar.v1.LSNResponse
-	46, // 83: hasidecar.v1.PeerService.Ping:output_type -> hasidecar.v1.PingResponse
-	58, // [58:84] is the sub-list for method output_type
-	32, // [32:58] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	61, // 19: hasidecar.v1.StatusResponse.local_parameters:type_name -> hasidecar.v1.StatusResponse.LocalParametersEntry
+	65, // 20: hasidecar.v1.RestartPostgresResponse.role:type_name -> hasidecar.v1.NodeRole
+	64, // 21: hasidecar.v1.JoinRequest.kind:type_name -> hasidecar.v1.NodeKind
+	3,  // 22: hasidecar.v1.ReportRequest.report:type_name -> hasidecar.v1.NodeReport
+	0,  // 23: hasidecar.v1.LSNResponse.postgres:type_name -> hasidecar.v1.PostgresStatus
+	3,  // 24: hasidecar.v1.SampleResponse.report:type_name -> hasidecar.v1.NodeReport
+	71, // 25: hasidecar.v1.ConfigShowResponse.settings:type_name -> hasidecar.v1.Settings
+	53, // 26: hasidecar.v1.ConfigShowResponse.nodes:type_name -> hasidecar.v1.NodeConfig
+	62, // 27: hasidecar.v1.NodeConfig.local_parameters:type_name -> hasidecar.v1.NodeConfig.LocalParametersEntry
+	28, // 28: hasidecar.v1.NodeConfig.drift:type_name -> hasidecar.v1.ConfigDrift
+	72, // 29: hasidecar.v1.ConfigSetRequest.changes:type_name -> hasidecar.v1.ConfigChange
+	69, // 30: hasidecar.v1.ConfigHistoryResponse.events:type_name -> hasidecar.v1.Event
+	63, // 31: hasidecar.v1.CheckParametersRequest.parameters:type_name -> hasidecar.v1.CheckParametersRequest.ParametersEntry
+	60, // 32: hasidecar.v1.CheckParametersResponse.problems:type_name -> hasidecar.v1.ParameterProblem
+	5,  // 33: hasidecar.v1.ClusterService.Show:input_type -> hasidecar.v1.ShowRequest
+	8,  // 34: hasidecar.v1.ClusterService.Events:input_type -> hasidecar.v1.EventsRequest
+	10, // 35: hasidecar.v1.ClusterService.SetPaused:input_type -> hasidecar.v1.SetPausedRequest
+	12, // 36: hasidecar.v1.ClusterService.Failover:input_type -> hasidecar.v1.FailoverRequest
+	18, // 37: hasidecar.v1.ClusterService.Switchover:input_type -> hasidecar.v1.SwitchoverRequest
+	20, // 38: hasidecar.v1.ClusterService.Matrix:input_type -> hasidecar.v1.MatrixRequest
+	37, // 39: hasidecar.v1.ClusterService.RemoveNode:input_type -> hasidecar.v1.RemoveNodeRequest
+	14, // 40: hasidecar.v1.ClusterService.Reinit:input_type -> hasidecar.v1.ReinitRequest
+	16, // 41: hasidecar.v1.ClusterService.SetMaintenance:input_type -> hasidecar.v1.SetMaintenanceRequest
+	26, // 42: hasidecar.v1.NodeService.Status:input_type -> hasidecar.v1.StatusRequest
+	33, // 43: hasidecar.v1.NodeService.RestartPostgres:input_type -> hasidecar.v1.RestartPostgresRequest
+	31, // 44: hasidecar.v1.NodeService.Rejoin:input_type -> hasidecar.v1.RejoinRequest
+	22, // 45: hasidecar.v1.NodeService.History:input_type -> hasidecar.v1.HistoryRequest
+	24, // 46: hasidecar.v1.NodeService.Cleanup:input_type -> hasidecar.v1.CleanupRequest
+	29, // 47: hasidecar.v1.NodeService.Leave:input_type -> hasidecar.v1.LeaveRequest
+	51, // 48: hasidecar.v1.ConfigService.Show:input_type -> hasidecar.v1.ConfigShowRequest
+	54, // 49: hasidecar.v1.ConfigService.Set:input_type -> hasidecar.v1.ConfigSetRequest
+	56, // 50: hasidecar.v1.ConfigService.History:input_type -> hasidecar.v1.ConfigHistoryRequest
+	58, // 51: hasidecar.v1.PeerService.CheckParameters:input_type -> hasidecar.v1.CheckParametersRequest
+	49, // 52: hasidecar.v1.PeerService.EnsureSlot:input_type -> hasidecar.v1.EnsureSlotRequest
+	35, // 53: hasidecar.v1.PeerService.Join:input_type -> hasidecar.v1.JoinRequest
+	37, // 54: hasidecar.v1.PeerService.Remove:input_type -> hasidecar.v1.RemoveNodeRequest
+	39, // 55: hasidecar.v1.PeerService.Apply:input_type -> hasidecar.v1.ApplyRequest
+	41, // 56: hasidecar.v1.PeerService.Report:input_type -> hasidecar.v1.ReportRequest
+	46, // 57: hasidecar.v1.PeerService.Sample:input_type -> hasidecar.v1.SampleRequest
+	43, // 58: hasidecar.v1.PeerService.LSN:input_type -> hasidecar.v1.LSNRequest
+	45, // 59: hasidecar.v1.PeerService.Ping:input_type -> hasidecar.v1.PingRequest
+	7,  // 60: hasidecar.v1.ClusterService.Show:output_type -> hasidecar.v1.ShowResponse
+	9,  // 61: hasidecar.v1.ClusterService.Events:output_type -> hasidecar.v1.EventsResponse
+	11, // 62: hasidecar.v1.ClusterService.SetPaused:output_type -> hasidecar.v1.SetPausedResponse
+	13, // 63: hasidecar.v1.ClusterService.Failover:output_type -> hasidecar.v1.FailoverResponse
+	19, // 64: hasidecar.v1.ClusterService.Switchover:output_type -> hasidecar.v1.SwitchoverResponse
+	21, // 65: hasidecar.v1.ClusterService.Matrix:output_type -> hasidecar.v1.MatrixResponse
+	38, // 66: hasidecar.v1.ClusterService.RemoveNode:output_type -> hasidecar.v1.RemoveNodeResponse
+	15, // 67: hasidecar.v1.ClusterService.Reinit:output_type -> hasidecar.v1.ReinitResponse
+	17, // 68: hasidecar.v1.ClusterService.SetMaintenance:output_type -> hasidecar.v1.SetMaintenanceResponse
+	27, // 69: hasidecar.v1.NodeService.Status:output_type -> hasidecar.v1.StatusResponse
+	34, // 70: hasidecar.v1.NodeService.RestartPostgres:output_type -> hasidecar.v1.RestartPostgresResponse
+	32, // 71: hasidecar.v1.NodeService.Rejoin:output_type -> hasidecar.v1.RejoinResponse
+	23, // 72: hasidecar.v1.NodeService.History:output_type -> hasidecar.v1.HistoryResponse
+	25, // 73: hasidecar.v1.NodeService.Cleanup:output_type -> hasidecar.v1.CleanupResponse
+	30, // 74: hasidecar.v1.NodeService.Leave:output_type -> hasidecar.v1.LeaveResponse
+	52, // 75: hasidecar.v1.ConfigService.Show:output_type -> hasidecar.v1.ConfigShowResponse
+	55, // 76: hasidecar.v1.ConfigService.Set:output_type -> hasidecar.v1.ConfigSetResponse
+	57, // 77: hasidecar.v1.ConfigService.History:output_type -> hasidecar.v1.ConfigHistoryResponse
+	59, // 78: hasidecar.v1.PeerService.CheckParameters:output_type -> hasidecar.v1.CheckParametersResponse
+	50, // 79: hasidecar.v1.PeerService.EnsureSlot:output_type -> hasidecar.v1.EnsureSlotResponse
+	36, // 80: hasidecar.v1.PeerService.Join:output_type -> hasidecar.v1.JoinResponse
+	38, // 81: hasidecar.v1.PeerService.Remove:output_type -> hasidecar.v1.RemoveNodeResponse
+	40, // 82: hasidecar.v1.PeerService.Apply:output_type -> hasidecar.v1.ApplyResponse
+	42, // 83: hasidecar.v1.PeerService.Report:output_type -> hasidecar.v1.ReportResponse
+	47, // 84: hasidecar.v1.PeerService.Sample:output_type -> hasidecar.v1.SampleResponse
+	44, // 85: hasidecar.v1.PeerService.LSN:output_type -> hasidecar.v1.LSNResponse
+	48, // 86: hasidecar.v1.PeerService.Ping:output_type -> hasidecar.v1.PingResponse
+	60, // [60:87] is the sub-list for method output_type
+	33, // [33:60] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_hasidecar_v1_api_proto_init() }
@@ -4391,7 +4492,7 @@ func file_hasidecar_v1_api_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hasidecar_v1_api_proto_rawDesc), len(file_hasidecar_v1_api_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   62,
+			NumMessages:   64,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

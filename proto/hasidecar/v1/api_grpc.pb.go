@@ -428,11 +428,12 @@ var ClusterService_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	NodeService_Status_FullMethodName  = "/hasidecar.v1.NodeService/Status"
-	NodeService_Rejoin_FullMethodName  = "/hasidecar.v1.NodeService/Rejoin"
-	NodeService_History_FullMethodName = "/hasidecar.v1.NodeService/History"
-	NodeService_Cleanup_FullMethodName = "/hasidecar.v1.NodeService/Cleanup"
-	NodeService_Leave_FullMethodName   = "/hasidecar.v1.NodeService/Leave"
+	NodeService_Status_FullMethodName          = "/hasidecar.v1.NodeService/Status"
+	NodeService_RestartPostgres_FullMethodName = "/hasidecar.v1.NodeService/RestartPostgres"
+	NodeService_Rejoin_FullMethodName          = "/hasidecar.v1.NodeService/Rejoin"
+	NodeService_History_FullMethodName         = "/hasidecar.v1.NodeService/History"
+	NodeService_Cleanup_FullMethodName         = "/hasidecar.v1.NodeService/Cleanup"
+	NodeService_Leave_FullMethodName           = "/hasidecar.v1.NodeService/Leave"
 )
 
 // NodeServiceClient is the client API for NodeService service.
@@ -440,6 +441,7 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 type NodeServiceClient interface {
 	Status(ctx context.Context, in *StatusRequest, opts ...grpc.CallOption) (*StatusResponse, error)
+	RestartPostgres(ctx context.Context, in *RestartPostgresRequest, opts ...grpc.CallOption) (*RestartPostgresResponse, error)
 	Rejoin(ctx context.Context, in *RejoinRequest, opts ...grpc.CallOption) (*RejoinResponse, error)
 	History(ctx context.Context, in *HistoryRequest, opts ...grpc.CallOption) (*HistoryResponse, error)
 	Cleanup(ctx context.Context, in *CleanupRequest, opts ...grpc.CallOption) (*CleanupResponse, error)
@@ -458,6 +460,16 @@ func (c *nodeServiceClient) Status(ctx context.Context, in *StatusRequest, opts 
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(StatusResponse)
 	err := c.cc.Invoke(ctx, NodeService_Status_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *nodeServiceClient) RestartPostgres(ctx context.Context, in *RestartPostgresRequest, opts ...grpc.CallOption) (*RestartPostgresResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RestartPostgresResponse)
+	err := c.cc.Invoke(ctx, NodeService_RestartPostgres_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -509,6 +521,7 @@ func (c *nodeServiceClient) Leave(ctx context.Context, in *LeaveRequest, opts ..
 // for forward compatibility.
 type NodeServiceServer interface {
 	Status(context.Context, *StatusRequest) (*StatusResponse, error)
+	RestartPostgres(context.Context, *RestartPostgresRequest) (*RestartPostgresResponse, error)
 	Rejoin(context.Context, *RejoinRequest) (*RejoinResponse, error)
 	History(context.Context, *HistoryRequest) (*HistoryResponse, error)
 	Cleanup(context.Context, *CleanupRequest) (*CleanupResponse, error)
@@ -525,6 +538,9 @@ type UnimplementedNodeServiceServer struct{}
 
 func (UnimplementedNodeServiceServer) Status(context.Context, *StatusRequest) (*StatusResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Status not implemented")
+}
+func (UnimplementedNodeServiceServer) RestartPostgres(context.Context, *RestartPostgresRequest) (*RestartPostgresResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method RestartPostgres not implemented")
 }
 func (UnimplementedNodeServiceServer) Rejoin(context.Context, *RejoinRequest) (*RejoinResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Rejoin not implemented")
@@ -573,6 +589,24 @@ func _NodeService_Status_Handler(srv interface{}, ctx context.Context, dec func(
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(NodeServiceServer).Status(ctx, req.(*StatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _NodeService_RestartPostgres_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RestartPostgresRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NodeServiceServer).RestartPostgres(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: NodeService_RestartPostgres_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NodeServiceServer).RestartPostgres(ctx, req.(*RestartPostgresRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -659,6 +693,10 @@ var NodeService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Status",
 			Handler:    _NodeService_Status_Handler,
+		},
+		{
+			MethodName: "RestartPostgres",
+			Handler:    _NodeService_RestartPostgres_Handler,
 		},
 		{
 			MethodName: "Rejoin",

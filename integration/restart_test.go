@@ -1,0 +1,100 @@
+package integration
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hasidecar/hasidecar/fsm"
+	pb "github.com/hasidecar/hasidecar/proto/hasidecar/v1"
+)
+
+// TestRestartPending (issue 13): `config set` of a setting that needs a
+// restart marks every data node pending_restart, and `hasidecar restart
+// --pending` applies it under a writer: the standbys one at a time, then a
+// switchover (which restarts the former primary as a standby). Every node
+// runs the new value and none is pending; exactly one promotion; no
+// acknowledged write lost; never two writable nodes (the prober). Then the
+// new primary alone, `restart --node`: in place, no promotion.
+func TestRestartPending(t *testing.T) {
+	s := startWorkload(t, clusterOpts{standbys: 2, witness: true})
+	addr := s.node("witness").GRPCAddr()
+	if _, errOut, code := s.cli("config", "set", "--addr", addr, "postgresql.parameters.max_connections=150"); code != 0 {
+		t.Fatalf("config set: exit %d: %s", code, errOut)
+	}
+	data := s.lab.DataNodes()
+	eventually(t, 30*time.Second, "every data node pending a restart for max_connections", func() string {
+		v, err := s.show("witness")
+		if err != nil {
+			return err.Error()
+		}
+		for _, n := range v.Nodes {
+			if n.Kind == pb.NodeKind_NODE_KIND_DATA && !slices.Contains(n.GetPostgres().GetPendingRestart(), "max_connections") {
+				return n.Name + " is not pending"
+			}
+		}
+		return ""
+	})
+
+	began := time.Now()
+	out, errOut, code := s.cli("restart", "--addr", addr, "--pending", "--yes", "--timeout", "3m")
+	took := time.Since(began)
+	rolling := out
+	t.Logf("restart --pending took %.1fs:\n%s", took.Seconds(), out)
+	if code != 0 {
+		t.Fatalf("restart --pending: exit %d: %s", code, errOut)
+	}
+	v, err := s.show("witness")
+	if err != nil {
+		t.Fatal(err)
+	}
+	primary := primaryName(v)
+	if primary == s.primary || primary == "" {
+		t.Fatalf("primary after the rolling restart: %q (was %s): want a switchover to a standby", primary, s.primary)
+	}
+	s.assertTerm("witness", 2) // one promotion: the switchover
+	if ev := s.events("witness", fsm.EventFailover); len(ev) != 0 {
+		t.Fatalf("failover events %v: want none", ev)
+	}
+	if ev := s.events("witness", fsm.EventStandbyPromote); len(ev) != 1 {
+		t.Fatalf("standby_promote events %v: want one", ev)
+	}
+	for _, n := range v.Nodes {
+		if n.Kind == pb.NodeKind_NODE_KIND_DATA && len(n.GetPostgres().GetPendingRestart()) != 0 {
+			t.Fatalf("%s still pending after the restart: %v", n.Name, n.GetPostgres().GetPendingRestart())
+		}
+	}
+	var others []string
+	for _, n := range data {
+		got, err := s.queryInt(n.Name, "SELECT current_setting('max_connections')::int")
+		if err != nil || got != 150 {
+			t.Fatalf("%s: max_connections %d (%v), want 150", n.Name, got, err)
+		}
+		if n.Name != primary {
+			others = append(others, n.Name)
+		}
+	}
+	s.followsOn(s.primary, primary, 2, 60*time.Second)
+
+	// The primary alone, in place: writes pause, no promotion.
+	inPlace := time.Now()
+	out, errOut, code = s.cli("restart", "--addr", addr, "--node", primary, "--yes")
+	t.Logf("restart --node %s (the primary, in place) took %.1fs:\n%s", primary, time.Since(inPlace).Seconds(), out)
+	if code != 0 || !strings.Contains(out, "in place") {
+		t.Fatalf("restart --node %s: exit %d, %q %q", primary, code, out, errOut)
+	}
+	s.assertTerm("witness", 2)
+	if v, err := s.show("witness"); err != nil || primaryName(v) != primary {
+		t.Fatalf("after the in-place restart: primary %q (%v), want %s", primaryName(v), err, primary)
+	}
+	s.writer.stop()
+	t.Logf("longest write gap during the rolling restart: %s; during the in-place restart: %s",
+		s.writer.longestGap(began, began.Add(took)).Round(time.Millisecond), s.writer.longestGap(inPlace, time.Now()).Round(time.Millisecond))
+	s.waitCaughtUp(primary, others...)
+	s.assertHas(primary, s.writer.ackedIDs())
+	s.probe.check(t, s.primary, primary)
+	if !strings.Contains(rolling, "switching over from "+s.primary) {
+		t.Fatalf("the progress does not name the switchover: %q", out)
+	}
+}
