@@ -10,7 +10,7 @@ LDFLAGS  := -X github.com/hasidecar/hasidecar/node.Version=$(VERSION)
 RACE_PKGS := ./fsm/... ./clusterconf/... ./config/... ./node/... ./cmd/... ./internal/...
 LAB_DIR  ?= lab
 
-.PHONY: all build test test-unit test-integration sim chaos lint proto demo demo-down bench-failover bench-switchover bench-gate bench-idle clean
+.PHONY: all build test test-unit test-integration sim chaos lint proto demo demo-down bench-failover bench-switchover bench-gate bench-idle soak clean
 
 all: build
 
@@ -82,6 +82,13 @@ demo-down:
 ## Benchmarks print measured numbers; they assert nothing about speed.
 bench-failover: build
 	$(GO) run ./bench/failover -bin $(BIN) $(BENCH_ARGS)
+
+## soak: one lab under pgbench and an INSERT writer for SOAK_DURATION, with
+## Raft-leader and standby kills (never the primary); counts false failovers
+## and fencings (bench/soak). BENCH_ARGS='-lease 2s -raft 250ms' tries timings.
+SOAK_DURATION ?= 30m
+soak: build
+	$(GO) run ./bench/soak -bin $(BIN) -duration $(SOAK_DURATION) $(BENCH_ARGS)
 
 bench-switchover: build
 	$(GO) run ./bench/switchover -bin $(BIN) $(BENCH_ARGS)
