@@ -284,7 +284,7 @@ func (a *Keeper) renewOrRelease(ctx context.Context, st *pb.ClusterState, final 
 		crashed := a.crashedAt
 		a.crashMu.Unlock()
 		if rt := a.cfg.Postgres.RestartTimeout.D(); !crashed.IsZero() && a.clk.Now().Sub(crashed) >= rt {
-			if !st.Lease.GetReleased() || a.clk.Now().Sub(crashed) < 2*rt {
+			if !st.Lease.GetReleased() || a.clk.Now().Sub(crashed) < reclaimAfter(rt, a.leaseLength(st)) {
 				a.release(ctx, st, me, "postgres crashed and did not restart within postgres.restart_timeout")
 				return renewSkipped
 			}
@@ -365,6 +365,17 @@ func (a *Keeper) capLease(tSend time.Time, lease time.Duration) (capped bool) {
 	}
 	a.lease.length = lease
 	return capped
+}
+
+// reclaimAfter is how long after its crash a primary that released its
+// lease waits before it reclaims it when no standby took over: twice
+// restart_timeout, and never less than restart_timeout + a lease, so that
+// the leader always has a whole lease after the release to promote a
+// standby. (With restart_timeout 0, 2 × 0 reclaimed at once: the released
+// lease was taken back before the leader could fail over, and the crashed
+// primary restarted in place — TestFailoverPostgresCrash, 2026-12-02.)
+func reclaimAfter(restartTimeout, lease time.Duration) time.Duration {
+	return max(2*restartTimeout, restartTimeout+lease)
 }
 
 // healthStale reports whether the last answer to the health query

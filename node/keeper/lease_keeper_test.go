@@ -95,6 +95,20 @@ func TestRenewLease(t *testing.T) {
 			releaseLease(t, lg)
 			clk.Advance(20 * time.Second)
 		}, renewed: 1, valid: true, next: 20*time.Second + every},
+		{name: "restart_timeout 0, released a moment ago: stays released (the leader gets a whole lease to fail over)", setup: func(k *Keeper, clk *clock.Manual, lg *fakelog.Log, pg *fakePG) {
+			k.cfg.Postgres.RestartTimeout = 0
+			pg.crash()
+			k.crashedAt = clk.Now()
+			releaseLease(t, lg)
+			clk.Advance(4*time.Second - time.Millisecond)
+		}, next: 4*time.Second - time.Millisecond + every},
+		{name: "restart_timeout 0, released a lease ago, still the primary: reclaims", setup: func(k *Keeper, clk *clock.Manual, lg *fakelog.Log, pg *fakePG) {
+			k.cfg.Postgres.RestartTimeout = 0
+			pg.crash()
+			k.crashedAt = clk.Now()
+			releaseLease(t, lg)
+			clk.Advance(4 * time.Second)
+		}, renewed: 1, valid: true, next: 4*time.Second + every},
 		{name: "crashed, restart_timeout not over: keeps renewing", setup: func(k *Keeper, clk *clock.Manual, _ *fakelog.Log, pg *fakePG) {
 			k.cfg.Postgres.RestartTimeout = config.Duration(10 * time.Second)
 			pg.crash()
