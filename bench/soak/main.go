@@ -139,7 +139,9 @@ func run(ctx context.Context, o options) error {
 	}
 	w.Stop()
 	res.ok, res.failed = w.Counts()
-	res.longestGap = longestGap(w.Samples())
+	if g, err := benchkit.LongestGap(w.Samples()); err == nil {
+		res.longestGap = g.Length
+	}
 	for typ, n := range map[string]*int{fsm.EventFailover: &res.failovers, fsm.EventStandbyPromote: &res.promotions} {
 		evs, err := env.Events(ctx, typ, applied)
 		if err != nil {
@@ -203,14 +205,6 @@ func fault(ctx context.Context, env *benchkit.Env, i int, rng *rand.Rand, down t
 		return "", fmt.Errorf("start %s again: %w", victim.Name, err)
 	}
 	return fmt.Sprintf("%s %s killed at %s, back after %s", what, victim.Name, time.Now().Add(-down).Format("15:04:05"), down), nil
-}
-
-func longestGap(s []benchkit.Sample) time.Duration {
-	var g time.Duration
-	for i := 1; i < len(s); i++ {
-		g = max(g, s[i].At.Sub(s[i-1].At))
-	}
-	return g
 }
 
 func orDefault(d, def time.Duration) time.Duration {
