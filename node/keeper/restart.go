@@ -42,7 +42,7 @@ func (a *Keeper) RestartPostgres(ctx context.Context) error {
 
 // restartRefusal says why this node's Postgres may not be restarted now
 // ("" when it may).
-func restartRefusal(name string, st *pb.ClusterState, me *pb.Node, running, leaseValid bool) string {
+func restartRefusal(name string, st *pb.ClusterState, me *pb.Node, running, leaseValid bool, restartTimeout time.Duration) string {
 	switch {
 	case me == nil:
 		return name + " is not registered in the cluster yet"
@@ -53,15 +53,26 @@ func restartRefusal(name string, st *pb.ClusterState, me *pb.Node, running, leas
 	case st.Switchover != nil:
 		return "a switchover is in flight: wait for it to finish"
 	}
-	if p := fsm.Primary(st); p != nil && p.Id == me.Id && !leaseValid {
-		return name + " is the primary but holds no valid lease: not restarting it now"
+	if p := fsm.Primary(st); p != nil && p.Id == me.Id {
+		if !leaseValid {
+			return name + " is the primary but holds no valid lease: not restarting it now"
+		}
+		if restartTimeout == 0 {
+			return name + " is the primary and postgres.restart_timeout is 0 (never restarted in place): restart the whole cluster (no --node), which switches over first"
+		}
 	}
 	return ""
 }
 
+// isPrimary: the FSM names this node primary.
+func (a *Keeper) isPrimary(st *pb.ClusterState) bool {
+	p := fsm.Primary(st)
+	return p != nil && p.Name == a.cfg.Name
+}
+
 func (a *Keeper) restartPostgres(ctx context.Context) error {
 	st := a.log.State()
-	if why := restartRefusal(a.cfg.Name, st, a.self(), a.pg.Running(), a.leaseValid()); why != "" {
+	if why := restartRefusal(a.cfg.Name, st, a.self(), a.pg.Running(), a.leaseValid(), a.cfg.Postgres.RestartTimeout.D()); why != "" {
 		return errors.New(why)
 	}
 	a.logger.Info("restarting postgres: asked by an operator (fast shutdown, then the next round starts it)", "term", st.Term)
@@ -73,6 +84,14 @@ func (a *Keeper) restartPostgres(ctx context.Context) error {
 			a.expectedStop.Store(false) // still running: its next exit is not ours
 		}
 		return fmt.Errorf("stop postgres for the restart: %w", err)
+	}
+	if a.isPrimary(st) {
+		// Down from now, as after a crash: if it does not start again
+		// within restart_timeout, the lease is released and the leader
+		// fails over (renewOrRelease); a successful start clears it.
+		a.crashMu.Lock()
+		a.crashedAt = a.clk.Now()
+		a.crashMu.Unlock()
 	}
 	a.conf = confMemo{} // render and compare the files again before the start
 	a.pokeWatchdog()

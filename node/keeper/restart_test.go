@@ -3,6 +3,7 @@ package keeper
 import (
 	"strings"
 	"testing"
+	"time"
 
 	pb "github.com/hasidecar/hasidecar/proto/hasidecar/v1"
 )
@@ -23,18 +24,21 @@ func TestRestartRefusal(t *testing.T) {
 		me         *pb.Node
 		running    bool
 		leaseValid bool
-		want       string // "" allowed
+		rt         time.Duration // postgres.restart_timeout
+		want       string        // "" allowed
 	}{
-		{"standby", st, standby, true, false, ""},
-		{"primary with its lease", st, primary, true, true, ""},
-		{"primary without a valid lease", st, primary, true, false, "holds no valid lease"},
-		{"not registered", st, nil, true, false, "not registered"},
-		{"in maintenance", st, inMaint, true, false, "in maintenance"},
-		{"not running", st, standby, false, false, "not running"},
-		{"switchover in flight", sw, standby, true, false, "switchover is in flight"},
+		{"standby", st, standby, true, false, 10 * time.Second, ""},
+		{"standby, restart_timeout 0", st, standby, true, false, 0, ""},
+		{"primary with its lease", st, primary, true, true, 10 * time.Second, ""},
+		{"primary, restart_timeout 0: never in place", st, primary, true, true, 0, "restart_timeout is 0"},
+		{"primary without a valid lease", st, primary, true, false, 10 * time.Second, "holds no valid lease"},
+		{"not registered", st, nil, true, false, 10 * time.Second, "not registered"},
+		{"in maintenance", st, inMaint, true, false, 10 * time.Second, "in maintenance"},
+		{"not running", st, standby, false, false, 10 * time.Second, "not running"},
+		{"switchover in flight", sw, standby, true, false, 10 * time.Second, "switchover is in flight"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := restartRefusal("pgX", tc.st, tc.me, tc.running, tc.leaseValid)
+			got := restartRefusal("pgX", tc.st, tc.me, tc.running, tc.leaseValid, tc.rt)
 			if (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
 				t.Fatalf("refusal %q, want %q", got, tc.want)
 			}
