@@ -81,16 +81,38 @@ var Keys = []*Key{
 		},
 	},
 	{
-		Name: "synchronous", Type: "off | on", Default: "off", Applies: AppliesLive, YAML: "synchronous",
-		Doc: "on: every commit waits for one standby of the committed synchronous set, and only a member is promoted",
-		get: func(s *pb.Settings, _ string) (string, bool) { return onOff(s.Synchronous), s.Synchronous },
+		Name: "synchronous", Type: "off | on | strict", Default: "off", Applies: AppliesLive, YAML: "synchronous",
+		Doc: "on: every commit waits for synchronous_count standbys of the committed synchronous set, and only a member is promoted; the set narrows to the standbys that stream (asynchronous when none does, a synchronous_degraded event); strict: never narrowed below synchronous_count, commits wait instead",
+		get: func(s *pb.Settings, _ string) (string, bool) { return SyncModeText(s), s.Synchronous },
 		set: func(s *pb.Settings, _, v string) error {
-			b, err := parseOnOff(v)
-			s.Synchronous = b
-			return err
+			switch v {
+			case SyncOff, SyncOn, SyncStrict:
+				s.Synchronous, s.SynchronousStrict = v != SyncOff, v == SyncStrict
+				return nil
+			}
+			return fmt.Errorf("%q is not a synchronous mode; use off, on or strict", v)
 		},
-		unset: func(s *pb.Settings, _ string) { s.Synchronous = false },
+		unset: func(s *pb.Settings, _ string) { s.Synchronous, s.SynchronousStrict = false, false },
 		local: func(c *config.Config) string { return onOff(c.Synchronous) },
+	},
+	{
+		Name: "synchronous_count", Type: "integer", Default: "1", Applies: AppliesLive,
+		Doc: "k: in synchronous mode the primary runs synchronous_standby_names = 'ANY k (…)' over the committed set, and a failover needs answers from n − k + 1 of its n members; at most the data nodes minus one",
+		get: func(s *pb.Settings, _ string) (string, bool) {
+			return fmt.Sprint(SyncCount(s)), s.SynchronousCount != 0
+		},
+		set: func(s *pb.Settings, _, v string) error {
+			var n int32
+			if _, err := fmt.Sscan(v, &n); err != nil || fmt.Sprint(n) != v {
+				return fmt.Errorf("%q is not a whole number; use 1 or more", v)
+			}
+			if n < 1 || n > MaxSyncCount {
+				return fmt.Errorf("%d is out of range; use 1 to %d (and at most the data nodes minus one)", n, MaxSyncCount)
+			}
+			s.SynchronousCount = n
+			return nil
+		},
+		unset: func(s *pb.Settings, _ string) { s.SynchronousCount = 0 },
 	},
 	{
 		Name: "maximum_lag_on_failover", Type: "size", Default: config.DefaultMaximumLagOnFailover.String(), Applies: AppliesLive, YAML: "maximum_lag_on_failover",
@@ -298,16 +320,31 @@ func onOff(b bool) string {
 	return "off"
 }
 
-func parseOnOff(v string) (bool, error) {
-	switch v {
-	case "on":
-		return true, nil
-	case "off":
-		return false, nil
-	case "strict":
-		return false, fmt.Errorf("strict is not built yet; use on or off")
+// The values of the synchronous key.
+const (
+	SyncOff    = "off"
+	SyncOn     = "on"
+	SyncStrict = "strict"
+)
+
+// MaxSyncCount bounds synchronous_count before the cluster's own bound
+// (the data nodes minus one, fsm.CheckSettings).
+const MaxSyncCount = 64
+
+// SyncModeText is the synchronous key's value: off, on or strict.
+func SyncModeText(s *pb.Settings) string {
+	switch {
+	case !s.GetSynchronous():
+		return SyncOff
+	case s.GetSynchronousStrict():
+		return SyncStrict
 	}
-	return false, fmt.Errorf("%q is not on or off", v)
+	return SyncOn
+}
+
+// SyncCount is synchronous_count, k (1 when the settings carry none).
+func SyncCount(s *pb.Settings) int {
+	return max(int(s.GetSynchronousCount()), 1)
 }
 
 func parseSize(v string) (uint64, error) {

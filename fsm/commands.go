@@ -224,6 +224,9 @@ func (a *applier) promote(c *pb.Promote) error {
 	// records what the new primary had received when chosen: the next
 	// failover promotes a member only if it got at least that far (see
 	// node/keeper/sync.go for the whole argument).
+	// The count goes down to what is left (PromotedSyncCount): n's
+	// Postgres runs with at least that many before pg_promote.
+	a.st.SyncCount = uint32(PromotedSyncCount(a.st, n.Id))
 	a.st.SyncStandbys = slices.DeleteFunc(slices.Clone(a.st.SyncStandbys), func(id uint32) bool { return id == n.Id })
 	if len(a.st.SyncStandbys) == 0 {
 		a.st.SyncStandbys = nil
@@ -584,6 +587,9 @@ func (a *applier) setConfig(c *pb.SetConfig) error {
 	if len(diffs) == 0 {
 		return nil
 	}
+	if err := CheckSettings(a.st, next); err != nil {
+		return errorf(CodeInvalidCommand, "%v", err)
+	}
 	next.ConfigVersion++
 	a.st.Settings = next
 	a.event(0, EventConfigChanged, true, clusterconf.Details(next.ConfigVersion, diffs))
@@ -647,6 +653,15 @@ func (a *applier) endSwitchover(c *pb.EndSwitchover) error {
 }
 
 func (a *applier) setSyncStandbys(c *pb.SetSyncStandbys) error {
+	return a.setSyncQuorum(&pb.SetSyncQuorum{Term: c.Term, PrimaryId: c.PrimaryId, NodeIds: c.NodeIds, Count: uint32(SyncCount(a.st))})
+}
+
+// setSyncQuorum commits the synchronous set and its count together (the
+// primary's steps: node/keeper/sync.go). The count is at least 1 and at
+// most the set's size, so that a failover always needs an answer; an
+// event sync_standbys on a change, and synchronous_degraded when the
+// warning (SyncWarning) appears or changes.
+func (a *applier) setSyncQuorum(c *pb.SetSyncQuorum) error {
 	if err := a.checkTerm(c.Term, "synchronous set"); err != nil {
 		return err
 	}
@@ -668,15 +683,30 @@ func (a *applier) setSyncStandbys(c *pb.SetSyncStandbys) error {
 		}
 		names = append(names, n.Name)
 	}
-	if slices.Equal(ids, a.st.SyncStandbys) {
+	k := max(c.Count, 1)
+	if len(ids) == 0 {
+		k = 0
+	} else if int(k) > len(ids) {
+		return errorf(CodeInvalidCommand, "synchronous set: count %d is more than its %d members", k, len(ids))
+	}
+	if slices.Equal(ids, a.st.SyncStandbys) && int(k) == CommittedSyncCount(a.st) {
 		return nil
 	}
-	a.st.SyncStandbys = ids
+	before := SyncWarning(a.st)
+	a.st.SyncStandbys, a.st.SyncCount = ids, k
+	if len(ids) == 0 {
+		a.st.SyncStandbys = nil
+	}
 	list := strings.Join(names, ", ")
 	if list == "" {
 		list = "none (no automatic failover until a standby is back in the set)"
+	} else {
+		list = fmt.Sprintf("ANY %d (%s)", k, list)
 	}
 	a.event(p.Id, EventSyncStandbys, true, "synchronous standbys: "+list)
+	if w := SyncWarning(a.st); w != "" && w != before {
+		a.event(p.Id, EventSyncDegraded, false, w)
+	}
 	return nil
 }
 

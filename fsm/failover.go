@@ -149,27 +149,39 @@ func Choose(cands []Candidate, lease *pb.Lease, maxLag uint64, synchronous bool)
 }
 
 // ChooseSync picks the new primary in synchronous mode. members are the
-// whole committed synchronous set (promotable or not): any of them may hold
-// the latest acknowledged write, so every one must have answered, and the
-// winner — a promotable member — must have received at least as much as
-// each of them, and at least floor (ClusterState.sync_floor_lsn: what the
-// current primary had received when it was promoted; members kept in the
-// set through that promotion may lag it, see node/keeper/sync.go).
-func ChooseSync(members []Candidate, promotableIDs map[uint32]bool, lease *pb.Lease, floor uint64) (*Candidate, []string) {
+// whole committed synchronous set (promotable or not) and k its committed
+// count (ClusterState.sync_count): every acknowledged write is on k
+// members, so once n − k + 1 of the n members answered, one of them holds
+// it (SyncAnswersNeeded). The winner — a promotable member that answered —
+// must have received at least as much as each member that answered, and at
+// least floor (ClusterState.sync_floor_lsn: what the current primary had
+// received when it was promoted; members kept in the set through that
+// promotion may lag it, see node/keeper/sync.go).
+func ChooseSync(members []Candidate, promotableIDs map[uint32]bool, lease *pb.Lease, floor uint64, k int) (*Candidate, []string) {
 	if len(members) == 0 {
 		return nil, []string{"synchronous mode and the synchronous set is empty: no standby is known to hold every acknowledged write"}
 	}
+	k = min(max(k, 1), len(members))
+	need := SyncAnswersNeeded(len(members), k)
 	var most uint64
 	var eligible []Candidate
+	var missing []string
+	answered := 0
 	for _, m := range members {
 		a := m.Answer
 		if a == nil || !a.Healthy {
-			return nil, []string{fmt.Sprintf("%s: a synchronous standby did not answer; it may hold the latest acknowledged writes", m.Node.Name)}
+			missing = append(missing, m.Node.Name)
+			continue
 		}
+		answered++
 		most = max(most, a.Postgres.GetReceiveLsn(), a.Postgres.GetReplayLsn())
 		if promotableIDs[m.Node.Id] {
 			eligible = append(eligible, m)
 		}
+	}
+	if answered < need {
+		return nil, []string{fmt.Sprintf("%d of the %d synchronous standbys answered, %d needed (ANY %d: each acknowledged write is on %d of them); not answering: %s; they may hold the latest acknowledged writes",
+			answered, len(members), need, k, k, strings.Join(missing, ", "))}
 	}
 	best, reasons := Choose(eligible, lease, 0, true)
 	if best == nil {
@@ -192,8 +204,8 @@ func ChooseSync(members []Candidate, promotableIDs map[uint32]bool, lease *pb.Le
 
 // PickCandidate chooses the new primary the way the leader does: among the
 // promotable standbys (asynchronous mode), or the most advanced member of
-// the committed synchronous set once every member answered (synchronous
-// mode). ask returns, for the nodes it is given, their fresh LSN answers in
+// the committed synchronous set once n − k + 1 of its n members answered
+// (synchronous mode, ANY k). ask returns, for the nodes it is given, their fresh LSN answers in
 // the same order (a nil Answer for one that did not answer). It returns the
 // winner (nil if none), every answer and the reasons others were left out.
 func PickCandidate(st *pb.ClusterState, lease *pb.Lease, ask func(nodes []*pb.Node) []Candidate) (*Candidate, []Candidate, []string) {
@@ -209,7 +221,7 @@ func PickCandidate(st *pb.ClusterState, lease *pb.Lease, ask func(nodes []*pb.No
 		ok[c.Id] = true
 	}
 	answers := ask(SyncMembers(st))
-	best, more := ChooseSync(answers, ok, lease, st.GetSyncFloorLsn())
+	best, more := ChooseSync(answers, ok, lease, st.GetSyncFloorLsn(), SyncCount(st))
 	return best, answers, append(reasons, more...)
 }
 

@@ -21,8 +21,8 @@ func TestChooseSync(t *testing.T) {
 		{"empty set", nil, all, 0, 0, "synchronous set is empty"},
 		{"the most advanced member wins", []Candidate{chooseCand(2, 100, 500, nil), chooseCand(3, 100, 900, nil)}, all, 0, 3, ""},
 		{"lag does not matter in synchronous mode", []Candidate{chooseCand(2, 100, 10, nil)}, all, 0, 2, ""},
-		{"a silent member blocks", []Candidate{chooseCand(2, 100, 900, nil), {Node: chooseCand(3, 100, 0, nil).Node}}, all, 0, 0, "n3: a synchronous standby did not answer"},
-		{"an unhealthy member blocks", []Candidate{chooseCand(2, 100, 900, nil), chooseCand(3, 100, 100, func(a *pb.LSNResponse) { a.Healthy = false })}, all, 0, 0, "n3: a synchronous standby did not answer"},
+		{"a silent member blocks", []Candidate{chooseCand(2, 100, 900, nil), {Node: chooseCand(3, 100, 0, nil).Node}}, all, 0, 0, "not answering: n3"},
+		{"an unhealthy member blocks", []Candidate{chooseCand(2, 100, 900, nil), chooseCand(3, 100, 100, func(a *pb.LSNResponse) { a.Healthy = false })}, all, 0, 0, "not answering: n3"},
 		{"an unpromotable member ahead blocks", []Candidate{chooseCand(2, 100, 500, nil), chooseCand(3, 100, 900, nil)}, map[uint32]bool{2: true}, 0, 0, "cannot be promoted has received more WAL"},
 		{"an unpromotable member behind is fine", []Candidate{chooseCand(2, 100, 900, nil), chooseCand(3, 100, 500, nil)}, map[uint32]bool{2: true}, 0, 2, ""},
 		{"no promotable member", []Candidate{chooseCand(2, 100, 900, nil)}, map[uint32]bool{}, 0, 0, ""},
@@ -33,7 +33,7 @@ func TestChooseSync(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			best, reasons := ChooseSync(tc.members, tc.promotable, lease, tc.floor)
+			best, reasons := ChooseSync(tc.members, tc.promotable, lease, tc.floor, 1)
 			switch {
 			case tc.want == 0 && best != nil:
 				t.Fatalf("chose %s, want none", best.Node.Name)
@@ -99,7 +99,7 @@ func TestChooseSyncAfterPromotion(t *testing.T) {
 				answers[i] = Candidate{Node: n, Answer: &pb.LSNResponse{NodeId: n.Id, Timeline: 2, Healthy: true,
 					Postgres: &pb.PostgresStatus{Running: true, InRecovery: true, ReceiveLsn: lsn, ReplayLsn: lsn}}}
 			}
-			best, reasons := ChooseSync(answers, ok, lease, st.SyncFloorLsn)
+			best, reasons := ChooseSync(answers, ok, lease, st.SyncFloorLsn, 1)
 			got := ""
 			if best != nil {
 				got = best.Node.Name

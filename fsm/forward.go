@@ -43,6 +43,8 @@ func CheckForwarded(st *pb.ClusterState, caller string, cmd *pb.Command) error {
 		return self("RecordEvent", c.RecordEvent.NodeId)
 	case *pb.Command_SetSyncStandbys:
 		return self("SetSyncStandbys", c.SetSyncStandbys.PrimaryId)
+	case *pb.Command_SetSyncQuorum:
+		return self("SetSyncQuorum", c.SetSyncQuorum.PrimaryId)
 	case *pb.Command_SetNeedsReclone:
 		// The primary marks another node; a node clears its own mark.
 		if c.SetNeedsReclone.NeedsReclone {

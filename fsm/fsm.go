@@ -251,6 +251,8 @@ func (a *applier) dispatch(cmd *pb.Command) (uint32, error) {
 		return 0, a.endSwitchover(c.EndSwitchover)
 	case *pb.Command_SetSyncStandbys:
 		return 0, a.setSyncStandbys(c.SetSyncStandbys)
+	case *pb.Command_SetSyncQuorum:
+		return 0, a.setSyncQuorum(c.SetSyncQuorum)
 	case *pb.Command_SetNeedsReclone:
 		return 0, a.setNeedsReclone(c.SetNeedsReclone)
 	case *pb.Command_SetVoter:

@@ -169,6 +169,8 @@ func TestClusterConfig(t *testing.T) {
 		{"invalid GUC value", "postgresql.parameters.work_mem=banana", `postgresql.parameters.work_mem: invalid value for parameter "work_mem": "banana"`},
 		{"GUC out of Postgres's range", "postgresql.parameters.max_connections=0", `postgresql.parameters.max_connections: 0 is outside the valid range for parameter "max_connections" (1 .. 262143)`},
 		{"unknown GUC", "postgresql.parameters.no_such_setting=1", `postgresql.parameters.no_such_setting: unrecognized configuration parameter "no_such_setting"`},
+		{"synchronous_count above the standbys", "synchronous_count=3", "synchronous_count: 3 is more than the 2 standbys that could be in the synchronous set (3 data nodes minus the primary)"},
+		{"synchronous mode misspelt", "synchronous=strcit", `synchronous: "strcit" is not a synchronous mode; use off, on or strict`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			// A good change beside the bad one: refused with it.

@@ -69,7 +69,7 @@ func (n *Node) manualFailover(ctx context.Context, req *pb.FailoverRequest) (*pb
 		if best == nil {
 			return nil, refuse("no safe promotion in synchronous mode: %s", strings.Join(reasons, "; "))
 		}
-		check("every member of the synchronous set answered")
+		check("enough members of the synchronous set answered (n − k + 1 of n, ANY k)")
 		cands = []*pb.Node{best.Node}
 		if best.Node.Id != target.Id {
 			cands = append(cands, target)

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/hasidecar/hasidecar/clusterconf"
 	"github.com/hasidecar/hasidecar/fsm"
 	pb "github.com/hasidecar/hasidecar/proto/hasidecar/v1"
 )
@@ -127,16 +128,20 @@ func (n *Node) clusterView(silent map[uint32]bool) *pb.ShowResponse {
 	st := n.fsm.State()
 	_, leaderID := n.raft.LeaderWithID()
 	resp := &pb.ShowResponse{
-		Cluster:          st.ClusterName,
-		Term:             st.Term,
-		RaftLeader:       string(leaderID),
-		Paused:           st.Settings.GetPaused(),
-		FailoverMode:     st.Settings.GetFailoverMode(),
-		AppliedIndex:     st.AppliedIndex,
-		Lease:            proto.Clone(st.Lease).(*pb.Lease),
-		AnsweredBy:       n.cfg.Name,
-		SystemIdentifier: st.SystemIdentifier,
-		Synchronous:      st.Settings.GetSynchronous(),
+		Cluster:            st.ClusterName,
+		Term:               st.Term,
+		RaftLeader:         string(leaderID),
+		Paused:             st.Settings.GetPaused(),
+		FailoverMode:       st.Settings.GetFailoverMode(),
+		AppliedIndex:       st.AppliedIndex,
+		Lease:              proto.Clone(st.Lease).(*pb.Lease),
+		AnsweredBy:         n.cfg.Name,
+		SystemIdentifier:   st.SystemIdentifier,
+		Synchronous:        st.Settings.GetSynchronous(),
+		SyncMode:           clusterconf.SyncModeText(st.GetSettings()),
+		SynchronousCount:   int32(clusterconf.SyncCount(st.GetSettings())),
+		SyncWarning:        fsm.SyncWarning(st),
+		SyncCommittedCount: uint32(fsm.CommittedSyncCount(st)),
 	}
 	if st.Switchover != nil {
 		resp.Switchover = proto.Clone(st.Switchover).(*pb.Switchover)

@@ -114,6 +114,9 @@ func (s *configService) Set(ctx context.Context, req *pb.ConfigSetRequest) (*pb.
 	if len(diffs) == 0 {
 		return resp, nil
 	}
+	if err := fsm.CheckSettings(n.fsm.State(), next); err != nil {
+		return nil, invalid("%v; nothing changed", err)
+	}
 	params := map[string]string{}
 	var unset []string
 	for _, d := range diffs {

@@ -12,6 +12,8 @@ type Schedule struct {
 	Seed     uint64
 	Data     int  // data nodes (plus one witness)
 	Sync     bool // synchronous mode
+	Count    int  // synchronous_count k (0: 1)
+	Strict   bool // synchronous: strict
 	NoGate   bool // postgres.disable_lease_gate
 	DriftPPM []int64
 	Faults   []Fault
@@ -48,6 +50,12 @@ func (sc *Schedule) String() string {
 	gate := "lease gate on"
 	if sc.NoGate {
 		gate = "lease gate off"
+	}
+	if sc.Sync && sc.Strict {
+		mode = "synchronous strict"
+	}
+	if sc.Sync && sc.Count > 1 {
+		mode += fmt.Sprintf(" ANY %d", sc.Count)
 	}
 	fmt.Fprintf(&b, "seed %d: %d data nodes + witness, %s, %s, clock drift ppm %v\n", sc.Seed, sc.Data, mode, gate, sc.DriftPPM)
 	for _, f := range sc.Faults {
@@ -106,6 +114,20 @@ func Generate(seed uint64) *Schedule {
 			f.Dur = 0
 		}
 		sc.Faults = append(sc.Faults, f)
+	}
+	// Synchronous schedules with a count and strict mode: drawn from a
+	// stream of their own, so that the draws above stay what they were.
+	// One in three synchronous schedules runs 4 data nodes (3 standbys)
+	// with k = 2; strict in one of three synchronous schedules.
+	if sc.Sync {
+		r2 := rand.New(rand.NewPCG(seed, 0x5c0de))
+		if r2.IntN(3) == 0 {
+			sc.Data, sc.Count = 4, 2
+			for len(sc.DriftPPM) < sc.Data+1 {
+				sc.DriftPPM = append(sc.DriftPPM, r2.Int64N(2*maxDriftPPM+1)-maxDriftPPM)
+			}
+		}
+		sc.Strict = r2.IntN(3) == 0
 	}
 	return sc
 }
@@ -287,5 +309,18 @@ var Named = map[string]*Schedule{
 	"sync-narrow-empty": {Seed: 7, Data: 2, Sync: true, DriftPPM: []int64{0, 0, 0}, Faults: []Fault{
 		{Index: 0, At: 11200 * ms, Dur: 3 * sec, Kind: "crash", Target: "standby"},
 		{Index: 1, At: 11 * sec, Dur: 12 * sec, Kind: "partition", Target: "primary"},
+	}},
+	// k = 2 of 3 standbys: the primary's host dies while a standby lags,
+	// then a second standby's sidecar dies (the failover needs 2 of 3).
+	"sync-k2-crash": {Seed: 11, Data: 4, Sync: true, Count: 2, DriftPPM: []int64{0, 0, 0, 0, 0}, Faults: []Fault{
+		{Index: 0, At: 5 * sec, Dur: 3 * sec, Kind: "behind", Target: "standby"},
+		{Index: 1, At: 6 * sec, Dur: 6 * sec, Kind: "crash", Target: "primary"},
+		{Index: 2, At: 6500 * ms, Dur: 2 * sec, Kind: "crash", Target: "standby"},
+	}},
+	// strict, k = 2: two standbys die; commits wait, then complete.
+	"sync-strict-k2": {Seed: 12, Data: 4, Sync: true, Count: 2, Strict: true, DriftPPM: []int64{0, 0, 0, 0, 0}, Faults: []Fault{
+		{Index: 0, At: 4 * sec, Dur: 5 * sec, Kind: "crash", Target: "standby"},
+		{Index: 1, At: 4500 * ms, Dur: 5 * sec, Kind: "crash", Target: "standby"},
+		{Index: 2, At: 12 * sec, Dur: 4 * sec, Kind: "crash", Target: "primary"},
 	}},
 }

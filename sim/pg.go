@@ -1,5 +1,7 @@
 package sim
 
+import "slices"
+
 // The model Postgres of one host: a WAL position on a timeline with its
 // history, running or not, in recovery or writable, an upstream it streams
 // from, synchronous_standby_names, the lease gate (in the guard process),
@@ -39,8 +41,9 @@ type PG struct {
 	hist          []tliEnd
 	lsn           uint64 // flush LSN (a standby: received and flushed)
 	upstream      int    // primary_conninfo: host id, -1 none
-	// syncNames: ANY 1 of these hosts; nil with gateNamed: the lease gate.
+	// syncNames: ANY syncK of these hosts; nil with gateNamed: the lease gate.
 	syncNames []int
+	syncK     int
 	gateNamed bool
 	// standbyFlush: what each standby reported flushed (on this primary).
 	standbyFlush []uint64
@@ -107,12 +110,13 @@ func (p *PG) acceptsWrites() bool {
 		return false
 	}
 	if len(p.syncNames) > 0 {
+		n := 0
 		for _, id := range p.syncNames {
 			if p.s.hosts[id].pg.streamingFrom(p) {
-				return true
+				n++
 			}
 		}
-		return false
+		return n >= p.ackCount()
 	}
 	if p.gateNamed {
 		return p.gateOpen()
@@ -230,11 +234,34 @@ func (p *PG) onStandbyFlush(from int, lsn uint64, t tli) {
 		p.seenAt = make([]int64, len(p.s.hosts))
 	}
 	p.seenAt[from] = p.h.clock.Now()
-	for _, id := range p.syncNames {
-		if id == from {
-			p.release(lsn)
-		}
+	if slices.Contains(p.syncNames, from) {
+		p.release(p.quorumFlush())
 	}
+}
+
+// ackCount: how many named standbys must flush a commit (ANY k; the
+// sync-count-minus-one plant reads it as k − 1).
+func (p *PG) ackCount() int {
+	k := max(p.syncK, 1)
+	if p.s.cfg.plant == plantSyncCountMinusOne {
+		k = max(k-1, 1)
+	}
+	return k
+}
+
+// quorumFlush: the position ackCount named standbys flushed (the k-th
+// highest report); 0 when fewer reported.
+func (p *PG) quorumFlush() uint64 {
+	var fl []uint64
+	for _, id := range p.syncNames {
+		fl = append(fl, p.standbyFlush[id])
+	}
+	k := p.ackCount()
+	if len(fl) < k {
+		return 0
+	}
+	slices.Sort(fl)
+	return fl[len(fl)-k]
 }
 
 // receiverLoop polls the upstream every 100 ms (WAL receiver reconnects,

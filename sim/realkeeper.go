@@ -359,7 +359,7 @@ func (p *pgIO) Exited() <-chan struct{}                       { return make(chan
 func (p *pgIO) load() {
 	g := p.pg()
 	g.syncLoaded = g.syncFile
-	g.syncNames, g.gateNamed = parseSyncNames(p.s, g.syncFile)
+	g.syncNames, g.syncK, g.gateNamed = parseSyncNames(p.s, g.syncFile)
 	up := -1
 	if h := p.hostOf(g.connFile); h != nil && g.connFile != "" {
 		up = h.id
@@ -371,9 +371,9 @@ func (p *pgIO) load() {
 	g.wantUpstream = up
 }
 
-func parseSyncNames(s *Sim, v string) ([]int, bool) {
+func parseSyncNames(s *Sim, v string) ([]int, int, bool) {
 	if v == pgctl.GateApplicationName {
-		return nil, true
+		return nil, 0, true
 	}
 	var out []int
 	for _, h := range s.hosts {
@@ -381,7 +381,13 @@ func parseSyncNames(s *Sim, v string) ([]int, bool) {
 			out = append(out, h.id)
 		}
 	}
-	return out, false
+	k := 1
+	if rest, ok := strings.CutPrefix(v, "ANY "); ok {
+		if _, err := fmt.Sscanf(rest, "%d", &k); err != nil || k < 1 {
+			k = 1
+		}
+	}
+	return out, k, false
 }
 
 func (p *pgIO) Start(ctx context.Context) error {

@@ -12,21 +12,25 @@ import (
 // Plants: deliberate bugs, switched on by SIM_PLANT, that the simulator
 // must catch. They live only in this package (see docs/SIMULATOR.md).
 const (
-	plantNone           = ""
-	plantNoDriftMargin  = "no-drift-margin"
-	plantPromoteEarly   = "promote-before-commit"
-	plantNoFence        = "no-fence"
-	plantNoCommitGate   = "no-commit-gate"
-	convergeBound       = 30 * sec
-	faultWindowEnd      = 25 * sec
-	defaultDriftPercent = 10
-	clientWriteTimeout  = 1 * sec
-	convergePollEvery   = 250 * ms
-	convergeSettle      = 2 * sec
+	plantNone          = ""
+	plantNoDriftMargin = "no-drift-margin"
+	plantPromoteEarly  = "promote-before-commit"
+	plantNoFence       = "no-fence"
+	plantNoCommitGate  = "no-commit-gate"
+	// plantSyncCountMinusOne: the model Postgres acknowledges a commit
+	// once k − 1 named standbys flushed it (ANY k read as ANY k − 1, at
+	// least 1): with k = 2 the failover's n − k + 1 answers may all lack it.
+	plantSyncCountMinusOne = "sync-count-minus-one"
+	convergeBound          = 30 * sec
+	faultWindowEnd         = 25 * sec
+	defaultDriftPercent    = 10
+	clientWriteTimeout     = 1 * sec
+	convergePollEvery      = 250 * ms
+	convergeSettle         = 2 * sec
 )
 
 // Plants lists the plants SIM_PLANT accepts.
-var Plants = []string{plantNoDriftMargin, plantPromoteEarly, plantNoFence, plantNoCommitGate}
+var Plants = []string{plantNoDriftMargin, plantPromoteEarly, plantNoFence, plantNoCommitGate, plantSyncCountMinusOne}
 
 type simConfig struct {
 	plant        string
@@ -121,7 +125,7 @@ func newSim(seed uint64, sc *Schedule, o Options) *Sim {
 	s.fsmTerm, s.raftTerm = make([]uint64, n), make([]uint64, n)
 	var initial []*pb.Command
 	initial = append(initial, &pb.Command{Cmd: &pb.Command_InitCluster{InitCluster: &pb.InitCluster{ClusterName: "sim",
-		Settings: &pb.Settings{Synchronous: sc.Sync, LeaseMs: leaseDur / ms, MaximumLagOnFailover: maxLagOnFailover}}}})
+		Settings: &pb.Settings{Synchronous: sc.Sync, SynchronousCount: int32(sc.Count), SynchronousStrict: sc.Sync && sc.Strict, LeaseMs: leaseDur / ms, MaximumLagOnFailover: maxLagOnFailover}}}})
 	for i := range n {
 		h := &Host{id: i, nodeID: uint32(i + 1), data: i < sc.Data}
 		h.name = fmt.Sprintf("pg%d", i+1)
@@ -147,7 +151,7 @@ func newSim(seed uint64, sc *Schedule, o Options) *Sim {
 		members = append(members, uint32(i+1))
 	}
 	if sc.Sync {
-		initial = append(initial, &pb.Command{Cmd: &pb.Command_SetSyncStandbys{SetSyncStandbys: &pb.SetSyncStandbys{Term: 1, PrimaryId: 1, NodeIds: members}}})
+		initial = append(initial, &pb.Command{Cmd: &pb.Command_SetSyncQuorum{SetSyncQuorum: &pb.SetSyncQuorum{Term: 1, PrimaryId: 1, NodeIds: members, Count: uint32(max(sc.Count, 1))}}})
 	}
 	s.nextUID = 1
 	s.overlays = make([]*overlay, n)

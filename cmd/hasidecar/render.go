@@ -91,7 +91,7 @@ func renderShow(w io.Writer, r *pb.ShowResponse) {
 	}
 	replication := "asynchronous"
 	if r.Synchronous {
-		replication = "synchronous"
+		replication = fmt.Sprintf("synchronous %s, ANY %d (committed %d)", r.SyncMode, r.SynchronousCount, r.SyncCommittedCount)
 	}
 	fmt.Fprintf(w, "Cluster: %s   Term: %d   Raft leader: %s   Failover: %s   Replication: %s   Paused: %s\n", r.Cluster, r.Term, leader, failoverModeName(r.FailoverMode), replication, paused)
 	if sw := r.Switchover; sw != nil {
@@ -105,6 +105,9 @@ func renderShow(w io.Writer, r *pb.ShowResponse) {
 	}
 	if len(pending) > 0 {
 		fmt.Fprintf(w, "Pending restart (settings that take effect only after a restart): %s\n", strings.Join(pending, "; "))
+	}
+	if r.SyncWarning != "" {
+		fmt.Fprintf(w, "WARNING: %s\n", r.SyncWarning)
 	}
 	if u := r.UnregisteredRaftServers; len(u) > 0 {
 		fmt.Fprintf(w, "WARNING: Raft members with no node row (they count towards the quorum): %s; remove each with `hasidecar node remove --name NAME`\n", strings.Join(u, ", "))

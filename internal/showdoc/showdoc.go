@@ -19,7 +19,15 @@ type Doc struct {
 	Paused      bool   `json:"paused"`
 	Failover    string `json:"failover_mode"`
 	Synchronous bool   `json:"synchronous"`
-	Nodes       []Node `json:"nodes"`
+	// SyncMode: off, on or strict; SyncCount: synchronous_count k;
+	// SyncCommittedCount: the committed count the failover rule uses.
+	SyncMode           string `json:"synchronous_mode"`
+	SyncCount          int32  `json:"synchronous_count"`
+	SyncCommittedCount uint32 `json:"synchronous_committed_count"`
+	// Warnings: e.g. synchronous mode degraded below synchronous_count; []
+	// when none.
+	Warnings []string `json:"warnings"`
+	Nodes    []Node   `json:"nodes"`
 	// UnregisteredRaftServers: Raft members with no node row (omitted when none).
 	UnregisteredRaftServers []string `json:"unregistered_raft_servers,omitempty"`
 }
@@ -55,7 +63,11 @@ func FailoverModeName(m pb.FailoverMode) string {
 
 // FromShow is the document of r.
 func FromShow(r *pb.ShowResponse) Doc {
-	out := Doc{Cluster: r.Cluster, Term: r.Term, RaftLeader: r.RaftLeader, Paused: r.Paused, Failover: FailoverModeName(r.FailoverMode), Synchronous: r.Synchronous, Nodes: []Node{}, UnregisteredRaftServers: r.UnregisteredRaftServers}
+	out := Doc{Cluster: r.Cluster, Term: r.Term, RaftLeader: r.RaftLeader, Paused: r.Paused, Failover: FailoverModeName(r.FailoverMode), Synchronous: r.Synchronous, Nodes: []Node{}, UnregisteredRaftServers: r.UnregisteredRaftServers,
+		SyncMode: r.SyncMode, SyncCount: r.SynchronousCount, SyncCommittedCount: r.SyncCommittedCount, Warnings: []string{}}
+	if r.SyncWarning != "" {
+		out.Warnings = append(out.Warnings, r.SyncWarning)
+	}
 	for _, n := range r.Nodes {
 		j := Node{
 			ID: n.Id, Name: n.Name, Kind: fsm.KindName(n.Kind), Role: fsm.RoleName(n.Role), Status: n.Status,

@@ -49,6 +49,9 @@ type fakePG struct {
 	settings     map[string]string
 	configWrites int               // WriteManagedConfig calls
 	loaded       map[string]string // CurrentSetting's answers
+	// loadOnReload: a Reload puts the written synchronous_standby_names
+	// into loaded (as Postgres does).
+	loadOnReload bool
 }
 
 func newFakePG() *fakePG { return &fakePG{exited: make(chan struct{})} }
@@ -135,8 +138,18 @@ func (p *fakePG) Stop(_ context.Context, mode pgctl.StopMode) error {
 // crash makes the postmaster exit as if killed.
 func (p *fakePG) crash() { _ = p.Stop(context.Background(), pgctl.StopImmediate); p.stops = nil }
 
-func (p *fakePG) Kill()                        { p.crash() }
-func (p *fakePG) Reload(context.Context) error { return nil }
+func (p *fakePG) Kill() { p.crash() }
+func (p *fakePG) Reload(context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.loadOnReload {
+		if p.loaded == nil {
+			p.loaded = map[string]string{}
+		}
+		p.loaded["synchronous_standby_names"] = p.settings["synchronous_standby_names"]
+	}
+	return nil
+}
 func (p *fakePG) Promote(context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -95,13 +95,16 @@ type Keeper struct {
 	// syncInclude: standbys Postgres waits for before the FSM names them,
 	// when the committed set is empty (manageSync; reconciler only).
 	syncInclude []uint32
-	// syncIncludeFloor: the primary's flush position when Postgres first
-	// counted one of syncInclude as synchronous (0: not yet).
-	syncIncludeFloor uint64
-	syncTerm         uint64
-	syncTermAt       time.Time
-	rejoinCh         chan rejoinRequest  // node rejoin requests, run by the reconciler in Run
-	restartCh        chan restartRequest // operator restarts, run by the reconciler in Run (restart.go)
+	// syncStep, syncStepFloor: the synchronous_standby_names of the step
+	// manageSync waits on (widening from empty, narrowing, raising k) and
+	// the primary's flush position when Postgres was first seen running it
+	// (stepCaughtUp; reconciler only).
+	syncStep      string
+	syncStepFloor uint64
+	syncTerm      uint64
+	syncTermAt    time.Time
+	rejoinCh      chan rejoinRequest  // node rejoin requests, run by the reconciler in Run
+	restartCh     chan restartRequest // operator restarts, run by the reconciler in Run (restart.go)
 	// healthyAt: when Postgres last answered the status query (Clock
 	// time, unix nanos).
 	healthyAt atomic.Int64

@@ -19,11 +19,17 @@ func streaming(name string, flush uint64, syncState string) pgctl.ReplicationRow
 // syncCluster: pg1 primary in synchronous mode with standbys pg2, pg3 and
 // the committed synchronous set members.
 func syncCluster(t *testing.T, members []uint32, nosync bool) (*Keeper, *clock.Manual, *fakelog.Log, *fakePG) {
+	return syncClusterK(t, members, nosync, 0, 1)
+}
+
+// syncClusterK: syncCluster with synchronous_count k (settings) and the
+// committed count kf.
+func syncClusterK(t *testing.T, members []uint32, nosync bool, k int32, kf uint32) (*Keeper, *clock.Manual, *fakelog.Log, *fakePG) {
 	t.Helper()
 	clk := clock.NewManual(t0)
 	lg := fakelog.New(clk)
 	must := func(cmd *pb.Command) { lg.MustApply(t, cmd) }
-	must(&pb.Command{Cmd: &pb.Command_InitCluster{InitCluster: &pb.InitCluster{ClusterName: "c1", Settings: &pb.Settings{LeaseMs: 4000, Synchronous: true}}}})
+	must(&pb.Command{Cmd: &pb.Command_InitCluster{InitCluster: &pb.InitCluster{ClusterName: "c1", Settings: &pb.Settings{LeaseMs: 4000, Synchronous: true, SynchronousCount: k}}}})
 	for _, n := range []string{"pg1", "pg2", "pg3"} {
 		var tags []string
 		if n == "pg2" && nosync {
@@ -36,9 +42,10 @@ func syncCluster(t *testing.T, members []uint32, nosync bool) (*Keeper, *clock.M
 		must(&pb.Command{Cmd: &pb.Command_SetStandby{SetStandby: &pb.SetStandby{NodeId: id, UpstreamId: 1, Term: 1}}})
 	}
 	if len(members) > 0 {
-		must(&pb.Command{Cmd: &pb.Command_SetSyncStandbys{SetSyncStandbys: &pb.SetSyncStandbys{Term: 1, PrimaryId: 1, NodeIds: members}}})
+		must(&pb.Command{Cmd: &pb.Command_SetSyncQuorum{SetSyncQuorum: &pb.SetSyncQuorum{Term: 1, PrimaryId: 1, NodeIds: members, Count: kf}}})
 	}
 	pg := newFakePG()
+	pg.loadOnReload = true
 	_ = pg.Start(context.Background())
 	return newTestKeeper(t, testConfig(t, "pg1"), clk, lg, pg), clk, lg, pg
 }
@@ -54,6 +61,7 @@ func TestManageSync(t *testing.T) {
 		advance     time.Duration
 		replication []pgctl.ReplicationRow
 		commit      []uint32 // the set committed this round; nil: none
+		count       uint32   // its count (0: not checked)
 		committed   bool
 		names       string // synchronous_standby_names written ("-": not checked)
 	}
@@ -61,6 +69,8 @@ func TestManageSync(t *testing.T) {
 		name    string
 		members []uint32
 		nosync  bool
+		k       int32  // synchronous_count (0: 1)
+		kf      uint32 // the committed count (0: 1)
 		rounds  []round
 	}{
 		{name: "widen from empty: Postgres waits for the standby before the FSM names it", rounds: []round{
@@ -87,12 +97,34 @@ func TestManageSync(t *testing.T) {
 		}},
 		{name: "narrow: not while the removed member's walsender still counts", members: []uint32{2, 3}, nosync: true, rounds: []round{
 			{replication: []pgctl.ReplicationRow{streaming("pg2", 1000, "quorum"), streaming("pg3", 1000, "quorum")}, names: `ANY 1 ("pg3")`},
+			// It no longer counts: the floor is the flush position now.
+			{replication: []pgctl.ReplicationRow{streaming("pg2", 1000, "async"), streaming("pg3", 1000, "quorum")}, names: `ANY 1 ("pg3")`},
 			{replication: []pgctl.ReplicationRow{streaming("pg2", 1000, "async"), streaming("pg3", 1000, "quorum")}, commit: []uint32{3}, committed: true, names: `ANY 1 ("pg3")`},
+		}},
+		{name: "raise k 1 → 2: Postgres first, the FSM once two members flushed the floor", members: []uint32{2, 3}, k: 2, kf: 1, rounds: []round{
+			{replication: []pgctl.ReplicationRow{streaming("pg2", 900, "quorum"), streaming("pg3", 900, "quorum")}, names: `ANY 2 ("pg2", "pg3")`},
+			{replication: []pgctl.ReplicationRow{streaming("pg2", 1000, "quorum"), streaming("pg3", 900, "quorum")}, names: `ANY 2 ("pg2", "pg3")`},
+			{replication: []pgctl.ReplicationRow{streaming("pg2", 1000, "quorum"), streaming("pg3", 1000, "quorum")}, commit: []uint32{2, 3}, count: 2, committed: true, names: `ANY 2 ("pg2", "pg3")`},
+		}},
+		{name: "lower k 2 → 1: the FSM first, then Postgres", members: []uint32{2, 3}, k: 1, kf: 2, rounds: []round{
+			{replication: []pgctl.ReplicationRow{streaming("pg2", 1000, "quorum"), streaming("pg3", 1000, "quorum")}, commit: []uint32{2, 3}, count: 1, committed: true, names: `ANY 1 ("pg2", "pg3")`},
+		}},
+		{name: "k 2, a member gone (on): lower k first, then narrow", members: []uint32{2, 3}, k: 2, kf: 2, rounds: []round{
+			{replication: []pgctl.ReplicationRow{streaming("pg3", 1000, "quorum")}, names: "-"}, // the grace
+			// k_f is 1 now, but on mode's target for two names is still 2
+			// (k_p = max(k_f, target)): commits keep waiting until pg2 is out.
+			{advance: 9 * time.Second, replication: []pgctl.ReplicationRow{streaming("pg3", 1000, "quorum")}, commit: []uint32{2, 3}, count: 1, committed: true, names: `ANY 2 ("pg2", "pg3")`},
+			{replication: []pgctl.ReplicationRow{streaming("pg3", 1000, "quorum")}, names: `ANY 1 ("pg3")`},
+			{replication: []pgctl.ReplicationRow{streaming("pg3", 1000, "quorum")}, commit: []uint32{3}, count: 1, committed: true, names: `ANY 1 ("pg3")`},
 		}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			k, clk, lg, pg := syncCluster(t, tc.members, tc.nosync)
+			kf := tc.kf
+			if kf == 0 {
+				kf = 1
+			}
+			k, clk, lg, pg := syncClusterK(t, tc.members, tc.nosync, tc.k, kf)
 			for i, r := range tc.rounds {
 				clk.Advance(r.advance)
 				pg.replication = r.replication
@@ -101,13 +133,17 @@ func TestManageSync(t *testing.T) {
 					t.Fatalf("round %d: %v", i, err)
 				}
 				var sets [][]uint32
+				var counts []uint32
 				for _, c := range lg.Proposed()[before:] {
-					if s := c.GetSetSyncStandbys(); s != nil {
-						sets = append(sets, s.NodeIds)
+					if s := c.GetSetSyncQuorum(); s != nil {
+						sets, counts = append(sets, s.NodeIds), append(counts, s.Count)
 					}
 				}
 				if r.committed != (len(sets) == 1) || (r.committed && !slices.Equal(sets[0], r.commit)) {
 					t.Fatalf("round %d: committed %v, want %v (%v)", i, sets, r.commit, r.committed)
+				}
+				if r.committed && r.count != 0 && counts[0] != r.count {
+					t.Fatalf("round %d: committed count %d, want %d", i, counts[0], r.count)
 				}
 				if r.names != "-" {
 					if got := pg.settings["synchronous_standby_names"]; got != r.names {

@@ -882,8 +882,15 @@ type ShowResponse struct {
 	// Servers of the Raft configuration with no row in the nodes table (a
 	// join that never registered): they count towards the quorum.
 	UnregisteredRaftServers []string `protobuf:"bytes,13,rep,name=unregistered_raft_servers,json=unregisteredRaftServers,proto3" json:"unregistered_raft_servers,omitempty"`
-	unknownFields           protoimpl.UnknownFields
-	sizeCache               protoimpl.SizeCache
+	// Synchronous mode (fsm.SyncView): off, on or strict; synchronous_count
+	// k; the committed count k_f the failover rule uses; a warning when the
+	// set is degraded below k ("" none).
+	SyncMode           string `protobuf:"bytes,40,opt,name=sync_mode,json=syncMode,proto3" json:"sync_mode,omitempty"`
+	SynchronousCount   int32  `protobuf:"varint,41,opt,name=synchronous_count,json=synchronousCount,proto3" json:"synchronous_count,omitempty"`
+	SyncCommittedCount uint32 `protobuf:"varint,42,opt,name=sync_committed_count,json=syncCommittedCount,proto3" json:"sync_committed_count,omitempty"`
+	SyncWarning        string `protobuf:"bytes,43,opt,name=sync_warning,json=syncWarning,proto3" json:"sync_warning,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *ShowResponse) Reset() {
@@ -1005,6 +1012,34 @@ func (x *ShowResponse) GetUnregisteredRaftServers() []string {
 		return x.UnregisteredRaftServers
 	}
 	return nil
+}
+
+func (x *ShowResponse) GetSyncMode() string {
+	if x != nil {
+		return x.SyncMode
+	}
+	return ""
+}
+
+func (x *ShowResponse) GetSynchronousCount() int32 {
+	if x != nil {
+		return x.SynchronousCount
+	}
+	return 0
+}
+
+func (x *ShowResponse) GetSyncCommittedCount() uint32 {
+	if x != nil {
+		return x.SyncCommittedCount
+	}
+	return 0
+}
+
+func (x *ShowResponse) GetSyncWarning() string {
+	if x != nil {
+		return x.SyncWarning
+	}
+	return ""
 }
 
 type EventsRequest struct {
@@ -4045,7 +4080,7 @@ const file_hasidecar_v1_api_proto_rawDesc = "" +
 	"\fgrpc_address\x18\x12 \x01(\tR\vgrpcAddress\x128\n" +
 	"\bpostgres\x18\x13 \x01(\v2\x1c.hasidecar.v1.PostgresStatusR\bpostgres\x12!\n" +
 	"\fsync_standby\x18\x14 \x01(\bR\vsyncStandby\x12 \n" +
-	"\vmaintenance\x18\x15 \x01(\bR\vmaintenance\"\x9a\x04\n" +
+	"\vmaintenance\x18\x15 \x01(\bR\vmaintenance\"\xb9\x05\n" +
 	"\fShowResponse\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\x12\x12\n" +
 	"\x04term\x18\x02 \x01(\x04R\x04term\x12\x1f\n" +
@@ -4064,7 +4099,11 @@ const file_hasidecar_v1_api_proto_rawDesc = "" +
 	"answeredBy\x12+\n" +
 	"\x11system_identifier\x18\v \x01(\x04R\x10systemIdentifier\x12 \n" +
 	"\vsynchronous\x18\f \x01(\bR\vsynchronous\x12:\n" +
-	"\x19unregistered_raft_servers\x18\r \x03(\tR\x17unregisteredRaftServers\"z\n" +
+	"\x19unregistered_raft_servers\x18\r \x03(\tR\x17unregisteredRaftServers\x12\x1b\n" +
+	"\tsync_mode\x18( \x01(\tR\bsyncMode\x12+\n" +
+	"\x11synchronous_count\x18) \x01(\x05R\x10synchronousCount\x120\n" +
+	"\x14sync_committed_count\x18* \x01(\rR\x12syncCommittedCount\x12!\n" +
+	"\fsync_warning\x18+ \x01(\tR\vsyncWarning\"z\n" +
 	"\rEventsRequest\x12\x1d\n" +
 	"\n" +
 	"event_type\x18\x01 \x01(\tR\teventType\x12\x17\n" +

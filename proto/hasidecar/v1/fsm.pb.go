@@ -658,9 +658,15 @@ type Settings struct {
 	PostgresParameters map[string]string `protobuf:"bytes,15,rep,name=postgres_parameters,json=postgresParameters,proto3" json:"postgres_parameters,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// postgresql.hba: extra pg_hba.conf lines on every data node, after the
 	// node's own postgres.hba lines.
-	PostgresHba   []string `protobuf:"bytes,16,rep,name=postgres_hba,json=postgresHba,proto3" json:"postgres_hba,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	PostgresHba []string `protobuf:"bytes,16,rep,name=postgres_hba,json=postgresHba,proto3" json:"postgres_hba,omitempty"`
+	// synchronous_count: in synchronous mode the primary runs
+	// synchronous_standby_names = 'ANY k (…)' over the committed set; 0 = 1.
+	SynchronousCount int32 `protobuf:"varint,17,opt,name=synchronous_count,json=synchronousCount,proto3" json:"synchronous_count,omitempty"`
+	// synchronous: strict — the set is never narrowed below
+	// synchronous_count (commits wait instead); only with synchronous.
+	SynchronousStrict bool `protobuf:"varint,18,opt,name=synchronous_strict,json=synchronousStrict,proto3" json:"synchronous_strict,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Settings) Reset() {
@@ -791,6 +797,20 @@ func (x *Settings) GetPostgresHba() []string {
 	return nil
 }
 
+func (x *Settings) GetSynchronousCount() int32 {
+	if x != nil {
+		return x.SynchronousCount
+	}
+	return 0
+}
+
+func (x *Settings) GetSynchronousStrict() bool {
+	if x != nil {
+		return x.SynchronousStrict
+	}
+	return false
+}
+
 // A switchover in flight (issue: planned switchover).
 type Switchover struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
@@ -907,7 +927,13 @@ type ClusterState struct {
 	// when it was promoted (Promote.received_lsn). The members a promotion
 	// keeps in the set may lag it; the next failover needs a member at least
 	// this far, so that it holds every write acknowledged before.
-	SyncFloorLsn  uint64 `protobuf:"varint,14,opt,name=sync_floor_lsn,json=syncFloorLsn,proto3" json:"sync_floor_lsn,omitempty"`
+	SyncFloorLsn uint64 `protobuf:"varint,14,opt,name=sync_floor_lsn,json=syncFloorLsn,proto3" json:"sync_floor_lsn,omitempty"`
+	// Synchronous mode: the committed count k_f of the set (0 = 1). The
+	// primary's synchronous_standby_names always asks for at least this many
+	// (k_p >= k_f), so every acknowledged commit is on k_f members and a
+	// failover needs answers from n - k_f + 1 of the n members
+	// (node/keeper/sync.go).
+	SyncCount     uint32 `protobuf:"varint,15,opt,name=sync_count,json=syncCount,proto3" json:"sync_count,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1040,6 +1066,13 @@ func (x *ClusterState) GetSyncFloorLsn() uint64 {
 	return 0
 }
 
+func (x *ClusterState) GetSyncCount() uint32 {
+	if x != nil {
+		return x.SyncCount
+	}
+	return 0
+}
+
 // The log entry envelope: exactly one command.
 type Command struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
@@ -1066,6 +1099,7 @@ type Command struct {
 	//	*Command_SetVoter
 	//	*Command_SetMaintenance
 	//	*Command_SetConfig
+	//	*Command_SetSyncQuorum
 	Cmd           isCommand_Cmd `protobuf_oneof:"cmd"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1295,6 +1329,15 @@ func (x *Command) GetSetConfig() *SetConfig {
 	return nil
 }
 
+func (x *Command) GetSetSyncQuorum() *SetSyncQuorum {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_SetSyncQuorum); ok {
+			return x.SetSyncQuorum
+		}
+	}
+	return nil
+}
+
 type isCommand_Cmd interface {
 	isCommand_Cmd()
 }
@@ -1379,6 +1422,10 @@ type Command_SetConfig struct {
 	SetConfig *SetConfig `protobuf:"bytes,31,opt,name=set_config,json=setConfig,proto3,oneof"`
 }
 
+type Command_SetSyncQuorum struct {
+	SetSyncQuorum *SetSyncQuorum `protobuf:"bytes,32,opt,name=set_sync_quorum,json=setSyncQuorum,proto3,oneof"`
+}
+
 func (*Command_InitCluster) isCommand_Cmd() {}
 
 func (*Command_RegisterNode) isCommand_Cmd() {}
@@ -1418,6 +1465,8 @@ func (*Command_SetVoter) isCommand_Cmd() {}
 func (*Command_SetMaintenance) isCommand_Cmd() {}
 
 func (*Command_SetConfig) isCommand_Cmd() {}
+
+func (*Command_SetSyncQuorum) isCommand_Cmd() {}
 
 // The Raft leader changed a node's suffrage in the Raft configuration
 // (promoted a non-voter, demoted a voter): the row's voter flag follows,
@@ -2577,6 +2626,77 @@ func (x *SetSyncStandbys) GetNodeIds() []uint32 {
 	return nil
 }
 
+// The primary of term commits its synchronous set and count together
+// (ClusterState.sync_standbys and sync_count): the order of the steps that
+// keep k_p >= k_f and S_p within S_f is in node/keeper/sync.go.
+type SetSyncQuorum struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Term          uint64                 `protobuf:"varint,1,opt,name=term,proto3" json:"term,omitempty"`
+	PrimaryId     uint32                 `protobuf:"varint,2,opt,name=primary_id,json=primaryId,proto3" json:"primary_id,omitempty"`
+	NodeIds       []uint32               `protobuf:"varint,3,rep,packed,name=node_ids,json=nodeIds,proto3" json:"node_ids,omitempty"`
+	Count         uint32                 `protobuf:"varint,4,opt,name=count,proto3" json:"count,omitempty"` // k_f; 0 = 1
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetSyncQuorum) Reset() {
+	*x = SetSyncQuorum{}
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetSyncQuorum) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetSyncQuorum) ProtoMessage() {}
+
+func (x *SetSyncQuorum) ProtoReflect() protoreflect.Message {
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetSyncQuorum.ProtoReflect.Descriptor instead.
+func (*SetSyncQuorum) Descriptor() ([]byte, []int) {
+	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *SetSyncQuorum) GetTerm() uint64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
+}
+
+func (x *SetSyncQuorum) GetPrimaryId() uint32 {
+	if x != nil {
+		return x.PrimaryId
+	}
+	return 0
+}
+
+func (x *SetSyncQuorum) GetNodeIds() []uint32 {
+	if x != nil {
+		return x.NodeIds
+	}
+	return nil
+}
+
+func (x *SetSyncQuorum) GetCount() uint32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
 // Marks a standby as needing a re-clone (proposed by the primary of term,
 // primary_id, which then drops the standby's slot), or clears the mark
 // (proposed by the node itself once it cloned afresh; primary_id 0).
@@ -2594,7 +2714,7 @@ type SetMaintenance struct {
 
 func (x *SetMaintenance) Reset() {
 	*x = SetMaintenance{}
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[23]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2606,7 +2726,7 @@ func (x *SetMaintenance) String() string {
 func (*SetMaintenance) ProtoMessage() {}
 
 func (x *SetMaintenance) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[23]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2619,7 +2739,7 @@ func (x *SetMaintenance) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetMaintenance.ProtoReflect.Descriptor instead.
 func (*SetMaintenance) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{23}
+	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SetMaintenance) GetTerm() uint64 {
@@ -2663,7 +2783,7 @@ type SetNeedsReclone struct {
 
 func (x *SetNeedsReclone) Reset() {
 	*x = SetNeedsReclone{}
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[24]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2675,7 +2795,7 @@ func (x *SetNeedsReclone) String() string {
 func (*SetNeedsReclone) ProtoMessage() {}
 
 func (x *SetNeedsReclone) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[24]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2688,7 +2808,7 @@ func (x *SetNeedsReclone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetNeedsReclone.ProtoReflect.Descriptor instead.
 func (*SetNeedsReclone) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{24}
+	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *SetNeedsReclone) GetTerm() uint64 {
@@ -2737,7 +2857,7 @@ type EndSwitchover struct {
 
 func (x *EndSwitchover) Reset() {
 	*x = EndSwitchover{}
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[25]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2749,7 +2869,7 @@ func (x *EndSwitchover) String() string {
 func (*EndSwitchover) ProtoMessage() {}
 
 func (x *EndSwitchover) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[25]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2762,7 +2882,7 @@ func (x *EndSwitchover) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndSwitchover.ProtoReflect.Descriptor instead.
 func (*EndSwitchover) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{25}
+	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *EndSwitchover) GetTerm() uint64 {
@@ -2800,7 +2920,7 @@ type ConfigChange struct {
 
 func (x *ConfigChange) Reset() {
 	*x = ConfigChange{}
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[26]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2812,7 +2932,7 @@ func (x *ConfigChange) String() string {
 func (*ConfigChange) ProtoMessage() {}
 
 func (x *ConfigChange) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[26]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2825,7 +2945,7 @@ func (x *ConfigChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigChange.ProtoReflect.Descriptor instead.
 func (*ConfigChange) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{26}
+	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ConfigChange) GetKey() string {
@@ -2862,7 +2982,7 @@ type SetConfig struct {
 
 func (x *SetConfig) Reset() {
 	*x = SetConfig{}
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[27]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2874,7 +2994,7 @@ func (x *SetConfig) String() string {
 func (*SetConfig) ProtoMessage() {}
 
 func (x *SetConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[27]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2887,7 +3007,7 @@ func (x *SetConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetConfig.ProtoReflect.Descriptor instead.
 func (*SetConfig) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{27}
+	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *SetConfig) GetVersion() uint64 {
@@ -2956,7 +3076,7 @@ const file_hasidecar_v1_fsm_proto_rawDesc = "" +
 	"\x0erelease_reason\x18\b \x01(\tR\rreleaseReason\x12\x1a\n" +
 	"\btimeline\x18\t \x01(\rR\btimeline\x12\x16\n" +
 	"\x06anchor\x18\n" +
-	" \x01(\x04R\x06anchor\"\xd9\x05\n" +
+	" \x01(\x04R\x06anchor\"\xb5\x06\n" +
 	"\bSettings\x12?\n" +
 	"\rfailover_mode\x18\x01 \x01(\x0e2\x1a.hasidecar.v1.FailoverModeR\ffailoverMode\x12\x16\n" +
 	"\x06paused\x18\x02 \x01(\bR\x06paused\x12 \n" +
@@ -2973,7 +3093,9 @@ const file_hasidecar_v1_fsm_proto_rawDesc = "" +
 	"\x16voter_replace_after_ms\x18\v \x01(\x03R\x13voterReplaceAfterMs\x12%\n" +
 	"\x0econfig_version\x18\x0e \x01(\x04R\rconfigVersion\x12_\n" +
 	"\x13postgres_parameters\x18\x0f \x03(\v2..hasidecar.v1.Settings.PostgresParametersEntryR\x12postgresParameters\x12!\n" +
-	"\fpostgres_hba\x18\x10 \x03(\tR\vpostgresHba\x1aE\n" +
+	"\fpostgres_hba\x18\x10 \x03(\tR\vpostgresHba\x12+\n" +
+	"\x11synchronous_count\x18\x11 \x01(\x05R\x10synchronousCount\x12-\n" +
+	"\x12synchronous_strict\x18\x12 \x01(\bR\x11synchronousStrict\x1aE\n" +
 	"\x17PostgresParametersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xde\x01\n" +
@@ -2985,7 +3107,7 @@ const file_hasidecar_v1_fsm_proto_rawDesc = "" +
 	"\x12started_at_unix_ms\x18\x04 \x01(\x03R\x0fstartedAtUnixMs\x12!\n" +
 	"\fshutdown_lsn\x18\x05 \x01(\x04R\vshutdownLsn\x12(\n" +
 	"\x10deadline_unix_ms\x18\x06 \x01(\x03R\x0edeadlineUnixMs\x12\x14\n" +
-	"\x05index\x18\a \x01(\x04R\x05index\"\xb7\x04\n" +
+	"\x05index\x18\a \x01(\x04R\x05index\"\xd6\x04\n" +
 	"\fClusterState\x12!\n" +
 	"\fcluster_name\x18\x01 \x01(\tR\vclusterName\x12+\n" +
 	"\x11system_identifier\x18\x02 \x01(\x04R\x10systemIdentifier\x12\x12\n" +
@@ -3005,8 +3127,9 @@ const file_hasidecar_v1_fsm_proto_rawDesc = "" +
 	"switchover\x18\f \x01(\v2\x18.hasidecar.v1.SwitchoverR\n" +
 	"switchover\x12#\n" +
 	"\rsync_standbys\x18\r \x03(\rR\fsyncStandbys\x12$\n" +
-	"\x0esync_floor_lsn\x18\x0e \x01(\x04R\fsyncFloorLsn\"\xff\n" +
+	"\x0esync_floor_lsn\x18\x0e \x01(\x04R\fsyncFloorLsn\x12\x1d\n" +
 	"\n" +
+	"sync_count\x18\x0f \x01(\rR\tsyncCount\"\xc6\v\n" +
 	"\aCommand\x12\x1c\n" +
 	"\n" +
 	"at_unix_ms\x18\x01 \x01(\x03R\batUnixMs\x12>\n" +
@@ -3034,7 +3157,8 @@ const file_hasidecar_v1_fsm_proto_rawDesc = "" +
 	"\tset_voter\x18\x1b \x01(\v2\x16.hasidecar.v1.SetVoterH\x00R\bsetVoter\x12G\n" +
 	"\x0fset_maintenance\x18\x1c \x01(\v2\x1c.hasidecar.v1.SetMaintenanceH\x00R\x0esetMaintenance\x128\n" +
 	"\n" +
-	"set_config\x18\x1f \x01(\v2\x17.hasidecar.v1.SetConfigH\x00R\tsetConfigB\x05\n" +
+	"set_config\x18\x1f \x01(\v2\x17.hasidecar.v1.SetConfigH\x00R\tsetConfig\x12E\n" +
+	"\x0fset_sync_quorum\x18  \x01(\v2\x1b.hasidecar.v1.SetSyncQuorumH\x00R\rsetSyncQuorumB\x05\n" +
 	"\x03cmd\"S\n" +
 	"\bSetVoter\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\rR\x06nodeId\x12\x14\n" +
@@ -3137,7 +3261,13 @@ const file_hasidecar_v1_fsm_proto_rawDesc = "" +
 	"\x04term\x18\x01 \x01(\x04R\x04term\x12\x1d\n" +
 	"\n" +
 	"primary_id\x18\x02 \x01(\rR\tprimaryId\x12\x19\n" +
-	"\bnode_ids\x18\x03 \x03(\rR\anodeIds\"e\n" +
+	"\bnode_ids\x18\x03 \x03(\rR\anodeIds\"s\n" +
+	"\rSetSyncQuorum\x12\x12\n" +
+	"\x04term\x18\x01 \x01(\x04R\x04term\x12\x1d\n" +
+	"\n" +
+	"primary_id\x18\x02 \x01(\rR\tprimaryId\x12\x19\n" +
+	"\bnode_ids\x18\x03 \x03(\rR\anodeIds\x12\x14\n" +
+	"\x05count\x18\x04 \x01(\rR\x05count\"e\n" +
 	"\x0eSetMaintenance\x12\x12\n" +
 	"\x04term\x18\x01 \x01(\x04R\x04term\x12\x17\n" +
 	"\anode_id\x18\x02 \x01(\rR\x06nodeId\x12\x0e\n" +
@@ -3188,7 +3318,7 @@ func file_hasidecar_v1_fsm_proto_rawDescGZIP() []byte {
 }
 
 var file_hasidecar_v1_fsm_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_hasidecar_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_hasidecar_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_hasidecar_v1_fsm_proto_goTypes = []any{
 	(NodeKind)(0),               // 0: hasidecar.v1.NodeKind
 	(NodeRole)(0),               // 1: hasidecar.v1.NodeRole
@@ -3216,18 +3346,19 @@ var file_hasidecar_v1_fsm_proto_goTypes = []any{
 	(*BeginSwitchover)(nil),     // 23: hasidecar.v1.BeginSwitchover
 	(*UpdateSwitchover)(nil),    // 24: hasidecar.v1.UpdateSwitchover
 	(*SetSyncStandbys)(nil),     // 25: hasidecar.v1.SetSyncStandbys
-	(*SetMaintenance)(nil),      // 26: hasidecar.v1.SetMaintenance
-	(*SetNeedsReclone)(nil),     // 27: hasidecar.v1.SetNeedsReclone
-	(*EndSwitchover)(nil),       // 28: hasidecar.v1.EndSwitchover
-	(*ConfigChange)(nil),        // 29: hasidecar.v1.ConfigChange
-	(*SetConfig)(nil),           // 30: hasidecar.v1.SetConfig
-	nil,                         // 31: hasidecar.v1.Settings.PostgresParametersEntry
+	(*SetSyncQuorum)(nil),       // 26: hasidecar.v1.SetSyncQuorum
+	(*SetMaintenance)(nil),      // 27: hasidecar.v1.SetMaintenance
+	(*SetNeedsReclone)(nil),     // 28: hasidecar.v1.SetNeedsReclone
+	(*EndSwitchover)(nil),       // 29: hasidecar.v1.EndSwitchover
+	(*ConfigChange)(nil),        // 30: hasidecar.v1.ConfigChange
+	(*SetConfig)(nil),           // 31: hasidecar.v1.SetConfig
+	nil,                         // 32: hasidecar.v1.Settings.PostgresParametersEntry
 }
 var file_hasidecar_v1_fsm_proto_depIdxs = []int32{
 	0,  // 0: hasidecar.v1.Node.kind:type_name -> hasidecar.v1.NodeKind
 	1,  // 1: hasidecar.v1.Node.role:type_name -> hasidecar.v1.NodeRole
 	2,  // 2: hasidecar.v1.Settings.failover_mode:type_name -> hasidecar.v1.FailoverMode
-	31, // 3: hasidecar.v1.Settings.postgres_parameters:type_name -> hasidecar.v1.Settings.PostgresParametersEntry
+	32, // 3: hasidecar.v1.Settings.postgres_parameters:type_name -> hasidecar.v1.Settings.PostgresParametersEntry
 	3,  // 4: hasidecar.v1.ClusterState.nodes:type_name -> hasidecar.v1.Node
 	4,  // 5: hasidecar.v1.ClusterState.events:type_name -> hasidecar.v1.Event
 	5,  // 6: hasidecar.v1.ClusterState.lease:type_name -> hasidecar.v1.Lease
@@ -3245,23 +3376,24 @@ var file_hasidecar_v1_fsm_proto_depIdxs = []int32{
 	20, // 18: hasidecar.v1.Command.set_standby:type_name -> hasidecar.v1.SetStandby
 	22, // 19: hasidecar.v1.Command.set_settings:type_name -> hasidecar.v1.SetSettings
 	23, // 20: hasidecar.v1.Command.begin_switchover:type_name -> hasidecar.v1.BeginSwitchover
-	28, // 21: hasidecar.v1.Command.end_switchover:type_name -> hasidecar.v1.EndSwitchover
+	29, // 21: hasidecar.v1.Command.end_switchover:type_name -> hasidecar.v1.EndSwitchover
 	21, // 22: hasidecar.v1.Command.set_node_active:type_name -> hasidecar.v1.SetNodeActive
 	24, // 23: hasidecar.v1.Command.update_switchover:type_name -> hasidecar.v1.UpdateSwitchover
 	25, // 24: hasidecar.v1.Command.set_sync_standbys:type_name -> hasidecar.v1.SetSyncStandbys
-	27, // 25: hasidecar.v1.Command.set_needs_reclone:type_name -> hasidecar.v1.SetNeedsReclone
+	28, // 25: hasidecar.v1.Command.set_needs_reclone:type_name -> hasidecar.v1.SetNeedsReclone
 	10, // 26: hasidecar.v1.Command.set_voter:type_name -> hasidecar.v1.SetVoter
-	26, // 27: hasidecar.v1.Command.set_maintenance:type_name -> hasidecar.v1.SetMaintenance
-	30, // 28: hasidecar.v1.Command.set_config:type_name -> hasidecar.v1.SetConfig
-	6,  // 29: hasidecar.v1.InitCluster.settings:type_name -> hasidecar.v1.Settings
-	0,  // 30: hasidecar.v1.RegisterNode.kind:type_name -> hasidecar.v1.NodeKind
-	2,  // 31: hasidecar.v1.SetSettings.failover_mode:type_name -> hasidecar.v1.FailoverMode
-	29, // 32: hasidecar.v1.SetConfig.changes:type_name -> hasidecar.v1.ConfigChange
-	33, // [33:33] is the sub-list for method output_type
-	33, // [33:33] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	27, // 27: hasidecar.v1.Command.set_maintenance:type_name -> hasidecar.v1.SetMaintenance
+	31, // 28: hasidecar.v1.Command.set_config:type_name -> hasidecar.v1.SetConfig
+	26, // 29: hasidecar.v1.Command.set_sync_quorum:type_name -> hasidecar.v1.SetSyncQuorum
+	6,  // 30: hasidecar.v1.InitCluster.settings:type_name -> hasidecar.v1.Settings
+	0,  // 31: hasidecar.v1.RegisterNode.kind:type_name -> hasidecar.v1.NodeKind
+	2,  // 32: hasidecar.v1.SetSettings.failover_mode:type_name -> hasidecar.v1.FailoverMode
+	30, // 33: hasidecar.v1.SetConfig.changes:type_name -> hasidecar.v1.ConfigChange
+	34, // [34:34] is the sub-list for method output_type
+	34, // [34:34] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_hasidecar_v1_fsm_proto_init() }
@@ -3290,6 +3422,7 @@ func file_hasidecar_v1_fsm_proto_init() {
 		(*Command_SetVoter)(nil),
 		(*Command_SetMaintenance)(nil),
 		(*Command_SetConfig)(nil),
+		(*Command_SetSyncQuorum)(nil),
 	}
 	file_hasidecar_v1_fsm_proto_msgTypes[19].OneofWrappers = []any{}
 	type x struct{}
@@ -3298,7 +3431,7 @@ func file_hasidecar_v1_fsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hasidecar_v1_fsm_proto_rawDesc), len(file_hasidecar_v1_fsm_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   29,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
