@@ -26,7 +26,8 @@ test: sim test-unit test-integration
 ## after every step. SEED=n replays one (SIM_KEEP=i,j: only those fault
 ## events; SIM_TRACE=1 prints its events), SIM_SCHEDULE=name a named one
 ## (sim/faults.go); SIM_PLANT=name switches on a planted bug
-## (no-drift-margin, promote-before-commit, no-fence, no-commit-gate),
+## (no-drift-margin, promote-before-commit, no-fence, no-commit-gate,
+## sync-count-minus-one),
 ## which must make it fail.
 SCHEDULES ?= 10000
 sim:

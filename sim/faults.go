@@ -185,6 +185,13 @@ func (s *Sim) resolve(t string) *Host {
 	case "witness":
 		return s.hosts[len(s.hosts)-1]
 	}
+	if name, ok := strings.CutPrefix(t, "host:"); ok { // named schedules: one host
+		for _, h := range s.hosts {
+			if h.name == name {
+				return h
+			}
+		}
+	}
 	return pick(s.hosts)
 }
 
@@ -316,6 +323,17 @@ var Named = map[string]*Schedule{
 		{Index: 0, At: 5 * sec, Dur: 3 * sec, Kind: "behind", Target: "standby"},
 		{Index: 1, At: 6 * sec, Dur: 6 * sec, Kind: "crash", Target: "primary"},
 		{Index: 2, At: 6500 * ms, Dur: 2 * sec, Kind: "crash", Target: "standby"},
+	}},
+	// k = 2 of 3: pg3 and pg4 stop receiving, then the primary and pg2
+	// die together. ANY 2 makes commits wait from the stall on, so the
+	// two answers a failover needs (n − k + 1) hold every acknowledged
+	// write; the sync-count-minus-one plant (ANY 2 acknowledged as ANY 1)
+	// loses those pg2 alone held.
+	"sync-k2-lagging-pair": {Seed: 13, Data: 4, Sync: true, Count: 2, DriftPPM: []int64{0, 0, 0, 0, 0}, Faults: []Fault{
+		{Index: 0, At: 3 * sec, Dur: 6 * sec, Kind: "behind", Target: "host:pg3"},
+		{Index: 1, At: 3 * sec, Dur: 6 * sec, Kind: "behind", Target: "host:pg4"},
+		{Index: 2, At: 3400 * ms, Dur: 10 * sec, Kind: "crash", Target: "host:pg1"},
+		{Index: 3, At: 3400 * ms, Dur: 10 * sec, Kind: "crash", Target: "host:pg2"},
 	}},
 	// strict, k = 2: two standbys die; commits wait, then complete.
 	"sync-strict-k2": {Seed: 12, Data: 4, Sync: true, Count: 2, Strict: true, DriftPPM: []int64{0, 0, 0, 0, 0}, Faults: []Fault{

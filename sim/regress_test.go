@@ -87,3 +87,23 @@ func TestDefectUnguardedStart(t *testing.T) {
 		}
 	}
 }
+
+// TestSyncCountPlantCaught: k = 2 of 3 with the primary and the one
+// up-to-date standby dying together. As built, the failover's n − k + 1
+// answers hold every acknowledged write; the sync-count-minus-one plant
+// (the model Postgres acknowledging ANY 2 once one standby flushed) loses
+// writes and the lost-acked-write check, which covers k > 1, sees it.
+func TestSyncCountPlantCaught(t *testing.T) {
+	sc := Named["sync-k2-lagging-pair"]
+	if r := Run(sc, Options{}); r.Violation != nil {
+		t.Errorf("sync-k2-lagging-pair as built: %v", r.Violation)
+	}
+	if r := Run(sc, Options{Plant: plantSyncCountMinusOne}); r.Violation == nil || r.Violation.Name != "lost-acked-write" {
+		t.Errorf("sync-k2-lagging-pair with SIM_PLANT=%s: %v, want lost-acked-write", plantSyncCountMinusOne, r.Violation)
+	}
+	for _, name := range []string{"sync-k2-crash", "sync-strict-k2"} {
+		if r := Run(Named[name], Options{}); r.Violation != nil {
+			t.Errorf("%s: %v", name, r.Violation)
+		}
+	}
+}
