@@ -337,8 +337,8 @@ var Named = map[string]*Schedule{
 	}},
 	// strict, k = 2: two standbys die; commits wait, then complete.
 	"sync-strict-k2": {Seed: 12, Data: 4, Sync: true, Count: 2, Strict: true, DriftPPM: []int64{0, 0, 0, 0, 0}, Faults: []Fault{
-		{Index: 0, At: 4 * sec, Dur: 5 * sec, Kind: "crash", Target: "standby"},
-		{Index: 1, At: 4500 * ms, Dur: 5 * sec, Kind: "crash", Target: "standby"},
+		{Index: 0, At: 4 * sec, Dur: 5 * sec, Kind: "crash", Target: "host:pg3"},
+		{Index: 1, At: 4500 * ms, Dur: 5 * sec, Kind: "crash", Target: "host:pg4"},
 		{Index: 2, At: 12 * sec, Dur: 4 * sec, Kind: "crash", Target: "primary"},
 	}},
 }
