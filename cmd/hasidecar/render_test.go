@@ -119,6 +119,16 @@ func showCases() []showCase {
 			}},
 		},
 		{
+			name: "sync_degraded",
+			resp: &pb.ShowResponse{Cluster: "main", Term: 5, RaftLeader: "node1", Synchronous: true, SyncMode: "on", SynchronousCount: 2, SyncCommittedCount: 1,
+				SyncWarning: "synchronous degraded: commits wait for 1 of the synchronous set (node2), fewer than synchronous_count 2", Nodes: []*pb.NodeView{
+					fxPrimaryView(1, "node1", 2),
+					fxWith(fxStandbyView(2, "node2", "node1", 2, 0), func(v *pb.NodeView) { v.SyncStandby = true }),
+					fxWith(fxStandbyView(3, "node3", "node1", 2, 0), func(v *pb.NodeView) { v.Status, v.LagBytes, v.Timeline = "stopped", -1, 0 }),
+				}},
+			unknown: []string{"node3"},
+		},
+		{
 			name: "paused_manual",
 			resp: &pb.ShowResponse{Cluster: "main", Term: 4, RaftLeader: "node1", Paused: true, FailoverMode: pb.FailoverMode_FAILOVER_MODE_MANUAL, Nodes: []*pb.NodeView{
 				fxPrimaryView(1, "node1", 2),
@@ -148,7 +158,7 @@ func sortedKeys(m map[string]any) []string {
 }
 
 func TestToShowJSON(t *testing.T) {
-	wantTop := []string{"cluster", "failover_mode", "nodes", "paused", "raft_leader", "synchronous", "term"}
+	wantTop := []string{"cluster", "failover_mode", "nodes", "paused", "raft_leader", "synchronous", "term", "warnings"}
 	wantNode := []string{"conninfo", "id", "kind", "lag_bytes", "location", "name", "pending_restart", "priority", "raft_state", "role", "status", "sync", "timeline", "upstream", "voter"}
 	for _, tc := range showCases() {
 		t.Run(tc.name, func(t *testing.T) {
@@ -162,6 +172,11 @@ func TestToShowJSON(t *testing.T) {
 			var top map[string]any
 			if err := json.Unmarshal(b, &top); err != nil {
 				t.Fatal(err)
+			}
+			wantTop := wantTop
+			if tc.resp.Synchronous {
+				wantTop = append(slices.Clone(wantTop), "synchronous_committed_count", "synchronous_count", "synchronous_mode")
+				slices.Sort(wantTop)
 			}
 			if got := sortedKeys(top); !slices.Equal(got, wantTop) {
 				t.Errorf("top-level sortedKeys = %v, want %v", got, wantTop)
@@ -201,7 +216,7 @@ func TestToShowJSONEmpty(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `{"cluster":"main","term":0,"raft_leader":"","paused":false,"failover_mode":"automatic","synchronous":false,"nodes":[]}`
+	want := `{"cluster":"main","term":0,"raft_leader":"","paused":false,"failover_mode":"automatic","synchronous":false,"warnings":[],"nodes":[]}`
 	if string(b) != want {
 		t.Errorf("got %s\nwant %s", b, want)
 	}

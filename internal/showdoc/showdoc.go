@@ -19,11 +19,12 @@ type Doc struct {
 	Paused      bool   `json:"paused"`
 	Failover    string `json:"failover_mode"`
 	Synchronous bool   `json:"synchronous"`
-	// SyncMode: off, on or strict; SyncCount: synchronous_count k;
-	// SyncCommittedCount: the committed count the failover rule uses.
-	SyncMode           string `json:"synchronous_mode"`
-	SyncCount          int32  `json:"synchronous_count"`
-	SyncCommittedCount uint32 `json:"synchronous_committed_count"`
+	// Synchronous mode only (omitted otherwise): SyncMode on or strict;
+	// SyncCount synchronous_count k; SyncCommittedCount the committed
+	// count the failover rule uses (0: empty set).
+	SyncMode           string  `json:"synchronous_mode,omitempty"`
+	SyncCount          int32   `json:"synchronous_count,omitempty"`
+	SyncCommittedCount *uint32 `json:"synchronous_committed_count,omitempty"`
 	// Warnings: e.g. synchronous mode degraded below synchronous_count; []
 	// when none.
 	Warnings []string `json:"warnings"`
@@ -64,7 +65,11 @@ func FailoverModeName(m pb.FailoverMode) string {
 // FromShow is the document of r.
 func FromShow(r *pb.ShowResponse) Doc {
 	out := Doc{Cluster: r.Cluster, Term: r.Term, RaftLeader: r.RaftLeader, Paused: r.Paused, Failover: FailoverModeName(r.FailoverMode), Synchronous: r.Synchronous, Nodes: []Node{}, UnregisteredRaftServers: r.UnregisteredRaftServers,
-		SyncMode: r.SyncMode, SyncCount: r.SynchronousCount, SyncCommittedCount: r.SyncCommittedCount, Warnings: []string{}}
+		Warnings: []string{}}
+	if r.Synchronous {
+		kf := r.SyncCommittedCount
+		out.SyncMode, out.SyncCount, out.SyncCommittedCount = r.SyncMode, r.SynchronousCount, &kf
+	}
 	if r.SyncWarning != "" {
 		out.Warnings = append(out.Warnings, r.SyncWarning)
 	}
