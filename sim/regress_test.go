@@ -31,6 +31,7 @@ func TestPlantsCaught(t *testing.T) {
 		{plantPromoteEarly, 1, []int{0}, "promote-before-commit"},
 		{plantNoFence, 1, []int{0}, "no-convergence"},
 		{plantNoCommitGate, 29, []int{3}, "two-writable"},
+		{plantSyncCountMinusOne, 147, []int{0}, "lost-acked-write"},
 	} {
 		sc := Generate(c.seed).Keep(c.keep)
 		r := Run(sc, Options{Plant: c.plant})
