@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -56,6 +57,15 @@ var ManagedParameters = map[string]string{
 	"wal_log_hints":             "managed by hasidecar (pg_rewind needs it); remove it",
 	"recovery_target_timeline":  "managed by hasidecar (a standby follows the latest timeline); remove it",
 	"synchronous_standby_names": "managed by hasidecar (set synchronous: true for synchronous replication); remove it",
+}
+
+// HotStandbyParameters are the settings a hot standby must run at least as
+// high as its primary (Postgres refuses to start, or pauses replay, on a
+// standby with a lower value than the primary's WAL records). A rolling
+// restart raising one restarts the standbys first; lowering one, the
+// primary first (`hasidecar restart`).
+var HotStandbyParameters = []string{
+	"max_connections", "max_worker_processes", "max_wal_senders", "max_prepared_transactions", "max_locks_per_transaction",
 }
 
 // Validate checks every value; returns an error listing ALL problems, one per line, each naming the key (dotted path, e.g. "timing.lease") and saying what to fix.
@@ -595,4 +605,16 @@ func (v *validator) postgres(p *PostgresConfig, stateDirOK bool) {
 	if p.DiskFullThreshold < 1<<20 {
 		v.add("postgres.disk_full_threshold", "%s is too small; use at least 1MB (default %s)", p.DiskFullThreshold, DefaultDiskFullThreshold)
 	}
+}
+
+// LowersHotStandby reports whether a pending value of a setting lowers one
+// of HotStandbyParameters below its running value (both integers, as
+// pg_settings and the files give them; anything else is not a lowering).
+func LowersHotStandby(name, running, pending string) bool {
+	if !slices.Contains(HotStandbyParameters, name) {
+		return false
+	}
+	r, err1 := strconv.ParseInt(strings.TrimSpace(running), 10, 64)
+	p, err2 := strconv.ParseInt(strings.TrimSpace(strings.Trim(pending, "'")), 10, 64)
+	return err1 == nil && err2 == nil && p < r
 }

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -16,7 +17,9 @@ import (
 // switchover (which restarts the former primary as a standby). Every node
 // runs the new value and none is pending; exactly one promotion; no
 // acknowledged write lost; never two writable nodes (the prober). Then the
-// new primary alone, `restart --node`: in place, no promotion.
+// new primary alone, `restart --node`: in place, no promotion. Then
+// lowering max_connections 150 → 120: the primary first, in place, then
+// the standbys, no promotion, every node on 120 and streaming.
 func TestRestartPending(t *testing.T) {
 	s := startWorkload(t, clusterOpts{standbys: 2, witness: true})
 	addr := s.node("witness").GRPCAddr()
@@ -88,9 +91,61 @@ func TestRestartPending(t *testing.T) {
 	if v, err := s.show("witness"); err != nil || primaryName(v) != primary {
 		t.Fatalf("after the in-place restart: primary %q (%v), want %s", primaryName(v), err, primary)
 	}
+	inPlaceEnd := time.Now()
+
+	// Lowering max_connections (150 → 120): a standby may not run it lower
+	// than its primary, so `restart --pending` restarts the primary first,
+	// in place, then the standbys; no switchover.
+	if _, errOut, code := s.cli("config", "set", "--addr", addr, "postgresql.parameters.max_connections=120"); code != 0 {
+		t.Fatalf("config set max_connections=120: exit %d: %s", code, errOut)
+	}
+	eventually(t, 30*time.Second, "every data node pending a restart for max_connections=120", func() string {
+		v, err := s.show("witness")
+		if err != nil {
+			return err.Error()
+		}
+		for _, n := range v.Nodes {
+			if n.Kind == pb.NodeKind_NODE_KIND_DATA && !slices.Contains(n.GetPostgres().GetPendingRestart(), "max_connections") {
+				return n.Name + " is not pending"
+			}
+		}
+		return ""
+	})
+	lowering := time.Now()
+	out, errOut, code = s.cli("restart", "--addr", addr, "--pending", "--yes", "--timeout", "3m")
+	loweringTook := time.Since(lowering)
+	t.Logf("restart --pending lowering max_connections took %.1fs:\n%s", loweringTook.Seconds(), out)
+	if code != 0 {
+		t.Fatalf("restart --pending (lowering): exit %d: %s %s", code, out, errOut)
+	}
+	if !strings.Contains(out, "lowering max_connections 150 → 120") || !strings.Contains(out, "[1/3] restarting the primary "+primary+" in place") ||
+		strings.Contains(out, "switching over") {
+		t.Fatalf("restart --pending (lowering) did not restart the primary first:\n%s", out)
+	}
+	s.assertTerm("witness", 2) // no promotion
+	eventually(t, 30*time.Second, "every node on max_connections 120, standbys streaming, nothing pending", func() string {
+		v, err := s.show("witness")
+		if err != nil {
+			return err.Error()
+		}
+		for _, n := range v.Nodes {
+			if n.Kind != pb.NodeKind_NODE_KIND_DATA {
+				continue
+			}
+			pg := n.GetPostgres()
+			if len(pg.GetPendingRestart()) != 0 || (n.Name != primary && pg.GetWalReceiverStatus() != "streaming") {
+				return n.Name + ": " + n.Status
+			}
+			if got, err := s.queryInt(n.Name, "SELECT current_setting('max_connections')::int"); err != nil || got != 120 {
+				return fmt.Sprintf("%s: max_connections %d (%v)", n.Name, got, err)
+			}
+		}
+		return ""
+	})
 	s.writer.stop()
-	t.Logf("longest write gap during the rolling restart: %s; during the in-place restart: %s",
-		s.writer.longestGap(began, began.Add(took)).Round(time.Millisecond), s.writer.longestGap(inPlace, time.Now()).Round(time.Millisecond))
+	t.Logf("longest write gap during the rolling restart: %s; during the in-place restart: %s; while lowering: %s",
+		s.writer.longestGap(began, began.Add(took)).Round(time.Millisecond), s.writer.longestGap(inPlace, inPlaceEnd).Round(time.Millisecond),
+		s.writer.longestGap(lowering, lowering.Add(loweringTook)).Round(time.Millisecond))
 	s.waitCaughtUp(primary, others...)
 	s.assertHas(primary, s.writer.ackedIDs())
 	s.probe.check(t, s.primary, primary)

@@ -47,6 +47,8 @@ var methodAccess = map[string]access{
 	pb.NodeService_Cleanup_FullMethodName:         accessOperate,
 	pb.NodeService_Leave_FullMethodName:           accessOperate,
 	pb.NodeService_RestartPostgres_FullMethodName: accessOperate,
+	pb.NodeService_ReloadConfig_FullMethodName:    accessOperate,
+	pb.NodeService_PendingSettings_FullMethodName: accessRead,
 
 	pb.ConfigService_Show_FullMethodName:    accessRead,
 	pb.ConfigService_History_FullMethodName: accessRead,

@@ -245,7 +245,7 @@ type healthBody struct {
 func (n *Node) healthFacts() (healthFacts, healthBody) {
 	st := n.fsm.State()
 	f := healthFacts{Data: n.pg != nil, LagBytes: -1, Synchronous: st.Settings.GetSynchronous(),
-		NoLoadBalance: hasTag(n.cfg.Tags, "noloadbalance")}
+		NoLoadBalance: hasTag(n.conf().Tags, "noloadbalance")}
 	b := healthBody{Name: n.cfg.Name, Term: st.Term, Role: "unknown", Postgres: "none"}
 	me := fsm.NodeByName(st, n.cfg.Name)
 	if me != nil {

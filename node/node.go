@@ -42,7 +42,10 @@ var Version = "dev"
 
 // Node is one sidecar.
 type Node struct {
+	// cfg is the configuration the sidecar started with: never written
+	// after New. The keys SIGHUP reloads are read through conf() (live).
 	cfg    *config.Config
+	live   atomic.Pointer[config.Config]
 	logger hclog.Logger
 	// loopAt: when the monitor loop (reportLoop) last ran, unix nanos
 	// (the HTTP API's /liveness).
@@ -80,7 +83,12 @@ type Node struct {
 	// previous change committed.
 	memberMu sync.Mutex
 
-	reloadCh chan struct{} // SIGHUP: reload the certificate files
+	// reloadCh: SIGHUP, read the config file and the certificate files
+	// again (reload.go); reloadMu orders the reloads; cfgPath is the file.
+	reloadCh     chan struct{}
+	reloadMu     sync.Mutex
+	cfgPath      string
+	registerWake chan struct{} // a reload changed priority or tags
 
 	// fileKeys: the key paths the node's config file gives (SetFileKeys),
 	// for the drift check of cluster-wide keys; nil: none known.
@@ -113,11 +121,13 @@ func New(cfg *config.Config, logger hclog.Logger) (*Node, error) {
 		fsm:          newRaftFSM(logger.Named("fsm")),
 		peers:        newPeerPool(dialOptions(t, cfg.Cluster)),
 		reloadCh:     make(chan struct{}, 1),
+		registerWake: make(chan struct{}, 1),
 		leaderNotify: make(chan bool, 1),
 		reports:      newReportStore(),
 		started:      time.Now(),
 		exitCh:       make(chan struct{}),
 	}
+	n.live.Store(cfg)
 	n.metrics = newMetrics(n)
 	n.fsm.onPromote = n.metrics.observePromote
 	if !cfg.IsWitness() {
@@ -224,6 +234,7 @@ func (n *Node) Run(ctx context.Context) error {
 	n.goLoop(func() { n.reachLoop(loops) })
 	n.goLoop(func() { n.notifyLoop(loops) })
 	n.goLoop(func() { n.tlsLoop(loops) })
+	n.goLoop(func() { n.reloadLoop(loops) })
 	pgDone := make(chan struct{})
 	if n.pg != nil {
 		n.goLoop(func() { defer close(pgDone); n.pg.Run(loops) })
@@ -530,6 +541,7 @@ func (n *Node) registerSelfLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-n.fsm.Changed():
+		case <-n.registerWake:
 		case <-time.After(2 * time.Second):
 		}
 	}
@@ -564,13 +576,14 @@ func (n *Node) registerCommand() *pb.RegisterNode {
 			}
 		}
 	}
+	live := n.conf()
 	r := &pb.RegisterNode{
 		ClusterName: n.cfg.Cluster,
 		Name:        n.cfg.Name,
 		Kind:        kind,
 		Location:    n.cfg.Location,
-		Priority:    int32(n.cfg.Priority),
-		Tags:        n.cfg.Tags,
+		Priority:    int32(live.Priority),
+		Tags:        live.Tags,
 		RaftAddress: n.cfg.RaftAdvertise(),
 		GrpcAddress: n.cfg.GRPCAdvertise(),
 		HttpAddress: n.cfg.HTTP.Listen,

@@ -24,12 +24,10 @@ import (
 // HASIDECAR_TIMESTAMP, HASIDECAR_DETAILS, HASIDECAR_TERM and
 // HASIDECAR_CLUSTER. It runs with a timeout (event_command_timeout) on a
 // queue of its own: a slow or failing command is logged and never delays a
-// failover.
+// failover. The command and its timeout are live keys: a reload (SIGHUP)
+// changes them for the next event; "" notifies nothing.
 
 func (n *Node) notifyLoop(ctx context.Context) {
-	if n.cfg.EventCommand == "" {
-		return
-	}
 	queue := make(chan *pb.Event, 256)
 	// The runner joins the shutdown wait group; it ends once the queue is
 	// closed and drained (with ctx ended, each command is cut short).
@@ -48,6 +46,9 @@ func (n *Node) notifyLoop(ctx context.Context) {
 				continue
 			}
 			next = e.Id + 1
+			if n.conf().EventCommand == "" {
+				continue
+			}
 			if (me != 0 && e.NodeId == me) || (e.NodeId == 0 && n.isLeader()) {
 				select {
 				case queue <- e:
@@ -65,9 +66,13 @@ func (n *Node) notifyLoop(ctx context.Context) {
 }
 
 func (n *Node) runEventCommand(ctx context.Context, e *pb.Event) {
+	live := n.conf()
+	if live.EventCommand == "" {
+		return // removed by a reload while the event was queued
+	}
 	vals := eventValues(n.cfg.Cluster, e)
-	cmdline := expandPlaceholders(n.cfg.EventCommand, vals)
-	cctx, cancel := context.WithTimeout(ctx, n.cfg.EventCommandTimeout.D())
+	cmdline := expandPlaceholders(live.EventCommand, vals)
+	cctx, cancel := context.WithTimeout(ctx, live.EventCommandTimeout.D())
 	defer cancel()
 	cmd := exec.CommandContext(cctx, "/bin/sh", "-c", cmdline)
 	cmd.Env = os.Environ()

@@ -61,8 +61,8 @@ func (n *Node) status() *pb.StatusResponse {
 		resp.Role = me.Role
 	}
 	resp.ConfigDrift = clusterconf.Drift(n.cfg, n.fileKeys, st.GetSettings())
-	if n.cfg.Postgres != nil && len(n.cfg.Postgres.Parameters) > 0 {
-		resp.LocalParameters = maps.Clone(n.cfg.Postgres.Parameters)
+	if live := n.conf(); live.Postgres != nil && len(live.Postgres.Parameters) > 0 {
+		resp.LocalParameters = maps.Clone(live.Postgres.Parameters) // reloaded by SIGHUP
 	}
 	if n.tls != nil {
 		resp.TlsCertNotAfterUnix = n.tls.NotAfter().Unix()

@@ -261,7 +261,7 @@ func (n *Node) joinOnce(ctx context.Context) error {
 	req := &pb.JoinRequest{
 		ClusterName: n.cfg.Cluster, Name: n.cfg.Name, Kind: n.registerCommand().Kind,
 		RaftAddress: n.cfg.RaftAdvertise(), GrpcAddress: n.cfg.GRPCAdvertise(), HttpAddress: n.cfg.HTTP.Listen,
-		Location: n.cfg.Location, Priority: int32(n.cfg.Priority), Tags: n.cfg.Tags,
+		Location: n.cfg.Location, Priority: int32(n.conf().Priority), Tags: n.conf().Tags,
 	}
 	if n.cfg.Postgres != nil {
 		req.Conninfo = n.cfg.PostgresConninfo()

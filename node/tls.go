@@ -82,8 +82,8 @@ const tlsWatchInterval = 30 * time.Second
 // tlsOffWarnInterval repeats the warning of a cluster running without TLS.
 const tlsOffWarnInterval = time.Hour
 
-// tlsLoop reloads renewed certificate files (every tlsWatchInterval and on
-// SIGHUP, through n.reloadTLS) and, with TLS off, repeats the warning every
+// tlsLoop reloads renewed certificate files every tlsWatchInterval (SIGHUP
+// does at once: reloadConfig) and, with TLS off, repeats the warning every
 // hour.
 func (n *Node) tlsLoop(ctx context.Context) {
 	every, do := tlsWatchInterval, n.reloadTLS
@@ -97,17 +97,8 @@ func (n *Node) tlsLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-		case <-n.reloadCh:
 		}
 		do()
-	}
-}
-
-// ReloadTLS asks the sidecar to read its certificate files again (SIGHUP).
-func (n *Node) ReloadTLS() {
-	select {
-	case n.reloadCh <- struct{}{}:
-	default:
 	}
 }
 

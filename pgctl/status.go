@@ -234,6 +234,44 @@ func (c *Controller) PendingRestart(ctx context.Context) ([]string, error) {
 	return names, nil
 }
 
+// PendingSetting is a setting that waits for a restart: the value the
+// running postmaster has (pg_settings.setting, in the setting's base unit)
+// and the one it would start with (the last pg_file_settings entry for it,
+// as written in the file; its boot value when no file sets it any more).
+type PendingSetting struct {
+	Name, Running, Pending string
+}
+
+// pendingSettingsQuery: pg_file_settings lists every file's entries in
+// the order they are read; the highest seqno wins.
+const pendingSettingsQuery = `SELECT s.name::text, s.setting, coalesce(f.setting, s.boot_val, '')
+FROM pg_settings s
+LEFT JOIN LATERAL (SELECT fs.setting FROM pg_file_settings fs WHERE fs.name = s.name ORDER BY fs.seqno DESC LIMIT 1) f ON true
+WHERE s.pending_restart ORDER BY s.name`
+
+// PendingSettings lists the settings that wait for a restart with their
+// running and pending values (after Reload).
+func (c *Controller) PendingSettings(ctx context.Context) ([]PendingSetting, error) {
+	var out []PendingSetting
+	err := c.withConn(ctx, true, func(conn *pgx.Conn) error {
+		out = nil
+		rows, err := conn.Query(ctx, pendingSettingsQuery)
+		if err != nil {
+			return err
+		}
+		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (PendingSetting, error) {
+			var p PendingSetting
+			err := r.Scan(&p.Name, &p.Running, &p.Pending)
+			return p, err
+		})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading the settings pending restart: %w", err)
+	}
+	return out, nil
+}
+
 // replayTimeline is the timeline a standby has replayed up to, from
 // IDENTIFY_SYSTEM on a physical replication connection to itself (a
 // cascading walsender answers with its replay timeline; SQL offers it only

@@ -52,7 +52,9 @@ func newAgentCmd() *cobra.Command {
 			if data, err := os.ReadFile(path); err == nil {
 				n.SetFileKeys(config.GivenKeys(data))
 			}
-			// SIGHUP: read the certificate files again (a renewed certificate).
+			n.SetConfigFile(path)
+			// SIGHUP: read the config file again (the keys that change
+			// live) and the certificate files (a renewed certificate).
 			hup := make(chan os.Signal, 1)
 			signal.Notify(hup, syscall.SIGHUP)
 			defer signal.Stop(hup)
@@ -62,7 +64,7 @@ func newAgentCmd() *cobra.Command {
 					case <-cmd.Context().Done():
 						return
 					case <-hup:
-						n.ReloadTLS()
+						n.Reload()
 					}
 				}
 			}()

@@ -54,7 +54,7 @@ in a Raft log first.
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newAgentCmd(), newClusterCmd(), newConfigCmd(), newNodeCmd(), newSwitchoverCmd(), newFailoverCmd(), newReinitCmd(), newRestartCmd(),
+	root.AddCommand(newAgentCmd(), newClusterCmd(), newConfigCmd(), newNodeCmd(), newSwitchoverCmd(), newFailoverCmd(), newReinitCmd(), newRestartCmd(), newReloadCmd(),
 		newPauseCmd(true), newPauseCmd(false), newLabCmd(), newTLSCmd(), newVersionCmd(), newGuardCmd())
 	strictGroups(root)
 	return root

@@ -159,7 +159,7 @@ func sortedKeys(m map[string]any) []string {
 
 func TestToShowJSON(t *testing.T) {
 	wantTop := []string{"cluster", "failover_mode", "nodes", "paused", "raft_leader", "synchronous", "term", "warnings"}
-	wantNode := []string{"conninfo", "id", "kind", "lag_bytes", "location", "name", "pending_restart", "priority", "raft_state", "role", "status", "sync", "timeline", "upstream", "voter"}
+	wantNode := []string{"conninfo", "id", "kind", "lag_bytes", "location", "name", "pending_restart", "priority", "raft_state", "role", "status", "sync", "tags", "timeline", "upstream", "voter"}
 	for _, tc := range showCases() {
 		t.Run(tc.name, func(t *testing.T) {
 			b, err := json.MarshalIndent(toShowJSON(tc.resp), "", "  ")

@@ -37,7 +37,9 @@ the nodes whose Postgres reports pending_restart.
 
 Raising a setting that a standby must have at least as high as its primary (max_connections,
 max_worker_processes, max_wal_senders, max_prepared_transactions, max_locks_per_transaction)
-works in this order; lowering one needs the primary restarted first (--node PRIMARY).`,
+works in this order. Lowering one (the primary's pending value below its running one) restarts
+the primary first, in place (it must be allowed to: postgres.restart_timeout above 0), then the
+standbys.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			t.timeout = o.timeout + 30*time.Second
@@ -92,25 +94,32 @@ func runRestart(ctx context.Context, cmd *cobra.Command, c *client, o restartOpt
 		fmt.Println("nothing to restart: no node has settings waiting for a restart")
 		return nil
 	}
-	var standbys []*pb.NodeView
+	var standbys []string
 	withPrimary := false
 	for _, n := range targets {
 		if primary != nil && n.Id == primary.Id {
 			withPrimary = true
 		} else {
-			standbys = append(standbys, n)
+			standbys = append(standbys, n.Name)
 		}
 	}
-	var plan []string
-	for _, n := range standbys {
-		plan = append(plan, "restart "+n.Name)
+	var lowered []string
+	if primary != nil {
+		if lowered, err = loweredOn(ctx, c, view, primary); err != nil {
+			return err
+		}
 	}
-	rolling := withPrimary && onlyID == 0
-	switch {
-	case rolling:
-		plan = append(plan, fmt.Sprintf("switch over from %s to the best standby, which restarts %s as a standby", primary.Name, primary.Name))
-	case withPrimary:
-		plan = append(plan, fmt.Sprintf("restart the primary %s in place (writes pause while it restarts; no failover)", primary.Name))
+	primaryName := ""
+	if primary != nil {
+		primaryName = primary.Name
+	}
+	steps, err := orderRestart(primaryName, standbys, withPrimary, onlyID == 0, lowered)
+	if err != nil {
+		return err
+	}
+	var plan []string
+	for _, st := range steps {
+		plan = append(plan, st.String())
 	}
 	word := view.Cluster
 	if onlyID != 0 {
@@ -121,35 +130,51 @@ func runRestart(ctx context.Context, cmd *cobra.Command, c *client, o restartOpt
 			return err
 		}
 	}
+	if len(lowered) > 0 && withPrimary {
+		fmt.Printf("lowering %s: the primary first (a standby may not run them lower than its primary)\n", strings.Join(lowered, ", "))
+	}
 	deadline := time.Now().Add(o.timeout)
-	for i, n := range standbys {
-		fmt.Printf("[%d/%d] restarting %s\n", i+1, len(plan), n.Name)
-		if err := restartNode(ctx, c, view, n, deadline); err != nil {
+	byName := map[string]*pb.NodeView{}
+	for _, n := range targets {
+		byName[n.Name] = n
+	}
+	for i, st := range steps {
+		switch st.kind {
+		case stepRestart:
+			fmt.Printf("[%d/%d] restarting %s\n", i+1, len(steps), st.node)
+		case stepPrimaryInPlace:
+			fmt.Printf("[%d/%d] restarting the primary %s in place\n", i+1, len(steps), st.node)
+		case stepSwitchover:
+			if err := switchoverRestart(ctx, c, st.node, deadline, i+1, len(steps)); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := restartNode(ctx, c, view, byName[st.node], deadline); err != nil {
+			if st.kind == stepPrimaryInPlace && len(lowered) > 0 {
+				return fmt.Errorf("lowering %s needs the primary restarted first, and it was not (nothing else was restarted): %w", strings.Join(lowered, ", "), err)
+			}
 			return err
 		}
 	}
-	if !withPrimary {
-		fmt.Println("done")
-		return nil
-	}
-	if !rolling {
-		fmt.Printf("[%d/%d] restarting the primary %s in place\n", len(plan), len(plan), primary.Name)
-		if err := restartNode(ctx, c, view, primary, deadline); err != nil {
-			return err
-		}
-		fmt.Println("done")
-		return nil
-	}
-	view, err = c.cluster.Show(ctx, &pb.ShowRequest{})
+	fmt.Println("done")
+	return nil
+}
+
+// switchoverRestart is a rolling restart's last step: a switchover from
+// primary to the best standby, which restarts the former primary as a
+// standby.
+func switchoverRestart(ctx context.Context, c *client, primary string, deadline time.Time, step, steps int) error {
+	view, err := c.cluster.Show(ctx, &pb.ShowRequest{})
 	if err != nil {
 		return err
 	}
-	to := bestSwitchoverTarget(view, primary.Name)
+	to := bestSwitchoverTarget(view, primary)
 	if to == "" {
-		return fmt.Errorf("no standby streams that could take over from %s: the standbys are restarted; restart %s in place with `hasidecar restart --node %s`", primary.Name, primary.Name, primary.Name)
+		return fmt.Errorf("no standby streams that could take over from %s: the standbys are restarted; restart %s in place with `hasidecar restart --node %s`", primary, primary, primary)
 	}
-	fmt.Printf("[%d/%d] switching over from %s to %s\n", len(plan), len(plan), primary.Name, to)
-	before := postmasterStart(view, primary.Name)
+	fmt.Printf("[%d/%d] switching over from %s to %s\n", step, steps, primary, to)
+	before := postmasterStart(view, primary)
 	resp, err := c.cluster.Switchover(ctx, &pb.SwitchoverRequest{To: to, TimeoutMs: (60 * time.Second).Milliseconds()})
 	if err != nil {
 		return err
@@ -158,11 +183,99 @@ func runRestart(ctx context.Context, cmd *cobra.Command, c *client, o restartOpt
 		return fmt.Errorf("switchover to %s failed: %s", to, resp.Details)
 	}
 	fmt.Printf("switchover done (term %d): %s\n", resp.Term, resp.Details)
-	if err := waitRestarted(ctx, c, primary.Name, before, true, deadline); err != nil {
+	if err := waitRestarted(ctx, c, primary, before, true, deadline); err != nil {
 		return err
 	}
-	fmt.Printf("done: %s is the primary\n", to)
+	fmt.Printf("%s is the primary\n", to)
 	return nil
+}
+
+// loweredOn asks the primary's sidecar which of its settings waiting for a
+// restart lower one of config.HotStandbyParameters ("name running →
+// pending" each).
+func loweredOn(ctx context.Context, c *client, view *pb.ShowResponse, primary *pb.NodeView) ([]string, error) {
+	if len(primary.GetPostgres().GetPendingRestart()) == 0 {
+		return nil, nil
+	}
+	var out []string
+	ans := c.forEachMember(ctx, view, primary.Id, func(ctx context.Context, _ string, node pb.NodeServiceClient) error {
+		resp, err := node.PendingSettings(ctx, &pb.PendingSettingsRequest{})
+		if err != nil {
+			return err
+		}
+		for _, p := range resp.Settings {
+			if p.LowersHotStandby {
+				out = append(out, fmt.Sprintf("%s %s → %s", p.Name, p.Running, p.Pending))
+			}
+		}
+		return nil
+	})
+	if len(ans) != 1 || ans[0].err != nil {
+		err := fmt.Errorf("not in the cluster view")
+		if len(ans) == 1 {
+			err = ans[0].err
+		}
+		return nil, fmt.Errorf("ask the primary %s which settings wait for a restart (nothing was restarted): %w", primary.Name, err)
+	}
+	return out, nil
+}
+
+// stepKind is one step of a restart.
+type stepKind int
+
+const (
+	stepRestart        stepKind = iota + 1 // a standby
+	stepPrimaryInPlace                     // the primary, under its lease
+	stepSwitchover                         // to the best standby, which restarts the primary as a standby
+)
+
+type restartStep struct {
+	kind stepKind
+	node string
+}
+
+func (s restartStep) String() string {
+	switch s.kind {
+	case stepPrimaryInPlace:
+		return fmt.Sprintf("restart the primary %s in place (writes pause while it restarts; no failover)", s.node)
+	case stepSwitchover:
+		return fmt.Sprintf("switch over from %s to the best standby, which restarts %s as a standby", s.node, s.node)
+	}
+	return "restart " + s.node
+}
+
+// orderRestart orders a restart of standbys (and of the primary when
+// withPrimary; rolling: the whole cluster, not --node). Raising a setting
+// of config.HotStandbyParameters works standbys first, then a switchover
+// (or the primary in place with --node): a standby may run it higher than
+// its primary. Lowering one (lowered: what the primary's pending settings
+// lower) needs the primary first, in place, then the standbys: Postgres
+// refuses a hot standby that runs one lower than its primary, so neither a
+// standby restarted first nor the former primary after a switchover (its
+// new primary still runs the higher value) could start.
+func orderRestart(primary string, standbys []string, withPrimary, rolling bool, lowered []string) ([]restartStep, error) {
+	var steps []restartStep
+	if len(lowered) > 0 {
+		if !withPrimary {
+			return nil, fmt.Errorf("the primary %s lowers %s at its restart, and a standby may not run them lower than its primary: restart the primary first (`hasidecar restart --node %s`, or the whole cluster with --pending), then the standbys; nothing was restarted",
+				primary, strings.Join(lowered, ", "), primary)
+		}
+		steps = append(steps, restartStep{stepPrimaryInPlace, primary})
+		for _, s := range standbys {
+			steps = append(steps, restartStep{stepRestart, s})
+		}
+		return steps, nil
+	}
+	for _, s := range standbys {
+		steps = append(steps, restartStep{stepRestart, s})
+	}
+	switch {
+	case withPrimary && rolling:
+		steps = append(steps, restartStep{stepSwitchover, primary})
+	case withPrimary:
+		steps = append(steps, restartStep{stepPrimaryInPlace, primary})
+	}
+	return steps, nil
 }
 
 // restartNode asks n's own sidecar to restart its Postgres and waits until

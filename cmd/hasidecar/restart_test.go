@@ -1,6 +1,8 @@
 package main
 
 import (
+	"slices"
+	"strings"
 	"testing"
 
 	pb "github.com/hasidecar/hasidecar/proto/hasidecar/v1"
@@ -37,6 +39,49 @@ func TestBestSwitchoverTarget(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := bestSwitchoverTarget(&pb.ShowResponse{Nodes: tc.nodes}, "pg1"); got != tc.want {
 				t.Fatalf("target %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestOrderRestart: raising keeps standbys first then the switchover;
+// lowering a hot-standby setting restarts the primary first, in place.
+func TestOrderRestart(t *testing.T) {
+	sb := func(n string) restartStep { return restartStep{stepRestart, n} }
+	inPlace := restartStep{stepPrimaryInPlace, "pg1"}
+	sw := restartStep{stepSwitchover, "pg1"}
+	low := []string{"max_connections 150 → 120"}
+	for _, tc := range []struct {
+		name        string
+		standbys    []string
+		withPrimary bool
+		rolling     bool
+		lowered     []string
+		want        []restartStep
+		wantErr     string
+	}{
+		{"rolling, raising", []string{"pg2", "pg3"}, true, true, nil, []restartStep{sb("pg2"), sb("pg3"), sw}, ""},
+		{"rolling, lowering", []string{"pg2", "pg3"}, true, true, low, []restartStep{inPlace, sb("pg2"), sb("pg3")}, ""},
+		{"standbys only, raising", []string{"pg2"}, false, true, nil, []restartStep{sb("pg2")}, ""},
+		{"the primary alone, raising", nil, true, false, nil, []restartStep{inPlace}, ""},
+		{"the primary alone, lowering", nil, true, false, low, []restartStep{inPlace}, ""},
+		{"a standby alone while the primary lowers", []string{"pg2"}, false, false, low, nil, "restart the primary first"},
+		{"--pending, standbys only pending, primary lowering", []string{"pg2", "pg3"}, false, true, low, nil, "restart the primary first"},
+		{"nothing", nil, false, true, nil, nil, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := orderRestart("pg1", tc.standbys, tc.withPrimary, tc.rolling, tc.lowered)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error %v, want one containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Fatalf("steps %v, want %v", got, tc.want)
 			}
 		})
 	}

@@ -34,20 +34,22 @@ type Doc struct {
 }
 
 type Node struct {
-	ID        uint32  `json:"id"`
-	Name      string  `json:"name"`
-	Kind      string  `json:"kind"`
-	Role      string  `json:"role"`
-	Status    string  `json:"status"`
-	Upstream  string  `json:"upstream"`
-	Location  string  `json:"location"`
-	Priority  int32   `json:"priority"`
-	Timeline  *uint32 `json:"timeline"`
-	LagBytes  *int64  `json:"lag_bytes"`
-	Conninfo  string  `json:"conninfo"`
-	RaftState string  `json:"raft_state"`
-	Voter     bool    `json:"voter"`
-	Sync      bool    `json:"sync"`
+	ID       uint32 `json:"id"`
+	Name     string `json:"name"`
+	Kind     string `json:"kind"`
+	Role     string `json:"role"`
+	Status   string `json:"status"`
+	Upstream string `json:"upstream"`
+	Location string `json:"location"`
+	Priority int32  `json:"priority"`
+	// Tags: the node's tags (nofailover, noloadbalance, nosync); [] when none.
+	Tags      []string `json:"tags"`
+	Timeline  *uint32  `json:"timeline"`
+	LagBytes  *int64   `json:"lag_bytes"`
+	Conninfo  string   `json:"conninfo"`
+	RaftState string   `json:"raft_state"`
+	Voter     bool     `json:"voter"`
+	Sync      bool     `json:"sync"`
 	// PendingRestart: Postgres settings changed in its configuration that
 	// take effect only after a restart (pg_settings.pending_restart); []
 	// when none or unknown.
@@ -88,6 +90,7 @@ func FromShow(r *pb.ShowResponse) Doc {
 			j.LagBytes = &lag
 		}
 		j.PendingRestart = append([]string{}, n.Postgres.GetPendingRestart()...)
+		j.Tags = append([]string{}, n.Tags...)
 		out.Nodes = append(out.Nodes, j)
 	}
 	return out

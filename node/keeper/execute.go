@@ -115,7 +115,7 @@ func (a *Keeper) managedSettings() map[string]string { return a.settingsFor(a.lo
 func (a *Keeper) settingsFor(st *pb.ClusterState) map[string]string {
 	pc := a.cfg.Postgres
 	s := pgctl.ManagedSettings(a.pg.Options())
-	for _, params := range []map[string]string{st.GetSettings().GetPostgresParameters(), pc.Parameters} {
+	for _, params := range []map[string]string{st.GetSettings().GetPostgresParameters(), a.live.Load().Postgres.Parameters} {
 		for k, v := range params {
 			if _, managed := config.ManagedParameters[k]; !managed {
 				s[k] = v
@@ -141,7 +141,7 @@ func (a *Keeper) hbaConfig() pgctl.HBAConfig {
 		Superuser:       pc.Superuser,
 		IdentUsers:      identUsers(pc.OSUser),
 		// The node's own lines first: pg_hba.conf takes the first match.
-		Extra: append(slices.Clone(pc.HBA), a.log.State().Settings.GetPostgresHba()...),
+		Extra: append(slices.Clone(a.live.Load().Postgres.HBA), a.log.State().Settings.GetPostgresHba()...),
 	}
 }
 

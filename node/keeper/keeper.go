@@ -32,7 +32,11 @@ import (
 // drives Reconcile, RenewLease and WatchdogTick from three); the fields
 // each step owns are marked, the shared ones are atomics or under a mutex.
 type Keeper struct {
+	// cfg: the node's configuration as the sidecar started; the keys a
+	// reload may change (postgres.parameters, postgres.hba) are read
+	// through live (SetNodeConfig).
 	cfg    *config.Config
+	live   atomic.Pointer[config.Config]
 	logger hclog.Logger
 	clk    Clock
 	log    Log
@@ -105,6 +109,7 @@ type Keeper struct {
 	syncTermAt    time.Time
 	rejoinCh      chan rejoinRequest  // node rejoin requests, run by the reconciler in Run
 	restartCh     chan restartRequest // operator restarts, run by the reconciler in Run (restart.go)
+	reloadCh      chan reloadRequest  // operator reloads, run by the reconciler in Run (restart.go)
 	// healthyAt: when Postgres last answered the status query (Clock
 	// time, unix nanos).
 	healthyAt atomic.Int64
@@ -150,8 +155,9 @@ func New(cfg Config, log Log, pg Postgres, peers Peers) (*Keeper, error) {
 		lg = hclog.NewNullLogger()
 	}
 	a := &Keeper{cfg: cfg.Node, logger: lg, clk: cfg.Clock, log: log, pg: pg, peers: peers, hooks: cfg.Hooks,
-		started: cfg.Started, passfile: cfg.Passfile, rejoinCh: make(chan rejoinRequest), restartCh: make(chan restartRequest), dogWake: make(chan struct{}, 1)}
+		started: cfg.Started, passfile: cfg.Passfile, rejoinCh: make(chan rejoinRequest), restartCh: make(chan restartRequest), reloadCh: make(chan reloadRequest), dogWake: make(chan struct{}, 1)}
 	a.obs.Store(&pb.PostgresStatus{Port: uint32(cfg.Node.Postgres.Port)})
+	a.live.Store(cfg.Node)
 	a.state.Store("starting")
 	a.answers.next = cfg.AnswerNonce
 	if a.answers.next == 0 {
@@ -334,6 +340,8 @@ func (a *Keeper) Run(ctx context.Context) {
 			r.reply <- rejoinReply{steps: steps, err: err}
 		case r := <-a.restartCh:
 			r.reply <- a.restartPostgres(ctx)
+		case r := <-a.reloadCh:
+			r.reply <- a.reloadPostgres(ctx)
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/hasidecar/hasidecar/config"
 	"github.com/hasidecar/hasidecar/fsm"
 	"github.com/hasidecar/hasidecar/pgctl"
 	pb "github.com/hasidecar/hasidecar/proto/hasidecar/v1"
@@ -95,5 +96,49 @@ func (a *Keeper) restartPostgres(ctx context.Context) error {
 	}
 	a.conf = confMemo{} // render and compare the files again before the start
 	a.pokeWatchdog()
+	return nil
+}
+
+// reloadRequest asks Run's reconciler goroutine to reload Postgres.
+type reloadRequest struct{ reply chan error }
+
+// SetNodeConfig hands the keeper the node's configuration after a reload
+// (SIGHUP): its postgres.parameters and postgres.hba are rendered from the
+// next configure on. The other keys keep their values from New.
+func (a *Keeper) SetNodeConfig(c *config.Config) {
+	if c != nil && c.Postgres != nil {
+		a.live.Store(c)
+	}
+}
+
+// ReloadPostgres is an operator's `hasidecar reload` on this node: the
+// reconciler renders and writes the managed files again (not skipped as
+// unchanged), then reloads Postgres whatever changed (the postmaster
+// re-reads its files asynchronously, as after pg_reload_conf).
+func (a *Keeper) ReloadPostgres(ctx context.Context) error {
+	r := reloadRequest{reply: make(chan error, 1)}
+	select {
+	case a.reloadCh <- r:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-r.reply:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (a *Keeper) reloadPostgres(ctx context.Context) error {
+	a.conf = confMemo{} // write the files from the current inputs
+	a.Reconcile(ctx)
+	if !a.pg.Running() {
+		return errors.New("postgres is not running on " + a.cfg.Name + ": its keeper writes the files and starts it when it can")
+	}
+	if err := a.pg.Reload(ctx); err != nil {
+		return err
+	}
+	a.logger.Info("postgres reloaded: asked by an operator")
 	return nil
 }

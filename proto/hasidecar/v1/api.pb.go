@@ -2546,6 +2546,297 @@ func (x *RestartPostgresResponse) GetPostmasterStartUnixMs() int64 {
 	return 0
 }
 
+// ReloadConfig (`hasidecar reload`, and SIGHUP without Postgres): the
+// sidecar reads its own YAML file again and takes the keys that can change
+// live; with postgres, its keeper rewrites the managed files and reloads
+// Postgres (pg_reload_conf).
+type ReloadConfigRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Postgres      bool                   `protobuf:"varint,1,opt,name=postgres,proto3" json:"postgres,omitempty"` // also reload Postgres (`hasidecar reload`)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReloadConfigRequest) Reset() {
+	*x = ReloadConfigRequest{}
+	mi := &file_hasidecar_v1_api_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReloadConfigRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReloadConfigRequest) ProtoMessage() {}
+
+func (x *ReloadConfigRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hasidecar_v1_api_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReloadConfigRequest.ProtoReflect.Descriptor instead.
+func (*ReloadConfigRequest) Descriptor() ([]byte, []int) {
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *ReloadConfigRequest) GetPostgres() bool {
+	if x != nil {
+		return x.Postgres
+	}
+	return false
+}
+
+type ReloadConfigResponse struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Reloaded         []string               `protobuf:"bytes,1,rep,name=reloaded,proto3" json:"reloaded,omitempty"`                           // changed keys now in use (dotted paths)
+	NeedRestart      []string               `protobuf:"bytes,2,rep,name=need_restart,json=needRestart,proto3" json:"need_restart,omitempty"`  // changed keys only a sidecar restart applies (running value kept)
+	ClusterWide      []string               `protobuf:"bytes,3,rep,name=cluster_wide,json=clusterWide,proto3" json:"cluster_wide,omitempty"`  // changed cluster-wide keys: the cluster's value applies (`config set`)
+	Error            string                 `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`                                 // the file does not load: nothing was changed
+	TlsReloaded      bool                   `protobuf:"varint,5,opt,name=tls_reloaded,json=tlsReloaded,proto3" json:"tls_reloaded,omitempty"` // renewed certificate files are in use
+	PostgresReloaded bool                   `protobuf:"varint,6,opt,name=postgres_reloaded,json=postgresReloaded,proto3" json:"postgres_reloaded,omitempty"`
+	PendingRestart   []string               `protobuf:"bytes,7,rep,name=pending_restart,json=pendingRestart,proto3" json:"pending_restart,omitempty"` // Postgres settings waiting for a restart after the reload
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *ReloadConfigResponse) Reset() {
+	*x = ReloadConfigResponse{}
+	mi := &file_hasidecar_v1_api_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReloadConfigResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReloadConfigResponse) ProtoMessage() {}
+
+func (x *ReloadConfigResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hasidecar_v1_api_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReloadConfigResponse.ProtoReflect.Descriptor instead.
+func (*ReloadConfigResponse) Descriptor() ([]byte, []int) {
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *ReloadConfigResponse) GetReloaded() []string {
+	if x != nil {
+		return x.Reloaded
+	}
+	return nil
+}
+
+func (x *ReloadConfigResponse) GetNeedRestart() []string {
+	if x != nil {
+		return x.NeedRestart
+	}
+	return nil
+}
+
+func (x *ReloadConfigResponse) GetClusterWide() []string {
+	if x != nil {
+		return x.ClusterWide
+	}
+	return nil
+}
+
+func (x *ReloadConfigResponse) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *ReloadConfigResponse) GetTlsReloaded() bool {
+	if x != nil {
+		return x.TlsReloaded
+	}
+	return false
+}
+
+func (x *ReloadConfigResponse) GetPostgresReloaded() bool {
+	if x != nil {
+		return x.PostgresReloaded
+	}
+	return false
+}
+
+func (x *ReloadConfigResponse) GetPendingRestart() []string {
+	if x != nil {
+		return x.PendingRestart
+	}
+	return nil
+}
+
+// PendingSettings: the settings this node's Postgres waits to restart for,
+// with the running and pending values (`hasidecar restart` orders a
+// rolling restart by them).
+type PendingSettingsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PendingSettingsRequest) Reset() {
+	*x = PendingSettingsRequest{}
+	mi := &file_hasidecar_v1_api_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PendingSettingsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PendingSettingsRequest) ProtoMessage() {}
+
+func (x *PendingSettingsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hasidecar_v1_api_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PendingSettingsRequest.ProtoReflect.Descriptor instead.
+func (*PendingSettingsRequest) Descriptor() ([]byte, []int) {
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{37}
+}
+
+type PendingSetting struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Name             string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Running          string                 `protobuf:"bytes,2,opt,name=running,proto3" json:"running,omitempty"`                                              // pg_settings.setting
+	Pending          string                 `protobuf:"bytes,3,opt,name=pending,proto3" json:"pending,omitempty"`                                              // the value in the files (pg_file_settings)
+	LowersHotStandby bool                   `protobuf:"varint,4,opt,name=lowers_hot_standby,json=lowersHotStandby,proto3" json:"lowers_hot_standby,omitempty"` // a standby must run it at least as high as its primary, and it goes down
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *PendingSetting) Reset() {
+	*x = PendingSetting{}
+	mi := &file_hasidecar_v1_api_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PendingSetting) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PendingSetting) ProtoMessage() {}
+
+func (x *PendingSetting) ProtoReflect() protoreflect.Message {
+	mi := &file_hasidecar_v1_api_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PendingSetting.ProtoReflect.Descriptor instead.
+func (*PendingSetting) Descriptor() ([]byte, []int) {
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *PendingSetting) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PendingSetting) GetRunning() string {
+	if x != nil {
+		return x.Running
+	}
+	return ""
+}
+
+func (x *PendingSetting) GetPending() string {
+	if x != nil {
+		return x.Pending
+	}
+	return ""
+}
+
+func (x *PendingSetting) GetLowersHotStandby() bool {
+	if x != nil {
+		return x.LowersHotStandby
+	}
+	return false
+}
+
+type PendingSettingsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Settings      []*PendingSetting      `protobuf:"bytes,1,rep,name=settings,proto3" json:"settings,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PendingSettingsResponse) Reset() {
+	*x = PendingSettingsResponse{}
+	mi := &file_hasidecar_v1_api_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PendingSettingsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PendingSettingsResponse) ProtoMessage() {}
+
+func (x *PendingSettingsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hasidecar_v1_api_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PendingSettingsResponse.ProtoReflect.Descriptor instead.
+func (*PendingSettingsResponse) Descriptor() ([]byte, []int) {
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *PendingSettingsResponse) GetSettings() []*PendingSetting {
+	if x != nil {
+		return x.Settings
+	}
+	return nil
+}
+
 type JoinRequest struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
 	ClusterName      string                 `protobuf:"bytes,1,opt,name=cluster_name,json=clusterName,proto3" json:"cluster_name,omitempty"`
@@ -2565,7 +2856,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[35]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2577,7 +2868,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[35]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2590,7 +2881,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{35}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *JoinRequest) GetClusterName() string {
@@ -2681,7 +2972,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[36]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2693,7 +2984,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[36]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2706,7 +2997,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{36}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *JoinResponse) GetNodeId() uint32 {
@@ -2740,7 +3031,7 @@ type RemoveNodeRequest struct {
 
 func (x *RemoveNodeRequest) Reset() {
 	*x = RemoveNodeRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[37]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2752,7 +3043,7 @@ func (x *RemoveNodeRequest) String() string {
 func (*RemoveNodeRequest) ProtoMessage() {}
 
 func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[37]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2765,7 +3056,7 @@ func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
 func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{37}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *RemoveNodeRequest) GetNodeId() uint32 {
@@ -2791,7 +3082,7 @@ type RemoveNodeResponse struct {
 
 func (x *RemoveNodeResponse) Reset() {
 	*x = RemoveNodeResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[38]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2803,7 +3094,7 @@ func (x *RemoveNodeResponse) String() string {
 func (*RemoveNodeResponse) ProtoMessage() {}
 
 func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[38]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2816,7 +3107,7 @@ func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
 func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{38}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *RemoveNodeResponse) GetNodeId() uint32 {
@@ -2836,7 +3127,7 @@ type ApplyRequest struct {
 
 func (x *ApplyRequest) Reset() {
 	*x = ApplyRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[39]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2848,7 +3139,7 @@ func (x *ApplyRequest) String() string {
 func (*ApplyRequest) ProtoMessage() {}
 
 func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[39]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2861,7 +3152,7 @@ func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyRequest.ProtoReflect.Descriptor instead.
 func (*ApplyRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{39}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ApplyRequest) GetCommand() []byte {
@@ -2881,7 +3172,7 @@ type ApplyResponse struct {
 
 func (x *ApplyResponse) Reset() {
 	*x = ApplyResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[40]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2893,7 +3184,7 @@ func (x *ApplyResponse) String() string {
 func (*ApplyResponse) ProtoMessage() {}
 
 func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[40]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2906,7 +3197,7 @@ func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyResponse.ProtoReflect.Descriptor instead.
 func (*ApplyResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{40}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ApplyResponse) GetIndex() uint64 {
@@ -2932,7 +3223,7 @@ type ReportRequest struct {
 
 func (x *ReportRequest) Reset() {
 	*x = ReportRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[41]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2944,7 +3235,7 @@ func (x *ReportRequest) String() string {
 func (*ReportRequest) ProtoMessage() {}
 
 func (x *ReportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[41]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2957,7 +3248,7 @@ func (x *ReportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportRequest.ProtoReflect.Descriptor instead.
 func (*ReportRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{41}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ReportRequest) GetReport() *NodeReport {
@@ -2975,7 +3266,7 @@ type ReportResponse struct {
 
 func (x *ReportResponse) Reset() {
 	*x = ReportResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[42]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2987,7 +3278,7 @@ func (x *ReportResponse) String() string {
 func (*ReportResponse) ProtoMessage() {}
 
 func (x *ReportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[42]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3000,7 +3291,7 @@ func (x *ReportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportResponse.ProtoReflect.Descriptor instead.
 func (*ReportResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{42}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{47}
 }
 
 // The leader asks a standby for its freshest LSNs before choosing a candidate.
@@ -3013,7 +3304,7 @@ type LSNRequest struct {
 
 func (x *LSNRequest) Reset() {
 	*x = LSNRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[43]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3025,7 +3316,7 @@ func (x *LSNRequest) String() string {
 func (*LSNRequest) ProtoMessage() {}
 
 func (x *LSNRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[43]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3038,7 +3329,7 @@ func (x *LSNRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LSNRequest.ProtoReflect.Descriptor instead.
 func (*LSNRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{43}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *LSNRequest) GetTerm() uint64 {
@@ -3068,7 +3359,7 @@ type LSNResponse struct {
 
 func (x *LSNResponse) Reset() {
 	*x = LSNResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[44]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3080,7 +3371,7 @@ func (x *LSNResponse) String() string {
 func (*LSNResponse) ProtoMessage() {}
 
 func (x *LSNResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[44]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3093,7 +3384,7 @@ func (x *LSNResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LSNResponse.ProtoReflect.Descriptor instead.
 func (*LSNResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{44}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *LSNResponse) GetNodeId() uint32 {
@@ -3154,7 +3445,7 @@ type PingRequest struct {
 
 func (x *PingRequest) Reset() {
 	*x = PingRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[45]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3166,7 +3457,7 @@ func (x *PingRequest) String() string {
 func (*PingRequest) ProtoMessage() {}
 
 func (x *PingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[45]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3179,7 +3470,7 @@ func (x *PingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PingRequest.ProtoReflect.Descriptor instead.
 func (*PingRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{45}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *PingRequest) GetFrom() string {
@@ -3199,7 +3490,7 @@ type SampleRequest struct {
 
 func (x *SampleRequest) Reset() {
 	*x = SampleRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[46]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3211,7 +3502,7 @@ func (x *SampleRequest) String() string {
 func (*SampleRequest) ProtoMessage() {}
 
 func (x *SampleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[46]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3224,7 +3515,7 @@ func (x *SampleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SampleRequest.ProtoReflect.Descriptor instead.
 func (*SampleRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{46}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{51}
 }
 
 type SampleResponse struct {
@@ -3236,7 +3527,7 @@ type SampleResponse struct {
 
 func (x *SampleResponse) Reset() {
 	*x = SampleResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[47]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3248,7 +3539,7 @@ func (x *SampleResponse) String() string {
 func (*SampleResponse) ProtoMessage() {}
 
 func (x *SampleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[47]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3261,7 +3552,7 @@ func (x *SampleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SampleResponse.ProtoReflect.Descriptor instead.
 func (*SampleResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{47}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *SampleResponse) GetReport() *NodeReport {
@@ -3282,7 +3573,7 @@ type PingResponse struct {
 
 func (x *PingResponse) Reset() {
 	*x = PingResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[48]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3294,7 +3585,7 @@ func (x *PingResponse) String() string {
 func (*PingResponse) ProtoMessage() {}
 
 func (x *PingResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[48]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3307,7 +3598,7 @@ func (x *PingResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PingResponse.ProtoReflect.Descriptor instead.
 func (*PingResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{48}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *PingResponse) GetNodeId() uint32 {
@@ -3343,7 +3634,7 @@ type EnsureSlotRequest struct {
 
 func (x *EnsureSlotRequest) Reset() {
 	*x = EnsureSlotRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[49]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3355,7 +3646,7 @@ func (x *EnsureSlotRequest) String() string {
 func (*EnsureSlotRequest) ProtoMessage() {}
 
 func (x *EnsureSlotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[49]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3368,7 +3659,7 @@ func (x *EnsureSlotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnsureSlotRequest.ProtoReflect.Descriptor instead.
 func (*EnsureSlotRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{49}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *EnsureSlotRequest) GetSlotName() string {
@@ -3394,7 +3685,7 @@ type EnsureSlotResponse struct {
 
 func (x *EnsureSlotResponse) Reset() {
 	*x = EnsureSlotResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[50]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3406,7 +3697,7 @@ func (x *EnsureSlotResponse) String() string {
 func (*EnsureSlotResponse) ProtoMessage() {}
 
 func (x *EnsureSlotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[50]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3419,7 +3710,7 @@ func (x *EnsureSlotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnsureSlotResponse.ProtoReflect.Descriptor instead.
 func (*EnsureSlotResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{50}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *EnsureSlotResponse) GetCreated() bool {
@@ -3437,7 +3728,7 @@ type ConfigShowRequest struct {
 
 func (x *ConfigShowRequest) Reset() {
 	*x = ConfigShowRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[51]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3449,7 +3740,7 @@ func (x *ConfigShowRequest) String() string {
 func (*ConfigShowRequest) ProtoMessage() {}
 
 func (x *ConfigShowRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[51]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3462,7 +3753,7 @@ func (x *ConfigShowRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigShowRequest.ProtoReflect.Descriptor instead.
 func (*ConfigShowRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{51}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{56}
 }
 
 type ConfigShowResponse struct {
@@ -3476,7 +3767,7 @@ type ConfigShowResponse struct {
 
 func (x *ConfigShowResponse) Reset() {
 	*x = ConfigShowResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[52]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3488,7 +3779,7 @@ func (x *ConfigShowResponse) String() string {
 func (*ConfigShowResponse) ProtoMessage() {}
 
 func (x *ConfigShowResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[52]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3501,7 +3792,7 @@ func (x *ConfigShowResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigShowResponse.ProtoReflect.Descriptor instead.
 func (*ConfigShowResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{52}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ConfigShowResponse) GetSettings() *Settings {
@@ -3540,7 +3831,7 @@ type NodeConfig struct {
 
 func (x *NodeConfig) Reset() {
 	*x = NodeConfig{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[53]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3552,7 +3843,7 @@ func (x *NodeConfig) String() string {
 func (*NodeConfig) ProtoMessage() {}
 
 func (x *NodeConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[53]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3565,7 +3856,7 @@ func (x *NodeConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeConfig.ProtoReflect.Descriptor instead.
 func (*NodeConfig) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{53}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *NodeConfig) GetName() string {
@@ -3616,7 +3907,7 @@ type ConfigSetRequest struct {
 
 func (x *ConfigSetRequest) Reset() {
 	*x = ConfigSetRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[54]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3628,7 +3919,7 @@ func (x *ConfigSetRequest) String() string {
 func (*ConfigSetRequest) ProtoMessage() {}
 
 func (x *ConfigSetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[54]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3641,7 +3932,7 @@ func (x *ConfigSetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigSetRequest.ProtoReflect.Descriptor instead.
 func (*ConfigSetRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{54}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *ConfigSetRequest) GetVersion() uint64 {
@@ -3679,7 +3970,7 @@ type ConfigSetResponse struct {
 
 func (x *ConfigSetResponse) Reset() {
 	*x = ConfigSetResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[55]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3691,7 +3982,7 @@ func (x *ConfigSetResponse) String() string {
 func (*ConfigSetResponse) ProtoMessage() {}
 
 func (x *ConfigSetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[55]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3704,7 +3995,7 @@ func (x *ConfigSetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigSetResponse.ProtoReflect.Descriptor instead.
 func (*ConfigSetResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{55}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *ConfigSetResponse) GetVersion() uint64 {
@@ -3737,7 +4028,7 @@ type ConfigHistoryRequest struct {
 
 func (x *ConfigHistoryRequest) Reset() {
 	*x = ConfigHistoryRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[56]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3749,7 +4040,7 @@ func (x *ConfigHistoryRequest) String() string {
 func (*ConfigHistoryRequest) ProtoMessage() {}
 
 func (x *ConfigHistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[56]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3762,7 +4053,7 @@ func (x *ConfigHistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigHistoryRequest.ProtoReflect.Descriptor instead.
 func (*ConfigHistoryRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{56}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *ConfigHistoryRequest) GetLimit() int32 {
@@ -3781,7 +4072,7 @@ type ConfigHistoryResponse struct {
 
 func (x *ConfigHistoryResponse) Reset() {
 	*x = ConfigHistoryResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[57]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3793,7 +4084,7 @@ func (x *ConfigHistoryResponse) String() string {
 func (*ConfigHistoryResponse) ProtoMessage() {}
 
 func (x *ConfigHistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[57]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3806,7 +4097,7 @@ func (x *ConfigHistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigHistoryResponse.ProtoReflect.Descriptor instead.
 func (*ConfigHistoryResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{57}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *ConfigHistoryResponse) GetEvents() []*Event {
@@ -3830,7 +4121,7 @@ type CheckParametersRequest struct {
 
 func (x *CheckParametersRequest) Reset() {
 	*x = CheckParametersRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[58]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3842,7 +4133,7 @@ func (x *CheckParametersRequest) String() string {
 func (*CheckParametersRequest) ProtoMessage() {}
 
 func (x *CheckParametersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[58]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3855,7 +4146,7 @@ func (x *CheckParametersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckParametersRequest.ProtoReflect.Descriptor instead.
 func (*CheckParametersRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{58}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *CheckParametersRequest) GetParameters() map[string]string {
@@ -3882,7 +4173,7 @@ type CheckParametersResponse struct {
 
 func (x *CheckParametersResponse) Reset() {
 	*x = CheckParametersResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[59]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3894,7 +4185,7 @@ func (x *CheckParametersResponse) String() string {
 func (*CheckParametersResponse) ProtoMessage() {}
 
 func (x *CheckParametersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[59]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3907,7 +4198,7 @@ func (x *CheckParametersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckParametersResponse.ProtoReflect.Descriptor instead.
 func (*CheckParametersResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{59}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *CheckParametersResponse) GetProblems() []*ParameterProblem {
@@ -3934,7 +4225,7 @@ type ParameterProblem struct {
 
 func (x *ParameterProblem) Reset() {
 	*x = ParameterProblem{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[60]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3946,7 +4237,7 @@ func (x *ParameterProblem) String() string {
 func (*ParameterProblem) ProtoMessage() {}
 
 func (x *ParameterProblem) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[60]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3959,7 +4250,7 @@ func (x *ParameterProblem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ParameterProblem.ProtoReflect.Descriptor instead.
 func (*ParameterProblem) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{60}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *ParameterProblem) GetName() string {
@@ -4202,7 +4493,25 @@ const file_hasidecar_v1_api_proto_rawDesc = "" +
 	"\x16RestartPostgresRequest\"~\n" +
 	"\x17RestartPostgresResponse\x12*\n" +
 	"\x04role\x18\x01 \x01(\x0e2\x16.hasidecar.v1.NodeRoleR\x04role\x127\n" +
-	"\x18postmaster_start_unix_ms\x18\x02 \x01(\x03R\x15postmasterStartUnixMs\"\xee\x02\n" +
+	"\x18postmaster_start_unix_ms\x18\x02 \x01(\x03R\x15postmasterStartUnixMs\"1\n" +
+	"\x13ReloadConfigRequest\x12\x1a\n" +
+	"\bpostgres\x18\x01 \x01(\bR\bpostgres\"\x87\x02\n" +
+	"\x14ReloadConfigResponse\x12\x1a\n" +
+	"\breloaded\x18\x01 \x03(\tR\breloaded\x12!\n" +
+	"\fneed_restart\x18\x02 \x03(\tR\vneedRestart\x12!\n" +
+	"\fcluster_wide\x18\x03 \x03(\tR\vclusterWide\x12\x14\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\x12!\n" +
+	"\ftls_reloaded\x18\x05 \x01(\bR\vtlsReloaded\x12+\n" +
+	"\x11postgres_reloaded\x18\x06 \x01(\bR\x10postgresReloaded\x12'\n" +
+	"\x0fpending_restart\x18\a \x03(\tR\x0ependingRestart\"\x18\n" +
+	"\x16PendingSettingsRequest\"\x86\x01\n" +
+	"\x0ePendingSetting\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
+	"\arunning\x18\x02 \x01(\tR\arunning\x12\x18\n" +
+	"\apending\x18\x03 \x01(\tR\apending\x12,\n" +
+	"\x12lowers_hot_standby\x18\x04 \x01(\bR\x10lowersHotStandby\"S\n" +
+	"\x17PendingSettingsResponse\x128\n" +
+	"\bsettings\x18\x01 \x03(\v2\x1c.hasidecar.v1.PendingSettingR\bsettings\"\xee\x02\n" +
 	"\vJoinRequest\x12!\n" +
 	"\fcluster_name\x18\x01 \x01(\tR\vclusterName\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12*\n" +
@@ -4312,10 +4621,12 @@ const file_hasidecar_v1_api_proto_rawDesc = "" +
 	"\n" +
 	"RemoveNode\x12\x1f.hasidecar.v1.RemoveNodeRequest\x1a .hasidecar.v1.RemoveNodeResponse\x12C\n" +
 	"\x06Reinit\x12\x1b.hasidecar.v1.ReinitRequest\x1a\x1c.hasidecar.v1.ReinitResponse\x12[\n" +
-	"\x0eSetMaintenance\x12#.hasidecar.v1.SetMaintenanceRequest\x1a$.hasidecar.v1.SetMaintenanceResponse2\xc9\x03\n" +
+	"\x0eSetMaintenance\x12#.hasidecar.v1.SetMaintenanceRequest\x1a$.hasidecar.v1.SetMaintenanceResponse2\x80\x05\n" +
 	"\vNodeService\x12C\n" +
 	"\x06Status\x12\x1b.hasidecar.v1.StatusRequest\x1a\x1c.hasidecar.v1.StatusResponse\x12^\n" +
-	"\x0fRestartPostgres\x12$.hasidecar.v1.RestartPostgresRequest\x1a%.hasidecar.v1.RestartPostgresResponse\x12C\n" +
+	"\x0fRestartPostgres\x12$.hasidecar.v1.RestartPostgresRequest\x1a%.hasidecar.v1.RestartPostgresResponse\x12U\n" +
+	"\fReloadConfig\x12!.hasidecar.v1.ReloadConfigRequest\x1a\".hasidecar.v1.ReloadConfigResponse\x12^\n" +
+	"\x0fPendingSettings\x12$.hasidecar.v1.PendingSettingsRequest\x1a%.hasidecar.v1.PendingSettingsResponse\x12C\n" +
 	"\x06Rejoin\x12\x1b.hasidecar.v1.RejoinRequest\x1a\x1c.hasidecar.v1.RejoinResponse\x12F\n" +
 	"\aHistory\x12\x1c.hasidecar.v1.HistoryRequest\x1a\x1d.hasidecar.v1.HistoryResponse\x12F\n" +
 	"\aCleanup\x12\x1c.hasidecar.v1.CleanupRequest\x1a\x1d.hasidecar.v1.CleanupResponse\x12@\n" +
@@ -4348,7 +4659,7 @@ func file_hasidecar_v1_api_proto_rawDescGZIP() []byte {
 	return file_hasidecar_v1_api_proto_rawDescData
 }
 
-var file_hasidecar_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 64)
+var file_hasidecar_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 69)
 var file_hasidecar_v1_api_proto_goTypes = []any{
 	(*PostgresStatus)(nil),          // 0: hasidecar.v1.PostgresStatus
 	(*SlotStatus)(nil),              // 1: hasidecar.v1.SlotStatus
@@ -4385,138 +4696,148 @@ var file_hasidecar_v1_api_proto_goTypes = []any{
 	(*RejoinResponse)(nil),          // 32: hasidecar.v1.RejoinResponse
 	(*RestartPostgresRequest)(nil),  // 33: hasidecar.v1.RestartPostgresRequest
 	(*RestartPostgresResponse)(nil), // 34: hasidecar.v1.RestartPostgresResponse
-	(*JoinRequest)(nil),             // 35: hasidecar.v1.JoinRequest
-	(*JoinResponse)(nil),            // 36: hasidecar.v1.JoinResponse
-	(*RemoveNodeRequest)(nil),       // 37: hasidecar.v1.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil),      // 38: hasidecar.v1.RemoveNodeResponse
-	(*ApplyRequest)(nil),            // 39: hasidecar.v1.ApplyRequest
-	(*ApplyResponse)(nil),           // 40: hasidecar.v1.ApplyResponse
-	(*ReportRequest)(nil),           // 41: hasidecar.v1.ReportRequest
-	(*ReportResponse)(nil),          // 42: hasidecar.v1.ReportResponse
-	(*LSNRequest)(nil),              // 43: hasidecar.v1.LSNRequest
-	(*LSNResponse)(nil),             // 44: hasidecar.v1.LSNResponse
-	(*PingRequest)(nil),             // 45: hasidecar.v1.PingRequest
-	(*SampleRequest)(nil),           // 46: hasidecar.v1.SampleRequest
-	(*SampleResponse)(nil),          // 47: hasidecar.v1.SampleResponse
-	(*PingResponse)(nil),            // 48: hasidecar.v1.PingResponse
-	(*EnsureSlotRequest)(nil),       // 49: hasidecar.v1.EnsureSlotRequest
-	(*EnsureSlotResponse)(nil),      // 50: hasidecar.v1.EnsureSlotResponse
-	(*ConfigShowRequest)(nil),       // 51: hasidecar.v1.ConfigShowRequest
-	(*ConfigShowResponse)(nil),      // 52: hasidecar.v1.ConfigShowResponse
-	(*NodeConfig)(nil),              // 53: hasidecar.v1.NodeConfig
-	(*ConfigSetRequest)(nil),        // 54: hasidecar.v1.ConfigSetRequest
-	(*ConfigSetResponse)(nil),       // 55: hasidecar.v1.ConfigSetResponse
-	(*ConfigHistoryRequest)(nil),    // 56: hasidecar.v1.ConfigHistoryRequest
-	(*ConfigHistoryResponse)(nil),   // 57: hasidecar.v1.ConfigHistoryResponse
-	(*CheckParametersRequest)(nil),  // 58: hasidecar.v1.CheckParametersRequest
-	(*CheckParametersResponse)(nil), // 59: hasidecar.v1.CheckParametersResponse
-	(*ParameterProblem)(nil),        // 60: hasidecar.v1.ParameterProblem
-	nil,                             // 61: hasidecar.v1.StatusResponse.LocalParametersEntry
-	nil,                             // 62: hasidecar.v1.NodeConfig.LocalParametersEntry
-	nil,                             // 63: hasidecar.v1.CheckParametersRequest.ParametersEntry
-	(NodeKind)(0),                   // 64: hasidecar.v1.NodeKind
-	(NodeRole)(0),                   // 65: hasidecar.v1.NodeRole
-	(FailoverMode)(0),               // 66: hasidecar.v1.FailoverMode
-	(*Lease)(nil),                   // 67: hasidecar.v1.Lease
-	(*Switchover)(nil),              // 68: hasidecar.v1.Switchover
-	(*Event)(nil),                   // 69: hasidecar.v1.Event
-	(*Node)(nil),                    // 70: hasidecar.v1.Node
-	(*Settings)(nil),                // 71: hasidecar.v1.Settings
-	(*ConfigChange)(nil),            // 72: hasidecar.v1.ConfigChange
+	(*ReloadConfigRequest)(nil),     // 35: hasidecar.v1.ReloadConfigRequest
+	(*ReloadConfigResponse)(nil),    // 36: hasidecar.v1.ReloadConfigResponse
+	(*PendingSettingsRequest)(nil),  // 37: hasidecar.v1.PendingSettingsRequest
+	(*PendingSetting)(nil),          // 38: hasidecar.v1.PendingSetting
+	(*PendingSettingsResponse)(nil), // 39: hasidecar.v1.PendingSettingsResponse
+	(*JoinRequest)(nil),             // 40: hasidecar.v1.JoinRequest
+	(*JoinResponse)(nil),            // 41: hasidecar.v1.JoinResponse
+	(*RemoveNodeRequest)(nil),       // 42: hasidecar.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),      // 43: hasidecar.v1.RemoveNodeResponse
+	(*ApplyRequest)(nil),            // 44: hasidecar.v1.ApplyRequest
+	(*ApplyResponse)(nil),           // 45: hasidecar.v1.ApplyResponse
+	(*ReportRequest)(nil),           // 46: hasidecar.v1.ReportRequest
+	(*ReportResponse)(nil),          // 47: hasidecar.v1.ReportResponse
+	(*LSNRequest)(nil),              // 48: hasidecar.v1.LSNRequest
+	(*LSNResponse)(nil),             // 49: hasidecar.v1.LSNResponse
+	(*PingRequest)(nil),             // 50: hasidecar.v1.PingRequest
+	(*SampleRequest)(nil),           // 51: hasidecar.v1.SampleRequest
+	(*SampleResponse)(nil),          // 52: hasidecar.v1.SampleResponse
+	(*PingResponse)(nil),            // 53: hasidecar.v1.PingResponse
+	(*EnsureSlotRequest)(nil),       // 54: hasidecar.v1.EnsureSlotRequest
+	(*EnsureSlotResponse)(nil),      // 55: hasidecar.v1.EnsureSlotResponse
+	(*ConfigShowRequest)(nil),       // 56: hasidecar.v1.ConfigShowRequest
+	(*ConfigShowResponse)(nil),      // 57: hasidecar.v1.ConfigShowResponse
+	(*NodeConfig)(nil),              // 58: hasidecar.v1.NodeConfig
+	(*ConfigSetRequest)(nil),        // 59: hasidecar.v1.ConfigSetRequest
+	(*ConfigSetResponse)(nil),       // 60: hasidecar.v1.ConfigSetResponse
+	(*ConfigHistoryRequest)(nil),    // 61: hasidecar.v1.ConfigHistoryRequest
+	(*ConfigHistoryResponse)(nil),   // 62: hasidecar.v1.ConfigHistoryResponse
+	(*CheckParametersRequest)(nil),  // 63: hasidecar.v1.CheckParametersRequest
+	(*CheckParametersResponse)(nil), // 64: hasidecar.v1.CheckParametersResponse
+	(*ParameterProblem)(nil),        // 65: hasidecar.v1.ParameterProblem
+	nil,                             // 66: hasidecar.v1.StatusResponse.LocalParametersEntry
+	nil,                             // 67: hasidecar.v1.NodeConfig.LocalParametersEntry
+	nil,                             // 68: hasidecar.v1.CheckParametersRequest.ParametersEntry
+	(NodeKind)(0),                   // 69: hasidecar.v1.NodeKind
+	(NodeRole)(0),                   // 70: hasidecar.v1.NodeRole
+	(FailoverMode)(0),               // 71: hasidecar.v1.FailoverMode
+	(*Lease)(nil),                   // 72: hasidecar.v1.Lease
+	(*Switchover)(nil),              // 73: hasidecar.v1.Switchover
+	(*Event)(nil),                   // 74: hasidecar.v1.Event
+	(*Node)(nil),                    // 75: hasidecar.v1.Node
+	(*Settings)(nil),                // 76: hasidecar.v1.Settings
+	(*ConfigChange)(nil),            // 77: hasidecar.v1.ConfigChange
 }
 var file_hasidecar_v1_api_proto_depIdxs = []int32{
 	2,  // 0: hasidecar.v1.PostgresStatus.replication:type_name -> hasidecar.v1.ReplicationRow
 	1,  // 1: hasidecar.v1.PostgresStatus.slots:type_name -> hasidecar.v1.SlotStatus
 	0,  // 2: hasidecar.v1.NodeReport.postgres:type_name -> hasidecar.v1.PostgresStatus
 	4,  // 3: hasidecar.v1.NodeReport.peers:type_name -> hasidecar.v1.PeerReachability
-	64, // 4: hasidecar.v1.NodeView.kind:type_name -> hasidecar.v1.NodeKind
-	65, // 5: hasidecar.v1.NodeView.role:type_name -> hasidecar.v1.NodeRole
+	69, // 4: hasidecar.v1.NodeView.kind:type_name -> hasidecar.v1.NodeKind
+	70, // 5: hasidecar.v1.NodeView.role:type_name -> hasidecar.v1.NodeRole
 	0,  // 6: hasidecar.v1.NodeView.postgres:type_name -> hasidecar.v1.PostgresStatus
-	66, // 7: hasidecar.v1.ShowResponse.failover_mode:type_name -> hasidecar.v1.FailoverMode
+	71, // 7: hasidecar.v1.ShowResponse.failover_mode:type_name -> hasidecar.v1.FailoverMode
 	6,  // 8: hasidecar.v1.ShowResponse.nodes:type_name -> hasidecar.v1.NodeView
-	67, // 9: hasidecar.v1.ShowResponse.lease:type_name -> hasidecar.v1.Lease
-	68, // 10: hasidecar.v1.ShowResponse.switchover:type_name -> hasidecar.v1.Switchover
-	69, // 11: hasidecar.v1.EventsResponse.events:type_name -> hasidecar.v1.Event
+	72, // 9: hasidecar.v1.ShowResponse.lease:type_name -> hasidecar.v1.Lease
+	73, // 10: hasidecar.v1.ShowResponse.switchover:type_name -> hasidecar.v1.Switchover
+	74, // 11: hasidecar.v1.EventsResponse.events:type_name -> hasidecar.v1.Event
 	3,  // 12: hasidecar.v1.MatrixResponse.reports:type_name -> hasidecar.v1.NodeReport
-	70, // 13: hasidecar.v1.MatrixResponse.nodes:type_name -> hasidecar.v1.Node
+	75, // 13: hasidecar.v1.MatrixResponse.nodes:type_name -> hasidecar.v1.Node
 	3,  // 14: hasidecar.v1.HistoryResponse.samples:type_name -> hasidecar.v1.NodeReport
-	64, // 15: hasidecar.v1.StatusResponse.kind:type_name -> hasidecar.v1.NodeKind
+	69, // 15: hasidecar.v1.StatusResponse.kind:type_name -> hasidecar.v1.NodeKind
 	0,  // 16: hasidecar.v1.StatusResponse.postgres:type_name -> hasidecar.v1.PostgresStatus
-	65, // 17: hasidecar.v1.StatusResponse.role:type_name -> hasidecar.v1.NodeRole
+	70, // 17: hasidecar.v1.StatusResponse.role:type_name -> hasidecar.v1.NodeRole
 	28, // 18: hasidecar.v1.StatusResponse.config_drift:type_name -> hasidecar.v1.ConfigDrift
-	61, // 19: hasidecar.v1.StatusResponse.local_parameters:type_name -> hasidecar.v1.StatusResponse.LocalParametersEntry
-	65, // 20: hasidecar.v1.RestartPostgresResponse.role:type_name -> hasidecar.v1.NodeRole
-	64, // 21: hasidecar.v1.JoinRequest.kind:type_name -> hasidecar.v1.NodeKind
-	3,  // 22: hasidecar.v1.ReportRequest.report:type_name -> hasidecar.v1.NodeReport
-	0,  // 23: hasidecar.v1.LSNResponse.postgres:type_name -> hasidecar.v1.PostgresStatus
-	3,  // 24: hasidecar.v1.SampleResponse.report:type_name -> hasidecar.v1.NodeReport
-	71, // 25: hasidecar.v1.ConfigShowResponse.settings:type_name -> hasidecar.v1.Settings
-	53, // 26: hasidecar.v1.ConfigShowResponse.nodes:type_name -> hasidecar.v1.NodeConfig
-	62, // 27: hasidecar.v1.NodeConfig.local_parameters:type_name -> hasidecar.v1.NodeConfig.LocalParametersEntry
-	28, // 28: hasidecar.v1.NodeConfig.drift:type_name -> hasidecar.v1.ConfigDrift
-	72, // 29: hasidecar.v1.ConfigSetRequest.changes:type_name -> hasidecar.v1.ConfigChange
-	69, // 30: hasidecar.v1.ConfigHistoryResponse.events:type_name -> hasidecar.v1.Event
-	63, // 31: hasidecar.v1.CheckParametersRequest.parameters:type_name -> hasidecar.v1.CheckParametersRequest.ParametersEntry
-	60, // 32: hasidecar.v1.CheckParametersResponse.problems:type_name -> hasidecar.v1.ParameterProblem
-	5,  // 33: hasidecar.v1.ClusterService.Show:input_type -> hasidecar.v1.ShowRequest
-	8,  // 34: hasidecar.v1.ClusterService.Events:input_type -> hasidecar.v1.EventsRequest
-	10, // 35: hasidecar.v1.ClusterService.SetPaused:input_type -> hasidecar.v1.SetPausedRequest
-	12, // 36: hasidecar.v1.ClusterService.Failover:input_type -> hasidecar.v1.FailoverRequest
-	18, // 37: hasidecar.v1.ClusterService.Switchover:input_type -> hasidecar.v1.SwitchoverRequest
-	20, // 38: hasidecar.v1.ClusterService.Matrix:input_type -> hasidecar.v1.MatrixRequest
-	37, // 39: hasidecar.v1.ClusterService.RemoveNode:input_type -> hasidecar.v1.RemoveNodeRequest
-	14, // 40: hasidecar.v1.ClusterService.Reinit:input_type -> hasidecar.v1.ReinitRequest
-	16, // 41: hasidecar.v1.ClusterService.SetMaintenance:input_type -> hasidecar.v1.SetMaintenanceRequest
-	26, // 42: hasidecar.v1.NodeService.Status:input_type -> hasidecar.v1.StatusRequest
-	33, // 43: hasidecar.v1.NodeService.RestartPostgres:input_type -> hasidecar.v1.RestartPostgresRequest
-	31, // 44: hasidecar.v1.NodeService.Rejoin:input_type -> hasidecar.v1.RejoinRequest
-	22, // 45: hasidecar.v1.NodeService.History:input_type -> hasidecar.v1.HistoryRequest
-	24, // 46: hasidecar.v1.NodeService.Cleanup:input_type -> hasidecar.v1.CleanupRequest
-	29, // 47: hasidecar.v1.NodeService.Leave:input_type -> hasidecar.v1.LeaveRequest
-	51, // 48: hasidecar.v1.ConfigService.Show:input_type -> hasidecar.v1.ConfigShowRequest
-	54, // 49: hasidecar.v1.ConfigService.Set:input_type -> hasidecar.v1.ConfigSetRequest
-	56, // 50: hasidecar.v1.ConfigService.History:input_type -> hasidecar.v1.ConfigHistoryRequest
-	58, // 51: hasidecar.v1.PeerService.CheckParameters:input_type -> hasidecar.v1.CheckParametersRequest
-	49, // 52: hasidecar.v1.PeerService.EnsureSlot:input_type -> hasidecar.v1.EnsureSlotRequest
-	35, // 53: hasidecar.v1.PeerService.Join:input_type -> hasidecar.v1.JoinRequest
-	37, // 54: hasidecar.v1.PeerService.Remove:input_type -> hasidecar.v1.RemoveNodeRequest
-	39, // 55: hasidecar.v1.PeerService.Apply:input_type -> hasidecar.v1.ApplyRequest
-	41, // 56: hasidecar.v1.PeerService.Report:input_type -> hasidecar.v1.ReportRequest
-	46, // 57: hasidecar.v1.PeerService.Sample:input_type -> hasidecar.v1.SampleRequest
-	43, // 58: hasidecar.v1.PeerService.LSN:input_type -> hasidecar.v1.LSNRequest
-	45, // 59: hasidecar.v1.PeerService.Ping:input_type -> hasidecar.v1.PingRequest
-	7,  // 60: hasidecar.v1.ClusterService.Show:output_type -> hasidecar.v1.ShowResponse
-	9,  // 61: hasidecar.v1.ClusterService.Events:output_type -> hasidecar.v1.EventsResponse
-	11, // 62: hasidecar.v1.ClusterService.SetPaused:output_type -> hasidecar.v1.SetPausedResponse
-	13, // 63: hasidecar.v1.ClusterService.Failover:output_type -> hasidecar.v1.FailoverResponse
-	19, // 64: hasidecar.v1.ClusterService.Switchover:output_type -> hasidecar.v1.SwitchoverResponse
-	21, // 65: hasidecar.v1.ClusterService.Matrix:output_type -> hasidecar.v1.MatrixResponse
-	38, // 66: hasidecar.v1.ClusterService.RemoveNode:output_type -> hasidecar.v1.RemoveNodeResponse
-	15, // 67: hasidecar.v1.ClusterService.Reinit:output_type -> hasidecar.v1.ReinitResponse
-	17, // 68: hasidecar.v1.ClusterService.SetMaintenance:output_type -> hasidecar.v1.SetMaintenanceResponse
-	27, // 69: hasidecar.v1.NodeService.Status:output_type -> hasidecar.v1.StatusResponse
-	34, // 70: hasidecar.v1.NodeService.RestartPostgres:output_type -> hasidecar.v1.RestartPostgresResponse
-	32, // 71: hasidecar.v1.NodeService.Rejoin:output_type -> hasidecar.v1.RejoinResponse
-	23, // 72: hasidecar.v1.NodeService.History:output_type -> hasidecar.v1.HistoryResponse
-	25, // 73: hasidecar.v1.NodeService.Cleanup:output_type -> hasidecar.v1.CleanupResponse
-	30, // 74: hasidecar.v1.NodeService.Leave:output_type -> hasidecar.v1.LeaveResponse
-	52, // 75: hasidecar.v1.ConfigService.Show:output_type -> hasidecar.v1.ConfigShowResponse
-	55, // 76: hasidecar.v1.ConfigService.Set:output_type -> hasidecar.v1.ConfigSetResponse
-	57, // 77: hasidecar.v1.ConfigService.History:output_type -> hasidecar.v1.ConfigHistoryResponse
-	59, // 78: hasidecar.v1.PeerService.CheckParameters:output_type -> hasidecar.v1.CheckParametersResponse
-	50, // 79: hasidecar.v1.PeerService.EnsureSlot:output_type -> hasidecar.v1.EnsureSlotResponse
-	36, // 80: hasidecar.v1.PeerService.Join:output_type -> hasidecar.v1.JoinResponse
-	38, // 81: hasidecar.v1.PeerService.Remove:output_type -> hasidecar.v1.RemoveNodeResponse
-	40, // 82: hasidecar.v1.PeerService.Apply:output_type -> hasidecar.v1.ApplyResponse
-	42, // 83: hasidecar.v1.PeerService.Report:output_type -> hasidecar.v1.ReportResponse
-	47, // 84: hasidecar.v1.PeerService.Sample:output_type -> hasidecar.v1.SampleResponse
-	44, // 85: hasidecar.v1.PeerService.LSN:output_type -> hasidecar.v1.LSNResponse
-	48, // 86: hasidecar.v1.PeerService.Ping:output_type -> hasidecar.v1.PingResponse
-	60, // [60:87] is the sub-list for method output_type
-	33, // [33:60] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	66, // 19: hasidecar.v1.StatusResponse.local_parameters:type_name -> hasidecar.v1.StatusResponse.LocalParametersEntry
+	70, // 20: hasidecar.v1.RestartPostgresResponse.role:type_name -> hasidecar.v1.NodeRole
+	38, // 21: hasidecar.v1.PendingSettingsResponse.settings:type_name -> hasidecar.v1.PendingSetting
+	69, // 22: hasidecar.v1.JoinRequest.kind:type_name -> hasidecar.v1.NodeKind
+	3,  // 23: hasidecar.v1.ReportRequest.report:type_name -> hasidecar.v1.NodeReport
+	0,  // 24: hasidecar.v1.LSNResponse.postgres:type_name -> hasidecar.v1.PostgresStatus
+	3,  // 25: hasidecar.v1.SampleResponse.report:type_name -> hasidecar.v1.NodeReport
+	76, // 26: hasidecar.v1.ConfigShowResponse.settings:type_name -> hasidecar.v1.Settings
+	58, // 27: hasidecar.v1.ConfigShowResponse.nodes:type_name -> hasidecar.v1.NodeConfig
+	67, // 28: hasidecar.v1.NodeConfig.local_parameters:type_name -> hasidecar.v1.NodeConfig.LocalParametersEntry
+	28, // 29: hasidecar.v1.NodeConfig.drift:type_name -> hasidecar.v1.ConfigDrift
+	77, // 30: hasidecar.v1.ConfigSetRequest.changes:type_name -> hasidecar.v1.ConfigChange
+	74, // 31: hasidecar.v1.ConfigHistoryResponse.events:type_name -> hasidecar.v1.Event
+	68, // 32: hasidecar.v1.CheckParametersRequest.parameters:type_name -> hasidecar.v1.CheckParametersRequest.ParametersEntry
+	65, // 33: hasidecar.v1.CheckParametersResponse.problems:type_name -> hasidecar.v1.ParameterProblem
+	5,  // 34: hasidecar.v1.ClusterService.Show:input_type -> hasidecar.v1.ShowRequest
+	8,  // 35: hasidecar.v1.ClusterService.Events:input_type -> hasidecar.v1.EventsRequest
+	10, // 36: hasidecar.v1.ClusterService.SetPaused:input_type -> hasidecar.v1.SetPausedRequest
+	12, // 37: hasidecar.v1.ClusterService.Failover:input_type -> hasidecar.v1.FailoverRequest
+	18, // 38: hasidecar.v1.ClusterService.Switchover:input_type -> hasidecar.v1.SwitchoverRequest
+	20, // 39: hasidecar.v1.ClusterService.Matrix:input_type -> hasidecar.v1.MatrixRequest
+	42, // 40: hasidecar.v1.ClusterService.RemoveNode:input_type -> hasidecar.v1.RemoveNodeRequest
+	14, // 41: hasidecar.v1.ClusterService.Reinit:input_type -> hasidecar.v1.ReinitRequest
+	16, // 42: hasidecar.v1.ClusterService.SetMaintenance:input_type -> hasidecar.v1.SetMaintenanceRequest
+	26, // 43: hasidecar.v1.NodeService.Status:input_type -> hasidecar.v1.StatusRequest
+	33, // 44: hasidecar.v1.NodeService.RestartPostgres:input_type -> hasidecar.v1.RestartPostgresRequest
+	35, // 45: hasidecar.v1.NodeService.ReloadConfig:input_type -> hasidecar.v1.ReloadConfigRequest
+	37, // 46: hasidecar.v1.NodeService.PendingSettings:input_type -> hasidecar.v1.PendingSettingsRequest
+	31, // 47: hasidecar.v1.NodeService.Rejoin:input_type -> hasidecar.v1.RejoinRequest
+	22, // 48: hasidecar.v1.NodeService.History:input_type -> hasidecar.v1.HistoryRequest
+	24, // 49: hasidecar.v1.NodeService.Cleanup:input_type -> hasidecar.v1.CleanupRequest
+	29, // 50: hasidecar.v1.NodeService.Leave:input_type -> hasidecar.v1.LeaveRequest
+	56, // 51: hasidecar.v1.ConfigService.Show:input_type -> hasidecar.v1.ConfigShowRequest
+	59, // 52: hasidecar.v1.ConfigService.Set:input_type -> hasidecar.v1.ConfigSetRequest
+	61, // 53: hasidecar.v1.ConfigService.History:input_type -> hasidecar.v1.ConfigHistoryRequest
+	63, // 54: hasidecar.v1.PeerService.CheckParameters:input_type -> hasidecar.v1.CheckParametersRequest
+	54, // 55: hasidecar.v1.PeerService.EnsureSlot:input_type -> hasidecar.v1.EnsureSlotRequest
+	40, // 56: hasidecar.v1.PeerService.Join:input_type -> hasidecar.v1.JoinRequest
+	42, // 57: hasidecar.v1.PeerService.Remove:input_type -> hasidecar.v1.RemoveNodeRequest
+	44, // 58: hasidecar.v1.PeerService.Apply:input_type -> hasidecar.v1.ApplyRequest
+	46, // 59: hasidecar.v1.PeerService.Report:input_type -> hasidecar.v1.ReportRequest
+	51, // 60: hasidecar.v1.PeerService.Sample:input_type -> hasidecar.v1.SampleRequest
+	48, // 61: hasidecar.v1.PeerService.LSN:input_type -> hasidecar.v1.LSNRequest
+	50, // 62: hasidecar.v1.PeerService.Ping:input_type -> hasidecar.v1.PingRequest
+	7,  // 63: hasidecar.v1.ClusterService.Show:output_type -> hasidecar.v1.ShowResponse
+	9,  // 64: hasidecar.v1.ClusterService.Events:output_type -> hasidecar.v1.EventsResponse
+	11, // 65: hasidecar.v1.ClusterService.SetPaused:output_type -> hasidecar.v1.SetPausedResponse
+	13, // 66: hasidecar.v1.ClusterService.Failover:output_type -> hasidecar.v1.FailoverResponse
+	19, // 67: hasidecar.v1.ClusterService.Switchover:output_type -> hasidecar.v1.SwitchoverResponse
+	21, // 68: hasidecar.v1.ClusterService.Matrix:output_type -> hasidecar.v1.MatrixResponse
+	43, // 69: hasidecar.v1.ClusterService.RemoveNode:output_type -> hasidecar.v1.RemoveNodeResponse
+	15, // 70: hasidecar.v1.ClusterService.Reinit:output_type -> hasidecar.v1.ReinitResponse
+	17, // 71: hasidecar.v1.ClusterService.SetMaintenance:output_type -> hasidecar.v1.SetMaintenanceResponse
+	27, // 72: hasidecar.v1.NodeService.Status:output_type -> hasidecar.v1.StatusResponse
+	34, // 73: hasidecar.v1.NodeService.RestartPostgres:output_type -> hasidecar.v1.RestartPostgresResponse
+	36, // 74: hasidecar.v1.NodeService.ReloadConfig:output_type -> hasidecar.v1.ReloadConfigResponse
+	39, // 75: hasidecar.v1.NodeService.PendingSettings:output_type -> hasidecar.v1.PendingSettingsResponse
+	32, // 76: hasidecar.v1.NodeService.Rejoin:output_type -> hasidecar.v1.RejoinResponse
+	23, // 77: hasidecar.v1.NodeService.History:output_type -> hasidecar.v1.HistoryResponse
+	25, // 78: hasidecar.v1.NodeService.Cleanup:output_type -> hasidecar.v1.CleanupResponse
+	30, // 79: hasidecar.v1.NodeService.Leave:output_type -> hasidecar.v1.LeaveResponse
+	57, // 80: hasidecar.v1.ConfigService.Show:output_type -> hasidecar.v1.ConfigShowResponse
+	60, // 81: hasidecar.v1.ConfigService.Set:output_type -> hasidecar.v1.ConfigSetResponse
+	62, // 82: hasidecar.v1.ConfigService.History:output_type -> hasidecar.v1.ConfigHistoryResponse
+	64, // 83: hasidecar.v1.PeerService.CheckParameters:output_type -> hasidecar.v1.CheckParametersResponse
+	55, // 84: hasidecar.v1.PeerService.EnsureSlot:output_type -> hasidecar.v1.EnsureSlotResponse
+	41, // 85: hasidecar.v1.PeerService.Join:output_type -> hasidecar.v1.JoinResponse
+	43, // 86: hasidecar.v1.PeerService.Remove:output_type -> hasidecar.v1.RemoveNodeResponse
+	45, // 87: hasidecar.v1.PeerService.Apply:output_type -> hasidecar.v1.ApplyResponse
+	47, // 88: hasidecar.v1.PeerService.Report:output_type -> hasidecar.v1.ReportResponse
+	52, // 89: hasidecar.v1.PeerService.Sample:output_type -> hasidecar.v1.SampleResponse
+	49, // 90: hasidecar.v1.PeerService.LSN:output_type -> hasidecar.v1.LSNResponse
+	53, // 91: hasidecar.v1.PeerService.Ping:output_type -> hasidecar.v1.PingResponse
+	63, // [63:92] is the sub-list for method output_type
+	34, // [34:63] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_hasidecar_v1_api_proto_init() }
@@ -4531,7 +4852,7 @@ func file_hasidecar_v1_api_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hasidecar_v1_api_proto_rawDesc), len(file_hasidecar_v1_api_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   64,
+			NumMessages:   69,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

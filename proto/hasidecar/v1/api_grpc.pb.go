@@ -430,6 +430,8 @@ var ClusterService_ServiceDesc = grpc.ServiceDesc{
 const (
 	NodeService_Status_FullMethodName          = "/hasidecar.v1.NodeService/Status"
 	NodeService_RestartPostgres_FullMethodName = "/hasidecar.v1.NodeService/RestartPostgres"
+	NodeService_ReloadConfig_FullMethodName    = "/hasidecar.v1.NodeService/ReloadConfig"
+	NodeService_PendingSettings_FullMethodName = "/hasidecar.v1.NodeService/PendingSettings"
 	NodeService_Rejoin_FullMethodName          = "/hasidecar.v1.NodeService/Rejoin"
 	NodeService_History_FullMethodName         = "/hasidecar.v1.NodeService/History"
 	NodeService_Cleanup_FullMethodName         = "/hasidecar.v1.NodeService/Cleanup"
@@ -442,6 +444,8 @@ const (
 type NodeServiceClient interface {
 	Status(ctx context.Context, in *StatusRequest, opts ...grpc.CallOption) (*StatusResponse, error)
 	RestartPostgres(ctx context.Context, in *RestartPostgresRequest, opts ...grpc.CallOption) (*RestartPostgresResponse, error)
+	ReloadConfig(ctx context.Context, in *ReloadConfigRequest, opts ...grpc.CallOption) (*ReloadConfigResponse, error)
+	PendingSettings(ctx context.Context, in *PendingSettingsRequest, opts ...grpc.CallOption) (*PendingSettingsResponse, error)
 	Rejoin(ctx context.Context, in *RejoinRequest, opts ...grpc.CallOption) (*RejoinResponse, error)
 	History(ctx context.Context, in *HistoryRequest, opts ...grpc.CallOption) (*HistoryResponse, error)
 	Cleanup(ctx context.Context, in *CleanupRequest, opts ...grpc.CallOption) (*CleanupResponse, error)
@@ -470,6 +474,26 @@ func (c *nodeServiceClient) RestartPostgres(ctx context.Context, in *RestartPost
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(RestartPostgresResponse)
 	err := c.cc.Invoke(ctx, NodeService_RestartPostgres_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *nodeServiceClient) ReloadConfig(ctx context.Context, in *ReloadConfigRequest, opts ...grpc.CallOption) (*ReloadConfigResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReloadConfigResponse)
+	err := c.cc.Invoke(ctx, NodeService_ReloadConfig_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *nodeServiceClient) PendingSettings(ctx context.Context, in *PendingSettingsRequest, opts ...grpc.CallOption) (*PendingSettingsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PendingSettingsResponse)
+	err := c.cc.Invoke(ctx, NodeService_PendingSettings_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -522,6 +546,8 @@ func (c *nodeServiceClient) Leave(ctx context.Context, in *LeaveRequest, opts ..
 type NodeServiceServer interface {
 	Status(context.Context, *StatusRequest) (*StatusResponse, error)
 	RestartPostgres(context.Context, *RestartPostgresRequest) (*RestartPostgresResponse, error)
+	ReloadConfig(context.Context, *ReloadConfigRequest) (*ReloadConfigResponse, error)
+	PendingSettings(context.Context, *PendingSettingsRequest) (*PendingSettingsResponse, error)
 	Rejoin(context.Context, *RejoinRequest) (*RejoinResponse, error)
 	History(context.Context, *HistoryRequest) (*HistoryResponse, error)
 	Cleanup(context.Context, *CleanupRequest) (*CleanupResponse, error)
@@ -541,6 +567,12 @@ func (UnimplementedNodeServiceServer) Status(context.Context, *StatusRequest) (*
 }
 func (UnimplementedNodeServiceServer) RestartPostgres(context.Context, *RestartPostgresRequest) (*RestartPostgresResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method RestartPostgres not implemented")
+}
+func (UnimplementedNodeServiceServer) ReloadConfig(context.Context, *ReloadConfigRequest) (*ReloadConfigResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ReloadConfig not implemented")
+}
+func (UnimplementedNodeServiceServer) PendingSettings(context.Context, *PendingSettingsRequest) (*PendingSettingsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method PendingSettings not implemented")
 }
 func (UnimplementedNodeServiceServer) Rejoin(context.Context, *RejoinRequest) (*RejoinResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Rejoin not implemented")
@@ -607,6 +639,42 @@ func _NodeService_RestartPostgres_Handler(srv interface{}, ctx context.Context, 
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(NodeServiceServer).RestartPostgres(ctx, req.(*RestartPostgresRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _NodeService_ReloadConfig_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReloadConfigRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NodeServiceServer).ReloadConfig(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: NodeService_ReloadConfig_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NodeServiceServer).ReloadConfig(ctx, req.(*ReloadConfigRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _NodeService_PendingSettings_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PendingSettingsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NodeServiceServer).PendingSettings(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: NodeService_PendingSettings_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NodeServiceServer).PendingSettings(ctx, req.(*PendingSettingsRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -697,6 +765,14 @@ var NodeService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RestartPostgres",
 			Handler:    _NodeService_RestartPostgres_Handler,
+		},
+		{
+			MethodName: "ReloadConfig",
+			Handler:    _NodeService_ReloadConfig_Handler,
+		},
+		{
+			MethodName: "PendingSettings",
+			Handler:    _NodeService_PendingSettings_Handler,
 		},
 		{
 			MethodName: "Rejoin",
