@@ -1,4 +1,4 @@
-package main
+package rolling
 
 import (
 	"testing"
@@ -35,7 +35,7 @@ func TestBestSwitchoverTarget(t *testing.T) {
 		{"a witness", []*pb.NodeView{primary, {Name: "w", Kind: pb.NodeKind_NODE_KIND_WITNESS, Priority: 100}}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := bestSwitchoverTarget(&pb.ShowResponse{Nodes: tc.nodes}, "pg1"); got != tc.want {
+			if got := BestSwitchoverTarget(&pb.ShowResponse{Nodes: tc.nodes}, "pg1"); got != tc.want {
 				t.Fatalf("target %q, want %q", got, tc.want)
 			}
 		})
