@@ -258,9 +258,24 @@ func (s *peerService) ScheduledRestart(ctx context.Context, req *pb.ScheduledRes
 	if id, ok := caller(ctx); ok && (leaderID == "" || id.Name != string(leaderID)) {
 		return nil, status.Errorf(codes.PermissionDenied, "denied: %s is not the Raft leader (%q): only the leader runs a scheduled restart", id, leaderID)
 	}
-	r := n.fsm.State().GetRunning()
-	if r == nil || r.Id != req.OperationId || r.Kind != pb.ScheduledKind_SCHEDULED_KIND_RESTART {
-		return nil, refuse("no scheduled restart with id %d is running", req.OperationId)
+	// The leader asks right after its STARTED committed: this node may not
+	// have applied it yet (followers learn a commit with the next round).
+	wait, cancel := context.WithTimeout(ctx, scheduledRestartApplyWait)
+	defer cancel()
+	for {
+		changed := n.fsm.Changed()
+		r := n.fsm.State().GetRunning()
+		if r != nil && r.Id == req.OperationId && r.Kind == pb.ScheduledKind_SCHEDULED_KIND_RESTART {
+			return n.restartPostgres(ctx)
+		}
+		select {
+		case <-wait.Done():
+			return nil, refuse("no scheduled restart with id %d is running", req.OperationId)
+		case <-changed:
+		}
 	}
-	return n.restartPostgres(ctx)
 }
+
+// scheduledRestartApplyWait bounds how long ScheduledRestart waits for this
+// node to apply the leader's STARTED.
+const scheduledRestartApplyWait = 5 * time.Second
