@@ -371,6 +371,9 @@ func sidecarTrial(ctx context.Context, o options, env *benchkit.Env, w *benchkit
 	}
 	r.PIDAfter = p.PostmasterPID()
 	r.SamePID = r.PIDAfter == r.PIDBefore && r.PIDBefore != 0
+	if !r.SamePID {
+		r.Error = fmt.Sprintf("the postmaster's pid was %d before the restart, %d after the settle time", r.PIDBefore, r.PIDAfter)
+	}
 	if evs, err := env.Events(ctx, fsm.EventStandbyPromote, applied); err == nil {
 		r.Promotions = len(evs)
 	}
