@@ -156,11 +156,11 @@ func runRestart(ctx context.Context, cmd *cobra.Command, c *client, o restartOpt
 		return nil
 	}
 	word := view.Cluster
-	if onlyID != 0 {
+	switch {
+	case onlyID != 0 && plan.WithPrimary:
+		word = plan.Primary.Name
+	case onlyID != 0:
 		word = plan.Standbys[0].Name
-		if plan.WithPrimary {
-			word = plan.Primary.Name
-		}
 	}
 	if !o.yes {
 		if err := confirmName(cmd, word, "restart will: "+strings.Join(plan.Steps, "; then ")); err != nil {
