@@ -15,7 +15,10 @@ import (
 // runs; a schedule survives the SIGKILL of the Raft leader's sidecar right
 // after it was stored, and the new leader runs it at its time (not before)
 // with every acknowledged write kept; `restart --scheduled --node` of a
-// standby is run by the leader through the standby's own sidecar.
+// standby is run by the leader through the standby's own sidecar; a
+// scheduled `restart --pending` after raising max_connections is a rolling
+// restart driven by the leader: one switchover, nothing pending after it,
+// no acknowledged write lost.
 func TestScheduledSwitchover(t *testing.T) {
 	s := startWorkload(t, clusterOpts{standbys: 2, witness: true})
 	killed := ""
@@ -222,8 +225,64 @@ func TestScheduledSwitchover(t *testing.T) {
 		s.followsOn(node, s.primary, 2, 30*time.Second)
 		s.assertTerm(s.primary, 2)
 	})
+
+	t.Run("scheduled rolling restart, pending only", func(t *testing.T) {
+		if _, errOut, code := s.cli("config", "set", "--addr", addr(), "postgresql.parameters.max_connections=150"); code != 0 {
+			t.Fatalf("config set: %s", errOut)
+		}
+		eventually(t, 30*time.Second, "max_connections pending on every data node", func() string {
+			v, err := s.show(s.primary)
+			if err != nil {
+				return err.Error()
+			}
+			for _, n := range v.Nodes {
+				if n.Kind == pb.NodeKind_NODE_KIND_DATA && len(n.GetPostgres().GetPendingRestart()) == 0 {
+					return n.Name + " not pending"
+				}
+			}
+			return ""
+		})
+		out, errOut, code := s.cli("restart", "--addr", addr(), "--pending", "--scheduled", "+2s", "--yes")
+		if code != 0 || !strings.Contains(out, "scheduled: rolling restart (pending only)") {
+			t.Fatalf("schedule the rolling restart: exit %d\n%s%s", code, out, errOut)
+		}
+		var done string
+		eventually(t, 3*time.Minute, "the scheduled rolling restart done", func() string {
+			for _, e := range s.events(s.primary, fsm.EventScheduledFailed) {
+				if strings.Contains(e.Details, "rolling restart") {
+					t.Fatalf("the scheduled rolling restart failed: %s", e.Details)
+				}
+			}
+			for _, e := range s.events(s.primary, fsm.EventScheduledDone) {
+				if strings.Contains(e.Details, "rolling restart") {
+					done = e.Details
+					return ""
+				}
+			}
+			return "not yet"
+		})
+		t.Logf("scheduled rolling restart: %s", done)
+		v, err := s.show(s.primary)
+		if err != nil {
+			t.Fatal(err)
+		}
+		old := s.primary
+		s.primary = primaryName(v)
+		if s.primary == old {
+			t.Fatalf("the rolling restart left %s the primary: it switches over", old)
+		}
+		s.assertTerm(s.primary, 3)
+		for _, n := range v.Nodes {
+			if n.Kind == pb.NodeKind_NODE_KIND_DATA && len(n.GetPostgres().GetPendingRestart()) != 0 {
+				t.Fatalf("%s still pending after the scheduled restart: %v", n.Name, n.GetPostgres().GetPendingRestart())
+			}
+		}
+		s.followsOn(old, s.primary, 3, 60*time.Second)
+		acked := s.caughtUpAcks()
+		s.assertHas(s.primary, acked)
+	})
 	s.writer.stop()
-	if order := s.probe.check(t); len(order) != 2 || order[1] != s.primary {
-		t.Fatalf("writable nodes in order %v, want the old primary then %s", order, s.primary)
+	if order := s.probe.check(t); len(order) != 3 || order[2] != s.primary {
+		t.Fatalf("writable nodes in order %v, want three, %s last", order, s.primary)
 	}
 }
