@@ -10,7 +10,7 @@ LDFLAGS  := -X github.com/hasidecar/hasidecar/node.Version=$(VERSION)
 RACE_PKGS := ./fsm/... ./clusterconf/... ./config/... ./node/... ./cmd/... ./internal/...
 LAB_DIR  ?= lab
 
-.PHONY: all build test test-unit test-integration sim chaos lint proto demo demo-down bench-failover bench-switchover bench-gate bench-idle soak clean
+.PHONY: all build test test-unit test-integration sim chaos lint proto demo demo-down bench-failover bench-switchover bench-restart bench-gate bench-idle soak clean
 
 all: build
 
@@ -93,6 +93,9 @@ soak: build
 
 bench-switchover: build
 	$(GO) run ./bench/switchover -bin $(BIN) $(BENCH_ARGS)
+
+bench-restart: build
+	$(GO) run ./bench/restart -bin $(BIN) $(BENCH_ARGS)
 
 bench-gate: build
 	$(GO) run ./bench/gate -bin $(BIN) $(BENCH_ARGS)

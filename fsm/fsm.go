@@ -261,6 +261,10 @@ func (a *applier) dispatch(cmd *pb.Command) (uint32, error) {
 		return 0, a.setMaintenance(c.SetMaintenance)
 	case *pb.Command_SetConfig:
 		return 0, a.setConfig(c.SetConfig)
+	case *pb.Command_ScheduleOperation:
+		return 0, a.scheduleOperation(c.ScheduleOperation)
+	case *pb.Command_EndScheduledOperation:
+		return 0, a.endScheduledOperation(c.EndScheduledOperation)
 	default:
 		return 0, errorf(CodeInvalidCommand, "unknown command %T", cmd.Cmd)
 	}

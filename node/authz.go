@@ -31,15 +31,17 @@ const (
 // methodAccess is the one table of who may call what. A method missing
 // from it is refused (a new RPC must be added here to be callable).
 var methodAccess = map[string]access{
-	pb.ClusterService_Show_FullMethodName:           accessRead,
-	pb.ClusterService_Events_FullMethodName:         accessRead,
-	pb.ClusterService_Matrix_FullMethodName:         accessRead,
-	pb.ClusterService_SetPaused_FullMethodName:      accessOperate,
-	pb.ClusterService_Failover_FullMethodName:       accessOperate,
-	pb.ClusterService_Switchover_FullMethodName:     accessOperate,
-	pb.ClusterService_Reinit_FullMethodName:         accessOperate,
-	pb.ClusterService_SetMaintenance_FullMethodName: accessOperate,
-	pb.ClusterService_RemoveNode_FullMethodName:     accessOperate,
+	pb.ClusterService_Show_FullMethodName:            accessRead,
+	pb.ClusterService_Events_FullMethodName:          accessRead,
+	pb.ClusterService_Matrix_FullMethodName:          accessRead,
+	pb.ClusterService_SetPaused_FullMethodName:       accessOperate,
+	pb.ClusterService_Failover_FullMethodName:        accessOperate,
+	pb.ClusterService_Switchover_FullMethodName:      accessOperate,
+	pb.ClusterService_Reinit_FullMethodName:          accessOperate,
+	pb.ClusterService_SetMaintenance_FullMethodName:  accessOperate,
+	pb.ClusterService_RemoveNode_FullMethodName:      accessOperate,
+	pb.ClusterService_Schedule_FullMethodName:        accessOperate,
+	pb.ClusterService_CancelScheduled_FullMethodName: accessOperate,
 
 	pb.NodeService_Status_FullMethodName:          accessRead,
 	pb.NodeService_Rejoin_FullMethodName:          accessOperate,
@@ -62,6 +64,8 @@ var methodAccess = map[string]access{
 	pb.PeerService_Sample_FullMethodName:          accessPeer,
 	pb.PeerService_LSN_FullMethodName:             accessPeer,
 	pb.PeerService_Ping_FullMethodName:            accessPeer,
+	// Only from the Raft leader, for the scheduled restart that runs.
+	pb.PeerService_ScheduledRestart_FullMethodName: accessPeer,
 	// Remove is the operator's verb; followers no longer forward it.
 	pb.PeerService_Remove_FullMethodName: accessOperate,
 }

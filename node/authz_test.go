@@ -36,6 +36,11 @@ func TestMethodAccessTable(t *testing.T) {
 		{pb.NodeService_Status_FullMethodName, true, true, true},
 		{pb.ConfigService_Set_FullMethodName, false, true, false},
 		{pb.PeerService_Apply_FullMethodName, true, false, false},
+		// scheduled operations: an operator's; ScheduledRestart takes only a
+		// node's certificate (the leader's; the handler checks which)
+		{pb.ClusterService_Schedule_FullMethodName, false, true, false},
+		{pb.ClusterService_CancelScheduled_FullMethodName, false, true, false},
+		{pb.PeerService_ScheduledRestart_FullMethodName, true, false, false},
 	}
 	for _, c := range cases {
 		a := methodAccess[c.method]

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/hasidecar/hasidecar/internal/clock"
@@ -85,6 +86,15 @@ func (n *Node) leaderLoop(ctx context.Context) {
 		MonitorInterval: n.cfg.Timing.MonitorInterval.D(), Logger: n.logger, Clock: clock.Real{},
 		Decided: func(d time.Duration) { n.metrics.decideSeconds.Observe(d.Seconds()) },
 	}, nodeLog{n}, nodePeers{n}, nodeRaft{n})
+	// The schedule watcher runs beside the decisions, for as long as they
+	// do: it is joined before the leader's duties count as stopped.
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		n.runSchedules(ctx)
+	}()
+	defer wg.Wait()
 	l.Run(ctx)
 }
 

@@ -166,7 +166,10 @@ func (s *nodeService) ReloadConfig(ctx context.Context, req *pb.ReloadConfigRequ
 
 // PendingSettings lists what this node's Postgres waits to restart for.
 func (s *nodeService) PendingSettings(ctx context.Context, _ *pb.PendingSettingsRequest) (*pb.PendingSettingsResponse, error) {
-	n := s.n
+	return s.n.pendingSettings(ctx)
+}
+
+func (n *Node) pendingSettings(ctx context.Context) (*pb.PendingSettingsResponse, error) {
 	if n.pgc == nil {
 		return nil, refuse("%s is a witness: it has no Postgres", n.cfg.Name)
 	}

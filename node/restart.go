@@ -12,7 +12,13 @@ import (
 // shutdown and starts it again with the settings on disk (node/keeper
 // restart.go). It answers once Postgres is stopped.
 func (s *nodeService) RestartPostgres(ctx context.Context, _ *pb.RestartPostgresRequest) (*pb.RestartPostgresResponse, error) {
-	n := s.n
+	return s.n.restartPostgres(ctx)
+}
+
+// restartPostgres is a restart of this node's Postgres, asked by an
+// operator (RestartPostgres) or by the leader running a scheduled restart
+// (PeerService.ScheduledRestart).
+func (n *Node) restartPostgres(ctx context.Context) (*pb.RestartPostgresResponse, error) {
 	if n.pg == nil {
 		return nil, refuse("%s is a witness: it has no Postgres to restart", n.cfg.Name)
 	}
@@ -23,6 +29,6 @@ func (s *nodeService) RestartPostgres(ctx context.Context, _ *pb.RestartPostgres
 	if err := n.pg.RestartPostgres(ctx); err != nil {
 		return nil, refuse("restart postgres on %s: %v", n.cfg.Name, err)
 	}
-	n.logger.Info("postgres restart asked by an operator", "role", resp.Role.String())
+	n.logger.Info("postgres restart asked", "role", resp.Role.String())
 	return resp, nil
 }

@@ -146,6 +146,7 @@ func (n *Node) clusterView(silent map[uint32]bool) *pb.ShowResponse {
 	if st.Switchover != nil {
 		resp.Switchover = proto.Clone(st.Switchover).(*pb.Switchover)
 	}
+	resp.Scheduled, resp.Running = st.GetScheduled(), st.GetRunning() // st is a copy already
 	voters := map[string]bool{}
 	if f := n.raft.GetConfiguration(); f.Error() == nil {
 		for _, s := range f.Configuration().Servers {

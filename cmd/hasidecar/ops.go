@@ -80,15 +80,56 @@ func newSwitchoverCmd() *cobra.Command {
 	var t target
 	var req pb.SwitchoverRequest
 	var timeout time.Duration
+	var scheduled string
+	var cancel bool
 	cmd := &cobra.Command{
-		Use:   "switchover --to NAME",
+		Use:   "switchover --to NAME [--scheduled TIME] | --cancel",
 		Short: "Planned switchover: the primary stops cleanly, NAME promotes, the old primary follows it",
-		Args:  cobra.NoArgs,
+		Long: `Planned switchover: the primary stops cleanly, NAME promotes, the old primary follows it.
+
+--scheduled TIME (RFC 3339, 2026-12-02T18:30:00Z, or +10m from now) checks NAME now exactly as
+an immediate switchover would, then stores the switchover in the cluster state: the Raft leader,
+whichever it is then, runs it at that time. If it cannot run then (NAME unhealthy, the cluster
+paused, ...), it fails with a scheduled_failed event and is not retried. One scheduled operation
+at a time (a scheduled restart counts); --cancel removes it.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cancel {
+				if req.To != "" || scheduled != "" {
+					return fmt.Errorf("--cancel takes no --to or --scheduled: it cancels the one scheduled operation")
+				}
+				return t.do(cmd, func(ctx context.Context, c *client) error {
+					resp, err := c.cluster.CancelScheduled(ctx, &pb.CancelScheduledRequest{})
+					if err != nil {
+						return err
+					}
+					fmt.Printf("cancelled: %s\n", fsm.DescribeScheduled(resp.Cancelled))
+					return nil
+				})
+			}
 			if req.To == "" {
 				return fmt.Errorf("say which standby to promote: --to NAME")
 			}
 			req.TimeoutMs = timeout.Milliseconds()
+			if scheduled != "" {
+				if req.DryRun {
+					return fmt.Errorf("--dry-run with --scheduled: drop --scheduled to see the checks, or schedule it (it is checked then)")
+				}
+				at, err := parseScheduleTime(scheduled, time.Now())
+				if err != nil {
+					return err
+				}
+				return t.do(cmd, func(ctx context.Context, c *client) error {
+					resp, err := c.cluster.Schedule(ctx, &pb.ScheduleRequest{
+						Kind: pb.ScheduledKind_SCHEDULED_KIND_SWITCHOVER, Target: req.To, AtUnixMs: at.UnixMilli(), TimeoutMs: req.TimeoutMs,
+					})
+					if err != nil {
+						return err
+					}
+					printScheduled(resp)
+					return nil
+				})
+			}
 			t.timeout = timeout + 10*time.Second // the call lasts as long as the switchover
 			return t.do(cmd, func(ctx context.Context, c *client) error {
 				resp, err := c.cluster.Switchover(ctx, &req)
@@ -113,6 +154,8 @@ func newSwitchoverCmd() *cobra.Command {
 	cmd.Flags().StringVar(&req.To, "to", "", "the standby to promote")
 	cmd.Flags().BoolVar(&req.DryRun, "dry-run", false, "print the plan and every check, change nothing")
 	cmd.Flags().DurationVar(&timeout, "timeout", 60*time.Second, "if the target has not promoted within this time, the old primary comes back")
+	cmd.Flags().StringVar(&scheduled, "scheduled", "", "run it at this time instead of now: RFC 3339 (2026-12-02T18:30:00Z) or +DURATION (+10m)")
+	cmd.Flags().BoolVar(&cancel, "cancel", false, "cancel the scheduled switchover or restart")
 	return cmd
 }
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/hasidecar/hasidecar/fsm"
 	"github.com/hasidecar/hasidecar/internal/showdoc"
@@ -49,6 +50,13 @@ func table(w io.Writer, header []string, rows [][]string) {
 func toShowJSON(r *pb.ShowResponse) showdoc.Doc { return showdoc.FromShow(r) }
 
 func failoverModeName(m pb.FailoverMode) string { return showdoc.FailoverModeName(m) }
+
+func byWhom(who string) string {
+	if who == "" {
+		return ""
+	}
+	return " by " + who
+}
 
 func renderShow(w io.Writer, r *pb.ShowResponse) {
 	header := []string{"ID", "Name", "Role", "Status", "Upstream", "Location", "Priority", "Timeline", "Lag", "Raft", "Connection string"}
@@ -96,6 +104,13 @@ func renderShow(w io.Writer, r *pb.ShowResponse) {
 	fmt.Fprintf(w, "Cluster: %s   Term: %d   Raft leader: %s   Failover: %s   Replication: %s   Paused: %s\n", r.Cluster, r.Term, leader, failoverModeName(r.FailoverMode), replication, paused)
 	if sw := r.Switchover; sw != nil {
 		fmt.Fprintf(w, "Switchover in flight: node %d -> node %d (began in term %d)\n", sw.FromId, sw.ToId, sw.Term)
+	}
+	if op := r.Scheduled; op != nil {
+		fmt.Fprintf(w, "Scheduled: %s, asked %s%s; cancel with `hasidecar switchover --cancel`\n", fsm.DescribeScheduled(op),
+			time.UnixMilli(op.RequestedAtUnixMs).UTC().Format(time.RFC3339), byWhom(op.RequestedBy))
+	}
+	if op := r.Running; op != nil {
+		fmt.Fprintf(w, "Running (scheduled): %s, started %s\n", fsm.DescribeScheduled(op), time.UnixMilli(op.StartedAtUnixMs).UTC().Format(time.RFC3339))
 	}
 	var pending []string
 	for _, n := range r.Nodes {

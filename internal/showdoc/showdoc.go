@@ -5,6 +5,7 @@ package showdoc
 
 import (
 	"strings"
+	"time"
 
 	"github.com/hasidecar/hasidecar/fsm"
 	pb "github.com/hasidecar/hasidecar/proto/hasidecar/v1"
@@ -31,6 +32,34 @@ type Doc struct {
 	Nodes    []Node   `json:"nodes"`
 	// UnregisteredRaftServers: Raft members with no node row (omitted when none).
 	UnregisteredRaftServers []string `json:"unregistered_raft_servers,omitempty"`
+	// Scheduled: the operation waiting for its time; Running: the one the
+	// Raft leader has started and not ended (each omitted when none).
+	Scheduled *Scheduled `json:"scheduled,omitempty"`
+	Running   *Scheduled `json:"running,omitempty"`
+}
+
+// Scheduled is a scheduled operation (`switchover --scheduled`, `restart
+// --scheduled`).
+type Scheduled struct {
+	ID          uint64 `json:"id"`
+	Kind        string `json:"kind"`   // switchover | restart
+	Target      string `json:"target"` // switchover: the standby to promote; restart: the one node, "" for all
+	Pending     bool   `json:"pending"`
+	At          string `json:"at"` // RFC 3339, UTC
+	AtUnixMs    int64  `json:"at_unix_ms"`
+	RequestedAt string `json:"requested_at"`
+	RequestedBy string `json:"requested_by"`
+	Summary     string `json:"summary"`
+}
+
+func scheduled(op *pb.ScheduledOperation) *Scheduled {
+	if op == nil {
+		return nil
+	}
+	utc := func(ms int64) string { return time.UnixMilli(ms).UTC().Format(time.RFC3339Nano) }
+	return &Scheduled{ID: op.Id, Kind: fsm.ScheduledKindName(op.Kind), Target: op.TargetName, Pending: op.Pending,
+		At: utc(op.AtUnixMs), AtUnixMs: op.AtUnixMs, RequestedAt: utc(op.RequestedAtUnixMs), RequestedBy: op.RequestedBy,
+		Summary: fsm.DescribeScheduled(op)}
 }
 
 type Node struct {
@@ -67,7 +96,8 @@ func FailoverModeName(m pb.FailoverMode) string {
 // FromShow is the document of r.
 func FromShow(r *pb.ShowResponse) Doc {
 	out := Doc{Cluster: r.Cluster, Term: r.Term, RaftLeader: r.RaftLeader, Paused: r.Paused, Failover: FailoverModeName(r.FailoverMode), Synchronous: r.Synchronous, Nodes: []Node{}, UnregisteredRaftServers: r.UnregisteredRaftServers,
-		Warnings: []string{}}
+		Warnings: []string{},
+		Scheduled: scheduled(r.Scheduled), Running: scheduled(r.Running)}
 	if r.Synchronous {
 		kf := r.SyncCommittedCount
 		out.SyncMode, out.SyncCount, out.SyncCommittedCount = r.SyncMode, r.SynchronousCount, &kf

@@ -17,13 +17,14 @@ const TableName = "hasidecar_bench"
 const CreateTableSQL = "CREATE TABLE IF NOT EXISTS " + TableName +
 	" (id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp())"
 
-const insertSQL = "INSERT INTO " + TableName + " DEFAULT VALUES RETURNING inet_server_port()"
+const insertSQL = "INSERT INTO " + TableName + " DEFAULT VALUES RETURNING id, inet_server_port()"
 
 // Sample is one successful INSERT: when it completed (as this process saw
-// it) and the Postgres port that answered it.
+// it), the Postgres port that answered it and the row's id.
 type Sample struct {
 	At   time.Time
 	Port int
+	ID   int64
 }
 
 // Failure is one failed connection attempt or INSERT.
@@ -125,7 +126,8 @@ func (w *Writer) run(ctx context.Context) {
 		}
 		sctx, cancel := context.WithTimeout(ctx, w.o.StatementTimeout)
 		var port int
-		err := conn.QueryRow(sctx, insertSQL).Scan(&port)
+		var id int64
+		err := conn.QueryRow(sctx, insertSQL).Scan(&id, &port)
 		at := time.Now()
 		cancel()
 		if err != nil {
@@ -139,7 +141,7 @@ func (w *Writer) run(ctx context.Context) {
 			continue
 		}
 		w.mu.Lock()
-		w.samples = append(w.samples, Sample{At: at, Port: port})
+		w.samples = append(w.samples, Sample{At: at, Port: port, ID: id})
 		w.mu.Unlock()
 	}
 }

@@ -885,10 +885,12 @@ type ShowResponse struct {
 	// Synchronous mode (fsm.SyncView): off, on or strict; synchronous_count
 	// k; the committed count k_f the failover rule uses; a warning when the
 	// set is degraded below k ("" none).
-	SyncMode           string `protobuf:"bytes,40,opt,name=sync_mode,json=syncMode,proto3" json:"sync_mode,omitempty"`
-	SynchronousCount   int32  `protobuf:"varint,41,opt,name=synchronous_count,json=synchronousCount,proto3" json:"synchronous_count,omitempty"`
-	SyncCommittedCount uint32 `protobuf:"varint,42,opt,name=sync_committed_count,json=syncCommittedCount,proto3" json:"sync_committed_count,omitempty"`
-	SyncWarning        string `protobuf:"bytes,43,opt,name=sync_warning,json=syncWarning,proto3" json:"sync_warning,omitempty"`
+	SyncMode           string              `protobuf:"bytes,40,opt,name=sync_mode,json=syncMode,proto3" json:"sync_mode,omitempty"`
+	SynchronousCount   int32               `protobuf:"varint,41,opt,name=synchronous_count,json=synchronousCount,proto3" json:"synchronous_count,omitempty"`
+	SyncCommittedCount uint32              `protobuf:"varint,42,opt,name=sync_committed_count,json=syncCommittedCount,proto3" json:"sync_committed_count,omitempty"`
+	SyncWarning        string              `protobuf:"bytes,43,opt,name=sync_warning,json=syncWarning,proto3" json:"sync_warning,omitempty"`
+	Scheduled          *ScheduledOperation `protobuf:"bytes,30,opt,name=scheduled,proto3" json:"scheduled,omitempty"` // waiting for its time
+	Running            *ScheduledOperation `protobuf:"bytes,31,opt,name=running,proto3" json:"running,omitempty"`     // started by the leader, not ended yet
 	unknownFields      protoimpl.UnknownFields
 	sizeCache          protoimpl.SizeCache
 }
@@ -1040,6 +1042,20 @@ func (x *ShowResponse) GetSyncWarning() string {
 		return x.SyncWarning
 	}
 	return ""
+}
+
+func (x *ShowResponse) GetScheduled() *ScheduledOperation {
+	if x != nil {
+		return x.Scheduled
+	}
+	return nil
+}
+
+func (x *ShowResponse) GetRunning() *ScheduledOperation {
+	if x != nil {
+		return x.Running
+	}
+	return nil
 }
 
 type EventsRequest struct {
@@ -2458,6 +2474,260 @@ func (x *RejoinResponse) GetSteps() []string {
 // RestartPostgres: this node's keeper stops its Postgres (fast) and starts
 // it again with the settings on disk (`hasidecar restart`): a standby as a
 // standby, a primary in place under its lease.
+type ScheduleRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Kind          ScheduledKind          `protobuf:"varint,1,opt,name=kind,proto3,enum=hasidecar.v1.ScheduledKind" json:"kind,omitempty"`
+	Target        string                 `protobuf:"bytes,2,opt,name=target,proto3" json:"target,omitempty"` // switchover: the standby's name; restart: a node's name or "" (rolling)
+	Pending       bool                   `protobuf:"varint,3,opt,name=pending,proto3" json:"pending,omitempty"`
+	AtUnixMs      int64                  `protobuf:"varint,4,opt,name=at_unix_ms,json=atUnixMs,proto3" json:"at_unix_ms,omitempty"`
+	TimeoutMs     int64                  `protobuf:"varint,5,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScheduleRequest) Reset() {
+	*x = ScheduleRequest{}
+	mi := &file_hasidecar_v1_api_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScheduleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScheduleRequest) ProtoMessage() {}
+
+func (x *ScheduleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hasidecar_v1_api_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScheduleRequest.ProtoReflect.Descriptor instead.
+func (*ScheduleRequest) Descriptor() ([]byte, []int) {
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *ScheduleRequest) GetKind() ScheduledKind {
+	if x != nil {
+		return x.Kind
+	}
+	return ScheduledKind_SCHEDULED_KIND_UNSPECIFIED
+}
+
+func (x *ScheduleRequest) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *ScheduleRequest) GetPending() bool {
+	if x != nil {
+		return x.Pending
+	}
+	return false
+}
+
+func (x *ScheduleRequest) GetAtUnixMs() int64 {
+	if x != nil {
+		return x.AtUnixMs
+	}
+	return 0
+}
+
+func (x *ScheduleRequest) GetTimeoutMs() int64 {
+	if x != nil {
+		return x.TimeoutMs
+	}
+	return 0
+}
+
+type ScheduleResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Operation     *ScheduledOperation    `protobuf:"bytes,1,opt,name=operation,proto3" json:"operation,omitempty"`
+	Checks        []string               `protobuf:"bytes,2,rep,name=checks,proto3" json:"checks,omitempty"` // what was checked now (the immediate verb's checks)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScheduleResponse) Reset() {
+	*x = ScheduleResponse{}
+	mi := &file_hasidecar_v1_api_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScheduleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScheduleResponse) ProtoMessage() {}
+
+func (x *ScheduleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hasidecar_v1_api_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScheduleResponse.ProtoReflect.Descriptor instead.
+func (*ScheduleResponse) Descriptor() ([]byte, []int) {
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *ScheduleResponse) GetOperation() *ScheduledOperation {
+	if x != nil {
+		return x.Operation
+	}
+	return nil
+}
+
+func (x *ScheduleResponse) GetChecks() []string {
+	if x != nil {
+		return x.Checks
+	}
+	return nil
+}
+
+type CancelScheduledRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelScheduledRequest) Reset() {
+	*x = CancelScheduledRequest{}
+	mi := &file_hasidecar_v1_api_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelScheduledRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelScheduledRequest) ProtoMessage() {}
+
+func (x *CancelScheduledRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hasidecar_v1_api_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelScheduledRequest.ProtoReflect.Descriptor instead.
+func (*CancelScheduledRequest) Descriptor() ([]byte, []int) {
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{35}
+}
+
+type CancelScheduledResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Cancelled     *ScheduledOperation    `protobuf:"bytes,1,opt,name=cancelled,proto3" json:"cancelled,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelScheduledResponse) Reset() {
+	*x = CancelScheduledResponse{}
+	mi := &file_hasidecar_v1_api_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelScheduledResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelScheduledResponse) ProtoMessage() {}
+
+func (x *CancelScheduledResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hasidecar_v1_api_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelScheduledResponse.ProtoReflect.Descriptor instead.
+func (*CancelScheduledResponse) Descriptor() ([]byte, []int) {
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *CancelScheduledResponse) GetCancelled() *ScheduledOperation {
+	if x != nil {
+		return x.Cancelled
+	}
+	return nil
+}
+
+// ScheduledRestartRequest: the Raft leader, running a scheduled restart
+// (ClusterState.running, this id), asks a node to restart its Postgres.
+type ScheduledRestartRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	OperationId   uint64                 `protobuf:"varint,1,opt,name=operation_id,json=operationId,proto3" json:"operation_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScheduledRestartRequest) Reset() {
+	*x = ScheduledRestartRequest{}
+	mi := &file_hasidecar_v1_api_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScheduledRestartRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScheduledRestartRequest) ProtoMessage() {}
+
+func (x *ScheduledRestartRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hasidecar_v1_api_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScheduledRestartRequest.ProtoReflect.Descriptor instead.
+func (*ScheduledRestartRequest) Descriptor() ([]byte, []int) {
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *ScheduledRestartRequest) GetOperationId() uint64 {
+	if x != nil {
+		return x.OperationId
+	}
+	return 0
+}
+
 type RestartPostgresRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -2466,7 +2736,7 @@ type RestartPostgresRequest struct {
 
 func (x *RestartPostgresRequest) Reset() {
 	*x = RestartPostgresRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[33]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2478,7 +2748,7 @@ func (x *RestartPostgresRequest) String() string {
 func (*RestartPostgresRequest) ProtoMessage() {}
 
 func (x *RestartPostgresRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[33]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2491,7 +2761,7 @@ func (x *RestartPostgresRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartPostgresRequest.ProtoReflect.Descriptor instead.
 func (*RestartPostgresRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{33}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{38}
 }
 
 type RestartPostgresResponse struct {
@@ -2504,7 +2774,7 @@ type RestartPostgresResponse struct {
 
 func (x *RestartPostgresResponse) Reset() {
 	*x = RestartPostgresResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[34]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2516,7 +2786,7 @@ func (x *RestartPostgresResponse) String() string {
 func (*RestartPostgresResponse) ProtoMessage() {}
 
 func (x *RestartPostgresResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[34]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2529,7 +2799,7 @@ func (x *RestartPostgresResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartPostgresResponse.ProtoReflect.Descriptor instead.
 func (*RestartPostgresResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{34}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *RestartPostgresResponse) GetRole() NodeRole {
@@ -2559,7 +2829,7 @@ type ReloadConfigRequest struct {
 
 func (x *ReloadConfigRequest) Reset() {
 	*x = ReloadConfigRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[35]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2571,7 +2841,7 @@ func (x *ReloadConfigRequest) String() string {
 func (*ReloadConfigRequest) ProtoMessage() {}
 
 func (x *ReloadConfigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[35]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2584,7 +2854,7 @@ func (x *ReloadConfigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReloadConfigRequest.ProtoReflect.Descriptor instead.
 func (*ReloadConfigRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{35}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ReloadConfigRequest) GetPostgres() bool {
@@ -2609,7 +2879,7 @@ type ReloadConfigResponse struct {
 
 func (x *ReloadConfigResponse) Reset() {
 	*x = ReloadConfigResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[36]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2621,7 +2891,7 @@ func (x *ReloadConfigResponse) String() string {
 func (*ReloadConfigResponse) ProtoMessage() {}
 
 func (x *ReloadConfigResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[36]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2634,7 +2904,7 @@ func (x *ReloadConfigResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReloadConfigResponse.ProtoReflect.Descriptor instead.
 func (*ReloadConfigResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{36}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ReloadConfigResponse) GetReloaded() []string {
@@ -2697,7 +2967,7 @@ type PendingSettingsRequest struct {
 
 func (x *PendingSettingsRequest) Reset() {
 	*x = PendingSettingsRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[37]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2709,7 +2979,7 @@ func (x *PendingSettingsRequest) String() string {
 func (*PendingSettingsRequest) ProtoMessage() {}
 
 func (x *PendingSettingsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[37]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2722,7 +2992,7 @@ func (x *PendingSettingsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PendingSettingsRequest.ProtoReflect.Descriptor instead.
 func (*PendingSettingsRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{37}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{42}
 }
 
 type PendingSetting struct {
@@ -2737,7 +3007,7 @@ type PendingSetting struct {
 
 func (x *PendingSetting) Reset() {
 	*x = PendingSetting{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[38]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2749,7 +3019,7 @@ func (x *PendingSetting) String() string {
 func (*PendingSetting) ProtoMessage() {}
 
 func (x *PendingSetting) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[38]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2762,7 +3032,7 @@ func (x *PendingSetting) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PendingSetting.ProtoReflect.Descriptor instead.
 func (*PendingSetting) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{38}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *PendingSetting) GetName() string {
@@ -2802,7 +3072,7 @@ type PendingSettingsResponse struct {
 
 func (x *PendingSettingsResponse) Reset() {
 	*x = PendingSettingsResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[39]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2814,7 +3084,7 @@ func (x *PendingSettingsResponse) String() string {
 func (*PendingSettingsResponse) ProtoMessage() {}
 
 func (x *PendingSettingsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[39]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2827,7 +3097,7 @@ func (x *PendingSettingsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PendingSettingsResponse.ProtoReflect.Descriptor instead.
 func (*PendingSettingsResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{39}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *PendingSettingsResponse) GetSettings() []*PendingSetting {
@@ -2856,7 +3126,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[40]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2868,7 +3138,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[40]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2881,7 +3151,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{40}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *JoinRequest) GetClusterName() string {
@@ -2972,7 +3242,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[41]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2984,7 +3254,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[41]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2997,7 +3267,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{41}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *JoinResponse) GetNodeId() uint32 {
@@ -3031,7 +3301,7 @@ type RemoveNodeRequest struct {
 
 func (x *RemoveNodeRequest) Reset() {
 	*x = RemoveNodeRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[42]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3043,7 +3313,7 @@ func (x *RemoveNodeRequest) String() string {
 func (*RemoveNodeRequest) ProtoMessage() {}
 
 func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[42]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3056,7 +3326,7 @@ func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
 func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{42}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *RemoveNodeRequest) GetNodeId() uint32 {
@@ -3082,7 +3352,7 @@ type RemoveNodeResponse struct {
 
 func (x *RemoveNodeResponse) Reset() {
 	*x = RemoveNodeResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[43]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3094,7 +3364,7 @@ func (x *RemoveNodeResponse) String() string {
 func (*RemoveNodeResponse) ProtoMessage() {}
 
 func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[43]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3107,7 +3377,7 @@ func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
 func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{43}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *RemoveNodeResponse) GetNodeId() uint32 {
@@ -3127,7 +3397,7 @@ type ApplyRequest struct {
 
 func (x *ApplyRequest) Reset() {
 	*x = ApplyRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[44]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3139,7 +3409,7 @@ func (x *ApplyRequest) String() string {
 func (*ApplyRequest) ProtoMessage() {}
 
 func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[44]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3152,7 +3422,7 @@ func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyRequest.ProtoReflect.Descriptor instead.
 func (*ApplyRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{44}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ApplyRequest) GetCommand() []byte {
@@ -3172,7 +3442,7 @@ type ApplyResponse struct {
 
 func (x *ApplyResponse) Reset() {
 	*x = ApplyResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[45]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3184,7 +3454,7 @@ func (x *ApplyResponse) String() string {
 func (*ApplyResponse) ProtoMessage() {}
 
 func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[45]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3197,7 +3467,7 @@ func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyResponse.ProtoReflect.Descriptor instead.
 func (*ApplyResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{45}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ApplyResponse) GetIndex() uint64 {
@@ -3223,7 +3493,7 @@ type ReportRequest struct {
 
 func (x *ReportRequest) Reset() {
 	*x = ReportRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[46]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3235,7 +3505,7 @@ func (x *ReportRequest) String() string {
 func (*ReportRequest) ProtoMessage() {}
 
 func (x *ReportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[46]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3248,7 +3518,7 @@ func (x *ReportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportRequest.ProtoReflect.Descriptor instead.
 func (*ReportRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{46}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ReportRequest) GetReport() *NodeReport {
@@ -3266,7 +3536,7 @@ type ReportResponse struct {
 
 func (x *ReportResponse) Reset() {
 	*x = ReportResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[47]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3278,7 +3548,7 @@ func (x *ReportResponse) String() string {
 func (*ReportResponse) ProtoMessage() {}
 
 func (x *ReportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[47]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3291,7 +3561,7 @@ func (x *ReportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportResponse.ProtoReflect.Descriptor instead.
 func (*ReportResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{47}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{52}
 }
 
 // The leader asks a standby for its freshest LSNs before choosing a candidate.
@@ -3304,7 +3574,7 @@ type LSNRequest struct {
 
 func (x *LSNRequest) Reset() {
 	*x = LSNRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[48]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3316,7 +3586,7 @@ func (x *LSNRequest) String() string {
 func (*LSNRequest) ProtoMessage() {}
 
 func (x *LSNRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[48]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3329,7 +3599,7 @@ func (x *LSNRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LSNRequest.ProtoReflect.Descriptor instead.
 func (*LSNRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{48}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *LSNRequest) GetTerm() uint64 {
@@ -3359,7 +3629,7 @@ type LSNResponse struct {
 
 func (x *LSNResponse) Reset() {
 	*x = LSNResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[49]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3371,7 +3641,7 @@ func (x *LSNResponse) String() string {
 func (*LSNResponse) ProtoMessage() {}
 
 func (x *LSNResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[49]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3384,7 +3654,7 @@ func (x *LSNResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LSNResponse.ProtoReflect.Descriptor instead.
 func (*LSNResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{49}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *LSNResponse) GetNodeId() uint32 {
@@ -3445,7 +3715,7 @@ type PingRequest struct {
 
 func (x *PingRequest) Reset() {
 	*x = PingRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[50]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3457,7 +3727,7 @@ func (x *PingRequest) String() string {
 func (*PingRequest) ProtoMessage() {}
 
 func (x *PingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[50]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3470,7 +3740,7 @@ func (x *PingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PingRequest.ProtoReflect.Descriptor instead.
 func (*PingRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{50}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *PingRequest) GetFrom() string {
@@ -3490,7 +3760,7 @@ type SampleRequest struct {
 
 func (x *SampleRequest) Reset() {
 	*x = SampleRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[51]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3502,7 +3772,7 @@ func (x *SampleRequest) String() string {
 func (*SampleRequest) ProtoMessage() {}
 
 func (x *SampleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[51]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3515,7 +3785,7 @@ func (x *SampleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SampleRequest.ProtoReflect.Descriptor instead.
 func (*SampleRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{51}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{56}
 }
 
 type SampleResponse struct {
@@ -3527,7 +3797,7 @@ type SampleResponse struct {
 
 func (x *SampleResponse) Reset() {
 	*x = SampleResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[52]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3539,7 +3809,7 @@ func (x *SampleResponse) String() string {
 func (*SampleResponse) ProtoMessage() {}
 
 func (x *SampleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[52]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3552,7 +3822,7 @@ func (x *SampleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SampleResponse.ProtoReflect.Descriptor instead.
 func (*SampleResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{52}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *SampleResponse) GetReport() *NodeReport {
@@ -3573,7 +3843,7 @@ type PingResponse struct {
 
 func (x *PingResponse) Reset() {
 	*x = PingResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[53]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3585,7 +3855,7 @@ func (x *PingResponse) String() string {
 func (*PingResponse) ProtoMessage() {}
 
 func (x *PingResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[53]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3598,7 +3868,7 @@ func (x *PingResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PingResponse.ProtoReflect.Descriptor instead.
 func (*PingResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{53}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *PingResponse) GetNodeId() uint32 {
@@ -3634,7 +3904,7 @@ type EnsureSlotRequest struct {
 
 func (x *EnsureSlotRequest) Reset() {
 	*x = EnsureSlotRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[54]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3646,7 +3916,7 @@ func (x *EnsureSlotRequest) String() string {
 func (*EnsureSlotRequest) ProtoMessage() {}
 
 func (x *EnsureSlotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[54]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3659,7 +3929,7 @@ func (x *EnsureSlotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnsureSlotRequest.ProtoReflect.Descriptor instead.
 func (*EnsureSlotRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{54}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *EnsureSlotRequest) GetSlotName() string {
@@ -3685,7 +3955,7 @@ type EnsureSlotResponse struct {
 
 func (x *EnsureSlotResponse) Reset() {
 	*x = EnsureSlotResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[55]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3697,7 +3967,7 @@ func (x *EnsureSlotResponse) String() string {
 func (*EnsureSlotResponse) ProtoMessage() {}
 
 func (x *EnsureSlotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[55]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3710,7 +3980,7 @@ func (x *EnsureSlotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnsureSlotResponse.ProtoReflect.Descriptor instead.
 func (*EnsureSlotResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{55}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *EnsureSlotResponse) GetCreated() bool {
@@ -3728,7 +3998,7 @@ type ConfigShowRequest struct {
 
 func (x *ConfigShowRequest) Reset() {
 	*x = ConfigShowRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[56]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3740,7 +4010,7 @@ func (x *ConfigShowRequest) String() string {
 func (*ConfigShowRequest) ProtoMessage() {}
 
 func (x *ConfigShowRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[56]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3753,7 +4023,7 @@ func (x *ConfigShowRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigShowRequest.ProtoReflect.Descriptor instead.
 func (*ConfigShowRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{56}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{61}
 }
 
 type ConfigShowResponse struct {
@@ -3767,7 +4037,7 @@ type ConfigShowResponse struct {
 
 func (x *ConfigShowResponse) Reset() {
 	*x = ConfigShowResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[57]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3779,7 +4049,7 @@ func (x *ConfigShowResponse) String() string {
 func (*ConfigShowResponse) ProtoMessage() {}
 
 func (x *ConfigShowResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[57]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3792,7 +4062,7 @@ func (x *ConfigShowResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigShowResponse.ProtoReflect.Descriptor instead.
 func (*ConfigShowResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{57}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *ConfigShowResponse) GetSettings() *Settings {
@@ -3831,7 +4101,7 @@ type NodeConfig struct {
 
 func (x *NodeConfig) Reset() {
 	*x = NodeConfig{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[58]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3843,7 +4113,7 @@ func (x *NodeConfig) String() string {
 func (*NodeConfig) ProtoMessage() {}
 
 func (x *NodeConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[58]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3856,7 +4126,7 @@ func (x *NodeConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeConfig.ProtoReflect.Descriptor instead.
 func (*NodeConfig) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{58}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *NodeConfig) GetName() string {
@@ -3907,7 +4177,7 @@ type ConfigSetRequest struct {
 
 func (x *ConfigSetRequest) Reset() {
 	*x = ConfigSetRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[59]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3919,7 +4189,7 @@ func (x *ConfigSetRequest) String() string {
 func (*ConfigSetRequest) ProtoMessage() {}
 
 func (x *ConfigSetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[59]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3932,7 +4202,7 @@ func (x *ConfigSetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigSetRequest.ProtoReflect.Descriptor instead.
 func (*ConfigSetRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{59}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *ConfigSetRequest) GetVersion() uint64 {
@@ -3970,7 +4240,7 @@ type ConfigSetResponse struct {
 
 func (x *ConfigSetResponse) Reset() {
 	*x = ConfigSetResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[60]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3982,7 +4252,7 @@ func (x *ConfigSetResponse) String() string {
 func (*ConfigSetResponse) ProtoMessage() {}
 
 func (x *ConfigSetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[60]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3995,7 +4265,7 @@ func (x *ConfigSetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigSetResponse.ProtoReflect.Descriptor instead.
 func (*ConfigSetResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{60}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *ConfigSetResponse) GetVersion() uint64 {
@@ -4028,7 +4298,7 @@ type ConfigHistoryRequest struct {
 
 func (x *ConfigHistoryRequest) Reset() {
 	*x = ConfigHistoryRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[61]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4040,7 +4310,7 @@ func (x *ConfigHistoryRequest) String() string {
 func (*ConfigHistoryRequest) ProtoMessage() {}
 
 func (x *ConfigHistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[61]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4053,7 +4323,7 @@ func (x *ConfigHistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigHistoryRequest.ProtoReflect.Descriptor instead.
 func (*ConfigHistoryRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{61}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *ConfigHistoryRequest) GetLimit() int32 {
@@ -4072,7 +4342,7 @@ type ConfigHistoryResponse struct {
 
 func (x *ConfigHistoryResponse) Reset() {
 	*x = ConfigHistoryResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[62]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4084,7 +4354,7 @@ func (x *ConfigHistoryResponse) String() string {
 func (*ConfigHistoryResponse) ProtoMessage() {}
 
 func (x *ConfigHistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[62]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4097,7 +4367,7 @@ func (x *ConfigHistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigHistoryResponse.ProtoReflect.Descriptor instead.
 func (*ConfigHistoryResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{62}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *ConfigHistoryResponse) GetEvents() []*Event {
@@ -4121,7 +4391,7 @@ type CheckParametersRequest struct {
 
 func (x *CheckParametersRequest) Reset() {
 	*x = CheckParametersRequest{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[63]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4133,7 +4403,7 @@ func (x *CheckParametersRequest) String() string {
 func (*CheckParametersRequest) ProtoMessage() {}
 
 func (x *CheckParametersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[63]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4146,7 +4416,7 @@ func (x *CheckParametersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckParametersRequest.ProtoReflect.Descriptor instead.
 func (*CheckParametersRequest) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{63}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *CheckParametersRequest) GetParameters() map[string]string {
@@ -4173,7 +4443,7 @@ type CheckParametersResponse struct {
 
 func (x *CheckParametersResponse) Reset() {
 	*x = CheckParametersResponse{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[64]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4185,7 +4455,7 @@ func (x *CheckParametersResponse) String() string {
 func (*CheckParametersResponse) ProtoMessage() {}
 
 func (x *CheckParametersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[64]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4198,7 +4468,7 @@ func (x *CheckParametersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckParametersResponse.ProtoReflect.Descriptor instead.
 func (*CheckParametersResponse) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{64}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *CheckParametersResponse) GetProblems() []*ParameterProblem {
@@ -4225,7 +4495,7 @@ type ParameterProblem struct {
 
 func (x *ParameterProblem) Reset() {
 	*x = ParameterProblem{}
-	mi := &file_hasidecar_v1_api_proto_msgTypes[65]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4237,7 +4507,7 @@ func (x *ParameterProblem) String() string {
 func (*ParameterProblem) ProtoMessage() {}
 
 func (x *ParameterProblem) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_api_proto_msgTypes[65]
+	mi := &file_hasidecar_v1_api_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4250,7 +4520,7 @@ func (x *ParameterProblem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ParameterProblem.ProtoReflect.Descriptor instead.
 func (*ParameterProblem) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{65}
+	return file_hasidecar_v1_api_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *ParameterProblem) GetName() string {
@@ -4371,7 +4641,7 @@ const file_hasidecar_v1_api_proto_rawDesc = "" +
 	"\fgrpc_address\x18\x12 \x01(\tR\vgrpcAddress\x128\n" +
 	"\bpostgres\x18\x13 \x01(\v2\x1c.hasidecar.v1.PostgresStatusR\bpostgres\x12!\n" +
 	"\fsync_standby\x18\x14 \x01(\bR\vsyncStandby\x12 \n" +
-	"\vmaintenance\x18\x15 \x01(\bR\vmaintenance\"\xb9\x05\n" +
+	"\vmaintenance\x18\x15 \x01(\bR\vmaintenance\"\xb5\x06\n" +
 	"\fShowResponse\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\x12\x12\n" +
 	"\x04term\x18\x02 \x01(\x04R\x04term\x12\x1f\n" +
@@ -4394,7 +4664,9 @@ const file_hasidecar_v1_api_proto_rawDesc = "" +
 	"\tsync_mode\x18( \x01(\tR\bsyncMode\x12+\n" +
 	"\x11synchronous_count\x18) \x01(\x05R\x10synchronousCount\x120\n" +
 	"\x14sync_committed_count\x18* \x01(\rR\x12syncCommittedCount\x12!\n" +
-	"\fsync_warning\x18+ \x01(\tR\vsyncWarning\"z\n" +
+	"\fsync_warning\x18+ \x01(\tR\vsyncWarning\x12>\n" +
+	"\tscheduled\x18\x1e \x01(\v2 .hasidecar.v1.ScheduledOperationR\tscheduled\x12:\n" +
+	"\arunning\x18\x1f \x01(\v2 .hasidecar.v1.ScheduledOperationR\arunning\"z\n" +
 	"\rEventsRequest\x12\x1d\n" +
 	"\n" +
 	"event_type\x18\x01 \x01(\tR\teventType\x12\x17\n" +
@@ -4489,7 +4761,23 @@ const file_hasidecar_v1_api_proto_rawDesc = "" +
 	"\rallow_reclone\x18\x02 \x01(\bR\fallowReclone\x12\x17\n" +
 	"\adry_run\x18\x03 \x01(\bR\x06dryRun\"&\n" +
 	"\x0eRejoinResponse\x12\x14\n" +
-	"\x05steps\x18\x01 \x03(\tR\x05steps\"\x18\n" +
+	"\x05steps\x18\x01 \x03(\tR\x05steps\"\xb1\x01\n" +
+	"\x0fScheduleRequest\x12/\n" +
+	"\x04kind\x18\x01 \x01(\x0e2\x1b.hasidecar.v1.ScheduledKindR\x04kind\x12\x16\n" +
+	"\x06target\x18\x02 \x01(\tR\x06target\x12\x18\n" +
+	"\apending\x18\x03 \x01(\bR\apending\x12\x1c\n" +
+	"\n" +
+	"at_unix_ms\x18\x04 \x01(\x03R\batUnixMs\x12\x1d\n" +
+	"\n" +
+	"timeout_ms\x18\x05 \x01(\x03R\ttimeoutMs\"j\n" +
+	"\x10ScheduleResponse\x12>\n" +
+	"\toperation\x18\x01 \x01(\v2 .hasidecar.v1.ScheduledOperationR\toperation\x12\x16\n" +
+	"\x06checks\x18\x02 \x03(\tR\x06checks\"\x18\n" +
+	"\x16CancelScheduledRequest\"Y\n" +
+	"\x17CancelScheduledResponse\x12>\n" +
+	"\tcancelled\x18\x01 \x01(\v2 .hasidecar.v1.ScheduledOperationR\tcancelled\"<\n" +
+	"\x17ScheduledRestartRequest\x12!\n" +
+	"\foperation_id\x18\x01 \x01(\x04R\voperationId\"\x18\n" +
 	"\x16RestartPostgresRequest\"~\n" +
 	"\x17RestartPostgresResponse\x12*\n" +
 	"\x04role\x18\x01 \x01(\x0e2\x16.hasidecar.v1.NodeRoleR\x04role\x127\n" +
@@ -4609,7 +4897,7 @@ const file_hasidecar_v1_api_proto_rawDesc = "" +
 	"\arestart\x18\x02 \x03(\tR\arestart\">\n" +
 	"\x10ParameterProblem\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason2\xb6\x05\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason2\xe1\x06\n" +
 	"\x0eClusterService\x12=\n" +
 	"\x04Show\x12\x19.hasidecar.v1.ShowRequest\x1a\x1a.hasidecar.v1.ShowResponse\x12C\n" +
 	"\x06Events\x12\x1b.hasidecar.v1.EventsRequest\x1a\x1c.hasidecar.v1.EventsResponse\x12L\n" +
@@ -4621,7 +4909,9 @@ const file_hasidecar_v1_api_proto_rawDesc = "" +
 	"\n" +
 	"RemoveNode\x12\x1f.hasidecar.v1.RemoveNodeRequest\x1a .hasidecar.v1.RemoveNodeResponse\x12C\n" +
 	"\x06Reinit\x12\x1b.hasidecar.v1.ReinitRequest\x1a\x1c.hasidecar.v1.ReinitResponse\x12[\n" +
-	"\x0eSetMaintenance\x12#.hasidecar.v1.SetMaintenanceRequest\x1a$.hasidecar.v1.SetMaintenanceResponse2\x80\x05\n" +
+	"\x0eSetMaintenance\x12#.hasidecar.v1.SetMaintenanceRequest\x1a$.hasidecar.v1.SetMaintenanceResponse\x12I\n" +
+	"\bSchedule\x12\x1d.hasidecar.v1.ScheduleRequest\x1a\x1e.hasidecar.v1.ScheduleResponse\x12^\n" +
+	"\x0fCancelScheduled\x12$.hasidecar.v1.CancelScheduledRequest\x1a%.hasidecar.v1.CancelScheduledResponse2\x80\x05\n" +
 	"\vNodeService\x12C\n" +
 	"\x06Status\x12\x1b.hasidecar.v1.StatusRequest\x1a\x1c.hasidecar.v1.StatusResponse\x12^\n" +
 	"\x0fRestartPostgres\x12$.hasidecar.v1.RestartPostgresRequest\x1a%.hasidecar.v1.RestartPostgresResponse\x12U\n" +
@@ -4634,7 +4924,7 @@ const file_hasidecar_v1_api_proto_rawDesc = "" +
 	"\rConfigService\x12I\n" +
 	"\x04Show\x12\x1f.hasidecar.v1.ConfigShowRequest\x1a .hasidecar.v1.ConfigShowResponse\x12F\n" +
 	"\x03Set\x12\x1e.hasidecar.v1.ConfigSetRequest\x1a\x1f.hasidecar.v1.ConfigSetResponse\x12R\n" +
-	"\aHistory\x12\".hasidecar.v1.ConfigHistoryRequest\x1a#.hasidecar.v1.ConfigHistoryResponse2\x91\x05\n" +
+	"\aHistory\x12\".hasidecar.v1.ConfigHistoryRequest\x1a#.hasidecar.v1.ConfigHistoryResponse2\xf3\x05\n" +
 	"\vPeerService\x12^\n" +
 	"\x0fCheckParameters\x12$.hasidecar.v1.CheckParametersRequest\x1a%.hasidecar.v1.CheckParametersResponse\x12O\n" +
 	"\n" +
@@ -4645,7 +4935,8 @@ const file_hasidecar_v1_api_proto_rawDesc = "" +
 	"\x06Report\x12\x1b.hasidecar.v1.ReportRequest\x1a\x1c.hasidecar.v1.ReportResponse\x12C\n" +
 	"\x06Sample\x12\x1b.hasidecar.v1.SampleRequest\x1a\x1c.hasidecar.v1.SampleResponse\x12:\n" +
 	"\x03LSN\x12\x18.hasidecar.v1.LSNRequest\x1a\x19.hasidecar.v1.LSNResponse\x12=\n" +
-	"\x04Ping\x12\x19.hasidecar.v1.PingRequest\x1a\x1a.hasidecar.v1.PingResponseB?Z=github.com/hasidecar/hasidecar/proto/hasidecar/v1;hasidecarv1b\x06proto3"
+	"\x04Ping\x12\x19.hasidecar.v1.PingRequest\x1a\x1a.hasidecar.v1.PingResponse\x12`\n" +
+	"\x10ScheduledRestart\x12%.hasidecar.v1.ScheduledRestartRequest\x1a%.hasidecar.v1.RestartPostgresResponseB?Z=github.com/hasidecar/hasidecar/proto/hasidecar/v1;hasidecarv1b\x06proto3"
 
 var (
 	file_hasidecar_v1_api_proto_rawDescOnce sync.Once
@@ -4659,7 +4950,7 @@ func file_hasidecar_v1_api_proto_rawDescGZIP() []byte {
 	return file_hasidecar_v1_api_proto_rawDescData
 }
 
-var file_hasidecar_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 69)
+var file_hasidecar_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 74)
 var file_hasidecar_v1_api_proto_goTypes = []any{
 	(*PostgresStatus)(nil),          // 0: hasidecar.v1.PostgresStatus
 	(*SlotStatus)(nil),              // 1: hasidecar.v1.SlotStatus
@@ -4694,150 +4985,168 @@ var file_hasidecar_v1_api_proto_goTypes = []any{
 	(*LeaveResponse)(nil),           // 30: hasidecar.v1.LeaveResponse
 	(*RejoinRequest)(nil),           // 31: hasidecar.v1.RejoinRequest
 	(*RejoinResponse)(nil),          // 32: hasidecar.v1.RejoinResponse
-	(*RestartPostgresRequest)(nil),  // 33: hasidecar.v1.RestartPostgresRequest
-	(*RestartPostgresResponse)(nil), // 34: hasidecar.v1.RestartPostgresResponse
-	(*ReloadConfigRequest)(nil),     // 35: hasidecar.v1.ReloadConfigRequest
-	(*ReloadConfigResponse)(nil),    // 36: hasidecar.v1.ReloadConfigResponse
-	(*PendingSettingsRequest)(nil),  // 37: hasidecar.v1.PendingSettingsRequest
-	(*PendingSetting)(nil),          // 38: hasidecar.v1.PendingSetting
-	(*PendingSettingsResponse)(nil), // 39: hasidecar.v1.PendingSettingsResponse
-	(*JoinRequest)(nil),             // 40: hasidecar.v1.JoinRequest
-	(*JoinResponse)(nil),            // 41: hasidecar.v1.JoinResponse
-	(*RemoveNodeRequest)(nil),       // 42: hasidecar.v1.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil),      // 43: hasidecar.v1.RemoveNodeResponse
-	(*ApplyRequest)(nil),            // 44: hasidecar.v1.ApplyRequest
-	(*ApplyResponse)(nil),           // 45: hasidecar.v1.ApplyResponse
-	(*ReportRequest)(nil),           // 46: hasidecar.v1.ReportRequest
-	(*ReportResponse)(nil),          // 47: hasidecar.v1.ReportResponse
-	(*LSNRequest)(nil),              // 48: hasidecar.v1.LSNRequest
-	(*LSNResponse)(nil),             // 49: hasidecar.v1.LSNResponse
-	(*PingRequest)(nil),             // 50: hasidecar.v1.PingRequest
-	(*SampleRequest)(nil),           // 51: hasidecar.v1.SampleRequest
-	(*SampleResponse)(nil),          // 52: hasidecar.v1.SampleResponse
-	(*PingResponse)(nil),            // 53: hasidecar.v1.PingResponse
-	(*EnsureSlotRequest)(nil),       // 54: hasidecar.v1.EnsureSlotRequest
-	(*EnsureSlotResponse)(nil),      // 55: hasidecar.v1.EnsureSlotResponse
-	(*ConfigShowRequest)(nil),       // 56: hasidecar.v1.ConfigShowRequest
-	(*ConfigShowResponse)(nil),      // 57: hasidecar.v1.ConfigShowResponse
-	(*NodeConfig)(nil),              // 58: hasidecar.v1.NodeConfig
-	(*ConfigSetRequest)(nil),        // 59: hasidecar.v1.ConfigSetRequest
-	(*ConfigSetResponse)(nil),       // 60: hasidecar.v1.ConfigSetResponse
-	(*ConfigHistoryRequest)(nil),    // 61: hasidecar.v1.ConfigHistoryRequest
-	(*ConfigHistoryResponse)(nil),   // 62: hasidecar.v1.ConfigHistoryResponse
-	(*CheckParametersRequest)(nil),  // 63: hasidecar.v1.CheckParametersRequest
-	(*CheckParametersResponse)(nil), // 64: hasidecar.v1.CheckParametersResponse
-	(*ParameterProblem)(nil),        // 65: hasidecar.v1.ParameterProblem
-	nil,                             // 66: hasidecar.v1.StatusResponse.LocalParametersEntry
-	nil,                             // 67: hasidecar.v1.NodeConfig.LocalParametersEntry
-	nil,                             // 68: hasidecar.v1.CheckParametersRequest.ParametersEntry
-	(NodeKind)(0),                   // 69: hasidecar.v1.NodeKind
-	(NodeRole)(0),                   // 70: hasidecar.v1.NodeRole
-	(FailoverMode)(0),               // 71: hasidecar.v1.FailoverMode
-	(*Lease)(nil),                   // 72: hasidecar.v1.Lease
-	(*Switchover)(nil),              // 73: hasidecar.v1.Switchover
-	(*Event)(nil),                   // 74: hasidecar.v1.Event
-	(*Node)(nil),                    // 75: hasidecar.v1.Node
-	(*Settings)(nil),                // 76: hasidecar.v1.Settings
-	(*ConfigChange)(nil),            // 77: hasidecar.v1.ConfigChange
+	(*ScheduleRequest)(nil),         // 33: hasidecar.v1.ScheduleRequest
+	(*ScheduleResponse)(nil),        // 34: hasidecar.v1.ScheduleResponse
+	(*CancelScheduledRequest)(nil),  // 35: hasidecar.v1.CancelScheduledRequest
+	(*CancelScheduledResponse)(nil), // 36: hasidecar.v1.CancelScheduledResponse
+	(*ScheduledRestartRequest)(nil), // 37: hasidecar.v1.ScheduledRestartRequest
+	(*RestartPostgresRequest)(nil),  // 38: hasidecar.v1.RestartPostgresRequest
+	(*RestartPostgresResponse)(nil), // 39: hasidecar.v1.RestartPostgresResponse
+	(*ReloadConfigRequest)(nil),     // 40: hasidecar.v1.ReloadConfigRequest
+	(*ReloadConfigResponse)(nil),    // 41: hasidecar.v1.ReloadConfigResponse
+	(*PendingSettingsRequest)(nil),  // 42: hasidecar.v1.PendingSettingsRequest
+	(*PendingSetting)(nil),          // 43: hasidecar.v1.PendingSetting
+	(*PendingSettingsResponse)(nil), // 44: hasidecar.v1.PendingSettingsResponse
+	(*JoinRequest)(nil),             // 45: hasidecar.v1.JoinRequest
+	(*JoinResponse)(nil),            // 46: hasidecar.v1.JoinResponse
+	(*RemoveNodeRequest)(nil),       // 47: hasidecar.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),      // 48: hasidecar.v1.RemoveNodeResponse
+	(*ApplyRequest)(nil),            // 49: hasidecar.v1.ApplyRequest
+	(*ApplyResponse)(nil),           // 50: hasidecar.v1.ApplyResponse
+	(*ReportRequest)(nil),           // 51: hasidecar.v1.ReportRequest
+	(*ReportResponse)(nil),          // 52: hasidecar.v1.ReportResponse
+	(*LSNRequest)(nil),              // 53: hasidecar.v1.LSNRequest
+	(*LSNResponse)(nil),             // 54: hasidecar.v1.LSNResponse
+	(*PingRequest)(nil),             // 55: hasidecar.v1.PingRequest
+	(*SampleRequest)(nil),           // 56: hasidecar.v1.SampleRequest
+	(*SampleResponse)(nil),          // 57: hasidecar.v1.SampleResponse
+	(*PingResponse)(nil),            // 58: hasidecar.v1.PingResponse
+	(*EnsureSlotRequest)(nil),       // 59: hasidecar.v1.EnsureSlotRequest
+	(*EnsureSlotResponse)(nil),      // 60: hasidecar.v1.EnsureSlotResponse
+	(*ConfigShowRequest)(nil),       // 61: hasidecar.v1.ConfigShowRequest
+	(*ConfigShowResponse)(nil),      // 62: hasidecar.v1.ConfigShowResponse
+	(*NodeConfig)(nil),              // 63: hasidecar.v1.NodeConfig
+	(*ConfigSetRequest)(nil),        // 64: hasidecar.v1.ConfigSetRequest
+	(*ConfigSetResponse)(nil),       // 65: hasidecar.v1.ConfigSetResponse
+	(*ConfigHistoryRequest)(nil),    // 66: hasidecar.v1.ConfigHistoryRequest
+	(*ConfigHistoryResponse)(nil),   // 67: hasidecar.v1.ConfigHistoryResponse
+	(*CheckParametersRequest)(nil),  // 68: hasidecar.v1.CheckParametersRequest
+	(*CheckParametersResponse)(nil), // 69: hasidecar.v1.CheckParametersResponse
+	(*ParameterProblem)(nil),        // 70: hasidecar.v1.ParameterProblem
+	nil,                             // 71: hasidecar.v1.StatusResponse.LocalParametersEntry
+	nil,                             // 72: hasidecar.v1.NodeConfig.LocalParametersEntry
+	nil,                             // 73: hasidecar.v1.CheckParametersRequest.ParametersEntry
+	(NodeKind)(0),                   // 74: hasidecar.v1.NodeKind
+	(NodeRole)(0),                   // 75: hasidecar.v1.NodeRole
+	(FailoverMode)(0),               // 76: hasidecar.v1.FailoverMode
+	(*Lease)(nil),                   // 77: hasidecar.v1.Lease
+	(*Switchover)(nil),              // 78: hasidecar.v1.Switchover
+	(*ScheduledOperation)(nil),      // 79: hasidecar.v1.ScheduledOperation
+	(*Event)(nil),                   // 80: hasidecar.v1.Event
+	(*Node)(nil),                    // 81: hasidecar.v1.Node
+	(ScheduledKind)(0),              // 82: hasidecar.v1.ScheduledKind
+	(*Settings)(nil),                // 83: hasidecar.v1.Settings
+	(*ConfigChange)(nil),            // 84: hasidecar.v1.ConfigChange
 }
 var file_hasidecar_v1_api_proto_depIdxs = []int32{
 	2,  // 0: hasidecar.v1.PostgresStatus.replication:type_name -> hasidecar.v1.ReplicationRow
 	1,  // 1: hasidecar.v1.PostgresStatus.slots:type_name -> hasidecar.v1.SlotStatus
 	0,  // 2: hasidecar.v1.NodeReport.postgres:type_name -> hasidecar.v1.PostgresStatus
 	4,  // 3: hasidecar.v1.NodeReport.peers:type_name -> hasidecar.v1.PeerReachability
-	69, // 4: hasidecar.v1.NodeView.kind:type_name -> hasidecar.v1.NodeKind
-	70, // 5: hasidecar.v1.NodeView.role:type_name -> hasidecar.v1.NodeRole
+	74, // 4: hasidecar.v1.NodeView.kind:type_name -> hasidecar.v1.NodeKind
+	75, // 5: hasidecar.v1.NodeView.role:type_name -> hasidecar.v1.NodeRole
 	0,  // 6: hasidecar.v1.NodeView.postgres:type_name -> hasidecar.v1.PostgresStatus
-	71, // 7: hasidecar.v1.ShowResponse.failover_mode:type_name -> hasidecar.v1.FailoverMode
+	76, // 7: hasidecar.v1.ShowResponse.failover_mode:type_name -> hasidecar.v1.FailoverMode
 	6,  // 8: hasidecar.v1.ShowResponse.nodes:type_name -> hasidecar.v1.NodeView
-	72, // 9: hasidecar.v1.ShowResponse.lease:type_name -> hasidecar.v1.Lease
-	73, // 10: hasidecar.v1.ShowResponse.switchover:type_name -> hasidecar.v1.Switchover
-	74, // 11: hasidecar.v1.EventsResponse.events:type_name -> hasidecar.v1.Event
-	3,  // 12: hasidecar.v1.MatrixResponse.reports:type_name -> hasidecar.v1.NodeReport
-	75, // 13: hasidecar.v1.MatrixResponse.nodes:type_name -> hasidecar.v1.Node
-	3,  // 14: hasidecar.v1.HistoryResponse.samples:type_name -> hasidecar.v1.NodeReport
-	69, // 15: hasidecar.v1.StatusResponse.kind:type_name -> hasidecar.v1.NodeKind
-	0,  // 16: hasidecar.v1.StatusResponse.postgres:type_name -> hasidecar.v1.PostgresStatus
-	70, // 17: hasidecar.v1.StatusResponse.role:type_name -> hasidecar.v1.NodeRole
-	28, // 18: hasidecar.v1.StatusResponse.config_drift:type_name -> hasidecar.v1.ConfigDrift
-	66, // 19: hasidecar.v1.StatusResponse.local_parameters:type_name -> hasidecar.v1.StatusResponse.LocalParametersEntry
-	70, // 20: hasidecar.v1.RestartPostgresResponse.role:type_name -> hasidecar.v1.NodeRole
-	38, // 21: hasidecar.v1.PendingSettingsResponse.settings:type_name -> hasidecar.v1.PendingSetting
-	69, // 22: hasidecar.v1.JoinRequest.kind:type_name -> hasidecar.v1.NodeKind
-	3,  // 23: hasidecar.v1.ReportRequest.report:type_name -> hasidecar.v1.NodeReport
-	0,  // 24: hasidecar.v1.LSNResponse.postgres:type_name -> hasidecar.v1.PostgresStatus
-	3,  // 25: hasidecar.v1.SampleResponse.report:type_name -> hasidecar.v1.NodeReport
-	76, // 26: hasidecar.v1.ConfigShowResponse.settings:type_name -> hasidecar.v1.Settings
-	58, // 27: hasidecar.v1.ConfigShowResponse.nodes:type_name -> hasidecar.v1.NodeConfig
-	67, // 28: hasidecar.v1.NodeConfig.local_parameters:type_name -> hasidecar.v1.NodeConfig.LocalParametersEntry
-	28, // 29: hasidecar.v1.NodeConfig.drift:type_name -> hasidecar.v1.ConfigDrift
-	77, // 30: hasidecar.v1.ConfigSetRequest.changes:type_name -> hasidecar.v1.ConfigChange
-	74, // 31: hasidecar.v1.ConfigHistoryResponse.events:type_name -> hasidecar.v1.Event
-	68, // 32: hasidecar.v1.CheckParametersRequest.parameters:type_name -> hasidecar.v1.CheckParametersRequest.ParametersEntry
-	65, // 33: hasidecar.v1.CheckParametersResponse.problems:type_name -> hasidecar.v1.ParameterProblem
-	5,  // 34: hasidecar.v1.ClusterService.Show:input_type -> hasidecar.v1.ShowRequest
-	8,  // 35: hasidecar.v1.ClusterService.Events:input_type -> hasidecar.v1.EventsRequest
-	10, // 36: hasidecar.v1.ClusterService.SetPaused:input_type -> hasidecar.v1.SetPausedRequest
-	12, // 37: hasidecar.v1.ClusterService.Failover:input_type -> hasidecar.v1.FailoverRequest
-	18, // 38: hasidecar.v1.ClusterService.Switchover:input_type -> hasidecar.v1.SwitchoverRequest
-	20, // 39: hasidecar.v1.ClusterService.Matrix:input_type -> hasidecar.v1.MatrixRequest
-	42, // 40: hasidecar.v1.ClusterService.RemoveNode:input_type -> hasidecar.v1.RemoveNodeRequest
-	14, // 41: hasidecar.v1.ClusterService.Reinit:input_type -> hasidecar.v1.ReinitRequest
-	16, // 42: hasidecar.v1.ClusterService.SetMaintenance:input_type -> hasidecar.v1.SetMaintenanceRequest
-	26, // 43: hasidecar.v1.NodeService.Status:input_type -> hasidecar.v1.StatusRequest
-	33, // 44: hasidecar.v1.NodeService.RestartPostgres:input_type -> hasidecar.v1.RestartPostgresRequest
-	35, // 45: hasidecar.v1.NodeService.ReloadConfig:input_type -> hasidecar.v1.ReloadConfigRequest
-	37, // 46: hasidecar.v1.NodeService.PendingSettings:input_type -> hasidecar.v1.PendingSettingsRequest
-	31, // 47: hasidecar.v1.NodeService.Rejoin:input_type -> hasidecar.v1.RejoinRequest
-	22, // 48: hasidecar.v1.NodeService.History:input_type -> hasidecar.v1.HistoryRequest
-	24, // 49: hasidecar.v1.NodeService.Cleanup:input_type -> hasidecar.v1.CleanupRequest
-	29, // 50: hasidecar.v1.NodeService.Leave:input_type -> hasidecar.v1.LeaveRequest
-	56, // 51: hasidecar.v1.ConfigService.Show:input_type -> hasidecar.v1.ConfigShowRequest
-	59, // 52: hasidecar.v1.ConfigService.Set:input_type -> hasidecar.v1.ConfigSetRequest
-	61, // 53: hasidecar.v1.ConfigService.History:input_type -> hasidecar.v1.ConfigHistoryRequest
-	63, // 54: hasidecar.v1.PeerService.CheckParameters:input_type -> hasidecar.v1.CheckParametersRequest
-	54, // 55: hasidecar.v1.PeerService.EnsureSlot:input_type -> hasidecar.v1.EnsureSlotRequest
-	40, // 56: hasidecar.v1.PeerService.Join:input_type -> hasidecar.v1.JoinRequest
-	42, // 57: hasidecar.v1.PeerService.Remove:input_type -> hasidecar.v1.RemoveNodeRequest
-	44, // 58: hasidecar.v1.PeerService.Apply:input_type -> hasidecar.v1.ApplyRequest
-	46, // 59: hasidecar.v1.PeerService.Report:input_type -> hasidecar.v1.ReportRequest
-	51, // 60: hasidecar.v1.PeerService.Sample:input_type -> hasidecar.v1.SampleRequest
-	48, // 61: hasidecar.v1.PeerService.LSN:input_type -> hasidecar.v1.LSNRequest
-	50, // 62: hasidecar.v1.PeerService.Ping:input_type -> hasidecar.v1.PingRequest
-	7,  // 63: hasidecar.v1.ClusterService.Show:output_type -> hasidecar.v1.ShowResponse
-	9,  // 64: hasidecar.v1.ClusterService.Events:output_type -> hasidecar.v1.EventsResponse
-	11, // 65: hasidecar.v1.ClusterService.SetPaused:output_type -> hasidecar.v1.SetPausedResponse
-	13, // 66: hasidecar.v1.ClusterService.Failover:output_type -> hasidecar.v1.FailoverResponse
-	19, // 67: hasidecar.v1.ClusterService.Switchover:output_type -> hasidecar.v1.SwitchoverResponse
-	21, // 68: hasidecar.v1.ClusterService.Matrix:output_type -> hasidecar.v1.MatrixResponse
-	43, // 69: hasidecar.v1.ClusterService.RemoveNode:output_type -> hasidecar.v1.RemoveNodeResponse
-	15, // 70: hasidecar.v1.ClusterService.Reinit:output_type -> hasidecar.v1.ReinitResponse
-	17, // 71: hasidecar.v1.ClusterService.SetMaintenance:output_type -> hasidecar.v1.SetMaintenanceResponse
-	27, // 72: hasidecar.v1.NodeService.Status:output_type -> hasidecar.v1.StatusResponse
-	34, // 73: hasidecar.v1.NodeService.RestartPostgres:output_type -> hasidecar.v1.RestartPostgresResponse
-	36, // 74: hasidecar.v1.NodeService.ReloadConfig:output_type -> hasidecar.v1.ReloadConfigResponse
-	39, // 75: hasidecar.v1.NodeService.PendingSettings:output_type -> hasidecar.v1.PendingSettingsResponse
-	32, // 76: hasidecar.v1.NodeService.Rejoin:output_type -> hasidecar.v1.RejoinResponse
-	23, // 77: hasidecar.v1.NodeService.History:output_type -> hasidecar.v1.HistoryResponse
-	25, // 78: hasidecar.v1.NodeService.Cleanup:output_type -> hasidecar.v1.CleanupResponse
-	30, // 79: hasidecar.v1.NodeService.Leave:output_type -> hasidecar.v1.LeaveResponse
-	57, // 80: hasidecar.v1.ConfigService.Show:output_type -> hasidecar.v1.ConfigShowResponse
-	60, // 81: hasidecar.v1.ConfigService.Set:output_type -> hasidecar.v1.ConfigSetResponse
-	62, // 82: hasidecar.v1.ConfigService.History:output_type -> hasidecar.v1.ConfigHistoryResponse
-	64, // 83: hasidecar.v1.PeerService.CheckParameters:output_type -> hasidecar.v1.CheckParametersResponse
-	55, // 84: hasidecar.v1.PeerService.EnsureSlot:output_type -> hasidecar.v1.EnsureSlotResponse
-	41, // 85: hasidecar.v1.PeerService.Join:output_type -> hasidecar.v1.JoinResponse
-	43, // 86: hasidecar.v1.PeerService.Remove:output_type -> hasidecar.v1.RemoveNodeResponse
-	45, // 87: hasidecar.v1.PeerService.Apply:output_type -> hasidecar.v1.ApplyResponse
-	47, // 88: hasidecar.v1.PeerService.Report:output_type -> hasidecar.v1.ReportResponse
-	52, // 89: hasidecar.v1.PeerService.Sample:output_type -> hasidecar.v1.SampleResponse
-	49, // 90: hasidecar.v1.PeerService.LSN:output_type -> hasidecar.v1.LSNResponse
-	53, // 91: hasidecar.v1.PeerService.Ping:output_type -> hasidecar.v1.PingResponse
-	63, // [63:92] is the sub-list for method output_type
-	34, // [34:63] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	77, // 9: hasidecar.v1.ShowResponse.lease:type_name -> hasidecar.v1.Lease
+	78, // 10: hasidecar.v1.ShowResponse.switchover:type_name -> hasidecar.v1.Switchover
+	79, // 11: hasidecar.v1.ShowResponse.scheduled:type_name -> hasidecar.v1.ScheduledOperation
+	79, // 12: hasidecar.v1.ShowResponse.running:type_name -> hasidecar.v1.ScheduledOperation
+	80, // 13: hasidecar.v1.EventsResponse.events:type_name -> hasidecar.v1.Event
+	3,  // 14: hasidecar.v1.MatrixResponse.reports:type_name -> hasidecar.v1.NodeReport
+	81, // 15: hasidecar.v1.MatrixResponse.nodes:type_name -> hasidecar.v1.Node
+	3,  // 16: hasidecar.v1.HistoryResponse.samples:type_name -> hasidecar.v1.NodeReport
+	74, // 17: hasidecar.v1.StatusResponse.kind:type_name -> hasidecar.v1.NodeKind
+	0,  // 18: hasidecar.v1.StatusResponse.postgres:type_name -> hasidecar.v1.PostgresStatus
+	75, // 19: hasidecar.v1.StatusResponse.role:type_name -> hasidecar.v1.NodeRole
+	28, // 20: hasidecar.v1.StatusResponse.config_drift:type_name -> hasidecar.v1.ConfigDrift
+	71, // 21: hasidecar.v1.StatusResponse.local_parameters:type_name -> hasidecar.v1.StatusResponse.LocalParametersEntry
+	82, // 22: hasidecar.v1.ScheduleRequest.kind:type_name -> hasidecar.v1.ScheduledKind
+	79, // 23: hasidecar.v1.ScheduleResponse.operation:type_name -> hasidecar.v1.ScheduledOperation
+	79, // 24: hasidecar.v1.CancelScheduledResponse.cancelled:type_name -> hasidecar.v1.ScheduledOperation
+	75, // 25: hasidecar.v1.RestartPostgresResponse.role:type_name -> hasidecar.v1.NodeRole
+	43, // 26: hasidecar.v1.PendingSettingsResponse.settings:type_name -> hasidecar.v1.PendingSetting
+	74, // 27: hasidecar.v1.JoinRequest.kind:type_name -> hasidecar.v1.NodeKind
+	3,  // 28: hasidecar.v1.ReportRequest.report:type_name -> hasidecar.v1.NodeReport
+	0,  // 29: hasidecar.v1.LSNResponse.postgres:type_name -> hasidecar.v1.PostgresStatus
+	3,  // 30: hasidecar.v1.SampleResponse.report:type_name -> hasidecar.v1.NodeReport
+	83, // 31: hasidecar.v1.ConfigShowResponse.settings:type_name -> hasidecar.v1.Settings
+	63, // 32: hasidecar.v1.ConfigShowResponse.nodes:type_name -> hasidecar.v1.NodeConfig
+	72, // 33: hasidecar.v1.NodeConfig.local_parameters:type_name -> hasidecar.v1.NodeConfig.LocalParametersEntry
+	28, // 34: hasidecar.v1.NodeConfig.drift:type_name -> hasidecar.v1.ConfigDrift
+	84, // 35: hasidecar.v1.ConfigSetRequest.changes:type_name -> hasidecar.v1.ConfigChange
+	80, // 36: hasidecar.v1.ConfigHistoryResponse.events:type_name -> hasidecar.v1.Event
+	73, // 37: hasidecar.v1.CheckParametersRequest.parameters:type_name -> hasidecar.v1.CheckParametersRequest.ParametersEntry
+	70, // 38: hasidecar.v1.CheckParametersResponse.problems:type_name -> hasidecar.v1.ParameterProblem
+	5,  // 39: hasidecar.v1.ClusterService.Show:input_type -> hasidecar.v1.ShowRequest
+	8,  // 40: hasidecar.v1.ClusterService.Events:input_type -> hasidecar.v1.EventsRequest
+	10, // 41: hasidecar.v1.ClusterService.SetPaused:input_type -> hasidecar.v1.SetPausedRequest
+	12, // 42: hasidecar.v1.ClusterService.Failover:input_type -> hasidecar.v1.FailoverRequest
+	18, // 43: hasidecar.v1.ClusterService.Switchover:input_type -> hasidecar.v1.SwitchoverRequest
+	20, // 44: hasidecar.v1.ClusterService.Matrix:input_type -> hasidecar.v1.MatrixRequest
+	47, // 45: hasidecar.v1.ClusterService.RemoveNode:input_type -> hasidecar.v1.RemoveNodeRequest
+	14, // 46: hasidecar.v1.ClusterService.Reinit:input_type -> hasidecar.v1.ReinitRequest
+	16, // 47: hasidecar.v1.ClusterService.SetMaintenance:input_type -> hasidecar.v1.SetMaintenanceRequest
+	33, // 48: hasidecar.v1.ClusterService.Schedule:input_type -> hasidecar.v1.ScheduleRequest
+	35, // 49: hasidecar.v1.ClusterService.CancelScheduled:input_type -> hasidecar.v1.CancelScheduledRequest
+	26, // 50: hasidecar.v1.NodeService.Status:input_type -> hasidecar.v1.StatusRequest
+	38, // 51: hasidecar.v1.NodeService.RestartPostgres:input_type -> hasidecar.v1.RestartPostgresRequest
+	40, // 52: hasidecar.v1.NodeService.ReloadConfig:input_type -> hasidecar.v1.ReloadConfigRequest
+	42, // 53: hasidecar.v1.NodeService.PendingSettings:input_type -> hasidecar.v1.PendingSettingsRequest
+	31, // 54: hasidecar.v1.NodeService.Rejoin:input_type -> hasidecar.v1.RejoinRequest
+	22, // 55: hasidecar.v1.NodeService.History:input_type -> hasidecar.v1.HistoryRequest
+	24, // 56: hasidecar.v1.NodeService.Cleanup:input_type -> hasidecar.v1.CleanupRequest
+	29, // 57: hasidecar.v1.NodeService.Leave:input_type -> hasidecar.v1.LeaveRequest
+	61, // 58: hasidecar.v1.ConfigService.Show:input_type -> hasidecar.v1.ConfigShowRequest
+	64, // 59: hasidecar.v1.ConfigService.Set:input_type -> hasidecar.v1.ConfigSetRequest
+	66, // 60: hasidecar.v1.ConfigService.History:input_type -> hasidecar.v1.ConfigHistoryRequest
+	68, // 61: hasidecar.v1.PeerService.CheckParameters:input_type -> hasidecar.v1.CheckParametersRequest
+	59, // 62: hasidecar.v1.PeerService.EnsureSlot:input_type -> hasidecar.v1.EnsureSlotRequest
+	45, // 63: hasidecar.v1.PeerService.Join:input_type -> hasidecar.v1.JoinRequest
+	47, // 64: hasidecar.v1.PeerService.Remove:input_type -> hasidecar.v1.RemoveNodeRequest
+	49, // 65: hasidecar.v1.PeerService.Apply:input_type -> hasidecar.v1.ApplyRequest
+	51, // 66: hasidecar.v1.PeerService.Report:input_type -> hasidecar.v1.ReportRequest
+	56, // 67: hasidecar.v1.PeerService.Sample:input_type -> hasidecar.v1.SampleRequest
+	53, // 68: hasidecar.v1.PeerService.LSN:input_type -> hasidecar.v1.LSNRequest
+	55, // 69: hasidecar.v1.PeerService.Ping:input_type -> hasidecar.v1.PingRequest
+	37, // 70: hasidecar.v1.PeerService.ScheduledRestart:input_type -> hasidecar.v1.ScheduledRestartRequest
+	7,  // 71: hasidecar.v1.ClusterService.Show:output_type -> hasidecar.v1.ShowResponse
+	9,  // 72: hasidecar.v1.ClusterService.Events:output_type -> hasidecar.v1.EventsResponse
+	11, // 73: hasidecar.v1.ClusterService.SetPaused:output_type -> hasidecar.v1.SetPausedResponse
+	13, // 74: hasidecar.v1.ClusterService.Failover:output_type -> hasidecar.v1.FailoverResponse
+	19, // 75: hasidecar.v1.ClusterService.Switchover:output_type -> hasidecar.v1.SwitchoverResponse
+	21, // 76: hasidecar.v1.ClusterService.Matrix:output_type -> hasidecar.v1.MatrixResponse
+	48, // 77: hasidecar.v1.ClusterService.RemoveNode:output_type -> hasidecar.v1.RemoveNodeResponse
+	15, // 78: hasidecar.v1.ClusterService.Reinit:output_type -> hasidecar.v1.ReinitResponse
+	17, // 79: hasidecar.v1.ClusterService.SetMaintenance:output_type -> hasidecar.v1.SetMaintenanceResponse
+	34, // 80: hasidecar.v1.ClusterService.Schedule:output_type -> hasidecar.v1.ScheduleResponse
+	36, // 81: hasidecar.v1.ClusterService.CancelScheduled:output_type -> hasidecar.v1.CancelScheduledResponse
+	27, // 82: hasidecar.v1.NodeService.Status:output_type -> hasidecar.v1.StatusResponse
+	39, // 83: hasidecar.v1.NodeService.RestartPostgres:output_type -> hasidecar.v1.RestartPostgresResponse
+	41, // 84: hasidecar.v1.NodeService.ReloadConfig:output_type -> hasidecar.v1.ReloadConfigResponse
+	44, // 85: hasidecar.v1.NodeService.PendingSettings:output_type -> hasidecar.v1.PendingSettingsResponse
+	32, // 86: hasidecar.v1.NodeService.Rejoin:output_type -> hasidecar.v1.RejoinResponse
+	23, // 87: hasidecar.v1.NodeService.History:output_type -> hasidecar.v1.HistoryResponse
+	25, // 88: hasidecar.v1.NodeService.Cleanup:output_type -> hasidecar.v1.CleanupResponse
+	30, // 89: hasidecar.v1.NodeService.Leave:output_type -> hasidecar.v1.LeaveResponse
+	62, // 90: hasidecar.v1.ConfigService.Show:output_type -> hasidecar.v1.ConfigShowResponse
+	65, // 91: hasidecar.v1.ConfigService.Set:output_type -> hasidecar.v1.ConfigSetResponse
+	67, // 92: hasidecar.v1.ConfigService.History:output_type -> hasidecar.v1.ConfigHistoryResponse
+	69, // 93: hasidecar.v1.PeerService.CheckParameters:output_type -> hasidecar.v1.CheckParametersResponse
+	60, // 94: hasidecar.v1.PeerService.EnsureSlot:output_type -> hasidecar.v1.EnsureSlotResponse
+	46, // 95: hasidecar.v1.PeerService.Join:output_type -> hasidecar.v1.JoinResponse
+	48, // 96: hasidecar.v1.PeerService.Remove:output_type -> hasidecar.v1.RemoveNodeResponse
+	50, // 97: hasidecar.v1.PeerService.Apply:output_type -> hasidecar.v1.ApplyResponse
+	52, // 98: hasidecar.v1.PeerService.Report:output_type -> hasidecar.v1.ReportResponse
+	57, // 99: hasidecar.v1.PeerService.Sample:output_type -> hasidecar.v1.SampleResponse
+	54, // 100: hasidecar.v1.PeerService.LSN:output_type -> hasidecar.v1.LSNResponse
+	58, // 101: hasidecar.v1.PeerService.Ping:output_type -> hasidecar.v1.PingResponse
+	39, // 102: hasidecar.v1.PeerService.ScheduledRestart:output_type -> hasidecar.v1.RestartPostgresResponse
+	71, // [71:103] is the sub-list for method output_type
+	39, // [39:71] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_hasidecar_v1_api_proto_init() }
@@ -4852,7 +5161,7 @@ func file_hasidecar_v1_api_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hasidecar_v1_api_proto_rawDesc), len(file_hasidecar_v1_api_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   69,
+			NumMessages:   74,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

@@ -22,15 +22,17 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	ClusterService_Show_FullMethodName           = "/hasidecar.v1.ClusterService/Show"
-	ClusterService_Events_FullMethodName         = "/hasidecar.v1.ClusterService/Events"
-	ClusterService_SetPaused_FullMethodName      = "/hasidecar.v1.ClusterService/SetPaused"
-	ClusterService_Failover_FullMethodName       = "/hasidecar.v1.ClusterService/Failover"
-	ClusterService_Switchover_FullMethodName     = "/hasidecar.v1.ClusterService/Switchover"
-	ClusterService_Matrix_FullMethodName         = "/hasidecar.v1.ClusterService/Matrix"
-	ClusterService_RemoveNode_FullMethodName     = "/hasidecar.v1.ClusterService/RemoveNode"
-	ClusterService_Reinit_FullMethodName         = "/hasidecar.v1.ClusterService/Reinit"
-	ClusterService_SetMaintenance_FullMethodName = "/hasidecar.v1.ClusterService/SetMaintenance"
+	ClusterService_Show_FullMethodName            = "/hasidecar.v1.ClusterService/Show"
+	ClusterService_Events_FullMethodName          = "/hasidecar.v1.ClusterService/Events"
+	ClusterService_SetPaused_FullMethodName       = "/hasidecar.v1.ClusterService/SetPaused"
+	ClusterService_Failover_FullMethodName        = "/hasidecar.v1.ClusterService/Failover"
+	ClusterService_Switchover_FullMethodName      = "/hasidecar.v1.ClusterService/Switchover"
+	ClusterService_Matrix_FullMethodName          = "/hasidecar.v1.ClusterService/Matrix"
+	ClusterService_RemoveNode_FullMethodName      = "/hasidecar.v1.ClusterService/RemoveNode"
+	ClusterService_Reinit_FullMethodName          = "/hasidecar.v1.ClusterService/Reinit"
+	ClusterService_SetMaintenance_FullMethodName  = "/hasidecar.v1.ClusterService/SetMaintenance"
+	ClusterService_Schedule_FullMethodName        = "/hasidecar.v1.ClusterService/Schedule"
+	ClusterService_CancelScheduled_FullMethodName = "/hasidecar.v1.ClusterService/CancelScheduled"
 )
 
 // ClusterServiceClient is the client API for ClusterService service.
@@ -46,6 +48,9 @@ type ClusterServiceClient interface {
 	RemoveNode(ctx context.Context, in *RemoveNodeRequest, opts ...grpc.CallOption) (*RemoveNodeResponse, error)
 	Reinit(ctx context.Context, in *ReinitRequest, opts ...grpc.CallOption) (*ReinitResponse, error)
 	SetMaintenance(ctx context.Context, in *SetMaintenanceRequest, opts ...grpc.CallOption) (*SetMaintenanceResponse, error)
+	// `switchover --scheduled` / `restart --scheduled` and `--cancel`: leader only.
+	Schedule(ctx context.Context, in *ScheduleRequest, opts ...grpc.CallOption) (*ScheduleResponse, error)
+	CancelScheduled(ctx context.Context, in *CancelScheduledRequest, opts ...grpc.CallOption) (*CancelScheduledResponse, error)
 }
 
 type clusterServiceClient struct {
@@ -146,6 +151,26 @@ func (c *clusterServiceClient) SetMaintenance(ctx context.Context, in *SetMainte
 	return out, nil
 }
 
+func (c *clusterServiceClient) Schedule(ctx context.Context, in *ScheduleRequest, opts ...grpc.CallOption) (*ScheduleResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ScheduleResponse)
+	err := c.cc.Invoke(ctx, ClusterService_Schedule_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clusterServiceClient) CancelScheduled(ctx context.Context, in *CancelScheduledRequest, opts ...grpc.CallOption) (*CancelScheduledResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CancelScheduledResponse)
+	err := c.cc.Invoke(ctx, ClusterService_CancelScheduled_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ClusterServiceServer is the server API for ClusterService service.
 // All implementations must embed UnimplementedClusterServiceServer
 // for forward compatibility.
@@ -159,6 +184,9 @@ type ClusterServiceServer interface {
 	RemoveNode(context.Context, *RemoveNodeRequest) (*RemoveNodeResponse, error)
 	Reinit(context.Context, *ReinitRequest) (*ReinitResponse, error)
 	SetMaintenance(context.Context, *SetMaintenanceRequest) (*SetMaintenanceResponse, error)
+	// `switchover --scheduled` / `restart --scheduled` and `--cancel`: leader only.
+	Schedule(context.Context, *ScheduleRequest) (*ScheduleResponse, error)
+	CancelScheduled(context.Context, *CancelScheduledRequest) (*CancelScheduledResponse, error)
 	mustEmbedUnimplementedClusterServiceServer()
 }
 
@@ -195,6 +223,12 @@ func (UnimplementedClusterServiceServer) Reinit(context.Context, *ReinitRequest)
 }
 func (UnimplementedClusterServiceServer) SetMaintenance(context.Context, *SetMaintenanceRequest) (*SetMaintenanceResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method SetMaintenance not implemented")
+}
+func (UnimplementedClusterServiceServer) Schedule(context.Context, *ScheduleRequest) (*ScheduleResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Schedule not implemented")
+}
+func (UnimplementedClusterServiceServer) CancelScheduled(context.Context, *CancelScheduledRequest) (*CancelScheduledResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CancelScheduled not implemented")
 }
 func (UnimplementedClusterServiceServer) mustEmbedUnimplementedClusterServiceServer() {}
 func (UnimplementedClusterServiceServer) testEmbeddedByValue()                        {}
@@ -379,6 +413,42 @@ func _ClusterService_SetMaintenance_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ClusterService_Schedule_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ScheduleRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServiceServer).Schedule(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClusterService_Schedule_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServiceServer).Schedule(ctx, req.(*ScheduleRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ClusterService_CancelScheduled_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CancelScheduledRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServiceServer).CancelScheduled(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClusterService_CancelScheduled_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServiceServer).CancelScheduled(ctx, req.(*CancelScheduledRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ClusterService_ServiceDesc is the grpc.ServiceDesc for ClusterService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -421,6 +491,14 @@ var ClusterService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SetMaintenance",
 			Handler:    _ClusterService_SetMaintenance_Handler,
+		},
+		{
+			MethodName: "Schedule",
+			Handler:    _ClusterService_Schedule_Handler,
+		},
+		{
+			MethodName: "CancelScheduled",
+			Handler:    _ClusterService_CancelScheduled_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
@@ -974,15 +1052,16 @@ var ConfigService_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	PeerService_CheckParameters_FullMethodName = "/hasidecar.v1.PeerService/CheckParameters"
-	PeerService_EnsureSlot_FullMethodName      = "/hasidecar.v1.PeerService/EnsureSlot"
-	PeerService_Join_FullMethodName            = "/hasidecar.v1.PeerService/Join"
-	PeerService_Remove_FullMethodName          = "/hasidecar.v1.PeerService/Remove"
-	PeerService_Apply_FullMethodName           = "/hasidecar.v1.PeerService/Apply"
-	PeerService_Report_FullMethodName          = "/hasidecar.v1.PeerService/Report"
-	PeerService_Sample_FullMethodName          = "/hasidecar.v1.PeerService/Sample"
-	PeerService_LSN_FullMethodName             = "/hasidecar.v1.PeerService/LSN"
-	PeerService_Ping_FullMethodName            = "/hasidecar.v1.PeerService/Ping"
+	PeerService_CheckParameters_FullMethodName  = "/hasidecar.v1.PeerService/CheckParameters"
+	PeerService_EnsureSlot_FullMethodName       = "/hasidecar.v1.PeerService/EnsureSlot"
+	PeerService_Join_FullMethodName             = "/hasidecar.v1.PeerService/Join"
+	PeerService_Remove_FullMethodName           = "/hasidecar.v1.PeerService/Remove"
+	PeerService_Apply_FullMethodName            = "/hasidecar.v1.PeerService/Apply"
+	PeerService_Report_FullMethodName           = "/hasidecar.v1.PeerService/Report"
+	PeerService_Sample_FullMethodName           = "/hasidecar.v1.PeerService/Sample"
+	PeerService_LSN_FullMethodName              = "/hasidecar.v1.PeerService/LSN"
+	PeerService_Ping_FullMethodName             = "/hasidecar.v1.PeerService/Ping"
+	PeerService_ScheduledRestart_FullMethodName = "/hasidecar.v1.PeerService/ScheduledRestart"
 )
 
 // PeerServiceClient is the client API for PeerService service.
@@ -998,6 +1077,7 @@ type PeerServiceClient interface {
 	Sample(ctx context.Context, in *SampleRequest, opts ...grpc.CallOption) (*SampleResponse, error)
 	LSN(ctx context.Context, in *LSNRequest, opts ...grpc.CallOption) (*LSNResponse, error)
 	Ping(ctx context.Context, in *PingRequest, opts ...grpc.CallOption) (*PingResponse, error)
+	ScheduledRestart(ctx context.Context, in *ScheduledRestartRequest, opts ...grpc.CallOption) (*RestartPostgresResponse, error)
 }
 
 type peerServiceClient struct {
@@ -1098,6 +1178,16 @@ func (c *peerServiceClient) Ping(ctx context.Context, in *PingRequest, opts ...g
 	return out, nil
 }
 
+func (c *peerServiceClient) ScheduledRestart(ctx context.Context, in *ScheduledRestartRequest, opts ...grpc.CallOption) (*RestartPostgresResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RestartPostgresResponse)
+	err := c.cc.Invoke(ctx, PeerService_ScheduledRestart_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PeerServiceServer is the server API for PeerService service.
 // All implementations must embed UnimplementedPeerServiceServer
 // for forward compatibility.
@@ -1111,6 +1201,7 @@ type PeerServiceServer interface {
 	Sample(context.Context, *SampleRequest) (*SampleResponse, error)
 	LSN(context.Context, *LSNRequest) (*LSNResponse, error)
 	Ping(context.Context, *PingRequest) (*PingResponse, error)
+	ScheduledRestart(context.Context, *ScheduledRestartRequest) (*RestartPostgresResponse, error)
 	mustEmbedUnimplementedPeerServiceServer()
 }
 
@@ -1147,6 +1238,9 @@ func (UnimplementedPeerServiceServer) LSN(context.Context, *LSNRequest) (*LSNRes
 }
 func (UnimplementedPeerServiceServer) Ping(context.Context, *PingRequest) (*PingResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Ping not implemented")
+}
+func (UnimplementedPeerServiceServer) ScheduledRestart(context.Context, *ScheduledRestartRequest) (*RestartPostgresResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ScheduledRestart not implemented")
 }
 func (UnimplementedPeerServiceServer) mustEmbedUnimplementedPeerServiceServer() {}
 func (UnimplementedPeerServiceServer) testEmbeddedByValue()                     {}
@@ -1331,6 +1425,24 @@ func _PeerService_Ping_Handler(srv interface{}, ctx context.Context, dec func(in
 	return interceptor(ctx, in, info, handler)
 }
 
+func _PeerService_ScheduledRestart_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ScheduledRestartRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PeerServiceServer).ScheduledRestart(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PeerService_ScheduledRestart_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PeerServiceServer).ScheduledRestart(ctx, req.(*ScheduledRestartRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // PeerService_ServiceDesc is the grpc.ServiceDesc for PeerService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1373,6 +1485,10 @@ var PeerService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Ping",
 			Handler:    _PeerService_Ping_Handler,
+		},
+		{
+			MethodName: "ScheduledRestart",
+			Handler:    _PeerService_ScheduledRestart_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -177,6 +177,110 @@ func (FailoverMode) EnumDescriptor() ([]byte, []int) {
 	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{2}
 }
 
+type ScheduledKind int32
+
+const (
+	ScheduledKind_SCHEDULED_KIND_UNSPECIFIED ScheduledKind = 0
+	ScheduledKind_SCHEDULED_KIND_SWITCHOVER  ScheduledKind = 1
+	ScheduledKind_SCHEDULED_KIND_RESTART     ScheduledKind = 2
+)
+
+// Enum value maps for ScheduledKind.
+var (
+	ScheduledKind_name = map[int32]string{
+		0: "SCHEDULED_KIND_UNSPECIFIED",
+		1: "SCHEDULED_KIND_SWITCHOVER",
+		2: "SCHEDULED_KIND_RESTART",
+	}
+	ScheduledKind_value = map[string]int32{
+		"SCHEDULED_KIND_UNSPECIFIED": 0,
+		"SCHEDULED_KIND_SWITCHOVER":  1,
+		"SCHEDULED_KIND_RESTART":     2,
+	}
+)
+
+func (x ScheduledKind) Enum() *ScheduledKind {
+	p := new(ScheduledKind)
+	*p = x
+	return p
+}
+
+func (x ScheduledKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ScheduledKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_hasidecar_v1_fsm_proto_enumTypes[3].Descriptor()
+}
+
+func (ScheduledKind) Type() protoreflect.EnumType {
+	return &file_hasidecar_v1_fsm_proto_enumTypes[3]
+}
+
+func (x ScheduledKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ScheduledKind.Descriptor instead.
+func (ScheduledKind) EnumDescriptor() ([]byte, []int) {
+	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{3}
+}
+
+type ScheduledOutcome int32
+
+const (
+	ScheduledOutcome_SCHEDULED_OUTCOME_UNSPECIFIED ScheduledOutcome = 0
+	ScheduledOutcome_SCHEDULED_OUTCOME_CANCELLED   ScheduledOutcome = 1 // `--cancel`: the schedule is cleared
+	ScheduledOutcome_SCHEDULED_OUTCOME_STARTED     ScheduledOutcome = 2 // the leader starts it: scheduled → running
+	ScheduledOutcome_SCHEDULED_OUTCOME_DONE        ScheduledOutcome = 3 // running → cleared
+	ScheduledOutcome_SCHEDULED_OUTCOME_FAILED      ScheduledOutcome = 4 // scheduled or running → cleared (never retried)
+)
+
+// Enum value maps for ScheduledOutcome.
+var (
+	ScheduledOutcome_name = map[int32]string{
+		0: "SCHEDULED_OUTCOME_UNSPECIFIED",
+		1: "SCHEDULED_OUTCOME_CANCELLED",
+		2: "SCHEDULED_OUTCOME_STARTED",
+		3: "SCHEDULED_OUTCOME_DONE",
+		4: "SCHEDULED_OUTCOME_FAILED",
+	}
+	ScheduledOutcome_value = map[string]int32{
+		"SCHEDULED_OUTCOME_UNSPECIFIED": 0,
+		"SCHEDULED_OUTCOME_CANCELLED":   1,
+		"SCHEDULED_OUTCOME_STARTED":     2,
+		"SCHEDULED_OUTCOME_DONE":        3,
+		"SCHEDULED_OUTCOME_FAILED":      4,
+	}
+)
+
+func (x ScheduledOutcome) Enum() *ScheduledOutcome {
+	p := new(ScheduledOutcome)
+	*p = x
+	return p
+}
+
+func (x ScheduledOutcome) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ScheduledOutcome) Descriptor() protoreflect.EnumDescriptor {
+	return file_hasidecar_v1_fsm_proto_enumTypes[4].Descriptor()
+}
+
+func (ScheduledOutcome) Type() protoreflect.EnumType {
+	return &file_hasidecar_v1_fsm_proto_enumTypes[4]
+}
+
+func (x ScheduledOutcome) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ScheduledOutcome.Descriptor instead.
+func (ScheduledOutcome) EnumDescriptor() ([]byte, []int) {
+	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{4}
+}
+
 // One row of the `nodes` table.
 type Node struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
@@ -933,7 +1037,13 @@ type ClusterState struct {
 	// (k_p >= k_f), so every acknowledged commit is on k_f members and a
 	// failover needs answers from n - k_f + 1 of the n members
 	// (node/keeper/sync.go).
-	SyncCount     uint32 `protobuf:"varint,15,opt,name=sync_count,json=syncCount,proto3" json:"sync_count,omitempty"`
+	SyncCount uint32 `protobuf:"varint,15,opt,name=sync_count,json=syncCount,proto3" json:"sync_count,omitempty"`
+	// `hasidecar switchover --scheduled` / `restart --scheduled`: the one
+	// operation waiting for its time (the Raft leader runs it when due), and
+	// the one the leader has started and not yet ended. At most one of each,
+	// and never a new schedule while one runs.
+	Scheduled     *ScheduledOperation `protobuf:"bytes,18,opt,name=scheduled,proto3" json:"scheduled,omitempty"`
+	Running       *ScheduledOperation `protobuf:"bytes,19,opt,name=running,proto3" json:"running,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1073,6 +1183,139 @@ func (x *ClusterState) GetSyncCount() uint32 {
 	return 0
 }
 
+func (x *ClusterState) GetScheduled() *ScheduledOperation {
+	if x != nil {
+		return x.Scheduled
+	}
+	return nil
+}
+
+func (x *ClusterState) GetRunning() *ScheduledOperation {
+	if x != nil {
+		return x.Running
+	}
+	return nil
+}
+
+// An operation an operator asked for at a wall-clock time.
+type ScheduledOperation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"` // the log index of the ScheduleOperation that stored it: unique
+	Kind  ScheduledKind          `protobuf:"varint,2,opt,name=kind,proto3,enum=hasidecar.v1.ScheduledKind" json:"kind,omitempty"`
+	// switchover: the standby to promote; restart: the only node to restart
+	// (0: the whole cluster, rolling).
+	TargetId          uint32 `protobuf:"varint,3,opt,name=target_id,json=targetId,proto3" json:"target_id,omitempty"`
+	TargetName        string `protobuf:"bytes,4,opt,name=target_name,json=targetName,proto3" json:"target_name,omitempty"`                           // the target's name when scheduled, for display
+	Pending           bool   `protobuf:"varint,5,opt,name=pending,proto3" json:"pending,omitempty"`                                                  // restart: only the nodes with settings waiting for a restart
+	TimeoutMs         int64  `protobuf:"varint,6,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`                             // switchover: its timeout; restart: the whole restart's
+	AtUnixMs          int64  `protobuf:"varint,7,opt,name=at_unix_ms,json=atUnixMs,proto3" json:"at_unix_ms,omitempty"`                              // when it is due (the operator's wall clock, absolute)
+	RequestedAtUnixMs int64  `protobuf:"varint,8,opt,name=requested_at_unix_ms,json=requestedAtUnixMs,proto3" json:"requested_at_unix_ms,omitempty"` // when it was scheduled (the proposer's at_unix_ms)
+	RequestedBy       string `protobuf:"bytes,9,opt,name=requested_by,json=requestedBy,proto3" json:"requested_by,omitempty"`                        // the operator's certificate identity ("" without TLS)
+	StartedAtUnixMs   int64  `protobuf:"varint,10,opt,name=started_at_unix_ms,json=startedAtUnixMs,proto3" json:"started_at_unix_ms,omitempty"`      // running: when the leader started it
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *ScheduledOperation) Reset() {
+	*x = ScheduledOperation{}
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScheduledOperation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScheduledOperation) ProtoMessage() {}
+
+func (x *ScheduledOperation) ProtoReflect() protoreflect.Message {
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScheduledOperation.ProtoReflect.Descriptor instead.
+func (*ScheduledOperation) Descriptor() ([]byte, []int) {
+	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ScheduledOperation) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *ScheduledOperation) GetKind() ScheduledKind {
+	if x != nil {
+		return x.Kind
+	}
+	return ScheduledKind_SCHEDULED_KIND_UNSPECIFIED
+}
+
+func (x *ScheduledOperation) GetTargetId() uint32 {
+	if x != nil {
+		return x.TargetId
+	}
+	return 0
+}
+
+func (x *ScheduledOperation) GetTargetName() string {
+	if x != nil {
+		return x.TargetName
+	}
+	return ""
+}
+
+func (x *ScheduledOperation) GetPending() bool {
+	if x != nil {
+		return x.Pending
+	}
+	return false
+}
+
+func (x *ScheduledOperation) GetTimeoutMs() int64 {
+	if x != nil {
+		return x.TimeoutMs
+	}
+	return 0
+}
+
+func (x *ScheduledOperation) GetAtUnixMs() int64 {
+	if x != nil {
+		return x.AtUnixMs
+	}
+	return 0
+}
+
+func (x *ScheduledOperation) GetRequestedAtUnixMs() int64 {
+	if x != nil {
+		return x.RequestedAtUnixMs
+	}
+	return 0
+}
+
+func (x *ScheduledOperation) GetRequestedBy() string {
+	if x != nil {
+		return x.RequestedBy
+	}
+	return ""
+}
+
+func (x *ScheduledOperation) GetStartedAtUnixMs() int64 {
+	if x != nil {
+		return x.StartedAtUnixMs
+	}
+	return 0
+}
+
 // The log entry envelope: exactly one command.
 type Command struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
@@ -1100,6 +1343,8 @@ type Command struct {
 	//	*Command_SetMaintenance
 	//	*Command_SetConfig
 	//	*Command_SetSyncQuorum
+	//	*Command_ScheduleOperation
+	//	*Command_EndScheduledOperation
 	Cmd           isCommand_Cmd `protobuf_oneof:"cmd"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1107,7 +1352,7 @@ type Command struct {
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[6]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1119,7 +1364,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[6]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1132,7 +1377,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{6}
+	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Command) GetAtUnixMs() int64 {
@@ -1338,6 +1583,24 @@ func (x *Command) GetSetSyncQuorum() *SetSyncQuorum {
 	return nil
 }
 
+func (x *Command) GetScheduleOperation() *ScheduleOperation {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_ScheduleOperation); ok {
+			return x.ScheduleOperation
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetEndScheduledOperation() *EndScheduledOperation {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_EndScheduledOperation); ok {
+			return x.EndScheduledOperation
+		}
+	}
+	return nil
+}
+
 type isCommand_Cmd interface {
 	isCommand_Cmd()
 }
@@ -1426,6 +1689,14 @@ type Command_SetSyncQuorum struct {
 	SetSyncQuorum *SetSyncQuorum `protobuf:"bytes,32,opt,name=set_sync_quorum,json=setSyncQuorum,proto3,oneof"`
 }
 
+type Command_ScheduleOperation struct {
+	ScheduleOperation *ScheduleOperation `protobuf:"bytes,35,opt,name=schedule_operation,json=scheduleOperation,proto3,oneof"`
+}
+
+type Command_EndScheduledOperation struct {
+	EndScheduledOperation *EndScheduledOperation `protobuf:"bytes,36,opt,name=end_scheduled_operation,json=endScheduledOperation,proto3,oneof"`
+}
+
 func (*Command_InitCluster) isCommand_Cmd() {}
 
 func (*Command_RegisterNode) isCommand_Cmd() {}
@@ -1468,6 +1739,118 @@ func (*Command_SetConfig) isCommand_Cmd() {}
 
 func (*Command_SetSyncQuorum) isCommand_Cmd() {}
 
+func (*Command_ScheduleOperation) isCommand_Cmd() {}
+
+func (*Command_EndScheduledOperation) isCommand_Cmd() {}
+
+// Stores an operation to run at op.at_unix_ms. The FSM fills op.id and
+// op.requested_at_unix_ms; it refuses a time not after the command's
+// at_unix_ms, a second schedule, and a target the operation cannot have.
+type ScheduleOperation struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Op            *ScheduledOperation    `protobuf:"bytes,1,opt,name=op,proto3" json:"op,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScheduleOperation) Reset() {
+	*x = ScheduleOperation{}
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScheduleOperation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScheduleOperation) ProtoMessage() {}
+
+func (x *ScheduleOperation) ProtoReflect() protoreflect.Message {
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScheduleOperation.ProtoReflect.Descriptor instead.
+func (*ScheduleOperation) Descriptor() ([]byte, []int) {
+	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ScheduleOperation) GetOp() *ScheduledOperation {
+	if x != nil {
+		return x.Op
+	}
+	return nil
+}
+
+// Ends a step of the scheduled operation with this id.
+type EndScheduledOperation struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Outcome       ScheduledOutcome       `protobuf:"varint,2,opt,name=outcome,proto3,enum=hasidecar.v1.ScheduledOutcome" json:"outcome,omitempty"`
+	Details       string                 `protobuf:"bytes,3,opt,name=details,proto3" json:"details,omitempty"` // for the event: why it failed, what it did
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EndScheduledOperation) Reset() {
+	*x = EndScheduledOperation{}
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EndScheduledOperation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EndScheduledOperation) ProtoMessage() {}
+
+func (x *EndScheduledOperation) ProtoReflect() protoreflect.Message {
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EndScheduledOperation.ProtoReflect.Descriptor instead.
+func (*EndScheduledOperation) Descriptor() ([]byte, []int) {
+	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *EndScheduledOperation) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *EndScheduledOperation) GetOutcome() ScheduledOutcome {
+	if x != nil {
+		return x.Outcome
+	}
+	return ScheduledOutcome_SCHEDULED_OUTCOME_UNSPECIFIED
+}
+
+func (x *EndScheduledOperation) GetDetails() string {
+	if x != nil {
+		return x.Details
+	}
+	return ""
+}
+
 // The Raft leader changed a node's suffrage in the Raft configuration
 // (promoted a non-voter, demoted a voter): the row's voter flag follows,
 // with an event voter_added or voter_demoted when it changes.
@@ -1482,7 +1865,7 @@ type SetVoter struct {
 
 func (x *SetVoter) Reset() {
 	*x = SetVoter{}
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[7]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1494,7 +1877,7 @@ func (x *SetVoter) String() string {
 func (*SetVoter) ProtoMessage() {}
 
 func (x *SetVoter) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[7]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1507,7 +1890,7 @@ func (x *SetVoter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetVoter.ProtoReflect.Descriptor instead.
 func (*SetVoter) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{7}
+	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SetVoter) GetNodeId() uint32 {
@@ -1542,7 +1925,7 @@ type InitCluster struct {
 
 func (x *InitCluster) Reset() {
 	*x = InitCluster{}
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[8]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1554,7 +1937,7 @@ func (x *InitCluster) String() string {
 func (*InitCluster) ProtoMessage() {}
 
 func (x *InitCluster) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[8]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1567,7 +1950,7 @@ func (x *InitCluster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InitCluster.ProtoReflect.Descriptor instead.
 func (*InitCluster) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{8}
+	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *InitCluster) GetClusterName() string {
@@ -1605,7 +1988,7 @@ type RegisterNode struct {
 
 func (x *RegisterNode) Reset() {
 	*x = RegisterNode{}
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[9]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1617,7 +2000,7 @@ func (x *RegisterNode) String() string {
 func (*RegisterNode) ProtoMessage() {}
 
 func (x *RegisterNode) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[9]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1630,7 +2013,7 @@ func (x *RegisterNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterNode.ProtoReflect.Descriptor instead.
 func (*RegisterNode) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{9}
+	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RegisterNode) GetName() string {
@@ -1719,7 +2102,7 @@ type RemoveNode struct {
 
 func (x *RemoveNode) Reset() {
 	*x = RemoveNode{}
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[10]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1731,7 +2114,7 @@ func (x *RemoveNode) String() string {
 func (*RemoveNode) ProtoMessage() {}
 
 func (x *RemoveNode) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[10]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1744,7 +2127,7 @@ func (x *RemoveNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNode.ProtoReflect.Descriptor instead.
 func (*RemoveNode) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{10}
+	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RemoveNode) GetNodeId() uint32 {
@@ -1765,7 +2148,7 @@ type SetSystemIdentifier struct {
 
 func (x *SetSystemIdentifier) Reset() {
 	*x = SetSystemIdentifier{}
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[11]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1777,7 +2160,7 @@ func (x *SetSystemIdentifier) String() string {
 func (*SetSystemIdentifier) ProtoMessage() {}
 
 func (x *SetSystemIdentifier) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[11]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1790,7 +2173,7 @@ func (x *SetSystemIdentifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSystemIdentifier.ProtoReflect.Descriptor instead.
 func (*SetSystemIdentifier) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{11}
+	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SetSystemIdentifier) GetSystemIdentifier() uint64 {
@@ -1818,7 +2201,7 @@ type RegisterPrimary struct {
 
 func (x *RegisterPrimary) Reset() {
 	*x = RegisterPrimary{}
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[12]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1830,7 +2213,7 @@ func (x *RegisterPrimary) String() string {
 func (*RegisterPrimary) ProtoMessage() {}
 
 func (x *RegisterPrimary) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[12]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1843,7 +2226,7 @@ func (x *RegisterPrimary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterPrimary.ProtoReflect.Descriptor instead.
 func (*RegisterPrimary) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{12}
+	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RegisterPrimary) GetNodeId() uint32 {
@@ -1887,7 +2270,7 @@ type Promote struct {
 
 func (x *Promote) Reset() {
 	*x = Promote{}
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[13]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1899,7 +2282,7 @@ func (x *Promote) String() string {
 func (*Promote) ProtoMessage() {}
 
 func (x *Promote) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[13]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1912,7 +2295,7 @@ func (x *Promote) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Promote.ProtoReflect.Descriptor instead.
 func (*Promote) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{13}
+	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Promote) GetNodeId() uint32 {
@@ -1991,7 +2374,7 @@ type RenewLease struct {
 
 func (x *RenewLease) Reset() {
 	*x = RenewLease{}
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[14]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2003,7 +2386,7 @@ func (x *RenewLease) String() string {
 func (*RenewLease) ProtoMessage() {}
 
 func (x *RenewLease) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[14]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2016,7 +2399,7 @@ func (x *RenewLease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewLease.ProtoReflect.Descriptor instead.
 func (*RenewLease) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{14}
+	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RenewLease) GetNodeId() uint32 {
@@ -2065,7 +2448,7 @@ type ReleaseLease struct {
 
 func (x *ReleaseLease) Reset() {
 	*x = ReleaseLease{}
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[15]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2077,7 +2460,7 @@ func (x *ReleaseLease) String() string {
 func (*ReleaseLease) ProtoMessage() {}
 
 func (x *ReleaseLease) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[15]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2090,7 +2473,7 @@ func (x *ReleaseLease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseLease.ProtoReflect.Descriptor instead.
 func (*ReleaseLease) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{15}
+	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ReleaseLease) GetNodeId() uint32 {
@@ -2127,7 +2510,7 @@ type RecordEvent struct {
 
 func (x *RecordEvent) Reset() {
 	*x = RecordEvent{}
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[16]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2139,7 +2522,7 @@ func (x *RecordEvent) String() string {
 func (*RecordEvent) ProtoMessage() {}
 
 func (x *RecordEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[16]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2152,7 +2535,7 @@ func (x *RecordEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordEvent.ProtoReflect.Descriptor instead.
 func (*RecordEvent) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{16}
+	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RecordEvent) GetNodeId() uint32 {
@@ -2206,7 +2589,7 @@ type SetStandby struct {
 
 func (x *SetStandby) Reset() {
 	*x = SetStandby{}
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[17]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2218,7 +2601,7 @@ func (x *SetStandby) String() string {
 func (*SetStandby) ProtoMessage() {}
 
 func (x *SetStandby) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[17]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2231,7 +2614,7 @@ func (x *SetStandby) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetStandby.ProtoReflect.Descriptor instead.
 func (*SetStandby) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{17}
+	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SetStandby) GetNodeId() uint32 {
@@ -2288,7 +2671,7 @@ type SetNodeActive struct {
 
 func (x *SetNodeActive) Reset() {
 	*x = SetNodeActive{}
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[18]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2300,7 +2683,7 @@ func (x *SetNodeActive) String() string {
 func (*SetNodeActive) ProtoMessage() {}
 
 func (x *SetNodeActive) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[18]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2313,7 +2696,7 @@ func (x *SetNodeActive) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetNodeActive.ProtoReflect.Descriptor instead.
 func (*SetNodeActive) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{18}
+	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SetNodeActive) GetNodeId() uint32 {
@@ -2360,7 +2743,7 @@ type SetSettings struct {
 
 func (x *SetSettings) Reset() {
 	*x = SetSettings{}
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[19]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2372,7 +2755,7 @@ func (x *SetSettings) String() string {
 func (*SetSettings) ProtoMessage() {}
 
 func (x *SetSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[19]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2385,7 +2768,7 @@ func (x *SetSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSettings.ProtoReflect.Descriptor instead.
 func (*SetSettings) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{19}
+	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SetSettings) GetPaused() bool {
@@ -2456,7 +2839,7 @@ type BeginSwitchover struct {
 
 func (x *BeginSwitchover) Reset() {
 	*x = BeginSwitchover{}
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[20]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2468,7 +2851,7 @@ func (x *BeginSwitchover) String() string {
 func (*BeginSwitchover) ProtoMessage() {}
 
 func (x *BeginSwitchover) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[20]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2481,7 +2864,7 @@ func (x *BeginSwitchover) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BeginSwitchover.ProtoReflect.Descriptor instead.
 func (*BeginSwitchover) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{20}
+	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *BeginSwitchover) GetFromId() uint32 {
@@ -2522,7 +2905,7 @@ type UpdateSwitchover struct {
 
 func (x *UpdateSwitchover) Reset() {
 	*x = UpdateSwitchover{}
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[21]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2534,7 +2917,7 @@ func (x *UpdateSwitchover) String() string {
 func (*UpdateSwitchover) ProtoMessage() {}
 
 func (x *UpdateSwitchover) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[21]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2547,7 +2930,7 @@ func (x *UpdateSwitchover) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateSwitchover.ProtoReflect.Descriptor instead.
 func (*UpdateSwitchover) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{21}
+	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *UpdateSwitchover) GetTerm() uint64 {
@@ -2577,7 +2960,7 @@ type SetSyncStandbys struct {
 
 func (x *SetSyncStandbys) Reset() {
 	*x = SetSyncStandbys{}
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[22]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2589,7 +2972,7 @@ func (x *SetSyncStandbys) String() string {
 func (*SetSyncStandbys) ProtoMessage() {}
 
 func (x *SetSyncStandbys) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[22]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2602,7 +2985,7 @@ func (x *SetSyncStandbys) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSyncStandbys.ProtoReflect.Descriptor instead.
 func (*SetSyncStandbys) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{22}
+	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *SetSyncStandbys) GetTerm() uint64 {
@@ -2641,7 +3024,7 @@ type SetSyncQuorum struct {
 
 func (x *SetSyncQuorum) Reset() {
 	*x = SetSyncQuorum{}
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[23]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2653,7 +3036,7 @@ func (x *SetSyncQuorum) String() string {
 func (*SetSyncQuorum) ProtoMessage() {}
 
 func (x *SetSyncQuorum) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[23]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2666,7 +3049,7 @@ func (x *SetSyncQuorum) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSyncQuorum.ProtoReflect.Descriptor instead.
 func (*SetSyncQuorum) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{23}
+	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *SetSyncQuorum) GetTerm() uint64 {
@@ -2714,7 +3097,7 @@ type SetMaintenance struct {
 
 func (x *SetMaintenance) Reset() {
 	*x = SetMaintenance{}
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[24]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2726,7 +3109,7 @@ func (x *SetMaintenance) String() string {
 func (*SetMaintenance) ProtoMessage() {}
 
 func (x *SetMaintenance) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[24]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2739,7 +3122,7 @@ func (x *SetMaintenance) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetMaintenance.ProtoReflect.Descriptor instead.
 func (*SetMaintenance) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{24}
+	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *SetMaintenance) GetTerm() uint64 {
@@ -2783,7 +3166,7 @@ type SetNeedsReclone struct {
 
 func (x *SetNeedsReclone) Reset() {
 	*x = SetNeedsReclone{}
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[25]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2795,7 +3178,7 @@ func (x *SetNeedsReclone) String() string {
 func (*SetNeedsReclone) ProtoMessage() {}
 
 func (x *SetNeedsReclone) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[25]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2808,7 +3191,7 @@ func (x *SetNeedsReclone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetNeedsReclone.ProtoReflect.Descriptor instead.
 func (*SetNeedsReclone) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{25}
+	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *SetNeedsReclone) GetTerm() uint64 {
@@ -2857,7 +3240,7 @@ type EndSwitchover struct {
 
 func (x *EndSwitchover) Reset() {
 	*x = EndSwitchover{}
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[26]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2869,7 +3252,7 @@ func (x *EndSwitchover) String() string {
 func (*EndSwitchover) ProtoMessage() {}
 
 func (x *EndSwitchover) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[26]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2882,7 +3265,7 @@ func (x *EndSwitchover) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndSwitchover.ProtoReflect.Descriptor instead.
 func (*EndSwitchover) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{26}
+	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *EndSwitchover) GetTerm() uint64 {
@@ -2920,7 +3303,7 @@ type ConfigChange struct {
 
 func (x *ConfigChange) Reset() {
 	*x = ConfigChange{}
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[27]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2932,7 +3315,7 @@ func (x *ConfigChange) String() string {
 func (*ConfigChange) ProtoMessage() {}
 
 func (x *ConfigChange) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[27]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2945,7 +3328,7 @@ func (x *ConfigChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigChange.ProtoReflect.Descriptor instead.
 func (*ConfigChange) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{27}
+	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ConfigChange) GetKey() string {
@@ -2982,7 +3365,7 @@ type SetConfig struct {
 
 func (x *SetConfig) Reset() {
 	*x = SetConfig{}
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[28]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2994,7 +3377,7 @@ func (x *SetConfig) String() string {
 func (*SetConfig) ProtoMessage() {}
 
 func (x *SetConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_hasidecar_v1_fsm_proto_msgTypes[28]
+	mi := &file_hasidecar_v1_fsm_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3007,7 +3390,7 @@ func (x *SetConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetConfig.ProtoReflect.Descriptor instead.
 func (*SetConfig) Descriptor() ([]byte, []int) {
-	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{28}
+	return file_hasidecar_v1_fsm_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *SetConfig) GetVersion() uint64 {
@@ -3107,7 +3490,7 @@ const file_hasidecar_v1_fsm_proto_rawDesc = "" +
 	"\x12started_at_unix_ms\x18\x04 \x01(\x03R\x0fstartedAtUnixMs\x12!\n" +
 	"\fshutdown_lsn\x18\x05 \x01(\x04R\vshutdownLsn\x12(\n" +
 	"\x10deadline_unix_ms\x18\x06 \x01(\x03R\x0edeadlineUnixMs\x12\x14\n" +
-	"\x05index\x18\a \x01(\x04R\x05index\"\xd6\x04\n" +
+	"\x05index\x18\a \x01(\x04R\x05index\"\xd2\x05\n" +
 	"\fClusterState\x12!\n" +
 	"\fcluster_name\x18\x01 \x01(\tR\vclusterName\x12+\n" +
 	"\x11system_identifier\x18\x02 \x01(\x04R\x10systemIdentifier\x12\x12\n" +
@@ -3129,7 +3512,24 @@ const file_hasidecar_v1_fsm_proto_rawDesc = "" +
 	"\rsync_standbys\x18\r \x03(\rR\fsyncStandbys\x12$\n" +
 	"\x0esync_floor_lsn\x18\x0e \x01(\x04R\fsyncFloorLsn\x12\x1d\n" +
 	"\n" +
-	"sync_count\x18\x0f \x01(\rR\tsyncCount\"\xc6\v\n" +
+	"sync_count\x18\x0f \x01(\rR\tsyncCount\x12>\n" +
+	"\tscheduled\x18\x12 \x01(\v2 .hasidecar.v1.ScheduledOperationR\tscheduled\x12:\n" +
+	"\arunning\x18\x13 \x01(\v2 .hasidecar.v1.ScheduledOperationR\arunning\"\xeb\x02\n" +
+	"\x12ScheduledOperation\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12/\n" +
+	"\x04kind\x18\x02 \x01(\x0e2\x1b.hasidecar.v1.ScheduledKindR\x04kind\x12\x1b\n" +
+	"\ttarget_id\x18\x03 \x01(\rR\btargetId\x12\x1f\n" +
+	"\vtarget_name\x18\x04 \x01(\tR\n" +
+	"targetName\x12\x18\n" +
+	"\apending\x18\x05 \x01(\bR\apending\x12\x1d\n" +
+	"\n" +
+	"timeout_ms\x18\x06 \x01(\x03R\ttimeoutMs\x12\x1c\n" +
+	"\n" +
+	"at_unix_ms\x18\a \x01(\x03R\batUnixMs\x12/\n" +
+	"\x14requested_at_unix_ms\x18\b \x01(\x03R\x11requestedAtUnixMs\x12!\n" +
+	"\frequested_by\x18\t \x01(\tR\vrequestedBy\x12+\n" +
+	"\x12started_at_unix_ms\x18\n" +
+	" \x01(\x03R\x0fstartedAtUnixMs\"\xf7\f\n" +
 	"\aCommand\x12\x1c\n" +
 	"\n" +
 	"at_unix_ms\x18\x01 \x01(\x03R\batUnixMs\x12>\n" +
@@ -3158,8 +3558,16 @@ const file_hasidecar_v1_fsm_proto_rawDesc = "" +
 	"\x0fset_maintenance\x18\x1c \x01(\v2\x1c.hasidecar.v1.SetMaintenanceH\x00R\x0esetMaintenance\x128\n" +
 	"\n" +
 	"set_config\x18\x1f \x01(\v2\x17.hasidecar.v1.SetConfigH\x00R\tsetConfig\x12E\n" +
-	"\x0fset_sync_quorum\x18  \x01(\v2\x1b.hasidecar.v1.SetSyncQuorumH\x00R\rsetSyncQuorumB\x05\n" +
-	"\x03cmd\"S\n" +
+	"\x0fset_sync_quorum\x18  \x01(\v2\x1b.hasidecar.v1.SetSyncQuorumH\x00R\rsetSyncQuorum\x12P\n" +
+	"\x12schedule_operation\x18# \x01(\v2\x1f.hasidecar.v1.ScheduleOperationH\x00R\x11scheduleOperation\x12]\n" +
+	"\x17end_scheduled_operation\x18$ \x01(\v2#.hasidecar.v1.EndScheduledOperationH\x00R\x15endScheduledOperationB\x05\n" +
+	"\x03cmd\"E\n" +
+	"\x11ScheduleOperation\x120\n" +
+	"\x02op\x18\x01 \x01(\v2 .hasidecar.v1.ScheduledOperationR\x02op\"{\n" +
+	"\x15EndScheduledOperation\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x128\n" +
+	"\aoutcome\x18\x02 \x01(\x0e2\x1e.hasidecar.v1.ScheduledOutcomeR\aoutcome\x12\x18\n" +
+	"\adetails\x18\x03 \x01(\tR\adetails\"S\n" +
 	"\bSetVoter\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\rR\x06nodeId\x12\x14\n" +
 	"\x05voter\x18\x02 \x01(\bR\x05voter\x12\x18\n" +
@@ -3303,7 +3711,17 @@ const file_hasidecar_v1_fsm_proto_rawDesc = "" +
 	"\fFailoverMode\x12\x1d\n" +
 	"\x19FAILOVER_MODE_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17FAILOVER_MODE_AUTOMATIC\x10\x01\x12\x18\n" +
-	"\x14FAILOVER_MODE_MANUAL\x10\x02B?Z=github.com/hasidecar/hasidecar/proto/hasidecar/v1;hasidecarv1b\x06proto3"
+	"\x14FAILOVER_MODE_MANUAL\x10\x02*j\n" +
+	"\rScheduledKind\x12\x1e\n" +
+	"\x1aSCHEDULED_KIND_UNSPECIFIED\x10\x00\x12\x1d\n" +
+	"\x19SCHEDULED_KIND_SWITCHOVER\x10\x01\x12\x1a\n" +
+	"\x16SCHEDULED_KIND_RESTART\x10\x02*\xaf\x01\n" +
+	"\x10ScheduledOutcome\x12!\n" +
+	"\x1dSCHEDULED_OUTCOME_UNSPECIFIED\x10\x00\x12\x1f\n" +
+	"\x1bSCHEDULED_OUTCOME_CANCELLED\x10\x01\x12\x1d\n" +
+	"\x19SCHEDULED_OUTCOME_STARTED\x10\x02\x12\x1a\n" +
+	"\x16SCHEDULED_OUTCOME_DONE\x10\x03\x12\x1c\n" +
+	"\x18SCHEDULED_OUTCOME_FAILED\x10\x04B?Z=github.com/hasidecar/hasidecar/proto/hasidecar/v1;hasidecarv1b\x06proto3"
 
 var (
 	file_hasidecar_v1_fsm_proto_rawDescOnce sync.Once
@@ -3317,83 +3735,95 @@ func file_hasidecar_v1_fsm_proto_rawDescGZIP() []byte {
 	return file_hasidecar_v1_fsm_proto_rawDescData
 }
 
-var file_hasidecar_v1_fsm_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_hasidecar_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_hasidecar_v1_fsm_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
+var file_hasidecar_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_hasidecar_v1_fsm_proto_goTypes = []any{
-	(NodeKind)(0),               // 0: hasidecar.v1.NodeKind
-	(NodeRole)(0),               // 1: hasidecar.v1.NodeRole
-	(FailoverMode)(0),           // 2: hasidecar.v1.FailoverMode
-	(*Node)(nil),                // 3: hasidecar.v1.Node
-	(*Event)(nil),               // 4: hasidecar.v1.Event
-	(*Lease)(nil),               // 5: hasidecar.v1.Lease
-	(*Settings)(nil),            // 6: hasidecar.v1.Settings
-	(*Switchover)(nil),          // 7: hasidecar.v1.Switchover
-	(*ClusterState)(nil),        // 8: hasidecar.v1.ClusterState
-	(*Command)(nil),             // 9: hasidecar.v1.Command
-	(*SetVoter)(nil),            // 10: hasidecar.v1.SetVoter
-	(*InitCluster)(nil),         // 11: hasidecar.v1.InitCluster
-	(*RegisterNode)(nil),        // 12: hasidecar.v1.RegisterNode
-	(*RemoveNode)(nil),          // 13: hasidecar.v1.RemoveNode
-	(*SetSystemIdentifier)(nil), // 14: hasidecar.v1.SetSystemIdentifier
-	(*RegisterPrimary)(nil),     // 15: hasidecar.v1.RegisterPrimary
-	(*Promote)(nil),             // 16: hasidecar.v1.Promote
-	(*RenewLease)(nil),          // 17: hasidecar.v1.RenewLease
-	(*ReleaseLease)(nil),        // 18: hasidecar.v1.ReleaseLease
-	(*RecordEvent)(nil),         // 19: hasidecar.v1.RecordEvent
-	(*SetStandby)(nil),          // 20: hasidecar.v1.SetStandby
-	(*SetNodeActive)(nil),       // 21: hasidecar.v1.SetNodeActive
-	(*SetSettings)(nil),         // 22: hasidecar.v1.SetSettings
-	(*BeginSwitchover)(nil),     // 23: hasidecar.v1.BeginSwitchover
-	(*UpdateSwitchover)(nil),    // 24: hasidecar.v1.UpdateSwitchover
-	(*SetSyncStandbys)(nil),     // 25: hasidecar.v1.SetSyncStandbys
-	(*SetSyncQuorum)(nil),       // 26: hasidecar.v1.SetSyncQuorum
-	(*SetMaintenance)(nil),      // 27: hasidecar.v1.SetMaintenance
-	(*SetNeedsReclone)(nil),     // 28: hasidecar.v1.SetNeedsReclone
-	(*EndSwitchover)(nil),       // 29: hasidecar.v1.EndSwitchover
-	(*ConfigChange)(nil),        // 30: hasidecar.v1.ConfigChange
-	(*SetConfig)(nil),           // 31: hasidecar.v1.SetConfig
-	nil,                         // 32: hasidecar.v1.Settings.PostgresParametersEntry
+	(NodeKind)(0),                 // 0: hasidecar.v1.NodeKind
+	(NodeRole)(0),                 // 1: hasidecar.v1.NodeRole
+	(FailoverMode)(0),             // 2: hasidecar.v1.FailoverMode
+	(ScheduledKind)(0),            // 3: hasidecar.v1.ScheduledKind
+	(ScheduledOutcome)(0),         // 4: hasidecar.v1.ScheduledOutcome
+	(*Node)(nil),                  // 5: hasidecar.v1.Node
+	(*Event)(nil),                 // 6: hasidecar.v1.Event
+	(*Lease)(nil),                 // 7: hasidecar.v1.Lease
+	(*Settings)(nil),              // 8: hasidecar.v1.Settings
+	(*Switchover)(nil),            // 9: hasidecar.v1.Switchover
+	(*ClusterState)(nil),          // 10: hasidecar.v1.ClusterState
+	(*ScheduledOperation)(nil),    // 11: hasidecar.v1.ScheduledOperation
+	(*Command)(nil),               // 12: hasidecar.v1.Command
+	(*ScheduleOperation)(nil),     // 13: hasidecar.v1.ScheduleOperation
+	(*EndScheduledOperation)(nil), // 14: hasidecar.v1.EndScheduledOperation
+	(*SetVoter)(nil),              // 15: hasidecar.v1.SetVoter
+	(*InitCluster)(nil),           // 16: hasidecar.v1.InitCluster
+	(*RegisterNode)(nil),          // 17: hasidecar.v1.RegisterNode
+	(*RemoveNode)(nil),            // 18: hasidecar.v1.RemoveNode
+	(*SetSystemIdentifier)(nil),   // 19: hasidecar.v1.SetSystemIdentifier
+	(*RegisterPrimary)(nil),       // 20: hasidecar.v1.RegisterPrimary
+	(*Promote)(nil),               // 21: hasidecar.v1.Promote
+	(*RenewLease)(nil),            // 22: hasidecar.v1.RenewLease
+	(*ReleaseLease)(nil),          // 23: hasidecar.v1.ReleaseLease
+	(*RecordEvent)(nil),           // 24: hasidecar.v1.RecordEvent
+	(*SetStandby)(nil),            // 25: hasidecar.v1.SetStandby
+	(*SetNodeActive)(nil),         // 26: hasidecar.v1.SetNodeActive
+	(*SetSettings)(nil),           // 27: hasidecar.v1.SetSettings
+	(*BeginSwitchover)(nil),       // 28: hasidecar.v1.BeginSwitchover
+	(*UpdateSwitchover)(nil),      // 29: hasidecar.v1.UpdateSwitchover
+	(*SetSyncStandbys)(nil),       // 30: hasidecar.v1.SetSyncStandbys
+	(*SetSyncQuorum)(nil),         // 31: hasidecar.v1.SetSyncQuorum
+	(*SetMaintenance)(nil),        // 32: hasidecar.v1.SetMaintenance
+	(*SetNeedsReclone)(nil),       // 33: hasidecar.v1.SetNeedsReclone
+	(*EndSwitchover)(nil),         // 34: hasidecar.v1.EndSwitchover
+	(*ConfigChange)(nil),          // 35: hasidecar.v1.ConfigChange
+	(*SetConfig)(nil),             // 36: hasidecar.v1.SetConfig
+	nil,                           // 37: hasidecar.v1.Settings.PostgresParametersEntry
 }
 var file_hasidecar_v1_fsm_proto_depIdxs = []int32{
 	0,  // 0: hasidecar.v1.Node.kind:type_name -> hasidecar.v1.NodeKind
 	1,  // 1: hasidecar.v1.Node.role:type_name -> hasidecar.v1.NodeRole
 	2,  // 2: hasidecar.v1.Settings.failover_mode:type_name -> hasidecar.v1.FailoverMode
-	32, // 3: hasidecar.v1.Settings.postgres_parameters:type_name -> hasidecar.v1.Settings.PostgresParametersEntry
-	3,  // 4: hasidecar.v1.ClusterState.nodes:type_name -> hasidecar.v1.Node
-	4,  // 5: hasidecar.v1.ClusterState.events:type_name -> hasidecar.v1.Event
-	5,  // 6: hasidecar.v1.ClusterState.lease:type_name -> hasidecar.v1.Lease
-	6,  // 7: hasidecar.v1.ClusterState.settings:type_name -> hasidecar.v1.Settings
-	7,  // 8: hasidecar.v1.ClusterState.switchover:type_name -> hasidecar.v1.Switchover
-	11, // 9: hasidecar.v1.Command.init_cluster:type_name -> hasidecar.v1.InitCluster
-	12, // 10: hasidecar.v1.Command.register_node:type_name -> hasidecar.v1.RegisterNode
-	13, // 11: hasidecar.v1.Command.remove_node:type_name -> hasidecar.v1.RemoveNode
-	14, // 12: hasidecar.v1.Command.set_system_identifier:type_name -> hasidecar.v1.SetSystemIdentifier
-	15, // 13: hasidecar.v1.Command.register_primary:type_name -> hasidecar.v1.RegisterPrimary
-	16, // 14: hasidecar.v1.Command.promote:type_name -> hasidecar.v1.Promote
-	17, // 15: hasidecar.v1.Command.renew_lease:type_name -> hasidecar.v1.RenewLease
-	18, // 16: hasidecar.v1.Command.release_lease:type_name -> hasidecar.v1.ReleaseLease
-	19, // 17: hasidecar.v1.Command.record_event:type_name -> hasidecar.v1.RecordEvent
-	20, // 18: hasidecar.v1.Command.set_standby:type_name -> hasidecar.v1.SetStandby
-	22, // 19: hasidecar.v1.Command.set_settings:type_name -> hasidecar.v1.SetSettings
-	23, // 20: hasidecar.v1.Command.begin_switchover:type_name -> hasidecar.v1.BeginSwitchover
-	29, // 21: hasidecar.v1.Command.end_switchover:type_name -> hasidecar.v1.EndSwitchover
-	21, // 22: hasidecar.v1.Command.set_node_active:type_name -> hasidecar.v1.SetNodeActive
-	24, // 23: hasidecar.v1.Command.update_switchover:type_name -> hasidecar.v1.UpdateSwitchover
-	25, // 24: hasidecar.v1.Command.set_sync_standbys:type_name -> hasidecar.v1.SetSyncStandbys
-	28, // 25: hasidecar.v1.Command.set_needs_reclone:type_name -> hasidecar.v1.SetNeedsReclone
-	10, // 26: hasidecar.v1.Command.set_voter:type_name -> hasidecar.v1.SetVoter
-	27, // 27: hasidecar.v1.Command.set_maintenance:type_name -> hasidecar.v1.SetMaintenance
-	31, // 28: hasidecar.v1.Command.set_config:type_name -> hasidecar.v1.SetConfig
-	26, // 29: hasidecar.v1.Command.set_sync_quorum:type_name -> hasidecar.v1.SetSyncQuorum
-	6,  // 30: hasidecar.v1.InitCluster.settings:type_name -> hasidecar.v1.Settings
-	0,  // 31: hasidecar.v1.RegisterNode.kind:type_name -> hasidecar.v1.NodeKind
-	2,  // 32: hasidecar.v1.SetSettings.failover_mode:type_name -> hasidecar.v1.FailoverMode
-	30, // 33: hasidecar.v1.SetConfig.changes:type_name -> hasidecar.v1.ConfigChange
-	34, // [34:34] is the sub-list for method output_type
-	34, // [34:34] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	37, // 3: hasidecar.v1.Settings.postgres_parameters:type_name -> hasidecar.v1.Settings.PostgresParametersEntry
+	5,  // 4: hasidecar.v1.ClusterState.nodes:type_name -> hasidecar.v1.Node
+	6,  // 5: hasidecar.v1.ClusterState.events:type_name -> hasidecar.v1.Event
+	7,  // 6: hasidecar.v1.ClusterState.lease:type_name -> hasidecar.v1.Lease
+	8,  // 7: hasidecar.v1.ClusterState.settings:type_name -> hasidecar.v1.Settings
+	9,  // 8: hasidecar.v1.ClusterState.switchover:type_name -> hasidecar.v1.Switchover
+	11, // 9: hasidecar.v1.ClusterState.scheduled:type_name -> hasidecar.v1.ScheduledOperation
+	11, // 10: hasidecar.v1.ClusterState.running:type_name -> hasidecar.v1.ScheduledOperation
+	3,  // 11: hasidecar.v1.ScheduledOperation.kind:type_name -> hasidecar.v1.ScheduledKind
+	16, // 12: hasidecar.v1.Command.init_cluster:type_name -> hasidecar.v1.InitCluster
+	17, // 13: hasidecar.v1.Command.register_node:type_name -> hasidecar.v1.RegisterNode
+	18, // 14: hasidecar.v1.Command.remove_node:type_name -> hasidecar.v1.RemoveNode
+	19, // 15: hasidecar.v1.Command.set_system_identifier:type_name -> hasidecar.v1.SetSystemIdentifier
+	20, // 16: hasidecar.v1.Command.register_primary:type_name -> hasidecar.v1.RegisterPrimary
+	21, // 17: hasidecar.v1.Command.promote:type_name -> hasidecar.v1.Promote
+	22, // 18: hasidecar.v1.Command.renew_lease:type_name -> hasidecar.v1.RenewLease
+	23, // 19: hasidecar.v1.Command.release_lease:type_name -> hasidecar.v1.ReleaseLease
+	24, // 20: hasidecar.v1.Command.record_event:type_name -> hasidecar.v1.RecordEvent
+	25, // 21: hasidecar.v1.Command.set_standby:type_name -> hasidecar.v1.SetStandby
+	27, // 22: hasidecar.v1.Command.set_settings:type_name -> hasidecar.v1.SetSettings
+	28, // 23: hasidecar.v1.Command.begin_switchover:type_name -> hasidecar.v1.BeginSwitchover
+	34, // 24: hasidecar.v1.Command.end_switchover:type_name -> hasidecar.v1.EndSwitchover
+	26, // 25: hasidecar.v1.Command.set_node_active:type_name -> hasidecar.v1.SetNodeActive
+	29, // 26: hasidecar.v1.Command.update_switchover:type_name -> hasidecar.v1.UpdateSwitchover
+	30, // 27: hasidecar.v1.Command.set_sync_standbys:type_name -> hasidecar.v1.SetSyncStandbys
+	33, // 28: hasidecar.v1.Command.set_needs_reclone:type_name -> hasidecar.v1.SetNeedsReclone
+	15, // 29: hasidecar.v1.Command.set_voter:type_name -> hasidecar.v1.SetVoter
+	32, // 30: hasidecar.v1.Command.set_maintenance:type_name -> hasidecar.v1.SetMaintenance
+	36, // 31: hasidecar.v1.Command.set_config:type_name -> hasidecar.v1.SetConfig
+	31, // 32: hasidecar.v1.Command.set_sync_quorum:type_name -> hasidecar.v1.SetSyncQuorum
+	13, // 33: hasidecar.v1.Command.schedule_operation:type_name -> hasidecar.v1.ScheduleOperation
+	14, // 34: hasidecar.v1.Command.end_scheduled_operation:type_name -> hasidecar.v1.EndScheduledOperation
+	11, // 35: hasidecar.v1.ScheduleOperation.op:type_name -> hasidecar.v1.ScheduledOperation
+	4,  // 36: hasidecar.v1.EndScheduledOperation.outcome:type_name -> hasidecar.v1.ScheduledOutcome
+	8,  // 37: hasidecar.v1.InitCluster.settings:type_name -> hasidecar.v1.Settings
+	0,  // 38: hasidecar.v1.RegisterNode.kind:type_name -> hasidecar.v1.NodeKind
+	2,  // 39: hasidecar.v1.SetSettings.failover_mode:type_name -> hasidecar.v1.FailoverMode
+	35, // 40: hasidecar.v1.SetConfig.changes:type_name -> hasidecar.v1.ConfigChange
+	41, // [41:41] is the sub-list for method output_type
+	41, // [41:41] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_hasidecar_v1_fsm_proto_init() }
@@ -3401,7 +3831,7 @@ func file_hasidecar_v1_fsm_proto_init() {
 	if File_hasidecar_v1_fsm_proto != nil {
 		return
 	}
-	file_hasidecar_v1_fsm_proto_msgTypes[6].OneofWrappers = []any{
+	file_hasidecar_v1_fsm_proto_msgTypes[7].OneofWrappers = []any{
 		(*Command_InitCluster)(nil),
 		(*Command_RegisterNode)(nil),
 		(*Command_RemoveNode)(nil),
@@ -3423,15 +3853,17 @@ func file_hasidecar_v1_fsm_proto_init() {
 		(*Command_SetMaintenance)(nil),
 		(*Command_SetConfig)(nil),
 		(*Command_SetSyncQuorum)(nil),
+		(*Command_ScheduleOperation)(nil),
+		(*Command_EndScheduledOperation)(nil),
 	}
-	file_hasidecar_v1_fsm_proto_msgTypes[19].OneofWrappers = []any{}
+	file_hasidecar_v1_fsm_proto_msgTypes[22].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hasidecar_v1_fsm_proto_rawDesc), len(file_hasidecar_v1_fsm_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   30,
+			NumEnums:      5,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,4 +1,4 @@
-package main
+package rolling
 
 import (
 	"slices"
@@ -37,7 +37,7 @@ func TestBestSwitchoverTarget(t *testing.T) {
 		{"a witness", []*pb.NodeView{primary, {Name: "w", Kind: pb.NodeKind_NODE_KIND_WITNESS, Priority: 100}}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := bestSwitchoverTarget(&pb.ShowResponse{Nodes: tc.nodes}, "pg1"); got != tc.want {
+			if got := BestSwitchoverTarget(&pb.ShowResponse{Nodes: tc.nodes}, "pg1"); got != tc.want {
 				t.Fatalf("target %q, want %q", got, tc.want)
 			}
 		})
@@ -47,9 +47,9 @@ func TestBestSwitchoverTarget(t *testing.T) {
 // TestOrderRestart: raising keeps standbys first then the switchover;
 // lowering a hot-standby setting restarts the primary first, in place.
 func TestOrderRestart(t *testing.T) {
-	sb := func(n string) restartStep { return restartStep{stepRestart, n} }
-	inPlace := restartStep{stepPrimaryInPlace, "pg1"}
-	sw := restartStep{stepSwitchover, "pg1"}
+	sb := func(n string) Step { return Step{StepRestart, n} }
+	inPlace := Step{StepPrimaryInPlace, "pg1"}
+	sw := Step{StepSwitchover, "pg1"}
 	low := []string{"max_connections 150 → 120"}
 	for _, tc := range []struct {
 		name        string
@@ -57,14 +57,14 @@ func TestOrderRestart(t *testing.T) {
 		withPrimary bool
 		rolling     bool
 		lowered     []string
-		want        []restartStep
+		want        []Step
 		wantErr     string
 	}{
-		{"rolling, raising", []string{"pg2", "pg3"}, true, true, nil, []restartStep{sb("pg2"), sb("pg3"), sw}, ""},
-		{"rolling, lowering", []string{"pg2", "pg3"}, true, true, low, []restartStep{inPlace, sb("pg2"), sb("pg3")}, ""},
-		{"standbys only, raising", []string{"pg2"}, false, true, nil, []restartStep{sb("pg2")}, ""},
-		{"the primary alone, raising", nil, true, false, nil, []restartStep{inPlace}, ""},
-		{"the primary alone, lowering", nil, true, false, low, []restartStep{inPlace}, ""},
+		{"rolling, raising", []string{"pg2", "pg3"}, true, true, nil, []Step{sb("pg2"), sb("pg3"), sw}, ""},
+		{"rolling, lowering", []string{"pg2", "pg3"}, true, true, low, []Step{inPlace, sb("pg2"), sb("pg3")}, ""},
+		{"standbys only, raising", []string{"pg2"}, false, true, nil, []Step{sb("pg2")}, ""},
+		{"the primary alone, raising", nil, true, false, nil, []Step{inPlace}, ""},
+		{"the primary alone, lowering", nil, true, false, low, []Step{inPlace}, ""},
 		{"a standby alone while the primary lowers", []string{"pg2"}, false, false, low, nil, "restart the primary first"},
 		{"--pending, standbys only pending, primary lowering", []string{"pg2", "pg3"}, false, true, low, nil, "restart the primary first"},
 		{"nothing", nil, false, true, nil, nil, ""},
