@@ -96,7 +96,7 @@ func FailoverModeName(m pb.FailoverMode) string {
 // FromShow is the document of r.
 func FromShow(r *pb.ShowResponse) Doc {
 	out := Doc{Cluster: r.Cluster, Term: r.Term, RaftLeader: r.RaftLeader, Paused: r.Paused, Failover: FailoverModeName(r.FailoverMode), Synchronous: r.Synchronous, Nodes: []Node{}, UnregisteredRaftServers: r.UnregisteredRaftServers,
-		Warnings: []string{},
+		Warnings:  []string{},
 		Scheduled: scheduled(r.Scheduled), Running: scheduled(r.Running)}
 	if r.Synchronous {
 		kf := r.SyncCommittedCount
