@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"runtime"
 	"syscall"
 
 	"github.com/hashicorp/go-hclog"
@@ -43,7 +42,6 @@ func newAgentCmd() *cobra.Command {
 				Output:     os.Stderr,
 				TimeFormat: "2006-01-02T15:04:05.000Z0700",
 			}).With("node", cfg.Name)
-			setAgentProcs(logger)
 			if err := startPprof(logger); err != nil {
 				return err
 			}
@@ -74,20 +72,4 @@ func newAgentCmd() *cobra.Command {
 	cmd.Flags().StringVarP(&path, "config", "c", "", "config file (default "+defaultConfigPath+")")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print what the sidecar would do on start (initdb, clone, follow, adopt) and exit without changing anything")
 	return cmd
-}
-
-// agentProcs is the agent's GOMAXPROCS unless the environment sets one.
-// The agent's work is many small network and Postgres round trips; with
-// one P the thread that wakes in epoll runs the goroutine itself, without
-// waking a second thread for it. bench/idle measured a lab at rest at
-// 9.32 % of one core in all with the default (2 on that machine) and
-// 7.36 % with one (2026-12-02, back to back).
-const agentProcs = 1
-
-func setAgentProcs(logger hclog.Logger) {
-	if v := os.Getenv("GOMAXPROCS"); v != "" {
-		logger.Debug("GOMAXPROCS from the environment", "value", v)
-		return
-	}
-	runtime.GOMAXPROCS(agentProcs)
 }
