@@ -93,3 +93,51 @@ func VoterReplaceAfter(s *pb.Settings) time.Duration {
 	}
 	return DefaultVoterReplaceAfter
 }
+
+// OnlyRenewed reports whether cur differs from prev by no more than lease
+// renewals of the same lease: the same holder, term, release state and
+// anchor, everything else in the state equal, only the renewal's own
+// fields (serial, flush LSN, timeline, duration, renewal time) and the
+// applied index moved. It is what a cluster at rest applies every
+// lease/3; the reconciler need not plan again for it (node/keeper Run).
+// Nil states count as different.
+func OnlyRenewed(prev, cur *pb.ClusterState) bool {
+	if prev == nil || cur == nil {
+		return false
+	}
+	if prev == cur {
+		return true
+	}
+	pl, cl := prev.GetLease(), cur.GetLease()
+	if pl.GetHolderId() != cl.GetHolderId() || pl.GetTerm() != cl.GetTerm() ||
+		pl.GetReleased() != cl.GetReleased() || pl.GetReleaseReason() != cl.GetReleaseReason() ||
+		pl.GetAnchor() != cl.GetAnchor() || (pl == nil) != (cl == nil) {
+		return false
+	}
+	// Compare every other field of the state: a field added later to
+	// ClusterState is compared too, without a change here.
+	pr, cr := prev.ProtoReflect(), cur.ProtoReflect()
+	fields := pr.Descriptor().Fields()
+	for i := 0; i < fields.Len(); i++ {
+		f := fields.Get(i)
+		if f == leaseField || f == appliedIndexField {
+			continue
+		}
+		if pr.Has(f) != cr.Has(f) {
+			return false
+		}
+		if !pr.Has(f) {
+			continue
+		}
+		if !pr.Get(f).Equal(cr.Get(f)) {
+			return false
+		}
+	}
+	return true
+}
+
+// The ClusterState fields OnlyRenewed treats apart.
+var (
+	leaseField        = (&pb.ClusterState{}).ProtoReflect().Descriptor().Fields().ByName("lease")
+	appliedIndexField = (&pb.ClusterState{}).ProtoReflect().Descriptor().Fields().ByName("applied_index")
+)

@@ -362,7 +362,7 @@ func (c *authConn) allow(rpc raft.RPC) bool {
 		rpc.Respond(nil, fmt.Errorf("%w: connection from %q already refused", errRaftRPCDenied, c.name))
 		return false
 	}
-	claimed, kind := "", fmt.Sprintf("%T", rpc.Command)
+	claimed := ""
 	h, ok := rpc.Command.(raft.WithRPCHeader)
 	if ok {
 		claimed = string(h.GetRPCHeader().ID)
@@ -372,7 +372,7 @@ func (c *authConn) allow(rpc raft.RPC) bool {
 	}
 	c.deny()
 	c.t.logger.Warn(fmt.Sprintf("denied: raft RPC from %q claims server id %q", c.name, claimed),
-		"remote", c.remote, "rpc", kind)
+		"remote", c.remote, "rpc", fmt.Sprintf("%T", rpc.Command))
 	rpc.Respond(nil, fmt.Errorf("%w: certificate is for %q, header claims server id %q", errRaftRPCDenied, c.name, claimed))
 	return false
 }

@@ -32,8 +32,20 @@ func (n *Node) peerReachability() []*pb.PeerReachability {
 	return out
 }
 
+// reachEvery is how many monitor intervals apart reachLoop probes; each
+// probe waits at most reachTimeout intervals. What it finds is only shown
+// (`cluster matrix`, through the reports), never decided on; every probe
+// is a gRPC call to each peer's sidecar and a TCP connect to its Postgres
+// (a backend forked and gone), so a lab at rest should not pay for it
+// every 2 s.
+const (
+	reachEvery   = 5
+	reachTimeout = 2
+)
+
 func (n *Node) reachLoop(ctx context.Context) {
-	interval := 2 * n.cfg.Timing.MonitorInterval.D()
+	interval := reachEvery * n.cfg.Timing.MonitorInterval.D()
+	timeout := reachTimeout * n.cfg.Timing.MonitorInterval.D()
 	for {
 		st := n.fsm.State()
 		results := map[uint32]*pb.PeerReachability{}
@@ -46,7 +58,7 @@ func (n *Node) reachLoop(ctx context.Context) {
 			wg.Add(1)
 			go func(row *pb.Node) {
 				defer wg.Done()
-				r := n.probePeer(ctx, row, interval)
+				r := n.probePeer(ctx, row, timeout)
 				mu.Lock()
 				results[row.Id] = r
 				mu.Unlock()

@@ -4,6 +4,8 @@
 # (2 standbys + witness), after SETTLE seconds. Prints one line per process
 # and the total. Run under the shared lock on a shared machine:
 #   flock /tmp/heavy.lock bench/idle/idle.sh      (or: make bench-idle)
+# With KEEP=1 use flock -o: the lab's daemons would otherwise inherit the
+# lock and hold it after the script ends.
 # Environment: BIN (bin/hasidecar), DIR (/tmp/idlelab), BASE_PORT (24160),
 # STANDBYS (2), SETTLE (20), WINDOW (30), KEEP=1 leaves the lab up.
 set -euo pipefail

@@ -23,6 +23,15 @@ import (
 	"github.com/hasidecar/hasidecar/pgctl"
 )
 
+// AgentGOMAXPROCS is the GOMAXPROCS the lab gives its sidecars unless its
+// own environment sets one (deploy/systemd/hasidecar.service sets the same):
+// the sidecar's work is small network and Postgres round trips, and with one
+// P the thread woken in epoll runs the goroutine itself. bench/idle, a lab
+// at rest, back to back (2026-12-02): 9.67 % of one core in all with 2 (this
+// machine's default), 7.10 % with 1. Set in the environment, not with
+// runtime.GOMAXPROCS from main: that measured no gain (docs/NOTES.md).
+const AgentGOMAXPROCS = "1"
+
 // Port offsets from the base port: node i (0 = pg1) listens on base+i for
 // Postgres, base+20+i for gRPC, base+40+i for Raft, base+60+i for HTTP.
 const (
@@ -336,6 +345,9 @@ func (l *Lab) Start(n *Node) error {
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if os.Getenv("GOMAXPROCS") == "" {
+		cmd.Env = append(os.Environ(), "GOMAXPROCS="+AgentGOMAXPROCS)
+	}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", n.Name, err)
 	}

@@ -326,14 +326,34 @@ func (a *Keeper) Run(ctx context.Context) {
 	go func() { defer loops.Done(); a.watchdog(ctx) }()
 	interval := a.cfg.Timing.MonitorInterval.D()
 	for {
+		planned := a.log.State()
 		if a.Reconcile(ctx) {
 			continue // the local state changed: plan again at once
 		}
+		if !a.waitRound(ctx, planned, a.leaseValid(), a.clk.Now().Add(interval)) {
+			return
+		}
+	}
+}
+
+// waitRound waits for the next reconciler round: until due, an FSM change,
+// the postmaster's exit, or a rejoin or restart request (served here). An
+// FSM change that is only a renewal of the lease the last round planned on
+// (fsm.OnlyRenewed; a cluster at rest applies one every lease/3 and every
+// node would query its Postgres for each), with this node's own lease as
+// valid or not as then, is no reason to plan again: it waits on, for the
+// same due time, so that the round every monitor interval still comes.
+// It returns false once ctx ended.
+func (a *Keeper) waitRound(ctx context.Context, planned *pb.ClusterState, valid bool, due time.Time) bool {
+	for {
 		select {
 		case <-ctx.Done():
-			return
+			return false
 		case <-a.log.Changed():
-		case <-a.clk.After(interval):
+			if fsm.OnlyRenewed(planned, a.log.State()) && a.leaseValid() == valid && a.clk.Now().Before(due) {
+				continue
+			}
+		case <-a.clk.After(due.Sub(a.clk.Now())):
 		case <-a.exited():
 		case r := <-a.rejoinCh:
 			steps, err := a.Rejoin(ctx, r.req)
@@ -343,6 +363,7 @@ func (a *Keeper) Run(ctx context.Context) {
 		case r := <-a.reloadCh:
 			r.reply <- a.reloadPostgres(ctx)
 		}
+		return true
 	}
 }
 
