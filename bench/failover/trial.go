@@ -163,8 +163,10 @@ func measure(ctx context.Context, o options, env *benchkit.Env, r *trialResult) 
 
 	t0 := time.Now()
 	if o.net == netBlackhole {
-		// First the network, so that nothing the dying processes' sockets
-		// send (FIN, RST) reaches anyone.
+		// Frozen at once (nft takes a while on a loaded machine), then the
+		// network, so that nothing the dying processes' sockets send (FIN,
+		// RST) reaches anyone, then the kill.
+		env.Lab.FreezeHost(p)
 		if err := env.Lab.Spec.Net.Blackhole(p.Name); err != nil {
 			return fmt.Errorf("blackhole %s: %w", p.Name, err)
 		}
