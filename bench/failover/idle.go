@@ -51,7 +51,7 @@ func runIdle(ctx context.Context, o options) error {
 	}
 	defer env.Close()
 	res.LabStartFailures = env.StartFailures
-	v, p, w, err := env.StartWriting(ctx, o.dsnExtra, o.idleRate)
+	v, p, w, err := env.StartWriting(ctx, o.dsnExtra, benchkit.WriterOptions{Rate: o.idleRate})
 	if err != nil {
 		return err
 	}

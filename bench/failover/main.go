@@ -52,13 +52,25 @@ type options struct {
 	// until the kill (0: none), with the pgbench binary pgbenchBin.
 	pgbench    int
 	pgbenchBin string
+	// net: loopback (every node on 127.0.0.1), netns (a network namespace
+	// per node) or blackhole (netns, and the killed node's namespace drops
+	// every packet from the kill on, as on power loss).
+	net         string
+	stmtTimeout time.Duration // the writer's per-INSERT time-out
 }
+
+// The -net modes.
+const (
+	netLoopback  = "loopback"
+	netNetns     = "netns"
+	netBlackhole = "blackhole"
+)
 
 // labOptions is the lab every mode runs: -standbys standbys (two by
 // default) and a witness, with the configuration's and the flags' timings.
 func (o options) labOptions(c labConfig) benchkit.LabOptions {
 	tune := c.tune()
-	return benchkit.LabOptions{Binary: o.bin, Standbys: o.standbys, Witness: true, Keep: o.keep,
+	return benchkit.LabOptions{Binary: o.bin, Standbys: o.standbys, Witness: true, Keep: o.keep, Netns: o.net != netLoopback,
 		Attempts: o.attempts, UpTimeout: o.upTime, Tune: func(cfg *config.Config) {
 			if tune != nil {
 				tune(cfg)
@@ -154,6 +166,8 @@ func main() {
 	flag.DurationVar(&o.monitor, "monitor", 0, "timing.monitor_interval on every node (0: the default, 1s)")
 	flag.IntVar(&o.pgbench, "pgbench", 0, "run pgbench with this many clients (-j 2) on the primary from the start of the warm-up until the kill (0: none)")
 	flag.StringVar(&o.pgbenchBin, "pgbench-bin", "/usr/lib/postgresql/15/bin/pgbench", "the pgbench binary for -pgbench")
+	flag.StringVar(&o.net, "net", netLoopback, "the lab's network: loopback (every node on 127.0.0.1: a killed node's ports refuse at once), netns (a network namespace per node, on a bridge; needs root and nftables), blackhole (netns, and at the kill the killed node's namespace drops every packet, as on power loss: peers and clients see time-outs, not refusals)")
+	flag.DurationVar(&o.stmtTimeout, "statement-timeout", 5*time.Second, "the writer's time-out per INSERT: with -net blackhole an INSERT in flight at the kill waits this long, as a real client's would (its connect_timeout, 2 s per host, is in the connection string: -dsn-extra connect_timeout=1 changes it)")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: go run ./bench/failover -bin bin/hasidecar [flags]\n\n")
 		flag.PrintDefaults()
@@ -178,6 +192,10 @@ func main() {
 			}
 		}
 	}
+	if o.net != netLoopback && o.net != netNetns && o.net != netBlackhole {
+		fmt.Fprintf(os.Stderr, "failover: -net %q: use loopback, netns or blackhole\n", o.net)
+		os.Exit(2)
+	}
 	if o.standbys < 1 {
 		fmt.Fprintln(os.Stderr, "failover: -standbys must be at least 1")
 		os.Exit(2)
@@ -198,9 +216,20 @@ func main() {
 	})
 }
 
+func (o options) netText() string {
+	switch o.net {
+	case netNetns:
+		return "a network namespace per node"
+	case netBlackhole:
+		return fmt.Sprintf("a network namespace per node, the killed node's dropping every packet from the kill on (writer: %s per INSERT, connect_timeout in the DSN per host)", o.stmtTimeout)
+	}
+	return "loopback"
+}
+
 // report is what -json writes.
 type report struct {
 	Mode      string                    `json:"mode"`
+	Net       string                    `json:"net"`
 	Binary    string                    `json:"binary"`
 	Host      string                    `json:"host"`
 	CPUs      int                       `json:"cpus"`
@@ -212,7 +241,7 @@ type report struct {
 
 func newReport(o options, mode string) *report {
 	host, _ := os.Hostname()
-	return &report{Mode: mode, Binary: o.bin, Host: host, CPUs: runtime.NumCPU(), StartedAt: time.Now()}
+	return &report{Mode: mode, Net: o.net, Binary: o.bin, Host: host, CPUs: runtime.NumCPU(), StartedAt: time.Now()}
 }
 
 func writeJSON(path string, v any) error {
@@ -232,8 +261,8 @@ func writeJSON(path string, v any) error {
 
 func runTrials(ctx context.Context, o options) error {
 	rep := newReport(o, "kill")
-	fmt.Printf("failover benchmark: %s, %d trial(s) per configuration, %d CPUs; kill = SIGKILL of the primary's sidecar and Postgres\n",
-		o.bin, o.trials, runtime.NumCPU())
+	fmt.Printf("failover benchmark: %s, %d trial(s) per configuration, %d CPUs, %d standbys; kill = SIGKILL of the primary's sidecar and Postgres; network: %s\n",
+		o.bin, o.trials, runtime.NumCPU(), o.standbys, o.netText())
 	if o.jitter {
 		fmt.Printf("kill after the %s warm-up plus a random delay under the renewal interval, lease/3 (-seed %d)\n\n", o.warmup, o.seed)
 	} else {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -126,7 +125,7 @@ func runTrial(ctx context.Context, o options, c labConfig, trial int) (r trialRe
 }
 
 func measure(ctx context.Context, o options, env *benchkit.Env, r *trialResult) error {
-	_, _, w, err := env.StartWriting(ctx, o.dsnExtra, o.rate)
+	_, _, w, err := env.StartWriting(ctx, o.dsnExtra, benchkit.WriterOptions{Rate: o.rate, StatementTimeout: o.stmtTimeout})
 	if err != nil {
 		return err
 	}
@@ -163,6 +162,15 @@ func measure(ctx context.Context, o options, env *benchkit.Env, r *trialResult) 
 	okBefore, failedBefore := w.Counts()
 
 	t0 := time.Now()
+	if o.net == netBlackhole {
+		// Frozen at once (nft takes a while on a loaded machine), then the
+		// network, so that nothing the dying processes' sockets send (FIN,
+		// RST) reaches anyone, then the kill.
+		env.Lab.FreezeHost(p)
+		if err := env.Lab.Spec.Net.Blackhole(p.Name); err != nil {
+			return fmt.Errorf("blackhole %s: %w", p.Name, err)
+		}
+	}
 	env.Lab.KillHost(p)
 	r.KillCallS = benchkit.Seconds(time.Since(t0))
 	benchkit.Logf("%s: trial %d: killed %s (raft leader %s, term %d)", r.Config, r.Trial, p.Name, v.RaftLeader, v.Term)
@@ -271,13 +279,13 @@ func startPgbench(ctx context.Context, o options, env *benchkit.Env) (stop func(
 	if p == nil {
 		return nil, errors.New("pgbench: cluster show names no primary")
 	}
-	conn := []string{"-h", "127.0.0.1", "-p", strconv.Itoa(p.PGPort), "-U", "postgres"}
-	if out, err := exec.CommandContext(ctx, o.pgbenchBin, append(append([]string{"-i", "-q", "-s", "1"}, conn...), "postgres")...).CombinedOutput(); err != nil {
+	conn := []string{"-h", p.Host, "-p", strconv.Itoa(p.PGPort), "-U", "postgres"}
+	if out, err := env.Command(ctx, append(append([]string{o.pgbenchBin, "-i", "-q", "-s", "1"}, conn...), "postgres")...).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("pgbench -i on %s: %w: %s", p.Name, err, out)
 	}
 	bctx, cancel := context.WithCancel(ctx)
 	secs := int((o.warmup + o.timeout + o.settle).Seconds()) + 10
-	cmd := exec.CommandContext(bctx, o.pgbenchBin, append(append([]string{"-n", "-c", strconv.Itoa(o.pgbench), "-j", strconv.Itoa(min(o.pgbench, 2)), "-T", strconv.Itoa(secs)}, conn...), "postgres")...)
+	cmd := env.Command(bctx, append(append([]string{o.pgbenchBin, "-n", "-c", strconv.Itoa(o.pgbench), "-j", strconv.Itoa(min(o.pgbench, 2)), "-T", strconv.Itoa(secs)}, conn...), "postgres")...)
 	if err := cmd.Start(); err != nil {
 		cancel()
 		return nil, fmt.Errorf("start pgbench on %s: %w", p.Name, err)

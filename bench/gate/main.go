@@ -203,7 +203,7 @@ func (b bencher) start(ctx context.Context, bin string, gate bool) (*benchkit.En
 		e.Close()
 		return nil, nil, fmt.Errorf("no primary")
 	}
-	if err := benchkit.ExecOn(ctx, p, "SELECT 1"); err != nil {
+	if err := e.ExecOn(ctx, p, "SELECT 1"); err != nil {
 		e.Close()
 		return nil, nil, err
 	}

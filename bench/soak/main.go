@@ -95,7 +95,7 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	defer env.Close()
-	v, p, w, err := env.StartWriting(ctx, "", 0)
+	v, p, w, err := env.StartWriting(ctx, "", benchkit.WriterOptions{})
 	if err != nil {
 		return err
 	}

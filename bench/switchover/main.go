@@ -130,7 +130,7 @@ func run(ctx context.Context, o options) error {
 	}
 	defer env.Close()
 	rep.LabStartFailures = env.StartFailures
-	_, _, w, err := env.StartWriting(ctx, o.dsnExtra, o.rate)
+	_, _, w, err := env.StartWriting(ctx, o.dsnExtra, benchkit.WriterOptions{Rate: o.rate})
 	if err != nil {
 		return err
 	}

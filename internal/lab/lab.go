@@ -396,6 +396,22 @@ func (l *Lab) KillHost(n *Node) {
 	_ = os.Remove(n.pidPath())
 }
 
+// FreezeHost stops (SIGSTOP) the node's sidecar, Postgres and every process
+// under them at once: from here on none of them sends or answers anything,
+// though the kernel still holds their sockets. A bench freezes a host before
+// it blackholes its network and kills it, so that the death is one moment.
+func (l *Lab) FreezeHost(n *Node) {
+	var pids []int
+	for _, root := range []int{n.PID(), n.PostmasterPID()} {
+		if root > 0 {
+			pids = append(append(pids, root), pgctl.Descendants(root)...)
+		}
+	}
+	for _, pid := range pids {
+		_ = syscall.Kill(pid, syscall.SIGSTOP)
+	}
+}
+
 // KillSidecar kills only the sidecar process (SIGKILL).
 func (l *Lab) KillSidecar(n *Node) {
 	if pid := n.PID(); pid != 0 {

@@ -235,6 +235,11 @@ func (n *Net) filter(node, verdict string, inbound, outbound bool, from []string
 		rules += fmt.Sprintf("\tchain out { type filter hook output priority 0; ip daddr %s %s; }\n", set, verdict)
 	}
 	rules += "}\n"
+	return n.apply(node, rules)
+}
+
+// apply replaces node's rules with the given nft table.
+func (n *Net) apply(node, rules string) error {
 	_ = n.Heal(node)
 	cmd := n.Command(node, "nft", "-f", "-")
 	cmd.Stdin = strings.NewReader(rules)
@@ -242,6 +247,18 @@ func (n *Net) filter(node, verdict string, inbound, outbound bool, from []string
 		return fmt.Errorf("nft in %s: %v: %s", node, err, strings.TrimSpace(string(out)))
 	}
 	return nil
+}
+
+// Blackhole drops, inside node's namespace, every packet in and out of its
+// network interface, as when a host loses power: peers and clients see
+// time-outs, not refused connections or resets (the kernel's replies to
+// the dead host's closed sockets are dropped too). Heal removes it.
+func (n *Net) Blackhole(node string) error {
+	rules := "table inet hasidecar_lab {\n" +
+		"\tchain in { type filter hook input priority 0; iifname != \"lo\" drop; }\n" +
+		"\tchain out { type filter hook output priority 0; oifname != \"lo\" drop; }\n" +
+		"}\n"
+	return n.apply(node, rules)
 }
 
 // Heal removes node's partition rules.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -35,6 +36,10 @@ type LabOptions struct {
 	// not become healthy (default 1). Every failed start is reported with
 	// the tail of its logs.
 	Attempts int
+	// Netns gives every node a network namespace of its own (lab.Net:
+	// needs root, iproute2 and nftables); the bench's clients connect from
+	// the lab's client namespace. Without it, everything is on loopback.
+	Netns bool
 }
 
 // Env is a running lab in its own temporary directory.
@@ -119,8 +124,15 @@ func startLab(ctx context.Context, o LabOptions) (*Env, error) {
 		_ = os.RemoveAll(dir)
 		return nil, err
 	}
-	l, err := lab.New(lab.Spec{Dir: filepath.Join(dir, "lab"), Standbys: o.Standbys, Witness: o.Witness,
-		BasePort: base, Binary: bin, Tune: o.Tune})
+	spec := lab.Spec{Dir: filepath.Join(dir, "lab"), Standbys: o.Standbys, Witness: o.Witness,
+		BasePort: base, Binary: bin, Tune: o.Tune}
+	if o.Netns {
+		if spec.Net, err = lab.NewNet(); err != nil {
+			_ = os.RemoveAll(dir)
+			return nil, fmt.Errorf("network namespaces for the lab: %w", err)
+		}
+	}
+	l, err := lab.New(spec) // on error, it has removed the namespaces it made
 	if err != nil {
 		_ = os.RemoveAll(dir)
 		return nil, fmt.Errorf("lay out the lab: %w", err)
@@ -161,6 +173,11 @@ func (e *Env) Close() {
 		}
 		if left := killLeftovers(e.Dir); len(left) > 0 {
 			Logf("teardown: killed %d process(es) of the lab still running after the lab was stopped: %s", len(left), strings.Join(left, "; "))
+		}
+		if e.Lab.Spec.Net != nil {
+			if err := e.Lab.Spec.Net.Teardown(); err != nil {
+				Logf("teardown: network namespaces: %v", err)
+			}
 		}
 		e.mu.Lock()
 		keep := e.failed && e.keep
@@ -271,16 +288,49 @@ func (e *Env) NameByPort(port int) string {
 	return "port " + strconv.Itoa(port)
 }
 
-// DSN connects to one node's Postgres directly.
+// DSN connects to one node's Postgres directly (from the client namespace
+// when the lab has namespaces: see Connect).
 func DSN(n *lab.Node) string {
-	return fmt.Sprintf("host=127.0.0.1 port=%d user=postgres dbname=postgres connect_timeout=2", n.PGPort)
+	return fmt.Sprintf("host=%s port=%d user=postgres dbname=postgres connect_timeout=2 sslmode=disable", n.Host, n.PGPort)
+}
+
+// Connect opens a pgx connection with a libpq string, dialling from the
+// lab's client namespace when it has namespaces.
+func (e *Env) Connect(ctx context.Context, dsn string) (*pgx.Conn, error) {
+	cfg, err := e.ConnConfig(dsn)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.ConnectConfig(ctx, cfg)
+}
+
+// ConnConfig parses a libpq string and, when the lab has namespaces, makes
+// every host of it dial from the client namespace.
+func (e *Env) ConnConfig(dsn string) (*pgx.ConnConfig, error) {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("parse %q: %w", dsn, err)
+	}
+	if nw := e.Lab.Spec.Net; nw != nil {
+		cfg.DialFunc = nw.DialContext // for every host of a multi-host string
+	}
+	return cfg, nil
+}
+
+// Command runs argv where the bench's clients run: in the lab's client
+// namespace when it has namespaces, else on this host.
+func (e *Env) Command(ctx context.Context, argv ...string) *exec.Cmd {
+	if nw := e.Lab.Spec.Net; nw != nil {
+		argv = append([]string{"ip", "netns", "exec", nw.Namespace("client")}, argv...)
+	}
+	return exec.CommandContext(ctx, argv[0], argv[1:]...)
 }
 
 // ExecOn runs one statement on a node's Postgres.
-func ExecOn(ctx context.Context, n *lab.Node, sql string) error {
+func (e *Env) ExecOn(ctx context.Context, n *lab.Node, sql string) error {
 	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	conn, err := pgx.Connect(cctx, DSN(n))
+	conn, err := e.Connect(cctx, DSN(n))
 	if err != nil {
 		return fmt.Errorf("connect to %s: %w", n.Name, err)
 	}
@@ -292,9 +342,9 @@ func ExecOn(ctx context.Context, n *lab.Node, sql string) error {
 }
 
 // StartWriting reads cluster show, creates the bench table on the primary
-// and starts a writer through the lab's multi-host string. It returns the
-// view it read and the primary.
-func (e *Env) StartWriting(ctx context.Context, dsnExtra string, rate float64) (*pb.ShowResponse, *lab.Node, *Writer, error) {
+// and starts a writer (wo: its rate and time-outs) through the lab's
+// multi-host string. It returns the view it read and the primary.
+func (e *Env) StartWriting(ctx context.Context, dsnExtra string, wo WriterOptions) (*pb.ShowResponse, *lab.Node, *Writer, error) {
 	v, err := e.Show(ctx)
 	if err != nil {
 		return nil, nil, nil, err
@@ -303,9 +353,14 @@ func (e *Env) StartWriting(ctx context.Context, dsnExtra string, rate float64) (
 	if p == nil {
 		return nil, nil, nil, errors.New("cluster show names no primary")
 	}
-	if err := ExecOn(ctx, p, CreateTableSQL); err != nil {
+	if err := e.ExecOn(ctx, p, CreateTableSQL); err != nil {
 		return nil, nil, nil, fmt.Errorf("create the table: %w", err)
 	}
-	w := StartWriter(ctx, WriterOptions{DSN: e.Lab.MultiHostDSN(dsnExtra), Rate: rate})
+	cfg, err := e.ConnConfig(e.Lab.MultiHostDSN(dsnExtra))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	wo.Config = cfg
+	w := StartWriter(ctx, wo)
 	return v, p, w, nil
 }

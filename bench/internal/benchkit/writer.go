@@ -36,8 +36,11 @@ type Failure struct {
 
 // WriterOptions configure a Writer.
 type WriterOptions struct {
-	// DSN is the libpq string, normally the lab's multi-host read-write one.
-	DSN string
+	// DSN is the libpq string, normally the lab's multi-host read-write one;
+	// Config, when set, is used instead (Env.ConnConfig: a lab with network
+	// namespaces).
+	DSN    string
+	Config *pgx.ConnConfig
 	// Rate is INSERTs per second; 0 is as fast as one connection goes.
 	Rate float64
 	// StatementTimeout bounds one INSERT (default 5 s); ConnectTimeout one
@@ -102,7 +105,7 @@ func (w *Writer) run(ctx context.Context) {
 	for ctx.Err() == nil {
 		if conn == nil {
 			cctx, cancel := context.WithTimeout(ctx, w.o.ConnectTimeout)
-			c, err := pgx.Connect(cctx, w.o.DSN)
+			c, err := w.connect(cctx)
 			cancel()
 			if err != nil {
 				if ctx.Err() != nil {
@@ -144,6 +147,13 @@ func (w *Writer) run(ctx context.Context) {
 		w.samples = append(w.samples, Sample{At: at, Port: port, ID: id})
 		w.mu.Unlock()
 	}
+}
+
+func (w *Writer) connect(ctx context.Context) (*pgx.Conn, error) {
+	if w.o.Config != nil {
+		return pgx.ConnectConfig(ctx, w.o.Config.Copy())
+	}
+	return pgx.Connect(ctx, w.o.DSN)
 }
 
 func (w *Writer) fail(op string, err error) {
