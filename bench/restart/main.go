@@ -151,7 +151,7 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	defer env.Close()
-	_, _, w, err := env.StartWriting(ctx, o.dsnExtra, o.rate)
+	_, _, w, err := env.StartWriting(ctx, o.dsnExtra, benchkit.WriterOptions{Rate: o.rate})
 	if err != nil {
 		return err
 	}
