@@ -6,8 +6,9 @@ GO       ?= go
 BIN      := bin/hasidecar
 VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X github.com/hasidecar/hasidecar/node.Version=$(VERSION)
-# Packages whose tests start no external process run under the race detector.
-RACE_PKGS := ./fsm/... ./clusterconf/... ./config/... ./node/... ./cmd/... ./internal/...
+# Unit-test packages, all under the race detector (pgctl's tests run real
+# Postgres processes; the integration suite is not raced: it runs binaries).
+RACE_PKGS := ./fsm/... ./clusterconf/... ./config/... ./node/... ./cmd/... ./internal/... ./pgctl/...
 LAB_DIR  ?= lab
 
 .PHONY: all build test test-unit test-integration sim chaos lint proto demo demo-down bench-failover bench-switchover bench-restart bench-gate bench-idle soak clean
@@ -43,7 +44,6 @@ FUZZTIME ?= 40000x
 
 test-unit:
 	$(GO) test -race -count=1 -timeout 10m $(RACE_PKGS)
-	$(GO) test -count=1 -timeout 10m ./pgctl/...
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./config/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./fsm/
 	$(GO) test -run '^$$' -fuzz '^FuzzRestore$$' -fuzztime $(FUZZTIME) ./fsm/

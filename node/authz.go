@@ -162,13 +162,30 @@ func samePeer(ctx context.Context, what, name string) error {
 // leader itself, so that the leader sees the caller's own certificate.
 const notLeaderPrefix = "not_leader: "
 
-// notLeader is that answer, naming the leader's gRPC address.
+// noLeaderPrefix starts the answer of a follower that knows no Raft leader
+// right now (an election under way, or no quorum). It answers before doing
+// anything, so the caller may ask again (NoLeaderYet).
+const noLeaderPrefix = "no_leader: "
+
+// notLeader is that answer, naming the leader's gRPC address, or the
+// no_leader answer when there is none.
 func (n *Node) notLeader() error {
 	addr, name, err := n.leaderGRPC()
 	if err != nil {
-		return err
+		return status.Errorf(codes.Unavailable, "%s%v", noLeaderPrefix, err)
 	}
 	return status.Errorf(codes.Unavailable, "%s%s %s leads the cluster; ask it", notLeaderPrefix, addr, name)
+}
+
+// NoLeaderYet reports a follower's answer that it knows no Raft leader
+// right now; nothing was done, and the same call may succeed once an
+// election ends. It answers the reason, without the prefix.
+func NoLeaderYet(err error) (string, bool) {
+	st, ok := status.FromError(err)
+	if !ok || st.Code() != codes.Unavailable || !strings.HasPrefix(st.Message(), noLeaderPrefix) {
+		return "", false
+	}
+	return strings.TrimPrefix(st.Message(), noLeaderPrefix), true
 }
 
 // LeaderRedirect reads the leader's gRPC address from a not_leader answer.

@@ -101,9 +101,10 @@ func (g *Gate) stream(ctx context.Context) error {
 		return fmt.Errorf("lease gate: replication connection over %s: %w", cfg.Host, err)
 	}
 	defer func() { _ = conn.Close(context.Background()) }()
-	// Close the connection when ctx ends: ReceiveMessage then returns.
-	stop := context.AfterFunc(ctx, func() { _ = conn.Close(context.Background()) })
-	defer stop()
+	// Every call below takes ctx: pgconn's context watcher sets a past
+	// deadline on the socket when ctx ends, so a blocked ReceiveMessage
+	// returns. (Closing the connection from a context.AfterFunc instead
+	// raced with ReceiveMessage: a PgConn is not safe for concurrent use.)
 
 	sys, err := pglogrepl.IdentifySystem(ctx, conn)
 	if err != nil {

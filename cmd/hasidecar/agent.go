@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/signal"
@@ -55,20 +56,25 @@ func newAgentCmd() *cobra.Command {
 			n.SetConfigFile(path)
 			// SIGHUP: read the config file again (the keys that change
 			// live) and the certificate files (a renewed certificate).
+			// The forwarder is joined before the command returns.
 			hup := make(chan os.Signal, 1)
 			signal.Notify(hup, syscall.SIGHUP)
 			defer signal.Stop(hup)
+			ctx, cancel := context.WithCancel(cmd.Context())
+			forwarded := make(chan struct{})
 			go func() {
+				defer close(forwarded)
 				for {
 					select {
-					case <-cmd.Context().Done():
+					case <-ctx.Done():
 						return
 					case <-hup:
 						n.Reload()
 					}
 				}
 			}()
-			return n.Run(cmd.Context())
+			defer func() { cancel(); <-forwarded }()
+			return n.Run(ctx)
 		},
 	}
 	cmd.Flags().StringVarP(&path, "config", "c", "", "config file (default "+defaultConfigPath+")")

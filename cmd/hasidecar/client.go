@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sync"
@@ -153,23 +154,56 @@ func (t *target) do(cmd *cobra.Command, fn func(ctx context.Context, c *client) 
 	defer c.close()
 	ctx, cancel := c.ctx(cmd.Context())
 	defer cancel()
-	// A verb that only the Raft leader takes is answered not_leader by a
-	// follower: ask the leader, which then checks our own certificate.
-	for hops := 0; ; hops++ {
-		err = fn(ctx, c)
-		leader, redirect := node.LeaderRedirect(err)
-		if !redirect || hops == 2 || leader == c.addr {
-			break
-		}
-		if err := c.redial(leader); err != nil {
-			return err
-		}
-	}
-	if err != nil {
+	if err := c.leaderCall(ctx, cmd.ErrOrStderr(), fn); err != nil {
 		return c.explain(err)
 	}
 	return nil
 }
+
+// leaderCall runs fn. A verb that only the Raft leader takes is answered
+// not_leader by a follower: fn runs again against the leader (at most two
+// hops), which then checks our own certificate. A follower that knows no
+// leader (an election, as when the primary's sidecar hands leadership
+// away) answers no_leader: fn runs again for up to noLeaderWait, saying so
+// on stderr after a second. Both answers come before the follower did
+// anything, so running fn again is safe.
+func (c *client) leaderCall(ctx context.Context, stderr io.Writer, fn func(ctx context.Context, c *client) error) error {
+	began := time.Now()
+	said := false
+	for hops := 0; ; {
+		err := fn(ctx, c)
+		if why, ok := node.NoLeaderYet(err); ok {
+			if time.Since(began) >= noLeaderWait || ctx.Err() != nil {
+				return fmt.Errorf("no Raft leader after %s (the sidecar at %s says: %s): the cluster has no quorum; see `hasidecar cluster show` on each node, nothing was changed", time.Since(began).Round(100*time.Millisecond), c.addr, why)
+			}
+			if !said && time.Since(began) >= time.Second {
+				fmt.Fprintf(stderr, "no Raft leader right now (an election?); asking again for up to %s ...\n", noLeaderWait)
+				said = true
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(noLeaderRetry):
+			}
+			continue
+		}
+		leader, redirect := node.LeaderRedirect(err)
+		if !redirect || hops == 2 || leader == c.addr {
+			return err
+		}
+		hops++
+		if err := c.redial(leader); err != nil {
+			return err
+		}
+	}
+}
+
+// How long and how often a command asks again while a follower knows no
+// Raft leader: an election takes one to three heartbeat timeouts (500 ms
+// by default); a leadership transfer, less.
+const (
+	noLeaderWait  = 5 * time.Second
+	noLeaderRetry = 200 * time.Millisecond
+)
 
 func (c *client) ctx(parent context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(parent, c.timeout)

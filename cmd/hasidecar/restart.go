@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -140,8 +141,16 @@ func (k cliCluster) PendingSettings(ctx context.Context, n *pb.NodeView) (*pb.Pe
 	return resp, nil
 }
 
+// Switchover asks the Raft leader, which may have changed since the
+// restart began (a primary's sidecar hands Raft leadership away).
 func (k cliCluster) Switchover(ctx context.Context, to string, timeout time.Duration) (*pb.SwitchoverResponse, error) {
-	return k.c.cluster.Switchover(ctx, &pb.SwitchoverRequest{To: to, TimeoutMs: timeout.Milliseconds()})
+	var resp *pb.SwitchoverResponse
+	err := k.c.leaderCall(ctx, os.Stderr, func(ctx context.Context, c *client) error {
+		var err error
+		resp, err = c.cluster.Switchover(ctx, &pb.SwitchoverRequest{To: to, TimeoutMs: timeout.Milliseconds()})
+		return err
+	})
+	return resp, err
 }
 
 func runRestart(ctx context.Context, cmd *cobra.Command, c *client, o restartOpts) error {

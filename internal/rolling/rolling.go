@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hasidecar/hasidecar/fsm"
 	pb "github.com/hasidecar/hasidecar/proto/hasidecar/v1"
 )
 
@@ -214,9 +215,22 @@ func (p *Plan) Run(ctx context.Context, c Cluster, deadline time.Time, progress 
 		progress(fmt.Sprintf("lowering %s: the primary first (a standby may not run them lower than its primary)", strings.Join(p.Lowered, ", ")))
 	}
 	var done []string
+	// replayFloor: the primary's WAL position once it is back from an
+	// in-place restart. Its startup wrote the new hot-standby parameters
+	// to WAL (XLOG_PARAMETER_CHANGE); a standby copies them into its
+	// pg_control only when it replays that record, and refuses to start
+	// ("recovery aborted because of insufficient parameter settings")
+	// with a value lower than its pg_control holds. So a standby restarts
+	// only once it has replayed past the floor.
+	var replayFloor uint64
 	for i, st := range p.Steps {
 		switch st.Kind {
 		case StepRestart:
+			if replayFloor > 0 {
+				if err := waitReplayed(ctx, c, st.Node, replayFloor, deadline, progress); err != nil {
+					return "", err
+				}
+			}
 			progress(fmt.Sprintf("[%d/%d] restarting %s", i+1, len(p.Steps), st.Node))
 		case StepPrimaryInPlace:
 			progress(fmt.Sprintf("[%d/%d] restarting the primary %s in place", i+1, len(p.Steps), st.Node))
@@ -234,9 +248,56 @@ func (p *Plan) Run(ctx context.Context, c Cluster, deadline time.Time, progress 
 			}
 			return "", err
 		}
+		if st.Kind == StepPrimaryInPlace {
+			floor, err := currentLSN(ctx, c, st.Node)
+			if err != nil {
+				return "", err
+			}
+			replayFloor = floor
+		}
 		done = append(done, st.Node)
 	}
 	return "restarted " + strings.Join(done, ", "), nil
+}
+
+// currentLSN is the WAL position name (a writable primary) reports.
+func currentLSN(ctx context.Context, c Cluster, name string) (uint64, error) {
+	view, err := c.Show(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("read %s's WAL position after its restart: %w", name, err)
+	}
+	for _, n := range view.GetNodes() {
+		if n.Name == name && n.GetPostgres().GetCurrentLsn() > 0 {
+			return n.GetPostgres().GetCurrentLsn(), nil
+		}
+	}
+	return 0, fmt.Errorf("read %s's WAL position after its restart: not reported; the standbys are not restarted", name)
+}
+
+// waitReplayed waits until the standby name has replayed WAL up to lsn.
+func waitReplayed(ctx context.Context, c Cluster, name string, lsn uint64, deadline time.Time, progress func(string)) error {
+	said := false
+	for {
+		if view, err := c.Show(ctx); err == nil {
+			for _, n := range view.GetNodes() {
+				if n.Name == name && n.GetPostgres().GetReplayLsn() >= lsn {
+					return nil
+				}
+			}
+		}
+		if !said {
+			progress(fmt.Sprintf("  waiting for %s to replay the primary's WAL up to %s (its new settings)", name, fsm.FormatLSN(lsn)))
+			said = true
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s has not replayed the primary's WAL up to %s, where its new settings are: restarting it now would fail (a standby may not run them lower than its pg_control holds); see `hasidecar cluster show`", name, fsm.FormatLSN(lsn))
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for %s to replay up to %s: %w", name, fsm.FormatLSN(lsn), ctx.Err())
+		case <-time.After(PollInterval):
+		}
+	}
 }
 
 // switchoverRestart is a rolling restart's last step: a switchover from

@@ -1,9 +1,15 @@
 package rolling
 
 import (
+	"context"
+	"errors"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
 
 	pb "github.com/hasidecar/hasidecar/proto/hasidecar/v1"
 )
@@ -85,4 +91,100 @@ func TestOrderRestart(t *testing.T) {
 			}
 		})
 	}
+}
+
+// fakeCluster is a primary pg1 and standbys whose replay lags behind the
+// primary's restart for a few looks at the view, as on a loaded host.
+type fakeCluster struct {
+	mu       sync.Mutex
+	nodes    map[string]*pb.NodeView
+	lagShows int               // views a standby's replay stays behind after the primary's restart
+	replayAt map[string]uint64 // a standby's replay LSN when its restart was asked
+	order    []string
+}
+
+func newFakeCluster(lagShows int) *fakeCluster {
+	f := &fakeCluster{nodes: map[string]*pb.NodeView{}, lagShows: lagShows, replayAt: map[string]uint64{}}
+	f.nodes["pg1"] = &pb.NodeView{Id: 1, Name: "pg1", Kind: pb.NodeKind_NODE_KIND_DATA, Role: pb.NodeRole_NODE_ROLE_PRIMARY,
+		Postgres: &pb.PostgresStatus{Running: true, CurrentLsn: 500, PostmasterStartUnixMs: 1}}
+	for i, n := range []string{"pg2", "pg3"} {
+		f.nodes[n] = &pb.NodeView{Id: uint32(i + 2), Name: n, Kind: pb.NodeKind_NODE_KIND_DATA, Role: pb.NodeRole_NODE_ROLE_STANDBY,
+			Postgres: &pb.PostgresStatus{Running: true, InRecovery: true, WalReceiverStatus: "streaming", ReplayLsn: 500, PostmasterStartUnixMs: 1}}
+	}
+	return f
+}
+
+func (f *fakeCluster) Show(context.Context) (*pb.ShowResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.nodes["pg1"].Postgres.CurrentLsn > 500 {
+		if f.lagShows > 0 {
+			f.lagShows--
+		} else {
+			for _, n := range []string{"pg2", "pg3"} {
+				f.nodes[n].Postgres.ReplayLsn = f.nodes["pg1"].Postgres.CurrentLsn
+			}
+		}
+	}
+	v := &pb.ShowResponse{}
+	for _, n := range []string{"pg1", "pg2", "pg3"} {
+		v.Nodes = append(v.Nodes, proto.Clone(f.nodes[n]).(*pb.NodeView))
+	}
+	return v, nil
+}
+
+func (f *fakeCluster) Restart(_ context.Context, n *pb.NodeView) (*pb.RestartPostgresResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	pg := f.nodes[n.Name].Postgres
+	resp := &pb.RestartPostgresResponse{Role: f.nodes[n.Name].Role, PostmasterStartUnixMs: pg.PostmasterStartUnixMs}
+	pg.PostmasterStartUnixMs++
+	f.order = append(f.order, n.Name)
+	if n.Name == "pg1" {
+		pg.CurrentLsn = 900 // its startup wrote XLOG_PARAMETER_CHANGE
+	} else {
+		f.replayAt[n.Name] = pg.ReplayLsn
+	}
+	return resp, nil
+}
+
+func (f *fakeCluster) Switchover(context.Context, string, time.Duration) (*pb.SwitchoverResponse, error) {
+	return nil, errors.New("no switchover in a lowering restart")
+}
+
+func (f *fakeCluster) PendingSettings(context.Context, *pb.NodeView) (*pb.PendingSettingsResponse, error) {
+	return &pb.PendingSettingsResponse{}, nil
+}
+
+// TestRunLoweringWaitsForReplay: after the primary's in-place restart
+// lowers a hot-standby setting, no standby is restarted before it has
+// replayed the primary's WAL past that restart (else Postgres refuses to
+// start it: "recovery aborted because of insufficient parameter
+// settings", seen in TestRestartPending).
+func TestRunLoweringWaitsForReplay(t *testing.T) {
+	f := newFakeCluster(4)
+	view, _ := f.Show(context.Background())
+	plan, err := NewPlan(view, 0, false, []string{"max_connections 150 → 120"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	out, err := plan.Run(context.Background(), f, time.Now().Add(30*time.Second), func(s string) { lines = append(lines, s) })
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, strings.Join(lines, "\n"))
+	}
+	if want := []string{"pg1", "pg2", "pg3"}; !slices.Equal(f.order, want) {
+		t.Fatalf("restarted %v, want %v", f.order, want)
+	}
+	for _, n := range []string{"pg2", "pg3"} {
+		if got := f.replayAt[n]; got < 900 {
+			t.Errorf("%s restarted at replay %d, before the primary's restart at 900\n%s", n, got, strings.Join(lines, "\n"))
+		}
+	}
+	if !slices.ContainsFunc(lines, func(l string) bool {
+		return strings.Contains(l, "waiting for pg2 to replay the primary's WAL up to 0/384")
+	}) {
+		t.Errorf("no progress line about the wait:\n%s", strings.Join(lines, "\n"))
+	}
+	t.Logf("%s\n%s", out, strings.Join(lines, "\n"))
 }
