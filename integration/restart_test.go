@@ -153,3 +153,85 @@ func TestRestartPending(t *testing.T) {
 		t.Fatalf("the progress does not name the switchover: %q", out)
 	}
 }
+
+// TestStandbyRestartWhileLowering: `config set` lowers max_connections
+// (100 → 80) and a standby's Postgres dies before anything was restarted.
+// Its pg_control still holds the primary's 100, and Postgres refuses to
+// start a standby lower than that; the keeper starts it with 100 instead
+// (pending_restart shows the 80 it waits for), and `restart --pending`
+// then brings every node to 80, the primary first.
+func TestStandbyRestartWhileLowering(t *testing.T) {
+	needPostgres(t)
+	c := newCluster(t, clusterOpts{standbys: 2})
+	c.start()
+	v := c.waitHealthy(90 * time.Second)
+	primary := primaryName(v)
+	standby := otherThan(primary, "pg1", "pg2", "pg3")
+	addr := c.node(primary).GRPCAddr()
+	if _, errOut, code := c.cli("config", "set", "--addr", addr, "postgresql.parameters.max_connections=80"); code != 0 {
+		t.Fatalf("config set max_connections=80: exit %d: %s", code, errOut)
+	}
+	pending := func(want []string) func() string {
+		return func() string {
+			v, err := c.showJSON(primary)
+			if err != nil {
+				return err.Error()
+			}
+			var wrong []string
+			for _, n := range v.Nodes {
+				if slices.Contains(want, n.Name) != slices.Contains(n.PendingRestart, "max_connections") {
+					wrong = append(wrong, fmt.Sprintf("%s: pending %v", n.Name, n.PendingRestart))
+				}
+			}
+			return strings.Join(wrong, "; ")
+		}
+	}
+	eventually(t, 20*time.Second, "every node pending_restart max_connections", pending([]string{"pg1", "pg2", "pg3"}))
+
+	pm := c.node(standby).PostmasterPID()
+	c.lab.KillPostgres(c.node(standby))
+	killed := time.Now()
+	eventually(t, 45*time.Second, standby+" back in recovery and streaming after its Postgres died", func() string {
+		if now := c.node(standby).PostmasterPID(); now == 0 || now == pm {
+			return fmt.Sprintf("postmaster %d", now)
+		}
+		v, err := c.show(primary)
+		if err != nil {
+			return err.Error()
+		}
+		for _, n := range v.Nodes {
+			if n.Name == standby {
+				if pg := n.GetPostgres(); !pg.GetInRecovery() || pg.GetWalReceiverStatus() != "streaming" {
+					return n.Status
+				}
+				return ""
+			}
+		}
+		return standby + " not listed"
+	})
+	t.Logf("%s back, streaming, %s after its Postgres was killed", standby, time.Since(killed).Round(10*time.Millisecond))
+	if got, err := c.queryInt(standby, "SELECT current_setting('max_connections')::int"); err != nil || got != 100 {
+		t.Fatalf("%s: max_connections %d (%v), want the primary's 100 until the primary restarts", standby, got, err)
+	}
+	if !c.logContains(standby, "starting the standby with settings raised to what its primary last ran") {
+		t.Errorf("%s's log does not say it raised max_connections", standby)
+	}
+	eventually(t, 20*time.Second, standby+" pending_restart max_connections again", pending([]string{"pg1", "pg2", "pg3"}))
+
+	out, errOut, code := c.cli("restart", "--addr", addr, "--pending", "--yes", "--timeout", "3m")
+	t.Logf("restart --pending:\n%s", out)
+	if code != 0 || !strings.Contains(out, "[1/3] restarting the primary "+primary+" in place") {
+		t.Fatalf("restart --pending: exit %d: %s %s", code, out, errOut)
+	}
+	eventually(t, 30*time.Second, "every node on max_connections 80, nothing pending", func() string {
+		if msg := pending(nil)(); msg != "" {
+			return msg
+		}
+		for _, n := range []string{"pg1", "pg2", "pg3"} {
+			if got, err := c.queryInt(n, "SELECT current_setting('max_connections')::int"); err != nil || got != 80 {
+				return fmt.Sprintf("%s: max_connections %d (%v)", n, got, err)
+			}
+		}
+		return ""
+	})
+}

@@ -19,6 +19,32 @@ type ControlData struct {
 	RedoLSN                uint64
 	MinRecoveryEndLSN      uint64
 	MinRecoveryEndTimeline uint32
+	// HotStandby: the hot-standby settings of the primary whose WAL this
+	// data directory last replayed (or its own), by GUC name; a standby
+	// refuses to start with a lower value. Absent when the output lacks
+	// them.
+	HotStandby map[string]int64
+}
+
+// controlDataHotStandby names the pg_controldata lines of the settings a
+// hot standby must run at least as high as its primary
+// (config.HotStandbyParameters), by GUC name.
+var controlDataHotStandby = map[string]string{
+	"max_connections":           "max_connections setting",
+	"max_worker_processes":      "max_worker_processes setting",
+	"max_wal_senders":           "max_wal_senders setting",
+	"max_prepared_transactions": "max_prepared_xacts setting",
+	"max_locks_per_transaction": "max_locks_per_xact setting",
+}
+
+// HotStandbyDefaults are PostgreSQL 15's defaults of those settings: what
+// a server runs when no configuration file sets them.
+var HotStandbyDefaults = map[string]int64{
+	"max_connections":           100,
+	"max_worker_processes":      8,
+	"max_wal_senders":           10,
+	"max_prepared_transactions": 0,
+	"max_locks_per_transaction": 64,
 }
 
 // CleanlyShutDown reports whether the cluster was shut down cleanly (as a
@@ -84,6 +110,14 @@ func ParseControlData(out string) (*ControlData, error) {
 	d.RedoLSN = lsn("Latest checkpoint's REDO location")
 	d.MinRecoveryEndLSN = lsn("Minimum recovery ending location")
 	d.MinRecoveryEndTimeline = uint32(u64("Min recovery ending loc's timeline"))
+	for name, line := range controlDataHotStandby {
+		if v, e := strconv.ParseInt(fields[line], 10, 64); e == nil {
+			if d.HotStandby == nil {
+				d.HotStandby = map[string]int64{}
+			}
+			d.HotStandby[name] = v
+		}
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -236,8 +237,10 @@ func TestParseControlData(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := ControlData{SystemIdentifier: 7301234567890123456, State: "shut down in recovery", TimelineID: 2,
-		CheckpointLSN: 0x16_B374D848, RedoLSN: 0x16_B374D810, MinRecoveryEndLSN: 0x16_B374D8C0, MinRecoveryEndTimeline: 2}
-	if *d != want {
+		CheckpointLSN: 0x16_B374D848, RedoLSN: 0x16_B374D810, MinRecoveryEndLSN: 0x16_B374D8C0, MinRecoveryEndTimeline: 2,
+		HotStandby: map[string]int64{"max_connections": 150, "max_worker_processes": 8, "max_wal_senders": 10,
+			"max_prepared_transactions": 0, "max_locks_per_transaction": 64}}
+	if !reflect.DeepEqual(*d, want) {
 		t.Errorf("got %+v\nwant %+v", *d, want)
 	}
 	if !d.CleanlyShutDown() {

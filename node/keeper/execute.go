@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -157,6 +158,9 @@ func (a *Keeper) configure(ctx context.Context, act action) error {
 		}
 	}
 	running := a.pg.Running()
+	if act.AsStandby && !running {
+		settings = a.raiseToControlData(ctx, settings)
+	}
 	key := configureKey(settings, hba, conninfo, slot, act.AsStandby, running)
 	if a.conf.fresh(key, a.clk.Now()) {
 		return nil // written from the same inputs a moment ago (confmemo.go)
@@ -195,6 +199,54 @@ func (a *Keeper) configure(ctx context.Context, act action) error {
 	}
 	a.conf = confMemo{key: key, at: a.clk.Now()}
 	return nil
+}
+
+// raiseToControlData is settings for the start of a standby: a hot-standby
+// setting (config.HotStandbyParameters) below the value its pg_control
+// holds — the primary's, from the last XLOG_PARAMETER_CHANGE it replayed —
+// is raised to it. Postgres refuses to start a standby with a lower one
+// ("recovery aborted because of insufficient parameter settings"), and it
+// could then never replay the record that lowers it: a standby that
+// restarts after `config set` lowered max_connections but before the
+// primary's restart would stay down. Patroni does the same. Once it runs,
+// the next configure writes the configured value again, which shows as
+// pending_restart until a restart after the primary's (`hasidecar restart
+// --pending` orders them).
+func (a *Keeper) raiseToControlData(ctx context.Context, settings map[string]string) map[string]string {
+	cd, err := a.pg.ControlData(ctx)
+	if err != nil {
+		a.logger.Debug("pg_controldata before a standby start", "error", err)
+		return settings
+	}
+	var raised []string
+	for _, name := range config.HotStandbyParameters {
+		ctl, ok := cd.HotStandby[name]
+		if !ok {
+			continue
+		}
+		cur, set := settings[name]
+		want := pgctl.HotStandbyDefaults[name]
+		if set {
+			v, err := strconv.ParseInt(strings.TrimSpace(cur), 10, 64)
+			if err != nil {
+				continue // Postgres will say what is wrong with it
+			}
+			want = v
+		}
+		if ctl <= want {
+			continue
+		}
+		if raised == nil {
+			settings = maps.Clone(settings)
+		}
+		settings[name] = strconv.FormatInt(ctl, 10)
+		raised = append(raised, fmt.Sprintf("%s %d → %d", name, want, ctl))
+	}
+	if len(raised) > 0 {
+		a.logger.Warn("starting the standby with settings raised to what its primary last ran (pg_control); they show as pending_restart until a restart after the primary's",
+			"raised", strings.Join(raised, ", "))
+	}
+	return settings
 }
 
 func (a *Keeper) start(ctx context.Context, act action) error {

@@ -42,6 +42,7 @@ type fakePG struct {
 	standbySignal bool
 	cdState       string
 	checkpoint    uint64
+	hotStandby    map[string]int64 // pg_controldata's hot-standby settings
 	// the primary's replication rows and flush LSN (status query), and
 	// the managed settings last written.
 	replication  []pgctl.ReplicationRow
@@ -71,7 +72,7 @@ func (p *fakePG) ControlData(context.Context) (*pgctl.ControlData, error) {
 	if id == 0 {
 		id = 42
 	}
-	return &pgctl.ControlData{SystemIdentifier: id, TimelineID: 1, State: p.cdState, CheckpointLSN: p.checkpoint}, nil
+	return &pgctl.ControlData{SystemIdentifier: id, TimelineID: 1, State: p.cdState, CheckpointLSN: p.checkpoint, HotStandby: p.hotStandby}, nil
 }
 func (p *fakePG) IsStandbySignal() bool                           { return p.inRecovery || p.standbySignal }
 func (p *fakePG) SetStandbySignal(on bool) (bool, error)          { return false, nil }
