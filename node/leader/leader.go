@@ -195,10 +195,13 @@ func (l *Leader) promote(ctx context.Context, st *pb.ClusterState, c *fsm.Candid
 // balanceLeadership hands Raft leadership away from the node whose Postgres
 // is the primary, to a witness when one is healthy, else to a standby. When
 // the primary's host then dies, the cluster keeps its leader and its lease
-// clock: no election is added to the failover.
+// clock: no election is added to the failover. Not while a scheduled
+// operation runs: this leader runs it, and losing the leadership would end
+// it as interrupted (a rolling restart's switchover may just have made this
+// node the primary); the hand-off waits until it is done.
 func (l *Leader) balanceLeadership(st *pb.ClusterState, primary *pb.Node) {
 	now := l.clk.Now()
-	if primary.Name != l.cfg.Name || now.Sub(l.since) < balanceAfter || now.Sub(l.lastTransfer) < balanceEvery {
+	if primary.Name != l.cfg.Name || st.GetRunning() != nil || now.Sub(l.since) < balanceAfter || now.Sub(l.lastTransfer) < balanceEvery {
 		return
 	}
 	servers, _, err := l.raft.Servers()

@@ -306,7 +306,8 @@ func TestDriveSwitchover(t *testing.T) {
 }
 
 // TestBalanceLeadership: a leader that is the primary hands leadership to
-// a fresh witness (else a standby) after 5 s, at most every 15 s.
+// a fresh witness (else a standby) after 5 s, at most every 15 s, and not
+// while a scheduled operation (which this leader runs) is in flight.
 func TestBalanceLeadership(t *testing.T) {
 	voters := []Server{{ID: "pg1", Address: "a1", Voter: true}, {ID: "pg2", Address: "a2", Voter: true}, {ID: "w1", Address: "a4", Voter: true}}
 	cases := []struct {
@@ -314,18 +315,26 @@ func TestBalanceLeadership(t *testing.T) {
 		self    string
 		advance time.Duration
 		fresh   []uint32 // nodes with a fresh report
+		running bool     // a scheduled operation runs
 		want    []string
 	}{
-		{"not the primary", "pg2", 6 * time.Second, []uint32{1, 4}, nil},
-		{"too soon", "pg1", 3 * time.Second, []uint32{2, 4}, nil},
-		{"to the witness", "pg1", 6 * time.Second, []uint32{2, 4}, []string{"w1"}},
-		{"to a standby without a fresh witness", "pg1", 6 * time.Second, []uint32{2}, []string{"pg2"}},
-		{"nobody fresh", "pg1", 6 * time.Second, nil, nil},
+		{"not the primary", "pg2", 6 * time.Second, []uint32{1, 4}, false, nil},
+		{"too soon", "pg1", 3 * time.Second, []uint32{2, 4}, false, nil},
+		{"to the witness", "pg1", 6 * time.Second, []uint32{2, 4}, false, []string{"w1"}},
+		{"to a standby without a fresh witness", "pg1", 6 * time.Second, []uint32{2}, false, []string{"pg2"}},
+		{"nobody fresh", "pg1", 6 * time.Second, nil, false, nil},
+		{"not while a scheduled operation runs", "pg1", 6 * time.Second, []uint32{2, 4}, true, nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			clk := clock.NewManual(time.Unix(1_700_000_000, 0))
 			lg := cluster(t, clk, nil)
+			if tc.running {
+				lg.MustApply(t, &pb.Command{Cmd: &pb.Command_ScheduleOperation{ScheduleOperation: &pb.ScheduleOperation{Op: &pb.ScheduledOperation{
+					Kind: pb.ScheduledKind_SCHEDULED_KIND_RESTART, AtUnixMs: clk.Now().Add(time.Second).UnixMilli()}}}})
+				lg.MustApply(t, &pb.Command{Cmd: &pb.Command_EndScheduledOperation{EndScheduledOperation: &pb.EndScheduledOperation{
+					Id: lg.State().GetScheduled().GetId(), Outcome: pb.ScheduledOutcome_SCHEDULED_OUTCOME_STARTED}}})
+			}
 			rf := &fakeRaft{servers: slices.Clone(voters)}
 			peers := &fakePeers{reports: map[uint32]time.Time{}}
 			l := newLeader(tc.self, clk, lg, peers, rf)
