@@ -638,6 +638,10 @@ func (a *applier) updateSwitchover(c *pb.UpdateSwitchover) error {
 	if err != nil {
 		return err
 	}
+	if sw.ShutdownLsn != 0 && c.ShutdownLsn != sw.ShutdownLsn {
+		// The leader may already have promoted on the first one.
+		return errorf(CodeConflict, "the switchover's shutdown checkpoint is already %s; %s differs", FormatLSN(sw.ShutdownLsn), FormatLSN(c.ShutdownLsn))
+	}
 	sw.ShutdownLsn = c.ShutdownLsn
 	return nil
 }

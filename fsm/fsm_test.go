@@ -201,6 +201,12 @@ func TestRejections(t *testing.T) {
 			h.ok(&pb.Command{Cmd: &pb.Command_BeginSwitchover{BeginSwitchover: &pb.BeginSwitchover{FromId: 1, ToId: 2, Term: 1}}})
 			return &pb.Command{Cmd: &pb.Command_BeginSwitchover{BeginSwitchover: &pb.BeginSwitchover{FromId: 1, ToId: 3, Term: 1}}}
 		}, CodeConflict},
+		{"a second, different shutdown checkpoint", func(h *harness) *pb.Command {
+			h.ok(&pb.Command{Cmd: &pb.Command_BeginSwitchover{BeginSwitchover: &pb.BeginSwitchover{FromId: 1, ToId: 2, Term: 1}}})
+			h.ok(&pb.Command{Cmd: &pb.Command_UpdateSwitchover{UpdateSwitchover: &pb.UpdateSwitchover{Term: 1, ShutdownLsn: 0x3000100}}})
+			h.ok(&pb.Command{Cmd: &pb.Command_UpdateSwitchover{UpdateSwitchover: &pb.UpdateSwitchover{Term: 1, ShutdownLsn: 0x3000100}}}) // the same again: fine
+			return &pb.Command{Cmd: &pb.Command_UpdateSwitchover{UpdateSwitchover: &pb.UpdateSwitchover{Term: 1, ShutdownLsn: 0x3000200}}}
+		}, CodeConflict},
 		{"failover during a switchover", func(h *harness) *pb.Command {
 			h.ok(&pb.Command{Cmd: &pb.Command_BeginSwitchover{BeginSwitchover: &pb.BeginSwitchover{FromId: 1, ToId: 2, Term: 1}}})
 			return &pb.Command{Cmd: &pb.Command_Promote{Promote: &pb.Promote{NodeId: 3, Term: 2, Reason: "failover", LeaseSerial: lease(h), LeaseMs: 4000}}}

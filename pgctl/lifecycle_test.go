@@ -78,6 +78,9 @@ func TestLifecycle(t *testing.T) {
 		st.CurrentLSN == 0 || st.FlushLSN == 0 || time.Since(st.PostmasterStart) > time.Minute {
 		t.Fatalf("status %+v (sysid want %d)", st, cd.SystemIdentifier)
 	}
+	if cf, err := c.ReadControlFile(); err != nil || cf.State != "in production" || cf.SystemIdentifier != cd.SystemIdentifier {
+		t.Fatalf("ReadControlFile while running: %+v %v", cf, err)
+	}
 	var port string
 	if err := c.QueryRow(ctx, "SHOW port", nil, &port); err != nil || port != strconv.Itoa(c.opts.Port) {
 		t.Fatalf("SHOW port = %q, %v", port, err)
@@ -131,8 +134,13 @@ func TestLifecycle(t *testing.T) {
 	if err := c.Stop(ctx, StopFast); err != nil {
 		t.Fatalf("Stop when stopped: %v", err)
 	}
-	if cd, err := c.ControlData(ctx); err != nil || cd.State != "shut down" {
+	cd, err = c.ControlData(ctx)
+	if err != nil || cd.State != "shut down" {
 		t.Fatalf("control data after fast stop: %+v %v", cd, err)
+	}
+	// pg_control read directly says what pg_controldata says.
+	if cf, err := c.ReadControlFile(); err != nil || cf.State != cd.State || cf.CheckpointLSN != cd.CheckpointLSN || cf.SystemIdentifier != cd.SystemIdentifier {
+		t.Fatalf("ReadControlFile after fast stop: %+v %v; pg_controldata: %+v", cf, err, cd)
 	}
 	if st, err := c.Status(ctx); err != nil || st.Running {
 		t.Fatalf("status when stopped: %+v %v", st, err)

@@ -239,6 +239,12 @@ func (p *pgIO) ControlData(context.Context) (*pgctl.ControlData, error) {
 	}
 	return &pgctl.ControlData{SystemIdentifier: simSysID, State: "shut down", TimelineID: g.t.num, CheckpointLSN: g.lsn}, nil
 }
+
+// ReadControlFile: the sim runs no switchover (its only caller), so
+// nothing reads pg_control directly.
+func (p *pgIO) ReadControlFile() (*pgctl.ControlFile, error) {
+	return nil, errors.New("sim: no pg_control")
+}
 func (p *pgIO) IsStandbySignal() bool { return p.pg().standbySignal }
 func (p *pgIO) SetStandbySignal(on bool) (bool, error) {
 	g := p.pg()

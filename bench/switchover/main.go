@@ -29,6 +29,7 @@ type options struct {
 	trials     int
 	jsonPath   string
 	keep       bool
+	logs       string
 	warmup     time.Duration
 	before     time.Duration
 	after      time.Duration
@@ -79,6 +80,7 @@ func main() {
 	flag.IntVar(&o.trials, "trials", 5, "number of switchovers (targets alternate between the standbys)")
 	flag.StringVar(&o.jsonPath, "json", "", "also write the results as JSON to this file")
 	flag.BoolVar(&o.keep, "keep", false, "keep the lab directory when a trial failed, for inspection")
+	flag.StringVar(&o.logs, "logs", "", "copy every node's hasidecar.log and postgres.log to DIR/NODE/ before the lab is torn down (to read the timings of switchovers that passed)")
 	flag.DurationVar(&o.warmup, "warmup", 3*time.Second, "how long the writer runs before the first switchover")
 	flag.DurationVar(&o.before, "before", time.Second, "the window starts this long before the switchover command")
 	flag.DurationVar(&o.after, "after", 5*time.Second, "the window ends this long after the switchover command returned")
@@ -119,6 +121,8 @@ func run(ctx context.Context, o options) error {
 		LabStartFailures []string        `json:"lab_start_failures,omitempty"`
 		Trials           []*trialResult  `json:"trials"`
 		Summary          *benchkit.Stats `json:"summary"`
+		AckedChecked     int             `json:"acknowledged_inserts_checked"`
+		AckedLost        int             `json:"acknowledged_inserts_lost"`
 	}{Binary: o.bin, Host: host, CPUs: runtime.NumCPU(), StartedAt: time.Now()}
 	fmt.Printf("switchover benchmark: %s, %d trial(s), %d CPUs; gap = longest interval between two successful INSERTs in [start-%s, end+%s]\n\n",
 		o.bin, o.trials, runtime.NumCPU(), o.before, o.after)
@@ -129,6 +133,9 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	defer env.Close()
+	if o.logs != "" {
+		defer env.CopyLogs(o.logs) // runs before Close
+	}
 	rep.LabStartFailures = env.StartFailures
 	_, _, w, err := env.StartWriting(ctx, o.dsnExtra, benchkit.WriterOptions{Rate: o.rate})
 	if err != nil {
@@ -155,6 +162,26 @@ func run(ctx context.Context, o options) error {
 			break
 		}
 	}
+	// Every acknowledged INSERT must be on the primary at the end.
+	w.Stop()
+	lost := -1
+	if runErr == nil {
+		v, err := env.WaitHealthy(ctx, o.healthy)
+		if p := env.Primary(v); err == nil && p != nil {
+			checked, missing, err := env.MissingWrites(ctx, p, w.Samples())
+			if err != nil {
+				runErr = err
+			} else {
+				lost = len(missing)
+				rep.AckedChecked, rep.AckedLost = checked, lost
+				if lost > 0 {
+					runErr = fmt.Errorf("%d acknowledged INSERTs are not on the primary %s (first ids %v)", lost, p.Name, missing[:min(lost, 10)])
+				}
+			}
+		} else if err != nil {
+			runErr = fmt.Errorf("after the switchovers: %w", err)
+		}
+	}
 	st := benchkit.Summarize(gaps)
 	rep.Summary = &st
 	failed := 0
@@ -165,6 +192,9 @@ func run(ctx context.Context, o options) error {
 	}
 	fmt.Printf("\nwrite unavailability during a planned switchover (longest interval between two successful INSERTs):\n")
 	fmt.Printf("  %d of %d switchovers succeeded; %s\n", st.N, o.trials, st)
+	if lost >= 0 {
+		fmt.Printf("  acknowledged INSERTs: %d, all checked on the final primary; lost: %d\n", rep.AckedChecked, lost)
+	}
 	if o.jsonPath != "" {
 		b, err := json.MarshalIndent(rep, "", "  ")
 		if err != nil {

@@ -41,8 +41,12 @@ type fakePG struct {
 	sysID         uint64
 	standbySignal bool
 	cdState       string
-	checkpoint    uint64
-	hotStandby    map[string]int64 // pg_controldata's hot-standby settings
+	// controlFile, when set, answers ReadControlFile (under mu).
+	// stopWait, when set, holds every Stop until it is closed.
+	stopWait    chan struct{}
+	controlFile func() *pgctl.ControlFile
+	checkpoint  uint64
+	hotStandby  map[string]int64 // pg_controldata's hot-standby settings
 	// the primary's replication rows and flush LSN (status query), and
 	// the managed settings last written.
 	replication  []pgctl.ReplicationRow
@@ -73,6 +77,14 @@ func (p *fakePG) ControlData(context.Context) (*pgctl.ControlData, error) {
 		id = 42
 	}
 	return &pgctl.ControlData{SystemIdentifier: id, TimelineID: 1, State: p.cdState, CheckpointLSN: p.checkpoint, HotStandby: p.hotStandby}, nil
+}
+func (p *fakePG) ReadControlFile() (*pgctl.ControlFile, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.controlFile == nil {
+		return nil, errors.New("fake: no pg_control")
+	}
+	return p.controlFile(), nil
 }
 func (p *fakePG) IsStandbySignal() bool                           { return p.inRecovery || p.standbySignal }
 func (p *fakePG) SetStandbySignal(on bool) (bool, error)          { return false, nil }
@@ -126,6 +138,12 @@ func (p *fakePG) Start(context.Context) error {
 }
 
 func (p *fakePG) Stop(_ context.Context, mode pgctl.StopMode) error {
+	p.mu.Lock()
+	wait := p.stopWait
+	p.mu.Unlock()
+	if wait != nil {
+		<-wait // a postmaster that takes its time to exit
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.stops = append(p.stops, mode)

@@ -46,6 +46,8 @@ type Postgres interface {
 	InspectDataDir(ctx context.Context) (pgctl.DataDirState, error)
 	// ControlData is pg_controldata of the data directory (Postgres down).
 	ControlData(ctx context.Context) (*pgctl.ControlData, error)
+	// ReadControlFile reads pg_control itself (no process; also while Postgres shuts down).
+	ReadControlFile() (*pgctl.ControlFile, error)
 	// IsStandbySignal reports whether standby.signal exists.
 	IsStandbySignal() bool
 	// SetStandbySignal creates or removes standby.signal; changed says whether it did.

@@ -39,8 +39,21 @@ func (a *Keeper) skipRewind(ctx context.Context, st *pb.ClusterState) bool {
 	return cd.CheckpointLSN == lsn
 }
 
+// shutdownPoll: how often switchoverStop reads pg_control while Postgres
+// shuts down.
+const shutdownPoll = 5 * time.Millisecond
+
 // switchoverStop: checkpoint while still accepting writes (so the shutdown
-// checkpoint is short), then a clean fast stop.
+// checkpoint is short), then a clean fast stop. The shutdown checkpoint is
+// reported as soon as pg_control holds it, not when the postmaster has
+// exited: after it no process of this Postgres writes WAL (every backend
+// is gone before it is written, new connections are refused) and its
+// walsenders send what is left while the postmaster waits for them and
+// for the standbys' flush confirmations, about a tenth of a second the
+// write gap no longer waits for. The leader still promotes only a target
+// that has received WAL past this checkpoint. When the early read fails
+// (another pg_control layout, a torn read), the next round reports it from
+// pg_controldata after the exit, as before.
 func (a *Keeper) switchoverStop(ctx context.Context, term uint64) error {
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	if err := a.pg.Checkpoint(cctx); err != nil {
@@ -49,13 +62,33 @@ func (a *Keeper) switchoverStop(ctx context.Context, term uint64) error {
 	cancel()
 	a.logger.Info("switchover: stopping postgres cleanly", "term", term)
 	a.markExpectedStop()
-	if err := a.pg.Stop(ctx, pgctl.StopFast); err != nil {
-		return fmt.Errorf("stop for the switchover: %w", err)
+	stopped := make(chan error, 1)
+	go func() { stopped <- a.pg.Stop(ctx, pgctl.StopFast) }()
+	wrap := func(err error) error {
+		if err != nil {
+			return fmt.Errorf("stop for the switchover: %w", err)
+		}
+		return nil
 	}
-	return nil
+	for {
+		select {
+		case err := <-stopped:
+			return wrap(err)
+		case <-a.clk.After(shutdownPoll):
+		}
+		cf, err := a.pg.ReadControlFile()
+		if err != nil || cf.State != pgctl.StateShutDown {
+			continue
+		}
+		if err := a.proposeShutdown(ctx, term, cf.CheckpointLSN, "while postgres exits"); err != nil {
+			a.logger.Warn("report the shutdown checkpoint before the exit", "error", err)
+		}
+		return wrap(<-stopped)
+	}
 }
 
-// reportShutdown commits the shutdown checkpoint LSN for the leader.
+// reportShutdown commits the shutdown checkpoint LSN for the leader, from
+// pg_controldata once Postgres has stopped (when switchoverStop could not).
 func (a *Keeper) reportShutdown(ctx context.Context, term uint64) error {
 	cd, err := a.pg.ControlData(ctx)
 	if err != nil {
@@ -64,13 +97,19 @@ func (a *Keeper) reportShutdown(ctx context.Context, term uint64) error {
 	if !cd.CleanlyShutDown() {
 		return fmt.Errorf("postgres did not shut down cleanly (state %q): the switchover cannot go on", cd.State)
 	}
-	if err := a.pg.SetSwitchoverMarker(term, cd.CheckpointLSN); err != nil {
+	return a.proposeShutdown(ctx, term, cd.CheckpointLSN, "stopped")
+}
+
+// proposeShutdown notes the switchover marker, then commits the shutdown
+// checkpoint LSN.
+func (a *Keeper) proposeShutdown(ctx context.Context, term, lsn uint64, when string) error {
+	if err := a.pg.SetSwitchoverMarker(term, lsn); err != nil {
 		return err
 	}
-	_, err = a.log.Propose(ctx, &pb.Command{Cmd: &pb.Command_UpdateSwitchover{UpdateSwitchover: &pb.UpdateSwitchover{Term: term, ShutdownLsn: cd.CheckpointLSN}}}, 0)
+	_, err := a.log.Propose(ctx, &pb.Command{Cmd: &pb.Command_UpdateSwitchover{UpdateSwitchover: &pb.UpdateSwitchover{Term: term, ShutdownLsn: lsn}}}, 0)
 	if err != nil {
 		return fmt.Errorf("report the shutdown checkpoint: %w", err)
 	}
-	a.logger.Info("switchover: stopped cleanly", "shutdown_checkpoint", pgctl.FormatLSN(cd.CheckpointLSN), "term", term)
+	a.logger.Info("switchover: shutdown checkpoint reported", "shutdown_checkpoint", pgctl.FormatLSN(lsn), "term", term, "when", when)
 	return nil
 }

@@ -364,3 +364,40 @@ func (e *Env) StartWriting(ctx context.Context, dsnExtra string, wo WriterOption
 	w := StartWriter(ctx, wo)
 	return v, p, w, nil
 }
+
+// MissingWrites reads every row id of the bench table on node n and
+// counts the acknowledged writes (samples) it lacks: an acknowledged
+// INSERT lost by a switchover or failover. It answers the number checked
+// and the first few missing ids.
+func (e *Env) MissingWrites(ctx context.Context, n *lab.Node, samples []Sample) (checked int, missing []int64, err error) {
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	conn, err := e.Connect(cctx, DSN(n))
+	if err != nil {
+		return 0, nil, fmt.Errorf("connect to %s: %w", n.Name, err)
+	}
+	defer closeConn(conn)
+	rows, err := conn.Query(cctx, "SELECT id FROM "+TableName)
+	if err != nil {
+		return 0, nil, fmt.Errorf("read %s on %s: %w", TableName, n.Name, err)
+	}
+	have := map[int64]bool{}
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return 0, nil, fmt.Errorf("read %s on %s: %w", TableName, n.Name, err)
+		}
+		have[id] = true
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, nil, fmt.Errorf("read %s on %s: %w", TableName, n.Name, err)
+	}
+	for _, s := range samples {
+		if !have[s.ID] {
+			missing = append(missing, s.ID)
+		}
+	}
+	return len(samples), missing, nil
+}
