@@ -90,8 +90,13 @@ type Keeper struct {
 	// expectedStop: the next exit of Postgres was asked for (a fence or a
 	// stop), not a crash.
 	expectedStop atomic.Bool
-	lastErr      string // the reconciler's last error text (reconciler only)
-	sysID        uint64 // the data directory's system identifier, last seen (reconciler only)
+	// shutDownExiting: the switchover's stop found the shutdown checkpoint
+	// in pg_control; the postmaster, still exiting, can write nothing more
+	// and the watchdog does not fence it (a `fence` event after every
+	// switchover, and an immediate stop cutting its last WAL sends).
+	shutDownExiting atomic.Bool
+	lastErr         string // the reconciler's last error text (reconciler only)
+	sysID           uint64 // the data directory's system identifier, last seen (reconciler only)
 	// syncExclude: synchronous-set members being taken out of
 	// synchronous_standby_names before the FSM shrinks, in term syncTerm,
 	// which this node began as primary at syncTermAt (reconciler only).

@@ -450,7 +450,7 @@ func (a *Keeper) WatchdogTick(ctx context.Context) (next time.Time) {
 	a.guardTick()
 	a.wasRunning = running
 	next = a.clk.Now().Add(a.watchdogIdle())
-	if !running || a.standbyMode.Load() || a.stopping.Load() {
+	if !running || a.standbyMode.Load() || a.stopping.Load() || a.shutDownExiting.Load() {
 		return next
 	}
 	if !a.leaseValid() {

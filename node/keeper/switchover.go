@@ -53,7 +53,10 @@ const shutdownPoll = 5 * time.Millisecond
 // write gap no longer waits for. The leader still promotes only a target
 // that has received WAL past this checkpoint. When the early read fails
 // (another pg_control layout, a torn read), the next round reports it from
-// pg_controldata after the exit, as before.
+// pg_controldata after the exit, as before. Once the checkpoint is
+// there, the watchdog no longer fences this postmaster when the lease
+// moves to the target (shutDownExiting): it cannot write, and a fence
+// would record a `fence` event and could cut the last WAL sends short.
 func (a *Keeper) switchoverStop(ctx context.Context, term uint64) error {
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	if err := a.pg.Checkpoint(cctx); err != nil {
@@ -80,6 +83,8 @@ func (a *Keeper) switchoverStop(ctx context.Context, term uint64) error {
 		if err != nil || cf.State != pgctl.StateShutDown {
 			continue
 		}
+		a.shutDownExiting.Store(true)
+		defer a.shutDownExiting.Store(false)
 		if err := a.proposeShutdown(ctx, term, cf.CheckpointLSN, "while postgres exits"); err != nil {
 			a.logger.Warn("report the shutdown checkpoint before the exit", "error", err)
 		}

@@ -12,7 +12,8 @@ import (
 // checkpoint as soon as pg_control holds it, while its postmaster is still
 // exiting, and notes the marker first; while pg_control does not say "shut
 // down" (or cannot be read) nothing is reported before the exit, and the
-// next round reports it from pg_controldata, as before.
+// next round reports it from pg_controldata, as before. The watchdog does
+// not fence the exiting postmaster once its shutdown checkpoint is written.
 func TestSwitchoverStopReportsEarly(t *testing.T) {
 	const lsn = 0x3000100
 	for _, tc := range []struct {
@@ -49,9 +50,29 @@ func TestSwitchoverStopReportsEarly(t *testing.T) {
 			if !pg.Running() {
 				t.Fatal("the postmaster exited before it was released")
 			}
+			if got := k.shutDownExiting.Load(); got != tc.early {
+				t.Fatalf("shutDownExiting %v while the postmaster exits, want %v", got, tc.early)
+			}
+			if tc.early {
+				// The lease runs out while the postmaster still exits: the
+				// watchdog leaves a Postgres past its shutdown checkpoint
+				// alone (a fence would be a second Stop, held like the first).
+				clk.Advance(10 * time.Second)
+				ticked := make(chan struct{})
+				go func() { k.WatchdogTick(t.Context()); close(ticked) }()
+				select {
+				case <-ticked:
+				case <-time.After(2 * time.Second):
+					close(release)
+					t.Fatal("the watchdog fenced a Postgres that is past its shutdown checkpoint")
+				}
+			}
 			close(release)
 			if err := <-done; err != nil {
 				t.Fatal(err)
+			}
+			if k.shutDownExiting.Load() {
+				t.Fatal("shutDownExiting still set after the exit")
 			}
 			if !tc.early {
 				if reported != 0 {
