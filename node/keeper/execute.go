@@ -612,6 +612,19 @@ func identUsers(osUser string) []string {
 	return users
 }
 
+// adoptGuarded attaches to the guard, then takes the postmaster, with the
+// watchdog's guard upkeep held off in between (Keeper.guardMu).
+func (a *Keeper) adoptGuarded(ctx context.Context, act action) (pgctl.GuardStatus, error) {
+	a.guardMu.Lock()
+	defer a.guardMu.Unlock()
+	gs, err := a.pg.AdoptGuard(ctx, act.PID)
+	if err != nil {
+		return gs, err
+	}
+	a.standbyMode.Store(act.AsStandby || !gs.Armed)
+	return gs, a.pg.Adopt(act.PID)
+}
+
 // adopt takes over the postmaster and the guard the previous sidecar on
 // this host left running (planAdopt decided it may): the guard's
 // connection first, so that the postmaster is never this sidecar's without
@@ -620,12 +633,8 @@ func identUsers(osUser string) []string {
 // lease keeper renews it next); without it the local lease stays as it is
 // and the watchdog or the next action fences.
 func (a *Keeper) adopt(ctx context.Context, act action) error {
-	gs, err := a.pg.AdoptGuard(ctx, act.PID)
+	gs, err := a.adoptGuarded(ctx, act)
 	if err != nil {
-		return fmt.Errorf("adopt postmaster %d: %w", act.PID, err)
-	}
-	a.standbyMode.Store(act.AsStandby || !gs.Armed)
-	if err := a.pg.Adopt(act.PID); err != nil {
 		return fmt.Errorf("adopt postmaster %d: %w", act.PID, err)
 	}
 	inherit := act.InheritLease && gs.Armed && gs.Term == act.Term && gs.Left() > 0

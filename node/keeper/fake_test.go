@@ -42,6 +42,12 @@ type fakePG struct {
 	standbySignal bool
 	cdState       string
 	// controlFile, when set, answers ReadControlFile (under mu).
+	// adoptGuard, when set, answers AdoptGuard and lets Adopt take the
+	// postmaster over (beforeAdopt runs first); guardStops counts StopGuard calls
+	// that stopped a running guard.
+	adoptGuard  func(pid int) pgctl.GuardStatus
+	beforeAdopt func()
+	guardStops  int
 	// stopWait, when set, holds every Stop until it is closed.
 	stopWait    chan struct{}
 	controlFile func() *pgctl.ControlFile
@@ -231,15 +237,44 @@ func (p *fakePG) UpdateGuardDeadline(deadline time.Time, _ uint64) error {
 func (p *fakePG) GuardStatus(context.Context) (pgctl.GuardStatus, error) {
 	return pgctl.GuardStatus{}, pgctl.ErrNoGuard
 }
-func (p *fakePG) AdoptGuard(context.Context, int) (pgctl.GuardStatus, error) {
-	return pgctl.GuardStatus{}, pgctl.ErrNoGuard
+func (p *fakePG) AdoptGuard(_ context.Context, pid int) (pgctl.GuardStatus, error) {
+	p.mu.Lock()
+	adopt := p.adoptGuard
+	p.mu.Unlock()
+	if adopt == nil {
+		return pgctl.GuardStatus{}, pgctl.ErrNoGuard
+	}
+	p.mu.Lock()
+	p.guardOn = true
+	p.mu.Unlock()
+	return adopt(pid), nil
 }
-func (p *fakePG) Adopt(int) error { return pgctl.ErrNoGuard }
-func (p *fakePG) DetachGuard()    {}
+
+// Adopt takes the postmaster pid over when AdoptGuard is set up; it runs
+// beforeAdopt first (outside mu: it may run the keeper's other actors).
+func (p *fakePG) Adopt(int) error {
+	p.mu.Lock()
+	before := p.beforeAdopt
+	p.mu.Unlock()
+	if before != nil {
+		before()
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.adoptGuard == nil {
+		return pgctl.ErrNoGuard
+	}
+	p.running, p.exited = true, make(chan struct{})
+	return nil
+}
+func (p *fakePG) DetachGuard() {}
 
 func (p *fakePG) StopGuard() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.guardOn {
+		p.guardStops++
+	}
 	p.guardOn, p.guardArmed = false, time.Time{}
 }
 

@@ -16,6 +16,8 @@ const guardMargin = 100 * time.Millisecond
 // by WatchdogTick. While a start as primary is in flight the guard armed
 // before it (start) is kept.
 func (a *Keeper) guardTick() {
+	a.guardMu.Lock()
+	defer a.guardMu.Unlock()
 	if !a.pg.Running() && !a.startingPrimary.Load() {
 		a.pg.StopGuard()
 		return

@@ -90,6 +90,12 @@ type Keeper struct {
 	// expectedStop: the next exit of Postgres was asked for (a fence or a
 	// stop), not a crash.
 	expectedStop atomic.Bool
+	// guardMu: the watchdog's guard upkeep (guardTick) and an adoption
+	// (the guard's connection, then the postmaster) exclude each other:
+	// between those two steps Postgres is not yet this sidecar's, and a
+	// guardTick then closed the adopted guard's connection as that of a
+	// postmaster gone, leaving the guard unrenewed until it killed Postgres.
+	guardMu sync.Mutex
 	// shutDownExiting: the switchover's stop found the shutdown checkpoint
 	// in pg_control; the postmaster, still exiting, can write nothing more
 	// and the watchdog does not fence it (a `fence` event after every
