@@ -47,14 +47,18 @@ var HotStandbyDefaults = map[string]int64{
 	"max_locks_per_transaction": 64,
 }
 
-// StateShutDown is the cluster state of a primary's clean shutdown, in
-// pg_controldata's words (ControlData.State, ControlFile.State).
-const StateShutDown = "shut down"
+// StateShutDown and StateShutDownInRecovery are the cluster states of a
+// clean shutdown of a primary and of a standby, in pg_controldata's words
+// (ControlData.State, ControlFile.State).
+const (
+	StateShutDown           = "shut down"
+	StateShutDownInRecovery = "shut down in recovery"
+)
 
 // CleanlyShutDown reports whether the cluster was shut down cleanly (as a
 // primary or as a standby).
 func (d *ControlData) CleanlyShutDown() bool {
-	return d.State == StateShutDown || d.State == "shut down in recovery"
+	return d.State == StateShutDown || d.State == StateShutDownInRecovery
 }
 
 // ControlData runs pg_controldata -D DataDir (LC_ALL=C) and parses it. It

@@ -24,7 +24,7 @@ const (
 
 // dbStates are DBState's values (pg_control.h) in pg_controldata's words,
 // so that ControlFile.State compares with ControlData.State.
-var dbStates = []string{"starting up", "shut down", "shut down in recovery", "shutting down",
+var dbStates = []string{"starting up", StateShutDown, StateShutDownInRecovery, "shutting down",
 	"in crash recovery", "in archive recovery", "in production"}
 
 // ControlFile is what ReadControlFile reads from pg_control itself.

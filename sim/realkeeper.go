@@ -237,7 +237,7 @@ func (p *pgIO) ControlData(context.Context) (*pgctl.ControlData, error) {
 	if !g.hasData {
 		return nil, errors.New("sim: no data directory")
 	}
-	return &pgctl.ControlData{SystemIdentifier: simSysID, State: "shut down", TimelineID: g.t.num, CheckpointLSN: g.lsn}, nil
+	return &pgctl.ControlData{SystemIdentifier: simSysID, State: pgctl.StateShutDown, TimelineID: g.t.num, CheckpointLSN: g.lsn}, nil
 }
 
 // ReadControlFile: the sim runs no switchover (its only caller), so
