@@ -12,6 +12,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/hasidecar/hasidecar/bench/internal/benchkit"
 	"github.com/hasidecar/hasidecar/fsm"
+	"github.com/hasidecar/hasidecar/internal/lab"
 )
 
 type options struct {
@@ -167,7 +169,13 @@ func run(ctx context.Context, o options) error {
 	lost := -1
 	if runErr == nil {
 		v, err := env.WaitHealthy(ctx, o.healthy)
-		if p := env.Primary(v); err == nil && p != nil {
+		var p *lab.Node
+		if err == nil {
+			if p = env.Primary(v); p == nil {
+				err = errors.New("cluster show names no primary")
+			}
+		}
+		if err == nil {
 			checked, missing, err := env.MissingWrites(ctx, p, w.Samples())
 			if err != nil {
 				runErr = err
@@ -178,7 +186,7 @@ func run(ctx context.Context, o options) error {
 					runErr = fmt.Errorf("%d acknowledged INSERTs are not on the primary %s (first ids %v)", lost, p.Name, missing[:min(lost, 10)])
 				}
 			}
-		} else if err != nil {
+		} else {
 			runErr = fmt.Errorf("after the switchovers: %w", err)
 		}
 	}

@@ -368,7 +368,7 @@ func (e *Env) StartWriting(ctx context.Context, dsnExtra string, wo WriterOption
 // MissingWrites reads every row id of the bench table on node n and
 // counts the acknowledged writes (samples) it lacks: an acknowledged
 // INSERT lost by a switchover or failover. It answers the number checked
-// and the first few missing ids.
+// and the missing ids, in the writer's order.
 func (e *Env) MissingWrites(ctx context.Context, n *lab.Node, samples []Sample) (checked int, missing []int64, err error) {
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
