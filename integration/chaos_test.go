@@ -524,7 +524,7 @@ func (r *round) frozenHost() {
 	tli := nodeView(r.view(np), np).GetTimeline()
 	r.s.followsOn(old, np, tli, 90*time.Second)
 	dw.stop()
-	dw.check(r.t, f.at, promotedAt, np)
+	dw.check(r.t, f.at, promotedAt, np, false) // the chaos lab is synchronous
 	r.note = fmt.Sprintf("frozen %s, %s promoted %s after the freeze", frozen.Round(100*time.Millisecond), np,
 		promotedAt.Sub(f.at).Round(10*time.Millisecond))
 }

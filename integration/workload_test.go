@@ -257,6 +257,21 @@ func (w *writer) lastAck() time.Time {
 	return w.ackAt[len(w.ackAt)-1]
 }
 
+// ackedAround splits the acknowledged ids into those acknowledged before at
+// and the others.
+func (w *writer) ackedAround(at time.Time) (before, after []int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for i, id := range w.acked {
+		if w.ackAt[i].Before(at) {
+			before = append(before, id)
+		} else {
+			after = append(after, id)
+		}
+	}
+	return before, after
+}
+
 func (w *writer) ackedIDs() []int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
