@@ -51,7 +51,7 @@ test-unit:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseDetails$$' -fuzztime $(FUZZTIME) ./clusterconf/
 
 test-integration:
-	$(GO) test -count=1 -timeout 40m -v ./integration/... 2>&1 | tee integration.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go' ; test $${PIPESTATUS[0]} -eq 0
+	$(GO) test -count=1 -timeout 40m -v ./integration/... 2>&1 | tee integration.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go' ; rc=$${PIPESTATUS[0]}; [ $$rc -eq 0 ] || scripts/test-failures.sh integration.log; exit $$rc
 
 ## chaos: the long form of TestChaos (make test runs each fault once, seed 1):
 ## CHAOS_ROUNDS seeded faults (default 30: each of the 15 faults twice); a random
@@ -59,7 +59,7 @@ test-integration:
 CHAOS_ROUNDS ?= 30
 CHAOS_SEED   ?= $(shell date +%s)
 chaos:
-	CHAOS_ROUNDS=$(CHAOS_ROUNDS) CHAOS_SEED=$(CHAOS_SEED) $(GO) test -count=1 -timeout 90m -v -run 'TestChaos$$' ./integration/ 2>&1 | tee chaos.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go' ; test $${PIPESTATUS[0]} -eq 0
+	CHAOS_ROUNDS=$(CHAOS_ROUNDS) CHAOS_SEED=$(CHAOS_SEED) $(GO) test -count=1 -timeout 90m -v -run 'TestChaos$$' ./integration/ 2>&1 | tee chaos.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go' ; rc=$${PIPESTATUS[0]}; [ $$rc -eq 0 ] || scripts/test-failures.sh chaos.log; exit $$rc
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi

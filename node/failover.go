@@ -16,8 +16,8 @@ import (
 // standby promote. It runs on the leader; a follower sends the caller
 // there (not_leader), so the leader checks the operator's own certificate.
 func (s *clusterService) Failover(ctx context.Context, req *pb.FailoverRequest) (*pb.FailoverResponse, error) {
-	if !s.n.isLeader() {
-		return nil, s.n.notLeader()
+	if err := s.n.requireLeader(ctx); err != nil {
+		return nil, err
 	}
 	return s.n.manualFailover(ctx, req)
 }

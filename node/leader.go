@@ -40,20 +40,20 @@ func (n *Node) startLeaderLoop(parent context.Context) {
 		return
 	}
 	ctx, cancel := context.WithCancel(parent)
-	done := make(chan struct{})
-	n.leaderCancel, n.leaderDone = cancel, done
+	done, ready := make(chan struct{}), make(chan struct{})
+	n.leaderCancel, n.leaderDone, n.leaderReady = cancel, done, ready
 	n.metrics.leaderChanges.Inc()
 	n.logger.Info("became raft leader: starting the decision loop")
 	n.goLoop(func() {
 		defer close(done)
-		n.leaderLoop(ctx)
+		n.leaderLoop(ctx, ready)
 	})
 }
 
 func (n *Node) stopLeaderLoop() {
 	n.leaderMu.Lock()
 	cancel, done := n.leaderCancel, n.leaderDone
-	n.leaderCancel, n.leaderDone = nil, nil
+	n.leaderCancel, n.leaderDone, n.leaderReady = nil, nil, nil
 	n.leaderMu.Unlock()
 	if cancel == nil {
 		return
@@ -63,11 +63,13 @@ func (n *Node) stopLeaderLoop() {
 	<-done
 }
 
-// leaderLoop: Barrier (apply everything earlier leaders committed), establish
+// leaderLoop: Barrier (apply everything earlier leaders committed; then
+// ready is closed, and the leader-only handlers answer), establish
 // leadership (name the cluster on first start), then run the decisions.
-func (n *Node) leaderLoop(ctx context.Context) {
+func (n *Node) leaderLoop(ctx context.Context, ready chan struct{}) {
 	for {
 		if err := n.raft.Barrier(5 * time.Second).Error(); err == nil {
+			close(ready)
 			break
 		} else {
 			n.logger.Warn("leader barrier", "error", err)

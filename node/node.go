@@ -78,6 +78,10 @@ type Node struct {
 	leaderMu     sync.Mutex
 	leaderCancel context.CancelFunc
 	leaderDone   chan struct{}
+	// leaderReady is closed once this leadership's Barrier has applied
+	// everything earlier leaders committed (nil while not leading): see
+	// requireLeader.
+	leaderReady chan struct{}
 	// memberMu orders the Raft membership changes of joins and of the
 	// leader's voter management: each counts the voters only after the
 	// previous change committed.
@@ -330,6 +334,48 @@ func (n *Node) self() *pb.Node { return fsm.NodeByName(n.fsm.State(), n.cfg.Name
 
 // isLeader reports whether this node is the Raft leader.
 func (n *Node) isLeader() bool { return n.raft != nil && n.raft.State() == raft.Leader }
+
+// leaderReadyWait bounds how long a leader-only call waits for a new
+// leader's Barrier before answering no_leader (the caller asks again).
+const leaderReadyWait = 5 * time.Second
+
+// requireLeader is the gate of every leader-only call that reads the state
+// to decide or to answer: this node leads Raft (else the not_leader answer)
+// and its FSM holds everything earlier leaders committed. A node that has
+// just won an election, or been handed the leadership, applies the last
+// entries its predecessor committed only once its own first entry commits
+// (leaderLoop's Barrier); before that it would answer from a state that
+// lacks what an operator was just told was done (a cancelled schedule
+// still shown, a stored one refused as "nothing is scheduled").
+func (n *Node) requireLeader(ctx context.Context) error {
+	deadline := time.Now().Add(leaderReadyWait)
+	for {
+		if !n.isLeader() {
+			return n.notLeader()
+		}
+		n.leaderMu.Lock()
+		ready := n.leaderReady
+		n.leaderMu.Unlock()
+		if ready != nil {
+			select {
+			case <-ready:
+				return nil
+			default:
+			}
+		}
+		if time.Now().After(deadline) {
+			return status.Errorf(codes.Unavailable, "%s%s leads Raft but is still applying what earlier leaders committed", noLeaderPrefix, n.cfg.Name)
+		}
+		// Not ready yet (or its duties not started): leadership is
+		// re-checked every few milliseconds, so a lost one answers
+		// not_leader at once.
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
 
 // leaderGRPC returns the gRPC address and name of the current Raft leader.
 func (n *Node) leaderGRPC() (addr, name string, err error) {

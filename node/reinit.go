@@ -19,8 +19,8 @@ const ReasonReinit = "an operator asked for it (hasidecar reinit)"
 // while a primary runs to clone from. It runs on the leader (not_leader
 // elsewhere), so the leader checks the operator's own certificate.
 func (s *clusterService) Reinit(ctx context.Context, req *pb.ReinitRequest) (*pb.ReinitResponse, error) {
-	if !s.n.isLeader() {
-		return nil, s.n.notLeader()
+	if err := s.n.requireLeader(ctx); err != nil {
+		return nil, err
 	}
 	return s.n.reinit(ctx, req)
 }
@@ -76,8 +76,8 @@ func (n *Node) reinit(ctx context.Context, req *pb.ReinitRequest) (*pb.ReinitRes
 // first, or pause the cluster). Leader only, like every operator verb.
 func (s *clusterService) SetMaintenance(ctx context.Context, req *pb.SetMaintenanceRequest) (*pb.SetMaintenanceResponse, error) {
 	n := s.n
-	if !n.isLeader() {
-		return nil, n.notLeader()
+	if err := n.requireLeader(ctx); err != nil {
+		return nil, err
 	}
 	st := n.fsm.State()
 	target := fsm.NodeByName(st, req.Name)

@@ -28,8 +28,8 @@ const scheduleMaxWait = time.Second
 
 // Schedule is `switchover --scheduled` / `restart --scheduled`: leader only.
 func (s *clusterService) Schedule(ctx context.Context, req *pb.ScheduleRequest) (*pb.ScheduleResponse, error) {
-	if !s.n.isLeader() {
-		return nil, s.n.notLeader()
+	if err := s.n.requireLeader(ctx); err != nil {
+		return nil, err
 	}
 	return s.n.schedule(ctx, req)
 }
@@ -37,8 +37,8 @@ func (s *clusterService) Schedule(ctx context.Context, req *pb.ScheduleRequest) 
 // CancelScheduled is `switchover --cancel`: leader only.
 func (s *clusterService) CancelScheduled(ctx context.Context, _ *pb.CancelScheduledRequest) (*pb.CancelScheduledResponse, error) {
 	n := s.n
-	if !n.isLeader() {
-		return nil, n.notLeader()
+	if err := n.requireLeader(ctx); err != nil {
+		return nil, err
 	}
 	st := n.fsm.State()
 	op := st.GetScheduled()

@@ -49,11 +49,14 @@ func (n *Node) leaderClient() (pb.ClusterServiceClient, error) {
 	return pb.NewClusterServiceClient(conn), nil
 }
 
-// Show answers from the leader, which holds every sidecar's latest report;
-// when the leader cannot be reached it answers from the local FSM with the
-// status of other nodes unknown.
+// Show answers from the leader, which holds every sidecar's latest report
+// (a new leader once it has applied what its predecessor committed:
+// requireLeader); when the leader cannot be reached it answers from the
+// local FSM with the status of other nodes unknown.
 func (s *clusterService) Show(ctx context.Context, req *pb.ShowRequest) (*pb.ShowResponse, error) {
-	if c, err := s.n.leaderClient(); err == nil && c != nil {
+	c, err := s.n.leaderClient()
+	switch {
+	case err == nil && c != nil:
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		resp, err := c.Show(cctx, req)
 		cancel()
@@ -61,6 +64,13 @@ func (s *clusterService) Show(ctx context.Context, req *pb.ShowRequest) (*pb.Sho
 			return resp, nil
 		}
 		s.n.logger.Debug("show: leader did not answer, answering locally", "error", err)
+	case err == nil:
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := s.n.requireLeader(cctx)
+		cancel()
+		if err != nil {
+			s.n.logger.Debug("show: this new leader's state is not caught up yet, answering from it anyway", "error", err)
+		}
 	}
 	return s.n.clusterView(s.n.refreshReports(ctx, true)), nil
 }
@@ -300,8 +310,8 @@ func (s *clusterService) Events(ctx context.Context, req *pb.EventsRequest) (*pb
 }
 
 func (s *clusterService) SetPaused(ctx context.Context, req *pb.SetPausedRequest) (*pb.SetPausedResponse, error) {
-	if !s.n.isLeader() {
-		return nil, s.n.notLeader()
+	if err := s.n.requireLeader(ctx); err != nil {
+		return nil, err
 	}
 	paused := req.Paused
 	_, err := s.n.Propose(ctx, &pb.Command{Cmd: &pb.Command_SetSettings{SetSettings: &pb.SetSettings{Paused: &paused}}})

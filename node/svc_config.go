@@ -35,8 +35,8 @@ const configProbeTimeout = time.Second
 
 func (s *configService) Show(ctx context.Context, _ *pb.ConfigShowRequest) (*pb.ConfigShowResponse, error) {
 	n := s.n
-	if !n.isLeader() {
-		return nil, n.notLeader()
+	if err := n.requireLeader(ctx); err != nil {
+		return nil, err
 	}
 	st := n.fsm.State()
 	resp := &pb.ConfigShowResponse{Settings: proto.Clone(settingsOf(st)).(*pb.Settings), AnsweredBy: n.cfg.Name}
@@ -98,8 +98,8 @@ func settingsOf(st *pb.ClusterState) *pb.Settings {
 // key or value is refused with the key named, and nothing is proposed.
 func (s *configService) Set(ctx context.Context, req *pb.ConfigSetRequest) (*pb.ConfigSetResponse, error) {
 	n := s.n
-	if !n.isLeader() {
-		return nil, n.notLeader()
+	if err := n.requireLeader(ctx); err != nil {
+		return nil, err
 	}
 	cur := settingsOf(n.fsm.State())
 	version := cur.ConfigVersion
@@ -222,8 +222,8 @@ func (s *peerService) CheckParameters(ctx context.Context, req *pb.CheckParamete
 // History lists the config_changed events the events table holds.
 func (s *configService) History(ctx context.Context, req *pb.ConfigHistoryRequest) (*pb.ConfigHistoryResponse, error) {
 	n := s.n
-	if !n.isLeader() {
-		return nil, n.notLeader()
+	if err := n.requireLeader(ctx); err != nil {
+		return nil, err
 	}
 	st := n.fsm.State()
 	resp := &pb.ConfigHistoryResponse{}

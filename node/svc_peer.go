@@ -137,8 +137,8 @@ func (n *Node) addRaftServer(name, addr string, maxVoters int) (voter bool, err 
 
 // removeNode unregisters a node: Raft membership first, then the row.
 func (n *Node) removeNode(ctx context.Context, req *pb.RemoveNodeRequest) (*pb.RemoveNodeResponse, error) {
-	if !n.isLeader() {
-		return nil, n.notLeader()
+	if err := n.requireLeader(ctx); err != nil {
+		return nil, err
 	}
 	st := n.fsm.State()
 	row := fsm.NodeByID(st, req.NodeId)

@@ -28,8 +28,8 @@ import (
 // Switchover is `hasidecar switchover --to NAME`; it runs on the leader (a
 // follower answers not_leader).
 func (s *clusterService) Switchover(ctx context.Context, req *pb.SwitchoverRequest) (*pb.SwitchoverResponse, error) {
-	if !s.n.isLeader() {
-		return nil, s.n.notLeader()
+	if err := s.n.requireLeader(ctx); err != nil {
+		return nil, err
 	}
 	return s.n.switchover(ctx, req)
 }
