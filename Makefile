@@ -4,6 +4,9 @@ SHELL := /bin/bash
 # them when missing).
 GO       ?= go
 BIN      := bin/hasidecar
+# The guard beside every postmaster (internal/guardcmd): found by the agent
+# in its own directory, so it is always built next to BIN.
+GUARD_BIN := bin/hasidecar-guard
 VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X github.com/hasidecar/hasidecar/node.Version=$(VERSION)
 # Unit-test packages, all under the race detector (pgctl's tests run real
@@ -17,6 +20,7 @@ all: build
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/hasidecar
+	$(GO) build -ldflags "-s -w" -o $(GUARD_BIN) ./cmd/hasidecar-guard
 
 ## test: everything CI runs: unit tests (with -race), pgctl against real
 ## Postgres, and the integration suite with real processes.

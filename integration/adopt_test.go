@@ -1,11 +1,14 @@
 package integration
 
 import (
+	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"testing"
 	"time"
 
+	"github.com/hasidecar/hasidecar/internal/guardcmd"
 	"github.com/hasidecar/hasidecar/internal/lab"
 )
 
@@ -66,6 +69,15 @@ func TestSidecarRestart(t *testing.T) {
 		}
 		s.waitHealthy(30 * time.Second)
 		s.assertTerm(name, term)
+		// One guard, still, and the small binary `make build` installs
+		// beside the sidecar's (the harness builds both).
+		guards := guardsOf(n.Config.StateDir)
+		if len(guards) != 1 {
+			t.Fatalf("%s: %d guards listen on its control socket after the restart (pids %v), want 1", name, len(guards), guards)
+		}
+		if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", guards[0])); err != nil || filepath.Base(exe) != guardcmd.Binary {
+			t.Fatalf("%s: its guard (pid %d) runs %q (%v), want %s", name, guards[0], exe, err, guardcmd.Binary)
+		}
 	}
 	if ev := s.events(s.primary, "failover"); len(ev) != 0 {
 		t.Fatalf("failover events: %v", ev)

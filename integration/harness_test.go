@@ -24,6 +24,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/hasidecar/hasidecar/config"
+	"github.com/hasidecar/hasidecar/internal/guardcmd"
 	"github.com/hasidecar/hasidecar/internal/lab"
 	"github.com/hasidecar/hasidecar/internal/showdoc"
 	pb "github.com/hasidecar/hasidecar/proto/hasidecar/v1"
@@ -40,11 +41,18 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binPath = filepath.Join(dir, "hasidecar")
-	build := exec.Command("go", "build", "-o", binPath, "../cmd/hasidecar")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build hasidecar:", err)
-		os.Exit(1)
+	// The guard binary beside it, where the agent looks for it (as
+	// `make build` puts it): the suite runs the guards as installed.
+	for _, b := range [][]string{
+		{"-o", binPath, "../cmd/hasidecar"},
+		{"-ldflags", "-s -w", "-o", filepath.Join(dir, guardcmd.Binary), "../cmd/hasidecar-guard"},
+	} {
+		build := exec.Command("go", append([]string{"build"}, b...)...)
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "build", b[len(b)-1]+":", err)
+			os.Exit(1)
+		}
 	}
 	code := m.Run()
 	_ = os.RemoveAll(dir)

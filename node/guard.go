@@ -12,10 +12,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hasidecar/hasidecar/internal/guardcmd"
 	"github.com/hasidecar/hasidecar/pgctl"
 )
 
-// pgGuard is the independent watchdog process (`hasidecar pgguard`, see
+// pgGuard is the independent watchdog process (hasidecar-guard or
+// `hasidecar pgguard`: guardCommand; see
 // pgctl/guard.go) beside a running postmaster: it kills Postgres when the
 // write deadline this sidecar gave it passes, i.e. when the sidecar is frozen,
 // dead or restarting too slowly and cannot fence. Unless
@@ -102,14 +104,36 @@ func sameDeadline(a, b string) bool {
 	return d > -10e6 && d < 10e6
 }
 
-func (p *pgPostgres) startGuard(pm int) (*pgGuard, error) {
+// guardCommand is the program that runs the guard and the arguments before
+// its flags: hasidecar-guard when it is installed beside this binary (a
+// few MB resident instead of the whole sidecar's pages), else this binary's
+// own hidden `pgguard` verb (the same flags: internal/guardcmd).
+func guardCommand() (string, []string, error) {
 	self, err := os.Executable()
+	if err != nil {
+		return "", nil, fmt.Errorf("find the guard program: %w", err)
+	}
+	prog, args := guardCommandBeside(self)
+	return prog, args, nil
+}
+
+func guardCommandBeside(self string) (string, []string) {
+	small := filepath.Join(filepath.Dir(self), guardcmd.Binary)
+	if fi, err := os.Stat(small); err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0 {
+		return small, nil
+	}
+	return self, []string{"pgguard"}
+}
+
+func (p *pgPostgres) startGuard(pm int) (*pgGuard, error) {
+	prog, args, err := guardCommand()
 	if err != nil {
 		return nil, err
 	}
-	args := []string{"pgguard", "--postmaster", strconv.Itoa(pm)}
 	if pm == 0 {
-		args = []string{"pgguard", "--data-dir", p.ctl.Options().DataDir}
+		args = append(args, "--data-dir", p.ctl.Options().DataDir)
+	} else {
+		args = append(args, "--postmaster", strconv.Itoa(pm))
 	}
 	if !p.cfg.Postgres.StopOnExit {
 		if err := os.MkdirAll(filepath.Dir(p.guardSocket()), 0o700); err != nil {
@@ -123,7 +147,7 @@ func (p *pgPostgres) startGuard(pm int) (*pgGuard, error) {
 		o := p.ctl.Options()
 		args = append(args, "--gate-socket", o.SocketDir, "--gate-port", strconv.Itoa(o.Port), "--gate-user", o.Superuser)
 	}
-	cmd := exec.Command(self, args...)
+	cmd := exec.Command(prog, args...)
 	w, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, err
@@ -134,7 +158,7 @@ func (p *pgPostgres) startGuard(pm int) (*pgGuard, error) {
 	// stop_on_exit, else at the last deadline unless a new sidecar attached.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s pgguard: %w", self, err)
+		return nil, fmt.Errorf("start the postgres guard %s: %w", prog, err)
 	}
 	done := make(chan struct{})
 	g := &pgGuard{w: w, pid: pm, done: done}

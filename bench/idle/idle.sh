@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idle cost of a lab: CPU (% of one core) and RSS of every hasidecar
-# process (agents, witness, pgguard) over WINDOW seconds of a lab at rest
+# process (agents, witness, guards: hasidecar-guard, or `hasidecar pgguard`
+# when no hasidecar-guard is beside BIN) over WINDOW seconds of a lab at rest
 # (2 standbys + witness), after SETTLE seconds. Prints one line per process
 # and the total. Run under the shared lock on a shared machine:
 #   flock /tmp/heavy.lock bench/idle/idle.sh      (or: make bench-idle)
@@ -24,11 +25,11 @@ trap cleanup EXIT
 sleep "$SETTLE"
 
 # Only this lab's processes: their command line names a file under DIR.
-pids() { pgrep -f " (agent|pgguard) .*$DIR/" || true; }
+pids() { pgrep -f "( agent| pgguard|/hasidecar-guard) .*$DIR/" || true; }
 ticks() { awk '{print $14+$15}' "/proc/$1/stat" 2>/dev/null || echo -1; }
 label() {
 	local cmd; cmd=$(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null || true)
-	local kind=agent; [[ $cmd == *pgguard* ]] && kind=pgguard
+	local kind=agent; [[ $cmd == *" pgguard "* || $cmd == *hasidecar-guard* ]] && kind=guard
 	local node; node=$(grep -o "$DIR/[^/ ]*" <<<"$cmd" | head -1); node=${node#"$DIR"/}
 	echo "$kind $node"
 }
